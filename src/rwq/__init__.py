@@ -1,0 +1,27 @@
+"""rwq: a reliable Redis work queue whose terminal UI is a sandboxed plugin platform."""
+
+from __future__ import annotations
+
+from rwq.config import Settings
+from rwq.errors import RwqError
+from rwq.queue.admin import Admin
+from rwq.queue.broker import Broker
+from rwq.queue.job import Job
+from rwq.queue.producer import JobSpec, Producer
+from rwq.queue.worker import PermanentFailure, Worker, WorkerOptions
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Admin",
+    "Broker",
+    "Job",
+    "JobSpec",
+    "PermanentFailure",
+    "Producer",
+    "RwqError",
+    "Settings",
+    "Worker",
+    "WorkerOptions",
+    "__version__",
+]

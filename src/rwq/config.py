@@ -1,0 +1,131 @@
+"""Settings: one object built from ``rwq.yaml``, then ``RWQ_*`` variables, then flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rwq.errors import ConfigError
+
+CONFIG_FILE = "rwq.yaml"
+ENV_PREFIX = "RWQ_"
+
+
+def default_state_dir() -> Path:
+    """The XDG state directory of rwq (``$XDG_STATE_HOME/rwq``)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "rwq"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a rwq process is configured with; passed down, never read from globals."""
+
+    redis_url: str | None = None
+    """``redis://``, ``rediss://``, ``unix://`` or ``redis+cluster://``; None = embedded Valkey."""
+    state_dir: Path = field(default_factory=default_state_dir)
+    persistence: bool = True
+    """Persistence of the embedded server (AOF); tests turn it off."""
+    prefix: str = "rwq"
+    payload_limit: int = 512 * 1024
+    history_limit: int = 1000
+    events_maxlen: int = 10_000
+    heartbeat_interval: float = 1.0
+    heartbeat_ttl: float = 10.0
+    reaper_interval: float = 5.0
+    max_retries: int = 3
+    backoff_base: float = 1.0
+    backoff_max: float = 300.0
+    read_only: bool = False
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied; ``None`` values are ignored (unset flags)."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, **given)
+
+    @classmethod
+    def load(
+        cls,
+        config_path: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        **flags: Any,
+    ) -> Settings:
+        """Build settings from the config file, then the environment, then ``flags``.
+
+        Args:
+            config_path: a YAML file; defaults to ``$RWQ_CONFIG`` or ``./rwq.yaml`` if present.
+            env: the environment to read ``RWQ_*`` from (``os.environ`` by default).
+            flags: command-line values; ``None`` means "not given".
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        path = config_path or (Path(env["RWQ_CONFIG"]) if env.get("RWQ_CONFIG") else None)
+        if path is None and Path(CONFIG_FILE).is_file():
+            path = Path(CONFIG_FILE)
+        if path is not None:
+            values.update(_read_file(path))
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f"${ENV_PREFIX}{f.name.upper()}", f.name, raw, f.type)
+        for name, value in flags.items():
+            if value is not None:
+                values[name] = value
+        return cls(**values)
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(path), "-", "file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), "-", f"not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "-", "expected a mapping of settings")
+    out: dict[str, Any] = {}
+    for key, raw in data.items():
+        name = str(key).replace("-", "_")
+        if name not in _FIELD_TYPES:
+            known = ", ".join(sorted(_FIELD_TYPES))
+            raise ConfigError(str(path), str(key), f"unknown setting (known: {known})")
+        out[name] = _coerce(str(path), name, raw, _FIELD_TYPES[name])
+    return out
+
+
+def _coerce(source: str, name: str, raw: Any, type_: Any) -> Any:
+    kind = str(type_)
+    try:
+        if "bool" in kind:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(f"expected a boolean, got {raw!r}")
+        if "Path" in kind:
+            return Path(str(raw)).expanduser()
+        if "float" in kind:
+            return float(raw)
+        if "int" in kind:
+            if isinstance(raw, float) or (isinstance(raw, str) and not raw.strip().isdigit()):
+                raise ValueError(f"expected a whole number, got {raw!r}")
+            return int(raw)
+        if raw is None:
+            return None
+        return str(raw)
+    except ValueError as exc:
+        raise ConfigError(source, name, str(exc)) from None

@@ -1,0 +1,343 @@
+"""Admin operations: stats, peek, dead letters, requeue, purge, pause/resume, workers.
+
+The CLI (``rwq admin``), the TUI and the plugin host API all call these; destructive ones
+refuse in read-only mode and report how many jobs they touched.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rwq.errors import RwqError
+from rwq.queue.broker import Broker
+from rwq.queue.job import Job
+
+PEEK_TARGETS = ("pending", "scheduled", "dead", "completed", "processing")
+PURGE_TARGETS = ("pending", "scheduled", "dead", "completed")
+
+
+class AdminError(RwqError):
+    """An admin operation was refused or given bad arguments."""
+
+
+class UnknownQueue(AdminError):
+    def __init__(self, queue: str, known: Sequence[str]) -> None:
+        self.queue = queue
+        listed = ", ".join(known) if known else "none yet"
+        super().__init__(f"unknown queue {queue!r} (known queues: {listed})")
+
+
+class ReadOnlyMode(AdminError):
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+        super().__init__(f"{operation} refused: rwq is in read-only mode")
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    queue: str
+    pending: int
+    processing: int
+    scheduled: int
+    dead: int
+    completed_total: int
+    failed_total: int
+    retried_total: int
+    dead_total: int
+    enqueued_total: int
+    paused: bool
+    oldest_pending_age_s: float | None
+    throughput_1m: int
+    """Jobs completed in the last 60 seconds."""
+    failed_1m: int
+
+
+@dataclass(frozen=True)
+class Stats:
+    queues: list[QueueStats]
+    workers: int
+    taken_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "queues": [asdict(q) for q in self.queues],
+            "workers": self.workers,
+            "taken_at": self.taken_at,
+        }
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    state: str
+    alive: bool
+    last_heartbeat: float | None
+    """Epoch ms of the last heartbeat (None once its lease expired)."""
+    processed: int
+    failed: int
+    current_jobs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DeadPage:
+    total: int
+    """How many dead letters match the filters."""
+    jobs: list[Job]
+
+
+class Admin:
+    """Admin operations over a :class:`Broker`."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.client = broker.client
+
+    def _check_queue(self, queue: str) -> str:
+        known = self.broker.queues()
+        if queue not in known:
+            raise UnknownQueue(queue, known)
+        return queue
+
+    def _check_writable(self, operation: str) -> None:
+        if self.broker.settings.read_only:
+            raise ReadOnlyMode(operation)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def stats(self, queues: Sequence[str] | None = None) -> Stats:
+        names = [self._check_queue(q) for q in queues] if queues else self.broker.queues()
+        worker_ids = list(self.client.hkeys(self.broker.keys.workers))
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            qk = self.broker.queue_keys(name)
+            self.broker.scripts.stats(keys=[qk.tag], args=worker_ids, client=pipe)
+        rows = pipe.execute() if names else []
+        out = []
+        for name, row in zip(names, rows, strict=True):
+            pending, scheduled, dead, processing, paused, oldest, now, done, failed, flat = row
+            counters = dict(zip(flat[::2], (int(v) for v in flat[1::2]), strict=True))
+            age = (float(now) - float(oldest)) / 1000 if oldest else None
+            out.append(
+                QueueStats(
+                    queue=name,
+                    pending=int(pending),
+                    processing=int(processing),
+                    scheduled=int(scheduled),
+                    dead=int(dead),
+                    completed_total=counters.get("processed", 0),
+                    failed_total=counters.get("failed", 0),
+                    retried_total=counters.get("retried", 0),
+                    dead_total=counters.get("dead", 0),
+                    enqueued_total=counters.get("enqueued", 0),
+                    paused=bool(paused),
+                    oldest_pending_age_s=round(max(age, 0.0), 3) if age is not None else None,
+                    throughput_1m=int(done),
+                    failed_1m=int(failed),
+                )
+            )
+        return Stats(out, len(worker_ids), time.time())
+
+    def throughput(self, queue: str, seconds: int = 60) -> tuple[list[int], list[int]]:
+        """Completed and failed counts per second for the last ``seconds``, oldest first."""
+        if not 1 <= seconds <= 3600:
+            raise AdminError(f"seconds must be 1-3600, got {seconds}")
+        qk = self.broker.queue_keys(self._check_queue(queue))
+        raw = self.broker.scripts.throughput(keys=[qk.tag], args=[seconds])
+        values = [int(v) for v in raw[1:]]
+        return values[:seconds], values[seconds:]
+
+    def peek(self, queue: str, n: int = 10, target: str = "pending") -> list[Job]:
+        """The next ``n`` jobs of ``target`` (pending in run order; dead newest first)."""
+        if target not in PEEK_TARGETS:
+            raise AdminError(f"target must be one of {', '.join(PEEK_TARGETS)}, got {target!r}")
+        if n < 1:
+            raise AdminError(f"n must be at least 1, got {n}")
+        qk = self.broker.queue_keys(self._check_queue(queue))
+        if target == "completed":
+            rows = self.client.lrange(qk.completed, 0, n - 1)
+            return [Job.from_fields(json.loads(raw), queue=queue) for raw in rows]
+        if target == "processing":
+            ids: list[str] = []
+            for worker_id in self.client.hkeys(self.broker.keys.workers):
+                ids.extend(self.client.zrange(qk.processing(worker_id), 0, n - 1))
+            ids = ids[:n]
+        elif target == "dead":
+            ids = self.client.zrevrange(qk.dead, 0, n - 1)
+        else:
+            ids = self.client.zrange(getattr(qk, target), 0, n - 1)
+        return self._load(queue, ids)
+
+    def job(self, queue: str, job_id: str) -> Job | None:
+        jobs = self._load(self._check_queue(queue), [job_id])
+        return jobs[0] if jobs else None
+
+    def _load(self, queue: str, ids: Sequence[str]) -> list[Job]:
+        if not ids:
+            return []
+        qk = self.broker.queue_keys(queue)
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(qk.job(job_id))
+        return [
+            Job.from_fields(f, job_id, queue)
+            for job_id, f in zip(ids, pipe.execute(), strict=True)
+            if f
+        ]
+
+    def dlq_list(
+        self,
+        *,
+        queue: str | None = None,
+        tenant: str | None = None,
+        error: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> DeadPage:
+        """Dead letters, newest first, filtered by queue, tenant and error text (substring,
+        case-insensitive), paged by ``offset``/``limit``."""
+        if offset < 0 or limit < 1:
+            raise AdminError("offset must be >= 0 and limit >= 1")
+        names = [self._check_queue(queue)] if queue else self.broker.queues()
+        needle = error.lower() if error else None
+        matched: list[Job] = []
+        for name in names:
+            for job in self._iter_dead(name):
+                if tenant is not None and job.tenant != tenant:
+                    continue
+                if needle is not None and needle not in (job.last_error or "").lower():
+                    continue
+                matched.append(job)
+        matched.sort(key=lambda j: j.dead_at or 0, reverse=True)
+        return DeadPage(len(matched), matched[offset : offset + limit])
+
+    def _iter_dead(self, queue: str, chunk: int = 500) -> Any:
+        qk = self.broker.queue_keys(queue)
+        start = 0
+        while True:
+            ids = self.client.zrevrange(qk.dead, start, start + chunk - 1)
+            if not ids:
+                return
+            yield from self._load(queue, ids)
+            start += chunk
+
+    def workers(self) -> list[WorkerInfo]:
+        keys = self.broker.keys
+        registered = self.client.hgetall(keys.workers)
+        out: list[WorkerInfo] = []
+        for worker_id, raw in sorted(registered.items()):
+            try:
+                info = json.loads(raw)
+            except ValueError:
+                info = {}
+            beat_raw = self.client.get(keys.heartbeat(worker_id))
+            beat = json.loads(beat_raw) if beat_raw else {}
+            queues = list(info.get("queues", []))
+            current: list[str] = []
+            for q in queues:
+                current.extend(
+                    self.client.zrange(self.broker.queue_keys(q).processing(worker_id), 0, -1)
+                )
+            out.append(
+                WorkerInfo(
+                    id=worker_id,
+                    host=str(info.get("host", "")),
+                    pid=int(info.get("pid", 0)),
+                    queues=queues,
+                    concurrency=int(info.get("concurrency", 1)),
+                    state=str(beat.get("state", "lost")),
+                    alive=bool(beat_raw),
+                    last_heartbeat=beat.get("ts"),
+                    processed=int(beat.get("processed", 0)),
+                    failed=int(beat.get("failed", 0)),
+                    current_jobs=current,
+                )
+            )
+        return out
+
+    # -- changing ----------------------------------------------------------------------------
+
+    def requeue(
+        self,
+        ids: Sequence[str] = (),
+        *,
+        all_jobs: bool = False,
+        queue: str | None = None,
+        to: str | None = None,
+    ) -> int:
+        """Move dead letters back to pending: the given ``ids`` or, with ``all_jobs``, every
+        dead letter (of ``queue`` if given); to their origin queue or to ``to``.
+
+        Returns how many jobs were requeued. A move to another queue adds the job there before
+        removing it here, so a crash between the two never loses it.
+        """
+        self._check_writable("requeue")
+        if not ids and not all_jobs:
+            raise AdminError("give job ids or all_jobs=True")
+        if to is not None:
+            self.broker.register_queues([to])
+        names = [self._check_queue(queue)] if queue else self.broker.queues()
+        total = 0
+        for name in names:
+            qk = self.broker.queue_keys(name)
+            if all_jobs:
+                while batch := self.client.zrange(qk.dead, 0, 499):
+                    moved = self._requeue_from(name, batch, to)
+                    total += moved
+                    if moved == 0:
+                        break
+            else:
+                pipe = self.client.pipeline(transaction=False)
+                for job_id in ids:
+                    pipe.zscore(qk.dead, job_id)
+                present = [i for i, s in zip(ids, pipe.execute(), strict=True) if s is not None]
+                total += self._requeue_from(name, present, to)
+        return total
+
+    def _requeue_from(self, queue: str, ids: Sequence[str], to: str | None) -> int:
+        if not ids:
+            return 0
+        if to is None or to == queue:
+            return self.broker.requeue_dead(queue, ids)
+        qk = self.broker.queue_keys(queue)
+        moved = 0
+        for job_id in ids:
+            fields = self.client.hgetall(qk.job(job_id))
+            if not fields:
+                continue
+            self.broker.adopt(to, queue, job_id, fields)
+            moved += self.broker.drop_dead(queue, [job_id])
+        return moved
+
+    def purge(self, target: str, *, queue: str | None = None) -> int:
+        """Delete jobs and return how many.
+
+        ``target`` is a queue name (its pending and scheduled jobs), ``dead`` (dead letters
+        of every queue, or of ``queue``) or ``all`` (pending, scheduled, dead and completed
+        history of every queue, or of ``queue``). Running jobs are never touched.
+        """
+        self._check_writable("purge")
+        if target == "dead":
+            names = [self._check_queue(queue)] if queue else self.broker.queues()
+            return sum(self.broker.purge(n, "dead") for n in names)
+        if target == "all":
+            names = [self._check_queue(queue)] if queue else self.broker.queues()
+            return sum(self.broker.purge(n, t) for n in names for t in PURGE_TARGETS)
+        name = self._check_queue(target)
+        return self.broker.purge(name, "pending") + self.broker.purge(name, "scheduled")
+
+    def pause(self, queue: str) -> bool:
+        """Stop workers taking jobs from ``queue``; returns False if it was already paused."""
+        self._check_writable("pause")
+        return self.broker.set_paused(self._check_queue(queue), True)
+
+    def resume(self, queue: str) -> bool:
+        self._check_writable("resume")
+        return self.broker.set_paused(self._check_queue(queue), False)

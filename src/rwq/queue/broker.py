@@ -1,0 +1,176 @@
+"""The broker: one Redis client, the key space and the queue scripts, shared by producers,
+workers and admin operations. Each method is one atomic transition of one queue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rwq.config import Settings
+from rwq.queue.job import Job
+from rwq.queue.keys import Keys, QueueKeys
+from rwq.queue.scripts import Scripts
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What one dequeue call returned."""
+
+    jobs: list[Job]
+    paused: bool
+    next_due_ms: float | None
+    """When the queue's earliest scheduled job becomes due (None: nothing scheduled)."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed run to record: retried after ``delay_ms`` unless retries are exhausted."""
+
+    job_id: str
+    duration_ms: float
+    error: str
+    traceback: str = ""
+    delay_ms: int = 0
+    permanent: bool = False
+
+
+class Broker:
+    """Atomic queue transitions over one Redis (or Redis Cluster) client."""
+
+    def __init__(self, client: Any, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.keys = Keys(settings.prefix)
+        self.scripts = Scripts(client)
+        self._maxlen = str(settings.events_maxlen)
+
+    def queue_keys(self, queue: str) -> QueueKeys:
+        return self.keys.queue(queue)
+
+    # -- registry --------------------------------------------------------------------------
+
+    def register_queues(self, queues: Iterable[str]) -> None:
+        names = [self.keys.queue(q).queue for q in queues]
+        if names:
+            self.client.sadd(self.keys.queues, *names)
+
+    def queues(self) -> list[str]:
+        """Every known queue, sorted by name."""
+        return sorted(self.client.smembers(self.keys.queues))
+
+    def queue_exists(self, queue: str) -> bool:
+        return bool(self.client.sismember(self.keys.queues, queue))
+
+    # -- transitions -------------------------------------------------------------------------
+
+    def enqueue_raw(self, queue: str, blocks: Sequence[Sequence[str]], client: Any = None) -> Any:
+        """Run the enqueue script for pre-encoded job blocks (see :mod:`rwq.queue.producer`)."""
+        qk = self.keys.queue(queue)
+        args: list[Any] = [self._maxlen, self.keys.notify_channel, queue, len(blocks)]
+        for block in blocks:
+            args.extend(block)
+        return self.scripts.enqueue(keys=[qk.tag], args=args, client=client)
+
+    def fetch(self, queue: str, worker_id: str, count: int, client: Any = None) -> Fetched:
+        """Promote due scheduled jobs, then move up to ``count`` jobs to the worker."""
+        qk = self.keys.queue(queue)
+        raw = self.scripts.dequeue(
+            keys=[qk.tag], args=[worker_id, count, self._maxlen, queue], client=client
+        )
+        return parse_fetched(raw, queue)
+
+    def complete(
+        self, queue: str, worker_id: str, done: Sequence[tuple[str, float]], client: Any = None
+    ) -> list[int]:
+        """Mark held jobs completed; returns 1 per job completed, 0 for a stale ack."""
+        qk = self.keys.queue(queue)
+        args: list[Any] = [
+            worker_id,
+            self._maxlen,
+            queue,
+            self.settings.history_limit,
+            len(done),
+        ]
+        for job_id, duration_ms in done:
+            args.extend((job_id, f"{duration_ms:.3f}"))
+        result: list[int] = self.scripts.complete(keys=[qk.tag], args=args, client=client)
+        return result
+
+    def fail(
+        self, queue: str, worker_id: str, failures: Sequence[Failure], client: Any = None
+    ) -> list[str]:
+        """Record failures; returns ``retried``, ``dead`` or ``""`` (stale) per job."""
+        qk = self.keys.queue(queue)
+        args: list[Any] = [worker_id, self._maxlen, queue, len(failures)]
+        for f in failures:
+            args.extend(
+                (
+                    f.job_id,
+                    f"{f.duration_ms:.3f}",
+                    f.error[:2000],
+                    f.traceback[-8000:],
+                    int(f.delay_ms),
+                    "1" if f.permanent else "0",
+                )
+            )
+        result: list[str] = self.scripts.fail(keys=[qk.tag], args=args, client=client)
+        return result
+
+    def release(self, queue: str, worker_id: str, reason: str, error: str) -> tuple[int, int]:
+        """Give back every job ``worker_id`` holds on ``queue``: (requeued, dead-lettered)."""
+        qk = self.keys.queue(queue)
+        requeued, dead = self.scripts.release(
+            keys=[qk.tag],
+            args=[worker_id, self._maxlen, queue, self.keys.notify_channel, reason, error],
+        )
+        return int(requeued), int(dead)
+
+    def requeue_dead(self, queue: str, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        qk = self.keys.queue(queue)
+        args = [self._maxlen, queue, self.keys.notify_channel, "dead_letter", *ids]
+        return int(self.scripts.requeue_dead(keys=[qk.tag], args=args))
+
+    def adopt(self, queue: str, from_queue: str, job_id: str, fields: dict[str, str]) -> bool:
+        """Add a job (its hash ``fields``, moved from ``from_queue``) to ``queue`` unless it
+        is already there."""
+        qk = self.keys.queue(queue)
+        flat: list[str] = []
+        for key, value in fields.items():
+            flat.extend((key, value))
+        args = [self._maxlen, queue, self.keys.notify_channel, from_queue, job_id, *flat]
+        return bool(self.scripts.adopt(keys=[qk.tag], args=args))
+
+    def drop_dead(self, queue: str, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        qk = self.keys.queue(queue)
+        return int(self.scripts.drop_dead(keys=[qk.tag], args=list(ids)))
+
+    def purge(self, queue: str, target: str, chunk: int = 1000) -> int:
+        """Remove every job of ``target`` (pending, scheduled, dead, completed) in chunks."""
+        qk = self.keys.queue(queue)
+        total = 0
+        while True:
+            n = int(self.scripts.purge(keys=[qk.tag], args=[self._maxlen, queue, target, chunk]))
+            total += n
+            if n == 0 or target == "completed":
+                return total
+
+    def set_paused(self, queue: str, paused: bool) -> bool:
+        qk = self.keys.queue(queue)
+        action = "pause" if paused else "resume"
+        args = [self._maxlen, queue, self.keys.notify_channel, action]
+        return bool(self.scripts.pause(keys=[qk.tag], args=args))
+
+
+def parse_fetched(raw: list[Any], queue: str) -> Fetched:
+    state, next_due = raw[0], raw[1]
+    jobs = [Job.from_flat(flat, job_id, queue) for job_id, flat in raw[2:]]
+    return Fetched(
+        jobs=jobs,
+        paused=state == "paused",
+        next_due_ms=float(next_due) if next_due not in ("", None) else None,
+    )

@@ -1,0 +1,107 @@
+"""Job lifecycle events: their names and fields, in one place.
+
+The Lua scripts append these to each queue's capped stream in the same atomic step as the
+transition; worker heartbeats append ``worker.status`` to the system stream. The plugin event
+bus consumes them. ``docs/events.md`` documents this module and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class EventType(StrEnum):
+    """Every event type the queue emits."""
+
+    JOB_ENQUEUED = "job.enqueued"
+    JOB_STARTED = "job.started"
+    JOB_COMPLETED = "job.completed"
+    JOB_FAILED = "job.failed"
+    JOB_RETRIED = "job.retried"
+    JOB_REQUEUED = "job.requeued"
+    JOB_DEAD_LETTERED = "job.dead_lettered"
+    QUEUE_PURGED = "queue.purged"
+    QUEUE_PAUSED = "queue.paused"
+    QUEUE_RESUMED = "queue.resumed"
+    WORKER_STATUS = "worker.status"
+
+
+COMMON_FIELDS = ("type",)
+"""Fields stored on every stream entry. Readers add ``ts`` (epoch ms, from the entry id, which
+the server assigns) and ``queue`` (from the stream the entry is in; empty for workers)."""
+
+FIELDS: dict[EventType, tuple[str, ...]] = {
+    EventType.JOB_ENQUEUED: ("job_id", "tenant", "priority", "run_at"),
+    EventType.JOB_STARTED: ("job_id", "tenant", "attempt", "worker", "wait_ms"),
+    EventType.JOB_COMPLETED: ("job_id", "tenant", "attempt", "worker", "duration_ms"),
+    EventType.JOB_FAILED: ("job_id", "tenant", "attempt", "worker", "duration_ms", "error"),
+    EventType.JOB_RETRIED: ("job_id", "tenant", "attempt", "run_at"),
+    EventType.JOB_REQUEUED: ("job_id", "tenant", "reason", "from_queue"),
+    EventType.JOB_DEAD_LETTERED: ("job_id", "tenant", "attempt", "error"),
+    EventType.QUEUE_PURGED: ("target", "count"),
+    EventType.QUEUE_PAUSED: (),
+    EventType.QUEUE_RESUMED: (),
+    EventType.WORKER_STATUS: ("worker", "state", "host", "pid", "queues", "current", "processed"),
+}
+"""The fields each event type carries besides :data:`COMMON_FIELDS`. Optional fields may be
+absent or empty (``tenant``, ``run_at``, ``reason``, ``from_queue``)."""
+
+DESCRIPTIONS: dict[EventType, str] = {
+    EventType.JOB_ENQUEUED: "A job was added; `run_at` is set when it is delayed.",
+    EventType.JOB_STARTED: "A worker took the job; `wait_ms` is how long it waited.",
+    EventType.JOB_COMPLETED: "The handler returned; the job is in the completed history.",
+    EventType.JOB_FAILED: "The handler raised; a `job.retried` or `job.dead_lettered` follows.",
+    EventType.JOB_RETRIED: "The job waits in the scheduled set until `run_at`.",
+    EventType.JOB_REQUEUED: "A job went back to pending: `reason` is `dead_letter` (an operator "
+    "requeue), `worker_lost` (the reaper) or `shutdown`; `from_queue` names the queue it came "
+    "from when that differs.",
+    EventType.JOB_DEAD_LETTERED: "Retries are exhausted (or the failure was permanent).",
+    EventType.QUEUE_PURGED: "An operator removed `count` jobs from `target` (`pending`, "
+    "`scheduled`, `dead` or `completed`).",
+    EventType.QUEUE_PAUSED: "Workers stop taking jobs from the queue; enqueue still works.",
+    EventType.QUEUE_RESUMED: "Workers take jobs from the queue again.",
+    EventType.WORKER_STATUS: "A worker heartbeat: `state` is `starting`, `running`, "
+    "`stopping`, `stopped` or `dead`; `queues` is comma-separated.",
+}
+
+_NUMERIC = {"priority", "attempt", "wait_ms", "duration_ms", "run_at", "count", "pid",
+            "current", "processed"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event as read back from a stream."""
+
+    type: str
+    ts: float
+    queue: str
+    data: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
+    """The stream entry id (``<ms>-<seq>``), unique per stream."""
+
+    @classmethod
+    def from_entry(cls, entry_id: str, fields: dict[str, str], queue: str = "") -> Event:
+        """Build an event from a stream entry of ``queue``'s stream (``""``: system stream)."""
+        data: dict[str, Any] = {}
+        for key, value in fields.items():
+            if key == "type":
+                continue
+            if key in _NUMERIC and value != "":
+                try:
+                    data[key] = float(value) if "." in value else int(value)
+                except ValueError:
+                    data[key] = value
+            else:
+                data[key] = value
+        return cls(
+            type=fields.get("type", ""),
+            ts=float(entry_id.partition("-")[0] or 0),
+            queue=queue,
+            data=data,
+            id=entry_id,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, "ts": self.ts, "queue": self.queue, **self.data}

@@ -1,0 +1,164 @@
+"""The job: what a producer enqueues and a worker runs, and how it is stored in Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rwq.errors import RwqError
+
+MIN_PRIORITY = 0
+MAX_PRIORITY = 9
+DEFAULT_PRIORITY = 5
+# Pending score = (MAX_PRIORITY - priority) * PRIORITY_BAND + enqueued epoch ms, so a lower
+# score runs first: higher priority first, then FIFO. 2**43 ms is ~278 years per band.
+PRIORITY_BAND = 2**43
+
+JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+"""Compact, ASCII-only JSON (so its length in characters is its size in bytes)."""
+
+# Ids need uniqueness, not secrecy: a fast generator seeded from the OS, reseeded in children.
+_random = random.Random(os.urandom(16))
+os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(16)))
+
+
+class JobError(RwqError):
+    """A job cannot be built: bad payload, priority or size."""
+
+
+class PayloadTooLarge(JobError):
+    """The payload's JSON encoding exceeds the configured limit."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"payload is {size} bytes, over the {limit}-byte limit (setting payload_limit)"
+        )
+
+
+def new_job_id() -> str:
+    """A 26-character id that sorts by creation time: 48-bit ms clock, 56 random bits (hex)."""
+    return f"{time.time_ns() // 1_000_000:012x}{_random.getrandbits(56):014x}"
+
+
+def pending_score(priority: int, enqueued_ms: float) -> float:
+    """The pending-set score of a job (lower runs first)."""
+    return (MAX_PRIORITY - priority) * PRIORITY_BAND + int(enqueued_ms)
+
+
+def encode_payload(payload: Any, limit: int) -> str:
+    """Compact JSON of ``payload``; raises :class:`JobError` if it is not JSON or too big."""
+    try:
+        text = JSON.encode(payload)
+    except (TypeError, ValueError) as exc:
+        raise JobError(f"payload is not JSON-serialisable: {exc}") from None
+    size = len(text)  # ASCII-only JSON
+    if size > limit:
+        raise PayloadTooLarge(size, limit)
+    return text
+
+
+def check_priority(priority: int) -> int:
+    if not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise JobError(
+            f"priority must be a whole number from {MIN_PRIORITY} to {MAX_PRIORITY}, "
+            f"got {priority!r}"
+        )
+    return priority
+
+
+def _ms(value: str | None) -> float | None:
+    return float(value) if value else None
+
+
+@dataclass(slots=True)
+class Job:
+    """One unit of work. Times are epoch milliseconds taken from the Redis server's clock."""
+
+    id: str
+    queue: str
+    payload: Any
+    priority: int = DEFAULT_PRIORITY
+    tenant: str | None = None
+    attempts: int = 0
+    max_retries: int = 3
+    state: str = "pending"
+    created_at: float | None = None
+    enqueued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    run_at: float | None = None
+    dead_at: float | None = None
+    last_error: str | None = None
+    traceback: str | None = None
+    trace_id: str | None = None
+    worker: str | None = None
+    duration_ms: float | None = None
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, str], job_id: str = "", queue: str = "") -> Job:
+        """Build a job from its Redis hash: ``spec`` (JSON set by the producer) and the
+        fields the scripts maintain. ``job_id`` and ``queue`` come from the key."""
+        try:
+            spec = json.loads(fields.get("spec") or "{}")
+        except ValueError:
+            spec = {}
+        if not isinstance(spec, dict):
+            spec = {}
+        return cls(
+            id=job_id or fields.get("id", ""),
+            queue=queue or fields.get("queue", "") or str(spec.get("queue", "")),
+            payload=spec.get("payload"),
+            priority=int(fields.get("priority", DEFAULT_PRIORITY)),
+            tenant=fields.get("tenant") or None,
+            attempts=int(fields.get("attempts", 0)),
+            max_retries=int(spec.get("max_retries", 0)),
+            state=fields.get("state", "pending"),
+            created_at=spec.get("created_at"),
+            enqueued_at=_ms(fields.get("enqueued_at")),
+            started_at=_ms(fields.get("started_at")),
+            finished_at=_ms(fields.get("finished_at")),
+            run_at=_ms(fields.get("run_at")),
+            dead_at=_ms(fields.get("dead_at")),
+            last_error=fields.get("error") or None,
+            traceback=fields.get("traceback") or None,
+            trace_id=spec.get("trace_id"),
+            worker=fields.get("worker") or None,
+            duration_ms=_ms(fields.get("duration_ms")),
+        )
+
+    @classmethod
+    def from_flat(cls, flat: list[str], job_id: str, queue: str) -> Job:
+        """Build a job from a flat ``[field, value, ...]`` list as HGETALL in Lua returns."""
+        it = iter(flat)
+        return cls.from_fields(dict(zip(it, it, strict=True)), job_id, queue)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict of every field (the shape ``--json`` output and plugins see)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "queue": self.queue,
+            "payload": self.payload,
+            "priority": self.priority,
+            "tenant": self.tenant,
+            "attempts": self.attempts,
+            "max_retries": self.max_retries,
+            "state": self.state,
+            "created_at": self.created_at,
+            "enqueued_at": self.enqueued_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "run_at": self.run_at,
+            "dead_at": self.dead_at,
+            "last_error": self.last_error,
+            "traceback": self.traceback,
+            "trace_id": self.trace_id,
+            "worker": self.worker,
+            "duration_ms": self.duration_ms,
+        }
+        return out

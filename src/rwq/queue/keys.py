@@ -1,0 +1,137 @@
+"""Every Redis key rwq uses, built in one place.
+
+All keys of one queue share the hash tag ``{<prefix>:q:<queue>}`` so each Lua script touches
+a single cluster slot. Keys that span queues (the queue registry, workers, the system event
+stream) have tags of their own and are never touched by a queue script.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rwq.errors import RwqError
+
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+class InvalidQueueName(RwqError):
+    """A queue name is empty, too long or uses characters outside ``[A-Za-z0-9._:-]``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"invalid queue name {name!r}: use 1-128 characters of letters, digits, '.', '_', "
+            "':' or '-', starting with a letter or digit"
+        )
+
+
+def check_queue_name(name: str) -> str:
+    """Return ``name`` if it is a valid queue name, else raise :class:`InvalidQueueName`."""
+    if not QUEUE_NAME.match(name):
+        raise InvalidQueueName(name)
+    return name
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """The keys of one queue; all in one hash slot."""
+
+    prefix: str
+    queue: str
+
+    @property
+    def tag(self) -> str:
+        return f"{self.prefix}:{{{self.prefix}:q:{self.queue}}}"
+
+    @property
+    def pending(self) -> str:
+        """Sorted set of job ids; score orders by priority, then enqueue time."""
+        return f"{self.tag}:pending"
+
+    @property
+    def scheduled(self) -> str:
+        """Sorted set of job ids by the epoch ms they become due (delays and retries)."""
+        return f"{self.tag}:scheduled"
+
+    @property
+    def dead(self) -> str:
+        """Sorted set of dead-lettered job ids by the epoch ms they died."""
+        return f"{self.tag}:dead"
+
+    @property
+    def completed(self) -> str:
+        """Capped list of completed jobs (JSON), newest first."""
+        return f"{self.tag}:completed"
+
+    @property
+    def counters(self) -> str:
+        """Hash of lifetime counters (enqueued, processed, failed, retried, dead)."""
+        return f"{self.tag}:counters"
+
+    @property
+    def paused(self) -> str:
+        return f"{self.tag}:paused"
+
+    @property
+    def events(self) -> str:
+        """The queue's capped event stream."""
+        return f"{self.tag}:events"
+
+    def job(self, job_id: str) -> str:
+        """Hash holding one job's fields."""
+        return f"{self.tag}:job:{job_id}"
+
+    @property
+    def job_prefix(self) -> str:
+        return f"{self.tag}:job:"
+
+    def processing(self, worker_id: str) -> str:
+        """Sorted set of job ids a worker holds, by the epoch ms it started them."""
+        return f"{self.tag}:processing:{worker_id}"
+
+    def throughput(self, minute: int) -> str:
+        """Hash of per-second counts for one epoch minute (``p:<sec>``, ``f:<sec>``)."""
+        return f"{self.tag}:tp:{minute}"
+
+    @property
+    def throughput_prefix(self) -> str:
+        return f"{self.tag}:tp:"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The key space of one rwq deployment (one prefix)."""
+
+    prefix: str = "rwq"
+
+    def queue(self, name: str) -> QueueKeys:
+        return QueueKeys(self.prefix, check_queue_name(name))
+
+    @property
+    def queues(self) -> str:
+        """Set of every queue name ever enqueued to (the registry)."""
+        return f"{self.prefix}:{{{self.prefix}:registry}}:queues"
+
+    @property
+    def workers(self) -> str:
+        """Hash of worker id -> worker info JSON (host, pid, queues, started)."""
+        return f"{self.prefix}:{{{self.prefix}:registry}}:workers"
+
+    def heartbeat(self, worker_id: str) -> str:
+        """Key with a TTL that exists while the worker is alive."""
+        return f"{self.prefix}:{{{self.prefix}:registry}}:heartbeat:{worker_id}"
+
+    @property
+    def reaper_lock(self) -> str:
+        return f"{self.prefix}:{{{self.prefix}:registry}}:reaper-lock"
+
+    @property
+    def system_events(self) -> str:
+        """Stream of events not tied to one queue (``worker.status``)."""
+        return f"{self.prefix}:{{{self.prefix}:registry}}:events"
+
+    @property
+    def notify_channel(self) -> str:
+        """Pub/sub channel: a queue became non-empty or was resumed (payload: queue)."""
+        return f"{self.prefix}:notify"

@@ -1,0 +1,490 @@
+"""The Lua scripts that make every queue transition atomic, each with its event.
+
+Each script touches the keys of exactly one queue (one hash tag), so it runs on Redis Cluster.
+Scripts take the queue's key-prefix ("tag") as KEYS[1] and build the other keys of that queue
+from it; declaring the prefix routes the call to the right slot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Shared Lua: server clock, event append and the pending score. Timestamps are epoch ms
+# with microsecond fraction, built as strings so no precision is lost to Lua's number format.
+_PRELUDE = r"""
+local tag = KEYS[1]
+local function clock()
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local text = t[1] .. string.format('%03d.%03d', math.floor(tonumber(t[2]) / 1000),
+                                     tonumber(t[2]) % 1000)
+  return ms, text
+end
+local now, now_text = clock()
+local PRIORITY_BAND = 8796093022208
+local function pending_score(priority, ms)
+  return (9 - tonumber(priority)) * PRIORITY_BAND + ms
+end
+local function emit(maxlen, ...)
+  redis.call('XADD', tag .. ':events', 'MAXLEN', '~', maxlen, '*', ...)
+end
+local function max_retries(jk)
+  local spec = redis.call('HGET', jk, 'spec')
+  local ok, decoded = pcall(cjson.decode, spec or '{}')
+  if ok and type(decoded) == 'table' then return tonumber(decoded['max_retries']) or 0 end
+  return 0
+end
+local function tick(kind, n)
+  if n > 0 then
+    local minute = math.floor(now / 60000)
+    local key = tag .. ':tp:' .. minute
+    redis.call('HINCRBY', key, kind .. ':' .. math.floor(now / 1000), n)
+    redis.call('PEXPIRE', key, 7200000)
+  end
+end
+"""
+
+# KEYS[1]=tag. ARGV: maxlen, channel, queue, n, then per job:
+#   id, priority, tenant, run_at ('' = now), spec (JSON: payload, max_retries, created_at, ...)
+# Returns a list of 1 (added) / 0 (a job with that id already exists) per job.
+ENQUEUE = (
+    _PRELUDE
+    + r"""
+local maxlen, channel, queue, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local pending, scheduled = tag .. ':pending', tag .. ':scheduled'
+local jobs = tag .. ':job:'
+local was_empty = redis.call('ZCARD', pending) == 0
+local added, added_now, out, i = 0, 0, {}, 5
+for j = 1, n do
+  local id, prio, tenant, run_at, spec = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
+                                         ARGV[i + 4]
+  i = i + 5
+  local jk = jobs .. id
+  if redis.call('EXISTS', jk) == 1 then
+    out[j] = 0
+  else
+    if run_at ~= '' and tonumber(run_at) > now then
+      redis.call('HSET', jk, 'spec', spec, 'priority', prio, 'tenant', tenant,
+                 'state', 'scheduled', 'attempts', 0, 'enqueued_at', now_text, 'run_at', run_at)
+      redis.call('ZADD', scheduled, run_at, id)
+      emit(maxlen, 'type', 'job.enqueued', 'job_id', id, 'tenant', tenant, 'priority', prio,
+           'run_at', run_at)
+    else
+      redis.call('HSET', jk, 'spec', spec, 'priority', prio, 'tenant', tenant,
+                 'state', 'pending', 'attempts', 0, 'enqueued_at', now_text)
+      redis.call('ZADD', pending, pending_score(prio, now), id)
+      emit(maxlen, 'type', 'job.enqueued', 'job_id', id, 'tenant', tenant, 'priority', prio)
+      added_now = added_now + 1
+    end
+    added = added + 1
+    out[j] = 1
+  end
+end
+if added > 0 then redis.call('HINCRBY', tag .. ':counters', 'enqueued', added) end
+if was_empty and added_now > 0 then redis.call('PUBLISH', channel, queue) end
+return out
+"""
+)
+
+# Move due scheduled jobs to pending, then take up to `count` pending jobs for a worker.
+# KEYS[1]=tag. ARGV: worker, count, maxlen, queue.
+# Returns {state, next_due_ms, {id, fields}, ...}; state is 'ok' or 'paused'.
+DEQUEUE = (
+    _PRELUDE
+    + r"""
+local worker, count, maxlen, queue = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local pending, scheduled = tag .. ':pending', tag .. ':scheduled'
+local due = redis.call('ZRANGEBYSCORE', scheduled, '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(due) do
+  local jk = tag .. ':job:' .. id
+  local prio = redis.call('HGET', jk, 'priority')
+  redis.call('ZREM', scheduled, id)
+  if prio then
+    redis.call('HSET', jk, 'state', 'pending')
+    redis.call('ZADD', pending, pending_score(prio, now), id)
+  end
+end
+local nxt = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')
+local next_due = nxt[2] or ''
+if redis.call('EXISTS', tag .. ':paused') == 1 then return {'paused', next_due} end
+local out = {'ok', next_due}
+if count <= 0 then return out end
+local popped = redis.call('ZPOPMIN', pending, count)
+local processing = tag .. ':processing:' .. worker
+for k = 1, #popped, 2 do
+  local id = popped[k]
+  local jk = tag .. ':job:' .. id
+  if redis.call('EXISTS', jk) == 1 then
+    local attempt = redis.call('HINCRBY', jk, 'attempts', 1)
+    redis.call('HSET', jk, 'state', 'processing', 'started_at', now_text, 'worker', worker)
+    redis.call('ZADD', processing, now, id)
+    local job = redis.call('HGETALL', jk)
+    out[#out + 1] = {id, job}
+    local enq, tenant = nil, ''
+    for f = 1, #job, 2 do
+      if job[f] == 'enqueued_at' then enq = tonumber(job[f + 1]) end
+      if job[f] == 'tenant' then tenant = job[f + 1] end
+    end
+    local wait = enq and string.format('%.3f', math.max(0, now - enq)) or ''
+    emit(maxlen, 'type', 'job.started', 'job_id', id, 'tenant', tenant,
+         'attempt', attempt, 'worker', worker, 'wait_ms', wait)
+  end
+end
+return out
+"""
+)
+
+# Complete jobs a worker holds. KEYS[1]=tag. ARGV: worker, maxlen, queue, history, n,
+# then per job: id, duration_ms. Returns 1 (completed) / 0 (not held: stale ack) per job.
+COMPLETE = (
+    _PRELUDE
+    + r"""
+local worker, maxlen, queue, history, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]),
+                                          tonumber(ARGV[5])
+local processing = tag .. ':processing:' .. worker
+local out, done, i = {}, 0, 6
+for j = 1, n do
+  local id, duration = ARGV[i], ARGV[i + 1]
+  i = i + 2
+  local jk = tag .. ':job:' .. id
+  if redis.call('ZREM', processing, id) == 1 and redis.call('EXISTS', jk) == 1 then
+    redis.call('HSET', jk, 'state', 'completed', 'finished_at', now_text,
+               'duration_ms', duration)
+    local job = redis.call('HGETALL', jk)
+    local record, tenant, attempt = {}, '', ''
+    for f = 1, #job, 2 do record[job[f]] = job[f + 1] end
+    record['id'] = id
+    tenant, attempt = record['tenant'] or '', record['attempts'] or ''
+    if history > 0 then redis.call('LPUSH', tag .. ':completed', cjson.encode(record)) end
+    redis.call('DEL', jk)
+    emit(maxlen, 'type', 'job.completed', 'job_id', id, 'tenant', tenant,
+         'attempt', attempt, 'worker', worker, 'duration_ms', duration)
+    done = done + 1
+    out[j] = 1
+  else
+    out[j] = 0
+  end
+end
+if done > 0 then
+  redis.call('LTRIM', tag .. ':completed', 0, math.max(history, 1) - 1)
+  redis.call('HINCRBY', tag .. ':counters', 'processed', done)
+  tick('p', done)
+end
+return out
+"""
+)
+
+# Record failures of jobs a worker holds: retry with the given delay or dead-letter.
+# KEYS[1]=tag. ARGV: worker, maxlen, queue, n, then per job:
+#   id, duration_ms, error, traceback, delay_ms, permanent ('1'/'0').
+# Returns per job: 'retried', 'dead' or '' (not held: stale).
+FAIL = (
+    _PRELUDE
+    + r"""
+local worker, maxlen, queue, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local processing = tag .. ':processing:' .. worker
+local out, failed, retried, dead, i = {}, 0, 0, 0, 5
+for j = 1, n do
+  local id, duration, err, tb, delay, permanent =
+    ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4]), ARGV[i + 5]
+  i = i + 6
+  local jk = tag .. ':job:' .. id
+  if redis.call('ZREM', processing, id) == 1 and redis.call('EXISTS', jk) == 1 then
+    local v = redis.call('HMGET', jk, 'attempts', 'tenant')
+    local attempt, retries, tenant = tonumber(v[1]) or 0, max_retries(jk), v[2] or ''
+    redis.call('HSET', jk, 'error', err, 'traceback', tb, 'finished_at', now_text,
+               'duration_ms', duration)
+    emit(maxlen, 'type', 'job.failed', 'job_id', id, 'tenant', tenant,
+         'attempt', attempt, 'worker', worker, 'duration_ms', duration, 'error', err)
+    failed = failed + 1
+    if permanent ~= '1' and attempt <= retries then
+      local run_at = now + delay
+      redis.call('HSET', jk, 'state', 'scheduled', 'run_at', run_at)
+      redis.call('ZADD', tag .. ':scheduled', run_at, id)
+      emit(maxlen, 'type', 'job.retried', 'job_id', id, 'tenant', tenant,
+           'attempt', attempt, 'run_at', run_at)
+      retried = retried + 1
+      out[j] = 'retried'
+    else
+      redis.call('HSET', jk, 'state', 'dead', 'dead_at', now_text)
+      redis.call('ZADD', tag .. ':dead', now, id)
+      emit(maxlen, 'type', 'job.dead_lettered', 'job_id', id,
+           'tenant', tenant, 'attempt', attempt, 'error', err)
+      dead = dead + 1
+      out[j] = 'dead'
+    end
+  else
+    out[j] = ''
+  end
+end
+local c = tag .. ':counters'
+if failed > 0 then redis.call('HINCRBY', c, 'failed', failed); tick('f', failed) end
+if retried > 0 then redis.call('HINCRBY', c, 'retried', retried) end
+if dead > 0 then redis.call('HINCRBY', c, 'dead', dead) end
+return out
+"""
+)
+
+# Give back every job a worker holds on this queue (the worker died or is shutting down).
+# The attempt stays counted; a job past its retries is dead-lettered.
+# KEYS[1]=tag. ARGV: worker, maxlen, queue, channel, reason, error.
+# Returns {requeued, dead}.
+RELEASE = (
+    _PRELUDE
+    + r"""
+local worker, maxlen, queue, channel, reason, err = ARGV[1], ARGV[2], ARGV[3], ARGV[4],
+                                                    ARGV[5], ARGV[6]
+local processing = tag .. ':processing:' .. worker
+local pending = tag .. ':pending'
+local ids = redis.call('ZRANGE', processing, 0, -1)
+local requeued, dead = 0, 0
+for _, id in ipairs(ids) do
+  local jk = tag .. ':job:' .. id
+  local v = redis.call('HMGET', jk, 'attempts', 'tenant', 'priority')
+  if v[1] then
+    local attempt, retries, tenant = tonumber(v[1]) or 0, max_retries(jk), v[2] or ''
+    -- A graceful shutdown hands back jobs it never ran: their attempt does not count.
+    if reason == 'shutdown' then
+      attempt = redis.call('HINCRBY', jk, 'attempts', -1)
+    end
+    if reason ~= 'shutdown' and attempt > retries then
+      redis.call('HSET', jk, 'state', 'dead', 'dead_at', now_text, 'error', err)
+      redis.call('ZADD', tag .. ':dead', now, id)
+      emit(maxlen, 'type', 'job.dead_lettered', 'job_id', id,
+           'tenant', tenant, 'attempt', attempt, 'error', err)
+      dead = dead + 1
+    else
+      redis.call('HSET', jk, 'state', 'pending', 'error', err)
+      redis.call('ZADD', pending, pending_score(v[3] or 5, now), id)
+      emit(maxlen, 'type', 'job.requeued', 'job_id', id, 'tenant', tenant,
+           'reason', reason, 'from_queue', '')
+      requeued = requeued + 1
+    end
+  end
+end
+redis.call('DEL', processing)
+if dead > 0 then redis.call('HINCRBY', tag .. ':counters', 'dead', dead) end
+if requeued > 0 then
+  redis.call('HINCRBY', tag .. ':counters', 'requeued', requeued)
+  redis.call('PUBLISH', channel, queue)
+end
+return {requeued, dead}
+"""
+)
+
+# Requeue dead-lettered jobs of this queue back to its pending set.
+# KEYS[1]=tag. ARGV: maxlen, queue, channel, reason, ids... Returns the number requeued.
+REQUEUE_DEAD = (
+    _PRELUDE
+    + r"""
+local maxlen, queue, channel, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local dead, pending = tag .. ':dead', tag .. ':pending'
+local n = 0
+for i = 5, #ARGV do
+  local id = ARGV[i]
+  local jk = tag .. ':job:' .. id
+  if redis.call('ZREM', dead, id) == 1 and redis.call('EXISTS', jk) == 1 then
+    local v = redis.call('HMGET', jk, 'priority', 'tenant')
+    redis.call('HSET', jk, 'state', 'pending', 'attempts', 0, 'enqueued_at', now_text)
+    redis.call('HDEL', jk, 'dead_at', 'run_at', 'worker', 'started_at', 'finished_at',
+               'duration_ms')
+    redis.call('ZADD', pending, pending_score(v[1] or 5, now), id)
+    emit(maxlen, 'type', 'job.requeued', 'job_id', id, 'tenant', v[2] or '',
+         'reason', reason, 'from_queue', '')
+    n = n + 1
+  end
+end
+if n > 0 then
+  redis.call('HINCRBY', tag .. ':counters', 'requeued', n)
+  redis.call('PUBLISH', channel, queue)
+end
+return n
+"""
+)
+
+# Add a job moved here from another queue (its fields as given), unless it already exists.
+# KEYS[1]=tag. ARGV: maxlen, queue, channel, from_queue, id, field, value, ...
+# Returns 1 if added, 0 if present (a repeated move after a crash).
+ADOPT = (
+    _PRELUDE
+    + r"""
+local maxlen, queue, channel, from_queue, id = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local jk = tag .. ':job:' .. id
+if redis.call('EXISTS', jk) == 1 then return 0 end
+local f = {}
+for i = 6, #ARGV do f[#f + 1] = ARGV[i] end
+redis.call('HSET', jk, unpack(f))
+redis.call('HSET', jk, 'state', 'pending', 'attempts', 0, 'enqueued_at', now_text)
+redis.call('HDEL', jk, 'dead_at', 'run_at', 'worker', 'started_at', 'finished_at',
+           'duration_ms')
+local v = redis.call('HMGET', jk, 'priority', 'tenant')
+redis.call('ZADD', tag .. ':pending', pending_score(v[1] or 5, now), id)
+emit(maxlen, 'type', 'job.requeued', 'job_id', id, 'tenant', v[2] or '',
+     'reason', 'dead_letter', 'from_queue', from_queue)
+redis.call('HINCRBY', tag .. ':counters', 'requeued', 1)
+redis.call('PUBLISH', channel, queue)
+return 1
+"""
+)
+
+# Remove dead-lettered jobs (after they were adopted elsewhere, or to delete them).
+# KEYS[1]=tag. ARGV: ids... Returns the number removed. Emits nothing: the caller's
+# purge or the adopting queue's requeue event describes what happened.
+DROP_DEAD = (
+    _PRELUDE
+    + r"""
+local n = 0
+for i = 1, #ARGV do
+  if redis.call('ZREM', tag .. ':dead', ARGV[i]) == 1 then
+    redis.call('DEL', tag .. ':job:' .. ARGV[i])
+    n = n + 1
+  end
+end
+return n
+"""
+)
+
+# Purge up to `limit` jobs from one of the queue's sets (pending, scheduled, dead) or the
+# completed history. KEYS[1]=tag. ARGV: maxlen, queue, target, limit.
+# Returns the number removed by this call; the caller loops until it returns 0.
+PURGE = (
+    _PRELUDE
+    + r"""
+local maxlen, queue, target, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local n = 0
+if target == 'completed' then
+  n = redis.call('LLEN', tag .. ':completed')
+  redis.call('DEL', tag .. ':completed')
+else
+  local key = tag .. ':' .. target
+  local ids = redis.call('ZRANGE', key, 0, limit - 1)
+  for _, id in ipairs(ids) do redis.call('DEL', tag .. ':job:' .. id) end
+  if #ids > 0 then redis.call('ZREM', key, unpack(ids)) end
+  n = #ids
+end
+if n > 0 then
+  emit(maxlen, 'type', 'queue.purged', 'target', target, 'count', n)
+  redis.call('HINCRBY', tag .. ':counters', 'purged', n)
+end
+return n
+"""
+)
+
+# Pause or resume. KEYS[1]=tag. ARGV: maxlen, queue, channel, 'pause'|'resume'.
+# Returns 1 if the state changed.
+PAUSE = (
+    _PRELUDE
+    + r"""
+local maxlen, queue, channel, action = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local key = tag .. ':paused'
+if action == 'pause' then
+  if redis.call('SET', key, now_text, 'NX') then
+    emit(maxlen, 'type', 'queue.paused')
+    return 1
+  end
+  return 0
+end
+if redis.call('DEL', key) == 1 then
+  emit(maxlen, 'type', 'queue.resumed')
+  redis.call('PUBLISH', channel, queue)
+  return 1
+end
+return 0
+"""
+)
+
+# A consistent snapshot of one queue. KEYS[1]=tag. ARGV: worker ids...
+# Returns {pending, scheduled, dead, processing, paused, oldest_enqueued_ms, now_ms,
+#          throughput_1m, failed_1m, counters_flat}.
+STATS = (
+    _PRELUDE
+    + r"""
+local pending = tag .. ':pending'
+local processing = 0
+for i = 1, #ARGV do
+  processing = processing + redis.call('ZCARD', tag .. ':processing:' .. ARGV[i])
+end
+local oldest = ''
+for band = 0, 9 do
+  local lo = band * PRIORITY_BAND
+  local first = redis.call('ZRANGEBYSCORE', pending, lo, '(' .. (lo + PRIORITY_BAND),
+                           'WITHSCORES', 'LIMIT', 0, 1)
+  if first[2] then
+    local ms = tonumber(first[2]) - lo
+    if oldest == '' or ms < oldest then oldest = ms end
+  end
+end
+local since = math.floor(now / 1000) - 60
+local done, failed = 0, 0
+local minute = math.floor(now / 60000)
+for m = minute - 1, minute do
+  local h = redis.call('HGETALL', tag .. ':tp:' .. m)
+  for f = 1, #h, 2 do
+    local kind, sec = string.match(h[f], '^(%a):(%d+)$')
+    if sec and tonumber(sec) > since then
+      local count = tonumber(h[f + 1])
+      if kind == 'p' then done = done + count else failed = failed + count end
+    end
+  end
+end
+return {redis.call('ZCARD', pending), redis.call('ZCARD', tag .. ':scheduled'),
+        redis.call('ZCARD', tag .. ':dead'), processing,
+        redis.call('EXISTS', tag .. ':paused'), tostring(oldest), tostring(now), done, failed,
+        redis.call('HGETALL', tag .. ':counters')}
+"""
+)
+
+# Per-second counts of the last `seconds` seconds (for throughput charts).
+# KEYS[1]=tag. ARGV: seconds. Returns {now_s, processed..., failed...} oldest first.
+THROUGHPUT = (
+    _PRELUDE
+    + r"""
+local seconds = tonumber(ARGV[1])
+local now_s = math.floor(now / 1000)
+local first = now_s - seconds + 1
+local p, f = {}, {}
+for i = 1, seconds do p[i] = 0; f[i] = 0 end
+for m = math.floor(first / 60), math.floor(now_s / 60) do
+  local h = redis.call('HGETALL', tag .. ':tp:' .. m)
+  for k = 1, #h, 2 do
+    local kind, sec = string.match(h[k], '^(%a):(%d+)$')
+    local idx = sec and (tonumber(sec) - first + 1)
+    if idx and idx >= 1 and idx <= seconds then
+      if kind == 'p' then p[idx] = tonumber(h[k + 1]) else f[idx] = tonumber(h[k + 1]) end
+    end
+  end
+end
+local out = {now_s}
+for i = 1, seconds do out[#out + 1] = p[i] end
+for i = 1, seconds do out[#out + 1] = f[i] end
+return out
+"""
+)
+
+ALL: dict[str, str] = {
+    "enqueue": ENQUEUE,
+    "dequeue": DEQUEUE,
+    "complete": COMPLETE,
+    "fail": FAIL,
+    "release": RELEASE,
+    "requeue_dead": REQUEUE_DEAD,
+    "adopt": ADOPT,
+    "drop_dead": DROP_DEAD,
+    "purge": PURGE,
+    "pause": PAUSE,
+    "stats": STATS,
+    "throughput": THROUGHPUT,
+}
+
+
+class Scripts:
+    """The queue scripts registered on one client (``EVALSHA`` with ``EVAL`` fallback)."""
+
+    def __init__(self, client: Any) -> None:
+        self._scripts = {name: client.register_script(src) for name, src in ALL.items()}
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._scripts[name]
+        except KeyError:
+            raise AttributeError(name) from None

@@ -125,7 +125,7 @@ for k = 1, #popped, 2 do
       if job[f] == 'enqueued_at' then enq = tonumber(job[f + 1]) end
       if job[f] == 'tenant' then tenant = job[f + 1] end
     end
-    local wait = enq and string.format('%.3f', math.max(0, now - enq)) or ''
+    local wait = enq and string.format('%.3f', math.max(0, tonumber(now_text) - enq)) or ''
     emit(maxlen, 'type', 'job.started', 'job_id', id, 'tenant', tenant,
          'attempt', attempt, 'worker', worker, 'wait_ms', wait)
   end

@@ -1,0 +1,1 @@
+"""``rwq bench``: measurements reported as JSON (figures go in docs/performance.md)."""

@@ -1,0 +1,164 @@
+"""``rwq bench queue``: enqueue, batched enqueue, processing and latency of the queue.
+
+Runs on a throwaway Valkey (unix socket, no persistence) unless a Redis URL is configured; on
+a given server it works under a private key prefix and deletes its keys afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rwq.config import Settings
+from rwq.connection import connect
+from rwq.queue.broker import Broker
+from rwq.queue.job import Job
+from rwq.queue.producer import Producer
+from rwq.queue.worker import Worker, WorkerOptions
+
+
+def noop(job: Job) -> None:
+    """The benchmark's handler: does nothing."""
+
+
+@contextlib.contextmanager
+def bench_target(settings: Settings) -> Iterator[tuple[Settings, str]]:
+    """Settings pointing at the server to measure, under a private prefix."""
+    prefix = f"rwqbench{os.getpid()}"
+    if settings.redis_url:
+        yield settings.replace(prefix=prefix), "configured"
+        return
+    from rwq.standalone import StandaloneServer
+
+    with tempfile.TemporaryDirectory(prefix="rwq-bench-") as tmp:
+        sock = Path(tmp) / "valkey.sock"
+        server = StandaloneServer(
+            Path(tmp) / "data", extra_config=[("unixsocket", str(sock)), ("unixsocketperm", "700")]
+        )
+        server.start()
+        try:
+            yield settings.replace(prefix=prefix, redis_url=f"unix://{sock}"), "throwaway valkey"
+        finally:
+            server.stop()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run_queue_bench(settings: Settings, *, jobs: int = 50_000) -> dict[str, Any]:
+    """Measure the queue and return the figures."""
+    with bench_target(settings) as (target, server_kind):
+        client = connect(target)
+        broker = Broker(client, target)
+        producer = Producer(broker)
+        try:
+            result: dict[str, Any] = {"server": server_kind, "jobs": jobs}
+            result.update(_round_trip(client))
+            single = min(jobs, 10_000)
+            started = time.perf_counter()
+            for i in range(single):
+                producer.enqueue("bench.single", {"i": i})
+            result["enqueue_jobs_per_s"] = round(single / (time.perf_counter() - started))
+
+            payloads = [{"i": i} for i in range(jobs)]
+            started = time.perf_counter()
+            producer.enqueue_many("bench.batch", payloads)
+            result["enqueue_batch_jobs_per_s"] = round(jobs / (time.perf_counter() - started))
+
+            worker = Worker(broker, ["bench.batch"], {"*": noop}, WorkerOptions(prefetch=100))
+            started = time.perf_counter()
+            worker.run(max_jobs=jobs)
+            elapsed = time.perf_counter() - started
+            result["process_jobs_per_s"] = round(worker.processed / elapsed)
+            result.update(_latency(target, broker, producer))
+            return result
+        finally:
+            _cleanup(client, target.prefix)
+            client.close()
+
+
+def _round_trip(client: Any) -> dict[str, Any]:
+    samples = []
+    for _ in range(2000):
+        t = time.perf_counter()
+        client.ping()
+        samples.append((time.perf_counter() - t) * 1e6)
+    return {
+        "round_trip_p50_us": round(statistics.median(samples), 1),
+        "round_trips_per_s": round(1e6 / statistics.mean(samples)),
+    }
+
+
+def _latency(
+    settings: Settings, broker: Broker, producer: Producer, rate: int = 1000, seconds: float = 3.0
+) -> dict[str, Any]:
+    """Enqueue→start latency at ``rate`` jobs/s with a worker in its own process."""
+    queue = "bench.latency"
+    env = {**os.environ, "RWQ_REDIS_URL": str(settings.redis_url), "RWQ_PREFIX": settings.prefix}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "rwq", "worker", "-q", queue, "--app", "rwq.bench.queue:noop",
+         "--concurrency", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _wait_for_worker(broker)
+        total = int(rate * seconds)
+        started = time.perf_counter()
+        for i in range(total):
+            due = started + i / rate
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            producer.enqueue(queue, {"i": i})
+        deadline = time.monotonic() + 30
+        events = broker.keys.queue(queue).events
+        waits: list[float] = []
+        while time.monotonic() < deadline:
+            waits = [
+                float(fields["wait_ms"])
+                for _, fields in broker.client.xrange(events)
+                if fields.get("type") == "job.started"
+            ]
+            if len(waits) >= total:
+                break
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(10)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    if not waits:
+        return {"latency_error": "no job started within 30 s"}
+    return {
+        "latency_rate_jobs_per_s": rate,
+        "latency_samples": len(waits),
+        "latency_p50_ms": round(_percentile(waits, 0.50), 3),
+        "latency_p99_ms": round(_percentile(waits, 0.99), 3),
+        "latency_max_ms": round(max(waits), 3),
+    }
+
+
+def _wait_for_worker(broker: Broker, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if broker.client.hlen(broker.keys.workers):
+            time.sleep(0.2)  # let it subscribe before the first job
+            return
+        time.sleep(0.05)
+    raise RuntimeError("benchmark worker did not start")
+
+
+def _cleanup(client: Any, prefix: str) -> None:
+    for key in list(client.scan_iter(match=f"{prefix}:*", count=1000)):
+        client.delete(key)

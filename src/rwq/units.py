@@ -1,0 +1,47 @@
+"""Human units in settings, flags and manifests: durations ("30s", "5m") and sizes ("10MB")."""
+
+from __future__ import annotations
+
+import re
+
+from rwq.errors import RwqError
+
+
+class UnitError(RwqError):
+    """A duration or size could not be read."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_FACTORS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
+_SIZE_FACTORS = {
+    "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, None: 1,
+}  # fmt: skip
+
+
+def parse_duration(text: str | float, what: str = "duration") -> float:
+    """Seconds in ``text``: a number (seconds) or a number with ``ms``, ``s``, ``m``, ``h``
+    or ``d``. Raises :class:`UnitError` naming ``what`` otherwise."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        if text < 0:
+            raise UnitError(f"{what}: must not be negative, got {text}")
+        return float(text)
+    match = _DURATION.match(str(text))
+    if not match:
+        raise UnitError(f"{what}: expected a duration like 500ms, 30s, 5m or 2h, got {text!r}")
+    return float(match.group(1)) * _DURATION_FACTORS[match.group(2)]
+
+
+def parse_size(text: str | int, what: str = "size") -> int:
+    """Bytes in ``text``: a number or a number with B, KB, MB, GB (powers of 1000) or KiB,
+    MiB, GiB (powers of 1024)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text < 0:
+            raise UnitError(f"{what}: must not be negative, got {text}")
+        return text
+    match = _SIZE.match(str(text))
+    if not match:
+        raise UnitError(f"{what}: expected a size like 512KB or 10MB, got {text!r}")
+    unit = match.group(2).lower() if match.group(2) else None
+    return int(float(match.group(1)) * _SIZE_FACTORS[unit])

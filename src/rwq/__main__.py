@@ -1,4 +1,6 @@
-"""``python -m rwq`` runs the command line."""
+"""``python -m rwq``: the command line."""
+
+from __future__ import annotations
 
 from rwq.cli import main
 

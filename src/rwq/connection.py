@@ -181,10 +181,11 @@ def _probe(target: RedisUrl) -> None:
 
 
 def _connect_cluster(target: RedisUrl, decode_responses: bool) -> RedisCluster:
+    nodes = [ClusterNode(host, port) for host, port in target.nodes]  # type: ignore[no-untyped-call]
     try:
         # RedisCluster asks the startup nodes for the slot map here, so this is the PING.
         client = RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+            startup_nodes=nodes,
             ssl=target.ssl,
             username=target.username,
             password=target.password,

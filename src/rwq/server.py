@@ -141,15 +141,17 @@ class EmbeddedServer:
             ServerError: the server's process is alive but does not answer.
         """
         record = self.record()
-        if record is None or not pid_alive(record.pid):
+        if record is None or not is_valkey_process(record.pid):
             return None
         client = probe_client(unix_socket_path=record.socket, decode_responses=True)
         try:
             info = client.info()
             keys = int(client.dbsize())
         except redis.RedisError as exc:
-            raise ServerError(f"valkey-server pid {record.pid} does not answer on "
-                              f"{record.socket}: {exc}", self.log_path) from exc
+            raise ServerError(
+                f"valkey-server pid {record.pid} does not answer on {record.socket}: {exc}",
+                self.log_path,
+            ) from exc
         finally:
             client.close()
         return ServerStatus(
@@ -171,7 +173,8 @@ class EmbeddedServer:
         Returns:
             Whether a server was running.
         """
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if not self.dir.exists():
+            return False
         with self._locked():
             record = self.record()
             if record is None:

@@ -57,7 +57,7 @@ def config_text(directives: Sequence[Sequence[str]]) -> str:
 
 
 def _quote(arg: str) -> str:
-    if arg and not any(c in arg for c in ' \t"\'\\#'):
+    if arg and not any(c in arg for c in " \t\"'\\#"):
         return arg
     escaped = arg.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'

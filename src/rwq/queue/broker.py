@@ -64,12 +64,10 @@ class Broker:
 
     # -- transitions -------------------------------------------------------------------------
 
-    def enqueue_raw(self, queue: str, blocks: Sequence[Sequence[str]], client: Any = None) -> Any:
-        """Run the enqueue script for pre-encoded job blocks (see :mod:`rwq.queue.producer`)."""
+    def enqueue_raw(self, queue: str, records: Sequence[str], client: Any = None) -> Any:
+        """Run the enqueue script for encoded job records (see :mod:`rwq.queue.producer`)."""
         qk = self.keys.queue(queue)
-        args: list[Any] = [self._maxlen, self.keys.notify_channel, queue, len(blocks)]
-        for block in blocks:
-            args.extend(block)
+        args = [self._maxlen, self.keys.notify_channel, queue, "\x1e".join(records)]
         return self.scripts.enqueue(keys=[qk.tag], args=args, client=client)
 
     def fetch(self, queue: str, worker_id: str, count: int, client: Any = None) -> Fetched:

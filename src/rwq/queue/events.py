@@ -105,3 +105,44 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "type": self.type, "ts": self.ts, "queue": self.queue, **self.data}
+
+
+def render_markdown() -> str:
+    """The text of ``docs/events.md``, generated from this module (a test keeps them equal)."""
+    lines = [
+        "# Queue events",
+        "",
+        "<!-- Generated from src/rwq/queue/events.py by `python -m rwq.queue.events`. -->",
+        "",
+        "Every job transition appends an event to its queue's capped Redis Stream in the same",
+        "atomic step (the Lua script that makes the transition), so every UI and plugin host",
+        "sees what every worker on every machine does. Worker heartbeats go to the system",
+        "stream. All values are strings on the wire; readers parse the numeric ones.",
+        "",
+        "| stream | key |",
+        "|---|---|",
+        "| one per queue | `<prefix>:{<prefix>:q:<queue>}:events` |",
+        "| system (workers) | `<prefix>:{<prefix>:registry}:events` |",
+        "",
+        "Each stream is capped near `events_maxlen` entries (default 10,000; `XADD MAXLEN ~`).",
+        "Every entry has a `type` field. A reader adds `ts` (epoch ms, from the entry id the",
+        "server assigns) and `queue` (from the stream it read; empty for the system stream).",
+        "",
+        "| type | fields | meaning |",
+        "|---|---|---|",
+    ]
+    for event_type in EventType:
+        fields = ", ".join(f"`{f}`" for f in FIELDS[event_type]) or "-"
+        lines.append(f"| `{event_type.value}` | {fields} | {DESCRIPTIONS[event_type]} |")
+    lines += [
+        "",
+        "Numeric fields: " + ", ".join(f"`{f}`" for f in sorted(_NUMERIC)) + ".",
+        "Times (`run_at`) are epoch milliseconds on the Redis server's clock; durations",
+        "(`wait_ms`, `duration_ms`) are milliseconds with microsecond precision.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_markdown(), end="")

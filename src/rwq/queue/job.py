@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,20 @@ JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 # Ids need uniqueness, not secrecy: a fast generator seeded from the OS, reseeded in children.
 _random = random.Random(os.urandom(16))
-os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(16)))
+_RANDOM_BITS = 56
+# The last id's (ms, random part): ids of one millisecond count up from it (see new_job_id).
+_last = [0, 0]
+_id_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _id_lock
+    _random.seed(os.urandom(16))
+    _last[:] = [0, 0]  # else parent and child would count up from the same id
+    _id_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class JobError(RwqError):
@@ -42,8 +56,23 @@ class PayloadTooLarge(JobError):
 
 
 def new_job_id() -> str:
-    """A 26-character id that sorts by creation time: 48-bit ms clock, 56 random bits (hex)."""
-    return f"{time.time_ns() // 1_000_000:012x}{_random.getrandbits(56):014x}"
+    """A 26-character id that sorts by creation time: 48-bit ms clock, 56 random bits (hex).
+
+    Ids one process makes within a millisecond count up from a random start, so they sort in
+    the order they were made: jobs of one priority enqueued in the same millisecond (a batch)
+    tie on their pending score and Redis orders them by id.
+    """
+    ms = time.time_ns() // 1_000_000
+    with _id_lock:
+        last_ms, last_rand = _last
+        if ms > last_ms:
+            rand = _random.getrandbits(_RANDOM_BITS - 1)  # half the range left to count up
+        else:  # same millisecond, or the clock stepped back
+            ms, rand = last_ms, last_rand + 1
+            if rand >> _RANDOM_BITS:
+                ms, rand = ms + 1, 0
+        _last[:] = [ms, rand]
+    return f"{ms:012x}{rand:014x}"
 
 
 def pending_score(priority: int, enqueued_ms: float) -> float:
@@ -64,7 +93,12 @@ def encode_payload(payload: Any, limit: int) -> str:
 
 
 def check_priority(priority: int) -> int:
-    if not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+    # bool is an int subclass, but True is not a priority.
+    if (
+        not isinstance(priority, int)
+        or isinstance(priority, bool)
+        or not MIN_PRIORITY <= priority <= MAX_PRIORITY
+    ):
         raise JobError(
             f"priority must be a whole number from {MIN_PRIORITY} to {MAX_PRIORITY}, "
             f"got {priority!r}"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,6 +38,21 @@ class JobSpec:
     trace_id: str | None = None
 
 
+_TENANT = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+_JOB_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class BatchError(JobError):
+    """A job of a batch was invalid; the ``index`` jobs before it were enqueued."""
+
+    def __init__(self, index: int, cause: JobError) -> None:
+        self.index = index
+        self.cause = cause
+        super().__init__(
+            f"job #{index} of the batch: {cause} ({index} job(s) before it were enqueued)"
+        )
+
+
 class Producer:
     """Enqueues jobs through a :class:`Broker`."""
 
@@ -63,76 +79,95 @@ class Producer:
             JobError: the payload is not JSON, too large, or an option is out of range.
         """
         spec = JobSpec(payload, priority, tenant, delay, at, max_retries, job_id, trace_id)
-        return self.enqueue_many(queue, [spec])[0]
+        job, block = self._encode(queue, spec)
+        if queue not in self._known_queues:
+            self.broker.register_queues([queue])
+            self._known_queues.add(queue)
+        if not self.broker.enqueue_raw(queue, [block])[0]:
+            job.state = "duplicate"
+        return job
 
     def enqueue_many(
         self, queue: str, specs: Iterable[JobSpec | Any], chunk: int = 500
     ) -> list[Job]:
         """Enqueue many jobs in few round trips; plain values are taken as payloads.
 
-        Each chunk of ``chunk`` jobs is one atomic script call. While the server stores one
-        chunk the next is encoded (a sender thread), so client and server work overlap. A job
-        whose id already exists is not enqueued again (its returned ``state`` is
-        ``duplicate``). Every job is validated before any is sent.
+        Jobs go in chunks of ``chunk``, each one atomic script call, several chunks per
+        round trip. While the server stores one group of chunks the next is encoded (a sender
+        thread), so client and server work overlap. A job whose id already exists is not
+        enqueued again (its returned ``state`` is ``duplicate``).
+
+        Raises:
+            BatchError: a job is invalid; the jobs before it were enqueued, none from it on.
         """
-        qk = self.broker.queue_keys(queue)
+        if queue not in self._known_queues:
+            self.broker.register_queues([queue])
+            self._known_queues.add(queue)
         jobs: list[Job] = []
-        blocks: list[list[str]] = []
-        for item in specs:
-            spec = item if isinstance(item, JobSpec) else JobSpec(item)
-            job, block = self._encode(queue, spec)
-            jobs.append(job)
-            blocks.append(block)
-        if not jobs:
-            return jobs
-        if qk.queue not in self._known_queues:
-            self.broker.register_queues([qk.queue])
-            self._known_queues.add(qk.queue)
-        chunks = [blocks[i : i + chunk] for i in range(0, len(blocks), chunk)]
-        if len(chunks) == 1:
-            flags = self.broker.enqueue_raw(queue, chunks[0])
-        else:
-            flags = self._send_overlapped(queue, chunks)
-        for job, flag in zip(jobs, flags, strict=True):
+        flags: list[int] = []
+        group = chunk * 8
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rwq-enqueue") as sender:
+            inflight: Future[list[Any]] | None = None
+            blocks: list[str] = []
+
+            def send() -> Future[list[Any]]:
+                pipe = self.broker.client.pipeline(transaction=False)
+                for start in range(0, len(blocks), chunk):
+                    self.broker.enqueue_raw(queue, blocks[start : start + chunk], client=pipe)
+                return sender.submit(pipe.execute)
+
+            try:
+                for item in specs:
+                    spec = item if isinstance(item, JobSpec) else JobSpec(item)
+                    try:
+                        job, block = self._encode(queue, spec)
+                    except JobError as exc:
+                        raise BatchError(len(jobs), exc) from None
+                    jobs.append(job)
+                    blocks.append(block)
+                    if len(blocks) >= group:
+                        future = send()
+                        blocks = []
+                        if inflight is not None:
+                            flags.extend(f for r in inflight.result() for f in r)
+                        inflight = future
+                if blocks:
+                    future = send()
+                    blocks = []
+                    if inflight is not None:
+                        flags.extend(f for r in inflight.result() for f in r)
+                    inflight = future
+            finally:
+                if inflight is not None:
+                    flags.extend(f for r in inflight.result() for f in r)
+        for job, flag in zip(jobs, flags, strict=False):
             if not flag:
                 job.state = "duplicate"
         return jobs
 
-    def _send_overlapped(self, queue: str, chunks: list[list[list[str]]]) -> list[int]:
-        """Send chunks in pipelines of a few calls, each in flight while the next is packed."""
-        flags: list[int] = []
-        group = 8
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rwq-enqueue") as sender:
-            inflight = None
-            for start in range(0, len(chunks), group):
-                pipe = self.broker.client.pipeline(transaction=False)
-                for blocks in chunks[start : start + group]:
-                    self.broker.enqueue_raw(queue, blocks, client=pipe)
-                if inflight is not None:
-                    for result in inflight.result():
-                        flags.extend(result)
-                inflight = sender.submit(pipe.execute)
-            if inflight is not None:
-                for result in inflight.result():
-                    flags.extend(result)
-        return flags
-
-    def _encode(self, queue: str, spec: JobSpec) -> tuple[Job, list[str]]:
+    def _encode(self, queue: str, spec: JobSpec) -> tuple[Job, str]:
+        """Validate ``spec`` and build the job and its enqueue record."""
         settings = self.broker.settings
         priority = check_priority(spec.priority)
         max_retries = settings.max_retries if spec.max_retries is None else spec.max_retries
-        if not isinstance(max_retries, int) or max_retries < 0:
+        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
             raise JobError(f"max_retries must be a whole number >= 0, got {max_retries!r}")
-        if spec.tenant is not None and (not spec.tenant or len(spec.tenant) > 128):
-            raise JobError("tenant must be 1-128 characters")
+        if spec.tenant is not None and not _TENANT.match(spec.tenant):
+            raise JobError(f"tenant must be 1-128 printable characters, got {spec.tenant!r}")
+        if spec.job_id is not None and not _JOB_ID.match(spec.job_id):
+            raise JobError(
+                f"job id must be 1-64 of letters, digits, '.', '_', ':' or '-', got {spec.job_id!r}"
+            )
         now = time.time()
         run_at = _run_at(spec, now)
-        fixed: dict[str, Any] = {"payload": spec.payload, "max_retries": max_retries,
-                                 "created_at": round(now * 1000, 3)}  # fmt: skip
-        if spec.trace_id:
-            fixed["trace_id"] = spec.trace_id
+        created_at = round(now * 1000, 3)
         try:
-            spec_text = JSON.encode(fixed)
+            # Built by hand: one encoder call per job instead of a dict round trip.
+            spec_text = (
+                f'{{"payload":{JSON.encode(spec.payload)},"max_retries":{max_retries},'
+                f'"created_at":{created_at}'
+                + (f',"trace_id":{JSON.encode(spec.trace_id)}}}' if spec.trace_id else "}")
+            )
         except (TypeError, ValueError) as exc:
             raise JobError(f"payload is not JSON-serialisable: {exc}") from None
         if len(spec_text) > settings.payload_limit:  # ASCII-only JSON: chars == bytes
@@ -145,18 +180,15 @@ class Producer:
             tenant=spec.tenant,
             max_retries=max_retries,
             state="scheduled" if run_at else "pending",
-            created_at=fixed["created_at"],
+            created_at=created_at,
             run_at=run_at,
             trace_id=spec.trace_id,
         )
-        block = [
-            job.id,
-            str(priority),
-            spec.tenant or "",
-            f"{run_at:.0f}" if run_at else "",
-            spec_text,
-        ]
-        return job, block
+        record = (
+            f"{job.id}\x1f{priority}\x1f{spec.tenant or ''}\x1f"
+            f"{f'{run_at:.0f}' if run_at else ''}\x1f{spec_text}"
+        )
+        return job, record
 
 
 def _run_at(spec: JobSpec, now: float) -> float | None:

@@ -1,0 +1,517 @@
+"""``rwq demo``: a synthetic multi-tenant workload, worker subprocesses and a live stats view.
+
+A producer thread enqueues the tenants of :mod:`rwq.queue.demo` at a steady total rate;
+``rwq worker --app demo`` subprocesses (their output in ``<state_dir>/demo/``) run the jobs;
+the terminal shows queue stats and recent events until the duration ends or Ctrl-C. Every
+worker process is stopped before :func:`run_demo` returns or raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+
+import redis
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from rwq.config import ENV_PREFIX, Settings
+from rwq.connection import connect
+from rwq.queue.admin import Admin, QueueStats
+from rwq.queue.broker import Broker
+from rwq.queue.demo import PROFILES, QUEUES, TenantProfile
+from rwq.queue.events import Event, EventType
+from rwq.queue.producer import JobSpec, Producer
+from rwq.server import EmbeddedServer
+
+log = logging.getLogger(__name__)
+
+REFRESH_PER_SECOND = 4
+SUMMARY_EVERY = 2.0
+"""Seconds between summary lines when the view is not live."""
+PRODUCER_TICK = 0.1
+WORKER_CONCURRENCY = 8
+STOP_TIMEOUT = 10.0
+"""Seconds a worker gets to finish its jobs after SIGTERM before it is killed."""
+TAIL_TYPES = frozenset(
+    {
+        EventType.JOB_COMPLETED,
+        EventType.JOB_FAILED,
+        EventType.JOB_DEAD_LETTERED,
+        EventType.JOB_REQUEUED,
+        EventType.QUEUE_PAUSED,
+        EventType.QUEUE_RESUMED,
+        EventType.QUEUE_PURGED,
+    }
+)
+"""Events worth a line in the tail (enqueued/started/retried would drown the rest)."""
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    """What one demo run did (counts are this run's, not the queues' lifetime totals)."""
+
+    enqueued: int
+    completed: int
+    failed: int
+    """Failed runs, retried or not."""
+    dead: int
+    duration: float
+    """Seconds the workload ran."""
+
+    def __str__(self) -> str:
+        return (
+            f"demo ran {self.duration:.1f}s: {self.enqueued} enqueued, {self.completed} "
+            f"completed, {self.failed} failed runs, {self.dead} dead-lettered"
+        )
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Lifetime counters summed over the demo queues."""
+
+    completed: int = 0
+    failed: int = 0
+    dead: int = 0
+
+    @classmethod
+    def of(cls, queues: Sequence[QueueStats]) -> Totals:
+        return cls(
+            sum(q.completed_total for q in queues),
+            sum(q.failed_total for q in queues),
+            sum(q.dead_total for q in queues),
+        )
+
+    def __sub__(self, other: Totals) -> Totals:
+        return Totals(
+            self.completed - other.completed, self.failed - other.failed, self.dead - other.dead
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one frame of the view shows."""
+
+    elapsed: float
+    remaining: float | None
+    rate: float
+    enqueued: int
+    run: Totals
+    queues: list[QueueStats]
+    registered_workers: int
+    running_workers: int
+    worker_processes: int
+    events: list[Event]
+    log_dir: Path
+    error: str = ""
+
+
+# -- the producer ----------------------------------------------------------------------------
+
+
+class SyntheticProducer(threading.Thread):
+    """Enqueues every profile's share of ``rate`` jobs per second until :meth:`stop`."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        rate: float,
+        profiles: Sequence[TenantProfile] = PROFILES,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(name="rwq-demo-producer", daemon=True)
+        self.producer = producer
+        self.rate = rate
+        self.profiles = list(profiles)
+        self.rng = rng or random.Random()
+        self.enqueued = 0
+        self.error = ""
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        owed = [0.0] * len(self.profiles)
+        last = time.monotonic()
+        while not self._stop_event.wait(PRODUCER_TICK):
+            now = time.monotonic()
+            elapsed, last = now - last, now
+            for i, profile in enumerate(self.profiles):
+                owed[i] += self.rate * profile.share * elapsed
+                count = int(owed[i])
+                if count == 0:
+                    continue
+                owed[i] -= count
+                try:
+                    self.produce(profile, count)
+                except redis.RedisError as exc:
+                    self.error = f"producer: {exc}"
+                    log.warning("demo producer: %s", exc)
+
+    def produce(self, profile: TenantProfile, count: int) -> None:
+        """Enqueue ``count`` jobs of ``profile`` in one call."""
+        specs = [
+            JobSpec(
+                profile.payload(self.rng),
+                priority=profile.priority,
+                tenant=profile.name,
+                max_retries=profile.max_retries,
+            )
+            for _ in range(count)
+        ]
+        self.producer.enqueue_many(profile.queue, specs)
+        self.enqueued += count
+        self.error = ""
+
+
+# -- the event tail --------------------------------------------------------------------------
+
+
+class EventTail:
+    """Reads the queues' event streams from where they stood when it was made."""
+
+    def __init__(self, broker: Broker, queues: Sequence[str], size: int = 8) -> None:
+        self.client = broker.client
+        self.streams = {broker.queue_keys(q).events: q for q in queues}
+        self.recent: deque[Event] = deque(maxlen=size)
+        self.counts: Counter[str] = Counter()
+        pipe = self.client.pipeline(transaction=False)
+        for key in self.streams:
+            pipe.xrevrange(key, count=1)
+        self.last = {
+            key: rows[0][0] if rows else "0-0"
+            for key, rows in zip(self.streams, pipe.execute(), strict=True)
+        }
+
+    def poll(self, count: int = 1000) -> None:
+        """Take in every event added since the last poll (up to ``count`` per queue)."""
+        # One XREAD per stream: in a cluster each queue's stream lives in its own slot.
+        pipe = self.client.pipeline(transaction=False)
+        for key, last in self.last.items():
+            pipe.xread({key: last}, count=count)
+        new: list[Event] = []
+        for reply in pipe.execute():
+            for key, entries in reply or []:
+                for entry_id, data in entries:
+                    self.last[key] = entry_id
+                    event = Event.from_entry(entry_id, data, self.streams[key])
+                    self.counts[event.type] += 1
+                    if event.type in TAIL_TYPES:
+                        new.append(event)
+        new.sort(key=lambda e: (e.ts, e.id))
+        self.recent.extend(new)
+
+
+# -- the view --------------------------------------------------------------------------------
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    return f"{seconds / 60:.1f}m"
+
+
+def _fail_share(q: QueueStats) -> float:
+    runs = q.throughput_1m + q.failed_1m
+    return q.failed_1m / runs if runs else 0.0
+
+
+def _event_detail(event: Event) -> str:
+    data = event.data
+    if "error" in data:
+        return str(data["error"])
+    if event.type == EventType.JOB_COMPLETED:
+        return f"{float(data.get('duration_ms', 0)):.0f} ms, attempt {data.get('attempt', '?')}"
+    if event.type == EventType.JOB_REQUEUED:
+        return str(data.get("reason", ""))
+    if event.type == EventType.QUEUE_PURGED:
+        return f"{data.get('count', 0)} {data.get('target', '')}"
+    return ""
+
+
+_EVENT_STYLES: dict[str, str] = {
+    EventType.JOB_COMPLETED: "green",
+    EventType.JOB_FAILED: "yellow",
+    EventType.JOB_DEAD_LETTERED: "bold red",
+}
+
+
+def render(snap: Snapshot) -> RenderableType:
+    """One frame of the live view."""
+    left = f" · {snap.remaining:.0f}s left" if snap.remaining is not None else ""
+    header = Text.assemble(
+        ("rwq demo", "bold"),
+        f"  {snap.elapsed:.0f}s{left} · producing ~{snap.rate:g} jobs/s · "
+        f"{snap.enqueued} enqueued, {snap.run.completed} completed, {snap.run.failed} failed, "
+        f"{snap.run.dead} dead · workers: {snap.running_workers}/{snap.worker_processes} "
+        f"processes, {snap.registered_workers} registered",
+    )
+    table = Table(expand=False, pad_edge=False)
+    for col in ("queue", "pending", "processing", "scheduled", "dead", "completed", "failed",
+                "/min", "fail %", "oldest", "paused"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "queue" else "right")
+    for q in snap.queues:
+        share = _fail_share(q)
+        style = "red" if share >= 0.10 else "yellow" if share >= 0.03 else ""
+        table.add_row(
+            q.queue, str(q.pending), str(q.processing), str(q.scheduled), str(q.dead),
+            str(q.completed_total), str(q.failed_total), str(q.throughput_1m),
+            Text(f"{share:.0%}", style=style), _age(q.oldest_pending_age_s),
+            Text("paused", style="yellow") if q.paused else "",
+        )  # fmt: skip
+    events = Table(title="recent events", title_justify="left", show_edge=False, box=None)
+    for col in ("time", "queue", "event", "job", "detail"):
+        events.add_column(col, no_wrap=col != "detail", overflow="ellipsis")
+    for e in reversed(snap.events):
+        events.add_row(
+            datetime.fromtimestamp(e.ts / 1000).strftime("%H:%M:%S.%f")[:-3],
+            e.queue,
+            Text(e.type, style=_EVENT_STYLES.get(e.type, "")),
+            str(e.data.get("job_id", ""))[-8:],
+            _event_detail(e),
+        )
+    parts: list[RenderableType] = [header, table, events]
+    if snap.error:
+        parts.append(Text(snap.error, style="red"))
+    parts.append(Text(f"Ctrl-C to stop · worker logs in {snap.log_dir}", style="dim"))
+    return Group(*parts)
+
+
+def summary_line(snap: Snapshot) -> str:
+    """The one-line progress report printed when the view is not live."""
+    pending = sum(q.pending for q in snap.queues)
+    processing = sum(q.processing for q in snap.queues)
+    scheduled = sum(q.scheduled for q in snap.queues)
+    line = (
+        f"[{snap.elapsed:6.1f}s] enqueued {snap.enqueued} · pending {pending} · processing "
+        f"{processing} · scheduled {scheduled} · completed {snap.run.completed} · failed "
+        f"{snap.run.failed} · dead {snap.run.dead} · workers "
+        f"{snap.running_workers}/{snap.worker_processes}"
+    )
+    return f"{line} · {snap.error}" if snap.error else line
+
+
+# -- worker processes ------------------------------------------------------------------------
+
+
+def worker_command(queues: Sequence[str]) -> list[str]:
+    """The command line of one demo worker process."""
+    command = [sys.executable, "-m", "rwq", "worker", "--app", "demo"]
+    command += ["--concurrency", str(WORKER_CONCURRENCY)]
+    for q in queues:
+        command += ["-q", q]
+    return command
+
+
+def worker_env(settings: Settings, redis_url: str) -> dict[str, str]:
+    """This process's environment plus ``RWQ_*`` variables that recreate ``settings`` (with
+    ``redis_url``) in a child, since the child reads its settings from there."""
+    env = dict(os.environ)
+    for f in fields(Settings):
+        value = redis_url if f.name == "redis_url" else getattr(settings, f.name)
+        if value is None:
+            continue
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        env[ENV_PREFIX + f.name.upper()] = text
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start_workers(
+    count: int, settings: Settings, redis_url: str, log_dir: Path
+) -> list[subprocess.Popen[bytes]]:
+    """Start ``count`` worker processes, each writing to ``log_dir/worker-<n>.log``."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = worker_env(settings, redis_url)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for n in range(1, count + 1):
+            with (log_dir / f"worker-{n}.log").open("wb") as out:
+                procs.append(
+                    subprocess.Popen(
+                        worker_command(QUEUES),
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                    )
+                )
+    except BaseException:
+        stop_workers(procs)
+        raise
+    return procs
+
+
+def stop_workers(procs: Sequence[subprocess.Popen[bytes]], timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM every worker, give them ``timeout`` seconds to finish, then kill the rest."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    try:
+        for p in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except KeyboardInterrupt:
+        pass  # a second Ctrl-C: stop waiting, kill below
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt while the demo runs, so cleanup still happens."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def run_demo(
+    settings: Settings,
+    *,
+    duration: float | None,
+    live: bool,
+    workers: int = 2,
+    rate: float = 50.0,
+    console: Console | None = None,
+) -> DemoSummary:
+    """Run the demo workload for ``duration`` seconds (None: until Ctrl-C).
+
+    Args:
+        settings: where to connect (the embedded Valkey when ``redis_url`` is None).
+        duration: how long to produce and process; Ctrl-C ends the run early either way.
+        live: a live-updating table; otherwise a summary line every few seconds.
+        workers: worker processes to start (each runs 8 jobs at once).
+        rate: jobs per second enqueued over all tenants.
+        console: where to draw (stdout by default).
+    """
+    console = console or Console()
+    embedded = EmbeddedServer(settings.state_dir, settings.persistence)
+    redis_url = settings.redis_url or embedded.ensure()
+    client = connect(settings.replace(redis_url=redis_url))
+    broker = Broker(client, settings)
+    broker.register_queues(QUEUES)
+    admin = Admin(broker)
+    baseline = Totals.of(admin.stats(QUEUES).queues)
+    tail = EventTail(broker, QUEUES)
+    producer = SyntheticProducer(Producer(broker), rate)
+    procs: list[subprocess.Popen[bytes]] = []
+    with _terminate_as_interrupt():
+        try:
+            procs = start_workers(workers, settings, redis_url, settings.state_dir / "demo")
+            producer.start()
+            started = time.monotonic()
+            with contextlib.suppress(KeyboardInterrupt):  # how an open-ended demo ends
+                _watch(admin, tail, producer, procs, console, live, started, duration, baseline)
+            elapsed = time.monotonic() - started
+        finally:
+            producer.stop()
+            if producer.is_alive():
+                producer.join()
+            stop_workers(procs)
+    run = Totals.of(admin.stats(QUEUES).queues) - baseline
+    client.close()
+    return DemoSummary(producer.enqueued, run.completed, run.failed, run.dead, round(elapsed, 2))
+
+
+def _watch(
+    admin: Admin,
+    tail: EventTail,
+    producer: SyntheticProducer,
+    procs: Sequence[subprocess.Popen[bytes]],
+    console: Console,
+    live: bool,
+    started: float,
+    duration: float | None,
+    baseline: Totals,
+) -> None:
+    """Show the run until ``duration`` has passed (or forever), live or line by line."""
+    deadline = started + duration if duration is not None else None
+    exited: set[int] = set()
+    log_dir = admin.broker.settings.state_dir / "demo"
+
+    def snapshot() -> Snapshot:
+        now = time.monotonic()
+        for n, p in enumerate(procs, 1):
+            if p.poll() is not None and p.pid not in exited:
+                exited.add(p.pid)
+                console.print(
+                    f"[yellow]worker {n} (pid {p.pid}) exited with status {p.returncode}; "
+                    f"see {log_dir / f'worker-{n}.log'}[/yellow]"
+                )
+        error = producer.error
+        try:
+            stats = admin.stats(QUEUES)
+            tail.poll()
+            queues, registered = stats.queues, stats.workers
+        except redis.RedisError as exc:
+            queues, registered, error = [], 0, f"redis: {exc}"
+        return Snapshot(
+            elapsed=now - started,
+            remaining=max(0.0, deadline - now) if deadline is not None else None,
+            rate=producer.rate,
+            enqueued=producer.enqueued,
+            run=Totals.of(queues) - baseline if queues else Totals(),
+            queues=queues,
+            registered_workers=registered,
+            running_workers=sum(1 for p in procs if p.poll() is None),
+            worker_processes=len(procs),
+            events=list(tail.recent),
+            log_dir=log_dir,
+            error=error,
+        )
+
+    def due() -> bool:
+        return deadline is None or time.monotonic() < deadline
+
+    if live:
+        with Live(
+            render(snapshot()), console=console, refresh_per_second=REFRESH_PER_SECOND
+        ) as view:
+            while due():
+                time.sleep(_until(deadline, 1 / REFRESH_PER_SECOND))
+                view.update(render(snapshot()))
+        return
+    while due():
+        time.sleep(_until(deadline, SUMMARY_EVERY))
+        console.print(summary_line(snapshot()), highlight=False)
+
+
+def _until(deadline: float | None, step: float) -> float:
+    """Sleep ``step`` seconds, or less if the deadline comes sooner."""
+    if deadline is None:
+        return step
+    return max(0.0, min(step, deadline - time.monotonic()))

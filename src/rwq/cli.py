@@ -420,7 +420,8 @@ def dlq_list_cmd(
         queue=queue, tenant=tenant, error=error, offset=offset, limit=limit
     )
     if as_json:
-        _print_json({"total": page.total, "offset": offset, "jobs": [j.to_dict() for j in page.jobs]})
+        jobs = [j.to_dict() for j in page.jobs]
+        _print_json({"total": page.total, "offset": offset, "jobs": jobs})
         return
     shown = f"{offset + 1}-{offset + len(page.jobs)}" if page.jobs else "none"
     out.print(_jobs_table(f"dead letters {shown} of {page.total}", page.jobs))
@@ -543,6 +544,7 @@ def demo_cmd(
         live=live,
         workers=workers,
         rate=rate,
+        console=err if as_json else None,  # keep stdout pure JSON
     )
     if as_json:
         _print_json(asdict(summary))

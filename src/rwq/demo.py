@@ -9,9 +9,7 @@ worker process is stopped before :func:`run_demo` returns or raises.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -34,20 +32,18 @@ from rwq.config import ENV_PREFIX, Settings
 from rwq.connection import connect
 from rwq.queue.admin import Admin, QueueStats
 from rwq.queue.broker import Broker
-from rwq.queue.demo import PROFILES, QUEUES, TenantProfile
+from rwq.queue.demo import QUEUES, SyntheticProducer
 from rwq.queue.events import Event, EventType
-from rwq.queue.producer import JobSpec, Producer
+from rwq.queue.producer import Producer
 from rwq.server import EmbeddedServer
-
-log = logging.getLogger(__name__)
 
 REFRESH_PER_SECOND = 4
 SUMMARY_EVERY = 2.0
 """Seconds between summary lines when the view is not live."""
-PRODUCER_TICK = 0.1
 WORKER_CONCURRENCY = 8
 STOP_TIMEOUT = 10.0
 """Seconds a worker gets to finish its jobs after SIGTERM before it is killed."""
+PROBLEM_TYPES = frozenset({EventType.JOB_FAILED, EventType.JOB_DEAD_LETTERED})
 TAIL_TYPES = frozenset(
     {
         EventType.JOB_COMPLETED,
@@ -117,67 +113,10 @@ class Snapshot:
     running_workers: int
     worker_processes: int
     events: list[Event]
+    problems: list[Event]
+    """The latest failures and dead letters (the events tail is mostly completions)."""
     log_dir: Path
     error: str = ""
-
-
-# -- the producer ----------------------------------------------------------------------------
-
-
-class SyntheticProducer(threading.Thread):
-    """Enqueues every profile's share of ``rate`` jobs per second until :meth:`stop`."""
-
-    def __init__(
-        self,
-        producer: Producer,
-        rate: float,
-        profiles: Sequence[TenantProfile] = PROFILES,
-        rng: random.Random | None = None,
-    ) -> None:
-        super().__init__(name="rwq-demo-producer", daemon=True)
-        self.producer = producer
-        self.rate = rate
-        self.profiles = list(profiles)
-        self.rng = rng or random.Random()
-        self.enqueued = 0
-        self.error = ""
-        self._stop_event = threading.Event()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-
-    def run(self) -> None:
-        owed = [0.0] * len(self.profiles)
-        last = time.monotonic()
-        while not self._stop_event.wait(PRODUCER_TICK):
-            now = time.monotonic()
-            elapsed, last = now - last, now
-            for i, profile in enumerate(self.profiles):
-                owed[i] += self.rate * profile.share * elapsed
-                count = int(owed[i])
-                if count == 0:
-                    continue
-                owed[i] -= count
-                try:
-                    self.produce(profile, count)
-                except redis.RedisError as exc:
-                    self.error = f"producer: {exc}"
-                    log.warning("demo producer: %s", exc)
-
-    def produce(self, profile: TenantProfile, count: int) -> None:
-        """Enqueue ``count`` jobs of ``profile`` in one call."""
-        specs = [
-            JobSpec(
-                profile.payload(self.rng),
-                priority=profile.priority,
-                tenant=profile.name,
-                max_retries=profile.max_retries,
-            )
-            for _ in range(count)
-        ]
-        self.producer.enqueue_many(profile.queue, specs)
-        self.enqueued += count
-        self.error = ""
 
 
 # -- the event tail --------------------------------------------------------------------------
@@ -186,10 +125,11 @@ class SyntheticProducer(threading.Thread):
 class EventTail:
     """Reads the queues' event streams from where they stood when it was made."""
 
-    def __init__(self, broker: Broker, queues: Sequence[str], size: int = 8) -> None:
+    def __init__(self, broker: Broker, queues: Sequence[str], size: int = 6) -> None:
         self.client = broker.client
         self.streams = {broker.queue_keys(q).events: q for q in queues}
         self.recent: deque[Event] = deque(maxlen=size)
+        self.problems: deque[Event] = deque(maxlen=size)
         self.counts: Counter[str] = Counter()
         pipe = self.client.pipeline(transaction=False)
         for key in self.streams:
@@ -216,6 +156,7 @@ class EventTail:
                         new.append(event)
         new.sort(key=lambda e: (e.ts, e.id))
         self.recent.extend(new)
+        self.problems.extend(e for e in new if e.type in PROBLEM_TYPES)
 
 
 # -- the view --------------------------------------------------------------------------------
@@ -264,7 +205,7 @@ def render(snap: Snapshot) -> RenderableType:
         f"{snap.run.dead} dead · workers: {snap.running_workers}/{snap.worker_processes} "
         f"processes, {snap.registered_workers} registered",
     )
-    table = Table(expand=False, pad_edge=False)
+    table = Table()
     for col in ("queue", "pending", "processing", "scheduled", "dead", "completed", "failed",
                 "/min", "fail %", "oldest", "paused"):  # fmt: skip
         table.add_column(col, justify="left" if col == "queue" else "right")
@@ -277,22 +218,37 @@ def render(snap: Snapshot) -> RenderableType:
             Text(f"{share:.0%}", style=style), _age(q.oldest_pending_age_s),
             Text("paused", style="yellow") if q.paused else "",
         )  # fmt: skip
-    events = Table(title="recent events", title_justify="left", show_edge=False, box=None)
+    parts: list[RenderableType] = [
+        header,
+        table,
+        _events_table("recent events", snap.events),
+        _events_table("recent failures", snap.problems),
+    ]
+    if snap.error:
+        parts.append(Text(snap.error, style="red"))
+    parts.append(Text(f"Ctrl-C to stop · worker logs in {snap.log_dir}", style="dim"))
+    return Group(*parts)
+
+
+def _events_table(title: str, events: Sequence[Event]) -> Table:
+    table = Table(title=title, title_justify="left", box=None, expand=True)
     for col in ("time", "queue", "event", "job", "detail"):
-        events.add_column(col, no_wrap=col != "detail", overflow="ellipsis")
-    for e in reversed(snap.events):
-        events.add_row(
+        table.add_column(
+            col,
+            no_wrap=True,
+            overflow="ellipsis",
+            ratio=1 if col == "detail" else None,
+            min_width=len(EventType.JOB_DEAD_LETTERED) if col == "event" else None,
+        )
+    for e in reversed(events):
+        table.add_row(
             datetime.fromtimestamp(e.ts / 1000).strftime("%H:%M:%S.%f")[:-3],
             e.queue,
             Text(e.type, style=_EVENT_STYLES.get(e.type, "")),
             str(e.data.get("job_id", ""))[-8:],
             _event_detail(e),
         )
-    parts: list[RenderableType] = [header, table, events]
-    if snap.error:
-        parts.append(Text(snap.error, style="red"))
-    parts.append(Text(f"Ctrl-C to stop · worker logs in {snap.log_dir}", style="dim"))
-    return Group(*parts)
+    return table
 
 
 def summary_line(snap: Snapshot) -> str:
@@ -418,96 +374,110 @@ def run_demo(
         rate: jobs per second enqueued over all tenants.
         console: where to draw (stdout by default).
     """
-    console = console or Console()
-    embedded = EmbeddedServer(settings.state_dir, settings.persistence)
-    redis_url = settings.redis_url or embedded.ensure()
+    redis_url = settings.redis_url
+    if redis_url is None:
+        redis_url = EmbeddedServer(settings.state_dir, settings.persistence).ensure()
     client = connect(settings.replace(redis_url=redis_url))
-    broker = Broker(client, settings)
-    broker.register_queues(QUEUES)
-    admin = Admin(broker)
-    baseline = Totals.of(admin.stats(QUEUES).queues)
-    tail = EventTail(broker, QUEUES)
-    producer = SyntheticProducer(Producer(broker), rate)
-    procs: list[subprocess.Popen[bytes]] = []
-    with _terminate_as_interrupt():
-        try:
-            procs = start_workers(workers, settings, redis_url, settings.state_dir / "demo")
-            producer.start()
-            started = time.monotonic()
-            with contextlib.suppress(KeyboardInterrupt):  # how an open-ended demo ends
-                _watch(admin, tail, producer, procs, console, live, started, duration, baseline)
-            elapsed = time.monotonic() - started
-        finally:
-            producer.stop()
-            if producer.is_alive():
-                producer.join()
-            stop_workers(procs)
-    run = Totals.of(admin.stats(QUEUES).queues) - baseline
-    client.close()
-    return DemoSummary(producer.enqueued, run.completed, run.failed, run.dead, round(elapsed, 2))
+    try:
+        broker = Broker(client, settings)
+        broker.register_queues(QUEUES)
+        admin = Admin(broker)
+        baseline = Totals.of(admin.stats(QUEUES).queues)
+        demo = _Run(admin, SyntheticProducer(Producer(broker), rate), console or Console())
+        with _terminate_as_interrupt():
+            try:
+                demo.procs = start_workers(workers, settings, redis_url, demo.log_dir)
+                demo.producer.start()
+                with contextlib.suppress(KeyboardInterrupt):  # how an open-ended demo ends
+                    demo.watch(duration, live, baseline)
+                elapsed = time.monotonic() - demo.started
+            finally:
+                demo.producer.stop()
+                if demo.producer.is_alive():
+                    demo.producer.join()
+                stop_workers(demo.procs)
+        run = Totals.of(admin.stats(QUEUES).queues) - baseline
+    finally:
+        client.close()
+    return DemoSummary(
+        demo.producer.enqueued, run.completed, run.failed, run.dead, round(elapsed, 2)
+    )
 
 
-def _watch(
-    admin: Admin,
-    tail: EventTail,
-    producer: SyntheticProducer,
-    procs: Sequence[subprocess.Popen[bytes]],
-    console: Console,
-    live: bool,
-    started: float,
-    duration: float | None,
-    baseline: Totals,
-) -> None:
-    """Show the run until ``duration`` has passed (or forever), live or line by line."""
-    deadline = started + duration if duration is not None else None
-    exited: set[int] = set()
-    log_dir = admin.broker.settings.state_dir / "demo"
+class _Run:
+    """One demo run as the view sees it: the producer, the worker processes, the tail."""
 
-    def snapshot() -> Snapshot:
+    def __init__(self, admin: Admin, producer: SyntheticProducer, console: Console) -> None:
+        self.admin = admin
+        self.producer = producer
+        self.console = console
+        self.tail = EventTail(admin.broker, QUEUES)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.exited: set[int] = set()
+        self.log_dir = admin.broker.settings.state_dir / "demo"
+        self.started = time.monotonic()
+
+    def watch(self, duration: float | None, live: bool, baseline: Totals) -> None:
+        """Show the run until ``duration`` has passed (or forever), live or line by line."""
+        self.started = time.monotonic()
+        deadline = self.started + duration if duration is not None else None
+        if live:
+            with Live(
+                render(self.snapshot(deadline, baseline)),
+                console=self.console,
+                refresh_per_second=REFRESH_PER_SECOND,
+            ) as view:
+                while self.due(deadline):
+                    time.sleep(_until(deadline, 1 / REFRESH_PER_SECOND))
+                    view.update(render(self.snapshot(deadline, baseline)))
+            return
+        while self.due(deadline):
+            time.sleep(_until(deadline, SUMMARY_EVERY))
+            line = summary_line(self.snapshot(deadline, baseline))
+            self.console.print(line, highlight=False, soft_wrap=True)
+
+    def due(self, deadline: float | None) -> bool:
+        """Whether to go on: time is left and some worker still runs."""
+        if self.procs and len(self.exited) == len(self.procs):
+            self.console.print("[red]every worker exited; stopping the demo[/red]")
+            return False
+        return deadline is None or time.monotonic() < deadline
+
+    def snapshot(self, deadline: float | None, baseline: Totals) -> Snapshot:
         now = time.monotonic()
-        for n, p in enumerate(procs, 1):
-            if p.poll() is not None and p.pid not in exited:
-                exited.add(p.pid)
-                console.print(
-                    f"[yellow]worker {n} (pid {p.pid}) exited with status {p.returncode}; "
-                    f"see {log_dir / f'worker-{n}.log'}[/yellow]"
-                )
-        error = producer.error
+        self._report_exits()
+        error = self.producer.error
         try:
-            stats = admin.stats(QUEUES)
-            tail.poll()
+            stats = self.admin.stats(QUEUES)
+            self.tail.poll()
             queues, registered = stats.queues, stats.workers
         except redis.RedisError as exc:
             queues, registered, error = [], 0, f"redis: {exc}"
         return Snapshot(
-            elapsed=now - started,
+            elapsed=now - self.started,
             remaining=max(0.0, deadline - now) if deadline is not None else None,
-            rate=producer.rate,
-            enqueued=producer.enqueued,
+            rate=self.producer.rate,
+            enqueued=self.producer.enqueued,
             run=Totals.of(queues) - baseline if queues else Totals(),
             queues=queues,
             registered_workers=registered,
-            running_workers=sum(1 for p in procs if p.poll() is None),
-            worker_processes=len(procs),
-            events=list(tail.recent),
-            log_dir=log_dir,
+            running_workers=sum(1 for p in self.procs if p.poll() is None),
+            worker_processes=len(self.procs),
+            events=list(self.tail.recent),
+            problems=list(self.tail.problems),
+            log_dir=self.log_dir,
             error=error,
         )
 
-    def due() -> bool:
-        return deadline is None or time.monotonic() < deadline
-
-    if live:
-        with Live(
-            render(snapshot()), console=console, refresh_per_second=REFRESH_PER_SECOND
-        ) as view:
-            while due():
-                time.sleep(_until(deadline, 1 / REFRESH_PER_SECOND))
-                view.update(render(snapshot()))
-        return
-    while due():
-        time.sleep(_until(deadline, SUMMARY_EVERY))
-        console.print(summary_line(snapshot()), highlight=False)
+    def _report_exits(self) -> None:
+        for n, p in enumerate(self.procs, 1):
+            if p.poll() is not None and p.pid not in self.exited:
+                self.exited.add(p.pid)
+                self.console.print(
+                    f"[yellow]worker {n} (pid {p.pid}) exited with status {p.returncode}; "
+                    f"see {self.log_dir / f'worker-{n}.log'}[/yellow]",
+                    soft_wrap=True,
+                )
 
 
 def _until(deadline: float | None, step: float) -> float:

@@ -1,5 +1,6 @@
-"""The built-in ``demo`` workload: tenant profiles for the synthetic producer and the handler
-set ``rwq worker --app demo`` runs, which sleeps and fails as each job's payload asks.
+"""The built-in ``demo`` workload: tenant profiles, a producer thread that enqueues them at a
+steady rate, and the handler set ``rwq worker --app demo`` runs, which sleeps and fails as
+each job's payload asks.
 
 A demo payload is ``{"tenant", "kind", "duration_ms", "fail_rate"}`` and optionally
 ``permanent_rate``: the share of failures that dead-letter at once (default
@@ -8,16 +9,22 @@ A demo payload is ``{"tenant", "kind", "duration_ms", "fail_rate"}`` and optiona
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from rwq.queue.job import Job
+from rwq.queue.producer import JobSpec, Producer
 from rwq.queue.worker import Handler, PermanentFailure
+
+log = logging.getLogger(__name__)
 
 QUEUE_PREFIX = "tenant."
 PERMANENT_SHARE = 0.1
@@ -26,6 +33,8 @@ DURATION_SIGMA = 0.6
 """Spread of the lognormal run time: most jobs near the mean, a long tail of slow ones."""
 MAX_DURATION_FACTOR = 8.0
 """No run lasts longer than this many times its mean (keeps worker shutdown short)."""
+PRODUCER_TICK = 0.1
+"""Seconds between the producer's batches."""
 
 
 @dataclass(frozen=True)
@@ -214,6 +223,62 @@ def _number(value: Any, default: float) -> float:
     return (
         float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
     )
+
+
+class SyntheticProducer(threading.Thread):
+    """Enqueues every profile's share of ``rate`` jobs per second until :meth:`stop`."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        rate: float,
+        profiles: Sequence[TenantProfile] = PROFILES,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(name="rwq-demo-producer", daemon=True)
+        self.producer = producer
+        self.rate = rate
+        self.profiles = list(profiles)
+        self.rng = rng or random.Random()
+        self.enqueued = 0
+        self.error = ""
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        owed = [0.0] * len(self.profiles)
+        last = time.monotonic()
+        while not self._stop_event.wait(PRODUCER_TICK):
+            now = time.monotonic()
+            elapsed, last = now - last, now
+            for i, profile in enumerate(self.profiles):
+                owed[i] += self.rate * profile.share * elapsed
+                count = int(owed[i])
+                if count == 0:
+                    continue
+                owed[i] -= count
+                try:
+                    self.produce(profile, count)
+                except redis.RedisError as exc:
+                    self.error = f"producer: {exc}"
+                    log.debug("demo producer: %s", exc)  # shown in the view, not on stderr
+
+    def produce(self, profile: TenantProfile, count: int) -> None:
+        """Enqueue ``count`` jobs of ``profile`` in one call."""
+        specs = [
+            JobSpec(
+                profile.payload(self.rng),
+                priority=profile.priority,
+                tenant=profile.name,
+                max_retries=profile.max_retries,
+            )
+            for _ in range(count)
+        ]
+        self.producer.enqueue_many(profile.queue, specs)
+        self.enqueued += count
+        self.error = ""
 
 
 handlers: dict[str, Handler] = {"*": DemoHandler()}

@@ -377,7 +377,7 @@ def stats_cmd(
 def _jobs_table(title: str, jobs: list[Job]) -> Table:
     table = Table(title=title)
     for col in ("id", "queue", "tenant", "prio", "attempts", "state", "error", "payload"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True, overflow="ellipsis", min_width=4)
     for j in jobs:
         table.add_row(
             j.id, j.queue, j.tenant or "", str(j.priority), f"{j.attempts}/{j.max_retries + 1}",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.cluster import ClusterPipeline
+
 # Shared Lua: server clock, event append and the pending score. Timestamps are epoch ms
 # with microsecond fraction, built as strings so no precision is lost to Lua's number format.
 _PRELUDE = r"""
@@ -249,7 +251,7 @@ local ids = redis.call('ZRANGE', processing, 0, -1)
 local requeued, dead = 0, 0
 for _, id in ipairs(ids) do
   local jk = tag .. ':job:' .. id
-  local v = redis.call('HMGET', jk, 'attempts', 'tenant', 'priority')
+  local v = redis.call('HMGET', jk, 'attempts', 'tenant', 'priority', 'enqueued_at')
   if v[1] then
     local attempt, retries, tenant = tonumber(v[1]) or 0, max_retries(jk), v[2] or ''
     -- A graceful shutdown hands back jobs it never ran: their attempt does not count.
@@ -263,8 +265,11 @@ for _, id in ipairs(ids) do
            'tenant', tenant, 'attempt', attempt, 'error', err)
       dead = dead + 1
     else
-      redis.call('HSET', jk, 'state', 'pending', 'error', err)
-      redis.call('ZADD', pending, pending_score(v[3] or 5, now), id)
+      redis.call('HSET', jk, 'state', 'pending')
+      if err ~= '' then redis.call('HSET', jk, 'error', err) end
+      -- Back to its old place in line (its enqueue time), not behind jobs enqueued later.
+      local since = math.floor(tonumber(v[4]) or now)
+      redis.call('ZADD', pending, pending_score(v[3] or 5, since), id)
       emit(maxlen, 'type', 'job.requeued', 'job_id', id, 'tenant', tenant,
            'reason', reason, 'from_queue', '')
       requeued = requeued + 1
@@ -486,11 +491,26 @@ ALL: dict[str, str] = {
 }
 
 
+class _Script:
+    """One registered script; in a cluster pipeline it is sent as ``EVAL``."""
+
+    def __init__(self, script: Any) -> None:
+        self._script = script
+
+    def __call__(self, keys: list[Any], args: list[Any], client: Any = None) -> Any:
+        if isinstance(client, ClusterPipeline):
+            # redis-py refuses EVALSHA in cluster pipelines (it cannot load a missing script
+            # mid-pipeline); EVAL carries the source and the server reuses its compiled copy.
+            pipe: Any = client
+            return pipe.execute_command("EVAL", self._script.script, len(keys), *keys, *args)
+        return self._script(keys=keys, args=args, client=client)
+
+
 class Scripts:
     """The queue scripts registered on one client (``EVALSHA`` with ``EVAL`` fallback)."""
 
     def __init__(self, client: Any) -> None:
-        self._scripts = {name: client.register_script(src) for name, src in ALL.items()}
+        self._scripts = {name: _Script(client.register_script(src)) for name, src in ALL.items()}
 
     def __getattr__(self, name: str) -> Any:
         try:

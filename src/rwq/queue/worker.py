@@ -75,6 +75,8 @@ class _Outcome:
     error: str = ""
     traceback: str = ""
     permanent: bool = False
+    skipped: bool = False
+    """Never started (the worker was stopping): still held, handed back at shutdown."""
 
 
 def backoff_ms(attempt: int, base: float, cap: float) -> int:
@@ -120,6 +122,12 @@ class Worker:
         self._inbox: queue_mod.Queue[_Outcome | None] = queue_mod.Queue()
         self._pending: list[_Outcome] = []
         self._inflight = 0
+        self._running: set[tuple[str, str]] = set()
+        """(queue, job id) of pooled jobs whose outcome is not recorded yet."""
+        self._unsure = False
+        """A fetch failed: its jobs may be held under our id without our knowing."""
+        self._info = ""
+        self._registry_lock = threading.Lock()
         self._state = "starting"
         self._last_reap = 0.0
         self._pool: ThreadPoolExecutor | None = None
@@ -179,6 +187,7 @@ class Worker:
             else:
                 for qname, job in taken:
                     self._inflight += 1
+                    self._running.add((qname, job.id))
                     self.metrics.inflight.inc()
                     self._pool.submit(self._run_pooled, qname, job)
             return
@@ -192,7 +201,8 @@ class Worker:
     def _take(self, free: int) -> tuple[list[tuple[str, Job]], float | None]:
         """Fetch up to ``free`` (+prefetch) jobs, highest-priority queue first."""
         want = free + self.options.prefetch
-        taken: list[tuple[str, Job]] = []
+        taken: list[tuple[str, Job]] = self._reclaim() if self._unsure else []
+        want -= len(taken)
         next_due: float | None = None
         for qname in self.queues:
             breaker = self.breakers[qname]
@@ -203,7 +213,13 @@ class Worker:
             if allowance == 0:
                 continue
             count = want if allowance < 0 else min(want, allowance)
-            fetched = self.broker.fetch(qname, self.id, count)
+            try:
+                fetched = self.broker.fetch(qname, self.id, count)
+            except REDIS_ERRORS:
+                # The script may have run and only its reply been lost, and jobs already in
+                # `taken` are dropped with this error: we may hold jobs we do not know of.
+                self._unsure = True
+                raise
             if fetched.next_due_ms is not None:
                 next_due = min(next_due or fetched.next_due_ms, fetched.next_due_ms)
             if fetched.jobs and allowance > 0:
@@ -214,6 +230,21 @@ class Worker:
                 break
         return taken, next_due
 
+    def _reclaim(self) -> list[tuple[str, Job]]:
+        """Jobs held under our id that the loop does not know of, to run them now."""
+        known = self._running | {(o.queue, o.job.id) for o in self._pending}
+        client = self.broker.client
+        found: list[tuple[str, Job]] = []
+        for qname in self.queues:
+            qk = self.broker.queue_keys(qname)
+            for job_id in client.zrange(qk.processing(self.id), 0, -1):
+                if (qname, job_id) not in known and (fields := client.hgetall(qk.job(job_id))):
+                    found.append((qname, Job.from_fields(fields, job_id, qname)))
+        self._unsure = False
+        if found:
+            log.warning("reclaimed %d job(s) whose fetch reply was lost", len(found))
+        return found
+
     def _run_inline(self, taken: list[tuple[str, Job]]) -> None:
         for qname, job in taken:
             if self._stop.is_set():
@@ -222,6 +253,9 @@ class Worker:
         self._flush()
 
     def _run_pooled(self, qname: str, job: Job) -> None:
+        if self._stop.is_set():  # not started before stop(): _shutdown hands it back
+            self._inbox.put(_Outcome(qname, job, False, 0.0, skipped=True))
+            return
         self._inbox.put(self._execute(qname, job))
 
     def _execute(self, qname: str, job: Job) -> _Outcome:
@@ -251,8 +285,10 @@ class Worker:
         while True:
             if item is not None:
                 self._inflight -= 1
+                self._running.discard((item.queue, item.job.id))
                 self.metrics.inflight.dec()
-                self._record(item)
+                if not item.skipped:
+                    self._record(item)
             try:
                 item = self._inbox.get_nowait()
             except queue_mod.Empty:
@@ -321,9 +357,10 @@ class Worker:
             "started_at": time.time() * 1000,
         }
         ttl = int(self.broker.settings.heartbeat_ttl * 1000)
+        self._info = json.dumps(info)
         pipe = self.broker.client.pipeline(transaction=False)
         pipe.set(keys.heartbeat(self.id), self._status_json(), px=ttl)
-        pipe.hset(keys.workers, self.id, json.dumps(info))
+        pipe.hset(keys.workers, self.id, self._info)
         pipe.sadd(keys.queues, *self.queues)
         pipe.execute()
         self._publish_status()
@@ -358,12 +395,23 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         settings = self.broker.settings
-        key = self.broker.keys.heartbeat(self.id)
+        keys = self.broker.keys
         while not self._stop.wait(settings.heartbeat_interval):
             try:
-                self.broker.client.set(
-                    key, self._status_json(), px=int(settings.heartbeat_ttl * 1000)
-                )
+                with self._registry_lock:
+                    if self._state == "stopped":
+                        return
+                    pipe = self.broker.client.pipeline(transaction=False)
+                    pipe.set(
+                        keys.heartbeat(self.id),
+                        self._status_json(),
+                        px=int(settings.heartbeat_ttl * 1000),
+                    )
+                    # Again each time: a reaper that found our lease expired (say Redis was
+                    # away for longer than the TTL) forgot us, and forgotten workers' jobs
+                    # could never be reaped.
+                    pipe.hset(keys.workers, self.id, self._info)
+                    pipe.execute()
                 self._publish_status()
             except REDIS_ERRORS as exc:
                 log.warning("heartbeat failed: %s", exc)
@@ -416,10 +464,11 @@ class Worker:
                 for qname in self.queues:
                     self.broker.release(qname, self.id, "shutdown", "")
                 keys = self.broker.keys
-                self._state = "stopped"
-                self._publish_status()
-                self.broker.client.delete(keys.heartbeat(self.id))
-                self.broker.client.hdel(keys.workers, self.id)
+                with self._registry_lock:  # no heartbeat may register us again after this
+                    self._state = "stopped"
+                    self._publish_status()
+                    self.broker.client.delete(keys.heartbeat(self.id))
+                    self.broker.client.hdel(keys.workers, self.id)
                 return
             except REDIS_ERRORS as exc:
                 if attempt == 49:

@@ -64,10 +64,14 @@ class Broker:
 
     # -- transitions -------------------------------------------------------------------------
 
-    def enqueue_raw(self, queue: str, records: Sequence[str], client: Any = None) -> Any:
-        """Run the enqueue script for encoded job records (see :mod:`rwq.queue.producer`)."""
+    def enqueue_raw(
+        self, queue: str, records: Sequence[str], *, check_ids: bool = True, client: Any = None
+    ) -> Any:
+        """Run the enqueue script for encoded job records (see :mod:`rwq.queue.producer`);
+        ``check_ids=False`` when every id was generated (none can exist yet)."""
         qk = self.keys.queue(queue)
-        args = [self._maxlen, self.keys.notify_channel, queue, "\x1e".join(records)]
+        joined = "\x1e".join(records)
+        args = [self._maxlen, self.keys.notify_channel, queue, joined, "1" if check_ids else "0"]
         return self.scripts.enqueue(keys=[qk.tag], args=args, client=client)
 
     def fetch(self, queue: str, worker_id: str, count: int, client: Any = None) -> Fetched:

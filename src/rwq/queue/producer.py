@@ -83,7 +83,7 @@ class Producer:
         if queue not in self._known_queues:
             self.broker.register_queues([queue])
             self._known_queues.add(queue)
-        if not self.broker.enqueue_raw(queue, [block])[0]:
+        if not self.broker.enqueue_raw(queue, [block], check_ids=job_id is not None)[0]:
             job.state = "duplicate"
         return job
 
@@ -109,11 +109,14 @@ class Producer:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rwq-enqueue") as sender:
             inflight: Future[list[Any]] | None = None
             blocks: list[str] = []
+            given_ids = False  # whether a job of this group came with its own id
 
             def send() -> Future[list[Any]]:
                 pipe = self.broker.client.pipeline(transaction=False)
                 for start in range(0, len(blocks), chunk):
-                    self.broker.enqueue_raw(queue, blocks[start : start + chunk], client=pipe)
+                    self.broker.enqueue_raw(
+                        queue, blocks[start : start + chunk], check_ids=given_ids, client=pipe
+                    )
                 return sender.submit(pipe.execute)
 
             try:
@@ -125,9 +128,10 @@ class Producer:
                         raise BatchError(len(jobs), exc) from None
                     jobs.append(job)
                     blocks.append(block)
+                    given_ids = given_ids or spec.job_id is not None
                     if len(blocks) >= group:
                         future = send()
-                        blocks = []
+                        blocks, given_ids = [], False
                         if inflight is not None:
                             flags.extend(f for r in inflight.result() for f in r)
                         inflight = future

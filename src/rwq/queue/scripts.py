@@ -51,12 +51,15 @@ end
 # spec (JSON: payload, max_retries, created_at, ...). One argument instead of five per job
 # keeps the client's command packing off the hot path; the producer guarantees no field
 # contains either separator (JSON is ASCII-escaped; ids and tenants are checked).
+# ARGV[5] is '1' when some id was given by the caller: only then can one already exist
+# (generated ids carry 56 random bits per millisecond), so only then is each id checked.
 # Returns a list of 1 (added) / 0 (a job with that id already exists) per job.
 ENQUEUE = (
     _PRELUDE
     + r"""
-local maxlen, channel, queue, data = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local maxlen, channel, queue, data, check = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5] == '1'
 local pending, scheduled = tag .. ':pending', tag .. ':scheduled'
+local ready = {}
 local jobs, events = tag .. ':job:', tag .. ':events'
 local find, sub = string.find, string.sub
 local was_empty = redis.call('ZCARD', pending) == 0
@@ -71,7 +74,7 @@ while pos <= size do
   local run_at, spec = sub(data, c + 1, d - 1), sub(data, d + 1, stop - 1)
   pos = stop + 1
   local jk = jobs .. id
-  if redis.call('EXISTS', jk) == 1 then
+  if check and redis.call('EXISTS', jk) == 1 then
     out[#out + 1] = 0
   elseif run_at ~= '' and tonumber(run_at) > now then
     redis.call('HSET', jk, 'spec', spec, 'priority', prio, 'tenant', tenant,
@@ -84,13 +87,15 @@ while pos <= size do
   else
     redis.call('HSET', jk, 'spec', spec, 'priority', prio, 'tenant', tenant,
                'state', 'pending', 'enqueued_at', now_text)
-    redis.call('ZADD', pending, pending_score(prio, now), id)
+    ready[#ready + 1] = pending_score(prio, now)
+    ready[#ready + 1] = id
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'job.enqueued',
                'job_id', id, 'tenant', tenant, 'priority', prio)
     added, added_now = added + 1, added_now + 1
     out[#out + 1] = 1
   end
 end
+if #ready > 0 then redis.call('ZADD', pending, unpack(ready)) end
 if added > 0 then redis.call('HINCRBY', tag .. ':counters', 'enqueued', added) end
 if was_empty and added_now > 0 then redis.call('PUBLISH', channel, queue) end
 return out

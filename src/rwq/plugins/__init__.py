@@ -1,0 +1,1 @@
+"""The Plugin Panel System: manifests, bundles, permissions, grants, audit, bus, host API."""

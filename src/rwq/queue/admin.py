@@ -113,7 +113,12 @@ class Admin:
     # -- reading -----------------------------------------------------------------------------
 
     def stats(self, queues: Sequence[str] | None = None) -> Stats:
-        names = [self._check_queue(q) for q in queues] if queues else self.broker.queues()
+        known = self.broker.queues()
+        if queues:
+            unknown = [q for q in queues if q not in known]
+            if unknown:
+                raise UnknownQueue(unknown[0], known)
+        names = list(queues) if queues else known
         worker_ids = list(self.client.hkeys(self.broker.keys.workers))
         pipe = self.client.pipeline(transaction=False)
         for name in names:

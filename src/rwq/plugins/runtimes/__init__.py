@@ -1,0 +1,1 @@
+"""Plugin runtimes: the sandboxes plugins run in (WASM, Starlark), behind one protocol."""

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from rwq.config import Settings
 from rwq.errors import RwqError
+from rwq.plugin_cli import plugin_app
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
 from rwq.queue.job import DEFAULT_PRIORITY, Job
@@ -39,6 +40,7 @@ app.add_typer(server_app, name="server")
 app.add_typer(admin_app, name="admin")
 admin_app.add_typer(dlq_app, name="dlq")
 app.add_typer(bench_app, name="bench")
+app.add_typer(plugin_app, name="plugin")
 
 out = Console()
 err = Console(stderr=True)

@@ -43,6 +43,9 @@ class Settings:
     backoff_base: float = 1.0
     backoff_max: float = 300.0
     read_only: bool = False
+    plugin_dirs: str = "plugins"
+    """Directories searched for plugins, separated by ':' (the user's installed plugins
+    under the state dir are always searched too)."""
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied; ``None`` values are ignored (unset flags)."""

@@ -1,0 +1,262 @@
+"""``rwq plugin``: validate, list, install, grant, revoke and audit plugins."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rwq.config import Settings
+from rwq.errors import RwqError
+from rwq.units import parse_duration
+
+if TYPE_CHECKING:
+    from rwq.plugins.audit import AuditLog
+    from rwq.plugins.bundle import Bundle
+    from rwq.plugins.grants import GrantStore
+
+# The plugin modules are imported inside the commands: `rwq worker` and friends should not
+# pay for (or depend on) the plugin system.
+
+plugin_app = typer.Typer(help="Manage plugins and their permissions.", no_args_is_help=True)
+
+out = Console()
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+class PluginCliError(RwqError):
+    """A plugin command was given something it cannot act on."""
+
+
+@dataclass(frozen=True)
+class PluginPaths:
+    """Where plugins are found, installed and unpacked for one settings object."""
+
+    settings: Settings
+
+    @property
+    def installed(self) -> Path:
+        return self.settings.state_dir / "plugins" / "installed"
+
+    @property
+    def extracted(self) -> Path:
+        return self.settings.state_dir / "plugins" / "extracted"
+
+    @property
+    def search(self) -> list[Path]:
+        extra = [Path(p) for p in self.settings.plugin_dirs.split(":") if p]
+        return [*extra, self.installed]
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings = getattr(ctx.obj, "settings", None)
+    assert isinstance(settings, Settings)
+    return settings
+
+
+def _store(settings: Settings) -> tuple[GrantStore, AuditLog]:
+    from rwq.plugins.audit import AuditLog
+    from rwq.plugins.grants import GrantStore
+
+    log = AuditLog.from_settings(settings)
+    return GrantStore.from_settings(settings, audit=log), log
+
+
+def _find(settings: Settings, name: str) -> Bundle:
+    from rwq.plugins.registry import discover
+
+    paths = PluginPaths(settings)
+    found = discover(paths.search, paths.extracted)
+    for bundle in found.bundles:
+        if bundle.name == name:
+            return bundle
+    known = ", ".join(sorted(b.name for b in found.bundles)) or "none"
+    where = ", ".join(str(p) for p in paths.search)
+    raise PluginCliError(f"no plugin named {name!r} in {where} (found: {known})")
+
+
+@plugin_app.command("validate")
+def validate_cmd(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="A plugin directory or .zip bundle.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Check one plugin's manifest and bundle (dependencies resolve when plugins load)."""
+    from rwq.plugins.bundle import open_bundle
+
+    bundle = open_bundle(path, extract_dir=PluginPaths(_settings(ctx)).extracted)
+    m = bundle.manifest
+    info = {
+        "name": m.name,
+        "version": str(m.version),
+        "runtime": m.runtime,
+        "entry_point": str(bundle.entry_point),
+        "sha256": bundle.sha256,
+        "permissions": list(m.requested_permissions()),
+        "dependencies": [d.name for d in m.dependencies],
+    }
+    if as_json:
+        out.print_json(json.dumps({"valid": True, **info}))
+    else:
+        out.print(f"{m.name} {m.version} ({m.runtime}) is valid; sha256 {bundle.sha256[:16]}…")
+
+
+@plugin_app.command("list")
+def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Installed plugins, their load order and permission state."""
+    from rwq.plugins.registry import discover, load_order
+
+    settings = _settings(ctx)
+    paths = PluginPaths(settings)
+    found = discover(paths.search, paths.extracted)
+    plan = load_order(found.bundles)
+    store, log = _store(settings)
+    rows: list[dict[str, Any]] = []
+    by_name = {b.name: b for b in found.bundles}
+    for name in [*(b.name for b in plan.order), *sorted(plan.refused)]:
+        bundle = by_name[name]
+        m = bundle.manifest
+        review = store.review(name, list(m.permissions), str(m.version), bundle.sha256)
+        refused = plan.refused.get(name)
+        rows.append(
+            {
+                "name": name,
+                "version": str(m.version),
+                "runtime": m.runtime,
+                "path": str(bundle.path),
+                "sha256": bundle.sha256,
+                "state": "refused" if refused else "installed",
+                "reason": str(refused) if refused else "; ".join(plan.notes.get(name, ())),
+                "granted": sorted(review.granted),
+                "pending": sorted(review.pending),
+                "denied": sorted(review.denied),
+            }
+        )
+    log.close()
+    errors = {str(path): str(err) for path, err in found.errors.items()}
+    if as_json:
+        out.print_json(json.dumps({"plugins": rows, "errors": errors}))
+        return
+    table = Table(title=f"{len(rows)} plugins")
+    for col in ("name", "version", "runtime", "state", "granted", "pending", "denied"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["name"], r["version"], r["runtime"], r["state"], ", ".join(r["granted"]),
+            ", ".join(r["pending"]), ", ".join(r["denied"]),
+        )  # fmt: skip
+    out.print(table)
+    for path, err in errors.items():
+        out.print(f"[red]invalid[/red] {path}: {err}", soft_wrap=True)
+
+
+@plugin_app.command("install")
+def install_cmd(
+    ctx: typer.Context,
+    bundle_path: Annotated[Path, typer.Argument(help="A .zip bundle or plugin directory.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an installed version.")] = False,
+) -> None:
+    """Validate a bundle and copy it into the user's plugin directory."""
+    from rwq.plugins.bundle import open_bundle
+
+    paths = PluginPaths(_settings(ctx))
+    bundle = open_bundle(bundle_path, extract_dir=paths.extracted)
+    paths.installed.mkdir(parents=True, exist_ok=True)
+    target = paths.installed / (f"{bundle.name}.zip" if bundle.kind == "zip" else bundle.name)
+    if target.exists() and not force:
+        raise PluginCliError(f"{bundle.name} is already installed at {target} (use --force)")
+    staging = target.with_name(f".{target.name}.tmp")
+    if staging.exists():
+        shutil.rmtree(staging) if staging.is_dir() else staging.unlink()
+    if bundle.kind == "zip":
+        shutil.copyfile(bundle_path, staging)
+    else:
+        shutil.copytree(bundle.root, staging)
+    if target.exists():
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    staging.rename(target)
+    out.print(f"installed {bundle.name} {bundle.version} to {target}")
+
+
+@plugin_app.command("grant")
+def grant_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Plugin name.")],
+    permissions: Annotated[list[str], typer.Argument(help="Permissions or levels.")],
+    queues: Annotated[
+        list[str] | None, typer.Option("--queues", help="Limit to queue globs (repeat).")
+    ] = None,
+    expires: Annotated[str | None, typer.Option("--expires", help="e.g. 24h")] = None,
+) -> None:
+    """Grant permissions to the installed version of a plugin."""
+    settings = _settings(ctx)
+    bundle = _find(settings, name)
+    store, log = _store(settings)
+    try:
+        grant = store.grant(
+            name,
+            permissions,
+            version=str(bundle.version),
+            bundle_hash=bundle.sha256,
+            queues=tuple(queues) if queues else ("*",),
+            expires_in=parse_duration(expires, "--expires") if expires else None,
+            granted_by="cli",
+        )
+    finally:
+        log.close()
+    until = (
+        f" until {time.strftime('%Y-%m-%d %H:%M', time.localtime(grant.expires_at))}"
+        if grant.expires_at
+        else ""
+    )
+    out.print(f"granted {', '.join(sorted(grant.permissions))} to {name} {bundle.version}{until}")
+
+
+@plugin_app.command("revoke")
+def revoke_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Plugin name.")],
+    permissions: Annotated[
+        list[str] | None, typer.Argument(help="Permissions to take (default: all).")
+    ] = None,
+) -> None:
+    """Revoke permissions (all by default); running hosts notice within a fraction of a second."""
+    store, log = _store(_settings(ctx))
+    try:
+        removed = store.revoke(name, permissions or None, revoked_by="cli")
+    finally:
+        log.close()
+    if removed:
+        out.print(f"revoked {', '.join(sorted(removed))} from {name}")
+    else:
+        out.print(f"{name} had none of those permissions")
+
+
+@plugin_app.command("audit")
+def audit_cmd(
+    ctx: typer.Context,
+    plugin: Annotated[str | None, typer.Option("--plugin", "-p")] = None,
+    denied: Annotated[bool, typer.Option("--denied", help="Only denials.")] = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 100,
+    as_json: JsonFlag = False,
+) -> None:
+    """The audit log: grants, revokes, denials and capability checks."""
+    from rwq.plugins import audit
+
+    records = audit.read(
+        audit.audit_path(_settings(ctx)), plugin=plugin, denied_only=denied, limit=limit
+    )
+    if as_json:
+        out.print_json(json.dumps([r.to_dict() for r in records]))
+        return
+    for record in records:
+        out.print(record.describe(), highlight=False, soft_wrap=True)
+    if not records:
+        out.print("no audit records match")

@@ -13,6 +13,7 @@ import pytest
 from rwq.config import Settings
 from rwq.plugins.audit import AuditLog, AuditRecord, audit_path, read
 from rwq.plugins.grants import GrantStore
+from rwq.plugins.policy import load_policy
 
 V1 = ("1.0.0", "sha256:" + "a" * 64)
 
@@ -59,8 +60,6 @@ def test_every_check_lands_in_the_file(store: GrantStore, log: AuditLog, log_pat
 def test_grants_revokes_denials_and_policy_are_recorded(
     store: GrantStore, log: AuditLog, log_path: Path, tmp_path: Path
 ) -> None:
-    from rwq.plugins.grants import load_policy
-
     store.grant("p", ["ui.notifications"], version=V1[0], bundle_hash=V1[1], granted_by="bob")
     store.deny("p", ["admin.queue.purge"], version=V1[0], bundle_hash=V1[1], denied_by="bob")
     store.revoke("p", ["ui.notifications"])

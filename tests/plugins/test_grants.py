@@ -16,14 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rwq.errors import RwqError
-from rwq.plugins.grants import (
-    GrantStore,
-    GrantStoreError,
-    PermissionDenied,
-    Scope,
-    grants_path,
-)
+from rwq.plugins.grant_file import GrantStoreError
+from rwq.plugins.grants import GrantStore, PermissionDenied, grants_path
 from rwq.plugins.permissions import CATALOG, Level, UnknownPermission, expand
+from rwq.plugins.scope import Scope
 
 V1 = ("1.0.0", "sha256:" + "a" * 64)
 V2 = ("1.1.0", "sha256:" + "b" * 64)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rwq.plugins.grants import GrantStore, Policy, PolicyError, load_policy
+from rwq.plugins.grants import GrantStore
+from rwq.plugins.policy import Policy, PolicyError, load_policy
 
 V1 = ("1.2.3", "sha256:" + "a" * 64)
 V2 = ("1.3.0", "sha256:" + "b" * 64)

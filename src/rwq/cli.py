@@ -250,24 +250,8 @@ def enqueue_cmd(
     )
 
 
-@admin_app.command("enqueue")
-def admin_enqueue_cmd(
-    ctx: typer.Context,
-    queue: Annotated[str, typer.Argument(help="Queue name.")],
-    payload: Annotated[str, typer.Argument(help=_PAYLOAD_HELP)],
-    priority: Annotated[int, _PRIORITY] = DEFAULT_PRIORITY,
-    tenant: Annotated[str | None, _TENANT] = None,
-    delay: Annotated[str | None, _DELAY] = None,
-    at: Annotated[str | None, _AT] = None,
-    max_retries: Annotated[int | None, _RETRIES] = None,
-    job_id: Annotated[str | None, _JOB_ID] = None,
-    trace_id: Annotated[str | None, _TRACE] = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Enqueue one job (same as ``rwq enqueue``)."""
-    _enqueue(
-        ctx, queue, payload, priority, tenant, delay, at, max_retries, job_id, trace_id, as_json
-    )
+# The same command under ``rwq admin enqueue``.
+admin_app.command("enqueue")(enqueue_cmd)
 
 
 # -- worker ----------------------------------------------------------------------------------

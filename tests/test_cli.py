@@ -113,7 +113,7 @@ def test_bad_delay(valkey_url: str, delay: str) -> None:
 
 
 def test_worker_runs_jobs_from_cli(valkey_url: str, redis_client: redis.Redis) -> None:
-    for i in range(5):
+    for _ in range(5):
         rwq("enqueue", "q", json.dumps({"duration_ms": 1, "fail_rate": 0}), url=valkey_url)
     result = rwq("worker", "-q", "q", "--app", "demo", "--max-jobs", "5", url=valkey_url)
     assert result.returncode == 0, result.stderr

@@ -125,6 +125,11 @@ class Producer:
                     try:
                         job, block = self._encode(queue, spec)
                     except JobError as exc:
+                        if blocks:  # the jobs before it go in, as BatchError says
+                            future = send()
+                            if inflight is not None:
+                                flags.extend(f for r in inflight.result() for f in r)
+                            inflight = future
                         raise BatchError(len(jobs), exc) from None
                     jobs.append(job)
                     blocks.append(block)

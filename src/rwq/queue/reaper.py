@@ -46,9 +46,12 @@ def reap(broker: Broker, *, lock_ms: int | None = None, owner: str = "") -> Reap
         if is_alive:
             continue
         try:
-            queues = json.loads(workers[worker_id]).get("queues", [])
-        except (ValueError, AttributeError):
-            queues = []
+            info = json.loads(workers[worker_id])
+        except ValueError:
+            info = {}
+        if not isinstance(info, dict):
+            info = {}
+        queues = info.get("queues", [])
         r = d = 0
         for queue in queues:
             qr, qd = broker.release(
@@ -61,7 +64,16 @@ def reap(broker: Broker, *, lock_ms: int | None = None, owner: str = "") -> Reap
         client.hdel(keys.workers, worker_id)
         client.xadd(
             keys.system_events,
-            {"type": "worker.status", "worker": worker_id, "state": "dead"},
+            {
+                "type": "worker.status",
+                "worker": worker_id,
+                "state": "dead",
+                "host": str(info.get("host", "")),
+                "pid": int(info.get("pid", 0)),
+                "queues": ",".join(queues),
+                "current": 0,  # its jobs were just taken back
+                "processed": int(info.get("processed", 0)),  # as of its last heartbeat
+            },
             maxlen=broker.settings.events_maxlen,
             approximate=True,
         )  # fmt: skip

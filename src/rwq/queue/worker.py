@@ -126,7 +126,7 @@ class Worker:
         """(queue, job id) of pooled jobs whose outcome is not recorded yet."""
         self._unsure = False
         """A fetch failed: its jobs may be held under our id without our knowing."""
-        self._info = ""
+        self._info: dict[str, Any] = {}
         self._registry_lock = threading.Lock()
         self._state = "starting"
         self._last_reap = 0.0
@@ -357,13 +357,17 @@ class Worker:
             "started_at": time.time() * 1000,
         }
         ttl = int(self.broker.settings.heartbeat_ttl * 1000)
-        self._info = json.dumps(info)
+        self._info = info
         pipe = self.broker.client.pipeline(transaction=False)
         pipe.set(keys.heartbeat(self.id), self._status_json(), px=ttl)
-        pipe.hset(keys.workers, self.id, self._info)
+        pipe.hset(keys.workers, self.id, self._info_json())
         pipe.sadd(keys.queues, *self.queues)
         pipe.execute()
         self._publish_status()
+
+    def _info_json(self) -> str:
+        """The registry entry; carries the counts so a reaper can report them."""
+        return json.dumps({**self._info, "processed": self.processed, "failed": self.failed})
 
     def _status_json(self) -> str:
         return json.dumps(
@@ -410,7 +414,7 @@ class Worker:
                     # Again each time: a reaper that found our lease expired (say Redis was
                     # away for longer than the TTL) forgot us, and forgotten workers' jobs
                     # could never be reaped.
-                    pipe.hset(keys.workers, self.id, self._info)
+                    pipe.hset(keys.workers, self.id, self._info_json())
                     pipe.execute()
                 self._publish_status()
             except REDIS_ERRORS as exc:

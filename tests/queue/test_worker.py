@@ -519,3 +519,29 @@ def test_the_breaker_stops_taking_from_a_failing_queue_until_a_probe_succeeds(
     wait_until(lambda: breaker.state is BreakerState.CLOSED, what="the probe to close it")
     assert next(c for q, c in fetches[seen:] if q == "flaky") == 1
     wait_until(lambda: _stats(admin, "flaky").completed_total == 2, what="the rest to run")
+
+
+def test_heartbeat_continues_during_a_long_graceful_drain(
+    make_broker: Callable[..., Broker], producer: Producer, wait_until: WaitUntil
+) -> None:
+    """A stop request must not end the lease while running jobs finish."""
+    broker = make_broker(heartbeat_interval=0.05, heartbeat_ttl=0.3)
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow(job: Job) -> None:
+        started.set()
+        release.wait(5)
+
+    producer.enqueue("drain", 1)
+    worker = Worker(broker, ["drain"], {"drain": slow}, WorkerOptions(concurrency=2))
+    runner = threading.Thread(target=worker.run, daemon=True)
+    runner.start()
+    assert started.wait(5)
+    worker.stop()
+    time.sleep(0.6)  # twice the TTL: without heartbeats the lease would be gone
+    assert broker.client.exists(broker.keys.heartbeat(worker.id))
+    release.set()
+    runner.join(10)
+    assert not runner.is_alive()
+    assert broker.client.hget(broker.keys.queue("drain").counters, "processed") == "1"

@@ -118,6 +118,9 @@ class Worker:
         self.processed = 0
         self.failed = 0
         self._stop = threading.Event()
+        self._finished = threading.Event()
+        """Set once shutdown is complete: the heartbeat runs until then, so a long graceful
+        drain keeps its lease."""
         self._subscribed = threading.Event()
         self._inbox: queue_mod.Queue[_Outcome | None] = queue_mod.Queue()
         self._pending: list[_Outcome] = []
@@ -165,6 +168,7 @@ class Worker:
         finally:
             self._shutdown()
             self._stop.set()
+            self._finished.set()
             for t in threads:
                 t.join(timeout=2.0)
 
@@ -400,7 +404,7 @@ class Worker:
     def _heartbeat_loop(self) -> None:
         settings = self.broker.settings
         keys = self.broker.keys
-        while not self._stop.wait(settings.heartbeat_interval):
+        while not self._finished.wait(settings.heartbeat_interval):
             try:
                 with self._registry_lock:
                     if self._state == "stopped":

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from rwq.errors import RwqError
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+PLUGIN_NAME = re.compile(r"^[a-z0-9-]{1,64}\Z")
 
 
 class InvalidQueueName(RwqError):
@@ -30,6 +31,22 @@ def check_queue_name(name: str) -> str:
     """Return ``name`` if it is a valid queue name, else raise :class:`InvalidQueueName`."""
     if not QUEUE_NAME.match(name):
         raise InvalidQueueName(name)
+    return name
+
+
+class InvalidPluginName(RwqError):
+    """A plugin name used in a key is not 1-64 of ``[a-z0-9-]`` (it could escape its
+    namespace)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"invalid plugin name {name!r}: use 1-64 of a-z, 0-9 and '-'")
+
+
+def check_plugin_name(name: str) -> str:
+    """Return ``name`` if it is a valid plugin name, else raise :class:`InvalidPluginName`."""
+    if not isinstance(name, str) or not PLUGIN_NAME.match(name):
+        raise InvalidPluginName(name)
     return name
 
 
@@ -130,6 +147,15 @@ class Keys:
     def system_events(self) -> str:
         """Stream of events not tied to one queue (``worker.status``)."""
         return f"{self.prefix}:{{{self.prefix}:registry}}:events"
+
+    def plugin_storage(self, plugin: str) -> str:
+        """Hash of one plugin's stored data (key -> value). A plugin's keys share the hash tag
+        ``{<prefix>:plugin:<name>}``, so its storage scripts touch one cluster slot."""
+        return f"{self.prefix}:{{{self.prefix}:plugin:{check_plugin_name(plugin)}}}:storage"
+
+    def plugin_storage_usage(self, plugin: str) -> str:
+        """Bytes (sum of key and value lengths) held in :meth:`plugin_storage`."""
+        return f"{self.prefix}:{{{self.prefix}:plugin:{check_plugin_name(plugin)}}}:usage"
 
     @property
     def notify_channel(self) -> str:

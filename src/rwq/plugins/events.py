@@ -29,6 +29,7 @@ PLUGIN_LOADED = "plugin.loaded"
 PLUGIN_UNLOADED = "plugin.unloaded"
 PLUGIN_FAULTED = "plugin.faulted"
 PLUGIN_RELOADED = "plugin.reloaded"
+ALERT_RAISED = "alert.raised"
 
 SAMPLED = frozenset({QUEUE_STATS, SYSTEM_HEALTH})
 """Types a sampler publishes on a schedule. The bus coalesces them: a plugin's inbox holds only
@@ -117,6 +118,12 @@ CATALOG: dict[str, EventSpec] = {
     PLUGIN_RELOADED: EventSpec(
         PLUGIN_RELOADED, "host", ("plugin", "version", "previous_version"),
         "A plugin was hot-reloaded (its new code replaced the old).", queue_scoped=False,
+    ),
+    ALERT_RAISED: EventSpec(
+        ALERT_RAISED, "plugin:<name>", ("from", "severity", "title", "message", "key", "chain"),
+        "A plugin with `admin.alerts.send` raised an alert (`send_alert`); `from` names it, "
+        "`chain` the delegation chain when it came through a dependency call.",
+        queue_scoped=False,
     ),
 }  # fmt: skip
 """Every fixed event type. Plugins may also emit ``plugin.<name>.<type>`` (see

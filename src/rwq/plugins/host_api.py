@@ -38,7 +38,13 @@ from typing import Any, ClassVar, Final
 from rwq.errors import RwqError
 from rwq.plugins.audit import AuditLog
 from rwq.plugins.bus import BusError, EventBus
-from rwq.plugins.events import EventTypeError, json_safe, local_event, plugin_event_type
+from rwq.plugins.events import (
+    ALERT_RAISED,
+    EventTypeError,
+    json_safe,
+    local_event,
+    plugin_event_type,
+)
 from rwq.plugins.feed import HealthSampler
 from rwq.plugins.grants import GrantStore
 from rwq.plugins.permissions import CATALOG
@@ -74,9 +80,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-ALERT_RAISED = "alert.raised"
-"""The event :func:`send_alert` publishes (``data.from`` names the sending plugin)."""
 
 MAX_TIMERS = 16
 MIN_TIMER_MS = 50

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from rwq.errors import RwqError
 
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
+RESERVED_QUEUE_NAMES = frozenset({"dead", "all"})
+"""Names that mean "the dead letters" and "every queue" to ``peek`` and ``purge``."""
 PLUGIN_NAME = re.compile(r"^[a-z0-9-]{1,64}\Z")
 
 
@@ -21,15 +23,19 @@ class InvalidQueueName(RwqError):
 
     def __init__(self, name: str) -> None:
         self.name = name
-        super().__init__(
-            f"invalid queue name {name!r}: use 1-128 characters of letters, digits, '.', '_', "
-            "':' or '-', starting with a letter or digit"
-        )
+        if name in RESERVED_QUEUE_NAMES:
+            reason = "it is reserved (it names dead letters or every queue in admin commands)"
+        else:
+            reason = (
+                "use 1-128 characters of letters, digits, '.', '_', ':' or '-', starting with "
+                "a letter or digit"
+            )
+        super().__init__(f"invalid queue name {name!r}: {reason}")
 
 
 def check_queue_name(name: str) -> str:
     """Return ``name`` if it is a valid queue name, else raise :class:`InvalidQueueName`."""
-    if not QUEUE_NAME.match(name):
+    if not QUEUE_NAME.match(name) or name in RESERVED_QUEUE_NAMES:
         raise InvalidQueueName(name)
     return name
 

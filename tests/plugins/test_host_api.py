@@ -283,11 +283,14 @@ def test_the_basic_results(host: Host) -> None:
     assert host.call("alpha", "purge_queue", {"queue": "q"})["purged"] == 4
 
 
-def test_purging_a_queue_named_dead_touches_only_that_queue(host: Host) -> None:
+@pytest.mark.parametrize("name", ["dead", "all"])
+def test_purge_never_takes_a_reserved_word_for_a_queue(host: Host, name: str) -> None:
+    """``dead`` and ``all`` mean every queue's dead letters / everything to admin purge; a
+    plugin naming them as a queue must not purge every queue."""
     host.seed("q")
-    host.producer.enqueue("dead", 1)
-    host.grant("alpha", "admin.queue.purge", queues=("dead",))
-    assert host.call("alpha", "purge_queue", {"queue": "dead"}) == {"purged": 1}
+    host.grant("alpha", "admin.queue.purge")
+    with pytest.raises(HostCallError):
+        host.call("alpha", "purge_queue", {"queue": name})
     assert host.broker.client.zcard(host.broker.queue_keys("q").dead) == 2
 
 

@@ -206,9 +206,10 @@ def render(snap: Snapshot) -> RenderableType:
         f"processes, {snap.registered_workers} registered",
     )
     table = Table()
-    for col in ("queue", "pending", "processing", "scheduled", "dead", "completed", "failed",
-                "/min", "fail %", "oldest", "paused"):  # fmt: skip
-        table.add_column(col, justify="left" if col == "queue" else "right")
+    table.add_column("queue", no_wrap=True, min_width=15)
+    for col in ("pend", "run", "sched", "dead", "done", "failed", "/min", "fail %", "oldest",
+                "paused"):  # fmt: skip
+        table.add_column(col, justify="right")
     for q in snap.queues:
         share = _fail_share(q)
         style = "red" if share >= 0.10 else "yellow" if share >= 0.03 else ""

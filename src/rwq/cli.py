@@ -555,6 +555,18 @@ def bench_queue_cmd(
         out.print(f"{key:>28}: {value}")
 
 
+@bench_app.command("plugins")
+def bench_plugins_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Capability checks, event delivery and host API calls of the plugin core."""
+    from rwq.bench.plugins import run_plugins_bench
+
+    result = run_plugins_bench(_ctx(ctx).settings)
+    if as_json:
+        _print_json(result)
+        return
+    out.print_json(json.dumps(result))
+
+
 def main() -> None:
     """Entry point: run the app; errors become one line on stderr and exit status 1."""
     try:

@@ -120,11 +120,13 @@ class Admin:
                 raise UnknownQueue(unknown[0], known)
         names = list(queues) if queues else known
         worker_ids = list(self.client.hkeys(self.broker.keys.workers))
-        pipe = self.client.pipeline(transaction=False)
-        for name in names:
-            qk = self.broker.queue_keys(name)
-            self.broker.scripts.stats(keys=[qk.tag], args=worker_ids, client=pipe)
-        rows = pipe.execute() if names else []
+
+        def build(pipe: Any) -> None:
+            for name in names:
+                qk = self.broker.queue_keys(name)
+                self.broker.scripts.stats(keys=[qk.tag], args=worker_ids, client=pipe)
+
+        rows = self.broker.execute(build) if names else []
         out = []
         for name, row in zip(names, rows, strict=True):
             pending, scheduled, dead, processing, paused, oldest, now, done, failed, flat = row

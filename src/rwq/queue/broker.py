@@ -3,9 +3,11 @@ workers and admin operations. Each method is one atomic transition of one queue.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 from rwq.config import Settings
 from rwq.queue.job import Job
@@ -44,6 +46,25 @@ class Broker:
         self.keys = Keys(settings.prefix)
         self.scripts = Scripts(client)
         self._maxlen = str(settings.events_maxlen)
+
+    def execute(self, build: Callable[[Any], object]) -> list[Any]:
+        """Run a pipeline that ``build`` fills (scripts included) in one round trip.
+
+        If the server lost the scripts (a restart or ``SCRIPT FLUSH``), every script call in
+        the pipeline was refused without running: the scripts are loaded and the pipeline is
+        built and run once more.
+        """
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            build(pipe)
+            try:
+                result: list[Any] = pipe.execute()
+                return result
+            except NoScriptError:
+                if attempt:
+                    raise
+                self.scripts.load(self.client)
+        raise AssertionError("unreachable")
 
     def queue_keys(self, queue: str) -> QueueKeys:
         return self.keys.queue(queue)

@@ -114,12 +114,15 @@ class Producer:
             given_ids = False  # whether a job of this group came with its own id
 
             def send() -> Future[list[Any]]:
-                pipe = self.broker.client.pipeline(transaction=False)
-                for start in range(0, len(blocks), chunk):
-                    self.broker.enqueue_raw(
-                        queue, blocks[start : start + chunk], check_ids=given_ids, client=pipe
-                    )
-                return sender.submit(pipe.execute)
+                records, check = blocks, given_ids
+
+                def build(pipe: Any) -> None:
+                    for start in range(0, len(records), chunk):
+                        self.broker.enqueue_raw(
+                            queue, records[start : start + chunk], check_ids=check, client=pipe
+                        )
+
+                return sender.submit(self.broker.execute, build)
 
             plain = _PlainEncoder(queue, self.broker.settings)
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.client import Pipeline
 from redis.cluster import ClusterPipeline
 
 # Shared Lua: server clock, event append and the pending score. Timestamps are epoch ms
@@ -497,18 +498,30 @@ ALL: dict[str, str] = {
 
 
 class _Script:
-    """One registered script; in a cluster pipeline it is sent as ``EVAL``."""
+    """One registered script.
+
+    Called on a client it is redis-py's ``EVALSHA`` with ``EVAL`` fallback. Queued on a
+    pipeline it is a bare ``EVALSHA``: redis-py would otherwise ask ``SCRIPT EXISTS`` before
+    every such pipeline, an extra round trip on the hot path; :meth:`Broker.execute` loads the
+    scripts and runs the pipeline again if the server answers ``NOSCRIPT``. In a cluster
+    pipeline, where redis-py refuses EVALSHA, it is sent as ``EVAL`` (the server reuses its
+    compiled copy).
+    """
 
     def __init__(self, script: Any) -> None:
         self._script = script
 
     def __call__(self, keys: list[Any], args: list[Any], client: Any = None) -> Any:
+        pipe: Any = client
         if isinstance(client, ClusterPipeline):
-            # redis-py refuses EVALSHA in cluster pipelines (it cannot load a missing script
-            # mid-pipeline); EVAL carries the source and the server reuses its compiled copy.
-            pipe: Any = client
             return pipe.execute_command("EVAL", self._script.script, len(keys), *keys, *args)
+        if isinstance(client, Pipeline):
+            return pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
         return self._script(keys=keys, args=args, client=client)
+
+    @property
+    def source(self) -> str:
+        return str(self._script.script)
 
 
 class Scripts:
@@ -516,6 +529,11 @@ class Scripts:
 
     def __init__(self, client: Any) -> None:
         self._scripts = {name: _Script(client.register_script(src)) for name, src in ALL.items()}
+
+    def load(self, client: Any) -> None:
+        """Load every script on the server (on a cluster: on every primary)."""
+        for script in self._scripts.values():
+            client.script_load(script.source)
 
     def __getattr__(self, name: str) -> Any:
         try:

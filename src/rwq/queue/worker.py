@@ -318,16 +318,19 @@ class Worker:
                 failures.append(
                     Failure(o.job.id, o.duration_ms, o.error, o.traceback, delay, o.permanent)
                 )
-        pipe = self.broker.client.pipeline(transaction=False)
         order: list[tuple[str, str]] = []
-        for qname, (done, failures) in by_queue.items():
-            if done:
-                self.broker.complete(qname, self.id, done, client=pipe)
-                order.append((qname, "completed"))
-            if failures:
-                self.broker.fail(qname, self.id, failures, client=pipe)
-                order.append((qname, "failed"))
-        results = pipe.execute()
+
+        def build(pipe: Any) -> None:
+            order.clear()
+            for qname, (done, failures) in by_queue.items():
+                if done:
+                    self.broker.complete(qname, self.id, done, client=pipe)
+                    order.append((qname, "completed"))
+                if failures:
+                    self.broker.fail(qname, self.id, failures, client=pipe)
+                    order.append((qname, "failed"))
+
+        results = self.broker.execute(build)
         self._pending.clear()
         for (qname, kind), flags in zip(order, results, strict=True):
             applied = sum(1 for f in flags if f)

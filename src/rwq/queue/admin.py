@@ -113,13 +113,16 @@ class Admin:
     # -- reading -----------------------------------------------------------------------------
 
     def stats(self, queues: Sequence[str] | None = None) -> Stats:
-        known = self.broker.queues()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.smembers(self.broker.keys.queues)
+        pipe.hkeys(self.broker.keys.workers)
+        registered, worker_ids = pipe.execute()  # one round trip for both registries
+        known = sorted(registered)
         if queues:
-            unknown = [q for q in queues if q not in known]
+            unknown = [q for q in queues if q not in registered]
             if unknown:
                 raise UnknownQueue(unknown[0], known)
         names = list(queues) if queues else known
-        worker_ids = list(self.client.hkeys(self.broker.keys.workers))
 
         def build(pipe: Any) -> None:
             for name in names:

@@ -33,6 +33,7 @@ class Hook(StrEnum):
     HEALTH_CHECK = "health_check"
     EXPORT_STATE = "export_state"
     IMPORT_STATE = "import_state"
+    ON_CALL = "on_call"
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,11 @@ HOOKS: dict[Hook, HookSpec] = {
         HookSpec(Hook.HEALTH_CHECK, "null", "{\"status\": \"ok\"|\"degraded\"|\"failing\", ...}"),
         HookSpec(Hook.EXPORT_STATE, "null", "any JSON value (handed to the next version)"),
         HookSpec(Hook.IMPORT_STATE, "{\"from_version\": str, \"state\": any}", "null"),
+        HookSpec(Hook.ON_CALL,
+                 "{\"function\": str, \"args\": any, \"caller\": str} (a dependant's "
+                 "call_dependency; the plugin's host calls meanwhile run with the intersection "
+                 "of the chain's grants)",
+                 "any JSON value (the caller's call_dependency result)"),
     )
 }  # fmt: skip
 

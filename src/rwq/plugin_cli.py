@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -15,6 +14,7 @@ from rich.table import Table
 
 from rwq.config import Settings
 from rwq.errors import RwqError
+from rwq.plugins.paths import PluginPaths
 from rwq.units import parse_duration
 
 if TYPE_CHECKING:
@@ -33,26 +33,6 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a 
 
 class PluginCliError(RwqError):
     """A plugin command was given something it cannot act on."""
-
-
-@dataclass(frozen=True)
-class PluginPaths:
-    """Where plugins are found, installed and unpacked for one settings object."""
-
-    settings: Settings
-
-    @property
-    def installed(self) -> Path:
-        return self.settings.state_dir / "plugins" / "installed"
-
-    @property
-    def extracted(self) -> Path:
-        return self.settings.state_dir / "plugins" / "extracted"
-
-    @property
-    def search(self) -> list[Path]:
-        extra = [Path(p) for p in self.settings.plugin_dirs.split(":") if p]
-        return [*extra, self.installed]
 
 
 def _settings(ctx: typer.Context) -> Settings:

@@ -432,13 +432,17 @@ class GrantStore:
         requested: Sequence[RequestedPermission | str],
         version: str,
         bundle_hash: str,
+        *,
+        keep: Iterable[Binding] = (),
     ) -> Review:
         """What the binding ``version``/``bundle_hash`` of ``plugin`` may do of ``requested``.
 
         If this binding has no grants yet and every requested permission was granted to the
         previous binding (or is denied), those grants are re-bound to this one (audited); the
         previous binding stays valid for the still-running old version, older ones are
-        dropped. Otherwise the new permissions — and the carried-over ones — are pending.
+        dropped except those in ``keep`` (the binding actually running, when an update that
+        failed to load was reviewed in between). Otherwise the new permissions — and the
+        carried-over ones — are pending.
         """
         wanted = expand_requests(requested)
         binding = (version, bundle_hash)
@@ -447,12 +451,14 @@ class GrantStore:
             rebound: Binding | None = None
             denied = state.denied.get(plugin, {})
             if plan_rebind(state.grants, denied, plugin, wanted, binding, self._clock()):
-                rebound = self._rebind(plugin, wanted, binding)
+                rebound = self._rebind(plugin, wanted, binding, frozenset(keep))
                 state = self._state
         denied = state.denied.get(plugin, {})
         return build_review(state.grants, denied, plugin, wanted, binding, self._clock(), rebound)
 
-    def _rebind(self, plugin: str, wanted: Wanted, binding: Binding) -> Binding | None:
+    def _rebind(
+        self, plugin: str, wanted: Wanted, binding: Binding, also_keep: frozenset[Binding]
+    ) -> Binding | None:
         done: list[tuple[Binding, tuple[Grant, ...]]] = []
 
         def change(grants: list[Grant], denials: list[Denial]) -> None:
@@ -461,7 +467,7 @@ class GrantStore:
             plan = plan_rebind(grants, denied, plugin, wanted, binding, self._clock())
             if plan is not None:
                 previous, carried = plan
-                keep = {binding, previous}
+                keep = {binding, previous, *also_keep}
                 grants[:] = [g for g in grants if g.plugin != plugin or g.binding in keep]
                 grants.extend(carried)
                 done.append(plan)

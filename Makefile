@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install toolchains demo test lint bench clean
 
 install: $(STAMP)
 
@@ -13,10 +13,24 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# clang, wasm-ld and wasi-libc build the C plugins the WASM tests load (sdk/c/build.sh);
+# installed from Debian only when one of them is missing.
+WASI_LIBC := /usr/lib/wasm32-wasi/libc.a
+toolchains:
+	@if ! command -v clang >/dev/null 2>&1 || ! command -v wasm-ld >/dev/null 2>&1 \
+	    || [ ! -f $(WASI_LIBC) ] \
+	    || [ ! -f "$$(clang --target=wasm32-wasi -print-libgcc-file-name 2>/dev/null)" ]; then \
+	  echo "installing clang, lld and wasi-libc (C to WebAssembly)"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+	  && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	       clang lld wasi-libc libclang-rt-14-dev-wasm32 >/dev/null; \
+	fi
+
 demo: install
 	$(VENV)/bin/rwq demo
 
-test: install
+test: install toolchains
 	$(PY) -m pytest
 
 lint: install

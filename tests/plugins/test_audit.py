@@ -89,7 +89,9 @@ def test_a_rebind_is_recorded(store: GrantStore, log: AuditLog, log_path: Path) 
 
 def test_filters(log: AuditLog, log_path: Path) -> None:
     log.record("a", "events.subscribe", "q", True)
+    time.sleep(0.002)  # distinct timestamps, so `since` has a record to start from
     log.record("a", "admin.queue.purge", "q", False, reason="not granted")
+    time.sleep(0.002)
     log.record("b", "admin.queue.purge", "q", False)
     log.flush()
     middle = read(log_path)[1].time

@@ -240,3 +240,81 @@ def audit_cmd(
         out.print(record.describe(), highlight=False, soft_wrap=True)
     if not records:
         out.print("no audit records match")
+
+
+@plugin_app.command("check")
+def check_cmd(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="A plugin directory or .zip bundle.")],
+    grant: Annotated[
+        list[str] | None,
+        typer.Option("--grant", help="Grant a permission or level (repeat, or comma-separate)."),
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="A policy file deciding the permissions.")
+    ] = None,
+    events: Annotated[
+        Path | None, typer.Option("--events", help="Events to feed, one JSON object a line.")
+    ] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Events per on_event call.")] = 100,
+    timeout: Annotated[
+        str, typer.Option("--timeout", help="Longest wait for one batch, e.g. 30s.")
+    ] = "60s",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Run one plugin headless: load it, feed it events, render, and report.
+
+    Exit 0 when it ran cleanly, 1 when it faulted (and was contained), 2 for bad input.
+    """
+    from rwq.plugins.harness import CheckReport, check_plugin, grant_names, read_events
+
+    settings = _settings(ctx)
+    try:
+        fed = read_events(events) if events is not None else []
+        report = check_plugin(
+            settings,
+            path,
+            grants=grant_names(grant or []),
+            policy=policy,
+            events=fed,
+            batch_size=batch,
+            timeout=parse_duration(timeout, "--timeout"),
+        )
+    except RwqError as exc:
+        report = CheckReport("invalid", errors=[str(exc)])
+    if as_json:
+        out.print_json(json.dumps(report.to_dict(), default=str))
+    else:
+        _print_check(report)
+    raise typer.Exit(report.exit_code)
+
+
+def _print_check(report: Any) -> None:
+    plugin = report.plugin
+    if plugin:
+        out.print(f"{plugin['name']} {plugin['version']} ({plugin['runtime']}): {report.status}")
+        out.print(f"  loaded in {report.load_ms:.1f} ms; state {report.state or '-'}")
+        for hook, stats in sorted(report.hooks.items()):
+            s = stats.to_dict()
+            out.print(
+                f"  {hook}: {s['calls']} calls, {s['errors']} failed, "
+                f"mean {s['mean_ms']:.2f} ms, max {s['max_ms']:.2f} ms"
+            )
+        if report.events:
+            out.print(f"  events: {report.events}", highlight=False)
+        res = report.resources
+        out.print(
+            f"  peak memory {res.get('peak_memory_bytes', 0)} B, CPU {res.get('cpu_ms', 0)} ms"
+        )
+        for what, names in report.permissions.items():
+            if names:
+                out.print(f"  {what}: {', '.join(names)}")
+        denied = [a for a in report.audit if not a.get("allowed", True)]
+        out.print(f"  audit: {len(report.audit)} records, {len(denied)} denied")
+    else:
+        out.print(f"check: {report.status}")
+    for fault in report.faults:
+        out.print(f"  [red]fault[/red] {fault.kind} {fault.hook}: {fault.reason}", soft_wrap=True)
+    err = Console(stderr=True)
+    for error in report.errors:
+        err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)

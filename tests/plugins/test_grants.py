@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from rwq.errors import RwqError
 from rwq.plugins.grant_file import GrantStoreError
 from rwq.plugins.grants import GrantStore, PermissionDenied, grants_path
+from rwq.plugins.manifest import PermissionRequest
 from rwq.plugins.permissions import CATALOG, Level, UnknownPermission, expand
 from rwq.plugins.scope import Scope
 
@@ -230,8 +231,7 @@ def test_approve_grants_each_permission_its_requested_queues(store: GrantStore) 
 def test_manifest_requests_are_reviewed_with_their_queues_and_operations(
     store: GrantStore,
 ) -> None:
-    manifest = pytest.importorskip("rwq.plugins.manifest")
-    request = manifest.PermissionRequest.model_validate(
+    request = PermissionRequest.model_validate(
         {"name": "admin.queue.peek", "scope": {"queues": ["t.*"], "operations": ["peek_*"]}}
     )
     review = store.review("p", [request, "ui.notifications"], *V1)

@@ -354,6 +354,10 @@ class WasmInstance:
             if self._near_memory_cap():
                 return FaultKind.MEMORY, f"{reason} with its memory at max_memory"
             return FaultKind.TRAP, reason
+        if isinstance(exc, wasmtime.WasmtimeError):
+            # The engine refused something the plugin's code did (e.g. a WASI call with
+            # arguments out of range): the plugin's fault, like a trap.
+            return FaultKind.TRAP, error_text(exc)
         return FaultKind.CRASH, error_text(exc)
 
     def _near_memory_cap(self) -> bool:

@@ -1,0 +1,28 @@
+;; WASI environ_sizes_get: reading the host's environment
+(module
+(import "wasi_snapshot_preview1" "environ_sizes_get"
+  (func $environ_sizes_get (param i32 i32) (result i32)))
+  (memory (export "memory") 2)
+
+  (global $heap (mut i32) (i32.const 4096))
+  (func (export "rwq_abi_version") (result i32) (i32.const 1))
+  (func $alloc (export "rwq_alloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func $pack (param $ptr i32) (param $len i32) (result i64)
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32))
+            (i64.extend_i32_u (local.get $len))))
+
+
+(data (i32.const 16) "[{\"type\":\"text\",\"text\":\"blocked\"}]")
+(data (i32.const 64) "[{\"type\":\"text\",\"text\":\"leaked\"}]")
+
+(func (export "rwq_render") (param i32 i32) (result i64)
+  (drop (call $environ_sizes_get (i32.const 256) (i32.const 260)))
+  (if (result i64)
+    (i32.eqz (i32.or (i32.load (i32.const 256)) (i32.load (i32.const 260))))
+    (then (call $pack (i32.const 16) (i32.const 34)))
+    (else (call $pack (i32.const 64) (i32.const 33)))))
+)

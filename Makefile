@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # clang, wasm-ld and wasi-libc build the C plugins the WASM tests load (sdk/c/build.sh);
-# installed from Debian only when one of them is missing.
+# installed from Debian only when one of them is missing. Then the AssemblyScript compiler
+# (needs Node and npm), when sdk/assemblyscript/node_modules has none.
 WASI_LIBC := /usr/lib/wasm32-wasi/libc.a
 toolchains:
 	@if ! command -v clang >/dev/null 2>&1 || ! command -v wasm-ld >/dev/null 2>&1 \
@@ -25,6 +26,11 @@ toolchains:
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
 	  && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	       clang lld wasi-libc libclang-rt-14-dev-wasm32 >/dev/null; \
+	fi
+	@# AssemblyScript plugins (sdk/assemblyscript/build.sh): the compiler pinned in its lockfile.
+	@if [ ! -x sdk/assemblyscript/node_modules/.bin/asc ]; then \
+	  echo "installing the AssemblyScript compiler (npm ci)"; \
+	  npm ci --prefix sdk/assemblyscript --no-audit --no-fund; \
 	fi
 
 demo: install

@@ -1,0 +1,91 @@
+"""The AssemblyScript SDK: sdk/assemblyscript/hello built with build.sh and run through the
+headless harness (``check_plugin``) against the session's Valkey."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import redis
+
+from rwq.config import Settings
+from rwq.plugins.harness import check_plugin, read_events
+
+SDK = Path(__file__).parents[2] / "sdk" / "assemblyscript"
+ASC = SDK / "node_modules" / ".bin" / "asc"
+
+
+def build(plugin: Path) -> Path:
+    if shutil.which("node") is None or not ASC.exists():
+        pytest.fail(
+            "node and the AssemblyScript compiler are needed to build AssemblyScript plugins: "
+            "run `make toolchains`"
+        )
+    result = subprocess.run(
+        [str(SDK / "build.sh"), str(plugin)], capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stderr
+    return plugin / "main.wasm"
+
+
+def test_assemblyscript_hello_runs_clean(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    plugin = tmp_path / "hello"
+    shutil.copytree(SDK / "hello", plugin, ignore=shutil.ignore_patterns("main.wasm"))
+    assert build(plugin).stat().st_size > 0
+    kinds = ["job.completed", "job.failed", "job.completed", "job.completed", "job.failed"]
+    events_file = tmp_path / "events.jsonl"
+    events_file.write_text(
+        "".join(
+            json.dumps({"type": kind, "queue": "emails", "data": {"job_id": f"j{i}"}}) + "\n"
+            for i, kind in enumerate(kinds)
+        ),
+        encoding="utf-8",
+    )
+    report = check_plugin(
+        settings,
+        plugin,
+        grants=["events.subscribe"],
+        events=read_events(events_file),
+        batch_size=2,
+        client=redis_client,
+    )
+    assert report.status == "ok", report.to_dict()
+    assert report.faults == [] and report.errors == []
+    assert report.hooks["initialize"].calls == 1
+    assert report.hooks["on_event"].calls == 3  # 2 + 2 + 1
+    assert report.events["handed"] == 5
+    assert report.render == [
+        {"type": "text", "text": "hello: 5 events of 2 types"},
+        {
+            "type": "table",
+            "columns": ["type", "count"],
+            "rows": [["job.completed", 3], ["job.failed", 2]],
+        },
+    ]
+    # initialize's rwq.log went through the host, allowed
+    assert any(a["operation"].endswith("log") and a["allowed"] for a in report.audit), report.audit
+
+
+def test_assemblyscript_strings_cross_as_utf8(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """Config text with quotes, escapes and non-ASCII characters is decoded from UTF-8 JSON
+    and written back out as valid UTF-8 JSON."""
+    plugin = tmp_path / "hello"
+    shutil.copytree(SDK / "hello", plugin, ignore=shutil.ignore_patterns("main.wasm"))
+    manifest = plugin / "manifest.yaml"
+    greeting = 'héllo "wörld"\t✓ 😀'
+    text = manifest.read_text(encoding="utf-8").replace(
+        "greeting: hello", f"greeting: {json.dumps(greeting)}"
+    )
+    manifest.write_text(text, encoding="utf-8")
+    build(plugin)
+    report = check_plugin(settings, plugin, client=redis_client)
+    assert report.status == "ok", report.to_dict()
+    assert report.render is not None
+    assert report.render[0] == {"type": "text", "text": f"{greeting}: 0 events of 0 types"}

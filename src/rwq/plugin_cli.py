@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -318,3 +319,67 @@ def _print_check(report: Any) -> None:
     err = Console(stderr=True)
     for error in report.errors:
         err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+
+
+@plugin_app.command("run")
+def run_cmd(
+    ctx: typer.Context,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Pre-grant permissions from this file.")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help="Serve per-plugin Prometheus metrics.")
+    ] = None,
+    duration: Annotated[str | None, typer.Option("--duration", help="Stop after (60s).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run the installed plugins headless (no TUI) until Ctrl-C or --duration."""
+    import os
+    import signal
+    import threading
+
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from rwq.connection import connect
+    from rwq.plugins.manager import PluginManager
+    from rwq.plugins.runtimes.base import PluginRuntime
+    from rwq.plugins.runtimes.starlark import StarlarkRuntime
+    from rwq.plugins.runtimes.wasm import WasmRuntime
+
+    settings = _settings(ctx)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rwq"
+    runtimes: dict[str, PluginRuntime] = {
+        "wasm": WasmRuntime(cache_dir=cache),
+        "starlark": StarlarkRuntime(),
+    }
+    manager = PluginManager(settings, runtimes, connect(settings), policy_path=policy)
+    done = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: done.set())
+    try:
+        manager.start()
+        if metrics_port:
+            registry = CollectorRegistry()
+            registry.register(manager.collector())
+            start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
+        states = {name: manager.state(name).value for name in manager.plugins()}
+        if not as_json:
+            for name, state in states.items():
+                out.print(f"{name}: {state}", highlight=False)
+        done.wait(parse_duration(duration, "--duration") if duration else None)
+        snapshots = [asdict(s) for s in manager.snapshot()]
+    finally:
+        manager.stop()
+        for runtime in runtimes.values():
+            runtime.close()
+    if as_json:
+        out.print_json(json.dumps(snapshots, default=str))
+    else:
+        for snap in snapshots:
+            calls = sum(snap["calls"].values())
+            out.print(
+                f"{snap['name']}: {snap['state']}, {calls} calls, "
+                f"{snap['events_delivered']} events",
+                highlight=False,
+            )

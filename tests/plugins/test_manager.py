@@ -671,3 +671,20 @@ def test_the_state_machine_refuses_illegal_moves() -> None:
     with pytest.raises(IllegalTransition, match="from active to loading"):
         check_transition("p", PluginState.ACTIVE, PluginState.LOADING)
     assert FaultPolicy(backoff_initial=5, backoff_max=300).backoff(10) == 300
+
+
+def test_a_plugin_over_its_cpu_budget_gets_its_events_coalesced_later(host: Host) -> None:
+    """Over max_cpu (the runtime says `throttled`): no on_event calls while over; once under
+    budget every held job event arrives, in order."""
+    d = subscriber(host.root, "busy")
+    host.grant(d, "events.subscribe")
+    manager = host.started()
+    inst = host.instance("busy")
+    inst.throttled = True  # type: ignore[attr-defined]
+    publish(manager, [job_event(n) for n in range(5)])
+    wait_for(lambda: manager.status("busy").cpu_throttled, "the plugin marked throttled")
+    assert inst.events == []
+    inst.throttled = False  # type: ignore[attr-defined]
+    wait_for(lambda: len(inst.events) == 5, "the held events")
+    assert [e["data"]["job_id"] for e in inst.events] == [f"j{n}" for n in range(5)]
+    assert not manager.status("busy").cpu_throttled

@@ -47,6 +47,7 @@ from rwq.plugins.events import (
     PLUGIN_LOADED,
     PLUGIN_RELOADED,
     PLUGIN_UNLOADED,
+    SAMPLED,
     BusEvent,
 )
 from rwq.plugins.feed import HealthSampler, StatsSampler, StreamFeed, publish_local
@@ -271,6 +272,9 @@ class _Plugin:
     last_render: list[Any] = field(default_factory=list)
     timers_pending: list[TimerFired] = field(default_factory=list)
     timers_scheduled: bool = False
+    deferred: list[BusEvent] = field(default_factory=list)
+    """Events held back while the plugin is over its CPU budget (coalesced)."""
+    cpu_throttled: bool = False
 
     @property
     def manifest(self) -> PluginManifest | None:
@@ -1344,6 +1348,17 @@ class PluginManager:
                 rec.metrics.discard(len(batch))
                 self._sync_subscriptions(rec)
                 return
+            if getattr(rec.instance, "throttled", False):
+                # Over its max_cpu budget: hold the events back, coalesced, until it is under
+                # again (the manager's poll hands them over then).
+                rec.cpu_throttled = True
+                rec.metrics.discard(self._defer(rec, batch))
+                return
+            rec.cpu_throttled = False
+            if rec.deferred:
+                batch, rec.deferred = [*rec.deferred, *batch], []
+            if not batch:
+                return
             try:
                 changed = self._invoke(
                     rec, Hook.ON_EVENT, [e.to_dict() for e in batch], check=_changed
@@ -1352,6 +1367,21 @@ class PluginManager:
                 return
         if changed:
             self._mark_dirty(rec)
+
+    @staticmethod
+    def _defer(rec: _Plugin, batch: list[BusEvent]) -> int:
+        """Add ``batch`` to the held-back events: sampled events keep only the latest per
+        (type, queue), the rest the newest ``DEFAULT_INBOX``. Returns how many were dropped."""
+        held: dict[tuple[str, str], BusEvent] = {}
+        kept: list[BusEvent] = []
+        for event in [*rec.deferred, *batch]:
+            if event.type in SAMPLED:
+                held[(event.type, event.queue)] = event
+            else:
+                kept.append(event)
+        dropped = max(0, len(kept) - DEFAULT_INBOX)
+        rec.deferred = [*kept[dropped:], *held.values()]
+        return dropped
 
     def _dispatch_failed(self, plugin: str, exc: BaseException) -> None:
         log.error("delivering events to plugin %s failed", plugin, exc_info=exc)
@@ -1448,6 +1478,8 @@ class PluginManager:
             if rec.lock.acquire(blocking=False):  # a busy plugin is looked at next round
                 try:
                     self._sync_subscriptions(rec)
+                    if rec.deferred and not getattr(rec.instance, "throttled", False):
+                        self._submit(lambda r: self._deliver(r.name, []), rec)
                 finally:
                     rec.lock.release()
 
@@ -1598,6 +1630,7 @@ class PluginManager:
             consecutive_faults=rec.consecutive,
             retry_in=retry_in,
             dirty=rec.dirty,
+            cpu_throttled=rec.cpu_throttled,
             **rec.metrics.view(),
         )
 

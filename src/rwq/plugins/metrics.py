@@ -148,6 +148,8 @@ class PluginSnapshot:
     """Lost to a full inbox."""
     events_coalesced: int = 0
     events_throttled: int = 0
+    cpu_throttled: bool = False
+    """Over its ``max_cpu`` budget: events are held back (coalesced) until it is under."""
     events_discarded: int = 0
     """Taken from the inbox but not handed over (revoked, disabled)."""
     events_queued: int = 0

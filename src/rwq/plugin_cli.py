@@ -331,6 +331,9 @@ def run_cmd(
         int | None, typer.Option("--metrics-port", help="Serve per-plugin Prometheus metrics.")
     ] = None,
     duration: Annotated[str | None, typer.Option("--duration", help="Stop after (60s).")] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch/--no-watch", help="Hot-reload plugins changed on disk.")
+    ] = True,
     as_json: JsonFlag = False,
 ) -> None:
     """Run the installed plugins headless (no TUI) until Ctrl-C or --duration."""
@@ -342,6 +345,7 @@ def run_cmd(
 
     from rwq.connection import connect
     from rwq.plugins.manager import PluginManager
+    from rwq.plugins.reloader import HotReloader
     from rwq.plugins.runtimes.base import PluginRuntime
     from rwq.plugins.runtimes.starlark import StarlarkRuntime
     from rwq.plugins.runtimes.wasm import WasmRuntime
@@ -357,8 +361,11 @@ def run_cmd(
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: done.set())
+    reloader = HotReloader(manager) if watch else None
     try:
         manager.start()
+        if reloader is not None:
+            reloader.start()
         if metrics_port:
             registry = CollectorRegistry()
             registry.register(manager.collector())
@@ -370,6 +377,8 @@ def run_cmd(
         done.wait(parse_duration(duration, "--duration") if duration else None)
         snapshots = [asdict(s) for s in manager.snapshot()]
     finally:
+        if reloader is not None:
+            reloader.stop()
         manager.stop()
         for runtime in runtimes.values():
             runtime.close()

@@ -676,6 +676,23 @@ class PluginManager:
             self._restart(rec)
             return rec.state
 
+    def restore(self, name: str, bundle: Bundle) -> PluginState:
+        """Load ``bundle`` (a version known to work) into a stopped plugin: the rollback of a
+        hot reload whose new version was disabled. Returns its state.
+
+        Raises:
+            LifecycleError: the plugin runs (use :meth:`replace`) or the bundle is another's.
+        """
+        with self._ops:
+            rec = self._get(name)
+            if rec.state not in (PluginState.DISABLED, PluginState.UNLOADED, PluginState.ERROR):
+                raise LifecycleError(name, f"cannot restore a plugin that is {rec.state.value}")
+            if bundle.name != name:
+                raise LifecycleError(name, f"the bundle is plugin {bundle.name!r}")
+            rec.retry_at = None
+            self._admit(rec, bundle)
+            return rec.state
+
     def reload(self, name: str) -> SwapResult:
         """Reopen the bundle of ``name``: a running plugin is replaced atomically (see
         :meth:`replace`); a stopped one is enabled."""

@@ -1,0 +1,405 @@
+"""Hot reload: watch the plugin directories and swap a changed plugin in while the old keeps
+serving, with a probation period that rolls a faulting new version back.
+
+The swap itself is :meth:`PluginManager.replace` (atomic, events buffered in the inbox, state
+handed over); this module decides *when* to swap and what to do when it goes wrong, and keeps
+the attempts so a UI can show why a version did not take over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+# The layer under watchfiles.watch(): created in start(), so a save made right after start()
+# is already seen (watch() sets the watcher up only once its thread runs). Private to
+# watchfiles, hence the <2 pin in pyproject.toml.
+from watchfiles._rust_notify import RustNotify
+
+from rwq.errors import RwqError
+from rwq.plugins.bundle import Bundle, open_bundle
+from rwq.plugins.lifecycle import PluginState
+from rwq.plugins.manager import LifecycleError, PluginManager
+from rwq.plugins.manifest import MANIFEST_NAMES
+from rwq.plugins.metrics import PluginSnapshot
+
+__all__ = ["HotReloader", "Outcome", "ReloadAttempt"]
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["reloaded", "invalid", "failed", "awaiting approval", "rolled back"]
+_HISTORY = 50
+"""Attempts kept per plugin."""
+
+
+@dataclass(frozen=True)
+class ReloadAttempt:
+    """One try at hot-reloading a plugin and how it ended."""
+
+    plugin: str
+    at: float
+    """Wall-clock time (``time.time()``) the attempt ended."""
+    version: str
+    """The version the attempt was for (empty when the bundle could not be read)."""
+    outcome: Outcome
+    reason: str = ""
+
+
+@dataclass
+class _Probation:
+    bundle: Bundle
+    snapshot: Bundle | None
+    """A stable copy of ``bundle`` to roll back to later, once it has proven itself."""
+    deadline: float
+    faults: int
+    disables: int
+    suspect: bool = False
+
+
+def _faults(snap: PluginSnapshot) -> int:
+    return sum(snap.faults.values())
+
+
+class HotReloader:
+    """Reloads plugins whose bundle changed on disk.
+
+    Args:
+        manager: the started manager whose plugins are reloaded; its search dirs are watched.
+        debounce_ms: longest a burst of saves is collected before it is acted on.
+        step_ms: quiet time that ends a burst earlier.
+        probation_s: how long a new version may fault before it is rolled back.
+    """
+
+    def __init__(
+        self,
+        manager: PluginManager,
+        *,
+        debounce_ms: int = 20,
+        step_ms: int = 5,
+        probation_s: float = 2.0,
+    ) -> None:
+        self.manager = manager
+        self.debounce_ms = debounce_ms
+        self.step_ms = step_ms
+        self.probation_s = probation_s
+        self._snapshots = manager.paths.extracted.parent / "rollback"
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._queued: dict[Path, bool] = {}
+        """Bundle paths to look at, and whether to reload even if unchanged."""
+        self._names: dict[Path, str] = {}
+        self._paths: dict[str, Path] = {}
+        self._seen: dict[str, str] = {}
+        """The sha256 of the bundle last tried per plugin (in place, failed or rolled back):
+        a stray event of a save already handled does not try it again."""
+        self._good: dict[str, Bundle] = {}
+        """The last version known to work, from a stable copy: the rollback target."""
+        self._probation: dict[str, _Probation] = {}
+        self._history: dict[str, deque[ReloadAttempt]] = {}
+        self._threads: list[threading.Thread] = []
+
+    # -- running -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Note the running versions and start watching."""
+        for directory in self._dirs():
+            for entry in sorted(directory.iterdir()):
+                if self._is_bundle(entry):
+                    self._learn(entry)
+        self.manager.add_change_listener(self._on_change)
+        self._threads = [threading.Thread(target=self._work, name="rwq-hot-reload", daemon=True)]
+        watcher = self._open_watcher()
+        if watcher is not None:
+            self._threads.append(
+                threading.Thread(
+                    target=self._watch, args=(watcher,), name="rwq-plugin-watch", daemon=True
+                )
+            )
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self.manager.remove_change_listener(self._on_change)
+        for thread in self._threads:
+            thread.join(timeout=5.0)
+
+    def __enter__(self) -> HotReloader:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def reload(self, name: str) -> None:
+        """Reload ``name`` from its bundle on disk, as a save would (with probation)."""
+        path = self._paths.get(name)
+        if path is None:
+            raise LifecycleError(name, "its bundle is not in a watched directory")
+        self._enqueue(path, force=True)
+
+    def history(self, name: str) -> list[ReloadAttempt]:
+        """The reload attempts of ``name``, oldest first."""
+        with self._cond:
+            return list(self._history.get(name, ()))
+
+    def in_probation(self, name: str) -> bool:
+        with self._cond:
+            return name in self._probation
+
+    # -- watching ----------------------------------------------------------------------------
+
+    def _dirs(self) -> list[Path]:
+        return [d for d in self.manager.paths.search if d.is_dir()]
+
+    def _is_bundle(self, entry: Path) -> bool:
+        if entry.name.startswith("."):
+            return False
+        if entry.is_dir():
+            return any((entry / name).is_file() for name in MANIFEST_NAMES)
+        return entry.suffix.lower() == ".zip"
+
+    def _open_watcher(self) -> RustNotify | None:
+        """The watcher, set up before :meth:`start` returns so that no save is missed (what
+        ``watchfiles.watch`` does inside its generator, too late to know when)."""
+        dirs = self._dirs()
+        if not dirs:
+            return None
+        return RustNotify([str(d) for d in dirs], False, False, 300, True, False)
+
+    def _watch(self, watcher: RustNotify) -> None:
+        roots = [d.resolve() for d in self._dirs()]
+        skip = self.manager.paths.extracted.resolve()
+        try:
+            with watcher:
+                while not self._stop.is_set():
+                    raw = watcher.watch(self.debounce_ms, self.step_ms, 1000, self._stop)
+                    if raw == "timeout":
+                        continue
+                    if isinstance(raw, str):  # "stop" or "signal"
+                        return
+                    for _, changed in raw:
+                        path = Path(changed).resolve()
+                        if path.is_relative_to(skip):
+                            continue
+                        for root in roots:
+                            if path != root and path.is_relative_to(root):
+                                self._enqueue(root / path.relative_to(root).parts[0])
+                                break
+        except Exception:
+            if not self._stop.is_set():
+                log.exception("watching the plugin directories failed; hot reload is off")
+
+    def _enqueue(self, bundle_path: Path, *, force: bool = False) -> None:
+        with self._cond:
+            self._queued[bundle_path] = force or self._queued.get(bundle_path, False)
+            self._cond.notify_all()
+
+    def _on_change(self, name: str) -> None:
+        # Called from the plugin's own threads, often with its lock held: only take note.
+        with self._cond:
+            probation = self._probation.get(name)
+            if probation is not None:
+                probation.suspect = True
+                self._cond.notify_all()
+
+    # -- the worker --------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            with self._cond:
+                if not self._queued and not any(p.suspect for p in self._probation.values()):
+                    deadlines = [p.deadline for p in self._probation.values()]
+                    wait = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+                    self._cond.wait(wait)
+                queued, self._queued = list(self._queued.items()), {}
+            if self._stop.is_set():
+                return
+            for path, force in queued:
+                try:
+                    self._reload(path, force=force)
+                except Exception:
+                    log.exception("hot reload of %s failed", path)
+            try:
+                self._check_probation()
+            except Exception:
+                log.exception("checking plugins in probation failed")
+
+    def _reload(self, path: Path, *, force: bool = False) -> None:
+        known = self._names.get(path)
+        try:
+            bundle = open_bundle(path, extract_dir=self.manager.paths.extracted)
+        except RwqError as exc:
+            if known is not None and path.exists():
+                self._record(known, "", "invalid", str(exc))
+            return
+        name = bundle.name
+        if known is not None and name != known:
+            self._record(known, str(bundle.version), "invalid", f"{path} now holds {name}")
+            return
+        if name not in self.manager.plugins():
+            log.info("hot reload: %s is new (plugin %s); it loads at the next start", path, name)
+            return
+        self._names[path], self._paths[name] = name, path
+        if self._seen.get(name) == bundle.sha256 and not force:
+            return  # a save that changed nothing, or a burst already taken in
+        self._seen[name] = bundle.sha256
+        version = str(bundle.version)
+        if self.manager.state(name) is PluginState.ERROR:
+            state = self.manager.restore(name, bundle)
+            if state is PluginState.ACTIVE:
+                self._record(name, version, "reloaded", "was in error")
+                self._start_probation(name, bundle)
+            else:
+                self._record(name, version, "failed", self.manager.reason(name))
+            return
+        result = self.manager.replace(name, bundle)
+        if result.ok:
+            self._record(name, version, "reloaded")
+            self._start_probation(name, bundle)
+        elif any(p.plugin == name and p.update for p in self.manager.pending_approvals()):
+            self._record(name, version, "awaiting approval", result.reason)
+        else:
+            self._record(name, version, "failed", result.reason)
+
+    # -- probation and rollback -------------------------------------------------------------
+
+    def _start_probation(self, name: str, bundle: Bundle) -> None:
+        snap = self.manager.status(name)
+        probation = _Probation(
+            bundle=bundle,
+            snapshot=self._keep(bundle),
+            deadline=time.monotonic() + self.probation_s,
+            faults=_faults(snap),
+            disables=snap.disables,
+        )
+        with self._cond:
+            before = self._probation.get(name)
+            self._probation[name] = probation
+        if before is not None:
+            self._forget(before.snapshot)
+
+    def _check_probation(self) -> None:
+        now = time.monotonic()
+        with self._cond:
+            looking = list(self._probation.items())
+        for name, probation in looking:
+            probation.suspect = False
+            snap = self.manager.status(name)
+            faulted = (
+                _faults(snap) > probation.faults
+                or snap.disables > probation.disables
+                or snap.state is not PluginState.ACTIVE
+            )
+            if faulted:
+                with self._cond:
+                    self._probation.pop(name, None)
+                self._roll_back(name, probation, snap)
+            elif now >= probation.deadline:
+                with self._cond:
+                    self._probation.pop(name, None)
+                    old = self._good.get(name)
+                    if probation.snapshot is not None:
+                        self._good[name] = probation.snapshot
+                if old is not None and probation.snapshot is not None:
+                    self._forget(old)
+
+    def _roll_back(self, name: str, probation: _Probation, snap: PluginSnapshot) -> None:
+        version = str(probation.bundle.version)
+        hooks = ", ".join(sorted(snap.faults)) or "?"
+        why = f"faulted within {self.probation_s:g}s ({hooks})"
+        if snap.reason:
+            why += f": {snap.reason}"
+        good = self._good.get(name)
+        self._forget(probation.snapshot)
+        if good is None:
+            self._record(name, version, "failed", f"{why}; nothing known good to roll back to")
+            return
+        try:
+            if snap.state is PluginState.ACTIVE:
+                result = self.manager.replace(name, good)
+                ok, reason = result.ok, result.reason
+            else:
+                state = self.manager.restore(name, good)
+                ok, reason = state is PluginState.ACTIVE, self.manager.reason(name)
+        except LifecycleError as exc:
+            ok, reason = False, exc.reason
+        if ok:
+            self._record(name, version, "rolled back", f"{why}; back to {good.version}")
+        else:
+            self._record(name, version, "failed", f"{why}; rollback failed: {reason}")
+
+    def _keep(self, bundle: Bundle) -> Bundle | None:
+        """A copy of ``bundle`` that later saves do not touch (a zip's extraction already is
+        one); None when the files changed again before they were copied."""
+        if bundle.kind == "zip":
+            return bundle
+        target = self._snapshots / f"{bundle.name}-{bundle.sha256[:16]}"
+        try:
+            if not target.exists():
+                tmp = target.with_name(target.name + ".tmp")
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.copytree(bundle.root, tmp)
+                tmp.rename(target)
+            copy = open_bundle(target)
+        except (OSError, RwqError) as exc:
+            log.warning("plugin %s: cannot keep a copy to roll back to: %s", bundle.name, exc)
+            return None
+        if copy.sha256 != bundle.sha256:
+            self._forget(copy)
+            return None
+        return copy
+
+    def _forget(self, bundle: Bundle | None) -> None:
+        if bundle is None or bundle.kind != "dir" or self._snapshots not in bundle.path.parents:
+            return
+        with self._cond:
+            in_use = any(b is not None and b.path == bundle.path for b in self._kept())
+        if not in_use:
+            shutil.rmtree(bundle.path, ignore_errors=True)
+
+    def _kept(self) -> list[Bundle | None]:
+        return [*self._good.values(), *(p.snapshot for p in self._probation.values())]
+
+    def _learn(self, path: Path) -> None:
+        """Note the plugin at ``path`` and keep a copy of it when it runs."""
+        try:
+            bundle = open_bundle(path, extract_dir=self.manager.paths.extracted)
+        except RwqError:
+            return
+        name = bundle.name
+        if name not in self.manager.plugins():
+            return
+        self._names[path], self._paths[name] = name, path
+        self._seen[name] = bundle.sha256
+        with contextlib.suppress(RwqError):
+            if self.manager.state(name) is PluginState.ACTIVE:
+                kept = self._keep(bundle)
+                if kept is not None:
+                    self._good[name] = kept
+
+    def _record(self, name: str, version: str, outcome: Outcome, reason: str = "") -> None:
+        attempt = ReloadAttempt(name, time.time(), version, outcome, reason)
+        with self._cond:
+            kept = self._history.setdefault(name, deque(maxlen=_HISTORY))
+            last = kept[-1] if kept else None
+            if last is not None and (last.version, last.outcome, last.reason) == (
+                version,
+                outcome,
+                reason,
+            ):
+                return  # the same broken save seen twice
+            kept.append(attempt)
+        if outcome == "reloaded":
+            log.info("plugin %s: version %s reloaded %s", name, version, reason)
+        else:
+            log.warning("plugin %s: hot reload of %s %s: %s", name, version or "?", outcome, reason)

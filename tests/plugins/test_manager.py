@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,16 +115,6 @@ class Host:
 
     def instance(self, name: str) -> FakeInstance:
         return self.runtime.latest(name)
-
-
-@pytest.fixture
-def host(settings: Settings, redis_client: redis.Redis, tmp_path: Path) -> Iterator[Host]:
-    root = tmp_path / "plugins"
-    root.mkdir()
-    h = Host(settings.replace(plugin_dirs=str(root)), redis_client, root)
-    yield h
-    for manager in h.managers:
-        manager.stop()
 
 
 def publish(manager: PluginManager, events: list[BusEvent]) -> None:

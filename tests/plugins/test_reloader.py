@@ -6,26 +6,20 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import redis
-from test_manager import Host, job_event, publish, subscriber, wait_for, write_plugin
+from test_manager import (
+    Host,
+    job_event,
+    publish,
+    subscriber,
+    wait_for,
+    write_plugin,
+)
 
-from rwq.config import Settings
 from rwq.plugins.lifecycle import PluginState
 from rwq.plugins.manager import PluginManager
 from rwq.plugins.reloader import HotReloader
-
-
-@pytest.fixture
-def host(settings: Settings, redis_client: redis.Redis, tmp_path: Path) -> Iterator[Host]:
-    root = tmp_path / "plugins"
-    root.mkdir()
-    h = Host(settings.replace(plugin_dirs=str(root)), redis_client, root)
-    yield h
-    for manager in h.managers:
-        manager.stop()
 
 
 @pytest.fixture

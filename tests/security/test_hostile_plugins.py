@@ -119,9 +119,6 @@ EXPECTED: dict[str, Contained] = {
     "wasm_wasi_bad_flags": faulted(TRAP, "render"),
 }
 
-XFAIL: dict[str, str] = {}
-"""Containments the product does not hold yet (reported, never weakened)."""
-
 
 def job_events(n: int) -> list[BusEvent]:
     kinds = ("job.completed", "job.failed")
@@ -183,14 +180,7 @@ def test_the_table_covers_every_hostile_plugin() -> None:
     assert {runtime_of(PLUGINS / n) for n in EXPECTED} == {"starlark", "wasm"}
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=XFAIL[n])) if n in XFAIL
-        else n
-        for n in sorted(EXPECTED)
-    ],
-)  # fmt: skip
+@pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_hostile_plugin_is_contained(
     name: str,
     settings: Settings,

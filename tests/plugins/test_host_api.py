@@ -157,6 +157,7 @@ ARGS: dict[str, Callable[[str, list[str]], dict[str, Any]]] = {
     "requeue_job": lambda q, d: {"queue": q, "job_id": d[0]},
     "requeue_jobs": lambda q, d: {"queue": q, "all": True},
     "purge_queue": lambda q, d: {"queue": q, "target": "dead"},
+    "delete_dead": lambda q, d: {"queue": q, "ids": d},
     "pause_queue": lambda q, d: {"queue": q},
     "resume_queue": lambda q, d: {"queue": q},
     "get_queue_stats": lambda q, d: {"queue": q},
@@ -184,6 +185,7 @@ def test_the_declarations_cover_every_function_and_the_docs_match() -> None:
         assert spec.permission is None or spec.permission in CATALOG
         assert not spec.destructive or spec.writes
     assert {n for n, s in HOST_FUNCTIONS.items() if s.destructive} == {
+        "delete_dead",
         "purge_queue",
         "requeue_jobs",
     }

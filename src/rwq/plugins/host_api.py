@@ -311,6 +311,7 @@ _QUEUE_RE = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 _QUEUE_GLOB_RE = r"^[A-Za-z0-9._:*?-]{1,128}$"
 _NAME_RE = r"^[A-Za-z0-9_.-]{1,64}$"
 _KIB = 1024
+_YEAR_S = 366 * 86400
 
 
 def _queue(description: str = "The queue.", **options: Any) -> Param:
@@ -372,17 +373,23 @@ _SPECS: tuple[HostFunctionSpec, ...] = (
     HostFunctionSpec(
         "list_dead", "admin.queue.peek",
         (
-            _optional_queue("Only this queue's dead letters (null: every queue)."),
+            Param("queue", "string", "Only this queue's dead letters, or those of the queues "
+                  "a glob (`tenant.*`) matches (null: every queue).", default=None,
+                  nullable=True, pattern=_QUEUE_GLOB_RE),
             Param("tenant", "string", "Only this tenant's.", default=None, nullable=True,
                   max_length=128),
             Param("error", "string", "Only those whose error contains this (any case).",
                   default=None, nullable=True, max_length=256),
+            Param("older_than_s", "number", "Only those dead-lettered at least this many "
+                  "seconds ago.", default=None, nullable=True, minimum=0, maximum=_YEAR_S),
+            Param("newer_than_s", "number", "Only those dead-lettered at most this many "
+                  "seconds ago.", default=None, nullable=True, minimum=0, maximum=_YEAR_S),
             Param("offset", "integer", "Skip this many.", default=0, minimum=0,
                   maximum=1_000_000),
             Param("limit", "integer", "At most this many.", default=50, minimum=1, maximum=500),
         ),
         '{"total": integer, "jobs": [job]}', "Dead letters, newest first, filtered and paged.",
-        queues=_arg("queue"), scope="`queue` (null: every queue)",
+        queues=_arg("queue"), scope="`queue`, a name or glob (null: every queue)",
     ),
     HostFunctionSpec(
         "requeue_job", "admin.job.requeue",
@@ -415,6 +422,18 @@ _SPECS: tuple[HostFunctionSpec, ...] = (
                   default="pending", choices=("pending", "dead", "all")),
         ),
         '{"purged": integer}', "Delete a queue's jobs permanently (running jobs are kept).",
+        destructive=True, writes=True, queues=_arg("queue"), scope="`queue`",
+    ),
+    HostFunctionSpec(
+        "delete_dead", "admin.queue.purge",
+        (
+            _queue(),
+            Param("ids", "string[]", "Ids of the queue's dead letters to delete.",
+                  max_length=1000, pattern=r"^[A-Za-z0-9._:-]{1,64}$"),
+        ),
+        '{"deleted": integer}',
+        "Delete chosen dead letters permanently, in one atomic step (ids that are not dead "
+        "letters of `queue` are skipped).",
         destructive=True, writes=True, queues=_arg("queue"), scope="`queue`",
     ),
     HostFunctionSpec(
@@ -1230,6 +1249,8 @@ class HostAPI:
             queue=a["queue"],
             tenant=a["tenant"],
             error=a["error"],
+            older_than_s=a["older_than_s"],
+            newer_than_s=a["newer_than_s"],
             offset=a["offset"],
             limit=a["limit"],
         )
@@ -1265,6 +1286,16 @@ class HostAPI:
         if broker.settings.read_only:
             raise ReadOnlyMode("purge")
         return {"purged": broker.purge(queue, "pending") + broker.purge(queue, "scheduled")}
+
+    def _do_delete_dead(self, c: _Call, a: dict[str, Any]) -> Any:
+        if not a["ids"]:
+            raise InvalidArgument(
+                "give the ids of the dead letters to delete",
+                plugin=c.plugin,
+                function="delete_dead",
+                argument="ids",
+            )
+        return {"deleted": self.admin.delete_dead(a["queue"], a["ids"])}
 
     def _do_pause_queue(self, c: _Call, a: dict[str, Any]) -> Any:
         return {"changed": self.admin.pause(a["queue"])}

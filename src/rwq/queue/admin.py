@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 from rwq.errors import RwqError
@@ -208,21 +209,37 @@ class Admin:
         queue: str | None = None,
         tenant: str | None = None,
         error: str | None = None,
+        older_than_s: float | None = None,
+        newer_than_s: float | None = None,
         offset: int = 0,
         limit: int = 50,
     ) -> DeadPage:
-        """Dead letters, newest first, filtered by queue, tenant and error text (substring,
-        case-insensitive), paged by ``offset``/``limit``."""
+        """Dead letters, newest first, filtered by queue (a name, or a glob with ``*``/``?``
+        that may match none), tenant, error text (substring, case-insensitive) and age (how
+        long ago they were dead-lettered, by the server's clock), paged by
+        ``offset``/``limit``."""
         if offset < 0 or limit < 1:
             raise AdminError("offset must be >= 0 and limit >= 1")
-        names = [self._check_queue(queue)] if queue else self.broker.queues()
+        if queue and ("*" in queue or "?" in queue):
+            names = [n for n in self.broker.queues() if fnmatchcase(n, queue)]
+        else:
+            names = [self._check_queue(queue)] if queue else self.broker.queues()
         needle = error.lower() if error else None
+        now_ms = 0.0
+        if older_than_s is not None or newer_than_s is not None:
+            seconds, micros = self.client.time()
+            now_ms = seconds * 1000 + micros / 1000
         matched: list[Job] = []
         for name in names:
             for job in self._iter_dead(name):
                 if tenant is not None and job.tenant != tenant:
                     continue
                 if needle is not None and needle not in (job.last_error or "").lower():
+                    continue
+                age_s = (now_ms - (job.dead_at or 0)) / 1000
+                if older_than_s is not None and age_s < older_than_s:
+                    continue
+                if newer_than_s is not None and age_s > newer_than_s:
                     continue
                 matched.append(job)
         matched.sort(key=lambda j: j.dead_at or 0, reverse=True)
@@ -325,6 +342,17 @@ class Admin:
             self.broker.adopt(to, queue, job_id, fields)
             moved += self.broker.drop_dead(queue, [job_id])
         return moved
+
+    def delete_dead(self, queue: str, ids: Sequence[str]) -> int:
+        """Delete these dead letters of ``queue`` permanently, in one atomic step, and return
+        how many; ids that are not dead letters there (requeued meanwhile, unknown) are
+        skipped."""
+        self._check_writable("delete")
+        if not ids:
+            raise AdminError("give the ids of the dead letters to delete")
+        qk = self.broker.queue_keys(self._check_queue(queue))
+        args = [self.broker.settings.events_maxlen, *ids]
+        return int(self.broker.scripts.delete_dead(keys=[qk.tag], args=args))
 
     def purge(self, target: str, *, queue: str | None = None) -> int:
         """Delete jobs and return how many.

@@ -371,6 +371,27 @@ return n
 """
 )
 
+# Delete chosen dead letters permanently, in one step. KEYS[1]=tag. ARGV: maxlen, ids...
+# Ids that are not dead letters of this queue are skipped. Emits `queue.purged` (target
+# `dead`) when it removed any. Returns the number removed.
+DELETE_DEAD = (
+    _PRELUDE
+    + r"""
+local n = 0
+for i = 2, #ARGV do
+  if redis.call('ZREM', tag .. ':dead', ARGV[i]) == 1 then
+    redis.call('DEL', tag .. ':job:' .. ARGV[i])
+    n = n + 1
+  end
+end
+if n > 0 then
+  emit(ARGV[1], 'type', 'queue.purged', 'target', 'dead', 'count', n)
+  redis.call('HINCRBY', tag .. ':counters', 'purged', n)
+end
+return n
+"""
+)
+
 # Purge up to `limit` jobs from one of the queue's sets (pending, scheduled, dead) or the
 # completed history. KEYS[1]=tag. ARGV: maxlen, queue, target, limit.
 # Returns the number removed by this call; the caller loops until it returns 0.
@@ -497,6 +518,7 @@ ALL: dict[str, str] = {
     "requeue_dead": REQUEUE_DEAD,
     "adopt": ADOPT,
     "drop_dead": DROP_DEAD,
+    "delete_dead": DELETE_DEAD,
     "purge": PURGE,
     "pause": PAUSE,
     "stats": STATS,

@@ -678,3 +678,69 @@ def test_a_plugin_over_its_cpu_budget_gets_its_events_coalesced_later(host: Host
     wait_for(lambda: len(inst.events) == 5, "the held events")
     assert [e["data"]["job_id"] for e in inst.events] == [f"j{n}" for n in range(5)]
     assert not manager.status("busy").cpu_throttled
+
+
+# -- dependants of a replaced plugin -----------------------------------------------------------
+
+
+def test_a_new_version_outside_a_dependants_range_is_refused(host: Host, tmp_path: Path) -> None:
+    """The dependant declares ``helper ^1``: 2.0.0 is refused with a reason naming it, 1.1.0
+    takes over, and the dependant's ``call_dependency`` reaches the new instance."""
+    call = {"function": "call_dependency", "args": {"plugin": "helper", "function": "ping"}}
+    write_plugin(host.root, "helper", {"functions": {"ping": []}})
+    caller = subscriber(host.root, "caller", {"calls": {"on_event": [call]}},
+                        dependencies=[{"name": "helper", "version": "^1.0.0"}])  # fmt: skip
+    host.grant(caller, "events.subscribe")
+    manager = host.started()
+    first = host.instance("helper")
+
+    breaking = write_plugin(tmp_path / "v2", "helper", {"functions": {"ping": []}}, version="2.0.0")
+    result = manager.replace("helper", open_bundle(breaking))
+    assert not result.ok
+    assert "caller 1.0.0 requires helper ^1.0.0" in result.reason
+    with pytest.raises(LifecycleError, match="breaks its dependants: caller"):
+        manager.prepare("helper", open_bundle(breaking))
+    assert manager.status("helper").version == "1.0.0" and not first.closed
+    assert len(host.runtime.all_of("helper")) == 1  # refused before loading anything
+
+    compatible = write_plugin(tmp_path / "v1", "helper", {"functions": {"ping": []}},
+                              version="1.1.0")  # fmt: skip
+    assert manager.replace("helper", open_bundle(compatible)).ok
+    new = host.instance("helper")
+    assert new is not first and first.closed
+    publish(manager, [job_event(1)])
+    wait_for(lambda: new.count("on_call") == 1, "the dependant's call reaching 1.1.0")
+    [(_, _, answer)] = host.instance("caller").host_results
+    assert not (isinstance(answer, dict) and "error" in answer), answer
+    assert manager.state("caller") is PluginState.ACTIVE
+
+
+def test_an_approved_update_outside_a_dependants_range_is_refused(
+    host: Host, tmp_path: Path
+) -> None:
+    write_plugin(host.root, "helper")
+    write_plugin(host.root, "caller", dependencies=[{"name": "helper", "version": "<2.0.0"}])
+    manager = host.started()
+    manager.disable("caller")  # not running: the update breaks no one yet
+    greedy = write_plugin(tmp_path / "v2", "helper", version="2.0.0",
+                          permissions=["admin.stats.read"])  # fmt: skip
+    assert "awaits approval" in manager.replace("helper", open_bundle(greedy)).reason
+    assert manager.enable("caller") is PluginState.ACTIVE  # ...until the dependant is back
+    assert manager.approve("helper") is PluginState.ACTIVE
+    assert manager.status("helper").version == "1.0.0"
+    assert manager.state("caller") is PluginState.ACTIVE
+
+
+def test_swap_listeners_hear_every_swap(host: Host, tmp_path: Path) -> None:
+    write_plugin(host.root, "p")
+    manager = host.started()
+    heard: list[tuple[str, str, str]] = []
+    manager.add_swap_listener(lambda r, b: heard.append((r.plugin, r.new_version, b.sha256)))
+    write_plugin(host.root, "p", version="1.0.1")
+    assert manager.reload("p").ok
+    v2 = open_bundle(write_plugin(tmp_path / "v2", "p", version="2.0.0"))
+    assert manager.replace("p", v2).ok
+    bad = write_plugin(tmp_path / "bad", "p", {"load_fault": "x"}, version="3.0.0")
+    assert not manager.replace("p", open_bundle(bad)).ok
+    assert [(n, v) for n, v, _ in heard] == [("p", "1.0.1"), ("p", "2.0.0")]
+    assert heard[1][2] == v2.sha256

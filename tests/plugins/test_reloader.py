@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from test_manager import (
+    WAIT,
     Host,
     job_event,
     publish,
@@ -18,7 +19,7 @@ from test_manager import (
 )
 
 from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.manager import PluginManager
+from rwq.plugins.manager import LifecycleError, PluginManager
 from rwq.plugins.reloader import HotReloader
 
 
@@ -163,3 +164,115 @@ def test_events_during_a_reload_are_delivered_exactly_once(
     assert set(received()) == set(sent)
     assert max(received().values()) == 1
     assert len(host.runtime.all_of("p")) == 2
+
+
+# -- probation for every swap, requests, dependants ---------------------------------------------
+
+
+def test_manager_reload_is_on_probation_and_rolled_back(
+    host: Host, reloaders: list[HotReloader]
+) -> None:
+    """No watching: a swap made by ``manager.reload`` is still put on probation."""
+    d = subscriber(host.root, "p")
+    host.grant(d, "events.subscribe")
+    manager = host.started()
+    reloader = HotReloader(manager, probation_s=30.0, watch=False)
+    reloaders.append(reloader)
+    reloader.start()
+    subscriber(host.root, "p", {"faults": {"on_event": {"kind": "trap"}}}, version="1.1.0")
+    host.grant(d, "events.subscribe")
+    assert manager.reload("p").ok
+    assert reloader.in_probation("p")
+    publish(manager, [job_event(1)])
+    wait_for(lambda: any(a.outcome == "rolled back" for a in reloader.history("p")), "rollback")
+    wait_for(lambda: version_of(manager, "p") == "1.0.0", "the old version back")
+    assert "back to 1.0.0" in reloader.history("p")[-1].reason
+    publish(manager, [job_event(2)])
+    wait_for(lambda: host.instance("p").events != [], "the restored version serving")
+
+
+def test_an_update_approved_later_is_on_probation(host: Host, reloaders: list[HotReloader]) -> None:
+    d = subscriber(host.root, "p")
+    host.grant(d, "events.subscribe")
+    manager = host.started()
+    reloader = watching(manager, reloaders, probation_s=30.0)
+    subscriber(host.root, "p", {"faults": {"on_event": {"kind": "trap"}}}, version="1.1.0",
+               permissions=["storage.read"])  # fmt: skip
+    wait_for(lambda: bool(manager.pending_approvals()), "the update awaiting approval")
+    assert reloader.history("p")[-1].outcome == "awaiting approval"
+    manager.approve("p")
+    assert version_of(manager, "p") == "1.1.0"
+    assert reloader.in_probation("p")
+    publish(manager, [job_event(1)])
+    wait_for(lambda: reloader.history("p")[-1].outcome == "rolled back", "the rollback")
+    wait_for(lambda: version_of(manager, "p") == "1.0.0", "the old version back")
+
+
+def test_a_request_reloads_an_unchanged_plugin_and_says_how_it_ended(
+    host: Host, reloaders: list[HotReloader]
+) -> None:
+    write_plugin(host.root, "p")
+    manager = host.started()
+    reloader = HotReloader(manager, probation_s=0.2, watch=False)
+    reloaders.append(reloader)
+    reloader.start()
+    first = host.instance("p")
+    attempt = reloader.request("p").result(WAIT)
+    assert (attempt.plugin, attempt.version, attempt.outcome) == ("p", "1.0.0", "reloaded")
+    assert first.closed and host.instance("p") is not first
+    settled = reloader.request("p", settle=True).result(WAIT)
+    assert settled.outcome == "reloaded" and "passed its 0.2s probation" in settled.reason
+    assert not reloader.in_probation("p")
+
+    write_plugin(host.root, "p", {"initialize": {"error": "no config"}}, version="1.1.0")
+    failed = reloader.request("p").result(WAIT)
+    assert (failed.version, failed.outcome) == ("1.1.0", "failed")
+    assert "no config" in failed.reason
+    assert version_of(manager, "p") == "1.0.0"
+    with pytest.raises(LifecycleError, match="not in a plugin directory"):
+        reloader.request("ghost")
+
+
+def test_a_settled_request_reports_the_rollback(host: Host, reloaders: list[HotReloader]) -> None:
+    d = subscriber(host.root, "p")
+    host.grant(d, "events.subscribe")
+    manager = host.started()
+    reloader = HotReloader(manager, probation_s=30.0, watch=False)
+    reloaders.append(reloader)
+    reloader.start()
+    subscriber(host.root, "p", {"faults": {"on_event": {"kind": "trap"}}}, version="1.1.0")
+    host.grant(d, "events.subscribe")
+    answer = reloader.request("p", settle=True)
+    wait_for(lambda: version_of(manager, "p") == "1.1.0", "the new version")
+    assert not answer.done()  # still on probation
+    publish(manager, [job_event(1)])
+    attempt = answer.result(WAIT)
+    assert (attempt.version, attempt.outcome) == ("1.1.0", "rolled back")
+    assert "trap" in attempt.reason and "back to 1.0.0" in attempt.reason
+
+
+def test_a_save_breaking_a_dependants_range_is_refused(
+    host: Host, reloaders: list[HotReloader]
+) -> None:
+    """``caller`` needs ``helper <2``: a save of helper 2.0.0 fails naming it; 1.5.0 goes in
+    and the caller's dependency calls reach it."""
+    call = {"function": "call_dependency", "args": {"plugin": "helper", "function": "ping"}}
+    write_plugin(host.root, "helper", {"functions": {"ping": []}})
+    caller = subscriber(host.root, "caller", {"calls": {"on_event": [call]}},
+                        dependencies=[{"name": "helper", "version": "<2.0.0"}])  # fmt: skip
+    host.grant(caller, "events.subscribe")
+    manager = host.started()
+    reloader = watching(manager, reloaders)
+    write_plugin(host.root, "helper", {"functions": {"ping": []}}, version="2.0.0")
+    wait_for(lambda: bool(reloader.history("helper")), "the attempt")
+    attempt = reloader.history("helper")[-1]
+    assert (attempt.version, attempt.outcome) == ("2.0.0", "failed")
+    assert "caller 1.0.0 requires helper <2.0.0" in attempt.reason
+    assert version_of(manager, "helper") == "1.0.0"
+
+    write_plugin(host.root, "helper", {"functions": {"ping": []}}, version="1.5.0")
+    wait_for(lambda: version_of(manager, "helper") == "1.5.0", "the compatible version")
+    publish(manager, [job_event(1)])
+    new = host.instance("helper")
+    wait_for(lambda: new.count("on_call") == 1, "the caller's call reaching 1.5.0")
+    assert manager.state("caller") is PluginState.ACTIVE

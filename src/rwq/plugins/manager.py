@@ -101,6 +101,7 @@ __all__ = [
     "PluginHealth",
     "PluginManager",
     "RenderResult",
+    "SwapListener",
     "SwapResult",
     "UnknownPlugin",
     "cap_elements",
@@ -121,6 +122,9 @@ ElementValidator = Callable[[list[Any]], list[Any]]
 the full UI schema check plugs in here."""
 ChangeListener = Callable[[str], None]
 """Called with a plugin's name when its state changes or its panel needs a new render."""
+SwapListener = Callable[["SwapResult", Bundle], None]
+"""Called with the result and the new bundle once a running plugin's instance was replaced,
+whoever asked (:meth:`PluginManager.replace`, ``swap``, ``reload``, an approved update)."""
 
 
 # -- errors and results ---------------------------------------------------------------------
@@ -177,6 +181,8 @@ class PendingApproval:
     review: Review
     update: bool
     """A new version of a running plugin; the running one stays until it is approved."""
+    manifest: PluginManifest | None = None
+    """The manifest of the version waiting (its author and description for the dialog)."""
 
 
 @dataclass(frozen=True)
@@ -378,6 +384,7 @@ class PluginManager:
         self._ops = threading.RLock()
         """Serialises lifecycle operations."""
         self._listeners: tuple[ChangeListener, ...] = ()
+        self._swap_listeners: tuple[SwapListener, ...] = ()
         self._halt = threading.Event()
         self._wake = threading.Event()
         self._started = False
@@ -491,6 +498,10 @@ class PluginManager:
         """Why the plugin is in its state (empty when active and well)."""
         return self._get(name).reason
 
+    def manifest(self, name: str) -> PluginManifest | None:
+        """The manifest of the running (else the latest seen) version; None if unreadable."""
+        return self._get(name).manifest
+
     def pending_approvals(self) -> list[PendingApproval]:
         """Plugins, and new versions of running plugins, waiting for the user's decision;
         each with the :class:`Review` the approval dialog shows."""
@@ -499,9 +510,15 @@ class PluginManager:
             for rec in self._plugins.values():
                 if rec.update is not None:
                     bundle, review = rec.update
-                    out.append(PendingApproval(rec.name, str(bundle.version), review, True))
+                    out.append(
+                        PendingApproval(
+                            rec.name, str(bundle.version), review, True, bundle.manifest
+                        )
+                    )
                 elif rec.state is PluginState.AWAITING_APPROVAL and rec.review is not None:
-                    out.append(PendingApproval(rec.name, rec.version, rec.review, False))
+                    out.append(
+                        PendingApproval(rec.name, rec.version, rec.review, False, rec.manifest)
+                    )
         return out
 
     def snapshot(self) -> list[PluginSnapshot]:
@@ -527,6 +544,17 @@ class PluginManager:
     def remove_change_listener(self, listener: ChangeListener) -> None:
         with self._lock:
             self._listeners = tuple(x for x in self._listeners if x != listener)
+
+    def add_swap_listener(self, listener: SwapListener) -> None:
+        """Call ``listener(result, bundle)`` after every successful swap, in the thread that
+        made it (lifecycle operations are serialised meanwhile: take note, do not wait). The
+        hot reloader puts every new version on probation through this."""
+        with self._lock:
+            self._swap_listeners = (*self._swap_listeners, listener)
+
+    def remove_swap_listener(self, listener: SwapListener) -> None:
+        with self._lock:
+            self._swap_listeners = tuple(x for x in self._swap_listeners if x != listener)
 
     def dirty_panels(self) -> frozenset[str]:
         """Active plugins whose panel changed since its last :meth:`render`."""
@@ -631,7 +659,12 @@ class PluginManager:
                 self._notify(rec.name)
                 return
             rec.update = None
-            result = self._swap_in(rec, bundle, review)
+            problem = self._dependant_problem(rec.name, bundle)
+            result = (
+                SwapResult(rec.name, False, problem, rec.version, str(bundle.version))
+                if problem
+                else self._swap_in(rec, bundle, review)
+            )
             if not result.ok:
                 log.warning("plugin %s: approved update failed: %s", rec.name, result.reason)
             return
@@ -787,6 +820,9 @@ class PluginManager:
         problem, _ = self._dependency_problem(manifest)
         if problem:
             raise LifecycleError(rec.name, problem)
+        problem = self._dependant_problem(rec.name, bundle)
+        if problem:
+            raise LifecycleError(rec.name, problem)
         try:
             return self._review(rec.name, bundle)
         except RwqError as exc:
@@ -864,8 +900,14 @@ class PluginManager:
             PLUGIN_RELOADED,
             {"plugin": name, "version": new_version, "previous_version": old_version},
         )
+        result = SwapResult(name, True, "", old_version, new_version, handed)
+        for listener in self._swap_listeners:
+            try:
+                listener(result, cand.bundle)
+            except Exception:
+                log.exception("plugin swap listener failed")
         self._notify(name)
-        return SwapResult(name, True, "", old_version, new_version, handed)
+        return result
 
     def _wind_down(
         self, rec: _Plugin, old: PluginInstance, slot: Slot, exports: frozenset[Hook]
@@ -1083,6 +1125,7 @@ class PluginManager:
             return
         problem, blocked = self._dependency_problem(manifest)
         rec.blocked_by = blocked
+        problem = problem or self._dependant_problem(rec.name, bundle)
         if problem:
             self._set_state(rec, PluginState.ERROR, problem)
             return
@@ -1116,6 +1159,23 @@ class PluginManager:
                 blocked.add(dep.name)
                 problems.append(f"requires {dep.name}, which is {other.state.value}")
         return "; ".join(problems), frozenset(blocked)
+
+    def _dependant_problem(self, name: str, bundle: Bundle) -> str:
+        """Why ``bundle`` may not take the place of ``name``: the running plugins whose
+        declared range for ``name`` its version is outside (empty if none)."""
+        version = bundle.version
+        with self._lock:
+            running = [r for r in self._plugins.values() if r.state in RUNNING and r.name != name]
+        problems = [
+            f"{rec.name} {rec.version} requires {name} {dep.version}"
+            for rec in running
+            if rec.manifest is not None
+            for dep in rec.manifest.dependencies
+            if dep.name == name and not dep.version.contains(version)
+        ]
+        if not problems:
+            return ""
+        return f"version {version} breaks its dependants: {'; '.join(problems)}"
 
     def _review(self, name: str, bundle: Bundle, *, policy: bool = True) -> Review:
         """The review of ``bundle``'s requests (the policy applied to what is pending). The

@@ -4,6 +4,11 @@ serving, with a probation period that rolls a faulting new version back.
 The swap itself is :meth:`PluginManager.replace` (atomic, events buffered in the inbox, state
 handed over); this module decides *when* to swap and what to do when it goes wrong, and keeps
 the attempts so a UI can show why a version did not take over.
+
+Every swap of the manager is put on probation, whoever made it (a save, :meth:`HotReloader.
+request` from ``rwq plugin reload``, ``PluginManager.reload``, an update approved later): the
+manager tells the reloader through its swap listener. A host that does not watch its plugin
+directories still runs a reloader (``watch=False``) for that.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import shutil
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -26,7 +32,7 @@ from watchfiles._rust_notify import RustNotify
 from rwq.errors import RwqError
 from rwq.plugins.bundle import Bundle, open_bundle
 from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.manager import LifecycleError, PluginManager
+from rwq.plugins.manager import LifecycleError, PluginManager, SwapResult
 from rwq.plugins.manifest import MANIFEST_NAMES
 from rwq.plugins.metrics import PluginSnapshot
 
@@ -55,12 +61,20 @@ class ReloadAttempt:
 @dataclass
 class _Probation:
     bundle: Bundle
-    snapshot: Bundle | None
-    """A stable copy of ``bundle`` to roll back to later, once it has proven itself."""
     deadline: float
     faults: int
     disables: int
+    snapshot: Bundle | None = None
+    """A stable copy of ``bundle`` to roll back to later, once it has proven itself."""
+    copied: bool = False
+    """``snapshot`` was tried (by the worker: a swap may happen in any thread)."""
     suspect: bool = False
+    waiters: list[Future[ReloadAttempt]] = field(default_factory=list)
+    """Requests that wait for the end of the probation."""
+
+
+_Waiter = tuple["Future[ReloadAttempt]", bool]
+"""A reload request's answer, and whether it waits for the end of the probation."""
 
 
 def _faults(snap: PluginSnapshot) -> int:
@@ -75,6 +89,8 @@ class HotReloader:
         debounce_ms: longest a burst of saves is collected before it is acted on.
         step_ms: quiet time that ends a burst earlier.
         probation_s: how long a new version may fault before it is rolled back.
+        watch: watch the search dirs; without, only requests and swaps made by others are
+            acted on (still with probation and rollback).
     """
 
     def __init__(
@@ -84,8 +100,10 @@ class HotReloader:
         debounce_ms: int = 20,
         step_ms: int = 5,
         probation_s: float = 2.0,
+        watch: bool = True,
     ) -> None:
         self.manager = manager
+        self.watch = watch
         self.debounce_ms = debounce_ms
         self.step_ms = step_ms
         self.probation_s = probation_s
@@ -103,6 +121,8 @@ class HotReloader:
         """The last version known to work, from a stable copy: the rollback target."""
         self._probation: dict[str, _Probation] = {}
         self._history: dict[str, deque[ReloadAttempt]] = {}
+        self._waiters: dict[Path, list[_Waiter]] = {}
+        self._rolling_back: set[str] = set()
         self._threads: list[threading.Thread] = []
 
     # -- running -----------------------------------------------------------------------------
@@ -114,8 +134,9 @@ class HotReloader:
                 if self._is_bundle(entry):
                     self._learn(entry)
         self.manager.add_change_listener(self._on_change)
+        self.manager.add_swap_listener(self._on_swap)
         self._threads = [threading.Thread(target=self._work, name="rwq-hot-reload", daemon=True)]
-        watcher = self._open_watcher()
+        watcher = self._open_watcher() if self.watch else None
         if watcher is not None:
             self._threads.append(
                 threading.Thread(
@@ -130,8 +151,18 @@ class HotReloader:
         with self._cond:
             self._cond.notify_all()
         self.manager.remove_change_listener(self._on_change)
+        self.manager.remove_swap_listener(self._on_swap)
         for thread in self._threads:
             thread.join(timeout=5.0)
+        with self._cond:
+            waiting = [f for ws in self._waiters.values() for f, _ in ws]
+            waiting += [f for p in self._probation.values() for f in p.waiters]
+            self._waiters = {}
+            for probation in self._probation.values():
+                probation.waiters = []
+        for future in waiting:
+            if not future.done():
+                future.set_result(ReloadAttempt("", time.time(), "", "failed", "the host stopped"))
 
     def __enter__(self) -> HotReloader:
         self.start()
@@ -140,12 +171,35 @@ class HotReloader:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def reload(self, name: str) -> None:
+    def reload(self, name: str) -> Future[ReloadAttempt]:
         """Reload ``name`` from its bundle on disk, as a save would (with probation)."""
+        return self.request(name)
+
+    def request(self, name: str, *, settle: bool = False) -> Future[ReloadAttempt]:
+        """Reload ``name`` from its bundle on disk even if unchanged, through the same path
+        as a save: validate, load beside, swap, probation, rollback on a fault. A stopped
+        plugin (error, disabled, unloaded) is loaded again.
+
+        Returns:
+            The attempt once it ended: ``reloaded``, ``invalid``, ``failed`` or ``awaiting
+            approval``; with ``settle``, once the probation ended too (``rolled back`` if it
+            faulted). Saves of the same bundle meanwhile are the same attempt.
+
+        Raises:
+            LifecycleError: the plugin's bundle is not in a plugin directory, or the reloader
+                is stopped.
+        """
         path = self._paths.get(name)
         if path is None:
-            raise LifecycleError(name, "its bundle is not in a watched directory")
-        self._enqueue(path, force=True)
+            raise LifecycleError(name, "its bundle is not in a plugin directory of this host")
+        future: Future[ReloadAttempt] = Future()
+        with self._cond:
+            if self._stop.is_set():
+                raise LifecycleError(name, "the hot reloader is stopped")
+            self._waiters.setdefault(path, []).append((future, settle))
+            self._queued[path] = True
+            self._cond.notify_all()
+        return future
 
     def history(self, name: str) -> list[ReloadAttempt]:
         """The reload attempts of ``name``, oldest first."""
@@ -204,6 +258,16 @@ class HotReloader:
             self._queued[bundle_path] = force or self._queued.get(bundle_path, False)
             self._cond.notify_all()
 
+    def _on_swap(self, result: SwapResult, bundle: Bundle) -> None:
+        # In the thread that swapped, lifecycle operations on hold: note the baseline now
+        # (a fault from here on counts), leave copying the bundle to the worker.
+        name = result.plugin
+        with self._cond:
+            if name in self._rolling_back:
+                return
+            self._seen[name] = bundle.sha256
+        self._start_probation(name, bundle)
+
     def _on_change(self, name: str) -> None:
         # Called from the plugin's own threads, often with its lock held: only take note.
         with self._cond:
@@ -222,54 +286,75 @@ class HotReloader:
                     wait = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
                     self._cond.wait(wait)
                 queued, self._queued = list(self._queued.items()), {}
+                waiters, self._waiters = self._waiters, {}
             if self._stop.is_set():
+                with self._cond:  # stop() answers them
+                    for path, ws in waiters.items():
+                        self._waiters.setdefault(path, []).extend(ws)
                 return
             for path, force in queued:
+                attempt: ReloadAttempt | None
                 try:
-                    self._reload(path, force=force)
-                except Exception:
+                    attempt = self._reload(path, force=force)
+                except Exception as exc:
                     log.exception("hot reload of %s failed", path)
+                    name = self._names.get(path, path.name)
+                    attempt = ReloadAttempt(name, time.time(), "", "failed", f"host bug: {exc}")
+                self._answer(path, waiters.pop(path, []), attempt)
             try:
                 self._check_probation()
             except Exception:
                 log.exception("checking plugins in probation failed")
 
-    def _reload(self, path: Path, *, force: bool = False) -> None:
+    def _reload(self, path: Path, *, force: bool = False) -> ReloadAttempt | None:
+        """Try the bundle at ``path``; the attempt, or None when there was nothing to do."""
         known = self._names.get(path)
         try:
             bundle = open_bundle(path, extract_dir=self.manager.paths.extracted)
         except RwqError as exc:
             if known is not None and path.exists():
-                self._record(known, "", "invalid", str(exc))
-            return
+                return self._record(known, "", "invalid", str(exc))
+            return _unrecorded(known or path.name, "", f"cannot open {path}: {exc}")
         name = bundle.name
         if known is not None and name != known:
-            self._record(known, str(bundle.version), "invalid", f"{path} now holds {name}")
-            return
+            return self._record(known, str(bundle.version), "invalid", f"{path} now holds {name}")
+        version = str(bundle.version)
         if name not in self.manager.plugins():
             log.info("hot reload: %s is new (plugin %s); it loads at the next start", path, name)
-            return
+            return _unrecorded(name, version, f"{path} is new to this host: restart it")
         self._names[path], self._paths[name] = name, path
-        if self._seen.get(name) == bundle.sha256 and not force:
-            return  # a save that changed nothing, or a burst already taken in
-        self._seen[name] = bundle.sha256
-        version = str(bundle.version)
-        if self.manager.state(name) is PluginState.ERROR:
+        with self._cond:
+            if self._seen.get(name) == bundle.sha256 and not force:
+                return None  # a save that changed nothing, or a burst already taken in
+            self._seen[name] = bundle.sha256
+        state = self.manager.state(name)
+        stopped = (PluginState.DISABLED, PluginState.UNLOADED)
+        if state is PluginState.ERROR or (force and state in stopped):
             state = self.manager.restore(name, bundle)
-            if state is PluginState.ACTIVE:
-                self._record(name, version, "reloaded", "was in error")
-                self._start_probation(name, bundle)
-            else:
-                self._record(name, version, "failed", self.manager.reason(name))
-            return
-        result = self.manager.replace(name, bundle)
-        if result.ok:
-            self._record(name, version, "reloaded")
+            if state is not PluginState.ACTIVE:
+                return self._record(name, version, "failed", self.manager.reason(name))
             self._start_probation(name, bundle)
-        elif any(p.plugin == name and p.update for p in self.manager.pending_approvals()):
-            self._record(name, version, "awaiting approval", result.reason)
-        else:
-            self._record(name, version, "failed", result.reason)
+            return self._record(name, version, "reloaded", "was stopped")
+        result = self.manager.replace(name, bundle)  # on probation through _on_swap
+        if result.ok:
+            return self._record(name, version, "reloaded")
+        if any(p.plugin == name and p.update for p in self.manager.pending_approvals()):
+            return self._record(name, version, "awaiting approval", result.reason)
+        return self._record(name, version, "failed", result.reason)
+
+    def _answer(self, path: Path, waiters: list[_Waiter], attempt: ReloadAttempt | None) -> None:
+        if not waiters:
+            return
+        if attempt is None:
+            name = self._names.get(path, path.name)
+            attempt = _unrecorded(name, "", "nothing to reload")
+        for future, settle in waiters:
+            with self._cond:
+                probation = self._probation.get(attempt.plugin)
+                if settle and attempt.outcome == "reloaded" and probation is not None:
+                    probation.waiters.append(future)
+                    continue
+            future.set_result(attempt)
 
     # -- probation and rollback -------------------------------------------------------------
 
@@ -277,7 +362,6 @@ class HotReloader:
         snap = self.manager.status(name)
         probation = _Probation(
             bundle=bundle,
-            snapshot=self._keep(bundle),
             deadline=time.monotonic() + self.probation_s,
             faults=_faults(snap),
             disables=snap.disables,
@@ -285,14 +369,29 @@ class HotReloader:
         with self._cond:
             before = self._probation.get(name)
             self._probation[name] = probation
+            self._cond.notify_all()
         if before is not None:
+            superseded = _unrecorded(
+                name, str(before.bundle.version), f"replaced by {bundle.version} in probation"
+            )
+            _settle(before.waiters, superseded, "reloaded")
             self._forget(before.snapshot)
+
+    def _end_probation(self, name: str, probation: _Probation) -> bool:
+        """Take ``probation`` off the list unless a newer one took its place."""
+        with self._cond:
+            if self._probation.get(name) is not probation:
+                return False
+            del self._probation[name]
+            return True
 
     def _check_probation(self) -> None:
         now = time.monotonic()
         with self._cond:
             looking = list(self._probation.items())
         for name, probation in looking:
+            if not probation.copied:
+                probation.snapshot, probation.copied = self._keep(probation.bundle), True
             probation.suspect = False
             snap = self.manager.status(name)
             faulted = (
@@ -301,19 +400,30 @@ class HotReloader:
                 or snap.state is not PluginState.ACTIVE
             )
             if faulted:
-                with self._cond:
-                    self._probation.pop(name, None)
-                self._roll_back(name, probation, snap)
+                if self._end_probation(name, probation):
+                    attempt = self._roll_back(name, probation, snap)
+                    _settle(probation.waiters, attempt)
             elif now >= probation.deadline:
+                if not self._end_probation(name, probation):
+                    continue
                 with self._cond:
-                    self._probation.pop(name, None)
                     old = self._good.get(name)
                     if probation.snapshot is not None:
                         self._good[name] = probation.snapshot
-                if old is not None and probation.snapshot is not None:
+                if (
+                    old is not None
+                    and probation.snapshot is not None
+                    and old is not probation.snapshot
+                ):
                     self._forget(old)
+                passed = f"passed its {self.probation_s:g}s probation"
+                _settle(
+                    probation.waiters,
+                    _unrecorded(name, str(probation.bundle.version), passed),
+                    "reloaded",
+                )
 
-    def _roll_back(self, name: str, probation: _Probation, snap: PluginSnapshot) -> None:
+    def _roll_back(self, name: str, probation: _Probation, snap: PluginSnapshot) -> ReloadAttempt:
         version = str(probation.bundle.version)
         hooks = ", ".join(sorted(snap.faults)) or "?"
         why = f"faulted within {self.probation_s:g}s ({hooks})"
@@ -322,8 +432,11 @@ class HotReloader:
         good = self._good.get(name)
         self._forget(probation.snapshot)
         if good is None:
-            self._record(name, version, "failed", f"{why}; nothing known good to roll back to")
-            return
+            return self._record(
+                name, version, "failed", f"{why}; nothing known good to roll back to"
+            )
+        with self._cond:
+            self._rolling_back.add(name)
         try:
             if snap.state is PluginState.ACTIVE:
                 result = self.manager.replace(name, good)
@@ -333,10 +446,12 @@ class HotReloader:
                 ok, reason = state is PluginState.ACTIVE, self.manager.reason(name)
         except LifecycleError as exc:
             ok, reason = False, exc.reason
-        if ok:
-            self._record(name, version, "rolled back", f"{why}; back to {good.version}")
-        else:
-            self._record(name, version, "failed", f"{why}; rollback failed: {reason}")
+        finally:
+            with self._cond:
+                self._rolling_back.discard(name)
+        if ok:  # _seen keeps the faulting version's hash: a stray save event is no retry
+            return self._record(name, version, "rolled back", f"{why}; back to {good.version}")
+        return self._record(name, version, "failed", f"{why}; rollback failed: {reason}")
 
     def _keep(self, bundle: Bundle) -> Bundle | None:
         """A copy of ``bundle`` that later saves do not touch (a zip's extraction already is
@@ -387,7 +502,7 @@ class HotReloader:
                 if kept is not None:
                     self._good[name] = kept
 
-    def _record(self, name: str, version: str, outcome: Outcome, reason: str = "") -> None:
+    def _record(self, name: str, version: str, outcome: Outcome, reason: str = "") -> ReloadAttempt:
         attempt = ReloadAttempt(name, time.time(), version, outcome, reason)
         with self._cond:
             kept = self._history.setdefault(name, deque(maxlen=_HISTORY))
@@ -397,9 +512,27 @@ class HotReloader:
                 outcome,
                 reason,
             ):
-                return  # the same broken save seen twice
+                return attempt  # the same broken save seen twice
             kept.append(attempt)
         if outcome == "reloaded":
             log.info("plugin %s: version %s reloaded %s", name, version, reason)
         else:
             log.warning("plugin %s: hot reload of %s %s: %s", name, version or "?", outcome, reason)
+        return attempt
+
+
+def _unrecorded(name: str, version: str, reason: str) -> ReloadAttempt:
+    """An answer to a request that is not a reload attempt of its own (kept in no history)."""
+    return ReloadAttempt(name, time.time(), version, "failed", reason)
+
+
+def _settle(
+    waiters: list[Future[ReloadAttempt]], attempt: ReloadAttempt, outcome: Outcome | None = None
+) -> None:
+    if outcome is not None:
+        attempt = ReloadAttempt(
+            attempt.plugin, attempt.at, attempt.version, outcome, attempt.reason
+        )
+    for future in waiters:
+        if not future.done():
+            future.set_result(attempt)

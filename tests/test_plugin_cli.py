@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 FIXTURE = Path(__file__).parent / "plugins" / "fixtures" / "design-example"
@@ -112,3 +114,99 @@ def test_run_hosts_plugins_headless_with_prometheus_metrics(
         out, err = host.communicate(timeout=30)
     assert host.returncode == 0, err
     assert "hello-starlark: active" in out
+
+
+def test_reload_reaches_a_running_host_and_says_how_it_went(
+    tmp_path: Path, valkey_url: str, redis_client: object
+) -> None:
+    """`rwq plugin reload` against a real `rwq plugin run` (not watching: only the request
+    reloads): no host, unknown plugin, a reload, and a version refused at initialize."""
+    import time
+
+    plugins = tmp_path / "plugins"
+    hello = plugins / "hello-starlark"
+    shutil.copytree(SDK_STARLARK_HELLO, hello)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("plugins:\n  hello-starlark:\n    grant: [events.subscribe]\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RWQ_")}
+    env |= {"RWQ_REDIS_URL": valkey_url, "RWQ_PLUGIN_DIRS": str(plugins),
+            "RWQ_PREFIX": "reloadtest"}  # fmt: skip
+
+    def reload(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "rwq", "plugin", "reload", *args],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    alone = reload("hello-starlark", "--timeout", "2s")
+    assert alone.returncode == 1
+    assert "no running plugin host received it" in alone.stderr
+    assert "rwq plugin run" in alone.stderr and "Traceback" not in alone.stderr
+
+    host = subprocess.Popen(
+        [sys.executable, "-m", "rwq", "plugin", "run", "--policy", str(policy), "--no-watch",
+         "--duration", "60s"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        unknown = reload("ghost")
+        while "no running plugin host" in unknown.stderr and time.monotonic() < deadline:
+            time.sleep(0.2)
+            unknown = reload("ghost")
+        assert unknown.returncode == 1, unknown.stderr
+        assert "ghost unknown plugin: no plugin named 'ghost'" in unknown.stdout
+        assert "it runs: hello-starlark" in unknown.stdout
+
+        manifest = hello / "manifest.yaml"
+        manifest.write_text(manifest.read_text().replace("version: 0.1.0", "version: 0.1.1"))
+        ok = reload("hello-starlark", "--json")
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        answer = json.loads(ok.stdout)
+        assert (answer["received"], answer["ok"]) == (1, True)
+        [reply] = answer["replies"]
+        assert (reply["old_version"], reply["new_version"]) == ("0.1.0", "0.1.1")
+        assert reply["outcome"] == "reloaded" and reply["host"].endswith(f":{host.pid}")
+
+        manifest.write_text(manifest.read_text().replace("version: 0.1.1", "version: 0.1.2"))
+        main = hello / "main.star"
+        main.write_text(main.read_text().replace(
+            "def initialize(config):\n", "def initialize(config):\n    fail(\"no greeting\")\n"
+        ))  # fmt: skip
+        broken = reload("hello-starlark")
+        assert broken.returncode == 1
+        assert "hello-starlark 0.1.2 failed:" in broken.stdout
+        assert "no greeting" in broken.stdout and "(running 0.1.1)" in broken.stdout
+
+        # 0.1.3 loads but faults on its first events: rolled back within its probation.
+        manifest.write_text(manifest.read_text().replace("version: 0.1.2", "version: 0.1.3"))
+        main.write_text(
+            main.read_text()
+            .replace('    fail("no greeting")\n', "")
+            .replace("def on_event(events):\n", 'def on_event(events):\n    fail("bad event")\n')
+        )
+        stop = threading.Event()
+
+        def enqueue() -> None:
+            while not stop.wait(0.3):
+                subprocess.run(
+                    [sys.executable, "-m", "rwq", "enqueue", "tenant.a", "1"],
+                    env=env, capture_output=True, timeout=30,
+                )  # fmt: skip
+
+        feeder = threading.Thread(target=enqueue)
+        feeder.start()
+        try:
+            rolled = reload("hello-starlark", "--wait-probation", "--timeout", "30s")
+        finally:
+            stop.set()
+            feeder.join()
+        assert rolled.returncode == 1, rolled.stdout + rolled.stderr
+        assert "hello-starlark 0.1.3 rolled back: faulted within 2s (" in rolled.stdout
+        # back to 0.1.1 or, if 0.1.3 came within 0.1.1's probation, to 0.1.0
+        assert re.search(r"back to (0\.1\.[01]) \(running \1\)", rolled.stdout), rolled.stdout
+    finally:
+        host.terminate()
+        out, err = host.communicate(timeout=30)
+    assert host.returncode == 0, err
+    assert "control: listening as" in out

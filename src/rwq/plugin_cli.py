@@ -1,4 +1,5 @@
-"""``rwq plugin``: validate, list, install, grant, revoke and audit plugins."""
+"""``rwq plugin``: validate, list, install, grant, revoke and audit plugins; run them headless
+and reload them in the running hosts."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from rwq.units import parse_duration
 if TYPE_CHECKING:
     from rwq.plugins.audit import AuditLog
     from rwq.plugins.bundle import Bundle
+    from rwq.plugins.control import ControlResult
     from rwq.plugins.grants import GrantStore
 
 # The plugin modules are imported inside the commands: `rwq worker` and friends should not
@@ -261,6 +263,12 @@ def check_cmd(
     timeout: Annotated[
         str, typer.Option("--timeout", help="Longest wait for one batch, e.g. 30s.")
     ] = "60s",
+    companion: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--with", help="Load this bundle beside it, with what it asks for (a dependency)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Run one plugin headless: load it, feed it events, render, and report.
@@ -280,6 +288,7 @@ def check_cmd(
             events=fed,
             batch_size=batch,
             timeout=parse_duration(timeout, "--timeout"),
+            companions=companion or [],
         )
     except RwqError as exc:
         report = CheckReport("invalid", errors=[str(exc)])
@@ -344,6 +353,7 @@ def run_cmd(
     from prometheus_client import CollectorRegistry, start_http_server
 
     from rwq.connection import connect
+    from rwq.plugins.control import ControlServer
     from rwq.plugins.manager import PluginManager
     from rwq.plugins.reloader import HotReloader
     from rwq.plugins.runtimes.base import PluginRuntime
@@ -361,11 +371,14 @@ def run_cmd(
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: done.set())
-    reloader = HotReloader(manager) if watch else None
+    # Without --watch the reloader still serves `rwq plugin reload` and puts every swap on
+    # probation.
+    reloader = HotReloader(manager, watch=watch)
+    control = ControlServer(manager, reloader)
     try:
         manager.start()
-        if reloader is not None:
-            reloader.start()
+        reloader.start()
+        control.start()
         if metrics_port:
             registry = CollectorRegistry()
             registry.register(manager.collector())
@@ -374,11 +387,13 @@ def run_cmd(
         if not as_json:
             for name, state in states.items():
                 out.print(f"{name}: {state}", highlight=False)
+            if control.listening:
+                out.print(f"control: listening as {control.identity}", highlight=False)
         done.wait(parse_duration(duration, "--duration") if duration else None)
         snapshots = [asdict(s) for s in manager.snapshot()]
     finally:
-        if reloader is not None:
-            reloader.stop()
+        control.stop()
+        reloader.stop()
         manager.stop()
         for runtime in runtimes.values():
             runtime.close()
@@ -392,3 +407,89 @@ def run_cmd(
                 f"{snap['events_delivered']} events",
                 highlight=False,
             )
+
+
+NO_HOST = "no running plugin host received it: start one with `rwq plugin run` or `rwq tui`"
+
+
+@plugin_app.command("reload")
+def reload_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Plugin name.")],
+    timeout: Annotated[
+        str, typer.Option("--timeout", help="Longest wait for the hosts' answers, e.g. 10s.")
+    ] = "10s",
+    wait_probation: Annotated[
+        bool,
+        typer.Option(
+            "--wait-probation", help="Answer once the probation ended (a fault rolls it back)."
+        ),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Reload a plugin from its files in every running plugin host (`rwq plugin run`, the
+    TUI), as a save would: validated, loaded beside, swapped in, rolled back if it faults.
+
+    One line per host; exit 1 when no host is running, a host does not know the plugin,
+    the reload failed or was rolled back, or a host did not answer in time.
+    """
+    from rwq.connection import connect
+    from rwq.plugins.control import request_reload
+    from rwq.queue.keys import Keys
+
+    settings = _settings(ctx)
+    wait = parse_duration(timeout, "--timeout")
+    client = connect(settings)
+    try:
+        result = request_reload(
+            client, Keys(settings.prefix), name, timeout=wait, settle=wait_probation
+        )
+    finally:
+        client.close()
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {
+                    "plugin": name,
+                    "received": result.received,
+                    "missing": result.missing,
+                    "ok": result.ok,
+                    "replies": [asdict(r) for r in result.replies],
+                }
+            )
+        )
+    else:
+        _print_reload(result)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _print_reload(result: ControlResult) -> None:
+    err = Console(stderr=True)
+    if result.received == 0:
+        err.print(f"[red]error:[/red] {NO_HOST}", highlight=False, soft_wrap=True)
+        return
+    for r in result.replies:
+        if r.ok:
+            probation = f"; on probation for {r.probation_s:g}s" if r.probation_s else ""
+            out.print(
+                f"{r.host}: {r.plugin} {r.old_version} -> {r.new_version} {r.outcome} "
+                f"in {r.elapsed_ms:.0f} ms{probation}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        else:
+            version = f" {r.new_version}" if r.new_version else ""
+            out.print(
+                f"{r.host}: {r.plugin}{version} {r.outcome}: {r.reason}"
+                + (f" (running {r.running_version})" if r.running_version else ""),
+                highlight=False,
+                soft_wrap=True,
+            )
+    if result.missing:
+        err.print(
+            f"[red]error:[/red] {result.missing} of {result.received} hosts did not answer "
+            f"within {result.timeout:g}s",
+            highlight=False,
+            soft_wrap=True,
+        )

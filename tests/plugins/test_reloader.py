@@ -276,3 +276,20 @@ def test_a_save_breaking_a_dependants_range_is_refused(
     new = host.instance("helper")
     wait_for(lambda: new.count("on_call") == 1, "the caller's call reaching 1.5.0")
     assert manager.state("caller") is PluginState.ACTIVE
+
+
+def test_a_candidate_failing_to_load_does_not_count_against_the_running_probation(
+    host: Host, reloaders: list[HotReloader]
+) -> None:
+    write_plugin(host.root, "p")
+    manager = host.started()
+    reloader = HotReloader(manager, probation_s=30.0, watch=False)
+    reloaders.append(reloader)
+    reloader.start()
+    write_plugin(host.root, "p", version="1.1.0")
+    assert reloader.request("p").result(WAIT).outcome == "reloaded"
+    write_plugin(host.root, "p", {"faults": {"initialize": {"kind": "trap"}}}, version="1.2.0")
+    for _ in range(2):  # the second answer comes after the first's probation check
+        assert reloader.request("p").result(WAIT).outcome == "failed"
+    assert version_of(manager, "p") == "1.1.0" and reloader.in_probation("p")
+    assert [a.outcome for a in reloader.history("p")] == ["reloaded", "failed"]

@@ -335,9 +335,11 @@ class HotReloader:
                 return self._record(name, version, "failed", self.manager.reason(name))
             self._start_probation(name, bundle)
             return self._record(name, version, "reloaded", "was stopped")
+        faults = _faults(self.manager.status(name))
         result = self.manager.replace(name, bundle)  # on probation through _on_swap
         if result.ok:
             return self._record(name, version, "reloaded")
+        self._excuse(name, _faults(self.manager.status(name)) - faults)
         if any(p.plugin == name and p.update for p in self.manager.pending_approvals()):
             return self._record(name, version, "awaiting approval", result.reason)
         return self._record(name, version, "failed", result.reason)
@@ -376,6 +378,14 @@ class HotReloader:
             )
             _settle(before.waiters, superseded, "reloaded")
             self._forget(before.snapshot)
+
+    def _excuse(self, name: str, faults: int) -> None:
+        """Do not count ``faults`` of a candidate that failed to load against the running
+        version's probation (they are counted on the same plugin)."""
+        with self._cond:
+            probation = self._probation.get(name)
+            if probation is not None and faults > 0:
+                probation.faults += faults
 
     def _end_probation(self, name: str, probation: _Probation) -> bool:
         """Take ``probation`` off the list unless a newer one took its place."""

@@ -167,3 +167,13 @@ class Keys:
     def notify_channel(self) -> str:
         """Pub/sub channel: a queue became non-empty or was resumed (payload: queue)."""
         return f"{self.prefix}:notify"
+
+    @property
+    def plugin_control(self) -> str:
+        """Pub/sub channel: requests to the running plugin hosts (``rwq plugin reload``),
+        JSON ``{"id", "op", "plugin"}``."""
+        return f"{self.prefix}:plugin-control"
+
+    def plugin_control_reply(self, request_id: str) -> str:
+        """Pub/sub channel where the hosts answer the control request ``request_id``."""
+        return f"{self.prefix}:plugin-control:reply:{request_id}"

@@ -29,7 +29,7 @@ MAX_STYLE_WORDS = 6
 
 LEVELS: dict[str, str] = {
     "ok": "green: all is well",
-    "info": "blue: neutral information (the badge default)",
+    "info": "cyan: neutral information (the badge default)",
     "warning": "yellow: needs attention soon",
     "error": "red: something failed",
     "critical": "bold white on red: needs attention now",

@@ -1,0 +1,237 @@
+"""Plugin UI elements drawn with Rich: each type as plain text, the targets and their order,
+the cursor highlight, the click meta, and plugin text never read as markup."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rich.console import Console
+from rich.segment import Segment
+
+from rwq.plugins.ui import validate_elements
+from rwq.tui.elements import PanelView, Target, build_panel, input_event, rich_style
+
+WIDTH = 40
+
+
+def draw(elements: list[dict[str, Any]], width: int = WIDTH, cursor: int | None = None) -> str:
+    view = build_panel(validate_elements(elements), width, cursor=cursor)
+    console = Console(width=width, record=True, file=io.StringIO(), color_system="truecolor")
+    console.print(view.renderable)
+    return console.export_text()
+
+
+def segments(view: PanelView, width: int = WIDTH) -> list[Segment]:
+    console = Console(width=width, file=io.StringIO(), color_system="truecolor")
+    return list(console.render(view.renderable))
+
+
+def lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.splitlines()]
+
+
+def test_text_with_style_level_and_align() -> None:
+    out = lines(draw([
+        {"type": "text", "text": "left\nsecond line"},
+        {"type": "text", "text": "right", "align": "right", "level": "error"},
+        {"type": "text", "text": "mid", "align": "center", "style": "bold grey on orange"},
+    ]))  # fmt: skip
+    assert out[:2] == ["left", "second line"]
+    assert out[2] == " " * (WIDTH - 5) + "right"
+    assert out[3].strip() == "mid" and out[3].index("mid") == (WIDTH - 3) // 2
+
+
+def test_styles_map_onto_rich_styles() -> None:
+    assert rich_style("bold grey on orange") == rich_style("bold grey50 on dark_orange")
+    style = rich_style("italic underline strike dim reverse red on white")
+    assert style.italic and style.underline and style.strike and style.dim and style.reverse
+    assert style.color is not None and style.color.name == "red"
+    assert style.bgcolor is not None and style.bgcolor.name == "white"
+    assert not rich_style(None) and not rich_style("")
+
+
+def test_level_colours_a_text_and_style_wins() -> None:
+    view = build_panel([{"type": "text", "text": "boom", "level": "critical"}], WIDTH)
+    styled = [s.style for s in segments(view) if s.text == "boom"]
+    assert styled and styled[0] is not None
+    assert styled[0].bold and styled[0].bgcolor is not None and styled[0].bgcolor.name == "red"
+    view = build_panel([{"type": "text", "text": "calm", "level": "error", "style": "green"}], 20)
+    style = next(s.style for s in segments(view) if s.text == "calm")
+    assert style is not None and style.color is not None and style.color.name == "green"
+
+
+def test_table_with_title_rows_and_cells() -> None:
+    out = draw([{
+        "type": "table", "title": "Queues", "columns": ["queue", "depth", "ok"],
+        "rows": [["emails", 12, True], ["reports", 0.1 + 0.2, None]],
+        "row_styles": ["bold", None],
+    }])  # fmt: skip
+    rows = lines(out)
+    assert rows[0] == "Queues"
+    assert rows[1].split() == ["queue", "depth", "ok"]
+    assert rows[3].split() == ["emails", "12", "true"]
+    assert rows[4].split() == ["reports", "0.3"]
+    # numbers are right-aligned under their heading
+    assert rows[3].index("12") + 2 == rows[4].index("0.3") + 3
+
+
+def test_kv_is_two_columns() -> None:
+    rows = lines(draw([{"type": "kv", "title": "Totals",
+                        "items": [["done", 10], ["failed", None], ["state", "up"]]}]))  # fmt: skip
+    assert rows[0] == "Totals"
+    assert [r.split() for r in rows[1:4]] == [["done", "10"], ["failed"], ["state", "up"]]
+    assert rows[1].index("10") == rows[3].index("up")
+
+
+def test_sparkline_scales_the_latest_values() -> None:
+    assert lines(draw([{"type": "sparkline", "values": [0, 2, 14], "label": "rate"}])) == [
+        "rate ▁▂█"
+    ]
+    out = lines(draw([{"type": "sparkline", "values": [5, 5, 5]}]))
+    assert out == ["▁▁▁"]
+    # fixed min/max: values outside are clamped
+    out = lines(draw([{"type": "sparkline", "values": [-5, 50, 100, 500], "min": 0, "max": 100}]))
+    assert out == ["▁▅██"]
+    # only the last width - len(label) - 2 values fit
+    values = [0] * 100 + [1] * 10
+    row = lines(draw([{"type": "sparkline", "values": values, "label": "x"}], width=20))[0]
+    assert row == "x " + "▁" * 7 + "█" * 10
+
+
+def test_gauge_colours_at_the_thresholds() -> None:
+    row = lines(draw([{"type": "gauge", "value": 50, "label": "cpu"}], width=30))[0]
+    assert row.startswith("cpu ") and row.endswith(" 50/100")
+    assert abs(row.count("█") - row.count("░")) <= 1  # half full
+    assert len(row) == 30
+
+    def bar_colour(value: float) -> str | None:
+        element = {"type": "gauge", "value": value, "max": 10, "warn": 7, "crit": 9}
+        view = build_panel([element], 30)
+        style = next(s.style for s in segments(view, 30) if "█" in s.text)
+        return style.color.name if style is not None and style.color is not None else None
+
+    assert bar_colour(5) == "green"
+    assert bar_colour(7) == "yellow"
+    assert bar_colour(9.5) == "red"
+
+
+def test_progress_shows_the_percentage() -> None:
+    row = lines(draw([{"type": "progress", "value": 1, "total": 4, "label": "copy"}], width=30))
+    assert row[0].startswith("copy ") and row[0].endswith(" 25%")
+    over = lines(draw([{"type": "progress", "value": 500}], width=30))[0]
+    assert over.endswith("100%") and "░" not in over
+
+
+def test_badge_list_and_buttons() -> None:
+    out = lines(draw([
+        {"type": "badge", "text": "LIVE", "level": "ok"},
+        {"type": "list", "id": "w", "title": "Workers", "items": ["w1", "w2"], "selected": 1},
+        {"type": "button", "id": "go", "label": "Go", "key": "g", "variant": "primary"},
+        {"type": "button", "id": "stop", "label": "Stop"},
+    ]))  # fmt: skip
+    assert out == [" LIVE", "Workers", "  w1", "\u203a w2", "[ Go ] (g)", "[ Stop ]"]
+
+
+def test_rows_gap_and_columns_side_by_side() -> None:
+    out = lines(draw([
+        {"type": "rows", "gap": 2, "children": [
+            {"type": "text", "text": "top"}, {"type": "text", "text": "bottom"}]},
+        {"type": "columns", "widths": [1, 3], "children": [
+            {"type": "text", "text": "L"}, {"type": "text", "text": "R"}]},
+    ]))  # fmt: skip
+    assert out[:4] == ["top", "", "", "bottom"]
+    assert out[4].startswith("L") and out[4].index("R") == WIDTH // 4
+
+
+def test_targets_in_document_order_and_their_events() -> None:
+    elements = [
+        {"type": "button", "id": "refresh", "label": "Refresh", "key": "r"},
+        {"type": "table", "columns": ["n"], "rows": [["not a target"]]},  # no id
+        {"type": "columns", "children": [
+            {"type": "list", "id": "queues", "items": ["emails", "reports"]},
+            {"type": "table", "id": "jobs", "columns": ["id", "state"],
+             "rows": [[7, "done"], [None, "new"]]},
+        ]},
+        {"type": "button", "id": "purge", "label": "Purge", "variant": "error"},
+    ]  # fmt: skip
+    view = build_panel(validate_elements(elements), WIDTH)
+    assert view.targets == (
+        Target("button", "refresh", 0, "Refresh", "r"),
+        Target("select", "queues", 0, "emails"),
+        Target("select", "queues", 1, "reports"),
+        Target("select", "jobs", 0, "7"),
+        Target("select", "jobs", 1, ""),
+        Target("button", "purge", 0, "Purge"),
+    )
+    assert input_event(view.targets[0]) == {"kind": "button", "id": "refresh"}
+    assert input_event(view.targets[2]) == {
+        "kind": "select", "id": "queues", "index": 1, "value": "reports"}  # fmt: skip
+    assert input_event(view.targets[3]) == {"kind": "select", "id": "jobs", "index": 0,
+                                             "value": "7"}  # fmt: skip
+
+
+def test_every_target_carries_its_click_meta() -> None:
+    elements = [
+        {"type": "list", "id": "l", "items": ["alpha", "beta"]},
+        {"type": "table", "id": "t", "columns": ["name"], "rows": [["gamma"]]},
+        {"type": "button", "id": "b", "label": "delta", "key": "d"},
+        {"type": "text", "text": "epsilon"},
+    ]
+    view = build_panel(elements, WIDTH)
+    meta = {s.text.strip(): s.style.meta.get("rwq_target") if s.style else None
+            for s in segments(view) if s.text.strip()}  # fmt: skip
+    assert meta["alpha"] == 0 and meta["beta"] == 1 and meta["gamma"] == 2
+    assert meta["[ delta ]"] == 3 and meta["(d)"] == 3
+    assert meta["epsilon"] is None
+
+
+def test_the_cursor_target_is_drawn_reversed() -> None:
+    elements = [
+        {"type": "list", "id": "l", "items": ["alpha", "beta"]},
+        {"type": "button", "id": "b", "label": "go"},
+        {"type": "table", "id": "t", "columns": ["name"], "rows": [["gamma"], ["delta"]]},
+    ]
+
+    def reversed_texts(cursor: int | None) -> set[str]:
+        view = build_panel(elements, WIDTH, cursor=cursor)
+        return {s.text.strip() for s in segments(view)
+                if s.text.strip() and s.style is not None and s.style.reverse}  # fmt: skip
+
+    assert reversed_texts(None) == set()
+    assert reversed_texts(1) == {"beta"}
+    assert reversed_texts(2) == {"[ go ]"}
+    assert reversed_texts(4) == {"delta"}
+
+
+def test_plugin_text_is_never_markup() -> None:
+    hostile = "[bold]x[/bold] [@click=app.quit]quit[/] [link=file:///etc]y[/link] :smile:"
+    elements = [
+        {"type": "text", "text": hostile},
+        {"type": "table", "title": "[red]t", "columns": ["[b]c"], "rows": [["[i]cell"]]},
+        {"type": "kv", "items": [["[b]k", "[u]v"]]},
+        {"type": "list", "id": "l", "items": ["[blink]item"]},
+        {"type": "button", "id": "b", "label": "[@click=app.quit]"},
+        {"type": "badge", "text": "[reverse]"},
+    ]
+    out = draw(elements, width=120)
+    for literal in (hostile, "[red]t", "[b]c", "[i]cell", "[b]k", "[u]v", "[blink]item",
+                    "[ [@click=app.quit] ]", " [reverse] "):  # fmt: skip
+        assert literal in out, literal
+    view = build_panel(elements, 120)
+    for segment in segments(view, 120):
+        style = segment.style
+        assert style is None or (style.link is None and "@click" not in style.meta)
+
+
+def test_control_characters_never_reach_the_terminal() -> None:
+    out = draw([{"type": "text", "text": "a\x1b[2Jb\rc\x07d\x9bz"}])
+    assert "\x1b" not in out and "\r" not in out and "\x07" not in out and "\x9b" not in out
+    assert out.startswith("a\ufffd[2Jbc\ufffdd\ufffdz")
+
+
+def test_an_empty_panel_and_empty_containers_draw() -> None:
+    assert draw([]).strip() == ""
+    assert (
+        draw([{"type": "rows", "children": []}, {"type": "columns", "children": []}]).strip() == ""
+    )

@@ -587,9 +587,10 @@ INPUTS: dict[str, InputKind] = {
     i.kind: i
     for i in (
         InputKind("key", (("key", "Textual key name: `a`, `enter`, `up`, `ctrl+r` ..."),),
-                  "A key pressed while the panel has focus. Keys the host binds itself (tab, "
-                  "escape, ?, and the arrows and Enter when the panel has targets) do not "
-                  "reach the plugin.", '{"kind": "key", "key": "r"}'),
+                  "A key pressed while the panel has focus. Not delivered: keys the host binds "
+                  "(tab, escape, ?), up/down and Enter while the panel has targets (they move "
+                  "between and press them) and a button's `key` (it presses the button).",
+                  '{"kind": "key", "key": "r"}'),
         InputKind("button", (("id", "the button's `id`"),),
                   "A button pressed: clicked, Enter on it, or its `key`.",
                   '{"kind": "button", "id": "refresh"}'),

@@ -218,10 +218,10 @@ class _Builder:
         styles = e.get("row_styles") or ()
         for i, row in enumerate(e["rows"]):
             style = rich_style(styles[i]) if i < len(styles) else Style.null()
+            cells = [_cell(c) for c in row]
             if element_id:
-                value = cell_text(row[0]) if row else ""
+                value = cells[0].plain if cells else ""
                 style = style + self.target(Target("select", element_id, i, value))
-            cells = [Text(cell_text(c), justify="right" if _numeric(c) else "left") for c in row]
             table.add_row(*cells, style=style)
         return table
 
@@ -336,5 +336,11 @@ class _Builder:
         return grid
 
 
-def _numeric(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _cell(value: Any) -> Text:
+    """A table cell; numbers right-aligned."""
+    kind = type(value)
+    if kind is str:
+        return Text(value.translate(_CONTROL))
+    if kind is int or kind is float:
+        return Text(cell_text(value), justify="right")
+    return Text(cell_text(value))

@@ -148,6 +148,7 @@ RWQ__IMPORT(list_dead);
 RWQ__IMPORT(requeue_job);
 RWQ__IMPORT(requeue_jobs);
 RWQ__IMPORT(purge_queue);
+RWQ__IMPORT(delete_dead);
 RWQ__IMPORT(pause_queue);
 RWQ__IMPORT(resume_queue);
 RWQ__IMPORT(get_queue_stats);

@@ -468,6 +468,7 @@ export function errorCode(result: Json): string {
 @external("rwq", "requeue_job") declare function _requeue_job(ptr: usize, len: usize): u64;
 @external("rwq", "requeue_jobs") declare function _requeue_jobs(ptr: usize, len: usize): u64;
 @external("rwq", "purge_queue") declare function _purge_queue(ptr: usize, len: usize): u64;
+@external("rwq", "delete_dead") declare function _delete_dead(ptr: usize, len: usize): u64;
 @external("rwq", "pause_queue") declare function _pause_queue(ptr: usize, len: usize): u64;
 @external("rwq", "resume_queue") declare function _resume_queue(ptr: usize, len: usize): u64;
 @external("rwq", "get_queue_stats") declare function _get_queue_stats(ptr: usize, len: usize): u64;
@@ -525,6 +526,10 @@ export namespace host {
   export function purge_queue(json: string): Json {
     const a = String.UTF8.encode(json);
     return result(_purge_queue(changetype<usize>(a), a.byteLength));
+  }
+  export function delete_dead(json: string): Json {
+    const a = String.UTF8.encode(json);
+    return result(_delete_dead(changetype<usize>(a), a.byteLength));
   }
   export function pause_queue(json: string): Json {
     const a = String.UTF8.encode(json);

@@ -380,13 +380,13 @@ _SPECS: tuple[HostFunctionSpec, ...] = (
                   max_length=128),
             Param("error", "string", "Only those whose error contains this (any case).",
                   default=None, nullable=True, max_length=256),
+            Param("offset", "integer", "Skip this many.", default=0, minimum=0,
+                  maximum=1_000_000),
+            Param("limit", "integer", "At most this many.", default=50, minimum=1, maximum=500),
             Param("older_than_s", "number", "Only those dead-lettered at least this many "
                   "seconds ago.", default=None, nullable=True, minimum=0, maximum=_YEAR_S),
             Param("newer_than_s", "number", "Only those dead-lettered at most this many "
                   "seconds ago.", default=None, nullable=True, minimum=0, maximum=_YEAR_S),
-            Param("offset", "integer", "Skip this many.", default=0, minimum=0,
-                  maximum=1_000_000),
-            Param("limit", "integer", "At most this many.", default=50, minimum=1, maximum=500),
         ),
         '{"total": integer, "jobs": [job]}', "Dead letters, newest first, filtered and paged.",
         queues=_arg("queue"), scope="`queue`, a name or glob (null: every queue)",

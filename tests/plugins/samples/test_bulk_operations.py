@@ -4,7 +4,6 @@ confirmation, age filter, read-only refusal)."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from rwq.plugins.bundle import open_bundle
 from rwq.plugins.harness import check_plugin, read_events
 from rwq.plugins.manager import PluginManager
 from rwq.plugins.runtimes.starlark import StarlarkRuntime
+from rwq.plugins.ui import validate_elements
 from rwq.queue.broker import Broker, Failure
 from rwq.queue.producer import Producer
 
@@ -31,13 +31,8 @@ SCOPED = ("admin.queue.peek", "admin.queue.requeue", "admin.queue.purge", "event
 
 
 def validated(elements: list[Any]) -> list[Any]:
-    """The render output through the UI schema validator, once it exists."""
-    if importlib.util.find_spec("rwq.plugins.ui") is None:
-        return elements
-    from rwq.plugins import ui
-
-    checked = ui.validate_elements(elements)
-    return elements if checked is None else list(checked)
+    """The render output, checked against the UI element schema."""
+    return validate_elements(elements)
 
 
 def texts(elements: Any) -> str:
@@ -184,17 +179,12 @@ def start_panel(
         if not plugins.exists():
             shutil.copytree(PLUGIN, plugins / NAME)
         local = settings.replace(plugin_dirs=str(plugins), read_only=read_only)
-        element_validator = None
-        if importlib.util.find_spec("rwq.plugins.ui") is not None:
-            from rwq.plugins import ui
-
-            element_validator = ui.validate_elements
         manager = PluginManager(
             local,
             {"starlark": StarlarkRuntime()},
             redis_client,
             feeds=False,
-            element_validator=element_validator,
+            element_validator=validate_elements,
         )
         managers.append(manager)
         bundle = open_bundle(plugins / NAME)

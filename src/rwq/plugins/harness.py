@@ -242,10 +242,11 @@ class _ObservedInstance:
 
 
 class _ObservedRuntime:
-    def __init__(self, inner: PluginRuntime, observer: _Observer) -> None:
+    def __init__(self, inner: PluginRuntime, observer: _Observer, plugin: str) -> None:
         self.inner = inner
         self.kind = inner.kind
         self.observer = observer
+        self.plugin = plugin  # only the checked plugin is observed, not its companions
 
     def load(
         self, name: str, entry_point: Path, limits: ResourceLimits, host_call: HostCall
@@ -253,9 +254,10 @@ class _ObservedRuntime:
         try:
             instance = self.inner.load(name, entry_point, limits, host_call)
         except PluginFault as fault:
-            self.observer.fault(FaultRecord(fault.kind.value, fault.reason, "load"))
+            if name == self.plugin:
+                self.observer.fault(FaultRecord(fault.kind.value, fault.reason, "load"))
             raise
-        return _ObservedInstance(instance, self.observer)
+        return _ObservedInstance(instance, self.observer) if name == self.plugin else instance
 
     def close(self) -> None:
         self.inner.close()
@@ -294,6 +296,7 @@ def check_plugin(
     batch_size: int = 100,
     timeout: float = 60.0,
     client: Any = None,
+    companions: Sequence[Path] = (),
 ) -> CheckReport:
     """Load the plugin at ``path`` (directory or zip), feed it ``events`` in batches, render
     after each batch and report.
@@ -307,6 +310,8 @@ def check_plugin(
         batch_size: events per ``on_event`` call (1..inbox size).
         timeout: the longest wait for one batch to be handled (seconds).
         client: a Redis client to use instead of connecting with ``settings``.
+        companions: other bundles loaded beside it (its dependencies), each granted what its
+            manifest asks for; they get the events too, and are not reported on.
     """
     from rwq.plugins.bundle import open_bundle
     from rwq.plugins.permissions import expand
@@ -321,6 +326,7 @@ def check_plugin(
             if policy is not None:
                 load_policy(policy)
             bundle = open_bundle(path, extract_dir=scratch / "extract")
+            others = [open_bundle(p, extract_dir=scratch / "extract") for p in companions]
         except RwqError as exc:
             return CheckReport("invalid", errors=[str(exc)])
         m = bundle.manifest
@@ -350,10 +356,11 @@ def check_plugin(
             return report
         plugins = scratch / "plugins"
         plugins.mkdir()
-        if bundle.kind == "zip":
-            shutil.copyfile(path, plugins / f"{bundle.name}.zip")
-        else:
-            shutil.copytree(bundle.root, plugins / bundle.name, symlinks=True)
+        for b, source in [(bundle, path), *zip(others, companions, strict=True)]:
+            if b.kind == "zip":
+                shutil.copyfile(source, plugins / f"{b.name}.zip")
+            else:
+                shutil.copytree(b.root, plugins / b.name, symlinks=True, dirs_exist_ok=True)
         # A private key prefix: the checked plugin's storage and queue calls never touch the
         # data of an installed plugin of the same name (or the user's queues).
         prefix = f"rwqcheck{os.getpid()}x{os.urandom(3).hex()}"
@@ -363,7 +370,7 @@ def check_plugin(
         try:
             _run(
                 report, local, runtime, client, bundle, grants, policy, events, batch_size,
-                timeout,
+                timeout, others,
             )  # fmt: skip
         finally:
             for key in list(client.scan_iter(match=f"{prefix}:*", count=1000)):
@@ -382,6 +389,7 @@ def _run(
     events: Sequence[BusEvent],
     batch_size: int,
     timeout: float,
+    companions: Sequence[Bundle] = (),
 ) -> None:
     from rwq.plugins import audit
     from rwq.plugins.lifecycle import FaultPolicy, PluginState
@@ -391,7 +399,7 @@ def _run(
     observer = _Observer()
     manager = PluginManager(
         settings,
-        {runtime.kind: _ObservedRuntime(runtime, observer)},
+        {runtime.kind: _ObservedRuntime(runtime, observer, name)},
         client,
         policy_path=policy,
         feeds=False,  # only the events file reaches the plugin
@@ -406,6 +414,13 @@ def _run(
             manager.grants.grant(
                 name, grants, version=version, bundle_hash=sha, granted_by="rwq plugin check"
             )
+        for other in companions:
+            asked = [p.name for p in other.manifest.permissions]
+            if asked and other.name != name:
+                manager.grants.grant(
+                    other.name, asked, version=str(other.version), bundle_hash=other.sha256,
+                    granted_by="rwq plugin check --with",
+                )  # fmt: skip
         manager.start()
         pending = [p for p in manager.pending_approvals() if p.plugin == name]
         if pending:  # what was neither granted nor pre-approved: run without it

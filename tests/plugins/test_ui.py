@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from rwq.config import Settings
 from rwq.plugins.harness import check_plugin, read_events
@@ -159,6 +162,9 @@ def test_null_optional_fields_count_as_absent() -> None:
          "[0].values[0]: must be a finite number, got nan"),
         ([{"type": "gauge", "value": math.inf}], "[0].value: must be a finite number, got inf"),
         ([{"type": "gauge", "value": 1, "max": 0}], "[0].max: must be > 0, got 0"),
+        ([{"type": "gauge", "value": 10**400}], "[0].value: must be a finite number, got an int"),
+        ([{"type": "sparkline", "values": [0, -(10**400)]}],
+         "[0].values[1]: must be a finite number, got an int"),
         ([{"type": "gauge", "value": True}], "[0].value: must be a number, got a bool"),
         ([{"type": "gauge", "value": 1, "warn": math.nan}], "[0].warn: must be a finite number"),
         ([{"type": "progress", "value": -1}], "[0].value: must be ≥ 0, got -1"),
@@ -283,3 +289,42 @@ def test_sdk_examples_render_conforming_elements(
     assert report.status == "ok", report.to_dict()
     assert report.render, report.to_dict()
     assert validate_elements(report.render) == report.render
+
+
+# -- any input: the schema answers or names the problem, nothing else ----------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+field_names = st.sampled_from(sorted({f for t in TYPES.values() for f in t.by_name} | {"type"}))
+
+
+def judged(elements: Any) -> None:
+    try:
+        assert validate_elements(elements) is elements
+    except ElementError as error:
+        assert error.path.startswith("[") or not isinstance(elements, list)
+        assert error.reason
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_any_json_is_accepted_or_named(value: Any) -> None:
+    judged(value)
+    judged([value])
+
+
+@hypothesis_settings(max_examples=500, deadline=None)
+@given(st.integers(0, len(EVERY_TYPE) - 1), field_names, json_values)
+def test_any_field_of_a_valid_element_set_to_anything_is_accepted_or_named(
+    index: int, name: str, value: Any
+) -> None:
+    elements = copy.deepcopy(EVERY_TYPE)
+    elements[index][name] = value
+    judged(elements)
+    elements = copy.deepcopy(EVERY_TYPE)
+    elements[-1]["children"][0]["children"][index % 2][name] = value  # nested
+    judged(elements)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 from rich.segment import Segment
 
@@ -235,3 +237,98 @@ def test_an_empty_panel_and_empty_containers_draw() -> None:
     assert (
         draw([{"type": "rows", "children": []}, {"type": "columns", "children": []}]).strip() == ""
     )
+
+
+# -- any valid panel draws -----------------------------------------------------------------------
+
+finite = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(10**300), 10**300)
+words = st.text(max_size=40)  # any unicode, control characters included
+styles = st.tuples(
+    st.sampled_from(["", "bold", "dim strike", "italic underline reverse"]),
+    st.sampled_from(["", "red", "grey", "orange"]),
+    st.sampled_from(["", "on white", "on grey"]),
+).map(lambda parts: " ".join(p for p in parts if p))
+levels = st.sampled_from(["ok", "info", "warning", "error", "critical", "muted"])
+ids = st.from_regex(r"[A-Za-z0-9_.:-]{1,8}", fullmatch=True)
+cells = st.none() | st.booleans() | finite | words
+
+
+@st.composite
+def tables(draw: st.DrawFn) -> dict[str, Any]:
+    width = draw(st.integers(1, 4))
+    rows = draw(st.lists(st.lists(cells, min_size=width, max_size=width), max_size=5))
+    element = {"type": "table", "columns": draw(st.lists(words, min_size=width,
+                                                         max_size=width))}  # fmt: skip
+    element["rows"] = rows
+    if draw(st.booleans()):
+        element["id"] = draw(ids)
+    if draw(st.booleans()):
+        element["row_styles"] = draw(st.lists(st.none() | styles, min_size=len(rows),
+                                              max_size=len(rows)))  # fmt: skip
+    return element
+
+
+@st.composite
+def lists(draw: st.DrawFn) -> dict[str, Any]:
+    items = draw(st.lists(words, max_size=5))
+    selected = draw(st.none() | st.integers(0, len(items) - 1)) if items else None
+    return {"type": "list", "id": draw(ids), "items": items, "selected": selected}
+
+
+leaves = st.one_of(
+    st.builds(lambda t, s, lv, a: {"type": "text", "text": t, "style": s, "level": lv,
+                                    "align": a}, words, st.none() | styles, st.none() | levels,
+              st.sampled_from(["left", "center", "right"])),
+    tables(),
+    st.builds(lambda items: {"type": "kv", "items": items},
+              st.lists(st.tuples(words, cells).map(list), max_size=4)),
+    st.builds(lambda v, lo, hi, label: {"type": "sparkline", "values": v, "min": lo, "max": hi,
+                                         "label": label},
+              st.lists(finite, max_size=50), st.none() | finite, st.none() | finite,
+              st.none() | words),
+    st.builds(lambda v, m, w, c: {"type": "gauge", "value": v, "max": m, "warn": w, "crit": c},
+              finite, st.floats(min_value=1e-300, max_value=1e300), st.none() | finite,
+              st.none() | finite),
+    st.builds(lambda v, t: {"type": "progress", "value": v, "total": t},
+              st.floats(min_value=0, max_value=1e300), st.floats(min_value=1e-300,
+                                                                  max_value=1e300)),
+    st.builds(lambda t, lv: {"type": "badge", "text": t, "level": lv}, words, levels),
+    lists(),
+    st.builds(lambda i, label, k: {"type": "button", "id": i, "label": label, "key": k},
+              ids, st.text(min_size=1, max_size=32),
+              st.none() | st.sampled_from(["a", "Z", "1", "!", "é"])),
+)  # fmt: skip
+panels = st.recursive(
+    leaves,
+    lambda inner: st.one_of(
+        st.builds(lambda c, g: {"type": "rows", "children": c, "gap": g},
+                  st.lists(inner, max_size=3), st.integers(0, 4)),
+        st.lists(inner, max_size=3).flatmap(lambda c: st.builds(
+            lambda w, g: {"type": "columns", "children": c, "widths": w, "gap": g},
+            st.none() | st.lists(st.integers(1, 10**6), min_size=len(c), max_size=len(c)),
+            st.integers(0, 4))),
+    ),
+    max_leaves=8,
+)  # fmt: skip
+
+
+def count_targets(element: dict[str, Any]) -> int:
+    kind = element["type"]
+    if kind == "button":
+        return 1
+    if kind == "list":
+        return len(element["items"])
+    if kind == "table":
+        return len(element["rows"]) if element.get("id") else 0
+    return sum(count_targets(c) for c in element.get("children", ()))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(panels, max_size=4), st.integers(1, 120))
+def test_any_valid_panel_draws(elements: list[dict[str, Any]], width: int) -> None:
+    view = build_panel(validate_elements(elements), width, cursor=0)
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(view.renderable)
+    out = console.export_text()
+    assert "\x1b" not in out
+    assert len(view.targets) == sum(count_targets(e) for e in elements)

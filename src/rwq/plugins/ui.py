@@ -10,6 +10,7 @@ renderer (:mod:`rwq.tui.elements`) draws what passes.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,9 +74,14 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+_LARGEST = sys.float_info.max
+
+
 def _number(value: Any) -> float | int:
     kind = type(value)
     if kind is int:
+        if not -_LARGEST <= value <= _LARGEST:
+            raise _Bad("must be a finite number, got an integer beyond a double's range")
         return int(value)
     if kind is float:
         if value - value != 0:  # NaN or infinity
@@ -307,6 +313,9 @@ class Numbers(Kind):
                     raise _Bad(f"must be a finite number, got {item!r}", f"[{i}]")
             elif kind is not int:
                 raise _Bad(f"must be a number, got {_kind(item)}", f"[{i}]")
+            elif not -_LARGEST <= item <= _LARGEST:
+                raise _Bad("must be a finite number, got an integer beyond a double's range",
+                           f"[{i}]")  # fmt: skip
 
     @property
     def doc(self) -> str:
@@ -639,7 +648,8 @@ def render_markdown() -> str:
         f"- nesting depth ≤ {MAX_DEPTH} (top-level elements are at depth 1);",
         f"- ≤ {MAX_ELEMENTS} elements in the whole result, nested ones included;",
         "- the result's JSON ≤ 256 KiB;",
-        "- numbers must be finite (no NaN or infinity); a bool is not a number.",
+        "- numbers must be finite (no NaN or infinity, no integer beyond a double's range);",
+        "  a bool is not a number.",
         "",
         "Every element type accepts an optional `id`: "
         f"{ID.kind.doc}. It is required on `button` and `list`, which produce input events.",

@@ -293,3 +293,22 @@ def test_a_candidate_failing_to_load_does_not_count_against_the_running_probatio
         assert reloader.request("p").result(WAIT).outcome == "failed"
     assert version_of(manager, "p") == "1.1.0" and reloader.in_probation("p")
     assert [a.outcome for a in reloader.history("p")] == ["reloaded", "failed"]
+
+
+def test_a_request_loads_a_stopped_plugin_again_but_a_save_does_not(
+    host: Host, reloaders: list[HotReloader]
+) -> None:
+    write_plugin(host.root, "p")
+    manager = host.started()
+    reloader = watching(manager, reloaders)
+    manager.disable("p")
+    write_plugin(host.root, "p", version="1.1.0")
+    attempt = reloader.request("p").result(WAIT)  # the save's event is this same attempt
+    assert (attempt.outcome, attempt.reason) == ("reloaded", "was stopped")
+    assert manager.state("p") is PluginState.ACTIVE and version_of(manager, "p") == "1.1.0"
+    manager.disable("p")
+    write_plugin(host.root, "p", version="1.2.0")
+    wait_for(lambda: reloader.history("p")[-1].version == "1.2.0", "the save's attempt")
+    assert reloader.history("p")[-1].outcome == "failed"
+    assert "not running (disabled)" in reloader.history("p")[-1].reason
+    assert manager.state("p") is PluginState.DISABLED

@@ -404,12 +404,17 @@ class HotReloader:
                 probation.snapshot, probation.copied = self._keep(probation.bundle), True
             probation.suspect = False
             snap = self.manager.status(name)
-            faulted = (
-                _faults(snap) > probation.faults
-                or snap.disables > probation.disables
-                or snap.state is not PluginState.ACTIVE
-            )
-            if faulted:
+            counted = _faults(snap) > probation.faults or snap.disables > probation.disables
+            if not counted and snap.state in (PluginState.DISABLED, PluginState.UNLOADED):
+                # stopped by the user (a fault would have been counted): no rollback
+                if self._end_probation(name, probation):
+                    self._forget(probation.snapshot)
+                    stopped = f"{snap.state.value} during its probation"
+                    _settle(
+                        probation.waiters, _unrecorded(name, str(probation.bundle.version), stopped)
+                    )
+                continue
+            if counted or snap.state is not PluginState.ACTIVE:
                 if self._end_probation(name, probation):
                     attempt = self._roll_back(name, probation, snap)
                     _settle(probation.waiters, attempt)

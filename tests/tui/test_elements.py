@@ -146,6 +146,15 @@ def test_rows_gap_and_columns_side_by_side() -> None:
     assert out[4].startswith("L") and out[4].index("R") == WIDTH // 4
 
 
+def test_columns_give_children_exactly_their_width() -> None:
+    gauges = [{"type": "gauge", "value": 50, "label": "g"}] * 3
+    for width in (50, 51, 57, 80):
+        elements = [{"type": "columns", "gap": 1, "widths": [2, 3, 3], "children": gauges}]
+        out = lines(draw(elements, width=width))
+        assert len(out) == 1 and len(out[0]) == width, out
+        assert out[0].count("50/100") == 3
+
+
 def test_targets_in_document_order_and_their_events() -> None:
     elements = [
         {"type": "button", "id": "refresh", "label": "Refresh", "key": "r"},

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Group, JustifyMethod, NewLine, RenderableType
 from rich.style import Style
 from rich.table import Table
@@ -238,7 +239,7 @@ class _Builder:
 
     def sparkline(self, e: dict[str, Any], width: int) -> RenderableType:
         label = plain(e.get("label") or "")
-        room = max(width - len(label) - 2, 1)
+        room = max(width - cell_len(label) - 2, 1)
         values = e["values"][-room:]
         line = Text(f"{label} " if label else "", style="dim")
         if not values:
@@ -271,7 +272,7 @@ class _Builder:
         label = plain(e.get("label") or "")
         suffix = f" {_number(value)}/{_number(maximum)}"
         line = Text(f"{label} " if label else "", style="bold")
-        line.append_text(_bar(value / maximum, max(width - len(line) - len(suffix), 5), style))
+        line.append_text(_bar(value / maximum, max(width - line.cell_len - len(suffix), 1), style))
         line.append(suffix, style=style)
         return line
 
@@ -280,7 +281,7 @@ class _Builder:
         label = plain(e.get("label") or "")
         suffix = f" {math.floor(fraction * 100):3d}%"
         line = Text(f"{label} " if label else "", style="bold")
-        line.append_text(_bar(fraction, max(width - len(line) - len(suffix), 5), Style()))
+        line.append_text(_bar(fraction, max(width - line.cell_len - len(suffix), 1), Style()))
         line.append(suffix)
         return line
 
@@ -323,17 +324,25 @@ class _Builder:
             return Text("")
         gap = e.get("gap") or 0
         weights = e.get("widths") or [1] * len(children)
-        grid = Table.grid(padding=(0, gap, 0, 0), expand=True)
-        room = max(width - gap * (len(children) - 1), len(children))
-        total = sum(weights)
-        for weight in weights:
-            grid.add_column(ratio=weight)
-        cells = [
-            self.one(child, max(room * weight // total, 1))
-            for child, weight in zip(children, weights, strict=True)
-        ]
+        sizes = split_width(max(width - gap * (len(children) - 1), 0), weights)
+        grid = Table.grid(padding=(0, gap, 0, 0))
+        for size in sizes:
+            grid.add_column(width=size)
+        cells = [self.one(child, size) for child, size in zip(children, sizes, strict=True)]
         grid.add_row(*cells)
         return grid
+
+
+def split_width(room: int, weights: list[int]) -> list[int]:
+    """``room`` cells shared out in proportion to ``weights`` (largest remainders get the
+    leftover cells), at least 1 each: children are drawn for exactly the width they get."""
+    total = sum(weights)
+    sizes = [room * w // total for w in weights]
+    leftover = room - sum(sizes)
+    by_remainder = sorted(range(len(weights)), key=lambda i: -(room * weights[i] % total))
+    for i in by_remainder[:leftover]:
+        sizes[i] += 1
+    return [max(size, 1) for size in sizes]
 
 
 def _cell(value: Any) -> Text:

@@ -248,17 +248,20 @@ class ControlServer:
             problem = f"plugin: expected a plugin name, got {plugin!r:.80}"
         elif not isinstance(settle, bool):
             problem = f"settle: expected true or false, got {settle!r:.80}"
+        name = plugin[:64] if isinstance(plugin, str) else ""
         if problem:
-            name = plugin if isinstance(plugin, str) else ""
-            self._reply(ControlReply(request_id, self.identity, name[:64], False, "bad request",
-                                     problem))  # fmt: skip
+            self._reply(
+                ControlReply(request_id, self.identity, name, False, "bad request", problem)
+            )
             return
-        assert self._pool is not None and isinstance(plugin, str)
+        assert self._pool is not None
         try:
-            self._pool.submit(self._reload, request_id, plugin, settle)
+            self._pool.submit(self._reload, request_id, name, bool(settle))
         except RuntimeError:  # the pool is shut down: the host is stopping
-            self._reply(ControlReply(request_id, self.identity, plugin, False, "failed",
-                                     "the host is stopping"))  # fmt: skip
+            stopping = ControlReply(
+                request_id, self.identity, name, False, "failed", "the host is stopping"
+            )
+            self._reply(stopping)
 
     def _ignore(self, why: str) -> None:
         self.ignored += 1
@@ -267,17 +270,31 @@ class ControlServer:
     def _reload(self, request_id: str, plugin: str, settle: bool) -> None:
         start = time.perf_counter()
 
-        def reply(outcome: str, reason: str, old: str = "", new: str = "", ok: bool = False,
-                  probation: float = 0.0) -> None:  # fmt: skip
-            elapsed = round((time.perf_counter() - start) * 1000, 3)
+        def reply(
+            outcome: str,
+            reason: str,
+            old: str = "",
+            new: str = "",
+            ok: bool = False,
+            probation: float = 0.0,
+        ) -> None:
             running = ""
             with contextlib.suppress(RwqError):
                 running = self.manager.status(plugin).version if old else ""
-            self._reply(ControlReply(
-                request_id, self.identity, plugin, ok, outcome, reason, old_version=old,
-                new_version=new, running_version=running, elapsed_ms=elapsed,
+            answer = ControlReply(
+                request_id,
+                self.identity,
+                plugin,
+                ok,
+                outcome,
+                reason,
+                old_version=old,
+                new_version=new,
+                running_version=running,
+                elapsed_ms=round((time.perf_counter() - start) * 1000, 3),
                 probation_s=probation,
-            ))  # fmt: skip
+            )
+            self._reply(answer)
 
         try:
             known = self.manager.plugins()
@@ -295,8 +312,8 @@ class ControlServer:
                 return
             attempt = self._wait(future)
             if attempt is None:
-                reply("failed", "the host is stopping" if self._stop.is_set() else
-                      f"no outcome within {self.timeout:g}s", old)  # fmt: skip
+                why = f"no outcome within {self.timeout:g}s"
+                reply("failed", "the host is stopping" if self._stop.is_set() else why, old)
                 return
             ok = attempt.outcome == "reloaded"
             probation = self.reloader.probation_s if ok and not settle else 0.0

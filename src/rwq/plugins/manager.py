@@ -756,7 +756,9 @@ class PluginManager:
         Only if that worked is the old one paused (its events wait in the inbox), its state
         exported into the new one, the new one activated and put in its place. On any
         failure the old instance keeps running and the result says why. A new version that
-        asks for more permissions waits for approval (:meth:`pending_approvals`).
+        asks for more permissions waits for approval (:meth:`pending_approvals`); one outside
+        the version range a running dependant declares is refused. A hot reloader listening
+        (:meth:`add_swap_listener`) puts the new version on probation.
         """
         with self._ops:
             try:

@@ -485,7 +485,8 @@ function onCall(call: Json, out: Writer): void {
       out.object().key("error").string("raise: key must be at most 128 characters").endObject();
       return;
     }
-    const a = raise(call.get("caller").str("?"), severity, title, args.get("message").str(), key, "", nowMs());
+    const caller = call.get("caller").str();
+    const a = raise(caller.length ? caller : "(unknown)", severity, title, args.get("message").str(), key, "", nowMs());
     out.object().key("count").int(a.count).key("state").string("active").endObject();
   } else if (fn == "counts") {
     let active = 0, critical = 0;

@@ -4,7 +4,6 @@ stream of the demo workload."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import shutil
@@ -19,6 +18,7 @@ from test_manager import Host
 
 from rwq.plugins.manager import PluginManager
 from rwq.plugins.runtimes.wasm import WasmRuntime
+from rwq.plugins.ui import validate_elements
 from rwq.queue.demo import PROFILES, DemoHandler, TenantProfile
 from rwq.queue.job import Job
 from rwq.queue.worker import PermanentFailure
@@ -40,13 +40,8 @@ T0 = 1_790_000_000_000
 
 
 def validated(elements: list[Any]) -> list[Any]:
-    """The render output through the UI schema validator, once it exists."""
-    if importlib.util.find_spec("rwq.plugins.ui") is None:
-        return elements
-    from rwq.plugins import ui
-
-    checked = ui.validate_elements(elements)
-    return elements if checked is None else list(checked)
+    """The render output, checked against the UI element schema (ui-elements.md)."""
+    return validate_elements(elements)
 
 
 def find(elements: Any, kind: str, **fields: Any) -> list[dict[str, Any]]:
@@ -112,6 +107,7 @@ def install(host: Host, *names: str, source: Path = PLUGINS) -> None:
 def wasm_manager(host: Host, tmp_path: Path, **kw: Any) -> PluginManager:
     """A started manager with the real WASM runtime over the host's plugins dir."""
     kw.setdefault("feeds", False)
+    kw.setdefault("element_validator", validate_elements)  # as the TUI checks them
     runtime = WasmRuntime(cache_dir=tmp_path / "wasm-cache")
     manager = PluginManager(host.settings, {"wasm": runtime}, host.client, **kw)
     host.managers.append(manager)

@@ -37,7 +37,9 @@ def test_list_dead_filters_by_age(host: Host) -> None:  # noqa: F811
     client = host.broker.client
     now_s, _ = client.time()
     # One dead-lettered an hour ago (by the server's clock), the other just now.
-    client.hset(host.broker.queue_keys("q").job(old), "dead_at", str((now_s - 3600) * 1000))
+    qk = host.broker.queue_keys("q")
+    client.hset(qk.job(old), "dead_at", str((now_s - 3600) * 1000))
+    client.zadd(qk.dead, {old: (now_s - 3600) * 1000}, xx=True)
     host.grant("alpha", "admin.queue.peek")
     assert ids(host.call("alpha", "list_dead", {"queue": "q", "older_than_s": 600})) == {old}
     assert ids(host.call("alpha", "list_dead", {"queue": "q", "newer_than_s": 600})) == {new}

@@ -225,35 +225,58 @@ class Admin:
         else:
             names = [self._check_queue(queue)] if queue else self.broker.queues()
         needle = error.lower() if error else None
-        now_ms = 0.0
+        # A dead letter's score in the dead set is when it was dead-lettered (its dead_at, in
+        # ms by the server's clock): age filters are score ranges. Whole jobs (payload,
+        # traceback) are loaded for the page only; there may be many thousands.
+        low: float | str = "-inf"
+        high: float | str = "+inf"
         if older_than_s is not None or newer_than_s is not None:
             seconds, micros = self.client.time()
             now_ms = seconds * 1000 + micros / 1000
-        matched: list[Job] = []
+            if older_than_s is not None:
+                high = now_ms - older_than_s * 1000
+            if newer_than_s is not None:
+                low = now_ms - newer_than_s * 1000
+        matched: list[tuple[float, str, str]] = []  # (dead-lettered at, queue, id)
         for name in names:
-            for job in self._iter_dead(name):
-                if tenant is not None and job.tenant != tenant:
-                    continue
-                if needle is not None and needle not in (job.last_error or "").lower():
-                    continue
-                age_s = (now_ms - (job.dead_at or 0)) / 1000
-                if older_than_s is not None and age_s < older_than_s:
-                    continue
-                if newer_than_s is not None and age_s > newer_than_s:
-                    continue
-                matched.append(job)
-        matched.sort(key=lambda j: j.dead_at or 0, reverse=True)
-        return DeadPage(len(matched), matched[offset : offset + limit])
+            qk = self.broker.queue_keys(name)
+            scored = self.client.zrevrangebyscore(qk.dead, high, low, withscores=True)
+            if tenant is not None or needle is not None:
+                scored = self._dead_matching(name, scored, tenant, needle)
+            matched.extend((score, name, job_id) for job_id, score in scored)
+        matched.sort(key=lambda m: m[0], reverse=True)
+        page = matched[offset : offset + limit]
+        loaded: dict[tuple[str, str], Job] = {}
+        for name in dict.fromkeys(q for _, q, _ in page):
+            for job in self._load(name, [i for _, q, i in page if q == name]):
+                loaded[(name, job.id)] = job
+        jobs = [loaded[(q, i)] for _, q, i in page if (q, i) in loaded]
+        return DeadPage(len(matched), jobs)
 
-    def _iter_dead(self, queue: str, chunk: int = 500) -> Any:
+    def _dead_matching(
+        self,
+        queue: str,
+        scored: list[tuple[str, float]],
+        tenant: str | None,
+        needle: str | None,
+        chunk: int = 1000,
+    ) -> list[tuple[str, float]]:
+        """The dead letters of ``scored`` whose tenant is ``tenant`` and whose error contains
+        ``needle`` (lower case), reading just those two fields of each."""
         qk = self.broker.queue_keys(queue)
-        start = 0
-        while True:
-            ids = self.client.zrevrange(qk.dead, start, start + chunk - 1)
-            if not ids:
-                return
-            yield from self._load(queue, ids)
-            start += chunk
+        kept: list[tuple[str, float]] = []
+        for first in range(0, len(scored), chunk):
+            part = scored[first : first + chunk]
+            pipe = self.client.pipeline(transaction=False)
+            for job_id, _ in part:
+                pipe.hmget(qk.job(job_id), "tenant", "error")
+            for entry, (job_tenant, job_error) in zip(part, pipe.execute(), strict=True):
+                if tenant is not None and (job_tenant or None) != tenant:
+                    continue
+                if needle is not None and needle not in (job_error or "").lower():
+                    continue
+                kept.append(entry)
+        return kept
 
     def workers(self) -> list[WorkerInfo]:
         keys = self.broker.keys

@@ -299,8 +299,9 @@ def test_the_age_filter_selects_by_when_they_died(
     old = dead_letter(broker, "tenant.hooli", "hooli", "index refresh timed out", 2)
     now_s, _ = broker.client.time()
     for job_id in old[:1]:  # dead-lettered two hours ago
-        key = broker.queue_keys("tenant.hooli").job(job_id)
-        broker.client.hset(key, "dead_at", str((now_s - 7200) * 1000))
+        qk = broker.queue_keys("tenant.hooli")
+        broker.client.hset(qk.job(job_id), "dead_at", str((now_s - 7200) * 1000))
+        broker.client.zadd(qk.dead, {job_id: (now_s - 7200) * 1000}, xx=True)
     panel = start_panel()
     panel.wait_for(lambda t: "2 match" in t, "the first refresh")
     panel.key("a")  # >5m

@@ -90,3 +90,30 @@ def test_delete_dead_is_checked_refused_read_only_and_validated(host: Host) -> N
     assert client.zcard(host.broker.queue_keys("other").dead) == 2
     assert client.zcard(host.broker.queue_keys("tenant.a").dead) == 2
     assert host.call("alpha", "delete_dead", {"queue": "tenant.a", "ids": inside}) == {"deleted": 2}
+
+
+def test_list_dead_pages_across_queues_newest_first(host: Host) -> None:  # noqa: F811
+    a, b = host.seed("tenant.a"), host.seed("tenant.b")
+    client = host.broker.client
+    now_s, _ = client.time()
+    # Interleave the dead letters' times across the two queues: b[1], a[0], b[0], a[1].
+    order = [b[1], a[0], b[0], a[1]]
+    for age, job_id in enumerate(order):
+        queue = "tenant.a" if job_id in a else "tenant.b"
+        qk = host.broker.queue_keys(queue)
+        at = (now_s - 60 * (age + 1)) * 1000
+        client.hset(qk.job(job_id), "dead_at", str(at))
+        client.zadd(qk.dead, {job_id: at}, xx=True)
+    host.grant("alpha", "admin.queue.peek")
+    pages = [
+        host.call("alpha", "list_dead", {"queue": "tenant.*", "offset": o, "limit": 3})
+        for o in (0, 3)
+    ]
+    assert [p["total"] for p in pages] == [4, 4]
+    assert [j["id"] for p in pages for j in p["jobs"]] == order
+    # The page's jobs are whole: payload, error, times.
+    first = pages[0]["jobs"][0]
+    assert first["payload"] == {"n": 4} and first["last_error"] == "boom"
+    assert first["dead_at"] == (now_s - 60) * 1000
+    error_page = host.call("alpha", "list_dead", {"queue": "tenant.*", "error": "BOO", "limit": 2})
+    assert error_page["total"] == 4 and [j["id"] for j in error_page["jobs"]] == order[:2]

@@ -20,6 +20,7 @@ from rwq.plugins.harness import check_plugin, read_events
 from rwq.plugins.manager import PluginManager
 from rwq.plugins.runtimes.starlark import StarlarkRuntime
 from rwq.plugins.ui import validate_elements
+from rwq.plugins.user_config import PluginConfigError
 from rwq.queue.broker import Broker, Failure
 from rwq.queue.producer import Producer
 
@@ -332,3 +333,23 @@ def test_read_only_mode_refuses_with_a_clear_message(
     panel.key("y")
     assert "nothing more can be deleted" in panel.wait_for(lambda t: "deleted" in t, "refusal")
     assert dead_ids(broker, "tenant.umbrella") == set(ids)
+
+
+def test_filters_survive_a_reload_and_bad_config_is_refused(
+    broker: Broker, start_panel: Callable[..., Panel]
+) -> None:
+    dead_letter(broker, "tenant.acme", "acme", "OSError: template store unavailable", 2)
+    dead_letter(broker, "tenant.globex", "globex", "card declined", 1)
+    panel = start_panel()
+    panel.wait_for(lambda t: "3 match" in t, "the first refresh")
+    panel.key("t")  # tenant: acme
+    panel.key("a")  # age: >5m
+    swapped = panel.manager.reload(NAME)
+    assert swapped.ok and swapped.state_handed_over, swapped
+    filters = dict(find(panel.render(), "kv")[0]["items"])
+    assert (filters["tenant (t)"], filters["age (a)"]) == ("acme", ">5m")
+    with pytest.raises(PluginConfigError, match=r"config\.page_size must be an integer"):
+        panel.manager.set_config(NAME, {"page_size": 9999})
+    panel.manager.set_config(NAME, {"tenant": "globex"})  # the new defaults apply
+    text = panel.text()
+    assert "3 dead letters in tenant.* · 1 match" in text and "card declined" in text

@@ -23,6 +23,7 @@ from rwq.plugins.manager import PluginManager
 from rwq.plugins.runtimes.starlark import StarlarkRuntime
 from rwq.plugins.storage import PluginStorage
 from rwq.plugins.ui import validate_elements
+from rwq.plugins.user_config import PluginConfigError
 from rwq.queue.keys import Keys
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -309,3 +310,25 @@ def test_buckets_are_saved_periodically(
     cells = saved()["groups"]["initech"].values()
     assert sum(n for n, _ in cells) == 3
     assert panel.manager.state(NAME).value == "active"
+
+
+def test_set_config_checks_and_keeps_unchanged_metrics(start_panel: Callable[..., Panel]) -> None:
+    panel = start_panel()
+    publish_failures(panel)
+    panel.wait_for(lambda e: "initech" in groups(e), "the failures")
+    bad = {"metrics": [{"name": "x", "event": "job.completed", "by": "payload.kind"}]}
+    with pytest.raises(PluginConfigError, match=r"metrics\[0\] \(x\)\.by: events carry no"):
+        panel.manager.set_config(NAME, bad)
+    failures = {
+        "name": "failures_by_tenant", "event": "job.failed", "queue": "tenant.*",
+        "by": "tenant", "kind": "rate", "window": "60s",
+    }  # fmt: skip
+    by_error = {"name": "failures_by_error", "event": "job.failed", "by": "error"}
+    panel.manager.set_config(NAME, {"metrics": [by_error, failures]})
+    elements = panel.render()
+    assert title(elements) == "failures_by_error  [1/2]"
+    assert groups(elements) == {"all": "0"}  # a new metric starts empty
+    assert overview(elements) == {"failures_by_error": "0", "failures_by_tenant": "0.07/s"}
+    panel.manager.bus.publish_many([job_event("job.failed", "acme", error="disk full")])
+    elements = panel.wait_for(lambda e: "disk full" in groups(e), "the new metric's event")
+    assert groups(elements) == {"all": "1", "disk full": "1"}

@@ -178,7 +178,12 @@ def start_panel(
 ) -> Iterator[Callable[..., Panel]]:
     managers: list[PluginManager] = []
 
-    def start(*, read_only: bool = False, config: dict[str, Any] | None = None) -> Panel:
+    def start(
+        *,
+        read_only: bool = False,
+        config: dict[str, Any] | None = None,
+        grants: tuple[str, ...] = SCOPED,
+    ) -> Panel:
         plugins = tmp_path / "plugins"
         if not plugins.exists():
             shutil.copytree(PLUGIN, plugins / NAME)
@@ -194,7 +199,7 @@ def start_panel(
         bundle = open_bundle(plugins / NAME)
         manager.grants.grant(
             NAME,
-            SCOPED,
+            grants,
             version=str(bundle.version),
             bundle_hash=bundle.sha256,
             queues=("tenant.*",),
@@ -202,6 +207,8 @@ def start_panel(
         if config:
             manager.configs.set(NAME, config)
         manager.start()
+        if set(grants) != set(SCOPED):  # the user refused the rest
+            manager.deny(NAME, sorted(set(SCOPED) - set(grants)))
         assert manager.state(NAME).value == "active", manager.reason(NAME)
         return Panel(manager)
 
@@ -353,3 +360,20 @@ def test_filters_survive_a_reload_and_bad_config_is_refused(
     panel.manager.set_config(NAME, {"tenant": "globex"})  # the new defaults apply
     text = panel.text()
     assert "3 dead letters in tenant.* · 1 match" in text and "card declined" in text
+
+
+def test_without_the_purge_permission_a_delete_fails_and_says_why(
+    broker: Broker, start_panel: Callable[..., Panel]
+) -> None:
+    ids = dead_letter(broker, "tenant.acme", "acme", "boom", 2)
+    panel = start_panel(grants=tuple(p for p in SCOPED if p != "admin.queue.purge"))
+    panel.wait_for(lambda t: "2 match" in t, "the first refresh")
+    panel.key("d")
+    panel.key("y")
+    text = panel.wait_for(lambda t: "deleted 0 jobs, 2 failed" in t, "the refusal")
+    assert "tenant.acme: permission_denied" in text and "admin.queue.purge" in text
+    assert dead_ids(broker, "tenant.acme") == set(ids)
+    panel.key("r")  # requeueing is still granted
+    panel.key("y")
+    panel.wait_for(lambda t: "requeued 2 jobs, 0 failed" in t, "the requeue")
+    assert dead_ids(broker, "tenant.acme") == set()

@@ -95,6 +95,11 @@ def test_sparkline_scales_the_latest_values() -> None:
     # fixed min/max: values outside are clamped
     out = lines(draw([{"type": "sparkline", "values": [-5, 50, 100, 500], "min": 0, "max": 100}]))
     assert out == ["▁▅██"]
+    # extremes: a span too small or too large for a double, integers at a double's edge
+    assert lines(draw([{"type": "sparkline", "values": [-2.2e-308], "max": 0.0}])) == ["▁"]
+    big = 10**308
+    assert lines(draw([{"type": "sparkline", "values": [-big, 0, big]}])) == ["▁▁▁"]
+    assert lines(draw([{"type": "sparkline", "values": [1e308], "min": -1e308, "max": 0}])) == ["█"]
     # only the last width - len(label) - 2 values fit
     values = [0] * 100 + [1] * 10
     row = lines(draw([{"type": "sparkline", "values": values, "label": "x"}], width=20))[0]

@@ -246,13 +246,15 @@ class _Builder:
             return line
         low = e.get("min")
         high = e.get("max")
-        low = min(values) if low is None else low
-        high = max(values) if high is None else high
+        low = float(min(values) if low is None else low)
+        high = float(max(values) if high is None else high)
         span = high - low
         top = len(SPARK_BLOCKS) - 1
         if span > 0 and math.isfinite(span):
-            scale = top / span
-            chars = [SPARK_BLOCKS[min(max(round((v - low) * scale), 0), top)] for v in values]
+            # clamp first so v - low stays within the (finite) span
+            chars = [
+                SPARK_BLOCKS[round((min(max(v, low), high) - low) / span * top)] for v in values
+            ]
         else:
             chars = [SPARK_BLOCKS[0]] * len(values)
         line.append("".join(chars), style=rich_style(e.get("style") or "cyan"))

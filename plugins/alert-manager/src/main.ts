@@ -80,6 +80,14 @@ let storageWritable = true;
 let notifyDenied = false;
 let storageError = "";
 
+/** The first n UTF-16 units of s, without splitting a surrogate pair: half of one would not
+ * be UTF-8, and the host refuses output that is not. */
+function cut(s: string, n: i32): string {
+  if (s.length <= n) return s;
+  const c = s.charCodeAt(n - 1);
+  return s.substring(0, c >= 0xd800 && c < 0xdc00 ? n - 1 : n);
+}
+
 function severityOf(s: string): string {
   return s == "critical" || s == "warning" ? s : "info";
 }
@@ -188,7 +196,7 @@ function notify(a: Alert): void {
   if (!notifyCritical || notifyDenied || a.severity != "critical") return;
   const text = "Critical alert from " + a.from + ": " + a.title;
   const r = host.show_notification(
-    new Writer().object().key("message").string(text.length > 500 ? text.substring(0, 500) : text)
+    new Writer().object().key("message").string(cut(text, 500))
       .key("level").string("error").endObject().toString(),
   );
   if (errorCode(r) == "permission_denied") notifyDenied = true; // rate_limited: the next one may pass
@@ -215,7 +223,7 @@ function raise(from: string, severity: string, title: string, message: string, k
   a.count++;
   a.severity = severityOf(severity);
   a.title = title;
-  a.message = message.length > MAX_STORED_MESSAGE ? message.substring(0, MAX_STORED_MESSAGE) : message;
+  a.message = cut(message, MAX_STORED_MESSAGE);
   a.chain = chain;
   if (ts > a.last) a.last = ts;
   a.acked = false;
@@ -382,7 +390,7 @@ function tag(severity: string): string {
 function line(a: Alert): string {
   const text = (a.acked ? "ack  " : "") + tag(a.severity) + " ×" + a.count.toString() + "  " + a.title +
     "  (" + a.from + ", " + clock(a.last) + ")";
-  return text.length > MAX_ITEM ? text.substring(0, MAX_ITEM - 1) + "…" : text;
+  return text.length > MAX_ITEM ? cut(text, MAX_ITEM - 1) + "…" : text;
 }
 
 function badge(out: Writer, text: string, level: string): void {

@@ -112,6 +112,36 @@ static char selected[NAME_BYTES];   /* the tenant whose details are shown, "" fo
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
+/* The length of the longest prefix of s, at most max bytes, that ends on a UTF-8 character
+ * boundary: text cut anywhere else is not UTF-8, and the host refuses such output. */
+static size_t utf8_len(const char *s, size_t max) {
+    size_t n = strlen(s);
+    if (n <= max) return n;
+    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80) max--; /* s[max]: a continuation */
+    return max;
+}
+
+/* Drops an incomplete character at the end of s (text a copy or snprintf cut at the end of
+ * its buffer of `size` bytes). */
+static void utf8_clip(char *s, size_t size) {
+    size_t n = strnlen(s, size - 1), lead = n;
+    while (lead > 0 && ((unsigned char)s[lead - 1] & 0xC0) == 0x80) lead--;
+    if (lead == 0) {
+        s[n] = 0;
+        return;
+    }
+    unsigned char c = (unsigned char)s[lead - 1];
+    size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    s[n - (lead - 1) < need ? lead - 1 : n] = 0;
+}
+
+/* A JSON string decoded into buf (whole UTF-8 characters only); its length, 0 if none. */
+static size_t text_of(rwq_json v, char *buf, size_t size) {
+    if (!rwq_json_string(v, buf, size)) return 0;
+    utf8_clip(buf, size);
+    return strlen(buf);
+}
+
 static void init_edges(void) {
     double e = 1;
     for (int i = 0; i < NBINS; i++) {
@@ -230,7 +260,7 @@ static bool only_keys(rwq_json obj, const char *const *allowed, const char *path
         for (int i = 0; allowed[i]; i++) ok = ok || rwq_json_equals(k, allowed[i]);
         if (!ok) {
             char name[80];
-            rwq_json_string(k, name, sizeof name);
+            text_of(k, name, sizeof name);
             snprintf(err, errsize, "config.%s%s: unknown setting (one of: %s)", path, name,
                      path[0] ? "min_success_pct, max_p95_ms"
                              : "min_success_pct, max_p95_ms, tenants, sla_window, min_samples, "
@@ -311,7 +341,7 @@ static bool parse_settings(rwq_json c, settings *s, char *err, size_t errsize) {
                 snprintf(err, errsize, "config.tenants: at most %d tenants", MAX_OVERRIDES);
                 return false;
             }
-            size_t n = rwq_json_string(k, name, sizeof name);
+            size_t n = text_of(k, name, sizeof name);
             if (n == 0 || n >= NAME_BYTES - 1) {
                 snprintf(err, errsize, "config.tenants: a tenant name must be 1-127 bytes");
                 return false;
@@ -499,8 +529,8 @@ static tenant *tenant_get(const char *name) {
 
 /* The tenant of a job event: data.tenant, else the queue's name after "tenant.". */
 static bool tenant_name(rwq_json event, char *name, char *queue) {
-    rwq_json_string(rwq_json_get(event, "queue"), queue, QUEUE_BYTES);
-    if (rwq_json_string(rwq_json_get(rwq_json_get(event, "data"), "tenant"), name, NAME_BYTES))
+    text_of(rwq_json_get(event, "queue"), queue, QUEUE_BYTES);
+    if (text_of(rwq_json_get(rwq_json_get(event, "data"), "tenant"), name, NAME_BYTES))
         return true;
     size_t plen = strlen(QUEUE_PREFIX);
     if (strncmp(queue, QUEUE_PREFIX, plen) == 0 && queue[plen]) {
@@ -549,11 +579,11 @@ static void on_job(rwq_json event, rwq_json type, int64_t ts) {
     } else if (rwq_json_equals(type, "job.failed")) {
         b->failed++;
         add_run(b, ms);
-        rwq_json_string(rwq_json_get(data, "error"), t->last_error, sizeof t->last_error);
+        text_of(rwq_json_get(data, "error"), t->last_error, sizeof t->last_error);
     } else { /* job.dead_lettered */
         b->dead++;
         char error[ERROR_BYTES];
-        if (rwq_json_string(rwq_json_get(data, "error"), error, sizeof error))
+        if (text_of(rwq_json_get(data, "error"), error, sizeof error))
             memcpy(t->last_error, error, sizeof error);
     }
 }
@@ -561,7 +591,7 @@ static void on_job(rwq_json event, rwq_json type, int64_t ts) {
 static void on_queue_stats(rwq_json event) {
     char queue[QUEUE_BYTES];
     size_t plen = strlen(QUEUE_PREFIX);
-    rwq_json_string(rwq_json_get(event, "queue"), queue, sizeof queue);
+    text_of(rwq_json_get(event, "queue"), queue, sizeof queue);
     if (strncmp(queue, QUEUE_PREFIX, plen) != 0 || !queue[plen]) return; /* not a tenant's */
     tenant *t = tenant_get(queue + plen);
     if (!t) return;
@@ -604,7 +634,7 @@ static void dead_letters(const tenant *t, char *buf, size_t size) {
         int64_t total = rwq_json_int(rwq_json_get(r.value, "total"), 0);
         char error[ERROR_BYTES] = "";
         rwq_json job = rwq_json_at(rwq_json_get(r.value, "jobs"), 0);
-        rwq_json_string(rwq_json_get(job, "last_error"), error, sizeof error);
+        text_of(rwq_json_get(job, "last_error"), error, sizeof error);
         if (error[0])
             snprintf(buf, size, "\n%lld dead letters in %s; the newest: %s", (long long)total,
                      t->queue, error);
@@ -619,17 +649,19 @@ static bool send_breach(tenant *t, int kind, const verdict *v) {
     targets tg = targets_of(t);
     const char *window = cfg.sla_buckets == BUCKETS_1M ? "1m" : "5m";
     char title[200], key[128], message[1200], actual[32], target[32], extra[400];
+    int name_len = (int)utf8_len(t->name, 100); /* the key is at most 128 characters */
     if (kind == KIND_SUCCESS) {
         fmt_pct(actual, sizeof actual, v->w.success_pct);
         fmt_pct(target, sizeof target, tg.min_success_pct);
-        snprintf(title, sizeof title, "SLA breach: %.100s success rate %s < %s", t->name, actual,
-                 target);
+        snprintf(title, sizeof title, "SLA breach: %.*s success rate %s < %s", name_len,
+                 t->name, actual, target);
     } else {
         fmt_ms(actual, sizeof actual, v->w.p95);
         fmt_ms(target, sizeof target, tg.max_p95_ms);
-        snprintf(title, sizeof title, "SLA breach: %.100s p95 %s > %s", t->name, actual, target);
+        snprintf(title, sizeof title, "SLA breach: %.*s p95 %s > %s", name_len, t->name, actual,
+                 target);
     }
-    snprintf(key, sizeof key, "sla:%.100s:%s", t->name, KIND_NAMES[kind]);
+    snprintf(key, sizeof key, "sla:%.*s:%s", name_len, t->name, KIND_NAMES[kind]);
     char p50[32], p95[32], pct[32];
     fmt_ms(p50, sizeof p50, v->w.p50);
     fmt_ms(p95, sizeof p95, v->w.p95);
@@ -637,10 +669,12 @@ static bool send_breach(tenant *t, int kind, const verdict *v) {
     dead_letters(t, extra, sizeof extra);
     snprintf(message, sizeof message,
              "Tenant %s over the last %s: %u runs, %u failed (success %s), %u dead-lettered; "
-             "p50 %s, p95 %s; %.1f jobs/s. Targets: success >= %.1f%%, p95 <= %.0f ms.%s%s%.200s",
+             "p50 %s, p95 %s; %.1f jobs/s. Targets: success >= %.1f%%, p95 <= %.0f ms.%s%s%s",
              t->name, window, v->w.ok + v->w.failed, v->w.failed, pct, v->w.dead, p50, p95,
              v->w.per_s, tg.min_success_pct, tg.max_p95_ms, extra,
              t->last_error[0] ? "\nLast error: " : "", t->last_error);
+    utf8_clip(title, sizeof title);
+    utf8_clip(message, sizeof message);
     rwq_writer args = {0};
     rwq_w_object(&args);
     w_member_str(&args, "severity", "critical");
@@ -654,6 +688,12 @@ static bool send_breach(tenant *t, int kind, const verdict *v) {
     if (!sent && rwq_json_equals(code, "permission_denied")) {
         alerts_denied = true; /* shown in the panel; not retried on every batch */
         rwq_log("warning", "admin.alerts.send is not granted: SLA breaches are not alerted");
+    } else if (!sent && !rwq_json_equals(code, "rate_limited")) {
+        char line[400], why[300];
+        text_of(rwq_json_get(rwq_json_get(r.value, "error"), "message"), why, sizeof why);
+        snprintf(line, sizeof line, "send_alert failed (%.*s): %s", (int)code.n, code.p, why);
+        utf8_clip(line, sizeof line);
+        rwq_log("error", line);
     }
     rwq_result_free(&r);
     if (sent) {
@@ -681,8 +721,8 @@ static void check_alerts(void) {
                 if (!t->ok_since[kind]) t->ok_since[kind] = now_ms;
                 if (now_ms - t->ok_since[kind] >= REARM_MS) {
                     char line[200];
-                    snprintf(line, sizeof line, "%.100s recovered: %s within its SLA", t->name,
-                             KIND_NAMES[kind]);
+                    snprintf(line, sizeof line, "%.*s recovered: %s within its SLA",
+                             (int)utf8_len(t->name, 100), t->name, KIND_NAMES[kind]);
                     rwq_log("info", line);
                     t->breached[kind] = false;
                     t->ok_since[kind] = 0;
@@ -756,7 +796,7 @@ RWQ_HOOK(on_input) {
     } else if (rwq_json_equals(kind, "select") &&
                rwq_json_equals(rwq_json_get(arg, "id"), "tenants")) {
         char name[NAME_BYTES];
-        rwq_json_string(rwq_json_get(arg, "value"), name, sizeof name);
+        text_of(rwq_json_get(arg, "value"), name, sizeof name);
         /* selecting the shown tenant again closes its details */
         if (strcmp(name, selected) == 0) selected[0] = 0;
         else memcpy(selected, name, sizeof name);
@@ -1022,7 +1062,7 @@ RWQ_HOOK(import_state) {
     rwq_json k, v;
     while (rwq_json_next_member(&it, &k, &v)) {
         char name[NAME_BYTES];
-        if (!rwq_json_string(k, name, sizeof name)) continue;
+        if (!text_of(k, name, sizeof name)) continue;
         tenant *t = tenant_get(name);
         if (!t) continue;
         rwq_iter kinds = rwq_json_iter(v);

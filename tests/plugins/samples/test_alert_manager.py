@@ -314,3 +314,19 @@ def test_bad_config_is_refused_naming_the_field(alerts: PluginManager) -> None:
         with pytest.raises(PluginConfigError, match=field):
             alerts.set_config(ALERTS, bad)
     assert alerts.get_config(ALERTS) == {"max_history": 200, "notify_critical": True}
+
+
+def test_long_texts_are_cut_between_characters(alerts: PluginManager) -> None:
+    """Titles, messages and list lines cut to their limits never split a surrogate pair
+    (half of one is not UTF-8: the host would refuse the panel)."""
+    face = "\N{GRINNING FACE}"  # two UTF-16 units
+    title, message = "x" + face * 99, "x" + face * 2500  # cut at 2000: inside a pair
+    raised(alerts, [alert(T0, "intl", "critical", title, "k", message)])
+    wait_for(lambda: health(alerts, ALERTS).get("active") == 1, "the alert")
+    panel = render(alerts, ALERTS)
+    (line,) = one(panel, "list")["items"]
+    assert line.startswith(f"CRIT {TIMES}1  x{face}") and line.endswith(
+        f"{face}\N{HORIZONTAL ELLIPSIS}"
+    )
+    assert one(panel, "text", text="x" + face * 999)  # 1999 units kept, not 2000
+    assert one(panel, "kv")["title"] == title

@@ -359,3 +359,21 @@ def test_targets_come_from_the_config_and_bad_ones_are_refused(host: Host, tmp_p
         with pytest.raises(PluginConfigError, match=field.replace(".", r"\.")):
             manager.set_config(SLA, bad)
     assert table_rows(render(manager, SLA))["acme"]["status"] == "BREACH"  # unchanged
+
+
+def test_long_non_ascii_names_and_errors_are_cut_on_character_boundaries(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """A tenant name over the 128 bytes kept and errors over the 199 kept, in 2-byte
+    characters: cut mid-character, the panel and the alert would not be UTF-8 (and the host
+    would refuse them)."""
+    name, error = "\N{LATIN SMALL LETTER U WITH DIAERESIS}" * 100, "\N{GRINNING FACE}é" * 100
+    events = [
+        job_event("job.failed", name, T0 + i * 100, 700, error=error, job_id=f"u{i}")
+        for i in range(60)
+    ]
+    report = check(settings, redis_client, write_jsonl(tmp_path / "intl.jsonl", events))
+    rows = table_rows(report.render)
+    kept = name[:64]  # 128 bytes
+    assert list(rows) == [kept] and rows[kept]["status"] == "BREACH"
+    assert [a["allowed"] for a in calls(report, "send_alert")] == [True, True]

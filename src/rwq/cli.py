@@ -506,6 +506,35 @@ def workers_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     out.print(table)
 
 
+# -- the TUI ---------------------------------------------------------------------------------
+
+
+@app.command("tui")
+def tui_cmd(
+    ctx: typer.Context,
+    plugins: Annotated[
+        bool, typer.Option("--plugins/--no-plugins", help="Host the installed plugins.")
+    ] = True,
+    policy: Annotated[
+        Path | None,
+        typer.Option("--policy", help="Pre-grant plugin permissions from this policy file."),
+    ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch/--no-watch", help="Hot-reload plugins changed on disk.")
+    ] = True,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Refuse and hide every destructive action.")
+    ] = False,
+) -> None:
+    """The dashboard: queues, charts, dead letters, workers, plugin panels."""
+    from rwq.tui.launch import launch
+
+    settings = _ctx(ctx).settings
+    if read_only:
+        settings = settings.replace(read_only=True)
+    launch(settings, plugins=plugins, policy=policy, watch=watch)
+
+
 # -- demo and bench --------------------------------------------------------------------------
 
 
@@ -515,22 +544,44 @@ def demo_cmd(
     duration: Annotated[
         str | None, typer.Option("--duration", help="Stop after this long (e.g. 30s).")
     ] = None,
-    tui: Annotated[bool, typer.Option("--tui/--no-tui", help="Live view, or log lines.")] = True,
+    tui: Annotated[
+        bool, typer.Option("--tui/--no-tui", help="The dashboard, or log lines.")
+    ] = True,
     workers: Annotated[int, typer.Option("--workers", min=1)] = 2,
     rate: Annotated[float, typer.Option("--rate", help="Jobs per second produced.")] = 50.0,
+    plugins: Annotated[
+        Path | None,
+        typer.Option("--plugins", help="Host the plugins of this directory (default: ./plugins)."),
+    ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option("--policy", help="Pre-grant plugin permissions from this policy file."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """A multi-tenant workload on the embedded Valkey with two workers and a live view."""
-    from rwq.demo import run_demo
+    """A multi-tenant workload on the embedded Valkey with two workers and the dashboard."""
+    from rwq.demo import Dashboard, run_demo
 
-    live = tui and sys.stdout.isatty()
+    settings = _ctx(ctx).settings
+    if plugins is not None:
+        if not plugins.is_dir():
+            raise typer.BadParameter(f"{plugins} is not a directory", param_hint="--plugins")
+        settings = settings.replace(plugin_dirs=str(plugins.resolve()))
+    dashboard: Dashboard | None = None
+    if tui and sys.stdout.isatty() and not as_json:
+        from rwq.tui.launch import launch
+
+        def dashboard(target: Settings, client: Any, seconds: float | None) -> None:
+            launch(target, client=client, policy=policy, quit_after=seconds)
+
     summary = run_demo(
-        _ctx(ctx).settings,
+        settings,
         duration=parse_duration(duration, "--duration") if duration else None,
-        live=live,
+        live=tui and sys.stdout.isatty(),
         workers=workers,
         rate=rate,
         console=err if as_json else None,  # keep stdout pure JSON
+        dashboard=dashboard,
     )
     if as_json:
         _print_json(asdict(summary))

@@ -16,11 +16,12 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import redis
 from rich.console import Console, Group, RenderableType
@@ -37,6 +38,8 @@ from rwq.queue.events import Event, EventType
 from rwq.queue.producer import Producer
 from rwq.server import EmbeddedServer
 
+Dashboard = Callable[[Settings, Any, float | None], None]
+"""A view run while the demo workload runs: ``(settings, client, duration)``."""
 REFRESH_PER_SECOND = 4
 SUMMARY_EVERY = 2.0
 """Seconds between summary lines when the view is not live."""
@@ -364,6 +367,7 @@ def run_demo(
     workers: int = 2,
     rate: float = 50.0,
     console: Console | None = None,
+    dashboard: Dashboard | None = None,
 ) -> DemoSummary:
     """Run the demo workload for ``duration`` seconds (None: until Ctrl-C).
 
@@ -374,6 +378,8 @@ def run_demo(
         workers: worker processes to start (each runs 8 jobs at once).
         rate: jobs per second enqueued over all tenants.
         console: where to draw (stdout by default).
+        dashboard: run this view (the TUI) instead of the built-in one, while the workload
+            runs; it gets the settings of the server in use, a client and ``duration``.
     """
     redis_url = settings.redis_url
     if redis_url is None:
@@ -390,7 +396,10 @@ def run_demo(
                 demo.procs = start_workers(workers, settings, redis_url, demo.log_dir)
                 demo.producer.start()
                 with contextlib.suppress(KeyboardInterrupt):  # how an open-ended demo ends
-                    demo.watch(duration, live, baseline)
+                    if dashboard is not None:
+                        dashboard(settings.replace(redis_url=redis_url), client, duration)
+                    else:
+                        demo.watch(duration, live, baseline)
                 elapsed = time.monotonic() - demo.started
             finally:
                 demo.producer.stop()

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,28 +56,42 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run_queue_bench(settings: Settings, *, jobs: int = 50_000) -> dict[str, Any]:
-    """Measure the queue and return the figures."""
+Progress = Callable[[str, float], None]
+"""``(phase, fraction done)``: what a bench is doing, for a progress bar."""
+
+
+def run_queue_bench(
+    settings: Settings, *, jobs: int = 50_000, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Measure the queue and return the figures; ``progress`` hears each phase start."""
+    report = progress or (lambda phase, done: None)
+    report("starting a server", 0.0)
     with bench_target(settings) as (target, server_kind):
         client = connect(target)
         broker = Broker(client, target)
         producer = Producer(broker)
         try:
             result: dict[str, Any] = {"server": server_kind, "jobs": jobs}
+            report("round trips", 0.05)
             result.update(_round_trip(client))
+            report("enqueue one by one", 0.1)
             single = min(jobs, 10_000)
             started = time.perf_counter()
             for i in range(single):
                 producer.enqueue("bench.single", {"i": i})
             result["enqueue_jobs_per_s"] = round(single / (time.perf_counter() - started))
 
+            report("enqueue in batches", 0.35)
             payloads = [{"i": i} for i in range(jobs)]
             started = time.perf_counter()
             producer.enqueue_many("bench.batch", payloads)
             result["enqueue_batch_jobs_per_s"] = round(jobs / (time.perf_counter() - started))
 
+            report("process", 0.5)
             result["process_jobs_per_s"] = _process(broker, "bench.batch", jobs)
+            report("latency", 0.75)
             result.update(_latency(target, broker, producer))
+            report("done", 1.0)
             return result
         finally:
             _cleanup(client, target.prefix)

@@ -1,0 +1,274 @@
+"""``rwq tui``: the queue dashboard and plugin panel host.
+
+The app never blocks its UI thread on Redis or on a plugin: queue figures are read by a worker
+thread once a second, plugin panels are rendered by :class:`rwq.tui.panels.PanelRenderer`,
+and actions run in worker threads that report back with a toast.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
+
+from rwq.config import Settings
+from rwq.errors import RwqError
+from rwq.plugins.manager import PendingApproval
+from rwq.queue.admin import Admin
+from rwq.queue.broker import Broker
+from rwq.tui.approval import ApprovalScreen, Decision, apply
+from rwq.tui.bench import BenchScreen
+from rwq.tui.dead_letters import DeadLettersView
+from rwq.tui.dialogs import HELP, ConfirmScreen, TextScreen, job_text
+from rwq.tui.host import PluginHost
+from rwq.tui.panels import PanelsView, PluginPanel
+from rwq.tui.plugins_view import PluginLogs, PluginsView
+from rwq.tui.queues import QueuesView
+from rwq.tui.source import DashboardSource, History, Sample
+from rwq.tui.workers import WorkersView
+
+TABS = ("queues", "dead", "workers", "panels", "plugins")
+NOTIFY_SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
+
+CSS = """
+.dialog { width: 70; height: auto; max-height: 90%; padding: 1 2; border: thick $accent;
+          background: $surface; }
+.dialog.wide { width: 100; }
+ModalScreen { align: center middle; }
+.buttons { height: auto; margin-top: 1; }
+.buttons Button { margin-right: 2; }
+.row { height: auto; }
+#queue-table { height: 1fr; }
+#charts { height: 14; }
+#dead-filters { height: auto; }
+#dead-filters Input { width: 1fr; }
+#dead-table { height: 1fr; }
+#plugins-table { height: 1fr; }
+#plugins-detail { height: auto; padding: 0 1; }
+#approval-permissions { height: auto; max-height: 16; }
+#approval-known { height: auto; max-height: 8; }
+#bench-jobs { width: 20; }
+"""
+
+
+class RwqApp(App[None]):
+    """The dashboard. ``host`` is None when plugins are off."""
+
+    TITLE = "rwq"
+    CSS = CSS
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+        Binding("t", "next_theme", "Theme", show=False),
+        Binding("escape", "leave", "Leave panel", show=False),
+        *(Binding(str(n), f"tab('{tab}')", tab, show=False) for n, tab in enumerate(TABS, 1)),
+    ]
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: Any,
+        *,
+        host: PluginHost | None = None,
+        address: str = "",
+        poll_interval: float = 1.0,
+        quit_after: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.read_only = settings.read_only
+        self.client = client
+        self.admin = Admin(Broker(client, settings))
+        self.source = DashboardSource(self.admin)
+        self.history = History()
+        self.host = host
+        self.address = address
+        self.poll_interval = poll_interval
+        self.quit_after = quit_after
+        self.sample: Sample | None = None
+        self.postponed: set[tuple[str, str, frozenset[str]]] = set()
+        """Approval requests answered with Later (asked again when the request changes)."""
+        self.asking = False
+
+    @property
+    def manager(self) -> Any:
+        return self.host.manager if self.host is not None else None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        logs = self.host.logs if self.host is not None else PluginLogs()
+        with TabbedContent(initial="queues", id="tabs"):
+            with TabPane("Queues [1]", id="queues"):
+                yield QueuesView(self.history, id="queues-view")
+            with TabPane("Dead letters [2]", id="dead"):
+                yield DeadLettersView(self.admin, id="dead-view")
+            with TabPane("Workers [3]", id="workers"):
+                yield WorkersView(id="workers-view")
+            with TabPane("Panels [4]", id="panels"):
+                yield PanelsView(self.manager, id="panels-view")
+            with TabPane("Plugins [5]", id="plugins"):
+                reload = self.host.reload if self.host is not None else None
+                yield PluginsView(self.manager, logs, reload, id="plugins-view")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = f"{self.address} · connecting"
+        if self.read_only:
+            self.title = "rwq (read-only)"
+        if self.host is not None:
+            self.host.toast = self._toast_from_thread
+        self.query_one("#queue-table", DataTable).focus()
+        self.poll()
+        self.set_interval(self.poll_interval, self.poll)
+        if self.quit_after is not None:
+            self.set_timer(self.quit_after, self.exit)
+
+    # -- the periodic read -------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="poll")
+    def poll(self) -> None:
+        sample = self.source.read()
+        self.call_from_thread(self.show_sample, sample)
+
+    def show_sample(self, sample: Sample) -> None:
+        self.sample = sample
+        self.history.add(sample)
+        self.sub_title = f"{self.address} · {sample.health}"
+        self.query_one(QueuesView).show(sample)
+        self.query_one(WorkersView).show(sample)
+        if self.manager is not None:
+            self.query_one(PanelsView).sync()
+            self.query_one(PluginsView).refresh_view()
+            self.ask_approvals()
+
+    # -- plugins -----------------------------------------------------------------------------
+
+    def _toast_from_thread(self, plugin: str, message: str, level: str) -> None:
+        severity = NOTIFY_SEVERITY.get(level, "information")
+        self.call_from_thread(
+            self.notify,
+            message,
+            title=plugin,
+            severity=severity,  # type: ignore[arg-type]
+        )
+
+    def ask_approvals(self, *, again: bool = False) -> None:
+        """Show the approval dialog for the first request not answered with Later."""
+        if self.asking or self.manager is None:
+            return
+        for pending in self.manager.pending_approvals():
+            key = (pending.plugin, pending.version, pending.review.pending)
+            if key in self.postponed and not again:
+                continue
+            self.asking = True
+            self.push_screen(ApprovalScreen(pending), lambda d, p=pending: self._decided(p, d))
+            return
+
+    def _decided(self, pending: PendingApproval, decision: Decision | None) -> None:
+        self.asking = False
+        if decision is None or decision.choice == "later":
+            self.postponed.add((pending.plugin, pending.version, pending.review.pending))
+            self.ask_approvals()
+            return
+        self.decide(pending, decision)
+
+    @work(thread=True, group="approval")
+    def decide(self, pending: PendingApproval, decision: Decision) -> None:
+        try:
+            line, severity = apply(self.manager, pending, decision), "information"
+        except RwqError as exc:
+            line, severity = f"{pending.plugin}: {exc}", "error"
+        self.call_from_thread(self.notify, line, severity=severity)  # type: ignore[arg-type]
+        self.call_from_thread(self.ask_approvals)
+
+    def on_plugins_view_show_approvals(self, _: PluginsView.ShowApprovals) -> None:
+        if self.manager is not None and not self.manager.pending_approvals():
+            self.notify("no plugin awaits approval")
+            return
+        self.ask_approvals(again=True)
+
+    # -- queue actions -----------------------------------------------------------------------
+
+    def on_queues_view_peek(self, message: QueuesView.Peek) -> None:
+        self.peek(message.queue)
+
+    @work(thread=True, group="peek")
+    def peek(self, queue: str) -> None:
+        try:
+            jobs = self.admin.peek(queue, 20)
+        except RwqError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        if not jobs:
+            self.call_from_thread(self.notify, f"{queue}: no pending job")
+            return
+        from rich.text import Text
+
+        body = Text()
+        for job in jobs:
+            body.append(f"── {job.id} ", style="bold")
+            body.append_text(job_text(job))
+            body.append("\n")
+        self.call_from_thread(self.push_screen, TextScreen(f"{queue}: next {len(jobs)}", body))
+
+    def on_queues_view_toggle_pause(self, message: QueuesView.TogglePause) -> None:
+        if self.read_only:
+            self.notify("read-only mode: pause and resume are off", severity="warning")
+            return
+        verb = "Resume" if message.paused else "Pause"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.toggle_pause(message.queue, message.paused)
+
+        self.push_screen(ConfirmScreen(f"{verb} queue {message.queue}?", action=verb), answered)
+
+    @work(thread=True, group="pause")
+    def toggle_pause(self, queue: str, paused: bool) -> None:
+        try:
+            if paused:
+                changed = self.admin.resume(queue)
+                line = f"{queue} resumed" if changed else f"{queue} was not paused"
+            else:
+                changed = self.admin.pause(queue)
+                line = f"{queue} paused" if changed else f"{queue} was already paused"
+        except RwqError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.call_from_thread(self.notify, line)
+        self.poll()
+
+    def on_queues_view_bench(self, _: QueuesView.Bench) -> None:
+        if self.read_only and self.settings.redis_url:
+            self.notify("read-only mode: the bench writes to the server", severity="warning")
+            return
+        self.push_screen(BenchScreen(self.settings))
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def action_tab(self, tab: str) -> None:
+        """Show a view and focus its main widget (its table, or its first panel)."""
+        self.query_one(TabbedContent).active = tab
+        pane = self.query_one(f"#{tab}", TabPane)
+        for target in (*pane.query(DataTable), *pane.query(PluginPanel)):
+            if target.display:
+                target.focus()
+                break
+
+    def action_help(self) -> None:
+        self.push_screen(TextScreen("keys", HELP))
+
+    def action_next_theme(self) -> None:
+        themes = sorted(self.available_themes)
+        index = themes.index(self.theme) if self.theme in themes else -1
+        self.theme = themes[(index + 1) % len(themes)]
+        self.notify(f"theme: {self.theme}", timeout=1.5)
+
+    def action_leave(self) -> None:
+        self.query_one(TabbedContent).query_one("Tabs").focus()
+
+    async def action_quit(self) -> None:
+        self.exit()

@@ -1,0 +1,135 @@
+"""The permission approval dialog: the plugin, each permission it asks for (level,
+description, scope) with a toggle, and Allow selected / Deny / Later. The decision goes
+through the plugin manager to the grant store, so it persists and is audited."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, SelectionList, Static
+from textual.widgets.selection_list import Selection
+
+from rwq.plugins.manager import PendingApproval, PluginManager
+from rwq.plugins.permissions import CATALOG
+from rwq.plugins.review import ReviewItem
+
+Choice = Literal["allow", "deny", "later"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    choice: Choice
+    allowed: frozenset[str] = frozenset()
+    refused: frozenset[str] = frozenset()
+
+
+def apply(manager: PluginManager, pending: PendingApproval, decision: Decision) -> str:
+    """Carry out the user's decision; returns a line describing what happened."""
+    name = pending.plugin
+    if decision.choice == "later":
+        return f"{name}: decision postponed"
+    if decision.choice == "deny" or not decision.allowed:
+        manager.deny(name)
+        return f"{name}: permissions denied"
+    if decision.refused:
+        manager.deny(name, sorted(decision.refused))
+    state = manager.approve(name, sorted(decision.allowed))
+    refused = f", refused {', '.join(sorted(decision.refused))}" if decision.refused else ""
+    return f"{name}: allowed {', '.join(sorted(decision.allowed))}{refused} ({state.value})"
+
+
+def describe(item: ReviewItem) -> Text:
+    """One permission on one line: name, level, scope, description."""
+    spec = CATALOG.get(item.permission)
+    text = Text()
+    text.append(item.permission, style="bold")
+    if spec is not None:
+        level = spec.level.name.lower()
+        text.append(f"  {level}", style="red" if spec.level >= 3 else "yellow")
+        if spec.sensitive:
+            text.append(" sensitive", style="bold red")
+    if item.queues != ("*",):
+        text.append(f"  queues: {', '.join(item.queues)}", style="cyan")
+    if item.operations != ("*",):
+        text.append(f"  operations: {', '.join(item.operations)}", style="cyan")
+    if spec is not None:
+        text.append(f"  — {spec.description}", style="italic")
+    return text
+
+
+class ApprovalScreen(ModalScreen[Decision]):
+    """Asks the user about one plugin's pending permissions."""
+
+    BINDINGS = [
+        Binding("a", "decide('allow')", "Allow selected"),
+        Binding("d", "decide('deny')", "Deny"),
+        Binding("escape,l", "decide('later')", "Later"),
+    ]
+
+    def __init__(self, pending: PendingApproval) -> None:
+        super().__init__()
+        self.pending = pending
+
+    def compose(self) -> ComposeResult:
+        p = self.pending
+        review = p.review
+        manifest = p.manifest
+        head = Text()
+        head.append(f"{p.plugin} {p.version}", style="bold")
+        if p.update:
+            head.append("  (update of a running plugin: it keeps running meanwhile)", style="dim")
+        head.append(f"\nauthor: {manifest.author or '-' if manifest else '-'}")
+        if manifest is not None and manifest.description:
+            head.append(f"\n{manifest.description}", style="italic")
+        head.append(f"\nbundle sha256: {review.bundle_hash}", style="dim")
+        granted = [i for i in review.items if i.status == "granted"]
+        denied = [i for i in review.items if i.status == "denied"]
+        with Vertical(classes="dialog wide", id="approval"):
+            yield Label(Text("Permission request", style="bold reverse"))
+            yield Static(head, id="approval-plugin")
+            yield Label("Toggle with space; allowed when checked:")
+            yield SelectionList[str](
+                *(
+                    Selection(describe(item), item.permission, not _sensitive(item))
+                    for item in review.items
+                    if item.status == "pending"
+                ),
+                id="approval-permissions",
+            )
+            with VerticalScroll(id="approval-known"):
+                for item in granted:
+                    yield Static(Text("✔ already granted: ", style="green") + describe(item))
+                for item in denied:
+                    yield Static(Text("✘ denied before: ", style="red") + describe(item))
+            with Horizontal(classes="buttons"):
+                yield Button("Allow selected (a)", variant="success", id="allow")
+                yield Button("Deny (d)", variant="error", id="deny")
+                yield Button("Later (l)", id="later")
+
+    def on_mount(self) -> None:
+        self.query_one("#approval-permissions", SelectionList).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id in ("allow", "deny", "later"):
+            self.action_decide(event.button.id)
+
+    def action_decide(self, choice: str) -> None:
+        pending = {i.permission for i in self.pending.review.items if i.status == "pending"}
+        chosen = frozenset(self.query_one("#approval-permissions", SelectionList).selected)
+        if choice == "allow":
+            self.dismiss(Decision("allow", chosen, frozenset(pending - chosen)))
+        elif choice == "deny":
+            self.dismiss(Decision("deny", frozenset(), frozenset(pending)))
+        else:
+            self.dismiss(Decision("later"))
+
+
+def _sensitive(item: ReviewItem) -> bool:
+    spec = CATALOG.get(item.permission)
+    return spec is not None and spec.sensitive

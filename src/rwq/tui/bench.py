@@ -1,0 +1,101 @@
+"""The bench form: how many jobs, run, a progress bar, the figures.
+
+It runs ``rwq bench queue`` in a worker thread: on a throwaway Valkey when rwq uses the embedded
+one, else under a private key prefix of the configured server (removed afterwards).
+"""
+
+from __future__ import annotations
+
+import json
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, ProgressBar, Static
+
+from rwq.bench.queue import run_queue_bench
+from rwq.config import Settings
+from rwq.errors import RwqError
+
+MIN_JOBS = 100
+MAX_JOBS = 1_000_000
+
+
+def parse_jobs(text: str) -> int:
+    """The form's job count, or ValueError saying what is wrong."""
+    try:
+        jobs = int(text.replace("_", "").replace(",", "").strip())
+    except ValueError:
+        raise ValueError(f"jobs: {text!r} is not a whole number") from None
+    if not MIN_JOBS <= jobs <= MAX_JOBS:
+        raise ValueError(f"jobs: {jobs} is not between {MIN_JOBS} and {MAX_JOBS}")
+    return jobs
+
+
+class BenchScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape", "close", "Close")]
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.settings = settings
+        self.running = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide", id="bench"):
+            yield Label("Queue benchmark (rwq bench queue)", classes="title")
+            with Horizontal(classes="row"):
+                yield Label("jobs ")
+                yield Input("20000", id="bench-jobs", restrict=r"[0-9_,]*")
+            yield ProgressBar(total=100, id="bench-progress", show_eta=False)
+            yield Label("", id="bench-phase")
+            yield Static("", id="bench-result")
+            with Horizontal(classes="buttons"):
+                yield Button("Run", variant="primary", id="run")
+                yield Button("Close", id="close")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "run":
+            self.start()
+        else:
+            self.action_close()
+
+    def on_input_submitted(self, _: Input.Submitted) -> None:
+        self.start()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        try:
+            jobs = parse_jobs(self.query_one("#bench-jobs", Input).value)
+        except ValueError as exc:
+            self.query_one("#bench-phase", Label).update(f"[red]{exc}[/red]")
+            return
+        self.running = True
+        self.query_one("#run", Button).disabled = True
+        self.run_bench(jobs)
+
+    @work(thread=True, exclusive=True)
+    def run_bench(self, jobs: int) -> None:
+        def progress(phase: str, done: float) -> None:
+            self.app.call_from_thread(self._progress, phase, done)
+
+        try:
+            result = run_queue_bench(self.settings, jobs=jobs, progress=progress)
+            text = json.dumps(result, indent=2)
+        except (RwqError, OSError) as exc:
+            text = f"bench failed: {exc}"
+        self.app.call_from_thread(self._finished, text)
+
+    def _progress(self, phase: str, done: float) -> None:
+        self.query_one("#bench-progress", ProgressBar).update(progress=done * 100)
+        self.query_one("#bench-phase", Label).update(phase)
+
+    def _finished(self, text: str) -> None:
+        self.running = False
+        self.query_one("#run", Button).disabled = False
+        self.query_one("#bench-result", Static).update(text)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,250 @@
+"""The dead-letters view: browse and filter dead jobs, inspect one, requeue or purge one, a
+selection or every match (each destructive action confirmed, its count reported)."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Input, Label
+
+from rwq.errors import RwqError
+from rwq.queue.admin import Admin
+from rwq.queue.job import Job
+from rwq.tui.dialogs import ConfirmScreen, TextScreen, job_text
+from rwq.tui.source import age
+
+PAGE = 500
+"""Dead letters listed at once (the counts and the "every match" actions cover all)."""
+
+
+@dataclass(frozen=True)
+class DeadFilter:
+    queue: str | None = None
+    tenant: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def of(cls, queue: str, tenant: str, error: str) -> DeadFilter:
+        return cls(queue.strip() or None, tenant.strip() or None, error.strip() or None)
+
+
+def matching(admin: Admin, where: DeadFilter) -> list[Job]:
+    """Every dead letter the filter matches (paged through, newest first)."""
+    jobs: list[Job] = []
+    while True:
+        page = admin.dlq_list(
+            queue=where.queue, tenant=where.tenant, error=where.error, offset=len(jobs), limit=PAGE
+        )
+        jobs.extend(page.jobs)
+        if not page.jobs or len(jobs) >= page.total:
+            return jobs
+
+
+def by_queue(jobs: Iterable[Job]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for job in jobs:
+        grouped[job.queue].append(job.id)
+    return dict(grouped)
+
+
+def requeue(admin: Admin, jobs: Iterable[Job]) -> int:
+    """Move these dead letters back to their queues; how many moved."""
+    return sum(admin.requeue(ids, queue=queue) for queue, ids in by_queue(jobs).items())
+
+
+def purge(admin: Admin, jobs: Iterable[Job]) -> int:
+    """Delete these dead letters for good; how many were deleted."""
+    return sum(admin.delete_dead(queue, ids) for queue, ids in by_queue(jobs).items())
+
+
+class DeadLettersView(Vertical):
+    BINDINGS = [
+        Binding("slash", "filter", "Filter"),
+        Binding("space", "toggle_selected", "Select"),
+        Binding("r", "requeue(False)", "Requeue"),
+        Binding("R", "requeue(True)", "Requeue all"),
+        Binding("d", "purge(False)", "Purge"),
+        Binding("D", "purge(True)", "Purge all"),
+        Binding("f5", "reload", "Refresh"),
+    ]
+
+    def __init__(self, admin: Admin, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.admin = admin
+        self.jobs: dict[str, Job] = {}
+        self.total = 0
+        self.chosen: set[str] = set()
+        self.where = DeadFilter()
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="dead-filters"):
+            yield Input(placeholder="queue", id="dead-queue")
+            yield Input(placeholder="tenant", id="dead-tenant")
+            yield Input(placeholder="error contains", id="dead-error")
+        yield Label("", id="dead-status")
+        table: DataTable[Text | str] = DataTable(id="dead-table", cursor_type="row")
+        table.add_columns("", "id", "queue", "tenant", "error", "attempts", "dead for")
+        yield table
+
+    @property
+    def table(self) -> DataTable[Text | str]:
+        return self.query_one("#dead-table", DataTable)
+
+    def on_mount(self) -> None:
+        self.action_reload()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action in ("requeue", "purge") and getattr(self.app, "read_only", False))
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def action_reload(self) -> None:
+        self.load(self.where)
+
+    @work(thread=True, exclusive=True, group="dead-load")
+    def load(self, where: DeadFilter) -> None:
+        try:
+            page = self.admin.dlq_list(
+                queue=where.queue, tenant=where.tenant, error=where.error, limit=PAGE
+            )
+        except RwqError as exc:
+            self.app.call_from_thread(self._status, f"[red]{exc}[/red]")
+            return
+        self.app.call_from_thread(self._fill, page.jobs, page.total)
+
+    def _status(self, markup: str) -> None:
+        self.query_one("#dead-status", Label).update(markup)
+
+    def _fill(self, jobs: list[Job], total: int) -> None:
+        table = self.table
+        cursor = table.cursor_row
+        table.clear()
+        self.jobs = {job.id: job for job in jobs}
+        self.chosen &= set(self.jobs)
+        self.total = total
+        now = time.time()
+        for job in jobs:
+            dead_for = age(now - job.dead_at / 1000) if job.dead_at else "-"
+            error = (job.last_error or "").splitlines()[0][:80] if job.last_error else ""
+            table.add_row(
+                self._mark(job.id),
+                job.id,
+                job.queue,
+                job.tenant or "-",
+                Text(error, style="red"),
+                str(job.attempts),
+                dead_for,
+                key=job.id,
+            )
+        if jobs:
+            table.move_cursor(row=min(cursor, len(jobs) - 1))
+        self._count()
+
+    def _mark(self, job_id: str) -> Text:
+        return Text("✔", style="bold green") if job_id in self.chosen else Text(" ")
+
+    def _count(self) -> None:
+        shown = len(self.jobs)
+        more = f" (showing the newest {shown})" if shown < self.total else ""
+        self._status(
+            f"{self.total} dead letters match{more} · {len(self.chosen)} selected · "
+            "space select, enter inspect, r/R requeue, d/D purge"
+        )
+
+    # -- filtering and selection -----------------------------------------------------------
+
+    def on_input_changed(self, _: Input.Changed) -> None:
+        self.where = DeadFilter.of(
+            self.query_one("#dead-queue", Input).value,
+            self.query_one("#dead-tenant", Input).value,
+            self.query_one("#dead-error", Input).value,
+        )
+        self.load(self.where)
+
+    def on_input_submitted(self, _: Input.Submitted) -> None:
+        self.table.focus()
+
+    def action_filter(self) -> None:
+        self.query_one("#dead-queue", Input).focus()
+
+    def current(self) -> Job | None:
+        table = self.table
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        return self.jobs.get(str(key.value))
+
+    def action_toggle_selected(self) -> None:
+        job = self.current()
+        if job is None:
+            return
+        self.chosen ^= {job.id}
+        self.table.update_cell(job.id, self.table.ordered_columns[0].key, self._mark(job.id))
+        self._count()
+
+    def on_data_table_row_selected(self, _: DataTable.RowSelected) -> None:
+        job = self.current()
+        if job is not None:
+            self.app.push_screen(TextScreen(f"dead letter {job.id}", job_text(job)))
+
+    # -- requeue and purge -----------------------------------------------------------------
+
+    def _targets(self, every: bool) -> tuple[str, list[Job] | None]:
+        """What an action applies to: a description and the jobs (None: every match)."""
+        if every:
+            return f"every dead letter matching ({self.total})", None
+        if self.chosen:
+            return f"{len(self.chosen)} selected dead letters", [
+                self.jobs[i] for i in sorted(self.chosen)
+            ]
+        job = self.current()
+        if job is None:
+            return "", []
+        return f"dead letter {job.id}", [job]
+
+    def action_requeue(self, every: bool) -> None:
+        self._confirmed("Requeue", every)
+
+    def action_purge(self, every: bool) -> None:
+        self._confirmed("Purge", every)
+
+    def _confirmed(self, verb: str, every: bool) -> None:
+        what, jobs = self._targets(every)
+        if jobs is not None and not jobs:
+            self.app.notify("no dead letter here", severity="warning")
+            return
+        if every and self.total == 0:
+            self.app.notify("no dead letter matches", severity="warning")
+            return
+        permanent = " They are deleted for good." if verb == "Purge" else ""
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.apply(verb, jobs, self.where)
+
+        self.app.push_screen(ConfirmScreen(f"{verb} {what}?{permanent}", action=verb), answered)
+
+    @work(thread=True, group="dead-change")
+    def apply(self, verb: str, jobs: list[Job] | None, where: DeadFilter) -> None:
+        try:
+            targets = matching(self.admin, where) if jobs is None else jobs
+            change = requeue if verb == "Requeue" else purge
+            done = change(self.admin, targets)
+        except RwqError as exc:
+            self.app.call_from_thread(self.app.notify, str(exc), severity="error")
+            return
+        past = "requeued" if verb == "Requeue" else "purged"
+        self.app.call_from_thread(self.app.notify, f"{done} of {len(targets)} dead letters {past}")
+        self.app.call_from_thread(self._changed)
+
+    def _changed(self) -> None:
+        self.chosen.clear()
+        self.action_reload()

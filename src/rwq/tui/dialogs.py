@@ -1,0 +1,135 @@
+"""Modal screens shared by the views: confirm a destructive action, show a job or any text,
+the key help."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Static
+
+from rwq.queue.job import Job
+
+
+def when(epoch_ms: float | None) -> str:
+    """An epoch-milliseconds time as local ``YYYY-MM-DD HH:MM:SS``; ``-`` for none."""
+    if not epoch_ms:
+        return "-"
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Asks before a destructive action; dismisses with True only on an explicit yes."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str, *, action: str = "Yes") -> None:
+        super().__init__()
+        self.question = question
+        self.action_label = action
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(Text(self.question), id="question")
+            with Horizontal(classes="buttons"):
+                yield Button(f"{self.action_label} (y)", variant="error", id="yes")
+                yield Button("Cancel (n)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class TextScreen(ModalScreen[None]):
+    """A scrollable read-only text (a job, a plugin's log, the help)."""
+
+    BINDINGS = [Binding("escape,q,enter", "close", "Close")]
+
+    def __init__(self, title: str, body: Text | str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.body = body if isinstance(body, Text) else Text(body)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide"):
+            yield Label(Text(self.title_text, style="bold"))
+            with VerticalScroll():
+                yield Static(self.body, id="body")
+            yield Button("Close", id="close")
+
+    def on_button_pressed(self, _: Button.Pressed) -> None:
+        self.dismiss(None)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+def job_text(job: Job) -> Text:
+    """Everything about a job, for :class:`TextScreen`."""
+    text = Text()
+    rows = [
+        ("id", job.id),
+        ("queue", job.queue),
+        ("state", job.state),
+        ("tenant", job.tenant or "-"),
+        ("priority", str(job.priority)),
+        ("attempts", f"{job.attempts} of {job.max_retries + 1}"),
+        ("created", when(job.created_at)),
+        ("enqueued", when(job.enqueued_at)),
+        ("started", when(job.started_at)),
+        ("finished", when(job.finished_at)),
+        ("dead since", when(job.dead_at)),
+        ("worker", job.worker or "-"),
+        ("trace id", job.trace_id or "-"),
+    ]
+    for key, value in rows:
+        text.append(f"{key:>11}  ", style="bold")
+        text.append(f"{value}\n")
+    if job.last_error:
+        text.append("\nerror\n", style="bold red")
+        text.append(job.last_error + "\n")
+    text.append("\npayload\n", style="bold")
+    text.append(json.dumps(job.payload, indent=2, ensure_ascii=False, default=str) + "\n")
+    if job.traceback:
+        text.append("\ntraceback\n", style="bold")
+        text.append(job.traceback, style="dim")
+    return text
+
+
+HELP = """\
+Everywhere
+  1-5        queues · dead letters · workers · panels · plugins
+  ?          this help          t   next theme       ctrl+p  command palette
+  q          quit
+
+Queues                                   Dead letters
+  /          filter                        /          filter (queue, tenant, error)
+  enter      peek the pending jobs         space      select / unselect the job
+  p          pause or resume               enter      inspect the job
+  b          benchmark form                r          requeue the selection (or this job)
+                                           R          requeue every matching job
+Workers                                    d          purge the selection (or this job)
+  stale workers are shown in red           D          purge every matching job
+
+Panels                                   Plugins
+  tab        next panel                    enter      details        e / x  enable / disable
+  g          grid or tabs layout           l          reload         v      revoke a permission
+  arrows     move within a panel           a          audit log      o      the plugin's log
+  enter      press or choose               A          approvals waiting
+  other keys go to the focused panel's plugin
+
+With --read-only every action that changes a queue is refused and hidden.
+"""

@@ -1,0 +1,94 @@
+"""The plugin host a TUI runs: a plugin manager with the real sandboxes, its hot reloader, and
+where the plugins' notifications and log lines go (toasts and the plugin manager's log view)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rwq.config import Settings
+from rwq.plugins.control import ControlServer
+from rwq.plugins.manager import PluginManager
+from rwq.plugins.reloader import HotReloader
+from rwq.plugins.runtimes.base import PluginRuntime
+from rwq.plugins.ui import validate_elements
+from rwq.tui.plugins_view import PluginLogs
+
+log = logging.getLogger(__name__)
+
+Toast = Callable[[str, str, str], None]
+"""``(plugin, message, level)``."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rwq"
+
+
+def runtimes() -> dict[str, PluginRuntime]:
+    """The sandboxes, by manifest ``runtime``."""
+    from rwq.plugins.runtimes.starlark import StarlarkRuntime
+    from rwq.plugins.runtimes.wasm import WasmRuntime
+
+    return {"wasm": WasmRuntime(cache_dir=cache_dir()), "starlark": StarlarkRuntime()}
+
+
+class PluginHost:
+    """Owns the manager and the reloader for the lifetime of one TUI."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: Any,
+        *,
+        policy_path: Path | None = None,
+        watch: bool = True,
+        runtimes_factory: Callable[[], dict[str, PluginRuntime]] = runtimes,
+        feeds: bool = True,
+    ) -> None:
+        self.logs = PluginLogs()
+        self.toast: Toast | None = None
+        """Set by the app once it runs; until then notifications are only logged."""
+        self.manager = PluginManager(
+            settings,
+            runtimes_factory(),
+            client,
+            policy_path=policy_path,
+            feeds=feeds,
+            element_validator=validate_elements,
+            on_notify=self._notify,
+            on_log=self.logs.add,
+        )
+        self.reloader = HotReloader(self.manager, watch=watch)
+        self.control = ControlServer(self.manager, self.reloader)
+        """Answers ``rwq plugin reload NAME`` from other processes."""
+
+    def start(self) -> None:
+        self.manager.start()
+        self.reloader.start()
+        self.control.start()
+
+    def stop(self) -> None:
+        self.control.stop()
+        self.reloader.stop()
+        self.manager.stop()
+
+    def reload(self, name: str) -> str:
+        """Reload ``name`` the way a save does (probation and rollback included); a line
+        saying how it ended."""
+        attempt = self.reloader.request(name).result(timeout=60)
+        line = f"{name}: reload {attempt.outcome}"
+        if attempt.version:
+            line += f" ({attempt.version})"
+        return f"{line}: {attempt.reason}" if attempt.reason else line
+
+    def _notify(self, plugin: str, message: str, level: str) -> None:
+        self.logs.add(plugin, f"notify:{level}", message)
+        toast = self.toast
+        if toast is not None:
+            try:
+                toast(plugin, message, level)
+            except Exception:  # the app is gone
+                log.debug("toast from %s dropped", plugin, exc_info=True)

@@ -1,0 +1,47 @@
+"""Start the TUI: connect, build the plugin host, run the app, clean up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rwq.config import Settings
+from rwq.connection import connect, redact
+from rwq.server import EmbeddedServer
+from rwq.tui.app import RwqApp
+from rwq.tui.host import PluginHost
+
+
+def address(settings: Settings) -> str:
+    """What the header shows as the server's address."""
+    if settings.redis_url is None:
+        return f"embedded valkey ({EmbeddedServer(settings.state_dir).socket_path})"
+    return redact(settings.redis_url)
+
+
+def launch(
+    settings: Settings,
+    *,
+    plugins: bool = True,
+    policy: Path | None = None,
+    watch: bool = True,
+    client: Any = None,
+    quit_after: float | None = None,
+) -> None:
+    """Run the TUI until the user quits (or ``quit_after`` seconds); the plugin host is
+    started before and stopped after it."""
+    own = client is None
+    client = connect(settings) if own else client
+    try:
+        host = PluginHost(settings, client, policy_path=policy, watch=watch) if plugins else None
+        app = RwqApp(settings, client, host=host, address=address(settings), quit_after=quit_after)
+        if host is not None:
+            host.start()
+        try:
+            app.run()
+        finally:
+            if host is not None:
+                host.stop()
+    finally:
+        if own:
+            client.close()

@@ -1,0 +1,411 @@
+"""Plugin panels: one widget per plugin, laid out as a grid or as tabs, redrawn only when their
+plugin reported a change.
+
+Rendering never runs on the UI thread: the manager's change listener marks a panel dirty, the
+:class:`PanelRenderer` thread calls the plugin's ``render`` (a sandbox call) and builds the Rich
+renderable, at most :data:`MAX_FPS` times a second, and hands the finished views to the UI in
+one message. The UI thread only paints the panels that changed. Key presses, button presses and
+selections in a focused panel go to the plugin's ``on_input``, also off the UI thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import RenderableType
+from rich.text import Text
+from textual import events
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Label, Tab, Tabs
+
+from rwq.plugins.lifecycle import PluginState
+from rwq.plugins.manager import PluginManager, RenderResult
+from rwq.tui.elements import PanelView, Target, build_panel, input_event
+
+log = logging.getLogger(__name__)
+
+MAX_FPS = 60
+"""Most render rounds a second (a panel changing faster shows its latest state)."""
+STATE_STYLE = {
+    PluginState.ERROR: "bold red",
+    PluginState.DISABLED: "red",
+    PluginState.AWAITING_APPROVAL: "bold yellow",
+    PluginState.UNLOADED: "dim",
+}
+HOST_KEYS = frozenset({"tab", "shift+tab", "escape", "question_mark", "ctrl+p", "ctrl+q"})
+"""Keys the host keeps for itself; every other key goes to the focused panel's plugin."""
+
+
+@dataclass(frozen=True)
+class PanelFrame:
+    """A finished render of one panel, ready to paint."""
+
+    plugin: str
+    view: PanelView | None
+    state: PluginState
+    note: str
+    """Why there are no elements (the plugin's state and reason), or that the view is stale."""
+    render_ms: float
+
+
+def state_note(result: RenderResult) -> str:
+    if result.stale:
+        return "busy: showing the last render"
+    if result.state is PluginState.ACTIVE:
+        return result.error or ""
+    label = result.state.value.replace("_", " ")
+    return f"{label}: {result.error}" if result.error else label
+
+
+class PluginPanel(Widget, can_focus=True):
+    """The panel of one plugin."""
+
+    DEFAULT_CSS = """
+    PluginPanel { border: round $primary-darken-2; height: auto; min-height: 5; padding: 0 1; }
+    PluginPanel:focus { border: round $accent; }
+    PluginPanel.-problem { border: round $error; }
+    """
+
+    class Input(Message):
+        """A key, button or selection for the plugin (handled off the UI thread)."""
+
+        def __init__(self, plugin: str, event: dict[str, Any]) -> None:
+            super().__init__()
+            self.plugin = plugin
+            self.event = event
+
+    def __init__(self, plugin: str, title: str, *, min_width: int, min_height: int,
+                 resizable: bool) -> None:  # fmt: skip
+        super().__init__(id=f"panel-{plugin}", classes="plugin-panel")
+        self.plugin = plugin
+        self.border_title = title
+        self.frame: PanelFrame | None = None
+        self.cursor: int | None = None
+        self.render_size = (max(min_width - 4, 10), max(min_height - 2, 3))
+        self.styles.min_width = min_width
+        self.styles.min_height = min_height
+        if not resizable:
+            self.styles.width = min_width
+            self.styles.height = min_height
+
+    # -- painting ----------------------------------------------------------------------------
+
+    def show(self, frame: PanelFrame) -> None:
+        self.frame = frame
+        targets = self.targets
+        if self.cursor is not None and self.cursor >= len(targets):
+            self.cursor = len(targets) - 1 if targets else None
+        self.border_subtitle = frame.note[:60] if frame.note else ""
+        self.set_class(frame.state in STATE_STYLE, "-problem")
+        self.refresh(layout=self.styles.height is not None and self.styles.height.is_auto)
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        frame = self.frame
+        return frame.view.targets if frame is not None and frame.view is not None else ()
+
+    def render(self) -> RenderableType:
+        frame = self.frame
+        if frame is None:
+            return Text("loading…", style="dim")
+        if frame.view is None:
+            return Text(frame.note or frame.state.value, style=STATE_STYLE.get(frame.state, ""))
+        return frame.view.renderable
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.render_size = (max(event.size.width, 10), max(event.size.height, 3))
+
+    # -- input -------------------------------------------------------------------------------
+
+    def on_key(self, event: events.Key) -> None:
+        if event.key in HOST_KEYS:
+            return
+        targets = self.targets
+        handled = True
+        if event.key in ("up", "down") and targets:
+            step = -1 if event.key == "up" else 1
+            start = self.cursor if self.cursor is not None else (-1 if step > 0 else len(targets))
+            self.cursor = max(0, min(len(targets) - 1, start + step))
+            self.post_message(PanelsView.CursorMoved(self.plugin))
+        elif event.key == "enter" and targets and self.cursor is not None:
+            self.press(targets[self.cursor])
+        elif (button := self._shortcut(event.character)) is not None:
+            self.press(button)
+        else:
+            self.post_message(self.Input(self.plugin, {"kind": "key", "key": event.key}))
+        if handled:
+            event.stop()
+            event.prevent_default()
+
+    def _shortcut(self, character: str | None) -> Target | None:
+        if not character:
+            return None
+        return next((t for t in self.targets if t.key == character), None)
+
+    def on_click(self, event: events.Click) -> None:
+        index = event.style.meta.get("rwq_target") if event.style else None
+        targets = self.targets
+        if isinstance(index, int) and 0 <= index < len(targets):
+            self.cursor = index
+            self.press(targets[index])
+
+    def press(self, target: Target) -> None:
+        self.post_message(self.Input(self.plugin, input_event(target)))
+
+
+class PanelRenderer:
+    """Renders dirty panels off the UI thread and hands finished frames to ``deliver``."""
+
+    def __init__(
+        self,
+        manager: PluginManager,
+        sizes: Callable[[str], tuple[int, int, bool] | None],
+        deliver: Callable[[list[PanelFrame]], None],
+        cursors: Callable[[str], int | None],
+        *,
+        max_fps: float = MAX_FPS,
+    ) -> None:
+        self.manager = manager
+        self.sizes = sizes
+        self.deliver = deliver
+        self.cursors = cursors
+        self.period = 1.0 / max_fps
+        self._dirty: set[str] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rwq-panels", daemon=True)
+        self.render_ms: list[float] = []
+        """The latest render times (plugin call + building the view), for the bench."""
+
+    def start(self) -> None:
+        self.manager.add_change_listener(self.mark)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.manager.remove_change_listener(self.mark)
+        self._halt.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+
+    def mark(self, plugin: str) -> None:
+        """Called from any thread: the plugin changed (its state, or it asks for a render)."""
+        with self._lock:
+            self._dirty.add(plugin)
+        self._wake.set()
+
+    def mark_all(self, plugins: Iterable[str]) -> None:
+        with self._lock:
+            self._dirty.update(plugins)
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._halt.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            if self._halt.is_set():
+                return
+            started = time.monotonic()
+            with self._lock:
+                dirty, self._dirty = self._dirty, set()
+            frames = [f for name in sorted(dirty) if (f := self.frame(name)) is not None]
+            if frames:
+                try:
+                    self.deliver(frames)
+                except Exception:  # the app is shutting down
+                    log.debug("could not deliver panel frames", exc_info=True)
+                    return
+            rest = self.period - (time.monotonic() - started)
+            if rest > 0:
+                self._halt.wait(rest)
+
+    def frame(self, plugin: str) -> PanelFrame | None:
+        """Render one panel now (on this thread); None when it has no panel on screen."""
+        size = self.sizes(plugin)
+        if size is None:
+            return None
+        width, height, focused = size
+        started = time.perf_counter()
+        try:
+            result = self.manager.render(plugin, width, height, focused, wait=0.5)
+        except Exception as exc:  # an unknown plugin (just unloaded), a closed runtime
+            return PanelFrame(plugin, None, PluginState.ERROR, str(exc), 0.0)
+        view = None
+        note = state_note(result)
+        if result.elements or (result.state is PluginState.ACTIVE and not result.error):
+            try:
+                view = build_panel(result.elements, width, cursor=self.cursors(plugin))
+            except (ValueError, TypeError) as exc:
+                note = f"cannot draw: {exc}"
+        elapsed = (time.perf_counter() - started) * 1000
+        self.render_ms.append(elapsed)
+        if len(self.render_ms) > 10_000:
+            del self.render_ms[:5_000]
+        return PanelFrame(plugin, view, result.state, note, elapsed)
+
+
+class PanelsView(Vertical):
+    """Every plugin's panel, in a grid or as tabs (``g`` switches)."""
+
+    BINDINGS = [Binding("g", "layout", "Grid/tabs")]
+
+    DEFAULT_CSS = """
+    PanelsView #panel-grid { layout: grid; grid-size: 2; grid-gutter: 0 1; height: 1fr; }
+    PanelsView #panel-grid.-tabs { layout: vertical; }
+    PanelsView #panel-grid.-tabs PluginPanel { height: 1fr; }
+    PanelsView #panel-tabs { display: none; }
+    PanelsView.-tabs #panel-tabs { display: block; }
+    """
+
+    class Frames(Message):
+        def __init__(self, frames: list[PanelFrame]) -> None:
+            super().__init__()
+            self.frames = frames
+
+    class CursorMoved(Message):
+        def __init__(self, plugin: str) -> None:
+            super().__init__()
+            self.plugin = plugin
+
+    def __init__(self, manager: PluginManager | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.manager = manager
+        self.panels: dict[str, PluginPanel] = {}
+        self.renderer: PanelRenderer | None = None
+        self.tabs_layout = False
+        self._inputs = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rwq-panel-input")
+
+    def compose(self) -> ComposeResult:
+        yield Tabs(id="panel-tabs")
+        if self.manager is None:
+            yield Label("No plugin host: plugins are off (--no-plugins).", id="panels-empty")
+        else:
+            yield Label("", id="panels-empty")
+        yield VerticalScroll(id="panel-grid")
+
+    def on_mount(self) -> None:
+        if self.manager is None:
+            return
+        self.renderer = PanelRenderer(self.manager, self._size_of, self._deliver, self._cursor_of)
+        self.sync()
+        self.renderer.start()
+
+    def on_unmount(self) -> None:
+        if self.renderer is not None:
+            self.renderer.stop()
+        self._inputs.shutdown(wait=False, cancel_futures=True)
+
+    # -- which panels exist ------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Add panels for new plugins and drop those of plugins that are gone."""
+        if self.manager is None:
+            return
+        names = self.manager.plugins()
+        grid = self.query_one("#panel-grid", VerticalScroll)
+        tabs = self.query_one("#panel-tabs", Tabs)
+        added = []
+        for name in names:
+            if name in self.panels:
+                continue
+            manifest = self.manager.manifest(name)
+            ui = manifest.ui if manifest is not None else None
+            panel = PluginPanel(
+                name,
+                (ui.panel_title if ui and ui.panel_title else name),
+                min_width=ui.min_width if ui else 20,
+                min_height=ui.min_height if ui else 5,
+                resizable=ui.resizable if ui else True,
+            )
+            self.panels[name] = panel
+            grid.mount(panel)
+            tabs.add_tab(Tab(panel.border_title or name, id=f"tab-{name}"))
+            added.append(name)
+        for name in [n for n in self.panels if n not in names]:
+            self.panels.pop(name).remove()
+            tabs.remove_tab(f"tab-{name}")
+        empty = self.query_one("#panels-empty", Label)
+        empty.update("" if self.panels else "No plugins installed: see `rwq plugin install`.")
+        empty.display = not self.panels
+        if added and self.renderer is not None:
+            self.renderer.mark_all(added)
+        self._show_active()
+
+    # -- rendering ---------------------------------------------------------------------------
+
+    def _size_of(self, plugin: str) -> tuple[int, int, bool] | None:
+        panel = self.panels.get(plugin)
+        if panel is None:
+            return None
+        width, height = panel.render_size
+        return width, height, panel.has_focus
+
+    def _cursor_of(self, plugin: str) -> int | None:
+        panel = self.panels.get(plugin)
+        return panel.cursor if panel is not None and panel.has_focus else None
+
+    def _deliver(self, frames: list[PanelFrame]) -> None:
+        self.post_message(self.Frames(frames))  # thread-safe
+
+    def on_panels_view_frames(self, message: Frames) -> None:
+        for frame in message.frames:
+            panel = self.panels.get(frame.plugin)
+            if panel is not None:
+                panel.show(frame)
+
+    def on_panels_view_cursor_moved(self, message: CursorMoved) -> None:
+        if self.renderer is not None:
+            self.renderer.mark(message.plugin)
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        if isinstance(event.widget, PluginPanel) and self.renderer is not None:
+            self.renderer.mark(event.widget.plugin)  # draw the cursor / focused variant
+
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
+        if isinstance(event.widget, PluginPanel) and self.renderer is not None:
+            self.renderer.mark(event.widget.plugin)
+
+    # -- input -------------------------------------------------------------------------------
+
+    def on_plugin_panel_input(self, message: PluginPanel.Input) -> None:
+        manager = self.manager
+        if manager is None:
+            return
+
+        def deliver() -> None:
+            try:
+                manager.on_input(message.plugin, message.event)
+            except Exception:
+                log.exception("input for %s failed", message.plugin)
+
+        self._inputs.submit(deliver)
+
+    # -- layout ------------------------------------------------------------------------------
+
+    def action_layout(self) -> None:
+        self.tabs_layout = not self.tabs_layout
+        self.set_class(self.tabs_layout, "-tabs")
+        self.query_one("#panel-grid").set_class(self.tabs_layout, "-tabs")
+        self._show_active()
+
+    def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+        self._show_active()
+        if self.tabs_layout and event.tab is not None and event.tab.id:
+            panel = self.panels.get(event.tab.id.removeprefix("tab-"))
+            if panel is not None:
+                panel.focus()
+
+    def _show_active(self) -> None:
+        active = self.query_one("#panel-tabs", Tabs).active
+        for name, panel in self.panels.items():
+            panel.display = not self.tabs_layout or active == f"tab-{name}"

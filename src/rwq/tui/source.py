@@ -1,0 +1,127 @@
+"""What the dashboard shows, read from Redis off the UI thread: queue stats, workers, the
+server's health, and a bounded history of depth and throughput per queue for the charts."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import redis
+
+from rwq.queue.admin import Admin, QueueStats, WorkerInfo
+
+HISTORY = 300
+"""Samples kept per queue (five minutes at one a second)."""
+STALE_AFTER = 15.0
+"""Seconds without a heartbeat after which a worker is shown as stale."""
+
+
+@dataclass(frozen=True)
+class Health:
+    """Whether the server answers, and how fast."""
+
+    ok: bool
+    latency_ms: float = 0.0
+    error: str = ""
+
+    def __str__(self) -> str:
+        if not self.ok:
+            return f"down: {self.error}"
+        return f"ok {self.latency_ms:.1f} ms"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One reading of everything the dashboard shows."""
+
+    taken_at: float
+    """Epoch seconds."""
+    health: Health
+    queues: list[QueueStats] = field(default_factory=list)
+    workers: list[WorkerInfo] = field(default_factory=list)
+    rates: dict[str, float] = field(default_factory=dict)
+    """Completed jobs per second per queue since the previous sample."""
+
+
+class History:
+    """Depth and throughput per queue over the last :data:`HISTORY` samples."""
+
+    def __init__(self, size: int = HISTORY) -> None:
+        self.size = size
+        self.times: deque[float] = deque(maxlen=size)
+        self.depth: dict[str, deque[float]] = {}
+        self.rate: dict[str, deque[float]] = {}
+
+    def add(self, sample: Sample) -> None:
+        self.times.append(sample.taken_at)
+        seen = set()
+        for q in sample.queues:
+            seen.add(q.queue)
+            depth = self.depth.setdefault(q.queue, self._series())
+            rate = self.rate.setdefault(q.queue, self._series())
+            depth.append(float(q.pending + q.scheduled))
+            rate.append(sample.rates.get(q.queue, 0.0))
+        for name in list(self.depth):
+            if name not in seen:  # a queue that went away (purged and unregistered)
+                del self.depth[name], self.rate[name]
+
+    def _series(self) -> deque[float]:
+        # A queue first seen now has zeros before: every series lines up with `times`.
+        series: deque[float] = deque(maxlen=self.size)
+        series.extend(0.0 for _ in range(max(0, len(self.times) - 1)))
+        return series
+
+
+class DashboardSource:
+    """Reads one :class:`Sample` at a time; blocking, so call it from a worker thread."""
+
+    def __init__(self, admin: Admin) -> None:
+        self.admin = admin
+        self._completed: dict[str, int] = {}
+        self._last: float | None = None
+
+    def read(self, queues: Sequence[str] | None = None) -> Sample:
+        now = time.time()
+        started = time.perf_counter()
+        try:
+            self.admin.client.ping()
+            health = Health(True, (time.perf_counter() - started) * 1000)
+            stats = self.admin.stats(queues)
+            workers = self.admin.workers()
+        except (redis.RedisError, OSError) as exc:
+            return Sample(now, Health(False, error=str(exc) or type(exc).__name__))
+        rates = self._rates(stats.queues, now)
+        return Sample(now, health, stats.queues, workers, rates)
+
+    def _rates(self, queues: Sequence[QueueStats], now: float) -> dict[str, float]:
+        elapsed = now - self._last if self._last is not None else 0.0
+        rates: dict[str, float] = {}
+        for q in queues:
+            before = self._completed.get(q.queue)
+            if before is not None and elapsed > 0:
+                rates[q.queue] = max(0, q.completed_total - before) / elapsed
+            self._completed[q.queue] = q.completed_total
+        self._last = now
+        return rates
+
+
+def is_stale(worker: WorkerInfo, now: float, after: float = STALE_AFTER) -> bool:
+    """A worker whose lease expired or whose last heartbeat is older than ``after`` seconds."""
+    if not worker.alive or worker.last_heartbeat is None:
+        return True
+    return now - worker.last_heartbeat / 1000 > after
+
+
+def age(seconds: float | None) -> str:
+    """``12s``, ``4m``, ``3h``, ``2d``; ``-`` for none."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"

@@ -1,0 +1,57 @@
+"""The workers view: every registered worker, its queues and current jobs, stale ones in red."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Label
+
+from rwq.tui.source import Sample, age, is_stale
+
+COLUMNS = ("id", "host", "pid", "queues", "state", "running", "processed", "failed", "heartbeat")
+
+
+class WorkersView(Vertical):
+    def compose(self) -> ComposeResult:
+        yield Label("", id="workers-status")
+        table: DataTable[Text | str] = DataTable(id="workers-table", cursor_type="row")
+        for name in COLUMNS:
+            table.add_column(name, key=name)
+        yield table
+
+    def show(self, sample: Sample) -> None:
+        table = self.query_one("#workers-table", DataTable)
+        seen = set()
+        stale_count = 0
+        for w in sample.workers:
+            seen.add(w.id)
+            stale = is_stale(w, sample.taken_at)
+            stale_count += stale
+            style = "bold red" if stale else ""
+            beat = age(sample.taken_at - w.last_heartbeat / 1000) if w.last_heartbeat else "lost"
+            jobs = ", ".join(w.current_jobs[:3]) + (" …" if len(w.current_jobs) > 3 else "")
+            cells = (
+                Text(w.id, style=style),
+                w.host,
+                str(w.pid),
+                ", ".join(w.queues),
+                Text("stale" if stale else w.state, style=style or "green"),
+                f"{len(w.current_jobs)}/{w.concurrency} {jobs}".strip(),
+                str(w.processed),
+                str(w.failed),
+                Text(beat, style=style),
+            )
+            if w.id in table.rows:
+                for col, cell in zip(COLUMNS, cells, strict=True):
+                    if str(table.get_cell(w.id, col)) != str(cell):
+                        table.update_cell(w.id, col, cell)
+            else:
+                table.add_row(*cells, key=w.id)
+        for key in list(table.rows):
+            if key.value not in seen:
+                table.remove_row(key)
+        stale_note = f", [bold red]{stale_count} stale[/]" if stale_count else ""
+        self.query_one("#workers-status", Label).update(
+            f"{len(sample.workers)} workers{stale_note}"
+        )

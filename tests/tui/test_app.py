@@ -1,0 +1,228 @@
+"""The dashboard's built-in views, driven through Textual's pilot against the real server."""
+
+from __future__ import annotations
+
+import redis
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Label, TabbedContent
+
+from rwq.config import Settings
+from rwq.queue.admin import Admin
+from rwq.queue.broker import Broker
+from rwq.queue.producer import Producer
+from rwq.tui.app import RwqApp
+from rwq.tui.bench import BenchScreen, parse_jobs
+from rwq.tui.dialogs import ConfirmScreen, TextScreen
+
+from .driving import drive, kill, rows, until, until_screen
+
+
+def test_queues_view_lists_filters_and_charts(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    broker = Broker(redis_client, settings)
+    producer = Producer(broker)
+    producer.enqueue_many("tenant.acme", range(7))
+    producer.enqueue_many("tenant.globex", range(3))
+    producer.enqueue_many("billing", range(2))
+    app = RwqApp(settings, redis_client, address="test", poll_interval=0.2)
+
+    async def steps(pilot: Pilot[None]) -> None:
+        table = app.query_one("#queue-table", DataTable)
+        await until(pilot, lambda: table.row_count == 3)
+        by_queue = {r[0]: r for r in rows(table)}
+        assert by_queue["tenant.acme"][1] == "7"
+        assert by_queue["tenant.globex"][1] == "3"
+        assert "ok" in app.sub_title
+        app.query_one("#queue-filter", Input).value = "tenant.*"
+        await until(pilot, lambda: table.row_count == 2)
+        assert {r[0] for r in rows(table)} == {"tenant.acme", "tenant.globex"}
+        app.query_one("#queue-filter", Input).value = "bill"
+        await until(pilot, lambda: table.row_count == 1)
+        await until(pilot, lambda: len(app.history.times) >= 2)
+        assert list(app.history.depth["billing"])[-1] == 2.0
+
+    drive(app, steps)
+
+
+def test_pause_resume_and_peek_from_the_queues_view(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    broker = Broker(redis_client, settings)
+    job = Producer(broker).enqueue("orders", {"sku": "X-1"})
+    app = RwqApp(settings, redis_client, address="test", poll_interval=0.2)
+
+    async def steps(pilot: Pilot[None]) -> None:
+        table = app.query_one("#queue-table", DataTable)
+        await until(pilot, lambda: table.row_count == 1)
+        table.focus()
+        await pilot.press("p")
+        await until_screen(pilot, ConfirmScreen)
+        await pilot.press("y")
+        await until(pilot, lambda: Admin(broker).stats().queues[0].paused)
+        await until(pilot, lambda: "paused" in rows(table)[0][-1])
+        await pilot.press("p", "y")
+        await until(pilot, lambda: not Admin(broker).stats().queues[0].paused)
+        await pilot.press("enter")
+        await until_screen(pilot, TextScreen)
+        assert job.id in str(app.screen.query_one("#body").render())
+        assert "X-1" in str(app.screen.query_one("#body").render())
+
+    drive(app, steps)
+
+
+def test_read_only_refuses_pause(settings: Settings, redis_client: redis.Redis) -> None:
+    broker = Broker(redis_client, settings)
+    Producer(broker).enqueue("orders", 1)
+    ro = settings.replace(read_only=True)
+    app = RwqApp(ro, redis_client, address="test", poll_interval=0.2)
+
+    async def steps(pilot: Pilot[None]) -> None:
+        table = app.query_one("#queue-table", DataTable)
+        await until(pilot, lambda: table.row_count == 1)
+        table.focus()
+        await pilot.press("p")
+        await pilot.pause(0.2)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert not Admin(broker).stats().queues[0].paused
+
+    drive(app, steps)
+
+
+def test_dead_letters_filter_inspect_requeue_and_purge(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    broker = Broker(redis_client, settings)
+    producer = Producer(broker)
+    kill(broker, "tenant.a", producer.enqueue_many("tenant.a", range(3)), "timeout talking to S3")
+    kill(broker, "tenant.b", producer.enqueue_many("tenant.b", range(2)), "KeyError: 'sku'")
+    admin = Admin(broker)
+    app = RwqApp(settings, redis_client, address="test", poll_interval=0.2)
+
+    async def steps(pilot: Pilot[None]) -> None:
+        await pilot.press("2")
+        table = app.query_one("#dead-table", DataTable)
+        await until(pilot, lambda: table.row_count == 5)
+        app.query_one("#dead-error", Input).value = "timeout"
+        await until(pilot, lambda: table.row_count == 3)
+        assert "3 dead letters match" in str(app.query_one("#dead-status", Label).render())
+        table.focus()
+        await pilot.press("enter")
+        await until_screen(pilot, TextScreen)
+        assert "timeout talking to S3" in str(app.screen.query_one("#body").render())
+        await pilot.press("escape")
+        # select two, requeue them
+        await pilot.press("space", "down", "space", "r")
+        await until_screen(pilot, ConfirmScreen)
+        await pilot.press("y")
+        await until(pilot, lambda: admin.dlq_list(queue="tenant.a").total == 1)
+        assert admin.stats(["tenant.a"]).queues[0].pending == 2
+        await until(pilot, lambda: table.row_count == 1)
+        # purge every match of a cleared filter: the rest go
+        app.query_one("#dead-error", Input).value = ""
+        await until(pilot, lambda: table.row_count == 3)
+        table.focus()
+        await pilot.press("D")
+        await until_screen(pilot, ConfirmScreen)
+        await pilot.press("n")  # cancelled: nothing changes
+        await pilot.pause(0.1)
+        assert admin.dlq_list().total == 3
+        await pilot.press("D", "y")
+        await until(pilot, lambda: admin.dlq_list().total == 0)
+        await until(pilot, lambda: table.row_count == 0)
+
+    drive(app, steps)
+
+
+def test_dead_letter_actions_are_refused_read_only(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    broker = Broker(redis_client, settings)
+    producer = Producer(broker)
+    kill(broker, "q", producer.enqueue_many("q", range(2)), "boom")
+    app = RwqApp(settings.replace(read_only=True), redis_client, address="t", poll_interval=0.2)
+
+    async def steps(pilot: Pilot[None]) -> None:
+        await pilot.press("2")
+        table = app.query_one("#dead-table", DataTable)
+        await until(pilot, lambda: table.row_count == 2)
+        table.focus()
+        await pilot.press("d", "D", "r", "R")
+        await pilot.pause(0.2)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert Admin(broker).dlq_list().total == 2
+
+    drive(app, steps)
+
+
+def test_workers_view_marks_stale_workers(settings: Settings, redis_client: redis.Redis) -> None:
+    import json
+
+    keys = Broker(redis_client, settings).keys
+    redis_client.hset(
+        keys.workers,
+        mapping={
+            "w-live": json.dumps({"host": "box1", "pid": 11, "queues": ["q"], "concurrency": 4}),
+            "w-gone": json.dumps({"host": "box2", "pid": 22, "queues": ["q"], "concurrency": 4}),
+        },
+    )
+    now_ms = int(redis_client.time()[0]) * 1000
+    beat = {"state": "running", "ts": now_ms, "processed": 5, "failed": 1}
+    redis_client.set(keys.heartbeat("w-live"), json.dumps(beat), ex=30)
+    app = RwqApp(settings, redis_client, address="t", poll_interval=0.2)
+
+    async def steps(pilot: Pilot[None]) -> None:
+        await pilot.press("3")
+        table = app.query_one("#workers-table", DataTable)
+        await until(pilot, lambda: table.row_count == 2)
+        by_id = {r[0]: r for r in rows(table)}
+        assert by_id["w-live"][4] == "running"
+        assert by_id["w-gone"][4] == "stale"
+        assert "1 stale" in str(app.query_one("#workers-status", Label).render())
+
+    drive(app, steps)
+
+
+def test_tabs_help_and_theme_keys(settings: Settings, redis_client: redis.Redis) -> None:
+    app = RwqApp(settings, redis_client, address="t", poll_interval=0.2)
+
+    async def steps(pilot: Pilot[None]) -> None:
+        tabs = app.query_one(TabbedContent)
+        tab_ids = ("queues", "dead", "workers", "panels", "plugins")
+        for key, tab in zip("12345", tab_ids, strict=True):
+            await pilot.press(key)
+            assert tabs.active == tab
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, TextScreen)
+        await pilot.press("escape")
+        before = app.theme
+        await pilot.press("t")
+        assert app.theme != before
+
+    drive(app, steps)
+
+
+def test_bench_form_runs_and_reports(settings: Settings, redis_client: redis.Redis) -> None:
+    assert parse_jobs("1_000") == 1000
+    for bad in ("ten", "5", "99999999"):
+        try:
+            parse_jobs(bad)
+        except ValueError as exc:
+            assert "jobs" in str(exc)
+        else:
+            raise AssertionError(bad)
+    app = RwqApp(settings, redis_client, address="t", poll_interval=0.5)
+
+    async def steps(pilot: Pilot[None]) -> None:
+        app.query_one("#queue-table", DataTable).focus()
+        await pilot.press("b")
+        await until_screen(pilot, BenchScreen)
+        app.screen.query_one("#bench-jobs", Input).value = "500"
+        await pilot.click("#run")
+        await until(
+            pilot,
+            lambda: "process_jobs_per_s" in str(app.screen.query_one("#bench-result").render()),
+            timeout=60,
+        )
+
+    drive(app, steps)

@@ -1,0 +1,188 @@
+"""Plugin panels, the approval dialog and the plugin manager view, with a real Starlark plugin
+in its sandbox and the real grant store."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from rich.console import Console
+from textual.pilot import Pilot
+from textual.widgets import DataTable, SelectionList
+
+from rwq.config import Settings
+from rwq.plugins.grants import GrantStore
+from rwq.plugins.lifecycle import PluginState
+from rwq.tui.app import RwqApp
+from rwq.tui.approval import ApprovalScreen
+from rwq.tui.dialogs import TextScreen
+from rwq.tui.host import PluginHost
+from rwq.tui.panels import PluginPanel
+from rwq.tui.plugins_view import RevokeScreen
+
+from .driving import drive, until, until_screen
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def plugin_host(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> Iterator[PluginHost]:
+    root = tmp_path / "plugins"
+    shutil.copytree(FIXTURES / "counter", root / "counter")
+    host = PluginHost(settings.replace(plugin_dirs=str(root)), redis_client, watch=False)
+    host.start()
+    yield host
+    host.stop()
+
+
+def text_of(panel: PluginPanel) -> str:
+    console = Console(width=60, record=True, file=io.StringIO())
+    console.print(panel.render())
+    return console.export_text()
+
+
+def app_for(host: PluginHost, settings: Settings, client: redis.Redis) -> RwqApp:
+    return RwqApp(host.manager.settings, client, host=host, address="t", poll_interval=0.2)
+
+
+async def approve_all(app: RwqApp, pilot: Pilot[None]) -> None:
+    await until_screen(pilot, ApprovalScreen)
+    await pilot.press("a")
+    await until(pilot, lambda: app.manager.state("counter") is PluginState.ACTIVE)
+
+
+def test_the_approval_dialog_grants_only_what_is_checked_and_it_persists(
+    plugin_host: PluginHost, settings: Settings, redis_client: redis.Redis
+) -> None:
+    app = app_for(plugin_host, settings, redis_client)
+
+    async def steps(pilot: Pilot[None]) -> None:
+        await until_screen(pilot, ApprovalScreen)
+        screen = app.screen
+        text = str(screen.query_one("#approval-plugin").render())
+        assert "counter 1.0.0" in text and "rwq tests" in text and "sha256" in text
+        choices = screen.query_one("#approval-permissions", SelectionList)
+        assert set(choices.selected) == {"ui.notifications", "storage.read"}
+        choices.deselect("storage.read")
+        await pilot.press("a")
+        await until(pilot, lambda: app.manager.state("counter") is PluginState.ACTIVE)
+
+    drive(app, steps)
+    store = GrantStore.from_settings(plugin_host.manager.settings)
+    granted = {p for g in store.grants_for("counter") for p in g.permissions}
+    denied = {p for d in store.denials_for("counter") for p in d.permissions}
+    assert granted == {"ui.notifications"}
+    assert denied == {"storage.read"}
+
+
+def test_deny_leaves_the_plugin_unloaded_and_its_panel_says_so(
+    plugin_host: PluginHost, settings: Settings, redis_client: redis.Redis
+) -> None:
+    app = app_for(plugin_host, settings, redis_client)
+
+    async def steps(pilot: Pilot[None]) -> None:
+        await until_screen(pilot, ApprovalScreen)
+        await pilot.press("d")
+        await until(pilot, lambda: app.manager.state("counter") is PluginState.UNLOADED)
+        await pilot.press("4")
+        panel = app.query_one("#panel-counter", PluginPanel)
+        await until(pilot, lambda: "denied" in text_of(panel))
+
+    drive(app, steps)
+
+
+def test_later_postpones_until_asked_again(
+    plugin_host: PluginHost, settings: Settings, redis_client: redis.Redis
+) -> None:
+    app = app_for(plugin_host, settings, redis_client)
+
+    async def steps(pilot: Pilot[None]) -> None:
+        await until_screen(pilot, ApprovalScreen)
+        await pilot.press("l")
+        await pilot.pause(0.6)  # several polls: not asked again
+        assert not isinstance(app.screen, ApprovalScreen)
+        assert app.manager.state("counter") is PluginState.AWAITING_APPROVAL
+        panel = app.query_one("#panel-counter", PluginPanel)
+        await until(pilot, lambda: "awaiting approval" in text_of(panel))
+        await pilot.press("5", "A")
+        await until_screen(pilot, ApprovalScreen)
+
+    drive(app, steps)
+
+
+def test_panel_input_keys_buttons_lists_clicks_and_toasts(
+    plugin_host: PluginHost, settings: Settings, redis_client: redis.Redis
+) -> None:
+    app = app_for(plugin_host, settings, redis_client)
+
+    async def steps(pilot: Pilot[None]) -> None:
+        await approve_all(app, pilot)
+        await pilot.press("4")
+        panel = app.query_one("#panel-counter", PluginPanel)
+        await until(pilot, lambda: "count=0" in text_of(panel))
+        assert panel.border_title == "Counter"
+        panel.focus()
+        await pilot.press("i")  # the button's key
+        await until(pilot, lambda: "count=1" in text_of(panel))
+        await pilot.press("down", "enter")  # first target: the list's first item
+        await until(pilot, lambda: "chosen=alpha" in text_of(panel))
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: "chosen=beta" in text_of(panel))
+        await pilot.press("x", "ctrl+r")  # other keys go to the plugin
+        await until(pilot, lambda: "keys=x,ctrl+r" in text_of(panel))
+        await pilot.press("n")
+        await until(
+            pilot, lambda: any("hello from counter" in str(n.message) for n in app._notifications)
+        )
+        button = len(panel.targets) - 1
+        region = panel.content_region
+        # click each line until the button's line is hit
+        for y in range(region.height):
+            await pilot.click(PluginPanel, offset=(2, y + 1))
+            if "count=2" in text_of(panel):
+                break
+            await pilot.pause(0.1)
+        await until(pilot, lambda: "count=2" in text_of(panel))
+        assert panel.targets[button].kind == "button"
+
+    drive(app, steps)
+
+
+def test_plugin_manager_view_actions(
+    plugin_host: PluginHost, settings: Settings, redis_client: redis.Redis
+) -> None:
+    app = app_for(plugin_host, settings, redis_client)
+    manager = plugin_host.manager
+
+    async def steps(pilot: Pilot[None]) -> None:
+        await approve_all(app, pilot)
+        await pilot.press("5")
+        table = app.query_one("#plugins-table", DataTable)
+        await until(pilot, lambda: table.row_count == 1)
+        row = [str(c) for c in table.get_row("counter")]
+        assert row[1] == "active" and row[2] == "starlark" and row[3] == "1.0.0"
+        assert row[4] == "2 granted"
+        table.focus()
+        await pilot.press("x")
+        await until(pilot, lambda: manager.state("counter") is PluginState.DISABLED)
+        await pilot.press("e")
+        await until(pilot, lambda: manager.state("counter") is PluginState.ACTIVE)
+        await pilot.press("l")
+        await until(pilot, lambda: any("reload" in str(n.message) for n in app._notifications))
+        await pilot.press("a")
+        await until_screen(pilot, TextScreen)
+        assert "ui.notifications" in str(app.screen.query_one("#body").render())
+        await pilot.press("escape", "o")
+        await until_screen(pilot, TextScreen)
+        await pilot.press("escape", "v")
+        await until_screen(pilot, RevokeScreen)
+        await pilot.press("enter")
+        await until(pilot, lambda: "1 granted" in str(table.get_row("counter")[4]))
+
+    drive(app, steps)

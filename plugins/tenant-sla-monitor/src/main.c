@@ -62,6 +62,7 @@ typedef struct {
     bool breached[NKINDS]; /* an alert was sent and the kind has not recovered since */
     int64_t ok_since[NKINDS]; /* while breached: when the kind was last seen back to ok */
     int alerts_sent;
+    bool touched; /* has new runs since the alerts were last checked */
 } tenant;
 
 typedef struct {
@@ -107,6 +108,7 @@ static int64_t now_ms;
 static int64_t events_seen, untracked_events;
 static bool alerts_denied, peek_denied;
 static int64_t alerts_total;
+static int64_t checked_k = -1; /* the bucket the alerts were last checked for every tenant */
 static int view_buckets = NBUCKETS; /* the window the table's metrics show ('w' toggles) */
 static char selected[NAME_BYTES];   /* the tenant whose details are shown, "" for none */
 
@@ -571,6 +573,7 @@ static void on_job(rwq_json event, rwq_json type, int64_t ts) {
     if (!b) return; /* older than the window */
     if (ts > t->last_ms) t->last_ms = ts;
     if (ts < t->first_ms) t->first_ms = ts;
+    t->touched = true;
     rwq_json data = rwq_json_get(event, "data");
     double ms = rwq_json_number(rwq_json_get(data, "duration_ms"), NAN);
     if (rwq_json_equals(type, "job.completed")) {
@@ -707,9 +710,14 @@ static bool send_breach(tenant *t, int kind, const verdict *v) {
  * has been ok (not merely at risk) for REARM_MS, so a tenant hovering at its target does not
  * alert on every crossing. */
 static void check_alerts(void) {
+    /* A tenant's verdict changes with its new runs, or as the windows slide: every tenant
+     * once per 10 s bucket, else only those with new runs (most batches hold a few events). */
+    bool all = now_k() != checked_k;
+    checked_k = now_k();
     for (int i = 0; i < MAX_TENANTS; i++) {
         tenant *t = &tenants[i];
-        if (!t->used) continue;
+        if (!t->used || !(all || t->touched)) continue;
+        t->touched = false;
         verdict v = judge(t);
         for (int kind = 0; kind < NKINDS; kind++) {
             int st = v.kind[kind];

@@ -186,3 +186,29 @@ def test_plugin_manager_view_actions(
         await until(pilot, lambda: "1 granted" in str(table.get_row("counter")[4]))
 
     drive(app, steps)
+
+
+def test_a_failed_reload_keeps_the_old_version_and_the_view_says_why(
+    plugin_host: PluginHost, settings: Settings, redis_client: redis.Redis
+) -> None:
+    app = app_for(plugin_host, settings, redis_client)
+    manager = plugin_host.manager
+    source = Path(manager.settings.plugin_dirs) / "counter" / "main.star"
+
+    async def steps(pilot: Pilot[None]) -> None:
+        await approve_all(app, pilot)
+        await pilot.press("5")
+        table = app.query_one("#plugins-table", DataTable)
+        await until(pilot, lambda: table.row_count == 1)
+        source.write_text("def render(size:\n", encoding="utf-8")  # a syntax error
+        await pilot.press("l")
+        await until(pilot, lambda: any("reload" in str(n.message) for n in app._notifications))
+        detail = app.query_one("#plugins-detail")
+        await until(pilot, lambda: "reload" in str(detail.render()))
+        assert "reloaded" not in str(detail.render())
+        assert manager.state("counter") is PluginState.ACTIVE  # the old version runs on
+        await pilot.press("4")
+        panel = app.query_one("#panel-counter", PluginPanel)
+        await until(pilot, lambda: "count=0" in text_of(panel))
+
+    drive(app, steps)

@@ -394,6 +394,7 @@ def _run(
     from rwq.plugins import audit
     from rwq.plugins.lifecycle import FaultPolicy, PluginState
     from rwq.plugins.manager import PluginManager
+    from rwq.plugins.ui import validate_elements
 
     name = bundle.name
     observer = _Observer()
@@ -405,6 +406,7 @@ def _run(
         feeds=False,  # only the events file reaches the plugin
         fault_policy=FaultPolicy(backoff_initial=3600.0),  # no automatic reload mid-check
         max_batch=batch_size,
+        element_validator=validate_elements,  # a render the TUI would refuse is an error here
     )
     fed = taken = 0
     started = time.perf_counter()

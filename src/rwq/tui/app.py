@@ -110,8 +110,14 @@ class RwqApp(App[None]):
             with TabPane("Panels [4]", id="panels"):
                 yield PanelsView(self.manager, id="panels-view")
             with TabPane("Plugins [5]", id="plugins"):
-                reload = self.host.reload if self.host is not None else None
-                yield PluginsView(self.manager, logs, reload, id="plugins-view")
+                host = self.host
+                yield PluginsView(
+                    self.manager,
+                    logs,
+                    host.reload if host is not None else None,
+                    host.reloader.history if host is not None else None,
+                    id="plugins-view",
+                )
         yield Footer()
 
     def on_mount(self) -> None:

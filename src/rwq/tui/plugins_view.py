@@ -22,8 +22,11 @@ from rwq.plugins import audit
 from rwq.plugins.lifecycle import PluginState
 from rwq.plugins.manager import PluginManager
 from rwq.plugins.metrics import PluginSnapshot
+from rwq.plugins.reloader import ReloadAttempt
 from rwq.tui.dialogs import TextScreen
 
+RELOADS_SHOWN = 3
+"""Latest reload attempts shown under the table (a rolled-back one says why)."""
 LOG_LINES = 500
 """Log lines kept per plugin for the log view."""
 COLUMNS = (
@@ -153,12 +156,14 @@ class PluginsView(Vertical):
         manager: PluginManager | None,
         logs: PluginLogs,
         reload: Callable[[str], str] | None = None,
+        reloads: Callable[[str], list[ReloadAttempt]] | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.manager = manager
         self.logs = logs
         self.reload_plugin = reload
+        self.reloads = reloads
         self.rates = Rates()
 
     def compose(self) -> ComposeResult:
@@ -246,6 +251,13 @@ class PluginsView(Vertical):
         )
         if snap.retry_in is not None:
             text.append(f"; retried in {snap.retry_in:.0f}s")
+        attempts = self.reloads(snap.name)[-RELOADS_SHOWN:] if self.reloads else []
+        for attempt in reversed(attempts):
+            ok = attempt.outcome == "reloaded"
+            stamp = time.strftime("%H:%M:%S", time.localtime(attempt.at))
+            line = f"\nreload {stamp} {attempt.version or '?'}: {attempt.outcome}"
+            text.append(line + (f" — {attempt.reason}" if attempt.reason else ""),
+                        style="green" if ok else "bold red")  # fmt: skip
         self.query_one("#plugins-detail", Label).update(text)
 
     def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:

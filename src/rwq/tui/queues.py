@@ -129,6 +129,10 @@ class QueuesView(Vertical):
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
         return str(key.value) if key.value is not None else None
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Read-only: pause/resume is hidden from the footer and refused.
+        return not (action == "toggle_pause" and getattr(self.app, "read_only", False))
+
     def show(self, sample: Sample) -> None:
         self.sample = sample
         pattern = self.query_one("#queue-filter", Input).value

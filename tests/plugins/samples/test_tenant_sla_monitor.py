@@ -5,7 +5,11 @@ alert-manager in one real plugin manager, where its breaches become alerts there
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -377,3 +381,28 @@ def test_long_non_ascii_names_and_errors_are_cut_on_character_boundaries(
     kept = name[:64]  # 128 bytes
     assert list(rows) == [kept] and rows[kept]["status"] == "BREACH"
     assert [a["allowed"] for a in calls(report, "send_alert")] == [True, True]
+
+
+def test_rwq_plugin_check_with_its_dependency(valkey_url: str, tmp_path: Path) -> None:
+    """The README's command, through the CLI: --with loads alert-manager beside it; without
+    it the monitor cannot start (exit 2, the dependency named)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RWQ_")}
+    env["RWQ_STATE_DIR"] = str(tmp_path / "state")
+    command = [
+        sys.executable, "-m", "rwq", "--redis-url", valkey_url, "plugin", "check",
+        str(PLUGINS / SLA), "--grant", ",".join(GRANTS[SLA]), "--events", str(EVENTS),
+    ]  # fmt: skip
+    run = subprocess.run(
+        [*command, "--with", str(PLUGINS / ALERTS), "--json"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads(run.stdout)
+    assert report["plugin"]["name"] == SLA and list(report["hooks"]) == [
+        "initialize", "on_event", "render",
+    ]  # fmt: skip  # alert-manager's hooks are not in the report
+    assert table_rows(report["render"])["initech"]["status"] == "BREACH"
+
+    alone = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert alone.returncode == 2
+    assert "requires alert-manager" in alone.stderr

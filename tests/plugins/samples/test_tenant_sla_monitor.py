@@ -406,3 +406,23 @@ def test_rwq_plugin_check_with_its_dependency(valkey_url: str, tmp_path: Path) -
     alone = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert alone.returncode == 2
     assert "requires alert-manager" in alone.stderr
+
+
+@pytest.mark.parametrize(("ok_for", "alerts"), [("10 s", 2), ("64 s", 4)])
+def test_a_breach_alerts_again_only_after_a_minute_of_ok(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path, ok_for: str, alerts: int
+) -> None:
+    """Breached, then ok (the 5 min window past the bad runs), then breached again: alerted
+    again only if it stayed ok for a minute (a tenant hovering at its target does not alert
+    on every crossing). One batch of 60 events a phase."""
+    bad = runs(T0, 60, 1500, fail_every=2)
+    if ok_for == "10 s":
+        recovered = runs(T0 + 400_000, 60, 50)
+        again = runs(T0 + 440_000, 60, 1500, fail_every=2)
+    else:
+        recovered = [*runs(T0 + 400_000, 60, 50), *runs(T0 + 430_000, 60, 50, span_ms=65_000)]
+        again = runs(T0 + 500_000, 60, 1500, fail_every=2)
+    events = write_jsonl(tmp_path / "flap.jsonl", [*bad, *recovered, *again])
+    report = check(settings, redis_client, events, batch_size=60)
+    assert table_rows(report.render)["initech"]["status"] == "BREACH"
+    assert [a["allowed"] for a in calls(report, "send_alert")] == [True] * alerts

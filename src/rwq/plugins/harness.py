@@ -444,6 +444,16 @@ def _run(
         report.state = manager.state(name).value
         if manager.state(name) is not PluginState.ACTIVE:
             report.errors.append(f"{name} is {report.state}: {manager.reason(name)}")
+            beside = {c.name for c in companions}
+            missing = [
+                d.name
+                for d in bundle.manifest.dependencies
+                if not d.optional and d.name not in beside
+            ]
+            if missing:
+                report.errors.append(
+                    f"load its dependencies beside it with --with PATH: {', '.join(missing)}"
+                )
         review = manager.grants.review(
             name, list(bundle.manifest.permissions), str(bundle.version), bundle.sha256
         )

@@ -406,6 +406,7 @@ def test_rwq_plugin_check_with_its_dependency(valkey_url: str, tmp_path: Path) -
     alone = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert alone.returncode == 2
     assert "requires alert-manager" in alone.stderr
+    assert "load its dependencies beside it with --with PATH: alert-manager" in alone.stderr
 
 
 @pytest.mark.parametrize(("ok_for", "alerts"), [("10 s", 2), ("64 s", 4)])

@@ -15,12 +15,14 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 from test_manager import Host
 from wasm_samples import (
     ALERTS,
     FIXTURES,
     GRANTS,
     PLUGINS,
+    ROOT,
     SLA,
     T0,
     build,
@@ -427,3 +429,22 @@ def test_a_breach_alerts_again_only_after_a_minute_of_ok(
     report = check(settings, redis_client, events, batch_size=60)
     assert table_rows(report.render)["initech"]["status"] == "BREACH"
     assert [a["allowed"] for a in calls(report, "send_alert")] == [True] * alerts
+
+
+def test_the_manifest_is_the_design_example_plus_the_documented_additions() -> None:
+    design = yaml.safe_load(
+        (ROOT / "tests/plugins/fixtures/design-example/manifest.yaml").read_text("utf-8")
+    )
+    ours = yaml.safe_load((PLUGINS / SLA / "manifest.yaml").read_text("utf-8"))
+    added = [
+        {"type": "job.failed", "queues": ["tenant.*"]},
+        {"type": "job.dead_lettered", "queues": ["tenant.*"]},
+    ]
+    assert ours["events"] == [*design["events"], *added]
+    assert set(ours["config"]) == {
+        "min_success_pct", "max_p95_ms", "tenants", "sla_window", "min_samples", "at_risk",
+        "alerts",
+    }  # fmt: skip
+    assert {k: v for k, v in ours.items() if k not in ("events", "config")} == {
+        k: v for k, v in design.items() if k != "events"
+    }

@@ -22,11 +22,13 @@ from rwq.standalone import StandaloneServer
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A default Settings() must never reach the developer's state dir or RWQ_* variables.
+    # A default Settings() must never reach the developer's state dir or RWQ_* variables,
+    # nor the repository's ./plugins (the default plugin dir is relative to the working dir).
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
     for name in list(os.environ):
         if name.startswith("RWQ_"):
             monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="session")

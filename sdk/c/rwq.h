@@ -192,8 +192,9 @@ void rwq_log(const char *level, const char *message);
 
 /* {"type": "text", "text": text} */
 void rwq_ui_text(rwq_writer *w, const char *text);
-/* {"type": "badge", "text": text, "style": style}; style e.g. "ok", "warning", "error" */
-void rwq_ui_badge(rwq_writer *w, const char *text, const char *style);
+/* {"type": "badge", "text": text, "level": level}; level: ok, info, warning, error, critical
+ * or muted */
+void rwq_ui_badge(rwq_writer *w, const char *text, const char *level);
 /* {"type": "kv", "items": [[key, value], ...]}: begin, items, end */
 void rwq_ui_kv_begin(rwq_writer *w);
 void rwq_ui_kv_item(rwq_writer *w, const char *key, const char *value);
@@ -692,12 +693,12 @@ void rwq_ui_text(rwq_writer *w, const char *text) {
     rwq_w_end_object(w);
 }
 
-void rwq_ui_badge(rwq_writer *w, const char *text, const char *style) {
+void rwq_ui_badge(rwq_writer *w, const char *text, const char *level) {
     rwq__element(w, "badge");
     rwq_w_key(w, "text");
     rwq_w_string(w, text);
-    rwq_w_key(w, "style");
-    rwq_w_string(w, style);
+    rwq_w_key(w, "level");
+    rwq_w_string(w, level);
     rwq_w_end_object(w);
 }
 

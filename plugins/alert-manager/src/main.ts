@@ -393,10 +393,6 @@ function line(a: Alert): string {
   return text.length > MAX_ITEM ? cut(text, MAX_ITEM - 1) + "…" : text;
 }
 
-function badge(out: Writer, text: string, level: string): void {
-  out.object().key("type").string("badge").key("text").string(text).key("level").string(level).endObject();
-}
-
 function button(out: Writer, id: string, label: string, key: string, variant: string): void {
   out.object().key("type").string("button").key("id").string(id).key("label").string(label)
     .key("key").string(key).key("variant").string(variant).endObject();
@@ -426,10 +422,10 @@ function render(size: Json, out: Writer): void {
   out.object().key("type").string("rows").key("children").array();
 
   out.object().key("type").string("columns").key("children").array();
-  badge(out, active.toString() + " active", critical ? "critical" : warning ? "warning" : active ? "info" : "ok");
-  badge(out, critical.toString() + " critical", critical ? "critical" : "muted");
-  badge(out, warning.toString() + " warning", warning ? "warning" : "muted");
-  badge(out, acked.toString() + " acknowledged", "muted");
+  out.uiBadge(active.toString() + " active", critical ? "critical" : warning ? "warning" : active ? "info" : "ok");
+  out.uiBadge(critical.toString() + " critical", critical ? "critical" : "muted");
+  out.uiBadge(warning.toString() + " warning", warning ? "warning" : "muted");
+  out.uiBadge(acked.toString() + " acknowledged", "muted");
   out.endArray().endObject();
 
   if (list.length == 0) {

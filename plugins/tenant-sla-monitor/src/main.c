@@ -193,14 +193,6 @@ static void w_member_str(rwq_writer *out, const char *key, const char *value) {
     rwq_w_string(out, value);
 }
 
-static void ui_badge(rwq_writer *out, const char *text, const char *level) {
-    rwq_w_object(out);
-    w_member_str(out, "type", "badge");
-    w_member_str(out, "text", text);
-    w_member_str(out, "level", level);
-    rwq_w_end_object(out);
-}
-
 static void ui_text(rwq_writer *out, const char *text, const char *style) {
     rwq_w_object(out);
     w_member_str(out, "type", "text");
@@ -921,11 +913,11 @@ RWQ_HOOK(render) {
     rwq_w_key(out, "children");
     rwq_w_array(out);
     snprintf(text, sizeof text, "%d breach", counts[ST_BREACH]);
-    ui_badge(out, text, counts[ST_BREACH] ? "error" : "muted");
+    rwq_ui_badge(out, text, counts[ST_BREACH] ? "error" : "muted");
     snprintf(text, sizeof text, "%d at risk", counts[ST_RISK]);
-    ui_badge(out, text, counts[ST_RISK] ? "warning" : "muted");
+    rwq_ui_badge(out, text, counts[ST_RISK] ? "warning" : "muted");
     snprintf(text, sizeof text, "%d ok", counts[ST_OK]);
-    ui_badge(out, text, counts[ST_OK] ? "ok" : "muted");
+    rwq_ui_badge(out, text, counts[ST_OK] ? "ok" : "muted");
     snprintf(text, sizeof text, "SLA over %s: success >= %.1f%%, p95 <= %.0f ms", sla,
              cfg.dflt.min_success_pct, cfg.dflt.max_p95_ms);
     ui_text(out, text, "dim");

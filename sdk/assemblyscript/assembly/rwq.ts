@@ -418,8 +418,9 @@ export class Writer {
     return this.element("text").key("text").string(text).endObject();
   }
 
-  uiBadge(text: string, style: string): Writer {
-    return this.element("badge").key("text").string(text).key("style").string(style).endObject();
+  /** A badge; level: ok, info, warning, error, critical or muted. */
+  uiBadge(text: string, level: string): Writer {
+    return this.element("badge").key("text").string(text).key("level").string(level).endObject();
   }
 
   uiKvBegin(): Writer {

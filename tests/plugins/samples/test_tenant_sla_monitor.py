@@ -165,7 +165,7 @@ def test_without_admin_alerts_send_it_says_so_and_asks_once(
 def test_a_fresh_build_from_source_renders_the_same(
     settings: Settings, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    """The committed main.wasm is what src/main.c builds to (in behaviour)."""
+    """The committed main.wasm is what src/*.c build to (in behaviour)."""
     fresh = build(SLA, tmp_path / SLA)
     committed = check(settings, redis_client, EVENTS)
     rebuilt = check(settings, redis_client, EVENTS, bundle=fresh)

@@ -127,7 +127,12 @@ def test_panel_input_keys_buttons_lists_clicks_and_toasts(
         panel = app.query_one("#panel-counter", PluginPanel)
         await until(pilot, lambda: "count=0" in text_of(panel))
         assert panel.border_title == "Counter"
-        panel.focus()
+        assert not panel.has_focus  # the host's keys work until the user enters a panel
+        for _ in range(3):
+            await pilot.press("tab")
+            if panel.has_focus:
+                break
+        assert panel.has_focus
         await pilot.press("i")  # the button's key
         await until(pilot, lambda: "count=1" in text_of(panel))
         await pilot.press("down", "enter")  # first target: the list's first item
@@ -165,6 +170,7 @@ def test_plugin_manager_view_actions(
         await pilot.press("5")
         table = app.query_one("#plugins-table", DataTable)
         await until(pilot, lambda: table.row_count == 1)
+        await until(pilot, lambda: str(table.get_row("counter")[1]) == "active")
         row = [str(c) for c in table.get_row("counter")]
         assert row[1] == "active" and row[2] == "starlark" and row[3] == "1.0.0"
         assert row[4] == "2 granted"
@@ -200,6 +206,7 @@ def test_a_failed_reload_keeps_the_old_version_and_the_view_says_why(
         await pilot.press("5")
         table = app.query_one("#plugins-table", DataTable)
         await until(pilot, lambda: table.row_count == 1)
+        await until(pilot, lambda: str(table.get_row("counter")[1]) == "active")
         source.write_text("def render(size:\n", encoding="utf-8")  # a syntax error
         await pilot.press("l")
         await until(pilot, lambda: any("reload" in str(n.message) for n in app._notifications))

@@ -24,7 +24,7 @@ from rwq.tui.bench import BenchScreen
 from rwq.tui.dead_letters import DeadLettersView
 from rwq.tui.dialogs import HELP, ConfirmScreen, TextScreen, job_text
 from rwq.tui.host import PluginHost
-from rwq.tui.panels import PanelsView, PluginPanel
+from rwq.tui.panels import PanelsView
 from rwq.tui.plugins_view import PluginLogs, PluginsView
 from rwq.tui.queues import QueuesView
 from rwq.tui.source import DashboardSource, History, Sample
@@ -92,6 +92,8 @@ class RwqApp(App[None]):
         self.postponed: set[tuple[str, str, frozenset[str]]] = set()
         """Approval requests answered with Later (asked again when the request changes)."""
         self.asking = False
+        self.deciding: set[str] = set()
+        """Plugins whose decision is being carried out (not asked about again meanwhile)."""
 
     @property
     def manager(self) -> Any:
@@ -140,6 +142,8 @@ class RwqApp(App[None]):
         self.call_from_thread(self.show_sample, sample)
 
     def show_sample(self, sample: Sample) -> None:
+        if not self.is_running or not self.query(QueuesView):
+            return  # a reading that arrived while the app shuts down
         self.sample = sample
         self.history.add(sample)
         self.sub_title = f"{self.address} · {sample.health}"
@@ -162,12 +166,22 @@ class RwqApp(App[None]):
         )
 
     def ask_approvals(self, *, again: bool = False) -> None:
-        """Show the approval dialog for the first request not answered with Later."""
-        if self.asking or self.manager is None:
+        """Show the approval dialog for the first request not answered with Later; close a
+        dialog whose request was decided elsewhere (another terminal, a policy)."""
+        if self.manager is None:
             return
-        for pending in self.manager.pending_approvals():
+        waiting = self.manager.pending_approvals()
+        if self.asking:
+            screen = self.screen
+            if isinstance(screen, ApprovalScreen) and not any(
+                p.plugin == screen.pending.plugin and p.version == screen.pending.version
+                for p in waiting
+            ):
+                screen.dismiss(None)
+            return
+        for pending in waiting:
             key = (pending.plugin, pending.version, pending.review.pending)
-            if key in self.postponed and not again:
+            if pending.plugin in self.deciding or (key in self.postponed and not again):
                 continue
             self.asking = True
             self.push_screen(ApprovalScreen(pending), lambda d, p=pending: self._decided(p, d))
@@ -179,6 +193,7 @@ class RwqApp(App[None]):
             self.postponed.add((pending.plugin, pending.version, pending.review.pending))
             self.ask_approvals()
             return
+        self.deciding.add(pending.plugin)
         self.decide(pending, decision)
 
     @work(thread=True, group="approval")
@@ -187,8 +202,12 @@ class RwqApp(App[None]):
             line, severity = apply(self.manager, pending, decision), "information"
         except RwqError as exc:
             line, severity = f"{pending.plugin}: {exc}", "error"
-        self.call_from_thread(self.notify, line, severity=severity)  # type: ignore[arg-type]
-        self.call_from_thread(self.ask_approvals)
+        self.call_from_thread(self._carried_out, pending.plugin, line, severity)
+
+    def _carried_out(self, plugin: str, line: str, severity: str) -> None:
+        self.deciding.discard(plugin)
+        self.notify(line, severity=severity)  # type: ignore[arg-type]
+        self.ask_approvals()
 
     def on_plugins_view_show_approvals(self, _: PluginsView.ShowApprovals) -> None:
         if self.manager is not None and not self.manager.pending_approvals():
@@ -256,13 +275,15 @@ class RwqApp(App[None]):
     # -- keys --------------------------------------------------------------------------------
 
     def action_tab(self, tab: str) -> None:
-        """Show a view and focus its main widget (its table, or its first panel)."""
+        """Show a view and focus its table. Panels are entered with tab: a focused panel
+        takes every key, so the host's keys must work until the user chooses one."""
         self.query_one(TabbedContent).active = tab
         pane = self.query_one(f"#{tab}", TabPane)
-        for target in (*pane.query(DataTable), *pane.query(PluginPanel)):
-            if target.display:
-                target.focus()
-                break
+        targets = [w for w in (*pane.query(DataTable), *pane.query("#panel-grid")) if w.display]
+        if targets:
+            targets[0].focus()
+        else:
+            self.set_focus(None)
 
     def action_help(self) -> None:
         self.push_screen(TextScreen("keys", HELP))

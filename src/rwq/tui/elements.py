@@ -18,7 +18,9 @@ from typing import Any, Literal
 
 from rich import box
 from rich.cells import cell_len
-from rich.console import Group, JustifyMethod, NewLine, RenderableType
+from rich.console import Console, ConsoleOptions, Group, JustifyMethod, NewLine, RenderableType
+from rich.measure import Measurement
+from rich.segment import Segment
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
@@ -54,10 +56,16 @@ SELECTED_MARK = "\u203a "
 _COLOUR_NAMES = {"grey": "grey50", "orange": "dark_orange"}
 """Vocabulary colours whose Rich name differs; the rest map 1:1."""
 _HIGHLIGHT = Style(reverse=True)
+_BOLD = Style(bold=True)
+_DIM = Style(dim=True)
+_PLAIN = Style()
 _CONTROL: dict[int, str | None] = {
     c: "\ufffd" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)) if c != 0x0D
 }
-_CONTROL[0x0D] = None  # a bare carriage return would rewind the line: drop it
+_CONTROL[0x0D] = None
+FAST_PATHS = True
+"""Draw one-line tables and kv lists directly (see :func:`_simple_table`); tests compare
+both ways."""  # a bare carriage return would rewind the line: drop it
 
 
 @dataclass(frozen=True)
@@ -205,6 +213,24 @@ class _Builder:
 
     def table(self, e: dict[str, Any], width: int) -> RenderableType:
         title = e.get("title")
+        header = [plain(column) for column in e["columns"]]
+        cells = [[_cell(c) for c in row] for row in e["rows"]]
+        element_id = e.get("id")
+        styles = e.get("row_styles") or ()
+        row_styles = []
+        for i, cells_of_row in enumerate(cells):
+            style = rich_style(styles[i]) if i < len(styles) else Style.null()
+            if element_id:
+                value = cells_of_row[0].plain if cells_of_row else ""
+                style = style + self.target(Target("select", element_id, i, value))
+            row_styles.append(style)
+        fast = (
+            _simple_table(plain(title) if title else None, header, cells, row_styles, width)
+            if FAST_PATHS
+            else None
+        )
+        if fast is not None:
+            return fast
         table = Table(
             title=Text(plain(title), style="bold") if title else None,
             title_justify="left",
@@ -213,26 +239,23 @@ class _Builder:
             pad_edge=False,
             expand=False,
         )
-        for column in e["columns"]:
-            table.add_column(Text(plain(column)), overflow="ellipsis")
-        element_id = e.get("id")
-        styles = e.get("row_styles") or ()
-        for i, row in enumerate(e["rows"]):
-            style = rich_style(styles[i]) if i < len(styles) else Style.null()
-            cells = [_cell(c) for c in row]
-            if element_id:
-                value = cells[0].plain if cells else ""
-                style = style + self.target(Target("select", element_id, i, value))
-            table.add_row(*cells, style=style)
+        for column in header:
+            table.add_column(Text(column), overflow="ellipsis")
+        for row, style in zip(cells, row_styles, strict=True):
+            table.add_row(*row, style=style)
         return table
 
     def kv(self, e: dict[str, Any], width: int) -> RenderableType:
+        title = e.get("title")
+        pairs = [(plain(key), cell_text(value)) for key, value in e["items"]]
+        fast = _simple_kv(pairs, width) if FAST_PATHS else None
+        if fast is not None:
+            return Group(Text(plain(title), style="bold"), fast) if title else fast
         grid = Table.grid(padding=(0, 2, 0, 0))
         grid.add_column(style="dim", no_wrap=True, overflow="ellipsis")
         grid.add_column(overflow="fold")
-        for key, value in e["items"]:
-            grid.add_row(Text(plain(key)), Text(cell_text(value)))
-        title = e.get("title")
+        for key, value in pairs:
+            grid.add_row(Text(key), Text(value))
         if not title:
             return grid
         return Group(Text(plain(title), style="bold"), grid)
@@ -355,3 +378,119 @@ def _cell(value: Any) -> Text:
     if kind is int or kind is float:
         return Text(cell_text(value), justify="right")
     return Text(cell_text(value))
+
+
+# -- fast paths -------------------------------------------------------------------------------
+# A Rich Table costs milliseconds (every cell is measured and rendered through padding); a
+# panel redrawn 30 times a second cannot afford that. Tables and kv lists whose cells are one
+# line and fit the width (the usual case) are cut into segments directly, exactly as Rich's
+# Table would draw them (a test compares both); anything else goes to Rich.
+
+
+class SegmentLines:
+    """Lines already cut into segments, ``width`` cells at most: rendering replays them."""
+
+    __slots__ = ("lines", "width")
+
+    def __init__(self, lines: list[list[Segment]], width: int) -> None:
+        self.lines = lines
+        self.width = width
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Any:
+        line_end = Segment.line()
+        for line in self.lines:
+            yield from line
+            yield line_end
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(self.width, self.width)
+
+
+def _one_line(text: str) -> bool:
+    return "\n" not in text and "\t" not in text
+
+
+def _justified(text: Text, width: int, style: Style) -> list[Segment]:
+    """One cell: ``text`` (one line, at most ``width`` cells) padded to ``width``."""
+    room = width - text.cell_len
+    body = [Segment(t, style + s) if s else Segment(t, style) for t, s in _spans(text)]
+    if room <= 0:
+        return body
+    pad = Segment(" " * room, style)
+    return [pad, *body] if text.justify == "right" else [*body, pad]
+
+
+def _spans(text: Text) -> list[tuple[str, Style | None]]:
+    base = text.style
+    if not text.spans:
+        return [(text.plain, base if isinstance(base, Style) and base else None)]
+    return [(seg.text, seg.style) for seg in text.render(_CONSOLE)]
+
+
+_CONSOLE = Console(width=1000, file=None, legacy_windows=False, color_system=None)
+"""Only to split styled cell text into segments (no output)."""
+
+
+def _simple_table(
+    title: str | None,
+    header: list[str],
+    cells: list[list[Text]],
+    row_styles: list[Style],
+    width: int,
+) -> SegmentLines | None:
+    """The table as Rich draws it (box SIMPLE_HEAD, no edge), or None when it needs Rich:
+    a cell of several lines, or a table wider than ``width``."""
+    if not header or not all(_one_line(h) for h in header):
+        return None
+    widths = [cell_len(h) for h in header]
+    for row in cells:
+        for i, cell in enumerate(row):
+            if not _one_line(cell.plain):
+                return None
+            widths[i] = max(widths[i], cell.cell_len)
+    if not all(widths):  # Rich gives an empty column room anyway
+        return None
+    last = len(widths) - 1
+    total = sum(widths) + 3 * last
+    if total > width or (title is not None and (not _one_line(title) or cell_len(title) > total)):
+        return None
+    lines: list[list[Segment]] = []
+    if title is not None:
+        lines.append([Segment(title, _BOLD), Segment(" " * (total - cell_len(title)), _BOLD)])
+
+    def row_line(row: list[Text], style: Style, background: Style) -> list[Segment]:
+        line: list[Segment] = []
+        pad = Segment(" ", style)
+        separator = Segment(" ", background)  # Rich gives a blank divider the row's background
+        for i, (cell, cells_width) in enumerate(zip(row, widths, strict=True)):
+            if i:
+                line += (separator, pad)
+            line += _justified(cell, cells_width, style)
+            if i < last:
+                line.append(pad)
+        return line
+
+    lines.append(row_line([Text(h) for h in header], _BOLD, _PLAIN))
+    lines.append([Segment("\u2500" * total, _PLAIN)])
+    for row, style in zip(cells, row_styles, strict=True):
+        lines.append(row_line(row, style, style.background_style + _PLAIN))
+    return SegmentLines(lines, total)
+
+
+def _simple_kv(pairs: list[tuple[str, str]], width: int) -> SegmentLines | None:
+    """The key/value grid as Rich draws it (keys dim, two cells apart), or None when a key or
+    value has several lines or a line is wider than ``width``."""
+    if not pairs:
+        return None
+    keys = max(cell_len(k) for k, _ in pairs)
+    values = max(cell_len(v) for _, v in pairs)
+    if keys + 2 + values > width or keys == 0:
+        return None
+    lines = []
+    for key, value in pairs:
+        if not (_one_line(key) and _one_line(value)):
+            return None
+        line = [Segment(key + " " * (keys - cell_len(key) + 2), _DIM)]
+        line.append(Segment(value + " " * (values - cell_len(value))))
+        lines.append(line)
+    return SegmentLines(lines, keys + 2 + values)

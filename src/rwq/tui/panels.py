@@ -10,27 +10,33 @@ selections in a focused panel go to the plugin's ``on_input``, also off the UI t
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from rich.console import RenderableType
+from rich.console import Console, RenderableType
+from rich.segment import Segment
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.geometry import Region, Size
 from textual.message import Message
+from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Label, Tab, Tabs
 
 from rwq.plugins.lifecycle import PluginState
 from rwq.plugins.manager import PluginManager, RenderResult
-from rwq.tui.elements import PanelView, Target, build_panel, input_event
+from rwq.tui.elements import PanelView, SegmentLines, Target, build_panel, input_event
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +48,8 @@ STATE_STYLE = {
     PluginState.AWAITING_APPROVAL: "bold yellow",
     PluginState.UNLOADED: "dim",
 }
+TIMINGS_KEPT = 20_000
+"""Latest render (and per panel: paint) times kept for ``rwq bench tui``."""
 HOST_KEYS = frozenset({"tab", "shift+tab", "escape", "question_mark", "ctrl+p", "ctrl+q"})
 """Keys the host keeps for itself; every other key goes to the focused panel's plugin."""
 
@@ -56,6 +64,30 @@ class PanelFrame:
     note: str
     """Why there are no elements (the plugin's state and reason), or that the view is stale."""
     render_ms: float
+    lines: SegmentLines | None = None
+    """The view drawn into lines for the panel's width (off the UI thread): what is painted."""
+    seq: int = 0
+    """This frame's number (per renderer)."""
+    base_seq: int = -1
+    """The frame ``changed`` compares with (the one delivered before this one)."""
+    changed: tuple[int, ...] | None = None
+    """The lines that differ from frame ``base_seq`` (same height and width); None: all."""
+
+    def looks_like(self, other: PanelFrame | None) -> bool:
+        """Whether painting this frame would show exactly what ``other`` shows."""
+        if other is None or self.lines is None or other.lines is None:
+            return False
+        return (
+            self.state is other.state
+            and self.note == other.note
+            and self.lines.width == other.lines.width
+            and self.lines.lines == other.lines.lines
+            and _targets(self) == _targets(other)
+        )
+
+
+def _targets(frame: PanelFrame) -> tuple[Target, ...]:
+    return frame.view.targets if frame.view is not None else ()
 
 
 def state_note(result: RenderResult) -> str:
@@ -92,6 +124,15 @@ class PluginPanel(Widget, can_focus=True):
         self.frame: PanelFrame | None = None
         self.cursor: int | None = None
         self.render_size = (max(min_width - 4, 10), max(min_height - 2, 3))
+        self.shown = 0
+        """Frames handed to :meth:`show`."""
+        self.painted = 0
+        """Times Textual drew the panel for the screen (:meth:`render_lines` calls)."""
+        self.paint_ms: deque[float] = deque(maxlen=TIMINGS_KEPT)
+        """The latest :meth:`render_lines` times (the body, border and styles as strips)."""
+        self._strips: dict[int, Strip] = {}
+        """Lines of the current frame made into strips, by line (see :meth:`render_line`)."""
+        self._strips_key: tuple[int, int] = (-1, -1)
         self.styles.min_width = min_width
         self.styles.min_height = min_height
         if not resizable:
@@ -101,18 +142,68 @@ class PluginPanel(Widget, can_focus=True):
     # -- painting ----------------------------------------------------------------------------
 
     def show(self, frame: PanelFrame) -> None:
-        self.frame = frame
+        self.shown += 1
+        previous, self.frame = self.frame, frame
         targets = self.targets
         if self.cursor is not None and self.cursor >= len(targets):
             self.cursor = len(targets) - 1 if targets else None
         self.border_subtitle = frame.note[:60] if frame.note else ""
         self.set_class(frame.state in STATE_STYLE, "-problem")
-        self.refresh(layout=self.styles.height is not None and self.styles.height.is_auto)
+        # a new layout only when the panel's height may change (it is the screen's costliest step)
+        auto = self.styles.height is not None and self.styles.height.is_auto
+        layout = auto and _height(frame) != _height(previous)
+        if (
+            not layout
+            and previous is not None
+            and frame.changed is not None
+            and previous.seq == frame.base_seq
+            and previous.note == frame.note
+            and previous.state is frame.state
+        ):
+            # only the lines that changed are drawn again (with their border and padding)
+            width = self.size.width
+            self.refresh(*(Region(0, y, width, 1) for y in frame.changed))
+        else:
+            self.refresh(layout=layout)
+
+    def render_line(self, y: int) -> Strip:
+        """Line ``y`` of the body: the frame's lines as strips, made once per frame and line
+        (Textual's own path would draw the whole body again for every changed line)."""
+        frame = self.frame
+        lines = frame.lines if frame is not None and frame.view is not None else None
+        if lines is None:
+            return super().render_line(y)
+        width = self.size.width
+        if self._strips_key != (frame.seq if frame else -1, width):
+            self._strips = {}
+            self._strips_key = (frame.seq if frame else -1, width)
+        strip = self._strips.get(y)
+        if strip is None:
+            base = self.visual_style.rich_style
+            if y < len(lines.lines):
+                strip = Strip(Segment.apply_style(lines.lines[y], base)).crop(0, width)
+            else:
+                strip = Strip.blank(width, base)
+            self._strips[y] = strip
+        return strip
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        frame = self.frame
+        if frame is not None and frame.lines is not None and frame.lines.width <= width:
+            return len(frame.lines.lines)  # drawn already: no need to render it to measure it
+        return super().get_content_height(container, viewport, width)
 
     @property
     def targets(self) -> tuple[Target, ...]:
         frame = self.frame
         return frame.view.targets if frame is not None and frame.view is not None else ()
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        started = time.perf_counter()
+        lines = super().render_lines(crop)
+        self.paint_ms.append((time.perf_counter() - started) * 1000)
+        self.painted += 1
+        return lines
 
     def render(self) -> RenderableType:
         frame = self.frame
@@ -120,10 +211,14 @@ class PluginPanel(Widget, can_focus=True):
             return Text("loading…", style="dim")
         if frame.view is None:
             return Text(frame.note or frame.state.value, style=STATE_STYLE.get(frame.state, ""))
-        return frame.view.renderable
+        return frame.lines if frame.lines is not None else frame.view.renderable
 
-    def on_resize(self, event: events.Resize) -> None:
-        self.render_size = (max(event.size.width, 10), max(event.size.height, 3))
+    def on_resize(self, _: events.Resize) -> None:
+        size = self.size  # the content area (the event's size includes border and padding)
+        render_size = (max(size.width, 10), max(size.height, 3))
+        if render_size != self.render_size:
+            self.render_size = render_size
+            self.post_message(PanelsView.Resized(self.plugin))  # draw it again for this size
 
     # -- input -------------------------------------------------------------------------------
 
@@ -185,8 +280,15 @@ class PanelRenderer:
         self._wake = threading.Event()
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rwq-panels", daemon=True)
-        self.render_ms: list[float] = []
+        self.render_ms: deque[float] = deque(maxlen=TIMINGS_KEPT)
         """The latest render times (plugin call + building the view), for the bench."""
+        self.renders = 0
+        """Frames rendered so far."""
+        self.console = Console(file=io.StringIO(), width=200, legacy_windows=False)
+        """Draws views into lines on this thread (never written to)."""
+        self._last: dict[str, PanelFrame] = {}
+        """The last frame delivered per panel: an identical one is not delivered again."""
+        self._seq = 0
 
     def start(self) -> None:
         self.manager.add_change_listener(self.mark)
@@ -218,7 +320,16 @@ class PanelRenderer:
             started = time.monotonic()
             with self._lock:
                 dirty, self._dirty = self._dirty, set()
-            frames = [f for name in sorted(dirty) if (f := self.frame(name)) is not None]
+            frames = []
+            for name in sorted(dirty):
+                frame = self.frame(name)
+                last = self._last.get(name)
+                if frame is None or frame.looks_like(last):
+                    continue
+                self._seq += 1
+                frame = dataclasses.replace(frame, seq=self._seq, **_changes(last, frame))
+                self._last[name] = frame
+                frames.append(frame)
             if frames:
                 try:
                     self.deliver(frames)
@@ -241,17 +352,48 @@ class PanelRenderer:
         except Exception as exc:  # an unknown plugin (just unloaded), a closed runtime
             return PanelFrame(plugin, None, PluginState.ERROR, str(exc), 0.0)
         view = None
+        lines = None
         note = state_note(result)
         if result.elements or (result.state is PluginState.ACTIVE and not result.error):
             try:
                 view = build_panel(result.elements, width, cursor=self.cursors(plugin))
+                lines = self.draw(view, width)
             except (ValueError, TypeError) as exc:
-                note = f"cannot draw: {exc}"
+                view, note = None, f"cannot draw: {exc}"
         elapsed = (time.perf_counter() - started) * 1000
         self.render_ms.append(elapsed)
-        if len(self.render_ms) > 10_000:
-            del self.render_ms[:5_000]
-        return PanelFrame(plugin, view, result.state, note, elapsed)
+        self.renders += 1
+        return PanelFrame(plugin, view, result.state, note, elapsed, lines)
+
+    def draw(self, view: PanelView, width: int) -> SegmentLines:
+        """The view as lines of segments ``width`` cells wide at most."""
+        console = self.console
+        options = console.options.update(width=width, highlight=False)
+        lines = console.render_lines(view.renderable, options, pad=False, new_lines=False)
+        return SegmentLines(lines, max((Segment.get_line_length(x) for x in lines), default=0))
+
+    def forget(self, plugin: str) -> None:
+        """Deliver the next frame of ``plugin`` even if it looks like the last (its panel was
+        redrawn for another reason)."""
+        with self._lock:
+            self._last.pop(plugin, None)
+
+
+def _changes(last: PanelFrame | None, frame: PanelFrame) -> dict[str, Any]:
+    """``base_seq`` and ``changed`` of ``frame`` against the frame delivered before it."""
+    if last is None or last.lines is None or frame.lines is None:
+        return {}
+    old, new = last.lines.lines, frame.lines.lines
+    if len(old) != len(new) or last.lines.width != frame.lines.width:
+        return {"base_seq": last.seq}
+    changed = tuple(y for y, (a, b) in enumerate(zip(old, new, strict=True)) if a != b)
+    return {"base_seq": last.seq, "changed": changed}
+
+
+def _height(frame: PanelFrame | None) -> int | None:
+    if frame is None or frame.lines is None:
+        return None
+    return len(frame.lines.lines)
 
 
 class PanelsView(Vertical):
@@ -273,6 +415,11 @@ class PanelsView(Vertical):
             self.frames = frames
 
     class CursorMoved(Message):
+        def __init__(self, plugin: str) -> None:
+            super().__init__()
+            self.plugin = plugin
+
+    class Resized(Message):
         def __init__(self, plugin: str) -> None:
             super().__init__()
             self.plugin = plugin
@@ -364,6 +511,10 @@ class PanelsView(Vertical):
                 panel.show(frame)
 
     def on_panels_view_cursor_moved(self, message: CursorMoved) -> None:
+        if self.renderer is not None:
+            self.renderer.mark(message.plugin)
+
+    def on_panels_view_resized(self, message: Resized) -> None:
         if self.renderer is not None:
             self.renderer.mark(message.plugin)
 

@@ -1,0 +1,118 @@
+"""The fast paths of tables and kv lists draw exactly what Rich's Table draws: the same
+characters with the same style in every cell, for any table that takes them."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+from rich.style import Style
+
+from rwq.plugins.ui import validate_elements
+from rwq.tui import elements
+from rwq.tui.elements import SegmentLines, build_panel
+
+
+def cells_of(element: dict[str, Any], width: int, fast: bool) -> list[list[tuple[str, Style]]]:
+    """Every line as (character, style) pairs, trailing unstyled blanks dropped."""
+    previous = elements.FAST_PATHS
+    elements.FAST_PATHS = fast
+    try:
+        view = build_panel(validate_elements([element]), width, cursor=1)
+    finally:
+        elements.FAST_PATHS = previous
+    console = Console(width=width, file=io.StringIO(), color_system="truecolor")
+    out = []
+    for line in console.render_lines(view.renderable, pad=False, new_lines=False):
+        chars = [(ch, seg.style or Style()) for seg in line for ch in seg.text]
+        while chars and chars[-1][0] == " " and not chars[-1][1]:
+            chars.pop()
+        out.append(chars)
+    return out
+
+
+def took_fast_path(element: dict[str, Any], width: int) -> bool:
+    view = build_panel(validate_elements([element]), width)
+    renderable = view.renderable
+    parts = getattr(renderable, "renderables", [renderable])
+    return any(isinstance(p, SegmentLines) for p in parts)
+
+
+TABLE = {
+    "type": "table",
+    "title": "Recent",
+    "id": "jobs",
+    "columns": ["job", "tenant", "ms", "status"],
+    "rows": [["j1", "tenant-2", 7, "ok"], ["j10", "t", 1.5, None], ["", "ü✓", -3, True]],
+    "row_styles": ["red", None, "bold on blue"],
+}
+
+
+@pytest.mark.parametrize(
+    "element",
+    [
+        TABLE,
+        {**TABLE, "title": None, "id": None, "row_styles": None},
+        {**TABLE, "rows": [], "row_styles": None},
+        {"type": "table", "columns": ["only"], "rows": [["x"], [12345]]},
+        {"type": "kv", "items": [["seen", 1], ["a long key", True], ["none", None]]},
+        {"type": "kv", "title": "Totals", "items": [["ü", 1.25], ["k", "v"]]},
+    ],
+)
+def test_the_fast_path_draws_what_rich_draws(element: dict[str, Any]) -> None:
+    element = {k: v for k, v in element.items() if v is not None}
+    assert took_fast_path(element, 60)
+    assert cells_of(element, 60, fast=True) == cells_of(element, 60, fast=False)
+
+
+def test_tables_that_do_not_fit_or_span_lines_go_to_rich() -> None:
+    wide = {"type": "table", "columns": ["a", "b"], "rows": [["x" * 30, "y" * 30]]}
+    assert not took_fast_path(wide, 40)
+    assert took_fast_path(wide, 70)
+    multi = {"type": "table", "columns": ["a"], "rows": [["two\nlines"]]}
+    assert not took_fast_path(multi, 40)
+    long_title = {"type": "table", "title": "t" * 20, "columns": ["a"], "rows": [["x"]]}
+    assert not took_fast_path(long_title, 40)
+
+
+text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=12)
+cell = st.one_of(text, st.integers(-(10**6), 10**6), st.floats(-1e6, 1e6), st.booleans(),
+                 st.none())  # fmt: skip
+
+
+@st.composite
+def tables(draw: st.DrawFn) -> dict[str, Any]:
+    columns = draw(st.lists(text, min_size=1, max_size=4))
+    rows = draw(st.lists(st.lists(cell, min_size=len(columns), max_size=len(columns)),
+                         max_size=5))  # fmt: skip
+    element: dict[str, Any] = {"type": "table", "columns": columns, "rows": rows}
+    if draw(st.booleans()):
+        element["id"] = "t"
+    if draw(st.booleans()) and rows:
+        element["row_styles"] = draw(
+            st.lists(
+                st.sampled_from(["red", "bold", None, "italic on white"]),
+                min_size=len(rows),
+                max_size=len(rows),
+            )
+        )
+    if draw(st.booleans()):
+        element["title"] = draw(text.filter(bool))
+    return element
+
+
+@settings(max_examples=150, deadline=None)
+@given(tables(), st.integers(10, 80))
+def test_any_table_draws_the_same_either_way(element: dict[str, Any], width: int) -> None:
+    assert cells_of(element, width, fast=True) == cells_of(element, width, fast=False)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(text, cell), min_size=1, max_size=5), st.integers(10, 80))
+def test_any_kv_list_draws_the_same_either_way(items: list[Any], width: int) -> None:
+    element = {"type": "kv", "items": [list(pair) for pair in items]}
+    assert cells_of(element, width, fast=True) == cells_of(element, width, fast=False)

@@ -618,6 +618,29 @@ def bench_plugins_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     out.print_json(json.dumps(result))
 
 
+@bench_app.command("tui")
+def bench_tui_cmd(
+    ctx: typer.Context,
+    panels: Annotated[int, typer.Option("--panels", min=1, help="Plugin panels on screen.")] = 20,
+    rate: Annotated[
+        float, typer.Option("--rate", min=0.1, help="Events a second for each panel.")
+    ] = 30.0,
+    seconds: Annotated[
+        float, typer.Option("--seconds", min=0.5, help="Length of the measured window.")
+    ] = 10.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """The TUI in a pseudo-terminal with many panels changing: CPU, render and paint times."""
+    from rwq.bench.tui import run_tui_bench
+
+    result = run_tui_bench(_ctx(ctx).settings, panels=panels, rate=rate, seconds=seconds)
+    if as_json:
+        _print_json(result)
+        return
+    for key, value in result.items():
+        out.print(f"{key:>30}: {value}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """Entry point: run the app; errors become one line on stderr and exit status 1."""
     try:

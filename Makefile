@@ -27,6 +27,13 @@ toolchains:
 	  && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	       clang lld wasi-libc libclang-rt-14-dev-wasm32 >/dev/null; \
 	fi
+	@# tmux runs the real-terminal test of the TUI (tests/tui/test_tmux.py).
+	@if ! command -v tmux >/dev/null 2>&1; then \
+	  echo "installing tmux (the TUI's real-terminal test)"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+	  && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null; \
+	fi
 	@# AssemblyScript plugins (sdk/assemblyscript/build.sh): the compiler pinned in its lockfile.
 	@if [ ! -x sdk/assemblyscript/node_modules/.bin/asc ]; then \
 	  echo "installing the AssemblyScript compiler (npm ci)"; \

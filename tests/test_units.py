@@ -29,3 +29,13 @@ def test_bad_durations_name_the_field(bad: str) -> None:
 @given(st.integers(min_value=0, max_value=10**9), st.sampled_from(["ms", "s", "m", "h", "d"]))
 def test_any_whole_duration_parses(value: int, unit: str) -> None:
     assert parse_duration(f"{value}{unit}") >= 0
+
+
+def test_format_age_picks_the_unit() -> None:
+    from rwq.units import format_age
+
+    assert format_age(None) == "-"
+    assert format_age(4.25) == "4.2s"
+    assert format_age(90) == "1.5m"
+    assert format_age(5400) == "1.5h"
+    assert format_age(3 * 86400) == "3.0d"

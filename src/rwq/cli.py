@@ -24,7 +24,7 @@ from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
 from rwq.queue.job import DEFAULT_PRIORITY, Job
 from rwq.queue.producer import Producer
-from rwq.units import parse_duration
+from rwq.units import format_age, parse_duration
 
 app = typer.Typer(
     help="rwq: a reliable Redis work queue with a plugin-driven terminal UI.",
@@ -326,16 +326,6 @@ def worker_cmd(
 # -- admin -----------------------------------------------------------------------------------
 
 
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f}m"
-    return f"{seconds / 3600:.1f}h"
-
-
 @admin_app.command("stats")
 def stats_cmd(
     ctx: typer.Context,
@@ -355,7 +345,7 @@ def stats_cmd(
         table.add_row(
             q.queue, str(q.pending), str(q.processing), str(q.scheduled), str(q.dead),
             str(q.completed_total), str(q.failed_total), str(q.throughput_1m),
-            _age(q.oldest_pending_age_s), "yes" if q.paused else "",
+            format_age(q.oldest_pending_age_s), "yes" if q.paused else "",
         )  # fmt: skip
     out.print(table)
 
@@ -498,7 +488,7 @@ def workers_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         table.add_column(col)
     now = datetime.now().timestamp() * 1000
     for w in workers:
-        beat = _age((now - w.last_heartbeat) / 1000) + " ago" if w.last_heartbeat else "lost"
+        beat = format_age((now - w.last_heartbeat) / 1000) + " ago" if w.last_heartbeat else "lost"
         table.add_row(
             w.id, w.host, str(w.pid), ",".join(w.queues), w.state, str(len(w.current_jobs)),
             str(w.processed), beat,

@@ -37,6 +37,7 @@ from rwq.queue.demo import QUEUES, SyntheticProducer
 from rwq.queue.events import Event, EventType
 from rwq.queue.producer import Producer
 from rwq.server import EmbeddedServer
+from rwq.units import format_age
 
 Dashboard = Callable[[Settings, Any, float | None], None]
 """A view run while the demo workload runs: ``(settings, client, duration)``."""
@@ -165,14 +166,6 @@ class EventTail:
 # -- the view --------------------------------------------------------------------------------
 
 
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    return f"{seconds / 60:.1f}m"
-
-
 def _fail_share(q: QueueStats) -> float:
     runs = q.throughput_1m + q.failed_1m
     return q.failed_1m / runs if runs else 0.0
@@ -219,7 +212,7 @@ def render(snap: Snapshot) -> RenderableType:
         table.add_row(
             q.queue, str(q.pending), str(q.processing), str(q.scheduled), str(q.dead),
             str(q.completed_total), str(q.failed_total), str(q.throughput_1m),
-            Text(f"{share:.0%}", style=style), _age(q.oldest_pending_age_s),
+            Text(f"{share:.0%}", style=style), format_age(q.oldest_pending_age_s),
             Text("paused", style="yellow") if q.paused else "",
         )  # fmt: skip
     parts: list[RenderableType] = [

@@ -45,3 +45,16 @@ def parse_size(text: str | int, what: str = "size") -> int:
         raise UnitError(f"{what}: expected a size like 512KB or 10MB, got {text!r}")
     unit = match.group(2).lower() if match.group(2) else None
     return int(float(match.group(1)) * _SIZE_FACTORS[unit])
+
+
+def format_age(seconds: float | None) -> str:
+    """A duration for people: ``12.3s``, ``4.5m``, ``1.2h``, ``2.0d``; ``-`` for none."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f}m"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"

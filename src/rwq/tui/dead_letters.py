@@ -19,7 +19,8 @@ from rwq.errors import RwqError
 from rwq.queue.admin import Admin
 from rwq.queue.job import Job
 from rwq.tui.dialogs import ConfirmScreen, TextScreen, job_text
-from rwq.tui.source import age
+from rwq.tui.tables import cursor_key
+from rwq.units import format_age as age
 
 PAGE = 500
 """Dead letters listed at once (the counts and the "every match" actions cover all)."""
@@ -176,11 +177,8 @@ class DeadLettersView(Vertical):
         self.query_one("#dead-queue", Input).focus()
 
     def current(self) -> Job | None:
-        table = self.table
-        if table.row_count == 0:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        return self.jobs.get(str(key.value))
+        key = cursor_key(self.table)
+        return self.jobs.get(key) if key is not None else None
 
     def action_toggle_selected(self) -> None:
         job = self.current()

@@ -24,6 +24,7 @@ from rwq.plugins.manager import PluginManager
 from rwq.plugins.metrics import PluginSnapshot
 from rwq.plugins.reloader import ReloadAttempt
 from rwq.tui.dialogs import TextScreen
+from rwq.tui.tables import cursor_key, sync_rows
 
 RELOADS_SHOWN = 3
 """Latest reload attempts shown under the table (a rolled-back one says why)."""
@@ -179,11 +180,7 @@ class PluginsView(Vertical):
         return self.query_one("#plugins-table", DataTable)
 
     def selected(self) -> str | None:
-        table = self.table
-        if table.row_count == 0:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        return str(key.value) if key.value is not None else None
+        return cursor_key(self.table)
 
     def refresh_view(self) -> None:
         """Read the manager's snapshot and update the table (cheap: runs every second)."""
@@ -193,15 +190,13 @@ class PluginsView(Vertical):
             return
         now = time.monotonic()
         snaps = manager.snapshot()
-        table = self.table
-        seen = set()
+        rows: dict[str, tuple[Text | str, ...]] = {}
         for snap in snaps:
-            seen.add(snap.name)
             calls, cpu = self.rates.of(snap, now)
             state = snap.state.value.replace("_", " ")
             if snap.cpu_throttled:
                 state += " (throttled)"
-            cells: tuple[Text | str, ...] = (
+            rows[snap.name] = (
                 snap.name,
                 Text(state, style=STATE_STYLE.get(snap.state, "")),
                 snap.runtime,
@@ -214,15 +209,7 @@ class PluginsView(Vertical):
                 str(sum(snap.errors.values())),
                 str(snap.events_dropped),
             )
-            if snap.name in table.rows:
-                for col, cell in zip(COLUMNS, cells, strict=True):
-                    if str(table.get_cell(snap.name, col)) != str(cell):
-                        table.update_cell(snap.name, col, cell)
-            else:
-                table.add_row(*cells, key=snap.name)
-        for key in list(table.rows):
-            if key.value not in seen:
-                table.remove_row(key)
+        sync_rows(self.table, rows, COLUMNS)
         waiting = len(manager.pending_approvals())
         note = f" · [bold yellow]{waiting} awaiting approval (A)[/]" if waiting else ""
         self.query_one("#plugins-status", Label).update(f"{len(snaps)} plugins{note}")

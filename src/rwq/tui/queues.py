@@ -14,7 +14,9 @@ from textual.widgets import DataTable, Input
 from textual_plotext import PlotextPlot
 
 from rwq.queue.admin import QueueStats
-from rwq.tui.source import History, Sample, age
+from rwq.tui.source import History, Sample
+from rwq.tui.tables import cursor_key, sync_rows
+from rwq.units import format_age as age
 
 CHART_QUEUES = 6
 """Most queues drawn in one chart (the deepest, or the selected one first)."""
@@ -123,11 +125,7 @@ class QueuesView(Vertical):
         return self.query_one("#queue-table", DataTable)
 
     def selected(self) -> str | None:
-        table = self.table
-        if table.row_count == 0:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        return str(key.value) if key.value is not None else None
+        return cursor_key(self.table)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Read-only: pause/resume is hidden from the footer and refused.
@@ -141,19 +139,8 @@ class QueuesView(Vertical):
         self._chart(shown)
 
     def _fill(self, shown: list[QueueStats], sample: Sample) -> None:
-        table = self.table
-        wanted = {q.queue for q in shown}
-        for key in list(table.rows):
-            if key.value not in wanted:
-                table.remove_row(key)
-        for q in shown:
-            cells = row(q, sample.rates.get(q.queue, 0.0))
-            if q.queue in table.rows:
-                for (col, _), cell in zip(COLUMNS, cells, strict=True):
-                    if str(table.get_cell(q.queue, col)) != str(cell):
-                        table.update_cell(q.queue, col, cell)
-            else:
-                table.add_row(*cells, key=q.queue)
+        rows = {q.queue: row(q, sample.rates.get(q.queue, 0.0)) for q in shown}
+        sync_rows(self.table, rows, [key for key, _ in COLUMNS])
 
     def _chart(self, shown: list[QueueStats]) -> None:
         first = self.selected()

@@ -112,16 +112,3 @@ def is_stale(worker: WorkerInfo, now: float, after: float = STALE_AFTER) -> bool
     if not worker.alive or worker.last_heartbeat is None:
         return True
     return now - worker.last_heartbeat / 1000 > after
-
-
-def age(seconds: float | None) -> str:
-    """``12s``, ``4m``, ``3h``, ``2d``; ``-`` for none."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"

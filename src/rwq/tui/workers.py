@@ -7,7 +7,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Label
 
-from rwq.tui.source import Sample, age, is_stale
+from rwq.tui.source import Sample, is_stale
+from rwq.tui.tables import sync_rows
+from rwq.units import format_age as age
 
 COLUMNS = ("id", "host", "pid", "queues", "state", "running", "processed", "failed", "heartbeat")
 
@@ -21,17 +23,15 @@ class WorkersView(Vertical):
         yield table
 
     def show(self, sample: Sample) -> None:
-        table = self.query_one("#workers-table", DataTable)
-        seen = set()
+        rows: dict[str, tuple[Text | str, ...]] = {}
         stale_count = 0
         for w in sample.workers:
-            seen.add(w.id)
             stale = is_stale(w, sample.taken_at)
             stale_count += stale
             style = "bold red" if stale else ""
             beat = age(sample.taken_at - w.last_heartbeat / 1000) if w.last_heartbeat else "lost"
             jobs = ", ".join(w.current_jobs[:3]) + (" …" if len(w.current_jobs) > 3 else "")
-            cells = (
+            rows[w.id] = (
                 Text(w.id, style=style),
                 w.host,
                 str(w.pid),
@@ -42,15 +42,7 @@ class WorkersView(Vertical):
                 str(w.failed),
                 Text(beat, style=style),
             )
-            if w.id in table.rows:
-                for col, cell in zip(COLUMNS, cells, strict=True):
-                    if str(table.get_cell(w.id, col)) != str(cell):
-                        table.update_cell(w.id, col, cell)
-            else:
-                table.add_row(*cells, key=w.id)
-        for key in list(table.rows):
-            if key.value not in seen:
-                table.remove_row(key)
+        sync_rows(self.query_one("#workers-table", DataTable), rows, COLUMNS)
         stale_note = f", [bold red]{stale_count} stale[/]" if stale_count else ""
         self.query_one("#workers-status", Label).update(
             f"{len(sample.workers)} workers{stale_note}"

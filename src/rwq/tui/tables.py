@@ -1,0 +1,41 @@
+"""Tables kept up to date in place: only the cells that changed are written, so a refresh
+every second neither flickers nor loses the cursor."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+Cell = Text | str
+
+
+def cursor_key(table: DataTable[Cell]) -> str | None:
+    """The key of the row under the cursor (None for an empty table)."""
+    if table.row_count == 0:
+        return None
+    key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+    return str(key.value) if key.value is not None else None
+
+
+def sync_rows(
+    table: DataTable[Cell], rows: Mapping[str, Sequence[Cell]], columns: Sequence[str]
+) -> None:
+    """Make ``table`` show ``rows`` (by key, in this order for new ones): changed cells are
+    updated, new rows added, rows whose key is gone removed."""
+    for row_key in list(table.rows):
+        if row_key.value not in rows:
+            table.remove_row(row_key)
+    for key, cells in rows.items():
+        if key in table.rows:
+            for column, cell in zip(columns, cells, strict=True):
+                old = table.get_cell(key, column)
+                if str(old) != str(cell) or _style(old) != _style(cell):
+                    table.update_cell(key, column, cell)
+        else:
+            table.add_row(*cells, key=key)
+
+
+def _style(cell: object) -> str:
+    return str(cell.style) if isinstance(cell, Text) else ""

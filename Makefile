@@ -40,8 +40,10 @@ toolchains:
 	  npm ci --prefix sdk/assemblyscript --no-audit --no-fund; \
 	fi
 
+# The dashboard on the demo workload with the sample plugins, their permissions pre-granted
+# (plain `rwq demo` asks for them in the approval dialog instead).
 demo: install
-	$(VENV)/bin/rwq demo
+	$(VENV)/bin/rwq demo --plugins plugins --policy plugins/demo-policy.yaml
 
 test: install toolchains
 	$(PY) -m pytest

@@ -390,11 +390,15 @@ def _cell(value: Any) -> Text:
 class SegmentLines:
     """Lines already cut into segments, ``width`` cells at most: rendering replays them."""
 
-    __slots__ = ("lines", "width")
+    __slots__ = ("lengths", "lines", "width")
 
-    def __init__(self, lines: list[list[Segment]], width: int) -> None:
+    def __init__(
+        self, lines: list[list[Segment]], width: int, lengths: list[int] | None = None
+    ) -> None:
         self.lines = lines
         self.width = width
+        self.lengths = lengths
+        """Cells of each line, when known."""
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Any:
         line_end = Segment.line()

@@ -160,9 +160,9 @@ class PluginPanel(Widget, can_focus=True):
             and previous.note == frame.note
             and previous.state is frame.state
         ):
-            # only the lines that changed are drawn again (with their border and padding)
-            width = self.size.width
-            self.refresh(*(Region(0, y, width, 1) for y in frame.changed))
+            # only the lines that changed are drawn again (with their border and padding), as
+            # few regions as possible: the screen renders each region apart
+            self.refresh(*_spans(frame.changed, self.size.width))
         else:
             self.refresh(layout=layout)
 
@@ -181,7 +181,10 @@ class PluginPanel(Widget, can_focus=True):
         if strip is None:
             base = self.visual_style.rich_style
             if y < len(lines.lines):
-                strip = Strip(Segment.apply_style(lines.lines[y], base)).crop(0, width)
+                length = lines.lengths[y] if lines.lengths else None
+                strip = Strip(Segment.apply_style(lines.lines[y], base), length)
+                if length is None or length > width:
+                    strip = strip.crop(0, width)
             else:
                 strip = Strip.blank(width, base)
             self._strips[y] = strip
@@ -370,7 +373,8 @@ class PanelRenderer:
         console = self.console
         options = console.options.update(width=width, highlight=False)
         lines = console.render_lines(view.renderable, options, pad=False, new_lines=False)
-        return SegmentLines(lines, max((Segment.get_line_length(x) for x in lines), default=0))
+        lengths = [Segment.get_line_length(line) for line in lines]
+        return SegmentLines(lines, max(lengths, default=0), lengths)
 
     def forget(self, plugin: str) -> None:
         """Deliver the next frame of ``plugin`` even if it looks like the last (its panel was
@@ -388,6 +392,22 @@ def _changes(last: PanelFrame | None, frame: PanelFrame) -> dict[str, Any]:
         return {"base_seq": last.seq}
     changed = tuple(y for y, (a, b) in enumerate(zip(old, new, strict=True)) if a != b)
     return {"base_seq": last.seq, "changed": changed}
+
+
+def _spans(lines: tuple[int, ...], width: int) -> list[Region]:
+    """Runs of consecutive ``lines`` as regions ``width`` cells wide."""
+    regions: list[Region] = []
+    start = previous = None
+    for y in lines:
+        if previous is not None and y == previous + 1:
+            previous = y
+            continue
+        if start is not None and previous is not None:
+            regions.append(Region(0, start, width, previous - start + 1))
+        start = previous = y
+    if start is not None and previous is not None:
+        regions.append(Region(0, start, width, previous - start + 1))
+    return regions
 
 
 def _height(frame: PanelFrame | None) -> int | None:
@@ -430,6 +450,7 @@ class PanelsView(Vertical):
         self.panels: dict[str, PluginPanel] = {}
         self.renderer: PanelRenderer | None = None
         self.tabs_layout = False
+        self._synced = False
         self._inputs = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rwq-panel-input")
 
     def compose(self) -> ComposeResult:
@@ -478,9 +499,13 @@ class PanelsView(Vertical):
             grid.mount(panel)
             tabs.add_tab(Tab(panel.border_title or name, id=f"tab-{name}"))
             added.append(name)
-        for name in [n for n in self.panels if n not in names]:
+        removed = [n for n in self.panels if n not in names]
+        for name in removed:
             self.panels.pop(name).remove()
             tabs.remove_tab(f"tab-{name}")
+        if not (added or removed) and self._synced:
+            return  # called every poll: touching the widgets would cost the screen a new layout
+        self._synced = True
         empty = self.query_one("#panels-empty", Label)
         empty.update("" if self.panels else "No plugins installed: see `rwq plugin install`.")
         empty.display = not self.panels

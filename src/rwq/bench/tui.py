@@ -222,10 +222,7 @@ def _run_child(
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(width), "LINES": str(height)}
     env.pop("TEXTUAL", None)
-    code = (
-        os.environ.get("RWQ_BENCH_TUI_CHILD")
-        or "from rwq.bench.tui import child_main; child_main()"
-    )
+    code = "from rwq.bench.tui import child_main; child_main()"
     child = subprocess.Popen(
         [sys.executable, "-c", code, str(config)],
         stdin=slave,

@@ -445,6 +445,7 @@ class _Load:
         shown = sorted((end.shown[k] - start.shown.get(k, 0)) / window for k in end.shown)
         painted = sorted((end.painted[k] - start.painted.get(k, 0)) / window for k in end.painted)
         render_ms = _tail(end.render_ms, end.renders - start.renders)
+        view_ms = _tail(end.view_ms, end.renders - start.renders)
         paint_ms = [
             x
             for k, times in end.paint_ms.items()
@@ -461,6 +462,7 @@ class _Load:
             "frames_shown_per_panel_per_s": _spread(shown),
             "paints_per_panel_per_s": _spread(painted),
             "render_ms": _ms(render_ms),
+            "render_view_ms": _ms(view_ms),
             "paint_ms": _ms(paint_ms),
             "targets": {
                 "tui_cpu_under_50_pct": cpu < 50,
@@ -481,6 +483,7 @@ class _Mark:
     painted: dict[str, int]
     paint_ms: dict[str, list[float]]
     render_ms: list[float]
+    view_ms: list[float]
     renders: int
 
     @classmethod
@@ -500,6 +503,7 @@ class _Mark:
             painted={k: p.painted for k, p in panels.items()},
             paint_ms={k: list(p.paint_ms) for k, p in panels.items()},
             render_ms=list(renderer.render_ms) if renderer is not None else [],
+            view_ms=list(renderer.view_ms) if renderer is not None else [],
             renders=renderer.renders if renderer is not None else 0,
         )
 

@@ -285,6 +285,8 @@ class PanelRenderer:
         self._thread = threading.Thread(target=self._run, name="rwq-panels", daemon=True)
         self.render_ms: deque[float] = deque(maxlen=TIMINGS_KEPT)
         """The latest render times (plugin call + building the view), for the bench."""
+        self.view_ms: deque[float] = deque(maxlen=TIMINGS_KEPT)
+        """The part of each render time spent here: building the view and drawing its lines."""
         self.renders = 0
         """Frames rendered so far."""
         self.console = Console(file=io.StringIO(), width=200, legacy_windows=False)
@@ -354,6 +356,7 @@ class PanelRenderer:
             result = self.manager.render(plugin, width, height, focused, wait=0.5)
         except Exception as exc:  # an unknown plugin (just unloaded), a closed runtime
             return PanelFrame(plugin, None, PluginState.ERROR, str(exc), 0.0)
+        called = time.perf_counter()
         view = None
         lines = None
         note = state_note(result)
@@ -365,6 +368,7 @@ class PanelRenderer:
                 view, note = None, f"cannot draw: {exc}"
         elapsed = (time.perf_counter() - started) * 1000
         self.render_ms.append(elapsed)
+        self.view_ms.append((time.perf_counter() - called) * 1000)
         self.renders += 1
         return PanelFrame(plugin, view, result.state, note, elapsed, lines)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -15,6 +16,8 @@ from rwq.errors import ConfigError
 
 CONFIG_FILE = "rwq.yaml"
 ENV_PREFIX = "RWQ_"
+MAX_EVENT_LABELS = 4
+_LABEL_NAME = re.compile(r"^[^\s,\x00-\x1f\x7f]{1,64}\Z")
 
 
 def default_state_dir() -> Path:
@@ -46,6 +49,21 @@ class Settings:
     plugin_dirs: str = "plugins"
     """Directories searched for plugins, separated by ':' (the user's installed plugins
     under the state dir are always searched too)."""
+    event_labels: str = "kind,type"
+    """Top-level payload fields copied (scalars only) into a job's ``labels``, which every
+    job event carries: at most 4, comma-separated (a list in ``rwq.yaml``); empty disables."""
+
+    def __post_init__(self) -> None:
+        try:  # kept as one canonical string, so str() of it recreates it (worker env)
+            labels = ",".join(parse_event_labels(self.event_labels))
+        except ValueError as exc:
+            raise ConfigError("settings", "event_labels", str(exc)) from None
+        object.__setattr__(self, "event_labels", labels)
+
+    @property
+    def label_fields(self) -> tuple[str, ...]:
+        """The payload fields of :attr:`event_labels`, in order."""
+        return tuple(self.event_labels.split(",")) if self.event_labels else ()
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied; ``None`` values are ignored (unset flags)."""
@@ -75,7 +93,7 @@ class Settings:
             values.update(_read_file(path))
         for f in fields(cls):
             raw = env.get(ENV_PREFIX + f.name.upper())
-            if raw is not None and raw != "":
+            if raw is not None and (raw != "" or f.name in _EMPTY_IS_A_VALUE):
                 values[f.name] = _coerce(f"${ENV_PREFIX}{f.name.upper()}", f.name, raw, f.type)
         for name, value in flags.items():
             if value is not None:
@@ -84,6 +102,37 @@ class Settings:
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
+_LIST_SETTINGS = _EMPTY_IS_A_VALUE = {"event_labels"}
+"""Settings given as a list or a comma-separated string, whose empty ``RWQ_*`` variable
+means "none" rather than "not set"."""
+
+
+def parse_event_labels(raw: Any) -> tuple[str, ...]:
+    """The payload field names of ``event_labels``, from a list or a comma-separated string.
+
+    Raises:
+        ValueError: a name is empty, has spaces or control characters, is over 64 characters
+            or repeated, or there are more than :data:`MAX_EVENT_LABELS`.
+    """
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        names = [n.strip() for n in raw.split(",")] if raw.strip() else []
+    elif isinstance(raw, list | tuple):
+        names = list(raw)
+    else:
+        raise ValueError(f"expected a list or a comma-separated string of field names, got {raw!r}")
+    for name in names:
+        if not isinstance(name, str) or not _LABEL_NAME.match(name):
+            raise ValueError(
+                f"a label is a payload field name of 1-64 characters without spaces, commas "
+                f"or control characters, got {name!r}"
+            )
+    if len(set(names)) < len(names):
+        raise ValueError(f"a field is named twice in {','.join(names)!r}")
+    if len(names) > MAX_EVENT_LABELS:
+        raise ValueError(f"at most {MAX_EVENT_LABELS} fields, got {len(names)}: {','.join(names)}")
+    return tuple(names)
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -110,6 +159,8 @@ def _read_file(path: Path) -> dict[str, Any]:
 def _coerce(source: str, name: str, raw: Any, type_: Any) -> Any:
     kind = str(type_)
     try:
+        if name in _LIST_SETTINGS:
+            return ",".join(parse_event_labels(raw))
         if "bool" in kind:
             if isinstance(raw, bool):
                 return raw

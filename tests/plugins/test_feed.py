@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -88,6 +89,27 @@ def test_job_events_arrive_as_bus_events(
     completed = [e for e in events if e.type == "job.completed"]
     assert {e.data["duration_ms"] for e in completed} == {1.5}
     assert all(e.id and e.ts > 0 for e in events)
+
+
+def test_job_labels_reach_plugins_as_an_object(
+    broker: Broker, start_feed: Callable[..., StreamFeed]
+) -> None:
+    sink = Collector()
+    start_feed(sink.bus)
+    producer = Producer(broker)
+    labelled = producer.enqueue("emails", {"kind": "email.send", "type": "t\x1f", "n": 1})
+    plain = producer.enqueue("emails", {"n": 2})
+    broker.complete("emails", "w1", [(j.id, 1.0) for j in broker.fetch("emails", "w1", 2).jobs])
+    events = sink.wait(has("job.completed", "emails", 2), "two completions")
+    by_job: dict[str, list[BusEvent]] = {}
+    for event in events:
+        by_job.setdefault(event.data["job_id"], []).append(event)
+    assert [e.type for e in by_job[labelled.id]] == ["job.enqueued", "job.started", "job.completed"]
+    for event in by_job[labelled.id]:
+        handed = json.loads(json.dumps(event.to_dict()))  # what a runtime hands the plugin
+        assert handed["data"]["labels"] == {"kind": "email.send", "type": "t\x1f"}
+    for event in by_job[plain.id]:
+        assert "labels" not in event.to_dict()["data"]
 
 
 def test_worker_status_comes_from_the_system_stream(

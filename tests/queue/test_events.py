@@ -18,7 +18,7 @@ from rwq.queue.worker import Worker, WorkerOptions
 WaitUntil = Callable[..., Any]
 ReadEvents = Callable[[str], list[Event]]
 
-OPTIONAL = {"tenant", "run_at", "reason", "from_queue"}
+OPTIONAL = {"tenant", "run_at", "reason", "from_queue", "labels"}
 """Fields ``events.FIELDS`` allows to be absent or empty."""
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "events.md"

@@ -7,6 +7,7 @@ bus consumes them. ``docs/events.md`` documents this module and a test keeps the
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -33,20 +34,33 @@ COMMON_FIELDS = ("type",)
 the server assigns) and ``queue`` (from the stream the entry is in; empty for workers)."""
 
 FIELDS: dict[EventType, tuple[str, ...]] = {
-    EventType.JOB_ENQUEUED: ("job_id", "tenant", "priority", "run_at"),
-    EventType.JOB_STARTED: ("job_id", "tenant", "attempt", "worker", "wait_ms"),
-    EventType.JOB_COMPLETED: ("job_id", "tenant", "attempt", "worker", "duration_ms"),
-    EventType.JOB_FAILED: ("job_id", "tenant", "attempt", "worker", "duration_ms", "error"),
-    EventType.JOB_RETRIED: ("job_id", "tenant", "attempt", "run_at"),
-    EventType.JOB_REQUEUED: ("job_id", "tenant", "reason", "from_queue"),
-    EventType.JOB_DEAD_LETTERED: ("job_id", "tenant", "attempt", "error"),
+    EventType.JOB_ENQUEUED: ("job_id", "tenant", "priority", "run_at", "labels"),
+    EventType.JOB_STARTED: ("job_id", "tenant", "attempt", "worker", "wait_ms", "labels"),
+    EventType.JOB_COMPLETED: ("job_id", "tenant", "attempt", "worker", "duration_ms", "labels"),
+    EventType.JOB_FAILED: (
+        "job_id",
+        "tenant",
+        "attempt",
+        "worker",
+        "duration_ms",
+        "error",
+        "labels",
+    ),
+    EventType.JOB_RETRIED: ("job_id", "tenant", "attempt", "run_at", "labels"),
+    EventType.JOB_REQUEUED: ("job_id", "tenant", "reason", "from_queue", "labels"),
+    EventType.JOB_DEAD_LETTERED: ("job_id", "tenant", "attempt", "error", "labels"),
     EventType.QUEUE_PURGED: ("target", "count"),
     EventType.QUEUE_PAUSED: (),
     EventType.QUEUE_RESUMED: (),
     EventType.WORKER_STATUS: ("worker", "state", "host", "pid", "queues", "current", "processed"),
 }
 """The fields each event type carries besides :data:`COMMON_FIELDS`. Optional fields may be
-absent or empty (``tenant``, ``run_at``, ``reason``, ``from_queue``)."""
+absent or empty (``tenant``, ``run_at``, ``reason``, ``from_queue``); ``labels`` is present
+only when the job has labels (see :data:`LABELS`)."""
+
+LABELS = "labels"
+"""The job events' field of payload labels: on the wire compact ASCII JSON of an object of up
+to 4 scalar payload fields (setting ``event_labels``); :meth:`Event.from_entry` decodes it."""
 
 DESCRIPTIONS: dict[EventType, str] = {
     EventType.JOB_ENQUEUED: "A job was added; `run_at` is set when it is delayed.",
@@ -88,7 +102,11 @@ class Event:
         for key, value in fields.items():
             if key == "type":
                 continue
-            if key in _NUMERIC and value != "":
+            if key == LABELS:
+                labels = _decode_labels(value)
+                if labels is not None:
+                    data[key] = labels
+            elif key in _NUMERIC and value != "":
                 try:
                     data[key] = float(value) if "." in value else int(value)
                 except ValueError:
@@ -105,6 +123,14 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "type": self.type, "ts": self.ts, "queue": self.queue, **self.data}
+
+
+def _decode_labels(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None  # not written by rwq's scripts; left out rather than passed on as text
+    return value if isinstance(value, dict) and value else None
 
 
 def render_markdown() -> str:
@@ -139,6 +165,18 @@ def render_markdown() -> str:
         "Numeric fields: " + ", ".join(f"`{f}`" for f in sorted(_NUMERIC)) + ".",
         "Times (`run_at`) are epoch milliseconds on the Redis server's clock; durations",
         "(`wait_ms`, `duration_ms`) are milliseconds with microsecond precision.",
+        "",
+        "## Labels",
+        "",
+        "Every `job.*` event carries `labels` when the job has any: fields of its payload,",
+        "copied at enqueue so that events can be grouped by them without reading the job.",
+        "The setting `event_labels` (`rwq.yaml` list or `RWQ_EVENT_LABELS`, comma-separated;",
+        "default `kind,type`; empty disables) names up to 4 top-level fields. Of a payload",
+        "that is an object, each named field whose value is a string, number or boolean is",
+        "copied, strings cut to 64 characters; nested objects, lists and nulls are left out.",
+        "No such field, no `labels`. On the wire the value is compact ASCII JSON",
+        '(`{"kind":"search.index"}`); readers (`Event.from_entry`, the plugin event feed)',
+        "decode it to an object. The job hash keeps it in its `labels` field.",
         "",
     ]
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import threading
@@ -92,6 +93,50 @@ def encode_payload(payload: Any, limit: int) -> str:
     return text
 
 
+LABEL_VALUE_MAX = 64
+"""Characters kept of a string label value."""
+
+
+def pick_labels(payload: Any, names: tuple[str, ...]) -> dict[str, Any] | None:
+    """The labels of a job: the fields ``names`` of a dict payload whose values are scalars
+    (strings cut to :data:`LABEL_VALUE_MAX` characters), or None when there are none.
+
+    Nested values, lists, ``None`` and non-finite floats are left out. Stored (in the job's
+    hash and its events) as compact ASCII JSON, which escapes every control character, so
+    the text never holds the enqueue record's separators.
+    """
+    if not names or not isinstance(payload, dict):
+        return None
+    found: dict[str, Any] | None = None
+    for name in names:
+        value = payload.get(name)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            value = value[:LABEL_VALUE_MAX]
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                continue
+        elif not isinstance(value, int):  # bool is an int
+            continue  # nested objects, lists
+        if found is None:
+            found = {}
+        found[name] = value
+    return found
+
+
+def decode_labels(text: str | None) -> dict[str, Any] | None:
+    """The labels object stored as ``text`` (see :func:`pick_labels`); None if there is
+    none or it is not a JSON object."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) and value else None
+
+
 def check_priority(priority: int) -> int:
     # bool is an int subclass, but True is not a priority.
     if (
@@ -133,6 +178,8 @@ class Job:
     trace_id: str | None = None
     worker: str | None = None
     duration_ms: float | None = None
+    labels: dict[str, Any] | None = None
+    """Payload fields copied at enqueue (setting ``event_labels``); every job event has them."""
 
     @classmethod
     def from_fields(cls, fields: dict[str, str], job_id: str = "", queue: str = "") -> Job:
@@ -164,6 +211,7 @@ class Job:
             trace_id=spec.get("trace_id"),
             worker=fields.get("worker") or None,
             duration_ms=_ms(fields.get("duration_ms")),
+            labels=decode_labels(fields.get("labels")),
         )
 
     @classmethod
@@ -194,5 +242,6 @@ class Job:
             "trace_id": self.trace_id,
             "worker": self.worker,
             "duration_ms": self.duration_ms,
+            "labels": self.labels,
         }
         return out

@@ -21,6 +21,7 @@ from rwq.queue.job import (
     check_priority,
     encode_payload,
     new_job_id,
+    pick_labels,
 )
 
 
@@ -61,6 +62,7 @@ class Producer:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self._known_queues: set[str] = set()
+        self._label_fields = broker.settings.label_fields
 
     def enqueue(
         self,
@@ -187,6 +189,8 @@ class Producer:
             raise JobError(f"payload is not JSON-serialisable: {exc}") from None
         if len(spec_text) > settings.payload_limit:  # ASCII-only JSON: chars == bytes
             encode_payload(spec.payload, settings.payload_limit)  # raises with the exact size
+        found = pick_labels(spec.payload, self._label_fields)
+        labels = JSON.encode(found) if found else ""
         job = Job(
             id=spec.job_id or new_job_id(),
             queue=queue,
@@ -198,10 +202,11 @@ class Producer:
             created_at=created_at,
             run_at=run_at,
             trace_id=spec.trace_id,
+            labels=found,
         )
         record = (
             f"{job.id}\x1f{priority}\x1f{spec.tenant or ''}\x1f"
-            f"{f'{run_at:.0f}' if run_at else ''}\x1f{spec_text}"
+            f"{f'{run_at:.0f}' if run_at else ''}\x1f{labels}\x1f{spec_text}"
         )
         return job, record
 
@@ -216,6 +221,8 @@ class _PlainEncoder:
         self.max_retries = settings.max_retries
         self.created_at = round(time.time() * 1000, 3)
         self.middle = f"\x1f{DEFAULT_PRIORITY}\x1f\x1f\x1f"
+        self.labels = settings.label_fields
+        self.label_keys = frozenset(self.labels)
         self.tail = f',"max_retries":{self.max_retries},"created_at":{self.created_at}}}'
 
     def __call__(self, payload: Any) -> tuple[Job, str]:
@@ -228,7 +235,16 @@ class _PlainEncoder:
         job_id = new_job_id()
         job = Job(job_id, self.queue, payload, DEFAULT_PRIORITY, None, 0, self.max_retries,
                   "pending", self.created_at)  # fmt: skip
-        return job, f'{job_id}{self.middle}{{"payload":{text}{self.tail}'
+        # Most payloads have no labelled field: a set test, not a call, says so (walking the
+        # payload's keys, as the encoding above did).
+        keys = self.label_keys
+        found = None
+        if keys and isinstance(payload, dict) and not keys.isdisjoint(payload):
+            found = pick_labels(payload, self.labels)
+        if found is None:
+            return job, f'{job_id}{self.middle}\x1f{{"payload":{text}{self.tail}'
+        job.labels = found
+        return job, f'{job_id}{self.middle}{JSON.encode(found)}\x1f{{"payload":{text}{self.tail}'
 
 
 def _run_at(spec: JobSpec, now: float) -> float | None:

@@ -31,6 +31,17 @@ end
 local function emit(maxlen, ...)
   redis.call('XADD', tag .. ':events', 'MAXLEN', '~', maxlen, '*', ...)
 end
+-- A job event: its fields, then the job's labels when it has any.
+local function emit_job(maxlen, labels, ...)
+  if labels and labels ~= '' then
+    local args = {...}
+    args[#args + 1] = 'labels'
+    args[#args + 1] = labels
+    redis.call('XADD', tag .. ':events', 'MAXLEN', '~', maxlen, '*', unpack(args))
+  else
+    redis.call('XADD', tag .. ':events', 'MAXLEN', '~', maxlen, '*', ...)
+  end
+end
 local function max_retries(jk)
   local spec = redis.call('HGET', jk, 'spec')
   local ok, decoded = pcall(cjson.decode, spec or '{}')
@@ -49,9 +60,10 @@ end
 
 # KEYS[1]=tag. ARGV: maxlen, channel, queue, jobs. `jobs` holds one record per job separated
 # by \x1e, each record's fields separated by \x1f: id, priority, tenant, run_at ('' = now),
-# spec (JSON: payload, max_retries, created_at, ...). One argument instead of five per job
-# keeps the client's command packing off the hot path; the producer guarantees no field
-# contains either separator (JSON is ASCII-escaped; ids and tenants are checked).
+# labels (JSON object or ''), spec (JSON: payload, max_retries, created_at, ...). One
+# argument instead of six per job keeps the client's command packing off the hot path; the
+# producer guarantees no field contains either separator (JSON is ASCII-escaped, which
+# escapes control characters; ids and tenants are checked).
 # ARGV[5] is '1' when some id was given by the caller: only then can one already exist
 # (generated ids carry 56 random bits per millisecond), so only then is each id checked.
 # Returns a list of 1 (added) / 0 (a job with that id already exists) per job.
@@ -71,8 +83,10 @@ while pos <= size do
   local b = find(data, '\31', a + 1, true)
   local c = find(data, '\31', b + 1, true)
   local d = find(data, '\31', c + 1, true)
+  local e = find(data, '\31', d + 1, true)
   local id, prio, tenant = sub(data, pos, a - 1), sub(data, a + 1, b - 1), sub(data, b + 1, c - 1)
-  local run_at, spec = sub(data, c + 1, d - 1), sub(data, d + 1, stop - 1)
+  local run_at, spec = sub(data, c + 1, d - 1), sub(data, e + 1, stop - 1)
+  local labels = e > d + 1 and sub(data, d + 1, e - 1) or ''
   pos = stop + 1
   local jk = jobs .. id
   if check and redis.call('EXISTS', jk) == 1 then
@@ -80,24 +94,35 @@ while pos <= size do
   elseif run_at ~= '' and tonumber(run_at) > now then
     redis.call('HSET', jk, 'spec', spec, 'priority', prio, 'tenant', tenant,
                'state', 'scheduled', 'enqueued_at', now_text, 'run_at', run_at)
+    if labels ~= '' then redis.call('HSET', jk, 'labels', labels) end
     redis.call('ZADD', scheduled, run_at, id)
-    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'job.enqueued',
-               'job_id', id, 'tenant', tenant, 'priority', prio, 'run_at', run_at)
+    emit_job(maxlen, labels, 'type', 'job.enqueued', 'job_id', id, 'tenant', tenant,
+             'priority', prio, 'run_at', run_at)
     added = added + 1
     out[#out + 1] = 1
   else
     ready[#ready + 1] = pending_score(prio, now)
     ready[#ready + 1] = id
-    if tenant == '' then  -- the common case, with two arguments fewer per command
+    if tenant == '' and labels == '' then  -- the common case: fewer arguments per command
       redis.call('HSET', jk, 'spec', spec, 'priority', prio, 'state', 'pending',
                  'enqueued_at', now_text)
       redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'job.enqueued',
                  'job_id', id, 'priority', prio)
-    else
+    elseif tenant == '' then
+      redis.call('HSET', jk, 'spec', spec, 'priority', prio, 'labels', labels,
+                 'state', 'pending', 'enqueued_at', now_text)
+      redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'job.enqueued',
+                 'job_id', id, 'priority', prio, 'labels', labels)
+    elseif labels == '' then
       redis.call('HSET', jk, 'spec', spec, 'priority', prio, 'tenant', tenant,
                  'state', 'pending', 'enqueued_at', now_text)
       redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'job.enqueued',
                  'job_id', id, 'tenant', tenant, 'priority', prio)
+    else
+      redis.call('HSET', jk, 'spec', spec, 'priority', prio, 'tenant', tenant,
+                 'labels', labels, 'state', 'pending', 'enqueued_at', now_text)
+      redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'job.enqueued',
+                 'job_id', id, 'tenant', tenant, 'priority', prio, 'labels', labels)
     end
     added, added_now = added + 1, added_now + 1
     out[#out + 1] = 1
@@ -144,14 +169,16 @@ for k = 1, #popped, 2 do
     redis.call('ZADD', processing, now, id)
     local job = redis.call('HGETALL', jk)
     out[#out + 1] = {id, job}
-    local enq, tenant = nil, ''
+    local enq, tenant, labels = nil, '', nil
     for f = 1, #job, 2 do
-      if job[f] == 'enqueued_at' then enq = tonumber(job[f + 1]) end
-      if job[f] == 'tenant' then tenant = job[f + 1] end
+      local name = job[f]
+      if name == 'enqueued_at' then enq = tonumber(job[f + 1])
+      elseif name == 'tenant' then tenant = job[f + 1]
+      elseif name == 'labels' then labels = job[f + 1] end
     end
     local wait = enq and string.format('%.3f', math.max(0, tonumber(now_text) - enq)) or ''
-    emit(maxlen, 'type', 'job.started', 'job_id', id, 'tenant', tenant,
-         'attempt', attempt, 'worker', worker, 'wait_ms', wait)
+    emit_job(maxlen, labels, 'type', 'job.started', 'job_id', id, 'tenant', tenant,
+             'attempt', attempt, 'worker', worker, 'wait_ms', wait)
   end
 end
 return out
@@ -181,8 +208,8 @@ for j = 1, n do
     tenant, attempt = record['tenant'] or '', record['attempts'] or ''
     if history > 0 then redis.call('LPUSH', tag .. ':completed', cjson.encode(record)) end
     redis.call('DEL', jk)
-    emit(maxlen, 'type', 'job.completed', 'job_id', id, 'tenant', tenant,
-         'attempt', attempt, 'worker', worker, 'duration_ms', duration)
+    emit_job(maxlen, record['labels'], 'type', 'job.completed', 'job_id', id, 'tenant', tenant,
+             'attempt', attempt, 'worker', worker, 'duration_ms', duration)
     done = done + 1
     out[j] = 1
   else
@@ -214,26 +241,27 @@ for j = 1, n do
   i = i + 6
   local jk = tag .. ':job:' .. id
   if redis.call('ZREM', processing, id) == 1 and redis.call('EXISTS', jk) == 1 then
-    local v = redis.call('HMGET', jk, 'attempts', 'tenant')
+    local v = redis.call('HMGET', jk, 'attempts', 'tenant', 'labels')
     local attempt, retries, tenant = tonumber(v[1]) or 0, max_retries(jk), v[2] or ''
+    local labels = v[3]
     redis.call('HSET', jk, 'error', err, 'traceback', tb, 'finished_at', now_text,
                'duration_ms', duration)
-    emit(maxlen, 'type', 'job.failed', 'job_id', id, 'tenant', tenant,
-         'attempt', attempt, 'worker', worker, 'duration_ms', duration, 'error', err)
+    emit_job(maxlen, labels, 'type', 'job.failed', 'job_id', id, 'tenant', tenant,
+             'attempt', attempt, 'worker', worker, 'duration_ms', duration, 'error', err)
     failed = failed + 1
     if permanent ~= '1' and attempt <= retries then
       local run_at = now + delay
       redis.call('HSET', jk, 'state', 'scheduled', 'run_at', run_at)
       redis.call('ZADD', tag .. ':scheduled', run_at, id)
-      emit(maxlen, 'type', 'job.retried', 'job_id', id, 'tenant', tenant,
-           'attempt', attempt, 'run_at', run_at)
+      emit_job(maxlen, labels, 'type', 'job.retried', 'job_id', id, 'tenant', tenant,
+               'attempt', attempt, 'run_at', run_at)
       retried = retried + 1
       out[j] = 'retried'
     else
       redis.call('HSET', jk, 'state', 'dead', 'dead_at', now_text)
       redis.call('ZADD', tag .. ':dead', now, id)
-      emit(maxlen, 'type', 'job.dead_lettered', 'job_id', id,
-           'tenant', tenant, 'attempt', attempt, 'error', err)
+      emit_job(maxlen, labels, 'type', 'job.dead_lettered', 'job_id', id,
+               'tenant', tenant, 'attempt', attempt, 'error', err)
       dead = dead + 1
       out[j] = 'dead'
     end
@@ -264,7 +292,7 @@ local ids = redis.call('ZRANGE', processing, 0, -1)
 local requeued, dead = 0, 0
 for _, id in ipairs(ids) do
   local jk = tag .. ':job:' .. id
-  local v = redis.call('HMGET', jk, 'attempts', 'tenant', 'priority', 'enqueued_at')
+  local v = redis.call('HMGET', jk, 'attempts', 'tenant', 'priority', 'enqueued_at', 'labels')
   if v[1] then
     local attempt, retries, tenant = tonumber(v[1]) or 0, max_retries(jk), v[2] or ''
     -- A graceful shutdown hands back jobs it never ran: their attempt does not count.
@@ -274,8 +302,8 @@ for _, id in ipairs(ids) do
     if reason ~= 'shutdown' and attempt > retries then
       redis.call('HSET', jk, 'state', 'dead', 'dead_at', now_text, 'error', err)
       redis.call('ZADD', tag .. ':dead', now, id)
-      emit(maxlen, 'type', 'job.dead_lettered', 'job_id', id,
-           'tenant', tenant, 'attempt', attempt, 'error', err)
+      emit_job(maxlen, v[5], 'type', 'job.dead_lettered', 'job_id', id,
+               'tenant', tenant, 'attempt', attempt, 'error', err)
       dead = dead + 1
     else
       redis.call('HSET', jk, 'state', 'pending')
@@ -283,8 +311,8 @@ for _, id in ipairs(ids) do
       -- Back to its old place in line (its enqueue time), not behind jobs enqueued later.
       local since = math.floor(tonumber(v[4]) or now)
       redis.call('ZADD', pending, pending_score(v[3] or 5, since), id)
-      emit(maxlen, 'type', 'job.requeued', 'job_id', id, 'tenant', tenant,
-           'reason', reason, 'from_queue', '')
+      emit_job(maxlen, v[5], 'type', 'job.requeued', 'job_id', id, 'tenant', tenant,
+               'reason', reason, 'from_queue', '')
       requeued = requeued + 1
     end
   end
@@ -311,13 +339,13 @@ for i = 5, #ARGV do
   local id = ARGV[i]
   local jk = tag .. ':job:' .. id
   if redis.call('ZREM', dead, id) == 1 and redis.call('EXISTS', jk) == 1 then
-    local v = redis.call('HMGET', jk, 'priority', 'tenant')
+    local v = redis.call('HMGET', jk, 'priority', 'tenant', 'labels')
     redis.call('HSET', jk, 'state', 'pending', 'attempts', 0, 'enqueued_at', now_text)
     redis.call('HDEL', jk, 'dead_at', 'run_at', 'worker', 'started_at', 'finished_at',
                'duration_ms')
     redis.call('ZADD', pending, pending_score(v[1] or 5, now), id)
-    emit(maxlen, 'type', 'job.requeued', 'job_id', id, 'tenant', v[2] or '',
-         'reason', reason, 'from_queue', '')
+    emit_job(maxlen, v[3], 'type', 'job.requeued', 'job_id', id, 'tenant', v[2] or '',
+             'reason', reason, 'from_queue', '')
     n = n + 1
   end
 end
@@ -344,10 +372,10 @@ redis.call('HSET', jk, unpack(f))
 redis.call('HSET', jk, 'state', 'pending', 'attempts', 0, 'enqueued_at', now_text)
 redis.call('HDEL', jk, 'dead_at', 'run_at', 'worker', 'started_at', 'finished_at',
            'duration_ms')
-local v = redis.call('HMGET', jk, 'priority', 'tenant')
+local v = redis.call('HMGET', jk, 'priority', 'tenant', 'labels')
 redis.call('ZADD', tag .. ':pending', pending_score(v[1] or 5, now), id)
-emit(maxlen, 'type', 'job.requeued', 'job_id', id, 'tenant', v[2] or '',
-     'reason', 'dead_letter', 'from_queue', from_queue)
+emit_job(maxlen, v[3], 'type', 'job.requeued', 'job_id', id, 'tenant', v[2] or '',
+         'reason', 'dead_letter', 'from_queue', from_queue)
 redis.call('HINCRBY', tag .. ':counters', 'requeued', 1)
 redis.call('PUBLISH', channel, queue)
 return 1

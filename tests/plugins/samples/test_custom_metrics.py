@@ -83,7 +83,7 @@ def test_check_on_demo_events_shows_the_metrics(
     assert report.events["handed"] == 384  # every event of the fixture is some metric's
     assert report.render is not None
     elements = validated(report.render)
-    assert title(elements) == "failures_by_tenant  [1/5]"
+    assert title(elements) == "failures_by_tenant  [1/6]"
     # 42 failures in 30 s of events, as rates over the 60 s window.
     assert groups(elements) == {
         "all": "0.70/s",
@@ -100,6 +100,35 @@ def test_check_on_demo_events_shows_the_metrics(
         "duration_by_tenant": "40.0 ms",
         "dead_letters_by_error": "42",
         "wait_by_queue": "-",  # no job.started events in the fixture
+        "completed_by_kind": "300",
+    }
+
+
+def test_check_groups_on_a_payload_label(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """``by: payload.kind`` reads the ``labels`` the job events carry (setting event_labels)."""
+    events = read_events(FIXTURES / "demo-workload.jsonl")
+    assert events[0].data["labels"] == {"kind": "search.reindex"}
+    plugin = tmp_path / NAME
+    shutil.copytree(PLUGIN, plugin)
+    manifest = yaml.safe_load((plugin / "manifest.yaml").read_text(encoding="utf-8"))
+    by_kind = [m for m in manifest["config"]["metrics"] if m["by"] == "payload.kind"]
+    manifest["config"]["metrics"] = by_kind  # the shown one: the first
+    (plugin / "manifest.yaml").write_text(yaml.safe_dump(manifest), encoding="utf-8")
+    report = check_plugin(settings, plugin, grants=GRANTS, events=events, client=redis_client)
+    assert report.status == "ok", report.to_dict()
+    assert report.render is not None
+    elements = validated(report.render)
+    assert title(elements) == "completed_by_kind  [1/1]"
+    assert "count of job.completed by payload.kind over 60s" in json.dumps(elements)
+    assert groups(elements) == {
+        "all": "300",
+        "email.send": "60",
+        "invoice.render": "60",
+        "webhook.deliver": "60",
+        "payment.capture": "30",
+        "payment.refund": "30",
     }
 
 
@@ -107,10 +136,18 @@ def test_check_on_demo_events_shows_the_metrics(
     ("metrics", "message"),
     [
         (
-            [{"name": "jobs_by_kind", "event": "job.completed", "by": "payload.kind"}],
-            "metrics[0] (jobs_by_kind).by: events carry no job payload, so payload.kind cannot "
-            "be grouped on; job.completed events carry attempt, duration_ms, job_id, tenant, "
-            "worker",
+            [{"name": "purges_by_kind", "event": "queue.purged", "by": "payload.kind"}],
+            "metrics[0] (purges_by_kind).by: only job.* events carry payload labels and "
+            "queue.purged matches none; group by one of queue, type, source, none, count, target",
+        ),
+        (
+            [{"name": "a", "event": "job.*", "by": "payload."}],
+            'metrics[0] (a).by: expected payload.<field> with a payload field name, got "payload."',
+        ),
+        (
+            [{"name": "a", "event": "job.*", "by": "payload.a b"}],
+            "metrics[0] (a).by: expected payload.<field> with a payload field name, "
+            'got "payload.a b"',
         ),
         (
             [{"name": "a", "event": "job.failed", "by": "colour"}],
@@ -240,22 +277,23 @@ def test_keys_switch_the_shown_metric(start_panel: Callable[..., Panel]) -> None
     assert groups(elements) == {"all": "0.07/s", "initech": "0.05/s", "acme": "0.02/s"}
     panel.key("n")
     elements = panel.render()
-    assert title(elements) == "completed_by_tenant  [2/5]"
+    assert title(elements) == "completed_by_tenant  [2/6]"
     assert groups(elements) == {"all": "3", "acme": "3"}
     panel.key("n")
     assert groups(panel.render()) == {"all": "30.0 ms", "acme": "30.0 ms"}
     panel.key("p")
     panel.key("p")
     panel.key("left")  # wraps round to the last
-    assert title(panel.render()) == "wait_by_queue  [5/5]"
+    assert title(panel.render()) == "completed_by_kind  [6/6]"
+    assert groups(panel.render()) == {"all": "3", "(none)": "3"}  # these events have no labels
     panel.key("4")
     elements = panel.render()
-    assert title(elements) == "dead_letters_by_error  [4/5]"
+    assert title(elements) == "dead_letters_by_error  [4/6]"
     assert "no job.dead_lettered events in the last 300s" in json.dumps(elements)
     table = find(elements, "table")[0]
     assert table["row_styles"][3] == "reverse"
     panel.manager.on_input(NAME, {"kind": "select", "id": "metrics", "index": 0, "value": "x"})
-    assert title(panel.render()) == "failures_by_tenant  [1/5]"
+    assert title(panel.render()) == "failures_by_tenant  [1/6]"
     panel.key("r")  # resets the shown metric only
     assert groups(panel.render()) == {"all": "0.00/s"}
     panel.key("2")
@@ -316,8 +354,8 @@ def test_set_config_checks_and_keeps_unchanged_metrics(start_panel: Callable[...
     panel = start_panel()
     publish_failures(panel)
     panel.wait_for(lambda e: "initech" in groups(e), "the failures")
-    bad = {"metrics": [{"name": "x", "event": "job.completed", "by": "payload.kind"}]}
-    with pytest.raises(PluginConfigError, match=r"metrics\[0\] \(x\)\.by: events carry no"):
+    bad = {"metrics": [{"name": "x", "event": "worker.status", "by": "payload.kind"}]}
+    with pytest.raises(PluginConfigError, match=r"metrics\[0\] \(x\)\.by: only job\.\* events"):
         panel.manager.set_config(NAME, bad)
     failures = {
         "name": "failures_by_tenant", "event": "job.failed", "queue": "tenant.*",

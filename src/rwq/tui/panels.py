@@ -31,6 +31,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.strip import Strip
+from textual.style import Style as VisualStyle
 from textual.widget import Widget
 from textual.widgets import Label, Tab, Tabs
 
@@ -50,6 +51,8 @@ STATE_STYLE = {
 }
 TIMINGS_KEPT = 20_000
 """Latest render (and per panel: paint) times kept for ``rwq bench tui``."""
+LINES_KEPT = 512
+"""Finished body lines a panel keeps for reuse."""
 HOST_KEYS = frozenset({"tab", "shift+tab", "escape", "question_mark", "ctrl+p", "ctrl+q"})
 """Keys the host keeps for itself; every other key goes to the focused panel's plugin."""
 
@@ -133,6 +136,11 @@ class PluginPanel(Widget, can_focus=True):
         self._strips: dict[int, Strip] = {}
         """Lines of the current frame made into strips, by line (see :meth:`render_line`)."""
         self._strips_key: tuple[int, int] = (-1, -1)
+        self._chrome_key: tuple[Any, ...] | None = None
+        self._chrome: tuple[Strip, Strip] = (Strip([]), Strip([]))
+        self._made: dict[tuple[Segment, ...], Strip] = {}
+        """Finished body lines (border and padding included) by their drawn segments: a line
+        seen before (a table row moved down, a line that did not change) is not made again."""
         self.styles.min_width = min_width
         self.styles.min_height = min_height
         if not resizable:
@@ -203,10 +211,77 @@ class PluginPanel(Widget, can_focus=True):
 
     def render_lines(self, crop: Region) -> list[Strip]:
         started = time.perf_counter()
-        lines = super().render_lines(crop)
+        lines = self._body_lines(crop)
+        if lines is None:
+            lines = super().render_lines(crop)
         self.paint_ms.append((time.perf_counter() - started) * 1000)
         self.painted += 1
         return lines
+
+    def _body_lines(self, crop: Region) -> list[Strip] | None:
+        """``crop`` with the body lines made here: the frame's line between the border and
+        padding Textual drew for this panel (taken from one line it drew, kept until the
+        panel's size, focus, classes, labels or colours change). Textual's styles cache would
+        draw the border, padding and background again for every changed line, the costliest
+        step of a busy panel. None when the panel has no drawn frame or uses a style this
+        does not reproduce (tint, opacity, outline, hatch) or only part of a line is asked."""
+        frame = self.frame
+        if frame is None or frame.lines is None or frame.view is None:
+            return None
+        width, height = self.region.size
+        if crop.column_span != (0, width) or not crop.height:
+            return None
+        styles = self.styles
+        if (
+            styles.tint.a
+            or self.opacity != 1.0
+            or styles.text_opacity != 1.0
+            or any(edge for edge, _ in styles.outline)
+            or (styles.has_rule("hatch") and styles.hatch != "none")
+        ):
+            return None
+        gutter = styles.gutter
+        top, bottom = gutter.top, height - gutter.bottom
+        if bottom <= top:
+            return None
+        backgrounds = self.background_colors
+        key = (
+            self.region.size, self.size, self.has_focus, tuple(sorted(self.classes)),
+            self.border_title, self.border_subtitle, backgrounds, self.app.theme,
+            self.styles.border, self.styles.padding, self.mouse_hover, self.rich_style,
+        )  # fmt: skip
+        if key != self._chrome_key:
+            reference = super().render_lines(Region(0, top, width, 1))[0]
+            self._chrome = (reference.crop(0, gutter.left), reference.crop(width - gutter.right))
+            self._chrome_key = key
+            self._made = {}
+        left, right = self._chrome
+        base_background, background = backgrounds
+        inner = VisualStyle(background=base_background + background).rich_style
+        base = self.visual_style.rich_style
+        filters = self.get_line_filters()
+        content_width, content_height = self.size
+        drawn = frame.lines.lines
+        made = self._made
+        out: list[Strip] = []
+        for y in crop.line_range:
+            if not top <= y < bottom:  # the border rows, with their labels: Textual's own
+                out.append(super().render_lines(Region(0, y, width, 1))[0])
+                continue
+            body_y = y - top
+            line = tuple(drawn[body_y]) if body_y < min(content_height, len(drawn)) else ()
+            strip = made.get(line)
+            if strip is None:
+                body = Strip(Segment.apply_style(line, base)) if line else Strip([])
+                body = body.crop(0, content_width).adjust_cell_length(content_width, inner)
+                for line_filter in filters:
+                    body = body.apply_filter(line_filter, background)
+                strip = Strip.join([left, body, right])
+                if len(made) >= LINES_KEPT:
+                    made.clear()
+                made[line] = strip
+            out.append(strip)
+        return out
 
     def render(self) -> RenderableType:
         frame = self.frame

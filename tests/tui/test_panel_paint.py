@@ -1,0 +1,100 @@
+"""A panel paints its body lines itself (between the border and padding Textual drew once);
+what it paints must be what Textual's own styles cache paints, cell by cell, in every state."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Any
+
+from rich.console import Console
+from rich.style import Style
+from textual.app import App, ComposeResult
+from textual.geometry import Region
+from textual.strip import Strip
+from textual.widget import Widget
+
+from rwq.plugins.lifecycle import PluginState
+from rwq.plugins.ui import validate_elements
+from rwq.tui.elements import SegmentLines, build_panel
+from rwq.tui.panels import PanelFrame, PluginPanel
+
+
+def elements(k: int) -> list[dict[str, Any]]:
+    rows = [[f"j{i + k}", f"tenant-{(i + k) % 7}", (i + k) * 7 % 100, "ok"] for i in range(6)]
+    return [
+        {"type": "text", "text": f"events {k}", "level": "error"},
+        {"type": "kv", "items": [["seen", k], ["ok", True]]},
+        {"type": "sparkline", "label": "ms", "values": list(range(k, k + 20)), "style": "magenta"},
+        {"type": "gauge", "label": "load", "value": k % 100, "warn": 50, "crit": 90},
+        {"type": "badge", "text": "LIVE", "level": "ok"},
+        {"type": "table", "id": "t", "columns": ["job", "tenant", "ms", "status"], "rows": rows,
+         "row_styles": ["bold on blue", None, None, None, None, "dim"]},
+    ]  # fmt: skip
+
+
+def frame_of(k: int, width: int, seq: int) -> PanelFrame:
+    view = build_panel(validate_elements(elements(k)), width, cursor=1)
+    console = Console(file=io.StringIO(), width=200, legacy_windows=False)
+    lines = console.render_lines(
+        view.renderable, console.options.update(width=width), pad=False, new_lines=False
+    )
+    drawn = SegmentLines(lines, width, [sum(len(s.text) for s in line) for line in lines])
+    return PanelFrame("p", view, PluginState.ACTIVE, "", 0.0, drawn, seq=seq)
+
+
+def cells(strips: list[Strip]) -> list[list[tuple[str, Style | None]]]:
+    return [[(ch, seg.style) for seg in strip for ch in seg.text] for strip in strips]
+
+
+class PanelApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield PluginPanel("p", "Panel", min_width=30, min_height=12, resizable=True)
+
+
+def test_the_panels_own_body_lines_match_textuals() -> None:
+    async def main() -> None:
+        app = PanelApp()
+        async with app.run_test(size=(70, 30)) as pilot:
+            panel = app.query_one(PluginPanel)
+            await pilot.pause()
+            width = panel.size.width
+            checked = 0
+            for k, (focused, problem, note) in enumerate(
+                [(False, False, ""), (True, False, ""), (True, True, "stale"), (False, True, "")]
+            ):
+                if focused:
+                    panel.focus()
+                else:
+                    app.set_focus(None)
+                panel.set_class(problem, "-problem")
+                panel.border_subtitle = note
+                for step in range(3):  # a frame, then frames reusing some of its lines
+                    panel.show(frame_of(k * 3 + step, width, seq=k * 3 + step + 1))
+                    await pilot.pause()
+                    full = Region(0, 0, *panel.region.size)
+                    own = panel._body_lines(full)
+                    assert own is not None
+                    panel._styles_cache.clear()
+                    textual = Widget.render_lines(panel, full)
+                    assert cells(own) == cells(textual), (focused, problem, note, step)
+                    part = Region(0, 2, panel.region.width, 3)
+                    assert cells(panel.render_lines(part)) == cells(textual[2:5])
+                    checked += 1
+            assert checked == 12
+
+    asyncio.run(main())
+
+
+def test_a_partial_width_is_left_to_textual() -> None:
+    async def main() -> None:
+        app = PanelApp()
+        async with app.run_test(size=(70, 30)) as pilot:
+            panel = app.query_one(PluginPanel)
+            await pilot.pause()
+            panel.show(frame_of(1, panel.size.width, seq=1))
+            await pilot.pause()
+            assert panel._body_lines(Region(3, 0, 10, 5)) is None
+            assert len(panel.render_lines(Region(3, 0, 10, 5))) == 5
+
+    asyncio.run(main())

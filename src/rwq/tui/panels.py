@@ -18,16 +18,19 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Self
 
 from rich.console import Console, RenderableType
 from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.color import Color
 from textual.containers import Vertical, VerticalScroll
+from textual.filter import LineFilter
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.strip import Strip
@@ -102,6 +105,29 @@ def state_note(result: RenderResult) -> str:
     return f"{label}: {result.error}" if result.error else label
 
 
+@dataclass
+class _Chrome:
+    """What a panel's body lines are made of while its look does not change."""
+
+    key: tuple[Size, Size]
+    """The panel's size and its content's size."""
+    top: int
+    bottom: int
+    """Rows of border and padding above and below the body."""
+    left: Strip
+    right: Strip
+    """Border and padding left and right of a body line, as Textual drew them."""
+    base: Style
+    inner: Style
+    background: Color
+    filters: tuple[LineFilter, ...]
+    edges: dict[int, Strip] = field(default_factory=dict)
+    """The border rows, by row."""
+    made: dict[tuple[Segment, ...], Strip] = field(default_factory=dict)
+    """Finished body lines by their drawn segments: a line seen before (a table row moved
+    down, a line that did not change) is not made again."""
+
+
 class PluginPanel(Widget, can_focus=True):
     """The panel of one plugin."""
 
@@ -136,11 +162,7 @@ class PluginPanel(Widget, can_focus=True):
         self._strips: dict[int, Strip] = {}
         """Lines of the current frame made into strips, by line (see :meth:`render_line`)."""
         self._strips_key: tuple[int, int] = (-1, -1)
-        self._chrome_key: tuple[Any, ...] | None = None
-        self._chrome: tuple[Strip, Strip] = (Strip([]), Strip([]))
-        self._made: dict[tuple[Segment, ...], Strip] = {}
-        """Finished body lines (border and padding included) by their drawn segments: a line
-        seen before (a table row moved down, a line that did not change) is not made again."""
+        self._chrome: _Chrome | None = None
         self.styles.min_width = min_width
         self.styles.min_height = min_height
         if not resizable:
@@ -155,7 +177,9 @@ class PluginPanel(Widget, can_focus=True):
         targets = self.targets
         if self.cursor is not None and self.cursor >= len(targets):
             self.cursor = len(targets) - 1 if targets else None
-        self.border_subtitle = frame.note[:60] if frame.note else ""
+        subtitle = frame.note[:60] if frame.note else ""
+        if subtitle != (self.border_subtitle or ""):  # setting it repaints the whole panel
+            self.border_subtitle = subtitle
         self.set_class(frame.state in STATE_STYLE, "-problem")
         # a new layout only when the panel's height may change (it is the screen's costliest step)
         auto = self.styles.height is not None and self.styles.height.is_auto
@@ -218,19 +242,65 @@ class PluginPanel(Widget, can_focus=True):
         self.painted += 1
         return lines
 
+    def refresh(
+        self,
+        *regions: Region,
+        repaint: bool = True,
+        layout: bool = False,
+        recompose: bool = False,
+    ) -> Self:
+        if not regions:  # a change of style, focus, class, theme or size: draw the chrome again
+            self._chrome = None
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
+
     def _body_lines(self, crop: Region) -> list[Strip] | None:
         """``crop`` with the body lines made here: the frame's line between the border and
-        padding Textual drew for this panel (taken from one line it drew, kept until the
-        panel's size, focus, classes, labels or colours change). Textual's styles cache would
-        draw the border, padding and background again for every changed line, the costliest
-        step of a busy panel. None when the panel has no drawn frame or uses a style this
-        does not reproduce (tint, opacity, outline, hatch) or only part of a line is asked."""
+        padding Textual drew for this panel (taken from lines it drew, kept until the panel is
+        refreshed whole: its size, focus, classes, labels or colours changed). Textual's styles
+        cache would draw the border, padding and background again for every changed line, the
+        costliest step of a busy panel. None when the panel has no drawn frame or uses a style
+        this does not reproduce (tint, opacity, outline, hatch) or only part of a line is
+        asked."""
         frame = self.frame
         if frame is None or frame.lines is None or frame.view is None:
             return None
         width, height = self.region.size
         if crop.column_span != (0, width) or not crop.height:
             return None
+        chrome = self._chrome
+        key = (self.region.size, self.size)
+        if chrome is None or chrome.key != key:
+            chrome = self._chrome = self._make_chrome(key)
+            if chrome is None:
+                return None
+        top, bottom = chrome.top, height - chrome.bottom
+        content_width, content_height = key[1]
+        drawn = frame.lines.lines
+        made = chrome.made
+        out: list[Strip] = []
+        for y in crop.line_range:
+            if not top <= y < bottom:  # the border rows, with their labels: Textual's own
+                edge = chrome.edges.get(y)
+                if edge is None:
+                    edge = chrome.edges[y] = super().render_lines(Region(0, y, width, 1))[0]
+                out.append(edge)
+                continue
+            body_y = y - top
+            line = tuple(drawn[body_y]) if body_y < min(content_height, len(drawn)) else ()
+            strip = made.get(line)
+            if strip is None:
+                body = Strip(Segment.apply_style(line, chrome.base)) if line else Strip([])
+                body = body.crop(0, content_width).adjust_cell_length(content_width, chrome.inner)
+                for line_filter in chrome.filters:
+                    body = body.apply_filter(line_filter, chrome.background)
+                strip = Strip.join([chrome.left, body, chrome.right])
+                if len(made) >= LINES_KEPT:
+                    made.clear()
+                made[line] = strip
+            out.append(strip)
+        return out
+
+    def _make_chrome(self, key: tuple[Size, Size]) -> _Chrome | None:
         styles = self.styles
         if (
             styles.tint.a
@@ -241,47 +311,22 @@ class PluginPanel(Widget, can_focus=True):
         ):
             return None
         gutter = styles.gutter
-        top, bottom = gutter.top, height - gutter.bottom
-        if bottom <= top:
+        width, height = self.region.size
+        if height - gutter.bottom <= gutter.top:
             return None
-        backgrounds = self.background_colors
-        key = (
-            self.region.size, self.size, self.has_focus, tuple(sorted(self.classes)),
-            self.border_title, self.border_subtitle, backgrounds, self.app.theme,
-            self.styles.border, self.styles.padding, self.mouse_hover, self.rich_style,
-        )  # fmt: skip
-        if key != self._chrome_key:
-            reference = super().render_lines(Region(0, top, width, 1))[0]
-            self._chrome = (reference.crop(0, gutter.left), reference.crop(width - gutter.right))
-            self._chrome_key = key
-            self._made = {}
-        left, right = self._chrome
-        base_background, background = backgrounds
-        inner = VisualStyle(background=base_background + background).rich_style
-        base = self.visual_style.rich_style
-        filters = self.get_line_filters()
-        content_width, content_height = self.size
-        drawn = frame.lines.lines
-        made = self._made
-        out: list[Strip] = []
-        for y in crop.line_range:
-            if not top <= y < bottom:  # the border rows, with their labels: Textual's own
-                out.append(super().render_lines(Region(0, y, width, 1))[0])
-                continue
-            body_y = y - top
-            line = tuple(drawn[body_y]) if body_y < min(content_height, len(drawn)) else ()
-            strip = made.get(line)
-            if strip is None:
-                body = Strip(Segment.apply_style(line, base)) if line else Strip([])
-                body = body.crop(0, content_width).adjust_cell_length(content_width, inner)
-                for line_filter in filters:
-                    body = body.apply_filter(line_filter, background)
-                strip = Strip.join([left, body, right])
-                if len(made) >= LINES_KEPT:
-                    made.clear()
-                made[line] = strip
-            out.append(strip)
-        return out
+        reference = super().render_lines(Region(0, gutter.top, width, 1))[0]
+        base_background, background = self.background_colors
+        return _Chrome(
+            key=key,
+            top=gutter.top,
+            bottom=gutter.bottom,
+            left=reference.crop(0, gutter.left),
+            right=reference.crop(width - gutter.right),
+            base=self.visual_style.rich_style,
+            inner=VisualStyle(background=base_background + background).rich_style,
+            background=background,
+            filters=tuple(self.get_line_filters()),
+        )
 
     def render(self) -> RenderableType:
         frame = self.frame

@@ -211,7 +211,7 @@ class Job:
             trace_id=spec.get("trace_id"),
             worker=fields.get("worker") or None,
             duration_ms=_ms(fields.get("duration_ms")),
-            labels=decode_labels(fields.get("labels")),
+            labels=decode_labels(labels) if (labels := fields.get("labels")) else None,
         )
 
     @classmethod

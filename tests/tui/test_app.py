@@ -12,6 +12,7 @@ from rwq.queue.broker import Broker
 from rwq.queue.producer import Producer
 from rwq.tui.app import RwqApp
 from rwq.tui.bench import BenchScreen, parse_jobs
+from rwq.tui.dead_letters import DeadLettersView
 from rwq.tui.dialogs import ConfirmScreen, TextScreen
 
 from .driving import drive, kill, rows, until, until_screen
@@ -224,5 +225,29 @@ def test_bench_form_runs_and_reports(settings: Settings, redis_client: redis.Red
             lambda: "process_jobs_per_s" in str(app.screen.query_one("#bench-result").render()),
             timeout=60,
         )
+
+    drive(app, steps)
+
+
+def test_the_dead_letters_view_follows_new_dead_letters(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    broker = Broker(redis_client, settings)
+    producer = Producer(broker)
+    kill(broker, "q", producer.enqueue_many("q", range(2)), "boom")
+    app = RwqApp(settings, redis_client, address="t", poll_interval=0.2)
+
+    async def steps(pilot: Pilot[None]) -> None:
+        await pilot.press("2")
+        table = app.query_one("#dead-table", DataTable)
+        await until(pilot, lambda: table.row_count == 2)
+        table.focus()
+        await pilot.press("down", "space")  # the cursor and the selection survive a refresh
+        kill(broker, "q", producer.enqueue_many("q", range(3)), "later")
+        await until(pilot, lambda: table.row_count == 5)
+        view = app.query_one(DeadLettersView)
+        current = view.current()
+        assert current is not None and current.id in view.chosen
+        assert len(view.chosen) == 1
 
     drive(app, steps)

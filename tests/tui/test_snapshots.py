@@ -50,7 +50,8 @@ def screen_text(app: App[object]) -> str:
     console = Console(width=width, height=height, file=io.StringIO(), record=True)
     console.print(app.screen._compositor.render_update(full=True))
     lines = [mask(line) for line in console.export_text().splitlines()]
-    lines[0] = re.sub(" +", " ", lines[0])  # the header centres a title of varying length
+    # The header centres a title of varying length, with the server's latency in it.
+    lines[0] = re.sub(" +", " ", lines[0]).replace("ok <#", "ok #")
     return "\n".join(lines) + "\n"
 
 

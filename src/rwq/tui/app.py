@@ -149,6 +149,8 @@ class RwqApp(App[None]):
         self.sub_title = f"{self.address} · {sample.health}"
         self.query_one(QueuesView).show(sample)
         self.query_one(WorkersView).show(sample)
+        if self.query_one(TabbedContent).active == "dead":
+            self.query_one(DeadLettersView).action_reload()  # new dead letters, their ages
         if self.manager is not None:
             self.query_one(PanelsView).sync()
             self.query_one(PluginsView).refresh_view()
@@ -271,6 +273,10 @@ class RwqApp(App[None]):
             self.notify("read-only mode: the bench writes to the server", severity="warning")
             return
         self.push_screen(BenchScreen(self.settings))
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "dead":
+            self.query_one(DeadLettersView).action_reload()
 
     # -- keys --------------------------------------------------------------------------------
 

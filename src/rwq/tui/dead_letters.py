@@ -19,9 +19,10 @@ from rwq.errors import RwqError
 from rwq.queue.admin import Admin
 from rwq.queue.job import Job
 from rwq.tui.dialogs import ConfirmScreen, TextScreen, job_text
-from rwq.tui.tables import cursor_key
+from rwq.tui.tables import cursor_key, sync_rows, update_label
 from rwq.units import format_age as age
 
+COLUMNS = ("", "id", "queue", "tenant", "error", "attempts", "dead for")
 PAGE = 500
 """Dead letters listed at once (the counts and the "every match" actions cover all)."""
 
@@ -92,7 +93,8 @@ class DeadLettersView(Vertical):
             yield Input(placeholder="error contains", id="dead-error")
         yield Label("", id="dead-status")
         table: DataTable[Text | str] = DataTable(id="dead-table", cursor_type="row")
-        table.add_columns("", "id", "queue", "tenant", "error", "attempts", "dead for")
+        for column in COLUMNS:
+            table.add_column(column or " ", key=column or "mark")
         yield table
 
     @property
@@ -122,32 +124,41 @@ class DeadLettersView(Vertical):
         self.app.call_from_thread(self._fill, page.jobs, page.total)
 
     def _status(self, markup: str) -> None:
-        self.query_one("#dead-status", Label).update(markup)
+        update_label(self.query_one("#dead-status", Label), markup)
 
     def _fill(self, jobs: list[Job], total: int) -> None:
+        """Show a fresh page: in place when the same jobs are listed, else rebuilt with the
+        cursor kept on the same job (or row) and the selection kept."""
         table = self.table
-        cursor = table.cursor_row
-        table.clear()
         self.jobs = {job.id: job for job in jobs}
         self.chosen &= set(self.jobs)
         self.total = total
         now = time.time()
-        for job in jobs:
-            dead_for = age(now - job.dead_at / 1000) if job.dead_at else "-"
-            error = (job.last_error or "").splitlines()[0][:80] if job.last_error else ""
-            table.add_row(
-                self._mark(job.id),
-                job.id,
-                job.queue,
-                job.tenant or "-",
-                Text(error, style="red"),
-                str(job.attempts),
-                dead_for,
-                key=job.id,
-            )
-        if jobs:
-            table.move_cursor(row=min(cursor, len(jobs) - 1))
+        rows = {job.id: self._row(job, now) for job in jobs}
+        if [k.value for k in table.rows] == list(rows):
+            sync_rows(table, rows, [c.key.value or "" for c in table.ordered_columns])
+        else:
+            at, row = cursor_key(table), table.cursor_row
+            table.clear()
+            for key, cells in rows.items():
+                table.add_row(*cells, key=key)
+            if jobs:
+                keys = list(rows)
+                table.move_cursor(row=keys.index(at) if at in rows else min(row, len(keys) - 1))
         self._count()
+
+    def _row(self, job: Job, now: float) -> tuple[Text | str, ...]:
+        dead_for = age(now - job.dead_at / 1000) if job.dead_at else "-"
+        error = (job.last_error or "").splitlines()[0][:80] if job.last_error else ""
+        return (
+            self._mark(job.id),
+            job.id,
+            job.queue,
+            job.tenant or "-",
+            Text(error, style="red"),
+            str(job.attempts),
+            dead_for,
+        )
 
     def _mark(self, job_id: str) -> Text:
         return Text("✔", style="bold green") if job_id in self.chosen else Text(" ")
@@ -185,7 +196,7 @@ class DeadLettersView(Vertical):
         if job is None:
             return
         self.chosen ^= {job.id}
-        self.table.update_cell(job.id, self.table.ordered_columns[0].key, self._mark(job.id))
+        self.table.update_cell(job.id, "mark", self._mark(job.id))
         self._count()
 
     def on_data_table_row_selected(self, _: DataTable.RowSelected) -> None:

@@ -24,7 +24,7 @@ from rwq.plugins.manager import PluginManager
 from rwq.plugins.metrics import PluginSnapshot
 from rwq.plugins.reloader import ReloadAttempt
 from rwq.tui.dialogs import TextScreen
-from rwq.tui.tables import cursor_key, sync_rows
+from rwq.tui.tables import cursor_key, sync_rows, update_label
 
 RELOADS_SHOWN = 3
 """Latest reload attempts shown under the table (a rolled-back one says why)."""
@@ -186,7 +186,9 @@ class PluginsView(Vertical):
         """Read the manager's snapshot and update the table (cheap: runs every second)."""
         manager = self.manager
         if manager is None:
-            self.query_one("#plugins-status", Label).update("Plugins are off (--no-plugins).")
+            update_label(
+                self.query_one("#plugins-status", Label), "Plugins are off (--no-plugins)."
+            )
             return
         now = time.monotonic()
         snaps = manager.snapshot()
@@ -212,14 +214,14 @@ class PluginsView(Vertical):
         sync_rows(self.table, rows, COLUMNS)
         waiting = len(manager.pending_approvals())
         note = f" · [bold yellow]{waiting} awaiting approval (A)[/]" if waiting else ""
-        self.query_one("#plugins-status", Label).update(f"{len(snaps)} plugins{note}")
+        update_label(self.query_one("#plugins-status", Label), f"{len(snaps)} plugins{note}")
         self._detail(snaps)
 
     def _detail(self, snaps: list[PluginSnapshot]) -> None:
         name = self.selected()
         snap = next((s for s in snaps if s.name == name), None)
         if snap is None or self.manager is None:
-            self.query_one("#plugins-detail", Label).update("")
+            update_label(self.query_one("#plugins-detail", Label), "")
             return
         perms = permissions_of(self.manager, snap.name)
         text = Text()
@@ -245,7 +247,7 @@ class PluginsView(Vertical):
             line = f"\nreload {stamp} {attempt.version or '?'}: {attempt.outcome}"
             text.append(line + (f" — {attempt.reason}" if attempt.reason else ""),
                         style="green" if ok else "bold red")  # fmt: skip
-        self.query_one("#plugins-detail", Label).update(text)
+        update_label(self.query_one("#plugins-detail", Label), text)
 
     def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
         if self.manager is not None:

@@ -29,7 +29,8 @@ class Health:
     def __str__(self) -> str:
         if not self.ok:
             return f"down: {self.error}"
-        return f"ok {self.latency_ms:.1f} ms"
+        # Coarse on purpose: the header is redrawn only when this text changes.
+        return "ok <1 ms" if self.latency_ms < 1 else f"ok {self.latency_ms:.0f} ms"
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
-"""Tables kept up to date in place: only the cells that changed are written, so a refresh
-every second neither flickers nor loses the cursor."""
+"""Tables and status lines kept up to date in place: only what changed is written, so a
+refresh every second neither flickers, loses the cursor, nor lays the screen out again."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
 from rich.text import Text
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Label
 
 Cell = Text | str
 
@@ -35,6 +35,13 @@ def sync_rows(
                     table.update_cell(key, column, cell)
         else:
             table.add_row(*cells, key=key)
+
+
+def update_label(label: Label, content: Cell) -> None:
+    """Show ``content`` in ``label`` unless it already does (an update is a new layout)."""
+    if getattr(label, "_rwq_shown", None) != content:
+        label._rwq_shown = content  # type: ignore[attr-defined]
+        label.update(content)
 
 
 def _style(cell: object) -> str:

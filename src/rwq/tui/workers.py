@@ -8,7 +8,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Label
 
 from rwq.tui.source import Sample, is_stale
-from rwq.tui.tables import sync_rows
+from rwq.tui.tables import sync_rows, update_label
 from rwq.units import format_age as age
 
 COLUMNS = ("id", "host", "pid", "queues", "state", "running", "processed", "failed", "heartbeat")
@@ -44,6 +44,6 @@ class WorkersView(Vertical):
             )
         sync_rows(self.query_one("#workers-table", DataTable), rows, COLUMNS)
         stale_note = f", [bold red]{stale_count} stale[/]" if stale_count else ""
-        self.query_one("#workers-status", Label).update(
-            f"{len(sample.workers)} workers{stale_note}"
+        update_label(
+            self.query_one("#workers-status", Label), f"{len(sample.workers)} workers{stale_note}"
         )

@@ -217,5 +217,7 @@ def test_a_failed_reload_keeps_the_old_version_and_the_view_says_why(
         await pilot.press("4")
         panel = app.query_one("#panel-counter", PluginPanel)
         await until(pilot, lambda: "count=0" in text_of(panel))
+        # the panel's border says the new version failed while the old one keeps serving
+        await until(pilot, lambda: "reload of 1.0.0 failed" in str(panel.border_subtitle))
 
     drive(app, steps)

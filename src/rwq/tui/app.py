@@ -110,7 +110,8 @@ class RwqApp(App[None]):
             with TabPane("Workers [3]", id="workers"):
                 yield WorkersView(id="workers-view")
             with TabPane("Panels [4]", id="panels"):
-                yield PanelsView(self.manager, id="panels-view")
+                notices = self.host.notice if self.host is not None else None
+                yield PanelsView(self.manager, notices, id="panels-view")
             with TabPane("Plugins [5]", id="plugins"):
                 host = self.host
                 yield PluginsView(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from rwq.tui.plugins_view import PluginLogs
 
 log = logging.getLogger(__name__)
 
+NOTICE_FOR = 120.0
+"""Seconds a failed reload is shown on the plugin's panel."""
 Toast = Callable[[str, str, str], None]
 """``(plugin, message, level)``."""
 
@@ -74,6 +77,19 @@ class PluginHost:
         self.control.stop()
         self.reloader.stop()
         self.manager.stop()
+
+    def notice(self, name: str, now: float | None = None) -> str:
+        """A line for the panel of ``name`` while its latest reload attempt, if it failed,
+        is recent: which version, how it ended, why (the old version keeps running)."""
+        attempts = self.reloader.history(name)
+        if not attempts:
+            return ""
+        last = attempts[-1]
+        if last.outcome == "reloaded" or (now or time.time()) - last.at > NOTICE_FOR:
+            return ""
+        version = f" of {last.version}" if last.version else ""
+        reason = f": {last.reason}" if last.reason else ""
+        return f"reload{version} {last.outcome}{reason}"
 
     def reload(self, name: str) -> str:
         """Reload ``name`` the way a save does (probation and rollback included); a line

@@ -392,11 +392,14 @@ class PanelRenderer:
         cursors: Callable[[str], int | None],
         *,
         max_fps: float = MAX_FPS,
+        notices: Callable[[str], str] | None = None,
     ) -> None:
         self.manager = manager
         self.sizes = sizes
         self.deliver = deliver
         self.cursors = cursors
+        self.notices = notices
+        """What else a panel's border should say (a failed reload), by plugin."""
         self.period = 1.0 / max_fps
         self._dirty: set[str] = set()
         self._lock = threading.Lock()
@@ -480,6 +483,9 @@ class PanelRenderer:
         view = None
         lines = None
         note = state_note(result)
+        notice = self.notices(plugin) if self.notices is not None else ""
+        if notice:
+            note = f"{notice} · {note}" if note else notice
         if result.elements or (result.state is PluginState.ACTIVE and not result.error):
             try:
                 view = build_panel(result.elements, width, cursor=self.cursors(plugin))
@@ -568,9 +574,17 @@ class PanelsView(Vertical):
             super().__init__()
             self.plugin = plugin
 
-    def __init__(self, manager: PluginManager | None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        manager: PluginManager | None,
+        notices: Callable[[str], str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.manager = manager
+        self.notices = notices
+        """A line for a panel's border besides its state (a failed reload), by plugin."""
+        self._noticed: dict[str, str] = {}
         self.panels: dict[str, PluginPanel] = {}
         self.renderer: PanelRenderer | None = None
         self.tabs_layout = False
@@ -588,7 +602,9 @@ class PanelsView(Vertical):
     def on_mount(self) -> None:
         if self.manager is None:
             return
-        self.renderer = PanelRenderer(self.manager, self._size_of, self._deliver, self._cursor_of)
+        self.renderer = PanelRenderer(
+            self.manager, self._size_of, self._deliver, self._cursor_of, notices=self.notices
+        )
         self.sync()
         self.renderer.start()
 
@@ -627,6 +643,7 @@ class PanelsView(Vertical):
         for name in removed:
             self.panels.pop(name).remove()
             tabs.remove_tab(f"tab-{name}")
+        self._check_notices()
         if not (added or removed) and self._synced:
             return  # called every poll: touching the widgets would cost the screen a new layout
         self._synced = True
@@ -636,6 +653,16 @@ class PanelsView(Vertical):
         if added and self.renderer is not None:
             self.renderer.mark_all(added)
         self._show_active()
+
+    def _check_notices(self) -> None:
+        """Draw again the panels whose notice came or went (it changes no plugin state)."""
+        if self.notices is None or self.renderer is None:
+            return
+        for name in self.panels:
+            notice = self.notices(name)
+            if notice != self._noticed.get(name, ""):
+                self._noticed[name] = notice
+                self.renderer.mark(name)
 
     # -- rendering ---------------------------------------------------------------------------
 

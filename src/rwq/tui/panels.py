@@ -92,6 +92,13 @@ class PanelFrame:
         )
 
 
+BUSY = PanelFrame("", None, PluginState.ACTIVE, "busy", 0.0)
+"""What :meth:`PanelRenderer.frame` returns for a plugin busy in another hook."""
+BUSY_PATIENCE = 0.5
+"""Seconds a plugin may stay busy before the renderer waits for it (up to BUSY_WAIT)."""
+BUSY_WAIT = 0.5
+
+
 def _targets(frame: PanelFrame) -> tuple[Target, ...]:
     return frame.view.targets if frame.view is not None else ()
 
@@ -414,6 +421,8 @@ class PanelRenderer:
         """Frames rendered so far."""
         self.console = Console(file=io.StringIO(), width=200, legacy_windows=False)
         """Draws views into lines on this thread (never written to)."""
+        self._busy_since: dict[str, float] = {}
+        """Plugins found busy, since when (monotonic)."""
         self._last: dict[str, PanelFrame] = {}
         """The last frame delivered per panel: an identical one is not delivered again."""
         self._seq = 0
@@ -449,8 +458,12 @@ class PanelRenderer:
             with self._lock:
                 dirty, self._dirty = self._dirty, set()
             frames = []
+            busy = []
             for name in sorted(dirty):
                 frame = self.frame(name)
+                if frame is BUSY:
+                    busy.append(name)
+                    continue
                 last = self._last.get(name)
                 if frame is None or frame.looks_like(last):
                     continue
@@ -464,6 +477,8 @@ class PanelRenderer:
                 except Exception:  # the app is shutting down
                     log.debug("could not deliver panel frames", exc_info=True)
                     return
+            if busy:  # tried again next round; meanwhile their panels keep the last frame
+                self.mark_all(busy)
             rest = self.period - (time.monotonic() - started)
             if rest > 0:
                 self._halt.wait(rest)
@@ -474,11 +489,19 @@ class PanelRenderer:
         if size is None:
             return None
         width, height, focused = size
+        # A plugin busy in another hook is not waited for (the other panels would wait behind
+        # it): it is tried again next round, and waited for only once it has been busy a while.
+        since = self._busy_since.get(plugin)
+        wait = BUSY_WAIT if since is not None and time.monotonic() - since > BUSY_PATIENCE else 0
         started = time.perf_counter()
         try:
-            result = self.manager.render(plugin, width, height, focused, wait=0.5)
+            result = self.manager.render(plugin, width, height, focused, wait=wait)
         except Exception as exc:  # an unknown plugin (just unloaded), a closed runtime
             return PanelFrame(plugin, None, PluginState.ERROR, str(exc), 0.0)
+        if result.stale and not wait:
+            self._busy_since.setdefault(plugin, time.monotonic())
+            return BUSY
+        self._busy_since.pop(plugin, None)
         called = time.perf_counter()
         view = None
         lines = None

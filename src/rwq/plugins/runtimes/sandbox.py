@@ -104,6 +104,10 @@ def private_bytes(pid: int) -> int:
     return total
 
 
+CPU_READ_EVERY = 0.05
+"""Seconds a sandbox's CPU time read from /proc is reused."""
+
+
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU time of a live process, or None if it is gone."""
     try:
@@ -127,6 +131,7 @@ class Sandbox:
         self._buffer = bytearray()
         self._status: ExitStatus | None = None
         self._cpu = 0.0
+        self._cpu_read_at = -CPU_READ_EVERY
         self._pidfd: int | None = None
         with contextlib.suppress(AttributeError, OSError):
             # signals through a pidfd cannot reach a process that reused the pid
@@ -210,10 +215,14 @@ class Sandbox:
         return private_bytes(self.pid) if self._status is None else 0
 
     def cpu_seconds(self) -> float:
-        if self._status is None:
+        """CPU time used so far, read from /proc at most every :data:`CPU_READ_EVERY` seconds
+        (the host asks around every call; the budget's window is seconds long)."""
+        now = time.monotonic()
+        if self._status is None and now - self._cpu_read_at >= CPU_READ_EVERY:
             used = cpu_seconds(self.pid)
             if used is not None:
                 self._cpu = used
+                self._cpu_read_at = now
         return self._cpu
 
 

@@ -86,7 +86,7 @@ static void render_details(rwq_writer *out, const tenant *t, const verdict *v) {
 RWQ_HOOK(render) {
     static row rows[MAX_TENANTS];
     int width = (int)rwq_json_int(rwq_json_get(arg, "width"), 80);
-    bool wide = width >= 72;
+    bool wide = width >= 80; /* the 9 columns need 80 cells with their gaps */
     int n = 0, counts[4] = {0};
     for (int i = 0; i < MAX_TENANTS; i++) {
         if (!tenants[i].used) continue;

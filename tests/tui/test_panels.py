@@ -221,3 +221,30 @@ def test_a_failed_reload_keeps_the_old_version_and_the_view_says_why(
         await until(pilot, lambda: "reload of 1.0.0 failed" in str(panel.border_subtitle))
 
     drive(app, steps)
+
+
+def test_a_grid_row_is_as_tall_as_its_tallest_panel(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    root = tmp_path / "plugins"
+    shutil.copytree(FIXTURES / "counter", root / "counter")
+    for name in ("tall", "tall-b", "tall-c"):  # two rows: each gets half the height if not auto
+        shutil.copytree(FIXTURES / "tall", root / name)
+        manifest = root / name / "manifest.yaml"
+        manifest.write_text(manifest.read_text().replace("name: tall", f"name: {name}"))
+    host = PluginHost(settings.replace(plugin_dirs=str(root)), redis_client, watch=False)
+    host.start()
+    app = app_for(host, settings, redis_client)
+
+    async def steps(pilot: Pilot[None]) -> None:
+        await approve_all(app, pilot)
+        await pilot.press("4")
+        tall = app.query_one("#panel-tall", PluginPanel)
+        await until(pilot, lambda: "line 29" in text_of(tall))
+        await pilot.pause(0.3)
+        assert tall.size.height >= 30  # every line shown, none cut by the row's height
+
+    try:
+        drive(app, steps)
+    finally:
+        host.stop()

@@ -575,7 +575,9 @@ class PanelsView(Vertical):
     BINDINGS = [Binding("g", "layout", "Grid/tabs")]
 
     DEFAULT_CSS = """
-    PanelsView #panel-grid { layout: grid; grid-size: 2; grid-rows: auto; grid-gutter: 0 1; height: 1fr; }
+    PanelsView #panel-grid {
+        layout: grid; grid-size: 2; grid-rows: auto; grid-gutter: 0 1; height: 1fr;
+    }
     PanelsView #panel-grid.-tabs { layout: vertical; }
     PanelsView #panel-grid.-tabs PluginPanel { height: 1fr; }
     PanelsView #panel-tabs { display: none; }

@@ -13,13 +13,12 @@ from typing import Any
 import pytest
 import redis
 import yaml
+from sample_panels import Panel, find, start_plugin, texts, validated
 
 from rwq.config import Settings
-from rwq.plugins.bundle import open_bundle
 from rwq.plugins.harness import check_plugin, read_events
 from rwq.plugins.manager import PluginManager
 from rwq.plugins.runtimes.starlark import StarlarkRuntime
-from rwq.plugins.ui import validate_elements
 from rwq.plugins.user_config import PluginConfigError
 from rwq.queue.broker import Broker, Failure
 from rwq.queue.producer import Producer
@@ -29,42 +28,6 @@ PLUGIN = ROOT / "plugins" / "bulk-operations"
 FIXTURES = Path(__file__).parent / "fixtures"
 NAME = "bulk-operations"
 SCOPED = ("admin.queue.peek", "admin.queue.requeue", "admin.queue.purge", "events.subscribe")
-
-
-def validated(elements: list[Any]) -> list[Any]:
-    """The render output, checked against the UI element schema."""
-    return validate_elements(elements)
-
-
-def texts(elements: Any) -> str:
-    """Every string in the render output, one a line (what the panel says)."""
-    out: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, str):
-            out.append(value)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if key not in ("type", "style", "level", "variant", "id", "key"):
-                    walk(item)
-
-    walk(elements)
-    return "\n".join(out)
-
-
-def find(elements: Any, kind: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    if isinstance(elements, list):
-        for item in elements:
-            found.extend(find(item, kind))
-    elif isinstance(elements, dict):
-        if elements.get("type") == kind:
-            found.append(elements)
-        found.extend(find(elements.get("children", []), kind))
-    return found
 
 
 # -- rwq plugin check on the demo's events ----------------------------------------------------
@@ -141,42 +104,13 @@ def dead_letter(broker: Broker, queue: str, tenant: str, error: str, n: int) -> 
     return ids
 
 
-class Panel:
-    """The plugin loaded in a real manager: keys in, rendered text out."""
-
-    def __init__(self, manager: PluginManager) -> None:
-        self.manager = manager
-
-    def render(self) -> list[Any]:
-        result = self.manager.render(NAME, 100, 30)
-        assert result.error is None, result.error
-        return validated(result.elements)
-
-    def text(self) -> str:
-        return texts(self.render())
-
-    def key(self, key: str) -> None:
-        self.manager.on_input(NAME, {"kind": "key", "key": key})
-
-    def button(self, button: str) -> None:
-        self.manager.on_input(NAME, {"kind": "button", "id": button})
-
-    def wait_for(self, predicate: Callable[[str], bool], what: str, timeout: float = 15.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            text = self.text()
-            if predicate(text):
-                return text
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; the panel says:\n{text}")
-            time.sleep(0.02)
-
-
 @pytest.fixture
 def start_panel(
     settings: Settings, redis_client: redis.Redis, tmp_path: Path
 ) -> Iterator[Callable[..., Panel]]:
     managers: list[PluginManager] = []
+    plugins = tmp_path / "plugins"
+    shutil.copytree(PLUGIN, plugins / NAME)
 
     def start(
         *,
@@ -184,33 +118,20 @@ def start_panel(
         config: dict[str, Any] | None = None,
         grants: tuple[str, ...] = SCOPED,
     ) -> Panel:
-        plugins = tmp_path / "plugins"
-        if not plugins.exists():
-            shutil.copytree(PLUGIN, plugins / NAME)
-        local = settings.replace(plugin_dirs=str(plugins), read_only=read_only)
-        manager = PluginManager(
-            local,
-            {"starlark": StarlarkRuntime()},
+        manager = start_plugin(
+            settings.replace(read_only=read_only),
             redis_client,
-            feeds=False,
-            element_validator=validate_elements,
+            plugins / NAME,
+            {"starlark": StarlarkRuntime()},
+            grants=grants,
+            queues=("tenant.*",),
+            config=config or None,
         )
         managers.append(manager)
-        bundle = open_bundle(plugins / NAME)
-        manager.grants.grant(
-            NAME,
-            grants,
-            version=str(bundle.version),
-            bundle_hash=bundle.sha256,
-            queues=("tenant.*",),
-        )
-        if config:
-            manager.configs.set(NAME, config)
-        manager.start()
         if set(grants) != set(SCOPED):  # the user refused the rest
             manager.deny(NAME, sorted(set(SCOPED) - set(grants)))
         assert manager.state(NAME).value == "active", manager.reason(NAME)
-        return Panel(manager)
+        return Panel(manager, NAME)
 
     yield start
     for manager in managers:
@@ -233,7 +154,7 @@ def test_requeue_and_delete_real_dead_letters_with_confirmation(
     initech = dead_letter(broker, "tenant.initech", "initech", "TimeoutError: warehouse", 4)
     other = dead_letter(broker, "billing", "acme", "OSError: template store unavailable", 2)
     panel = start_panel()
-    panel.wait_for(lambda t: "7 dead letters in tenant.* · 7 match" in t, "the first refresh")
+    panel.wait_for_text(lambda t: "7 dead letters in tenant.* · 7 match" in t, "the first refresh")
 
     panel.key("q")  # the queue filter cycles through the queues seen: tenant.acme first
     text = panel.text()
@@ -249,7 +170,7 @@ def test_requeue_and_delete_real_dead_letters_with_confirmation(
     assert "requeue 3 jobs? press y / Confirm" in panel.text()
     assert dead_ids(broker, "tenant.acme") == set(acme)
     panel.key("y")  # confirms: runs in pages
-    panel.wait_for(lambda t: "requeued 3 jobs, 0 failed" in t, "the requeue to finish")
+    panel.wait_for_text(lambda t: "requeued 3 jobs, 0 failed" in t, "the requeue to finish")
     assert dead_ids(broker, "tenant.acme") == set()
     pending = broker.client.zrange(broker.queue_keys("tenant.acme").pending, 0, -1)
     assert sorted(pending) == sorted(acme)
@@ -268,7 +189,7 @@ def test_requeue_and_delete_real_dead_letters_with_confirmation(
     assert dead_ids(broker, "tenant.initech") == set(initech)
     panel.button("delete")
     panel.button("confirm")
-    panel.wait_for(lambda t: "deleted 4 jobs, 0 failed" in t, "the delete to finish")
+    panel.wait_for_text(lambda t: "deleted 4 jobs, 0 failed" in t, "the delete to finish")
     assert dead_ids(broker, "tenant.initech") == set()
     qk = broker.queue_keys("tenant.initech")
     assert not any(broker.client.exists(qk.job(i)) for i in initech)
@@ -280,7 +201,7 @@ def test_requeue_in_pages_shows_progress_and_counts(
 ) -> None:
     ids = dead_letter(broker, "tenant.globex", "globex", "TimeoutError: upstream", 25)
     panel = start_panel(config={"page_size": 4})
-    panel.wait_for(lambda t: "25 match" in t, "the first refresh")
+    panel.wait_for_text(lambda t: "25 match" in t, "the first refresh")
     panel.key("r")
     panel.key("r")  # the same key again confirms too
     seen_progress = False
@@ -311,7 +232,7 @@ def test_the_age_filter_selects_by_when_they_died(
         broker.client.hset(qk.job(job_id), "dead_at", str((now_s - 7200) * 1000))
         broker.client.zadd(qk.dead, {job_id: (now_s - 7200) * 1000}, xx=True)
     panel = start_panel()
-    panel.wait_for(lambda t: "2 match" in t, "the first refresh")
+    panel.wait_for_text(lambda t: "2 match" in t, "the first refresh")
     panel.key("a")  # >5m
     assert "2 dead letters in tenant.* · 1 match" in panel.text()
     panel.key("a")  # >1h
@@ -322,7 +243,7 @@ def test_the_age_filter_selects_by_when_they_died(
     panel.key("a")  # <5m
     panel.key("r")
     panel.key("y")
-    panel.wait_for(lambda t: "requeued 1 jobs" in t, "the requeue")
+    panel.wait_for_text(lambda t: "requeued 1 jobs" in t, "the requeue")
     assert dead_ids(broker, "tenant.hooli") == {old[0]}
 
 
@@ -331,14 +252,14 @@ def test_read_only_mode_refuses_with_a_clear_message(
 ) -> None:
     ids = dead_letter(broker, "tenant.umbrella", "umbrella", "endpoint refused", 3)
     panel = start_panel(read_only=True)
-    panel.wait_for(lambda t: "3 match" in t, "the first refresh")  # reading still works
+    panel.wait_for_text(lambda t: "3 match" in t, "the first refresh")  # reading still works
     panel.key("r")
     panel.key("y")
-    text = panel.wait_for(lambda t: "read-only" in t, "the refusal")
+    text = panel.wait_for_text(lambda t: "read-only" in t, "the refusal")
     assert "rwq is in read-only mode: nothing more can be requeued (0 were before)" in text
     panel.key("d")
     panel.key("y")
-    assert "nothing more can be deleted" in panel.wait_for(lambda t: "deleted" in t, "refusal")
+    assert "nothing more can be deleted" in panel.wait_for_text(lambda t: "deleted" in t, "refusal")
     assert dead_ids(broker, "tenant.umbrella") == set(ids)
 
 
@@ -348,7 +269,7 @@ def test_filters_survive_a_reload_and_bad_config_is_refused(
     dead_letter(broker, "tenant.acme", "acme", "OSError: template store unavailable", 2)
     dead_letter(broker, "tenant.globex", "globex", "card declined", 1)
     panel = start_panel()
-    panel.wait_for(lambda t: "3 match" in t, "the first refresh")
+    panel.wait_for_text(lambda t: "3 match" in t, "the first refresh")
     panel.key("t")  # tenant: acme
     panel.key("a")  # age: >5m
     swapped = panel.manager.reload(NAME)
@@ -367,13 +288,13 @@ def test_without_the_purge_permission_a_delete_fails_and_says_why(
 ) -> None:
     ids = dead_letter(broker, "tenant.acme", "acme", "boom", 2)
     panel = start_panel(grants=tuple(p for p in SCOPED if p != "admin.queue.purge"))
-    panel.wait_for(lambda t: "2 match" in t, "the first refresh")
+    panel.wait_for_text(lambda t: "2 match" in t, "the first refresh")
     panel.key("d")
     panel.key("y")
-    text = panel.wait_for(lambda t: "deleted 0 jobs, 2 failed" in t, "the refusal")
+    text = panel.wait_for_text(lambda t: "deleted 0 jobs, 2 failed" in t, "the refusal")
     assert "tenant.acme: permission_denied" in text and "admin.queue.purge" in text
     assert dead_ids(broker, "tenant.acme") == set(ids)
     panel.key("r")  # requeueing is still granted
     panel.key("y")
-    panel.wait_for(lambda t: "requeued 2 jobs, 0 failed" in t, "the requeue")
+    panel.wait_for_text(lambda t: "requeued 2 jobs, 0 failed" in t, "the requeue")
     assert dead_ids(broker, "tenant.acme") == set()

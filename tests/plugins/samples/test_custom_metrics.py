@@ -14,15 +14,14 @@ from typing import Any
 import pytest
 import redis
 import yaml
+from sample_panels import Panel, find, start_plugin, validated
 
 from rwq.config import Settings
-from rwq.plugins.bundle import open_bundle
 from rwq.plugins.events import BusEvent
 from rwq.plugins.harness import check_plugin, read_events
 from rwq.plugins.manager import PluginManager
 from rwq.plugins.runtimes.starlark import StarlarkRuntime
 from rwq.plugins.storage import PluginStorage
-from rwq.plugins.ui import validate_elements
 from rwq.plugins.user_config import PluginConfigError
 from rwq.queue.keys import Keys
 
@@ -31,23 +30,6 @@ PLUGIN = ROOT / "plugins" / "custom-metrics"
 FIXTURES = Path(__file__).parent / "fixtures"
 NAME = "custom-metrics"
 GRANTS = ["events.subscribe", "storage.read", "storage.write"]
-
-
-def validated(elements: list[Any]) -> list[Any]:
-    """The render output, checked against the UI element schema."""
-    return validate_elements(elements)
-
-
-def find(elements: Any, kind: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    if isinstance(elements, list):
-        for item in elements:
-            found.extend(find(item, kind))
-    elif isinstance(elements, dict):
-        if elements.get("type") == kind:
-            found.append(elements)
-        found.extend(find(elements.get("children", []), kind))
-    return found
 
 
 def groups(elements: list[Any]) -> dict[str, str]:
@@ -208,29 +190,6 @@ def job_event(kind: str, tenant: str, **data: Any) -> BusEvent:
     )
 
 
-class Panel:
-    def __init__(self, manager: PluginManager) -> None:
-        self.manager = manager
-
-    def render(self) -> list[Any]:
-        result = self.manager.render(NAME, 80, 24)
-        assert result.error is None, result.error
-        return validated(result.elements)
-
-    def key(self, key: str) -> None:
-        assert self.manager.on_input(NAME, {"kind": "key", "key": key})
-
-    def wait_for(self, predicate: Callable[[list[Any]], bool], what: str) -> list[Any]:
-        deadline = time.monotonic() + 15
-        while True:
-            elements = self.render()
-            if predicate(elements):
-                return elements
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}: {json.dumps(elements)}")
-            time.sleep(0.02)
-
-
 @pytest.fixture
 def start_panel(
     settings: Settings, redis_client: redis.Redis, tmp_path: Path
@@ -238,24 +197,19 @@ def start_panel(
     managers: list[PluginManager] = []
     plugins = tmp_path / "plugins"
     shutil.copytree(PLUGIN, plugins / NAME)
-    local = settings.replace(plugin_dirs=str(plugins))
 
     def start(config: dict[str, Any] | None = None) -> Panel:
-        manager = PluginManager(
-            local,
-            {"starlark": StarlarkRuntime()},
+        manager = start_plugin(
+            settings,
             redis_client,
-            feeds=False,
-            element_validator=validate_elements,
+            plugins / NAME,
+            {"starlark": StarlarkRuntime()},
+            grants=GRANTS,
+            config=config,
         )
         managers.append(manager)
-        bundle = open_bundle(plugins / NAME)
-        manager.grants.grant(NAME, GRANTS, version=str(bundle.version), bundle_hash=bundle.sha256)
-        if config is not None:
-            manager.configs.set(NAME, config)
-        manager.start()
         assert manager.state(NAME).value == "active", manager.reason(NAME)
-        return Panel(manager)
+        return Panel(manager, NAME, size=(80, 24))
 
     yield start
     for manager in managers:

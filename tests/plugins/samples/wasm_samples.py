@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sample_panels import find, validated
 from test_manager import Host
 
 from rwq.plugins.manager import PluginManager
@@ -37,28 +38,6 @@ GRANTS = {
 }
 T0 = 1_790_000_000_000
 """Epoch ms the fixtures start at."""
-
-
-def validated(elements: list[Any]) -> list[Any]:
-    """The render output, checked against the UI element schema (ui-elements.md)."""
-    return validate_elements(elements)
-
-
-def find(elements: Any, kind: str, **fields: Any) -> list[dict[str, Any]]:
-    """Every element of ``kind`` (with these field values) in a render output, depth first."""
-    found: list[dict[str, Any]] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, list):
-            for item in value:
-                walk(item)
-        elif isinstance(value, dict):
-            if value.get("type") == kind and all(value.get(k) == v for k, v in fields.items()):
-                found.append(value)
-            walk(value.get("children", []))
-
-    walk(elements)
-    return found
 
 
 def one(elements: Any, kind: str, **fields: Any) -> dict[str, Any]:

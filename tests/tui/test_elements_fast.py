@@ -1,5 +1,6 @@
-"""The fast paths of tables and kv lists draw exactly what Rich's Table draws: the same
-characters with the same style in every cell, for any table that takes them."""
+"""The fast paths draw exactly what Rich draws: tables and kv lists cut into segments directly,
+one-line texts, and whole panels stacked as lines — the same characters with the same style in
+every cell, for any element that takes them."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 from rich.style import Style
+from rich.table import Table
 
 from rwq.plugins.ui import validate_elements
 from rwq.tui import elements
 from rwq.tui.elements import SegmentLines, build_panel
+
+from .test_elements import panels
 
 
 def cells_of(element: dict[str, Any], width: int, fast: bool) -> list[list[tuple[str, Style]]]:
@@ -35,11 +39,19 @@ def cells_of(element: dict[str, Any], width: int, fast: bool) -> list[list[tuple
     return out
 
 
-def took_fast_path(element: dict[str, Any], width: int) -> bool:
+def took_fast_path(element: dict[str, Any], width: int, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Whether ``element`` was drawn without a Rich ``Table``."""
+    tables: list[Any] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Table:
+        tables.append(args)
+        return Table(*args, **kwargs)
+
+    monkeypatch.setattr(elements, "Table", spy)
     view = build_panel(validate_elements([element]), width)
-    renderable = view.renderable
-    parts = getattr(renderable, "renderables", [renderable])
-    return any(isinstance(p, SegmentLines) for p in parts)
+    monkeypatch.undo()
+    assert isinstance(view.renderable, SegmentLines)  # drawn into lines either way
+    return not tables
 
 
 TABLE = {
@@ -63,20 +75,32 @@ TABLE = {
         {"type": "kv", "title": "Totals", "items": [["ü", 1.25], ["k", "v"]]},
     ],
 )
-def test_the_fast_path_draws_what_rich_draws(element: dict[str, Any]) -> None:
+def test_the_fast_path_draws_what_rich_draws(
+    element: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     element = {k: v for k, v in element.items() if v is not None}
-    assert took_fast_path(element, 60)
+    assert took_fast_path(element, 60, monkeypatch)
     assert cells_of(element, 60, fast=True) == cells_of(element, 60, fast=False)
 
 
-def test_tables_that_do_not_fit_or_span_lines_go_to_rich() -> None:
+def test_tables_that_do_not_fit_or_span_lines_go_to_rich(monkeypatch: pytest.MonkeyPatch) -> None:
     wide = {"type": "table", "columns": ["a", "b"], "rows": [["x" * 30, "y" * 30]]}
-    assert not took_fast_path(wide, 40)
-    assert took_fast_path(wide, 70)
+    assert not took_fast_path(wide, 40, monkeypatch)
+    assert took_fast_path(wide, 70, monkeypatch)
     multi = {"type": "table", "columns": ["a"], "rows": [["two\nlines"]]}
-    assert not took_fast_path(multi, 40)
+    assert not took_fast_path(multi, 40, monkeypatch)
     long_title = {"type": "table", "title": "t" * 20, "columns": ["a"], "rows": [["x"]]}
-    assert not took_fast_path(long_title, 40)
+    assert not took_fast_path(long_title, 40, monkeypatch)
+
+
+def test_a_redrawn_table_reuses_its_rows_and_still_draws_them_right() -> None:
+    rows = [["j1", "a", 1], ["j2", "b", 2]]
+    first = cells_of({"type": "table", "columns": ["job", "t", "ms"], "rows": rows}, 40, True)
+    moved = [["j0", "c", 3000], *rows]  # the rows move down a line; a wider column
+    again = cells_of({"type": "table", "columns": ["job", "t", "ms"], "rows": moved}, 40, True)
+    assert again == cells_of({"type": "table", "columns": ["job", "t", "ms"], "rows": moved}, 40,
+                             False)  # fmt: skip
+    assert [c for c, _ in again[3]] != [c for c, _ in first[2]]  # the "ms" column grew
 
 
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=12)
@@ -116,3 +140,22 @@ def test_any_table_draws_the_same_either_way(element: dict[str, Any], width: int
 def test_any_kv_list_draws_the_same_either_way(items: list[Any], width: int) -> None:
     element = {"type": "kv", "items": [list(pair) for pair in items]}
     assert cells_of(element, width, fast=True) == cells_of(element, width, fast=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(panels, max_size=4), st.integers(1, 100), st.none() | st.integers(0, 3))
+def test_any_panel_draws_the_same_either_way(
+    elements_: list[dict[str, Any]], width: int, cursor: int | None
+) -> None:
+    def draw(fast: bool) -> list[list[tuple[str, Style]]]:
+        previous = elements.FAST_PATHS
+        elements.FAST_PATHS = fast
+        try:
+            view = build_panel(validate_elements(elements_), width, cursor=cursor)
+        finally:
+            elements.FAST_PATHS = previous
+        console = Console(width=width, file=io.StringIO(), color_system="truecolor")
+        lines = console.render_lines(view.renderable, pad=False, new_lines=False)
+        return [[(ch, seg.style or Style()) for seg in line for ch in seg.text] for line in lines]
+
+    assert draw(fast=True) == draw(fast=False)

@@ -162,6 +162,8 @@ class _Builder:
     def __init__(self, cursor: int | None) -> None:
         self.cursor = cursor
         self.targets: list[Target] = []
+        self.flat = True
+        """Outside columns: elements may be drawn straight into lines."""
         self.draw: dict[str, Callable[[dict[str, Any], int], RenderableType]] = {
             "text": self.text,
             "table": self.table,
@@ -190,7 +192,15 @@ class _Builder:
             raise ValueError(f"unknown element type {kind!r}")
         return draw(element, width)
 
+    def fit(self, text: Text, width: int) -> RenderableType:
+        """A one-line ``text`` as lines, outside columns (Rich pads a grid cell in the text's
+        own style)."""
+        return _fit(text, width) if self.flat else text
+
     def many(self, elements: list[dict[str, Any]], width: int, gap: int = 0) -> RenderableType:
+        if FAST_PATHS and self.flat:  # one block of lines: drawing the panel replays them
+            blocks = [_as_lines(self.one(element, width), width) for element in elements]
+            return SegmentLines.stack(blocks, gap)
         parts: list[RenderableType] = []
         for i, element in enumerate(elements):
             if gap and i:
@@ -209,7 +219,7 @@ class _Builder:
         align = e.get("align")
         # "left" would pad every line to the width in the text's style (a red band for errors)
         justify: JustifyMethod = "default" if align in (None, "left") else align
-        return Text(plain(e["text"]), style=chosen, justify=justify)
+        return self.fit(Text(plain(e["text"]), style=chosen, justify=justify), width)
 
     def table(self, e: dict[str, Any], width: int) -> RenderableType:
         title = e.get("title")
@@ -221,7 +231,7 @@ class _Builder:
         for i, cells_of_row in enumerate(cells):
             style = rich_style(styles[i]) if i < len(styles) else Style.null()
             if element_id:
-                value = cells_of_row[0].plain if cells_of_row else ""
+                value = cells_of_row[0][0] if cells_of_row else ""
                 style = style + self.target(Target("select", element_id, i, value))
             row_styles.append(style)
         fast = (
@@ -242,15 +252,19 @@ class _Builder:
         for column in header:
             table.add_column(Text(column), overflow="ellipsis")
         for row, style in zip(cells, row_styles, strict=True):
-            table.add_row(*row, style=style)
+            table.add_row(*(Text(t, justify="right" if right else None) for t, right in row),
+                          style=style)  # fmt: skip
         return table
 
     def kv(self, e: dict[str, Any], width: int) -> RenderableType:
         title = e.get("title")
         pairs = [(plain(key), cell_text(value)) for key, value in e["items"]]
         fast = _simple_kv(pairs, width) if FAST_PATHS else None
+        if fast is not None and title:
+            heading = _as_lines(self.fit(Text(plain(title), style="bold"), width), width)
+            return SegmentLines.stack([heading, fast])
         if fast is not None:
-            return Group(Text(plain(title), style="bold"), fast) if title else fast
+            return fast
         grid = Table.grid(padding=(0, 2, 0, 0))
         grid.add_column(style="dim", no_wrap=True, overflow="ellipsis")
         grid.add_column(overflow="fold")
@@ -281,7 +295,7 @@ class _Builder:
         else:
             chars = [SPARK_BLOCKS[0]] * len(values)
         line.append("".join(chars), style=rich_style(e.get("style") or "cyan"))
-        return line
+        return self.fit(line, width)
 
     def gauge(self, e: dict[str, Any], width: int) -> RenderableType:
         value = e["value"]
@@ -299,7 +313,7 @@ class _Builder:
         line = Text(f"{label} " if label else "", style="bold")
         line.append_text(_bar(value / maximum, max(width - line.cell_len - len(suffix), 1), style))
         line.append(suffix, style=style)
-        return line
+        return self.fit(line, width)
 
     def progress(self, e: dict[str, Any], width: int) -> RenderableType:
         fraction = min(e["value"] / (e.get("total") or 100), 1.0)
@@ -308,11 +322,11 @@ class _Builder:
         line = Text(f"{label} " if label else "", style="bold")
         line.append_text(_bar(fraction, max(width - line.cell_len - len(suffix), 1), Style()))
         line.append(suffix)
-        return line
+        return self.fit(line, width)
 
     def badge(self, e: dict[str, Any], width: int) -> RenderableType:
         level = e.get("level") or "info"
-        return Text(f" {plain(e['text'])} ", style=rich_style(BADGE_STYLES[level]))
+        return self.fit(Text(f" {plain(e['text'])} ", style=rich_style(BADGE_STYLES[level])), width)
 
     def list(self, e: dict[str, Any], width: int) -> RenderableType:
         selected = e.get("selected")
@@ -326,6 +340,8 @@ class _Builder:
             line = Text(marker, style=style + rich_style("bold cyan") if i == selected else style)
             line.append(plain(item), style=style)
             lines.append(line)
+        if FAST_PATHS and self.flat:
+            return SegmentLines.stack([_as_lines(_fit(line, width), width) for line in lines])
         return Group(*lines)
 
     def button(self, e: dict[str, Any], width: int) -> RenderableType:
@@ -335,7 +351,7 @@ class _Builder:
         text = Text(f"[ {plain(e['label'])} ]", style=variant + style)
         if key:
             text.append(f" ({plain(key)})", style=rich_style("dim") + style)
-        return text
+        return self.fit(text, width)
 
     def rows(self, e: dict[str, Any], width: int) -> RenderableType:
         children = e["children"]
@@ -353,7 +369,11 @@ class _Builder:
         grid = Table.grid(padding=(0, gap, 0, 0))
         for size in sizes:
             grid.add_column(width=size)
-        cells = [self.one(child, size) for child, size in zip(children, sizes, strict=True)]
+        flat, self.flat = self.flat, False
+        try:
+            cells = [self.one(child, size) for child, size in zip(children, sizes, strict=True)]
+        finally:
+            self.flat = flat
         grid.add_row(*cells)
         return grid
 
@@ -370,14 +390,17 @@ def split_width(room: int, weights: list[int]) -> list[int]:
     return [max(size, 1) for size in sizes]
 
 
-def _cell(value: Any) -> Text:
-    """A table cell; numbers right-aligned."""
+Cell = tuple[str, bool]
+"""A table cell as shown, and whether it is right-aligned (numbers are)."""
+
+
+def _cell(value: Any) -> Cell:
     kind = type(value)
     if kind is str:
-        return Text(value.translate(_CONTROL))
+        return value.translate(_CONTROL), False
     if kind is int or kind is float:
-        return Text(cell_text(value), justify="right")
-    return Text(cell_text(value))
+        return cell_text(value), True
+    return cell_text(value), False
 
 
 # -- fast paths -------------------------------------------------------------------------------
@@ -400,6 +423,24 @@ class SegmentLines:
         self.lengths = lengths
         """Cells of each line, when known."""
 
+    @classmethod
+    def stack(cls, blocks: list[SegmentLines], gap: int = 0) -> SegmentLines:
+        """``blocks`` one below the other, ``gap`` blank lines apart (as a Rich ``Group`` of
+        them with ``NewLine(gap)`` between would draw them)."""
+        lines: list[list[Segment]] = []
+        lengths: list[int] | None = []
+        for i, block in enumerate(blocks):
+            if gap and i:
+                lines.extend([] for _ in range(gap))
+                if lengths is not None:
+                    lengths.extend([0] * gap)
+            lines.extend(block.lines)
+            if lengths is not None and block.lengths is not None:
+                lengths.extend(block.lengths)
+            else:
+                lengths = None
+        return cls(lines, max((b.width for b in blocks), default=0), lengths)
+
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Any:
         line_end = Segment.line()
         for line in self.lines:
@@ -410,35 +451,89 @@ class SegmentLines:
         return Measurement(self.width, self.width)
 
 
+_NEWLINE = Text("\n")
+
+
+def _fit(text: Text, width: int) -> RenderableType:
+    """``text`` as one line of segments when it is one line that fits ``width`` and needs no
+    justifying (what Rich draws for it, without its wrapping machinery); else ``text``."""
+    if not FAST_PATHS or text.justify not in (None, "default"):
+        return text
+    plain_text = text.plain
+    if "\n" in plain_text or "\t" in plain_text:
+        return text
+    cells = cell_len(plain_text)
+    if cells > width:
+        return text
+    return SegmentLines([_segments(text)], cells, [cells])
+
+
+def _segments(text: Text) -> list[Segment]:
+    """One line of ``text`` as Rich renders it: the text's style, and each span's style added
+    to it where the span is."""
+    get_style = _CONSOLE.get_style
+    base = get_style(text.style, default=_PLAIN) if text.style else _PLAIN
+    plain_text = text.plain
+    spans = text.spans
+    at = 0
+    for span in spans:  # Text.append makes ordered spans that do not overlap
+        if span.start < at or span.end < span.start:
+            # Rich joins the wrapped lines with "\n", which turns each line's style into a span
+            return [s for s in _NEWLINE.join([text]).render(_CONSOLE) if s.text]
+        at = span.end
+    line = []
+    at = 0
+    for span in spans:
+        if span.start > at:
+            line.append(Segment(plain_text[at : span.start], base))
+        if span.end > span.start:
+            style = get_style(span.style, default=_PLAIN) if span.style else _PLAIN
+            line.append(Segment(plain_text[span.start : span.end], base + style))
+        at = span.end
+    if at < len(plain_text):
+        line.append(Segment(plain_text[at:], base))
+    return line
+
+
+def _as_lines(part: RenderableType, width: int) -> SegmentLines:
+    """``part`` drawn into lines ``width`` cells wide at most (Rich draws what is not lines
+    already)."""
+    if isinstance(part, SegmentLines) and part.lengths is not None and part.width <= width:
+        return part
+    options = _CONSOLE.options.update(width=max(width, 1), highlight=False)
+    lines = _CONSOLE.render_lines(part, options, pad=False, new_lines=False)
+    lengths = [Segment.get_line_length(line) for line in lines]
+    return SegmentLines(lines, max(lengths, default=0), lengths)
+
+
 def _one_line(text: str) -> bool:
     return "\n" not in text and "\t" not in text
 
 
-def _justified(text: Text, width: int, style: Style) -> list[Segment]:
-    """One cell: ``text`` (one line, at most ``width`` cells) padded to ``width``."""
-    room = width - text.cell_len
-    body = [Segment(t, style + s) if s else Segment(t, style) for t, s in _spans(text)]
+def _justified(cell: Cell, width: int, style: Style) -> list[Segment]:
+    """One cell (one line, at most ``width`` cells) padded to ``width``."""
+    text, right = cell
+    room = width - cell_len(text)
+    body = Segment(text, style)
     if room <= 0:
-        return body
+        return [body]
     pad = Segment(" " * room, style)
-    return [pad, *body] if text.justify == "right" else [*body, pad]
-
-
-def _spans(text: Text) -> list[tuple[str, Style | None]]:
-    base = text.style
-    if not text.spans:
-        return [(text.plain, base if isinstance(base, Style) and base else None)]
-    return [(seg.text, seg.style) for seg in text.render(_CONSOLE)]
+    return [pad, body] if right else [body, pad]
 
 
 _CONSOLE = Console(width=1000, file=None, legacy_windows=False, color_system=None)
-"""Only to split styled cell text into segments (no output)."""
+"""Draws elements into lines (never written to)."""
+
+
+ROWS_KEPT = 4096
+"""Table rows drawn lately, kept: a panel drawn again mostly shows rows it drew before."""
+_ROWS: dict[tuple[tuple[Cell, ...], tuple[int, ...], Style], list[Segment]] = {}
 
 
 def _simple_table(
     title: str | None,
     header: list[str],
-    cells: list[list[Text]],
+    cells: list[list[Cell]],
     row_styles: list[Style],
     width: int,
 ) -> SegmentLines | None:
@@ -448,10 +543,10 @@ def _simple_table(
         return None
     widths = [cell_len(h) for h in header]
     for row in cells:
-        for i, cell in enumerate(row):
-            if not _one_line(cell.plain):
+        for i, (text, _) in enumerate(row):
+            if not _one_line(text):
                 return None
-            widths[i] = max(widths[i], cell.cell_len)
+            widths[i] = max(widths[i], cell_len(text))
     if not all(widths):  # Rich gives an empty column room anyway
         return None
     last = len(widths) - 1
@@ -462,23 +557,32 @@ def _simple_table(
     if title is not None:
         lines.append([Segment(title, _BOLD), Segment(" " * (total - cell_len(title)), _BOLD)])
 
-    def row_line(row: list[Text], style: Style, background: Style) -> list[Segment]:
-        line: list[Segment] = []
+    shape = tuple(widths)
+
+    def row_line(row: list[Cell], style: Style, background: Style | None = None) -> list[Segment]:
+        key = (tuple(row), shape, style)
+        line = _ROWS.get(key)
+        if line is not None:
+            return line
+        line = []
         pad = Segment(" ", style)
-        separator = Segment(" ", background)  # Rich gives a blank divider the row's background
+        separator = Segment(" ", background or style.background_style + _PLAIN)  # Rich gives a blank divider the row's background
         for i, (cell, cells_width) in enumerate(zip(row, widths, strict=True)):
             if i:
                 line += (separator, pad)
             line += _justified(cell, cells_width, style)
             if i < last:
                 line.append(pad)
+        if len(_ROWS) >= ROWS_KEPT:
+            _ROWS.clear()
+        _ROWS[key] = line
         return line
 
-    lines.append(row_line([Text(h) for h in header], _BOLD, _PLAIN))
+    lines.append(row_line([(h, False) for h in header], _BOLD, _PLAIN))
     lines.append([Segment("\u2500" * total, _PLAIN)])
     for row, style in zip(cells, row_styles, strict=True):
-        lines.append(row_line(row, style, style.background_style + _PLAIN))
-    return SegmentLines(lines, total)
+        lines.append(row_line(row, style))
+    return SegmentLines(lines, total, [total] * len(lines))
 
 
 def _simple_kv(pairs: list[tuple[str, str]], width: int) -> SegmentLines | None:
@@ -497,4 +601,4 @@ def _simple_kv(pairs: list[tuple[str, str]], width: int) -> SegmentLines | None:
         line = [Segment(key + " " * (keys - cell_len(key) + 2), _DIM)]
         line.append(Segment(value + " " * (values - cell_len(value))))
         lines.append(line)
-    return SegmentLines(lines, keys + 2 + values)
+    return SegmentLines(lines, keys + 2 + values, [keys + 2 + values] * len(lines))

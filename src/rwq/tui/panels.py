@@ -523,6 +523,9 @@ class PanelRenderer:
 
     def draw(self, view: PanelView, width: int) -> SegmentLines:
         """The view as lines of segments ``width`` cells wide at most."""
+        drawn = view.renderable
+        if isinstance(drawn, SegmentLines) and drawn.lengths is not None and drawn.width <= width:
+            return drawn  # the builder drew it already
         console = self.console
         options = console.options.update(width=width, highlight=False)
         lines = console.render_lines(view.renderable, options, pad=False, new_lines=False)

@@ -566,7 +566,8 @@ def _simple_table(
             return line
         line = []
         pad = Segment(" ", style)
-        separator = Segment(" ", background or style.background_style + _PLAIN)  # Rich gives a blank divider the row's background
+        # Rich gives a blank divider the row's background
+        separator = Segment(" ", background or style.background_style + _PLAIN)
         for i, (cell, cells_width) in enumerate(zip(row, widths, strict=True)):
             if i:
                 line += (separator, pad)

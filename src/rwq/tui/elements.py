@@ -330,7 +330,7 @@ class _Builder:
 
     def list(self, e: dict[str, Any], width: int) -> RenderableType:
         selected = e.get("selected")
-        lines: list[RenderableType] = []
+        lines: list[Text] = []
         title = e.get("title")
         if title:
             lines.append(Text(plain(title), style="bold"))

@@ -150,11 +150,13 @@ class RwqApp(App[None]):
         self.sub_title = f"{self.address} · {sample.health}"
         self.query_one(QueuesView).show(sample)
         self.query_one(WorkersView).show(sample)
-        if self.query_one(TabbedContent).active == "dead":
+        active = self.query_one(TabbedContent).active
+        if active == "dead":
             self.query_one(DeadLettersView).action_reload()  # new dead letters, their ages
         if self.manager is not None:
             self.query_one(PanelsView).sync()
-            self.query_one(PluginsView).refresh_view()
+            if active == "plugins":  # else when shown: a hidden label's change costs a layout
+                self.query_one(PluginsView).refresh_view()
             self.ask_approvals()
 
     # -- plugins -----------------------------------------------------------------------------
@@ -278,6 +280,8 @@ class RwqApp(App[None]):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "dead":
             self.query_one(DeadLettersView).action_reload()
+        elif event.pane.id == "plugins" and self.manager is not None:
+            self.query_one(PluginsView).refresh_view()
 
     # -- keys --------------------------------------------------------------------------------
 

@@ -458,6 +458,7 @@ class _Load:
             "window_s": round(window, 3),
             "events_published_per_s": round((end.sent - start.sent) / window),
             "tui_cpu_pct": round(cpu, 1),
+            "tui_cpu_pct_by_thread": _by_thread(start, end, window),
             "sandboxes_cpu_pct": round(sandbox, 1),
             "frames_shown_per_panel_per_s": _spread(shown),
             "paints_per_panel_per_s": _spread(painted),
@@ -485,6 +486,8 @@ class _Mark:
     render_ms: list[float]
     view_ms: list[float]
     renders: int
+    threads: dict[str, float]
+    """CPU seconds by thread name (threads of one name summed: the plugin dispatchers)."""
 
     @classmethod
     def take(cls, load: _Load) -> _Mark:
@@ -505,7 +508,32 @@ class _Mark:
             render_ms=list(renderer.render_ms) if renderer is not None else [],
             view_ms=list(renderer.view_ms) if renderer is not None else [],
             renders=renderer.renders if renderer is not None else 0,
+            threads=_thread_cpu(),
         )
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds of each of this process's threads so far, by name (``rwq-plugin-dispatch-3``
+    counts as ``rwq-plugin-dispatch``), from ``/proc/self/task``."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for thread in threading.enumerate():
+        tid = thread.native_id
+        try:
+            with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # gone, or not Linux
+            continue
+        name = thread.name.rstrip("0123456789").rstrip("-_") or thread.name
+        used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+def _by_thread(start: _Mark, end: _Mark, window: float) -> dict[str, float]:
+    """% of a core each thread of the TUI process used in the window, busiest first."""
+    used = {name: end.threads[name] - start.threads.get(name, 0.0) for name in end.threads}
+    ranked = sorted(used.items(), key=lambda item: -item[1])
+    return {name: round(seconds / window * 100, 1) for name, seconds in ranked}
 
 
 def _tail(values: list[float], count: int) -> list[float]:

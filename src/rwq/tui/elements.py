@@ -574,6 +574,9 @@ def _simple_table(
             line += _justified(cell, cells_width, style)
             if i < last:
                 line.append(pad)
+        # one segment per run of a style (a plain row is one): every later step, down to the
+        # terminal's escape codes, works per segment
+        line = list(Segment.simplify(line))
         if len(_ROWS) >= ROWS_KEPT:
             _ROWS.clear()
         _ROWS[key] = line

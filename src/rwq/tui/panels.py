@@ -134,6 +134,23 @@ class _Chrome:
     """Finished body lines by their drawn segments: a line seen before (a table row moved
     down, a line that did not change) is not made again."""
 
+    def line(self, drawn: tuple[Segment, ...], length: int | None, width: int) -> Strip:
+        """One finished body line: ``drawn`` (``length`` cells, when known) in the panel's
+        style, cut or padded to ``width``, filtered, between the border and padding. One strip
+        is made (each strip costs Textual seven caches); what Textual's own steps would do."""
+        if length is None or length > width:
+            body = Strip(Segment.apply_style(drawn, self.base)) if drawn else Strip([])
+            body = body.crop(0, width).adjust_cell_length(width, self.inner)
+            segments = list(body)
+        else:
+            segments = list(Segment.apply_style(drawn, self.base))
+            if length < width:
+                segments.append(Segment(" " * (width - length), self.inner))
+        for line_filter in self.filters:
+            segments = line_filter.apply(segments, self.background)
+        left, right = self.left, self.right
+        return Strip([*left, *segments, *right], left.cell_length + width + right.cell_length)
+
 
 class PluginPanel(Widget, can_focus=True):
     """The panel of one plugin."""
@@ -199,9 +216,12 @@ class PluginPanel(Widget, can_focus=True):
             and previous.note == frame.note
             and previous.state is frame.state
         ):
-            # only the lines that changed are drawn again (with their border and padding), as
-            # few regions as possible: the screen renders each region apart
-            self.refresh(*_spans(frame.changed, self.size.width))
+            # only the lines that changed are drawn again, as few regions as possible (the
+            # screen renders each region apart), each as wide as the panel with its border and
+            # padding: a narrower one would make the screen cut every line it writes (a new
+            # strip, drawn into escape codes again) instead of writing the line as made
+            left = self.content_offset.x
+            self.refresh(*_spans(frame.changed, -left, self.region.width))
         else:
             self.refresh(layout=layout)
 
@@ -283,6 +303,7 @@ class PluginPanel(Widget, can_focus=True):
         top, bottom = chrome.top, height - chrome.bottom
         content_width, content_height = key[1]
         drawn = frame.lines.lines
+        lengths = frame.lines.lengths
         made = chrome.made
         out: list[Strip] = []
         for y in crop.line_range:
@@ -296,11 +317,8 @@ class PluginPanel(Widget, can_focus=True):
             line = tuple(drawn[body_y]) if body_y < min(content_height, len(drawn)) else ()
             strip = made.get(line)
             if strip is None:
-                body = Strip(Segment.apply_style(line, chrome.base)) if line else Strip([])
-                body = body.crop(0, content_width).adjust_cell_length(content_width, chrome.inner)
-                for line_filter in chrome.filters:
-                    body = body.apply_filter(line_filter, chrome.background)
-                strip = Strip.join([chrome.left, body, chrome.right])
+                length = lengths[body_y] if lengths is not None and line else None
+                strip = chrome.line(line, length, content_width)
                 if len(made) >= LINES_KEPT:
                     made.clear()
                 made[line] = strip
@@ -550,8 +568,8 @@ def _changes(last: PanelFrame | None, frame: PanelFrame) -> dict[str, Any]:
     return {"base_seq": last.seq, "changed": changed}
 
 
-def _spans(lines: tuple[int, ...], width: int) -> list[Region]:
-    """Runs of consecutive ``lines`` as regions ``width`` cells wide."""
+def _spans(lines: tuple[int, ...], x: int, width: int) -> list[Region]:
+    """Runs of consecutive ``lines`` as regions ``width`` cells wide from column ``x``."""
     regions: list[Region] = []
     start = previous = None
     for y in lines:
@@ -559,10 +577,10 @@ def _spans(lines: tuple[int, ...], width: int) -> list[Region]:
             previous = y
             continue
         if start is not None and previous is not None:
-            regions.append(Region(0, start, width, previous - start + 1))
+            regions.append(Region(x, start, width, previous - start + 1))
         start = previous = y
     if start is not None and previous is not None:
-        regions.append(Region(0, start, width, previous - start + 1))
+        regions.append(Region(x, start, width, previous - start + 1))
     return regions
 
 

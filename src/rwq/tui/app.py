@@ -27,6 +27,7 @@ from rwq.tui.host import PluginHost
 from rwq.tui.panels import PanelsView
 from rwq.tui.plugins_view import PluginLogs, PluginsView
 from rwq.tui.queues import QueuesView
+from rwq.tui.remote import RemotePluginHost
 from rwq.tui.source import DashboardSource, History, Sample
 from rwq.tui.workers import WorkersView
 
@@ -72,7 +73,7 @@ class RwqApp(App[None]):
         settings: Settings,
         client: Any,
         *,
-        host: PluginHost | None = None,
+        host: PluginHost | RemotePluginHost | None = None,
         address: str = "",
         poll_interval: float = 1.0,
         quit_after: float | None = None,
@@ -110,8 +111,13 @@ class RwqApp(App[None]):
             with TabPane("Workers [3]", id="workers"):
                 yield WorkersView(id="workers-view")
             with TabPane("Panels [4]", id="panels"):
-                notices = self.host.notice if self.host is not None else None
-                yield PanelsView(self.manager, notices, id="panels-view")
+                host = self.host
+                yield PanelsView(
+                    self.manager,
+                    host.notice if host is not None else None,
+                    host.renderer_factory if host is not None else None,
+                    id="panels-view",
+                )
             with TabPane("Plugins [5]", id="plugins"):
                 host = self.host
                 yield PluginsView(

@@ -39,7 +39,12 @@ def runtimes() -> dict[str, PluginRuntime]:
 
 
 class PluginHost:
-    """Owns the manager and the reloader for the lifetime of one TUI."""
+    """Owns the manager and the reloader for the lifetime of one TUI (in the TUI's process:
+    tests, and the plugin host process itself — ``rwq tui`` runs it apart, see
+    :mod:`rwq.tui.remote`)."""
+
+    renderer_factory = None
+    """The panels are rendered in this process (by the panels view's own renderer)."""
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ from rwq.config import Settings
 from rwq.connection import connect, redact
 from rwq.server import EmbeddedServer
 from rwq.tui.app import RwqApp
-from rwq.tui.host import PluginHost
+from rwq.tui.remote import RemotePluginHost
 
 
 def address(settings: Settings) -> str:
@@ -28,15 +28,15 @@ def launch(
     client: Any = None,
     quit_after: float | None = None,
 ) -> None:
-    """Run the TUI until the user quits (or ``quit_after`` seconds); the plugin host is
-    started before and stopped after it."""
+    """Run the TUI until the user quits (or ``quit_after`` seconds); the plugin host process
+    is started before and stopped after it."""
     own = client is None
     client = connect(settings) if own else client
     try:
-        host = PluginHost(settings, client, policy_path=policy, watch=watch) if plugins else None
+        host = RemotePluginHost(settings, policy_path=policy, watch=watch) if plugins else None
         app = RwqApp(settings, client, host=host, address=address(settings), quit_after=quit_after)
         if host is not None:
-            host.start()
+            host.start()  # its own process: the UI process only paints
         try:
             app.run()
         finally:

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from rich.console import Console, RenderableType
 from rich.segment import Segment
@@ -590,6 +590,28 @@ def _height(frame: PanelFrame | None) -> int | None:
     return len(frame.lines.lines)
 
 
+class Renderer(Protocol):
+    """What renders the panels: a :class:`PanelRenderer` here, or the plugin host process's
+    (:class:`rwq.tui.remote.RemoteRenderer`)."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def mark(self, plugin: str) -> None: ...
+    def mark_all(self, plugins: Iterable[str]) -> None: ...
+    def forget(self, plugin: str) -> None: ...
+
+
+RendererFactory = Callable[
+    [
+        Callable[[str], tuple[int, int, bool] | None],
+        Callable[[list[PanelFrame]], None],
+        Callable[[str], int | None],
+    ],
+    Renderer,
+]
+"""``(sizes, deliver, cursors) -> renderer``."""
+
+
 class PanelsView(Vertical):
     """Every plugin's panel, in a grid or as tabs (``g`` switches)."""
 
@@ -622,17 +644,21 @@ class PanelsView(Vertical):
 
     def __init__(
         self,
-        manager: PluginManager | None,
+        manager: Any,
         notices: Callable[[str], str] | None = None,
+        renderer_factory: RendererFactory | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.manager = manager
+        """The plugin manager, or the plugin host process's stand-in for it."""
+        self.renderer_factory = renderer_factory
+        """None: panels are rendered here, on a thread of this process."""
         self.notices = notices
         """A line for a panel's border besides its state (a failed reload), by plugin."""
         self._noticed: dict[str, str] = {}
         self.panels: dict[str, PluginPanel] = {}
-        self.renderer: PanelRenderer | None = None
+        self.renderer: Renderer | None = None
         self.tabs_layout = False
         self._synced = False
         self._inputs = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rwq-panel-input")
@@ -648,9 +674,12 @@ class PanelsView(Vertical):
     def on_mount(self) -> None:
         if self.manager is None:
             return
-        self.renderer = PanelRenderer(
-            self.manager, self._size_of, self._deliver, self._cursor_of, notices=self.notices
-        )
+        if self.renderer_factory is not None:
+            self.renderer = self.renderer_factory(self._size_of, self._deliver, self._cursor_of)
+        else:
+            self.renderer = PanelRenderer(
+                self.manager, self._size_of, self._deliver, self._cursor_of, notices=self.notices
+            )
         self.sync()
         self.renderer.start()
 

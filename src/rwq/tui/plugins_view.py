@@ -7,6 +7,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from rich.text import Text
 from textual import work
@@ -41,6 +42,13 @@ STATE_STYLE = {
     PluginState.DISABLED: "red",
     PluginState.UNLOADED: "dim",
 }
+
+
+class LogText(Protocol):
+    """Where a plugin's log lines are read from (:class:`PluginLogs`, or the plugin host
+    process's)."""
+
+    def text(self, plugin: str) -> str: ...
 
 
 class PluginLogs:
@@ -155,7 +163,7 @@ class PluginsView(Vertical):
     def __init__(
         self,
         manager: PluginManager | None,
-        logs: PluginLogs,
+        logs: LogText,
         reload: Callable[[str], str] | None = None,
         reloads: Callable[[str], list[ReloadAttempt]] | None = None,
         **kwargs: object,

@@ -1,0 +1,384 @@
+"""The TUI's end of its plugin host process (:mod:`rwq.tui.plugin_process`).
+
+:class:`RemotePluginHost` starts the process and stands in for :class:`~rwq.tui.host.PluginHost`
+in the app: its ``manager`` answers the calls the views make (plugins, snapshots, approvals,
+grants, enable / disable / reload, input) by asking the process, and its renderer factory gives
+the panels view a renderer that tells the process which panels are on screen at what size and
+hands the finished frames it sends back to the panels. The UI process then only paints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rwq.config import Settings
+from rwq.errors import RwqError
+from rwq.tui.link import Link, LinkClosed
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 60.0
+"""Seconds the process may take to load its plugins and say it is ready."""
+CALL_TIMEOUT = 120.0
+"""Seconds a call may take (a reload waits for its probation to start)."""
+STOP_TIMEOUT = 15.0
+LOG_FILE = "plugin-host.log"
+"""In the state dir: the process's log (the terminal belongs to the UI)."""
+
+Sizes = Callable[[str], "tuple[int, int, bool] | None"]
+Cursors = Callable[[str], "int | None"]
+Deliver = Callable[[list[Any]], None]
+Toast = Callable[[str, str, str], None]
+
+
+class PluginHostGone(RwqError):
+    """The plugin host process is not running (it failed, or the TUI is closing)."""
+
+
+@dataclass
+class _Pending:
+    done: threading.Event = field(default_factory=threading.Event)
+    ok: bool = False
+    value: Any = None
+
+
+class RemotePluginHost:
+    """A plugin host in a process of its own, seen from the TUI."""
+
+    notice = None
+    """Reload notices are drawn by the process itself (see ``PanelsView``)."""
+
+    def __init__(
+        self, settings: Settings, *, policy_path: Path | None = None, watch: bool = True
+    ) -> None:
+        self.settings = settings
+        self.policy_path = policy_path
+        self.watch = watch
+        self.toast: Toast | None = None
+        """Set by the app once it runs; until then notifications are only logged."""
+        self.manager = RemoteManager(self)
+        self.logs = RemoteLogs(self)
+        self.reloader = RemoteReloader(self)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.gone: str | None = None
+        """Why the process is not serving (None while it is)."""
+        self._link: Link | None = None
+        self._deliver: Deliver | None = None
+        self._pending: dict[int, _Pending] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._reader: threading.Thread | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.settings.state_dir / LOG_FILE
+
+    def start(self) -> None:
+        """Start the process and wait until its plugins are loaded.
+
+        Raises:
+            RwqError: it could not start (its reason, and where its log is).
+        """
+        ours, theirs = socket.socketpair()
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log_file:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "rwq.tui.plugin_process", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+            )
+        theirs.close()
+        link = self._link = Link(ours)
+        ours.settimeout(START_TIMEOUT)
+        try:
+            link.send(("init", self.settings, self.policy_path, self.watch))
+            reply = link.recv()
+        except LinkClosed as exc:
+            self._abandon()
+            raise RwqError(
+                f"the plugin host process did not start ({exc}); see {self.log_path}"
+            ) from None
+        if reply[0] != "ready":
+            self._abandon()
+            why = reply[1] if reply[0] == "error" else f"unexpected {reply[0]!r}"
+            raise RwqError(f"the plugin host process failed: {why}; see {self.log_path}")
+        ours.settimeout(None)
+        self._reader = threading.Thread(target=self._read, name="rwq-host-link", daemon=True)
+        self._reader.start()
+
+    def stop(self) -> None:
+        link, process = self._link, self.process
+        if link is not None:
+            with contextlib.suppress(LinkClosed):
+                link.send(("stop",))
+        if process is not None:
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                log.warning("the plugin host process did not stop in time: killed")
+                process.kill()
+                process.wait()
+        self._closed("the TUI closed")
+        if link is not None:
+            link.close()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+
+    def _abandon(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+        if self._link is not None:
+            self._link.close()
+        self.gone = "it did not start"
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def send(self, message: Any) -> None:
+        link = self._link
+        if link is None or self.gone is not None:
+            raise PluginHostGone(f"the plugin host is not running ({self.gone or 'not started'})")
+        try:
+            link.send(message)
+        except LinkClosed as exc:
+            self._closed(str(exc))
+            raise PluginHostGone(f"the plugin host is not running ({exc})") from None
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Run host operation ``name`` in the process; its result.
+
+        Raises:
+            RwqError: the operation failed there (its message), or the process is gone.
+        """
+        pending = _Pending()
+        with self._lock:
+            call_id = next(self._ids)
+            self._pending[call_id] = pending
+        try:
+            self.send(("call", call_id, name, args, kwargs))
+            if not pending.done.wait(CALL_TIMEOUT):
+                raise RwqError(f"the plugin host did not answer {name} in {CALL_TIMEOUT:g}s")
+        finally:
+            with self._lock:
+                self._pending.pop(call_id, None)
+        if not pending.ok:
+            raise RwqError(str(pending.value))
+        return pending.value
+
+    def _read(self) -> None:
+        link = self._link
+        assert link is not None
+        while True:
+            try:
+                message = link.recv()
+            except LinkClosed as exc:
+                self._closed(str(exc))
+                return
+            except Exception as exc:  # a message that does not unpickle: a bug, said plainly
+                log.exception("the plugin host sent an unreadable message")
+                self._closed(f"unreadable message: {exc}")
+                return
+            kind = message[0]
+            if kind == "frames":
+                deliver = self._deliver
+                if deliver is not None:
+                    try:
+                        deliver(message[1])
+                    except Exception:  # the app is shutting down
+                        log.debug("panel frames dropped", exc_info=True)
+            elif kind == "result":
+                _, call_id, ok, value = message
+                with self._lock:
+                    pending = self._pending.get(call_id)
+                if pending is not None:
+                    pending.ok, pending.value = ok, value
+                    pending.done.set()
+            elif kind == "toast":
+                self._notify(*message[1:])
+
+    def _notify(self, plugin: str, text: str, level: str) -> None:
+        toast = self.toast
+        if toast is None:
+            log.info("%s: %s", plugin, text)
+            return
+        try:
+            toast(plugin, text, level)
+        except Exception:  # the app is gone
+            log.debug("toast from %s dropped", plugin, exc_info=True)
+
+    def _closed(self, why: str) -> None:
+        """The process stopped serving: every waiting call fails, the user is told once."""
+        with self._lock:
+            if self.gone is not None:
+                return
+            self.gone = why
+            pending, self._pending = list(self._pending.values()), {}
+        for waiting in pending:
+            waiting.ok, waiting.value = False, f"the plugin host stopped ({why})"
+            waiting.done.set()
+        if why != "the TUI closed":
+            self._notify("plugin host", f"the plugin host stopped ({why}); see {self.log_path}",
+                         "error")  # fmt: skip
+
+    # -- the panels ----------------------------------------------------------------------------
+
+    def renderer_factory(self, sizes: Sizes, deliver: Deliver, cursors: Cursors) -> RemoteRenderer:
+        return RemoteRenderer(self, sizes, deliver, cursors)
+
+    def reload(self, name: str) -> str:
+        """Reload ``name`` as a file save would (probation and rollback included)."""
+        result: str = self.call("reload", name)
+        return result
+
+
+class RemoteRenderer:
+    """The panels view's renderer when the panels are rendered by the plugin host process: it
+    says which panels are on screen at what size (and cursor), and hands back the frames."""
+
+    def __init__(
+        self, host: RemotePluginHost, sizes: Sizes, deliver: Deliver, cursors: Cursors
+    ) -> None:
+        self.host = host
+        self.sizes = sizes
+        self.deliver = deliver
+        self.cursors = cursors
+
+    def start(self) -> None:
+        self.host._deliver = self.deliver
+
+    def stop(self) -> None:
+        self.host._deliver = None
+
+    def mark(self, plugin: str) -> None:
+        """Called on the UI thread: draw ``plugin`` again (its size, focus or cursor changed,
+        or it is new on screen)."""
+        with contextlib.suppress(PluginHostGone):  # said once already
+            self.host.send(("view", plugin, self.sizes(plugin), self.cursors(plugin)))
+
+    def mark_all(self, plugins: Iterable[str]) -> None:
+        for plugin in plugins:
+            self.mark(plugin)
+
+    def forget(self, plugin: str) -> None:
+        with contextlib.suppress(PluginHostGone):
+            self.host.send(("forget", plugin))
+
+    def stats(self) -> tuple[list[float], list[float], int]:
+        """The process renderer's latest render times, their host part, and how many
+        renders so far (for ``rwq bench tui``)."""
+        stats: tuple[list[float], list[float], int] = self.host.call("renderer_stats")
+        return stats
+
+
+class RemoteManager:
+    """The plugin manager operations the views use, answered by the plugin host process."""
+
+    def __init__(self, host: RemotePluginHost) -> None:
+        self.host = host
+        self.grants = RemoteGrants(host)
+        self.audit = RemoteAudit(host)
+
+    def _listing(self, name: str, *args: Any) -> list[Any]:
+        """A list the views poll: empty once the process is gone (they show no plugins)."""
+        if self.host.gone is not None:
+            return []
+        try:
+            result: list[Any] = self.host.call(name, *args)
+        except PluginHostGone:
+            return []
+        return result
+
+    def plugins(self) -> list[str]:
+        return self._listing("plugins")
+
+    def pending_approvals(self) -> list[Any]:
+        return self._listing("pending_approvals")
+
+    def snapshot(self) -> list[Any]:
+        return self._listing("snapshot")
+
+    def state(self, name: str) -> Any:
+        return self.host.call("state", name)
+
+    def manifest(self, name: str) -> Any:
+        return self.host.call("manifest", name)
+
+    def approve(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self.host.call("approve", name, *args, **kwargs)
+
+    def deny(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self.host.call("deny", name, *args, **kwargs)
+
+    def revoke(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self.host.call("revoke", name, *args, **kwargs)
+
+    def enable(self, name: str) -> Any:
+        return self.host.call("enable", name)
+
+    def disable(self, name: str, *args: Any) -> None:
+        self.host.call("disable", name, *args)
+
+    def reload(self, name: str) -> Any:
+        return self.host.call("reload_now", name)
+
+    def on_input(self, name: str, event: Any) -> bool:
+        changed: bool = self.host.call("on_input", name, dict(event))
+        return changed
+
+
+class RemoteGrants:
+    def __init__(self, host: RemotePluginHost) -> None:
+        self.host = host
+
+    def grants_for(self, name: str) -> list[Any]:
+        result: list[Any] = self.host.call("grants_for", name)
+        return result
+
+    def denials_for(self, name: str) -> list[Any]:
+        result: list[Any] = self.host.call("denials_for", name)
+        return result
+
+
+class RemoteAudit:
+    def __init__(self, host: RemotePluginHost) -> None:
+        self.host = host
+
+    def flush(self) -> None:
+        self.host.call("audit_path")  # flushes, then says where
+
+    @property
+    def path(self) -> Path:
+        path: Path = self.host.call("audit_path")
+        return path
+
+
+class RemoteLogs:
+    def __init__(self, host: RemotePluginHost) -> None:
+        self.host = host
+
+    def text(self, plugin: str) -> str:
+        text: str = self.host.call("logs_text", plugin)
+        return text
+
+
+class RemoteReloader:
+    def __init__(self, host: RemotePluginHost) -> None:
+        self.host = host
+
+    def history(self, name: str) -> list[Any]:
+        if self.host.gone is not None:
+            return []
+        result: list[Any] = self.host.call("reload_history", name)
+        return result

@@ -44,8 +44,10 @@ from rwq.tui.elements import PanelView, SegmentLines, Target, build_panel, input
 
 log = logging.getLogger(__name__)
 
-MAX_FPS = 60
-"""Most render rounds a second (a panel changing faster shows its latest state)."""
+MAX_FPS = 30
+"""Most render rounds a second: the panels are drawn at most 30 times a second, all that changed
+in one round together (the screen's costliest step is per round, not per panel); a panel
+changing faster shows its latest state."""
 STATE_STYLE = {
     PluginState.ERROR: "bold red",
     PluginState.DISABLED: "red",
@@ -719,11 +721,15 @@ class PanelsView(Vertical):
             self.panels.pop(name).remove()
             tabs.remove_tab(f"tab-{name}")
         self._check_notices()
-        if not (added or removed) and self._synced:
+        if not (added or removed) and self._synced and not getattr(self.manager, "gone", None):
             return  # called every poll: touching the widgets would cost the screen a new layout
         self._synced = True
         empty = self.query_one("#panels-empty", Label)
-        empty.update("" if self.panels else "No plugins installed: see `rwq plugin install`.")
+        gone = getattr(self.manager, "gone", None)
+        if gone:
+            empty.update(Text(f"No plugin panels: {gone}", style="bold red"))
+        else:
+            empty.update("" if self.panels else "No plugins installed: see `rwq plugin install`.")
         empty.display = not self.panels
         if added and self.renderer is not None:
             self.renderer.mark_all(added)

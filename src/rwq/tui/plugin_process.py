@@ -31,9 +31,6 @@ log = logging.getLogger(__name__)
 
 NOTICES_EVERY = 1.0
 """Seconds between looks at the panels' reload notices."""
-SWITCH_INTERVAL = 0.0005
-"""Python's thread switch interval here (the default is 5 ms): a render waiting for its
-sandbox's answer gets the interpreter back within this while the dispatchers are busy."""
 
 
 class HostProcess:
@@ -179,7 +176,6 @@ class HostProcess:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    sys.setswitchinterval(SWITCH_INTERVAL)
     sock = socket.socket(fileno=int(args[0]))
     link = Link(sock)
     logging.basicConfig(

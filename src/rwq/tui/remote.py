@@ -290,6 +290,14 @@ class RemoteManager:
         self.grants = RemoteGrants(host)
         self.audit = RemoteAudit(host)
 
+    @property
+    def gone(self) -> str | None:
+        """Why there are no plugins any more (the process stopped), for the views to say."""
+        why = self.host.gone
+        if why is None or why == "the TUI closed":
+            return None
+        return f"the plugin host process stopped ({why}); its log: {self.host.log_path}"
+
     def _listing(self, name: str, *args: Any) -> list[Any]:
         """A list the views poll: empty once the process is gone (they show no plugins)."""
         if self.host.gone is not None:

@@ -744,3 +744,78 @@ def test_swap_listeners_hear_every_swap(host: Host, tmp_path: Path) -> None:
     assert not manager.replace("p", open_bundle(bad)).ok
     assert [(n, v) for n, v, _ in heard] == [("p", "1.0.1"), ("p", "2.0.0")]
     assert heard[1][2] == v2.sha256
+
+
+# -- panels on screen: rendered with the events that changed them --------------------------------
+
+
+def renders_of(inst: FakeInstance) -> list[Any]:
+    return [arg for hook, arg in inst.calls if hook == "render"]
+
+
+def on_screen_counter(host: Host) -> tuple[PluginManager, FakeInstance]:
+    d = subscriber(host.root, "counter")
+    host.grant(d, "events.subscribe")
+    manager = host.started()
+    manager.set_view("counter", (40, 10, False))
+    return manager, host.instance("counter")
+
+
+def test_a_panel_on_screen_is_rendered_by_the_delivery_that_changed_it(host: Host) -> None:
+    manager, inst = on_screen_counter(host)
+    publish(manager, [job_event(0)])
+    wait_for(lambda: len(renders_of(inst)) == 1, "the render made by the delivery")
+    assert renders_of(inst) == [{"width": 40, "height": 10, "focused": False}]
+    assert "counter" in manager.dirty_panels()
+
+    result = manager.render("counter", 40, 10, False)  # ready: the plugin is not asked again
+    assert result.elements == [{"type": "text", "text": "1 events"}] and not result.stale
+    assert len(renders_of(inst)) == 1
+    assert "counter" not in manager.dirty_panels()
+    manager.render("counter", 40, 10, False)  # taken once: asked this time
+    assert len(renders_of(inst)) == 2
+    manager.render("counter", 60, 10, True)  # another view: asked
+    assert renders_of(inst)[-1] == {"width": 60, "height": 10, "focused": True}
+
+
+def test_a_change_after_the_early_render_makes_it_stale(host: Host) -> None:
+    manager, inst = on_screen_counter(host)
+    publish(manager, [job_event(0)])
+    wait_for(lambda: len(renders_of(inst)) == 1, "the render made by the delivery")
+    assert manager.on_input("counter", {"kind": "key", "key": "r"})  # changes the panel
+    manager.render("counter", 40, 10, False)
+    assert len(renders_of(inst)) == 2  # the early render was not shown
+
+
+def test_changes_faster_than_the_early_renders_are_rendered_on_demand(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("rwq.plugins.manager.PRERENDER_EVERY", 3600.0)
+    manager, inst = on_screen_counter(host)
+    publish(manager, [job_event(0)])
+    wait_for(lambda: len(inst.events) == 1 and len(renders_of(inst)) == 1, "the early render")
+    publish(manager, [job_event(1)])  # too soon for another: the one made is out of date
+    wait_for(lambda: len(inst.events) == 2, "the second event")
+    result = manager.render("counter", 40, 10, False)
+    assert result.elements == [{"type": "text", "text": "2 events"}]
+    assert len(renders_of(inst)) == 2
+
+
+def test_a_panel_off_screen_is_not_rendered_by_deliveries(host: Host) -> None:
+    manager, inst = on_screen_counter(host)
+    manager.set_view("counter", None)
+    publish(manager, [job_event(0)])
+    wait_for(lambda: len(inst.events) == 1, "the event")
+    time.sleep(0.05)  # the delivery has returned: a render would have been made by now
+    assert renders_of(inst) == []
+
+
+def test_an_early_render_of_a_replaced_instance_is_not_shown(host: Host) -> None:
+    manager, old = on_screen_counter(host)
+    publish(manager, [job_event(0)])
+    wait_for(lambda: len(renders_of(old)) == 1, "the render made by the delivery")
+    manager.reload("counter")
+    new = host.instance("counter")
+    assert new is not old
+    manager.render("counter", 40, 10, False)
+    assert len(renders_of(new)) == 1

@@ -18,6 +18,10 @@ class Plugins:
     def __init__(self) -> None:
         self.busy: set[str] = set()
         self.waits: list[tuple[str, float | None]] = []
+        self.views: dict[str, Any] = {}
+
+    def set_view(self, name: str, view: Any) -> None:
+        self.views[name] = view
 
     def render(self, name: str, width: int, height: int, focused: bool, *, wait: Any) -> Any:
         self.waits.append((name, wait))
@@ -46,6 +50,7 @@ def test_a_busy_plugin_is_skipped_and_tried_again(monkeypatch: Any) -> None:
     plugins.busy.clear()
     frame = r.frame("slow")
     assert frame is not None and frame is not BUSY
+    assert plugins.views == {"slow": (40, 5, False), "quick": (40, 5, False)}  # told what shows
 
 
 def test_a_plugin_busy_for_long_is_waited_for(monkeypatch: Any) -> None:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from rwq.bench.queue import _percentile, bench_target
 from rwq.config import Settings
 from rwq.errors import RwqError
+from rwq.procfs import thread_cpu
 
 if TYPE_CHECKING:
     from redis.typing import EncodableT, FieldT
@@ -501,7 +502,10 @@ class _Load:
             "window_s": round(window, 3),
             "events_delivered_per_panel_per_s": round(delivered, 1),
             "ui_cpu_pct": round(cpu, 1),
-            "ui_cpu_pct_by_thread": _by_thread(start, end, window),
+            "ui_cpu_pct_by_thread": _by_thread(start.threads, end.threads, window),
+            "plugin_host_cpu_pct_by_thread": _by_thread(
+                start.host_threads, end.host_threads, window
+            ),
             "plugin_host_cpu_pct": round(host, 1),
             "tui_cpu_pct": round(cpu + host, 1),
             "sandboxes_cpu_pct": round(sandbox, 1),
@@ -538,6 +542,8 @@ class _Mark:
     renders: int
     threads: dict[str, float]
     """CPU seconds by thread name (threads of one name summed: the plugin dispatchers)."""
+    host_threads: dict[str, float]
+    """The same for the plugin host process."""
 
     @classmethod
     def take(cls, load: _Load) -> _Mark:
@@ -562,30 +568,14 @@ class _Mark:
             render_ms=render_ms,
             view_ms=view_ms,
             renders=renders,
-            threads=_thread_cpu(),
+            threads=thread_cpu(),
+            host_threads=load.host.call("thread_cpu"),
         )
 
 
-def _thread_cpu() -> dict[str, float]:
-    """CPU seconds of each of this process's threads so far, by name (``rwq-plugin-dispatch-3``
-    counts as ``rwq-plugin-dispatch``), from ``/proc/self/task``."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    used: dict[str, float] = {}
-    for thread in threading.enumerate():
-        tid = thread.native_id
-        try:
-            with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):  # gone, or not Linux
-            continue
-        name = thread.name.rstrip("0123456789").rstrip("-_") or thread.name
-        used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
-    return used
-
-
-def _by_thread(start: _Mark, end: _Mark, window: float) -> dict[str, float]:
-    """% of a core each thread of the UI process used in the window, busiest first."""
-    used = {name: end.threads[name] - start.threads.get(name, 0.0) for name in end.threads}
+def _by_thread(start: dict[str, float], end: dict[str, float], window: float) -> dict[str, float]:
+    """% of a core each thread used in the window, busiest first."""
+    used = {name: end[name] - start.get(name, 0.0) for name in end}
     ranked = sorted(used.items(), key=lambda item: -item[1])
     return {name: round(seconds / window * 100, 1) for name, seconds in ranked}
 

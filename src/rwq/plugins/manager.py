@@ -113,6 +113,9 @@ MAX_RENDER_BYTES = 256 * 1024
 """Largest render result (bytes of its JSON) a panel may return."""
 MAX_RENDER_ELEMENTS = 2000
 """Most top-level UI elements a panel may return."""
+PRERENDER_EVERY = 0.02
+"""Seconds between two renders of a panel made right after ``on_event`` (see
+:meth:`PluginManager.set_view`); changes coming faster are rendered by the panel's renderer."""
 _TICK = 0.2
 """Longest the supervisor sleeps: the revocation poll and backoff resolution."""
 _SUBSCRIBE = "events.subscribe"
@@ -276,6 +279,12 @@ class _Plugin:
     """Required dependencies that were not running when this plugin was to load."""
     dirty: bool = False
     last_render: list[Any] = field(default_factory=list)
+    view: tuple[int, int, bool] | None = None
+    """The panel's size and focus while it is on screen (see :meth:`PluginManager.set_view`)."""
+    prerendered: tuple[PluginInstance, tuple[int, int, bool], list[Any]] | None = None
+    """A render made right after ``on_event`` changed the panel: by which instance, for which
+    view, its elements — taken by the next :meth:`PluginManager.render` of that view."""
+    prerendered_at: float = float("-inf")
     timers_pending: list[TimerFired] = field(default_factory=list)
     timers_scheduled: bool = False
     deferred: list[BusEvent] = field(default_factory=list)
@@ -935,6 +944,20 @@ class PluginManager:
 
     # -- panels --------------------------------------------------------------------------------
 
+    def set_view(self, name: str, view: tuple[int, int, bool] | None) -> None:
+        """Say that the panel of ``name`` is on screen at ``(width, height, focused)`` (None:
+        not shown). While it is, a change ``on_event`` reports is rendered at once by the
+        thread that delivered the events, in the same hold of the plugin, at most
+        :data:`PRERENDER_EVERY` apart: the panel's renderer then finds the elements ready
+        instead of waiting for the plugin."""
+        rec = self._plugins.get(name)
+        if rec is None:
+            return
+        with self._lock:
+            rec.view = view
+            if rec.prerendered is not None and rec.prerendered[1] != view:
+                rec.prerendered = None
+
     def render(
         self,
         name: str,
@@ -953,6 +976,13 @@ class PluginManager:
         rec = self._get(name)
         if rec.state is not PluginState.ACTIVE:
             return RenderResult([], rec.state, rec.reason or f"the plugin is {rec.state.value}")
+        view = (int(width), int(height), bool(focused))
+        with self._lock:
+            ready = rec.prerendered
+            if ready is not None and ready[0] is rec.instance and ready[1] == view:
+                rec.prerendered = None
+                rec.dirty = False
+                return RenderResult(ready[2], rec.state)
         if not rec.lock.acquire(timeout=-1 if wait is None else wait):
             return RenderResult(list(rec.last_render), rec.state, None, stale=True)
         try:
@@ -1444,8 +1474,35 @@ class PluginManager:
                 )
             except PluginFault:
                 return
+            if changed:
+                self._prerender(rec)
         if changed:
-            self._mark_dirty(rec)
+            self._mark_dirty(rec, prerendered=True)
+
+    def _prerender(self, rec: _Plugin) -> None:
+        """Render the panel of ``rec`` now if it is on screen (rec.lock held, the events just
+        handled): see :meth:`set_view`. Otherwise, or too soon after the last one, the panel's
+        renderer will ask for a render itself."""
+        with self._lock:
+            view, instance = rec.view, rec.instance
+            rec.prerendered = None  # older than the change just made
+        now = time.monotonic()
+        if (
+            view is None
+            or instance is None
+            or Hook.RENDER not in rec.exports
+            or now - rec.prerendered_at < PRERENDER_EVERY
+        ):
+            return
+        arg = {"width": view[0], "height": view[1], "focused": view[2]}
+        try:
+            elements: list[Any] = self._invoke(rec, Hook.RENDER, arg, check=self._elements)
+        except PluginFault:
+            return  # contained; the renderer renders again and shows what happened
+        with self._lock:
+            rec.prerendered = (instance, view, elements)
+            rec.prerendered_at = now
+            rec.last_render = elements
 
     @staticmethod
     def _defer(rec: _Plugin, batch: list[BusEvent]) -> int:
@@ -1670,9 +1727,13 @@ class PluginManager:
                 rec.active_since = self.clock()
         self._notify(rec.name)
 
-    def _mark_dirty(self, rec: _Plugin) -> None:
+    def _mark_dirty(self, rec: _Plugin, *, prerendered: bool = False) -> None:
+        """The panel of ``rec`` changed; unless the change was just rendered (``prerendered``),
+        a render made before it is out of date."""
         with self._lock:
             rec.dirty = True
+            if not prerendered:
+                rec.prerendered = None
         self._notify(rec.name)
 
     def _notify(self, name: str) -> None:

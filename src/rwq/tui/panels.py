@@ -506,6 +506,7 @@ class PanelRenderer:
     def frame(self, plugin: str) -> PanelFrame | None:
         """Render one panel now (on this thread); None when it has no panel on screen."""
         size = self.sizes(plugin)
+        self.manager.set_view(plugin, size)  # its next changes are rendered as they happen
         if size is None:
             return None
         width, height, focused = size

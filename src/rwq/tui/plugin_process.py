@@ -20,12 +20,15 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from rwq.procfs import thread_cpu
 from rwq.tui.host import PluginHost
 from rwq.tui.link import Link, LinkClosed
 from rwq.tui.panels import PanelRenderer
+from rwq.tui.plugins_view import permissions_of
 
 log = logging.getLogger(__name__)
 
@@ -148,13 +151,13 @@ class HostProcess:
             "disable": manager.disable,
             "reload_now": manager.reload,
             "on_input": manager.on_input,
-            "grants_for": manager.grants.grants_for,
-            "denials_for": manager.grants.denials_for,
+            "permissions_summary": partial(permissions_of, manager),
             "audit_path": audit_path,
             "logs_text": host.logs.text,
             "reload": host.reload,
             "reload_history": host.reloader.history,
             "renderer_stats": renderer_stats,
+            "thread_cpu": thread_cpu,
         }
 
     def _frames(self, frames: list[Any]) -> None:

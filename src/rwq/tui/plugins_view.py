@@ -7,7 +7,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from rich.text import Text
 from textual import work
@@ -82,7 +82,13 @@ class Permissions:
         return ", ".join(parts)
 
 
-def permissions_of(manager: PluginManager, name: str) -> Permissions:
+def permissions_of(manager: Any, name: str) -> Permissions:
+    """What ``name`` was granted, waits for and was denied (the plugin host process answers
+    it in one call: its grants do not cross processes)."""
+    remote = getattr(manager, "permissions_summary", None)
+    if remote is not None:
+        summary: Permissions = remote(name)
+        return summary
     now = time.time()
     granted = frozenset(
         p

@@ -2,7 +2,7 @@
 
 :class:`RemotePluginHost` starts the process and stands in for :class:`~rwq.tui.host.PluginHost`
 in the app: its ``manager`` answers the calls the views make (plugins, snapshots, approvals,
-grants, enable / disable / reload, input) by asking the process, and its renderer factory gives
+permissions, enable / disable / reload, input) by asking the process, and its renderer factory gives
 the panels view a renderer that tells the process which panels are on screen at what size and
 hands the finished frames it sends back to the panels. The UI process then only paints.
 """
@@ -78,6 +78,7 @@ class RemotePluginHost:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._reader: threading.Thread | None = None
+        self._stopping = False
 
     @property
     def log_path(self) -> Path:
@@ -120,6 +121,7 @@ class RemotePluginHost:
 
     def stop(self) -> None:
         link, process = self._link, self.process
+        self._stopping = True  # the channel's end that follows is no failure
         if link is not None:
             with contextlib.suppress(LinkClosed):
                 link.send(("stop",))
@@ -223,6 +225,8 @@ class RemotePluginHost:
         with self._lock:
             if self.gone is not None:
                 return
+            if self._stopping:
+                why = "the TUI closed"
             self.gone = why
             pending, self._pending = list(self._pending.values()), {}
         for waiting in pending:
@@ -287,7 +291,6 @@ class RemoteManager:
 
     def __init__(self, host: RemotePluginHost) -> None:
         self.host = host
-        self.grants = RemoteGrants(host)
         self.audit = RemoteAudit(host)
 
     @property
@@ -341,22 +344,13 @@ class RemoteManager:
     def reload(self, name: str) -> Any:
         return self.host.call("reload_now", name)
 
+    def permissions_summary(self, name: str) -> Any:
+        """Granted, pending and denied permissions of ``name`` (the plugins view's column)."""
+        return self.host.call("permissions_summary", name)
+
     def on_input(self, name: str, event: Any) -> bool:
         changed: bool = self.host.call("on_input", name, dict(event))
         return changed
-
-
-class RemoteGrants:
-    def __init__(self, host: RemotePluginHost) -> None:
-        self.host = host
-
-    def grants_for(self, name: str) -> list[Any]:
-        result: list[Any] = self.host.call("grants_for", name)
-        return result
-
-    def denials_for(self, name: str) -> list[Any]:
-        result: list[Any] = self.host.call("denials_for", name)
-        return result
 
 
 class RemoteAudit:

@@ -11,6 +11,7 @@ escape sequence reaches the terminal. Each target's text carries
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -451,9 +452,6 @@ class SegmentLines:
         return Measurement(self.width, self.width)
 
 
-_NEWLINE = Text("\n")
-
-
 def _fit(text: Text, width: int) -> RenderableType:
     """``text`` as one line of segments when it is one line that fits ``width`` and needs no
     justifying (what Rich draws for it, without its wrapping machinery); else ``text``."""
@@ -469,29 +467,27 @@ def _fit(text: Text, width: int) -> RenderableType:
 
 
 def _segments(text: Text) -> list[Segment]:
-    """One line of ``text`` as Rich renders it: the text's style, and each span's style added
-    to it where the span is."""
+    """One line of ``text`` as Rich renders it: between any two span edges, the text's style
+    with the style of every span covering that stretch added in the spans' order."""
     get_style = _CONSOLE.get_style
     base = get_style(text.style, default=_PLAIN) if text.style else _PLAIN
     plain_text = text.plain
-    spans = text.spans
-    at = 0
-    for span in spans:  # Text.append makes ordered spans that do not overlap
-        if span.start < at or span.end < span.start:
-            # Rich joins the wrapped lines with "\n", which turns each line's style into a span
-            return [s for s in _NEWLINE.join([text]).render(_CONSOLE) if s.text]
-        at = span.end
+    size = len(plain_text)
+    spans = [
+        (span.start, min(span.end, size), get_style(span.style, default=_PLAIN))
+        for span in text.spans
+        if span.style and span.end > span.start and span.start < size
+    ]
+    if not spans:
+        return [Segment(plain_text, base)] if plain_text else []
+    edges = sorted({0, size, *(start for start, _, _ in spans), *(end for _, end, _ in spans)})
     line = []
-    at = 0
-    for span in spans:
-        if span.start > at:
-            line.append(Segment(plain_text[at : span.start], base))
-        if span.end > span.start:
-            style = get_style(span.style, default=_PLAIN) if span.style else _PLAIN
-            line.append(Segment(plain_text[span.start : span.end], base + style))
-        at = span.end
-    if at < len(plain_text):
-        line.append(Segment(plain_text[at:], base))
+    for start, end in itertools.pairwise(edges):
+        style = base
+        for span_start, span_end, span_style in spans:
+            if span_start <= start and end <= span_end:
+                style = style + span_style
+        line.append(Segment(plain_text[start:end], style))
     return line
 
 
@@ -539,14 +535,12 @@ def _simple_table(
 ) -> SegmentLines | None:
     """The table as Rich draws it (box SIMPLE_HEAD, no edge), or None when it needs Rich:
     a cell of several lines, or a table wider than ``width``."""
-    if not header or not all(_one_line(h) for h in header):
+    if not header or not _one_line("".join(header)):
         return None
-    widths = [cell_len(h) for h in header]
-    for row in cells:
-        for i, (text, _) in enumerate(row):
-            if not _one_line(text):
-                return None
-            widths[i] = max(widths[i], cell_len(text))
+    texts = [[text for text, _ in row] for row in cells]
+    if not _one_line("".join(["".join(row) for row in texts])):
+        return None
+    widths = [max(map(cell_len, column)) for column in zip(header, *texts, strict=True)]
     if not all(widths):  # Rich gives an empty column room anyway
         return None
     last = len(widths) - 1

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rwq.procfs import thread_cpu
+from rwq.tui.frame_wire import FrameEncoder
 from rwq.tui.host import PluginHost
 from rwq.tui.link import Link, LinkClosed
 from rwq.tui.panels import PanelRenderer
@@ -47,6 +48,9 @@ class HostProcess:
         self.noticed: dict[str, str] = {}
         self._halt = threading.Event()
         self._calls = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rwq-host-call")
+        self._encoder = FrameEncoder()
+        """Frames go out as their changes to the plugin's previous frame (the renderer's
+        thread is the only sender)."""
 
     def serve(self) -> None:
         kind, settings, policy, watch = self.link.recv()
@@ -161,7 +165,7 @@ class HostProcess:
         }
 
     def _frames(self, frames: list[Any]) -> None:
-        self.link.send(("frames", frames))
+        self.link.send(("frames", self._encoder.encode(frames)))
 
     def _toast(self, plugin: str, message: str, level: str) -> None:
         self.link.send(("toast", plugin, message, level))

@@ -23,6 +23,7 @@ from typing import Any
 
 from rwq.config import Settings
 from rwq.errors import RwqError
+from rwq.tui.frame_wire import FrameDecoder
 from rwq.tui.link import Link, LinkClosed
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,7 @@ class RemotePluginHost:
     def _read(self) -> None:
         link = self._link
         assert link is not None
+        decoder = FrameDecoder()
         while True:
             try:
                 message = link.recv()
@@ -194,10 +196,16 @@ class RemotePluginHost:
                 return
             kind = message[0]
             if kind == "frames":
+                try:
+                    frames = decoder.decode(message[1])  # kept in step even while not shown
+                except Exception as exc:  # out of step with the process: a bug, said plainly
+                    log.exception("the plugin host sent frames that do not follow")
+                    self._closed(f"frames out of step: {exc}")
+                    return
                 deliver = self._deliver
                 if deliver is not None:
                     try:
-                        deliver(message[1])
+                        deliver(frames)
                     except Exception:  # the app is shutting down
                         log.debug("panel frames dropped", exc_info=True)
             elif kind == "result":

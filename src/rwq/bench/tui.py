@@ -469,9 +469,11 @@ class _Load:
         self._wait("every panel's first frame", lambda: all(
             p.frame is not None and p.painted for p in panels.values()
         ))  # fmt: skip
-        hidden = [n for n, p in panels.items() if not _on_screen(self.app, p)]
-        if hidden:
-            raise RwqError(f"panels off screen: {', '.join(hidden)}")
+        deadline = time.monotonic() + START_TIMEOUT
+        while hidden := [n for n, p in panels.items() if not _on_screen(self.app, p)]:
+            if time.monotonic() > deadline:  # the layout settles after the first frames
+                raise RwqError(f"panels off screen: {', '.join(hidden)}")
+            time.sleep(0.05)
 
         Path(self.go).touch()  # the parent starts adding the events
         time.sleep(self.warmup)

@@ -25,7 +25,7 @@ from rwq.plugins.lifecycle import PluginState
 from rwq.plugins.ui import button_input, key_input
 from rwq.tui.app import RwqApp
 from rwq.tui.panels import PanelFrame, PluginPanel
-from rwq.tui.remote import PluginHostGone, RemotePluginHost
+from rwq.tui.remote import PluginHostBusy, PluginHostGone, RemotePluginHost
 
 from .driving import drive, rows, until
 
@@ -310,6 +310,26 @@ def test_a_call_in_flight_fails_when_the_process_dies(remote: RemotePluginHost) 
 
 
 # -- stop ----------------------------------------------------------------------------------------
+
+
+def test_a_process_too_busy_to_answer_does_not_hold_up_the_views(
+    granted: RemotePluginHost,
+) -> None:
+    manager = granted.manager
+    wait_for(lambda: active(granted), "the counter to be active")
+    assert manager.plugins() == [PLUGIN]
+    assert granted.process is not None
+    os.kill(granted.process.pid, signal.SIGSTOP)  # it cannot answer
+    try:
+        assert manager.plugins() == [PLUGIN]  # the last answer, after POLL_TIMEOUT at most
+        assert manager.manifest(PLUGIN) is None  # the panel gets its name for a title
+        with pytest.raises(PluginHostBusy):
+            granted.call_within(0.2, "state", PLUGIN)
+    finally:
+        os.kill(granted.process.pid, signal.SIGCONT)
+    assert manager.state(PLUGIN) is PluginState.ACTIVE  # serving again
+    manifest = manager.manifest(PLUGIN)
+    assert manifest is not None and manifest.name == PLUGIN
 
 
 def test_stop_ends_the_process_cleanly_and_quietly(remote: RemotePluginHost) -> None:

@@ -32,6 +32,9 @@ START_TIMEOUT = 60.0
 """Seconds the process may take to load its plugins and say it is ready."""
 CALL_TIMEOUT = 120.0
 """Seconds a call may take (a reload waits for its probation to start)."""
+POLL_TIMEOUT = 2.0
+"""Seconds the views' once-a-second reads wait (on the UI thread) before they show what the
+process said last time."""
 STOP_TIMEOUT = 15.0
 LOG_FILE = "plugin-host.log"
 """In the state dir: the process's log (the terminal belongs to the UI)."""
@@ -44,6 +47,10 @@ Toast = Callable[[str, str, str], None]
 
 class PluginHostGone(RwqError):
     """The plugin host process is not running (it failed, or the TUI is closing)."""
+
+
+class PluginHostBusy(RwqError):
+    """The plugin host process did not answer in time."""
 
 
 @dataclass
@@ -163,16 +170,22 @@ class RemotePluginHost:
         """Run host operation ``name`` in the process; its result.
 
         Raises:
-            RwqError: the operation failed there (its message), or the process is gone.
+            RwqError: the operation failed there (its message), or the process is gone
+                (:class:`PluginHostGone`), or it did not answer in :data:`CALL_TIMEOUT`
+                (:class:`PluginHostBusy`).
         """
+        return self.call_within(CALL_TIMEOUT, name, *args, **kwargs)
+
+    def call_within(self, timeout: float, name: str, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`call`, waiting at most ``timeout`` seconds for the answer."""
         pending = _Pending()
         with self._lock:
             call_id = next(self._ids)
             self._pending[call_id] = pending
         try:
             self.send(("call", call_id, name, args, kwargs))
-            if not pending.done.wait(CALL_TIMEOUT):
-                raise RwqError(f"the plugin host did not answer {name} in {CALL_TIMEOUT:g}s")
+            if not pending.done.wait(timeout):
+                raise PluginHostBusy(f"the plugin host did not answer {name} in {timeout:g}s")
         finally:
             with self._lock:
                 self._pending.pop(call_id, None)
@@ -300,6 +313,8 @@ class RemoteManager:
     def __init__(self, host: RemotePluginHost) -> None:
         self.host = host
         self.audit = RemoteAudit(host)
+        self._last: dict[str, list[Any]] = {}
+        """The last answer of each polled listing."""
 
     @property
     def gone(self) -> str | None:
@@ -309,14 +324,20 @@ class RemoteManager:
             return None
         return f"the plugin host process stopped ({why}); its log: {self.host.log_path}"
 
-    def _listing(self, name: str, *args: Any) -> list[Any]:
-        """A list the views poll: empty once the process is gone (they show no plugins)."""
+    def _listing(self, name: str) -> list[Any]:
+        """A list the views poll on the UI thread: empty once the process is gone (they show
+        no plugins), the last answer while it is too busy to answer within
+        :data:`POLL_TIMEOUT` (the screen never waits long for it)."""
         if self.host.gone is not None:
             return []
         try:
-            result: list[Any] = self.host.call(name, *args)
+            result: list[Any] = self.host.call_within(POLL_TIMEOUT, name)
         except PluginHostGone:
             return []
+        except PluginHostBusy:
+            log.warning("the plugin host is slow to answer %s: showing its last answer", name)
+            return list(self._last.get(name, []))
+        self._last[name] = result
         return result
 
     def plugins(self) -> list[str]:
@@ -332,7 +353,12 @@ class RemoteManager:
         return self.host.call("state", name)
 
     def manifest(self, name: str) -> Any:
-        return self.host.call("manifest", name)
+        """The manifest of ``name``; None when the process cannot say now (asked on the UI
+        thread when a panel is added: it gets the plugin's name for a title)."""
+        try:
+            return self.host.call_within(POLL_TIMEOUT, "manifest", name)
+        except (PluginHostGone, PluginHostBusy):
+            return None
 
     def approve(self, name: str, *args: Any, **kwargs: Any) -> Any:
         return self.host.call("approve", name, *args, **kwargs)

@@ -22,11 +22,18 @@ from .test_elements import panels
 
 
 def cells_of(element: dict[str, Any], width: int, fast: bool) -> list[list[tuple[str, Style]]]:
-    """Every line as (character, style) pairs, trailing unstyled blanks dropped."""
+    return panel_cells([element], width, fast, cursor=1)
+
+
+def panel_cells(
+    elements_: list[dict[str, Any]], width: int, fast: bool, cursor: int | None
+) -> list[list[tuple[str, Style]]]:
+    """Every line as (character, style) pairs, drawn with or without the fast paths; trailing
+    unstyled blanks dropped (they show as nothing)."""
     previous = elements.FAST_PATHS
     elements.FAST_PATHS = fast
     try:
-        view = build_panel(validate_elements([element]), width, cursor=1)
+        view = build_panel(validate_elements(elements_), width, cursor=cursor)
     finally:
         elements.FAST_PATHS = previous
     console = Console(width=width, file=io.StringIO(), color_system="truecolor")
@@ -147,20 +154,5 @@ def test_any_kv_list_draws_the_same_either_way(items: list[Any], width: int) -> 
 def test_any_panel_draws_the_same_either_way(
     elements_: list[dict[str, Any]], width: int, cursor: int | None
 ) -> None:
-    def draw(fast: bool) -> list[list[tuple[str, Style]]]:
-        previous = elements.FAST_PATHS
-        elements.FAST_PATHS = fast
-        try:
-            view = build_panel(validate_elements(elements_), width, cursor=cursor)
-        finally:
-            elements.FAST_PATHS = previous
-        console = Console(width=width, file=io.StringIO(), color_system="truecolor")
-        out = []
-        for line in console.render_lines(view.renderable, pad=False, new_lines=False):
-            chars = [(ch, seg.style or Style()) for seg in line for ch in seg.text]
-            while chars and chars[-1][0] == " " and not chars[-1][1]:
-                chars.pop()  # an unstyled blank at the end of a line shows as nothing
-            out.append(chars)
-        return out
-
-    assert draw(fast=True) == draw(fast=False)
+    assert panel_cells(elements_, width, True, cursor) == panel_cells(elements_, width, False,
+                                                                      cursor)  # fmt: skip

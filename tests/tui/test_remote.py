@@ -10,7 +10,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -403,13 +403,29 @@ def panel_text(panel: PluginPanel) -> str:
     return text_of(frame) if frame is not None and frame.lines is not None else ""
 
 
+def run_app(
+    host: RemotePluginHost,
+    settings: Settings,
+    client: redis.Redis,
+    steps: Callable[[RwqApp, Pilot[None]], Awaitable[None]],
+) -> None:
+    """The app over ``host`` (its plugin active) driven by ``steps``."""
+    wait_for(lambda: active(host), "the counter to be active")
+    app = RwqApp(settings, client, host=host, address="t", poll_interval=0.2)
+
+    async def run(pilot: Pilot[None]) -> None:
+        await steps(app, pilot)
+
+    try:
+        drive(app, run)
+    finally:
+        host.toast = None  # the app is gone
+
+
 def test_the_app_shows_the_panel_rendered_by_the_process(
     granted: RemotePluginHost, plugin_settings: Settings, redis_client: redis.Redis
 ) -> None:
-    wait_for(lambda: active(granted), "the counter to be active")
-    app = RwqApp(plugin_settings, redis_client, host=granted, address="t", poll_interval=0.2)
-
-    async def steps(pilot: Pilot[None]) -> None:
+    async def steps(app: RwqApp, pilot: Pilot[None]) -> None:
         await pilot.press("4")
         panel = app.query_one(f"#panel-{PLUGIN}", PluginPanel)
         await until(pilot, lambda: "count=0" in panel_text(panel), timeout=DEADLINE)
@@ -428,19 +444,13 @@ def test_the_app_shows_the_panel_rendered_by_the_process(
             timeout=DEADLINE,
         )
 
-    try:
-        drive(app, steps)
-    finally:
-        granted.toast = None  # the app is gone
+    run_app(granted, plugin_settings, redis_client, steps)
 
 
 def test_the_plugins_tab_shows_what_the_process_granted(
     granted: RemotePluginHost, plugin_settings: Settings, redis_client: redis.Redis
 ) -> None:
-    wait_for(lambda: active(granted), "the counter to be active")
-    app = RwqApp(plugin_settings, redis_client, host=granted, address="t", poll_interval=0.2)
-
-    async def steps(pilot: Pilot[None]) -> None:
+    async def steps(app: RwqApp, pilot: Pilot[None]) -> None:
         await pilot.press("5")
         table = app.query_one("#plugins-table", DataTable)
         await until(
@@ -449,22 +459,16 @@ def test_the_plugins_tab_shows_what_the_process_granted(
             timeout=10,
         )
 
-    try:
-        drive(app, steps)
-    finally:
-        granted.toast = None
+    run_app(granted, plugin_settings, redis_client, steps)
 
 
 def test_the_panels_view_says_when_the_process_died(
     granted: RemotePluginHost, plugin_settings: Settings, redis_client: redis.Redis
 ) -> None:
-    wait_for(lambda: active(granted), "the counter to be active")
-    app = RwqApp(plugin_settings, redis_client, host=granted, address="t", poll_interval=0.2)
+    async def steps(app: RwqApp, pilot: Pilot[None]) -> None:
+        def empty_text() -> str:
+            return str(app.query_one("#panels-empty", Label).render())
 
-    def empty_text() -> str:
-        return str(app.query_one("#panels-empty", Label).render())
-
-    async def steps(pilot: Pilot[None]) -> None:
         await pilot.press("4")
         panel = app.query_one(f"#panel-{PLUGIN}", PluginPanel)
         await until(pilot, lambda: "count=0" in panel_text(panel), timeout=DEADLINE)
@@ -481,7 +485,4 @@ def test_the_panels_view_says_when_the_process_died(
             ),
         )
 
-    try:
-        drive(app, steps)
-    finally:
-        granted.toast = None
+    run_app(granted, plugin_settings, redis_client, steps)

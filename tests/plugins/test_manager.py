@@ -670,14 +670,21 @@ def test_a_plugin_over_its_cpu_budget_gets_its_events_coalesced_later(host: Host
     host.grant(d, "events.subscribe")
     manager = host.started()
     inst = host.instance("busy")
+    changed: list[str] = []
+    manager.add_change_listener(changed.append)
     inst.throttled = True  # type: ignore[attr-defined]
     publish(manager, [job_event(n) for n in range(5)])
     wait_for(lambda: manager.status("busy").cpu_throttled, "the plugin marked throttled")
     assert inst.events == []
+    assert "busy" in changed  # its panel is drawn again: it says it is throttled
+    assert manager.render("busy", 40, 10).throttled
+    changed.clear()
     inst.throttled = False  # type: ignore[attr-defined]
     wait_for(lambda: len(inst.events) == 5, "the held events")
     assert [e["data"]["job_id"] for e in inst.events] == [f"j{n}" for n in range(5)]
     assert not manager.status("busy").cpu_throttled
+    assert "busy" in changed
+    assert not manager.render("busy", 40, 10).throttled
 
 
 # -- dependants of a replaced plugin -----------------------------------------------------------

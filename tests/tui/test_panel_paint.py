@@ -4,6 +4,7 @@ what it paints must be what Textual's own styles cache paints, cell by cell, in 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 from typing import Any
 
@@ -17,7 +18,7 @@ from textual.widget import Widget
 from rwq.plugins.lifecycle import PluginState
 from rwq.plugins.ui import validate_elements
 from rwq.tui.elements import SegmentLines, build_panel
-from rwq.tui.panels import PanelFrame, PluginPanel
+from rwq.tui.panels import THROTTLED_NOTE, PanelFrame, PluginPanel
 
 
 def elements(k: int) -> list[dict[str, Any]]:
@@ -96,5 +97,23 @@ def test_a_partial_width_is_left_to_textual() -> None:
             await pilot.pause()
             assert panel._body_lines(Region(3, 0, 10, 5)) is None
             assert len(panel.render_lines(Region(3, 0, 10, 5))) == 5
+
+    asyncio.run(main())
+
+
+def test_a_throttled_panel_says_so_on_its_border() -> None:
+    async def main() -> None:
+        app = PanelApp()
+        async with app.run_test(size=(70, 30)) as pilot:
+            panel = app.query_one(PluginPanel)
+            await pilot.pause()
+            calm = frame_of(1, panel.size.width, seq=1)
+            panel.show(dataclasses.replace(calm, note=THROTTLED_NOTE))
+            await pilot.pause()
+            assert panel.has_class("-throttled") and not panel.has_class("-problem")
+            assert "throttled" in str(panel.border_subtitle)
+            panel.show(dataclasses.replace(frame_of(2, panel.size.width, seq=2), base_seq=1))
+            await pilot.pause()
+            assert not panel.has_class("-throttled") and not panel.border_subtitle
 
     asyncio.run(main())

@@ -19,6 +19,7 @@ class Plugins:
         self.busy: set[str] = set()
         self.waits: list[tuple[str, float | None]] = []
         self.views: dict[str, Any] = {}
+        self.throttled: set[str] = set()
 
     def set_view(self, name: str, view: Any) -> None:
         self.views[name] = view
@@ -27,7 +28,7 @@ class Plugins:
         self.waits.append((name, wait))
         if name in self.busy and not wait:
             return RenderResult(ELEMENTS, PluginState.ACTIVE, stale=True)
-        return RenderResult(ELEMENTS, PluginState.ACTIVE)
+        return RenderResult(ELEMENTS, PluginState.ACTIVE, throttled=name in self.throttled)
 
 
 def renderer(plugins: Plugins) -> PanelRenderer:
@@ -64,3 +65,15 @@ def test_a_plugin_busy_for_long_is_waited_for(monkeypatch: Any) -> None:
     frame = r.frame("slow")
     assert plugins.waits[-1] == ("slow", panels.BUSY_WAIT)
     assert frame is not None and frame is not BUSY
+
+
+def test_a_throttled_plugin_says_so_on_its_panel() -> None:
+    plugins = Plugins()
+    plugins.throttled.add("hot")
+    r = renderer(plugins)
+    hot = r.frame("hot")
+    assert hot is not None and hot is not BUSY
+    assert panels.THROTTLED_NOTE in hot.note
+    assert hot.view is not None and hot.lines is not None  # its last elements still show
+    cool = r.frame("cool")
+    assert cool is not None and cool.note == ""

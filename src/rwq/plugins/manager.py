@@ -160,6 +160,8 @@ class RenderResult:
     error: str | None = None
     stale: bool = False
     """The plugin was busy; these are the elements of its last good render."""
+    throttled: bool = False
+    """The plugin is over its ``max_cpu`` budget: its events are held back meanwhile."""
 
 
 @dataclass(frozen=True)
@@ -982,7 +984,7 @@ class PluginManager:
             if ready is not None and ready[0] is rec.instance and ready[1] == view:
                 rec.prerendered = None
                 rec.dirty = False
-                return RenderResult(ready[2], rec.state)
+                return RenderResult(ready[2], rec.state, throttled=rec.cpu_throttled)
         if not rec.lock.acquire(timeout=-1 if wait is None else wait):
             return RenderResult(list(rec.last_render), rec.state, None, stale=True)
         try:
@@ -996,7 +998,7 @@ class PluginManager:
             with self._lock:
                 rec.dirty = False
                 rec.last_render = elements
-            return RenderResult(elements, rec.state)
+            return RenderResult(elements, rec.state, throttled=rec.cpu_throttled)
         finally:
             rec.lock.release()
 
@@ -1457,13 +1459,15 @@ class PluginManager:
                 rec.metrics.discard(len(batch))
                 self._sync_subscriptions(rec)
                 return
-            if getattr(rec.instance, "throttled", False):
+            throttled = bool(getattr(rec.instance, "throttled", False))
+            if throttled != rec.cpu_throttled:
+                rec.cpu_throttled = throttled
+                self._notify(name)  # its panel says so (or stops saying so)
+            if throttled:
                 # Over its max_cpu budget: hold the events back, coalesced, until it is under
                 # again (the manager's poll hands them over then).
-                rec.cpu_throttled = True
                 rec.metrics.discard(self._defer(rec, batch))
                 return
-            rec.cpu_throttled = False
             if rec.deferred:
                 batch, rec.deferred = [*rec.deferred, *batch], []
             if not batch:

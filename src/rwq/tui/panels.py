@@ -105,10 +105,15 @@ def _targets(frame: PanelFrame) -> tuple[Target, ...]:
     return frame.view.targets if frame.view is not None else ()
 
 
+THROTTLED_NOTE = "throttled: over its CPU budget, events held back"
+
+
 def state_note(result: RenderResult) -> str:
     if result.stale:
         return "busy: showing the last render"
     if result.state is PluginState.ACTIVE:
+        if result.throttled:
+            return f"{THROTTLED_NOTE} · {result.error}" if result.error else THROTTLED_NOTE
         return result.error or ""
     label = result.state.value.replace("_", " ")
     return f"{label}: {result.error}" if result.error else label
@@ -161,6 +166,7 @@ class PluginPanel(Widget, can_focus=True):
     PluginPanel { border: round $primary-darken-2; height: auto; min-height: 5; padding: 0 1; }
     PluginPanel:focus { border: round $accent; }
     PluginPanel.-problem { border: round $error; }
+    PluginPanel.-throttled { border: round $warning; }
     """
 
     class Input(Message):
@@ -207,6 +213,7 @@ class PluginPanel(Widget, can_focus=True):
         if subtitle != (self.border_subtitle or ""):  # setting it repaints the whole panel
             self.border_subtitle = subtitle
         self.set_class(frame.state in STATE_STYLE, "-problem")
+        self.set_class(THROTTLED_NOTE in frame.note, "-throttled")
         # a new layout only when the panel's height may change (it is the screen's costliest step)
         auto = self.styles.height is not None and self.styles.height.is_auto
         layout = auto and _height(frame) != _height(previous)

@@ -462,7 +462,8 @@ class PanelRenderer:
         self.manager.remove_change_listener(self.mark)
         self._halt.set()
         self._wake.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
     def mark(self, plugin: str) -> None:
         """Called from any thread: the plugin changed (its state, or it asks for a render)."""

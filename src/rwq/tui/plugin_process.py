@@ -60,9 +60,14 @@ class HostProcess:
 
         try:
             client = connect(settings)
-            host = PluginHost(settings, client, policy_path=policy, watch=watch)
-        except Exception as exc:  # said to the TUI, which shows it and runs without plugins
+        except Exception as exc:  # said to the TUI, which stops with it
             self.link.send(("error", f"{type(exc).__name__}: {exc}"))
+            return
+        try:
+            host = PluginHost(settings, client, policy_path=policy, watch=watch)
+        except Exception as exc:  # a bad policy file, an unreadable plugins dir
+            self.link.send(("error", f"{type(exc).__name__}: {exc}"))
+            client.close()
             return
         host.toast = self._toast
         renderer = PanelRenderer(
@@ -70,8 +75,13 @@ class HostProcess:
         )
         calls = self._table(host, renderer)
         try:
-            host.start()
-            renderer.start()
+            try:
+                host.start()
+                renderer.start()
+            except Exception as exc:
+                log.exception("the plugin host did not start")
+                self.link.send(("error", f"{type(exc).__name__}: {exc}"))
+                return
             self.link.send(("ready",))
             threading.Thread(
                 target=self._watch_notices, args=(host, renderer), name="rwq-host-notices",
@@ -81,9 +91,11 @@ class HostProcess:
         finally:
             self._halt.set()
             self._calls.shutdown(wait=False, cancel_futures=True)
-            renderer.stop()
-            host.stop()
-            client.close()
+            for stop in (renderer.stop, host.stop, client.close):
+                try:
+                    stop()
+                except Exception:  # the others are stopped all the same
+                    log.exception("stopping the plugin host: %s failed", stop)
 
     def _loop(self, renderer: PanelRenderer, calls: dict[str, Callable[..., Any]]) -> None:
         while True:

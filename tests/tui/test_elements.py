@@ -346,3 +346,12 @@ def test_any_valid_panel_draws(elements: list[dict[str, Any]], width: int) -> No
     out = console.export_text()
     assert "\x1b" not in out
     assert len(view.targets) == sum(count_targets(e) for e in elements)
+
+
+def test_table_cells_equal_in_value_show_as_their_own_type() -> None:
+    """Rows are cached by value: 1, 1.0 and True are equal in Python but draw differently."""
+    for rows, shown in (([[1]], "1"), ([[True]], "true"), ([[1.5]], "1.5"), ([[True]], "true")):
+        text = draw([{"type": "table", "columns": ["v"], "rows": rows}])
+        assert lines(text)[2].strip() == shown, rows
+    text = draw([{"type": "table", "columns": ["a", "b"], "rows": [[1, True], [True, 1]]}])
+    assert [line.split() for line in lines(text)[2:4]] == [["1", "true"], ["true", "1"]]

@@ -127,6 +127,12 @@ def rich_style(style: str | None) -> Style:
     return result
 
 
+def cells_of(text: str) -> int:
+    """Cells ``text`` takes on screen: its length when it is printable ASCII (most plugin text,
+    and cheap to tell), else Rich's count."""
+    return len(text) if text.isascii() and text.isprintable() else cell_len(text)
+
+
 def plain(value: str) -> str:
     """Plugin text with control characters replaced (``\\n`` and ``\\t`` kept)."""
     return value.translate(_CONTROL)
@@ -225,7 +231,7 @@ class _Builder:
     def table(self, e: dict[str, Any], width: int) -> RenderableType:
         title = e.get("title")
         header = [plain(column) for column in e["columns"]]
-        cells = [[_cell(c) for c in row] for row in e["rows"]]
+        cells = [_row_cells(row) for row in e["rows"]]
         element_id = e.get("id")
         styles = e.get("row_styles") or ()
         row_styles = []
@@ -290,9 +296,8 @@ class _Builder:
         top = len(SPARK_BLOCKS) - 1
         if span > 0 and math.isfinite(span):
             # clamp first so v - low stays within the (finite) span
-            chars = [
-                SPARK_BLOCKS[round((min(max(v, low), high) - low) / span * top)] for v in values
-            ]
+            clamped = (v if low <= v <= high else low if v < low else high for v in values)
+            chars = [SPARK_BLOCKS[round((x - low) / span * top)] for x in clamped]
         else:
             chars = [SPARK_BLOCKS[0]] * len(values)
         line.append("".join(chars), style=rich_style(e.get("style") or "cyan"))
@@ -395,6 +400,24 @@ Cell = tuple[str, bool]
 """A table cell as shown, and whether it is right-aligned (numbers are)."""
 
 
+_ROW_CELLS: dict[tuple[Any, ...], list[Cell]] = {}
+
+
+def _row_cells(row: list[Any]) -> list[Cell]:
+    """A table row's cells (rows come back frame after frame: kept, like drawn rows)."""
+    try:  # by value and type: 1, 1.0 and True are equal keys but show differently
+        key = (*row, *map(type, row))
+        cells = _ROW_CELLS.get(key)
+    except TypeError:  # a cell that is not hashable: the validator lets none through
+        return [_cell(c) for c in row]
+    if cells is None:
+        cells = [_cell(c) for c in row]
+        if len(_ROW_CELLS) >= ROWS_KEPT:
+            _ROW_CELLS.clear()
+        _ROW_CELLS[key] = cells
+    return cells
+
+
 def _cell(value: Any) -> Cell:
     kind = type(value)
     if kind is str:
@@ -460,7 +483,7 @@ def _fit(text: Text, width: int) -> RenderableType:
     plain_text = text.plain
     if "\n" in plain_text or "\t" in plain_text:
         return text
-    cells = cell_len(plain_text)
+    cells = cells_of(plain_text)
     if cells > width:
         return text
     return SegmentLines([_segments(text)], cells, [cells])
@@ -509,7 +532,7 @@ def _one_line(text: str) -> bool:
 def _justified(cell: Cell, width: int, style: Style) -> list[Segment]:
     """One cell (one line, at most ``width`` cells) padded to ``width``."""
     text, right = cell
-    room = width - cell_len(text)
+    room = width - cells_of(text)
     body = Segment(text, style)
     if room <= 0:
         return [body]
@@ -540,7 +563,7 @@ def _simple_table(
     texts = [[text for text, _ in row] for row in cells]
     if not _one_line("".join(["".join(row) for row in texts])):
         return None
-    widths = [max(map(cell_len, column)) for column in zip(header, *texts, strict=True)]
+    widths = [max(map(cells_of, column)) for column in zip(header, *texts, strict=True)]
     if not all(widths):  # Rich gives an empty column room anyway
         return None
     last = len(widths) - 1
@@ -588,15 +611,15 @@ def _simple_kv(pairs: list[tuple[str, str]], width: int) -> SegmentLines | None:
     value has several lines or a line is wider than ``width``."""
     if not pairs:
         return None
-    keys = max(cell_len(k) for k, _ in pairs)
-    values = max(cell_len(v) for _, v in pairs)
+    keys = max(cells_of(k) for k, _ in pairs)
+    values = max(cells_of(v) for _, v in pairs)
     if keys + 2 + values > width or keys == 0:
         return None
     lines = []
     for key, value in pairs:
         if not (_one_line(key) and _one_line(value)):
             return None
-        line = [Segment(key + " " * (keys - cell_len(key) + 2), _DIM)]
-        line.append(Segment(value + " " * (values - cell_len(value))))
+        line = [Segment(key + " " * (keys - cells_of(key) + 2), _DIM)]
+        line.append(Segment(value + " " * (values - cells_of(value))))
         lines.append(line)
     return SegmentLines(lines, keys + 2 + values, [keys + 2 + values] * len(lines))

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install toolchains demo test lint bench clean
+.PHONY: install toolchains demo test fuzz lint bench clean
 
 install: $(STAMP)
 
@@ -47,6 +47,11 @@ demo: install
 
 test: install toolchains
 	$(PY) -m pytest
+
+# The property tests of every boundary (manifest, settings, host calls, UI elements, events,
+# displayed text) with 50 times the examples `make test` gives them.
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -m fuzz --timeout 3600
 
 lint: install
 	$(VENV)/bin/ruff check src tests

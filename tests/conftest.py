@@ -12,12 +12,21 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
 from redis.cluster import RedisCluster
 
 from rwq.cluster import LocalCluster, start_cluster
 from rwq.config import Settings
 from rwq.connection import connect
 from rwq.standalone import StandaloneServer
+
+# Property tests of the boundaries (marked ``fuzz``) take their example count from the profile:
+# bounded in `make test`, deep in `make fuzz` (HYPOTHESIS_PROFILE=fuzz).
+settings.register_profile("default", deadline=None, max_examples=100)
+settings.register_profile(
+    "fuzz", deadline=None, max_examples=5000, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(autouse=True)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import tempfile
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rwq.config import Settings
 from rwq.errors import ConfigError
@@ -38,10 +43,71 @@ def test_bad_env_value_names_variable() -> None:
 def test_invalid_yaml(tmp_path: Path) -> None:
     path = tmp_path / "rwq.yaml"
     path.write_text("a: [1,\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="line 2, column 1: invalid YAML"):
         Settings.load(path, env={})
 
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         Settings.load(tmp_path / "nope.yaml", env={})
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "reason"),
+    [
+        ("max_retries: [1]\n", "max_retries", "expected a whole number, got [1]"),
+        ("backoff_max: {}\n", "backoff_max", "expected a number of seconds"),
+        ("max_retries: " + "9" * 400 + "\n", "max_retries", "at most"),
+        ("heartbeat_ttl: " + "9" * 400 + "\n", "heartbeat_ttl", "out of range"),
+        ("heartbeat_ttl: .nan\n", "heartbeat_ttl", "out of range"),
+        ("read_only: maybe\n", "read_only", "expected a boolean"),
+        ("read_only: [yes]\n", "read_only", "expected a boolean"),
+        ("prefix: {a: 1}\n", "prefix", "expected a string"),
+        ("max_retries: !!int abc\n", "line 1, column 14", "!!int cannot read 'abc'"),
+        ("a:\n" + "- " * 200 + "x\n", "line 2", "nested more than"),
+    ],
+)  # fmt: skip
+def test_bad_values_name_the_file_and_field(
+    tmp_path: Path, text: str, field: str, reason: str
+) -> None:
+    path = tmp_path / "rwq.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        Settings.load(path, env={})
+    assert info.value.source == str(path)
+    assert info.value.field.startswith(field)
+    assert reason in info.value.reason
+
+
+def test_a_non_utf8_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "rwq.yaml"
+    path.write_bytes(b"prefix: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"rwq.yaml: not UTF-8 text"):
+        Settings.load(path, env={})
+
+
+def test_durations_take_units(tmp_path: Path) -> None:
+    path = tmp_path / "rwq.yaml"
+    path.write_text("heartbeat_ttl: 30s\nreaper_interval: 500ms\n")
+    settings = Settings.load(path, env={})
+    assert (settings.heartbeat_ttl, settings.reaper_interval) == (30.0, 0.5)
+
+
+_yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@pytest.mark.fuzz
+@given(st.sampled_from(sorted(f.name for f in fields(Settings))), _yaml_values)
+def test_any_value_of_any_setting_is_taken_or_named(name: str, value: object) -> None:
+    path = Path(tempfile.mkdtemp()) / "rwq.yaml"
+    path.write_text(yaml.safe_dump({name: value}), encoding="utf-8")
+    try:
+        Settings.load(path, env={})
+    except ConfigError as error:
+        assert error.source == str(path) and error.field == name, error

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -14,12 +15,12 @@ from typing import Annotated, Any
 
 import redis
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugin_cli import plugin_app
+from rwq.printable import PlainConsole, marked
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
 from rwq.queue.job import DEFAULT_PRIORITY, Job
@@ -42,8 +43,8 @@ admin_app.add_typer(dlq_app, name="dlq")
 app.add_typer(bench_app, name="bench")
 app.add_typer(plugin_app, name="plugin")
 
-out = Console()
-err = Console(stderr=True)
+out = PlainConsole()
+err = PlainConsole(stderr=True)
 
 
 class UsageError(RwqError):
@@ -632,14 +633,30 @@ def bench_tui_cmd(
 
 
 def main() -> None:
-    """Entry point: run the app; errors become one line on stderr and exit status 1."""
+    """Entry point: run the app; errors become one line on stderr and exit status 1.
+
+    An exception rwq did not raise on purpose is a bug: one line says so (exit status 70) and
+    ``RWQ_DEBUG=1`` shows its traceback."""
     try:
         app()
     except RwqError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(marked("error:", "red", exc), soft_wrap=True)
         sys.exit(1)
     except redis.RedisError as exc:
-        err.print(f"[red]error:[/red] redis: {exc}", highlight=False, soft_wrap=True)
+        err.print(marked("error:", "red", f"redis: {exc}"), soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("RWQ_DEBUG"):
+            raise
+        err.print(
+            marked(
+                "error:",
+                "red",
+                f"internal error {type(exc).__name__}: {exc} — a bug in rwq; rerun with "
+                "RWQ_DEBUG=1 for the traceback and report it",
+            ),
+            soft_wrap=True,
+        )
+        sys.exit(70)

@@ -10,13 +10,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rwq.errors import ConfigError
+from rwq.units import UnitError, parse_duration
+from rwq.yaml_input import YamlInputError, read_yaml
 
 CONFIG_FILE = "rwq.yaml"
 ENV_PREFIX = "RWQ_"
 MAX_EVENT_LABELS = 4
+MAX_CONFIG_BYTES = 1024 * 1024
 _LABEL_NAME = re.compile(r"^[^\s,\x00-\x1f\x7f]{1,64}\Z")
 
 
@@ -137,15 +138,13 @@ def parse_event_labels(raw: Any) -> tuple[str, ...]:
 
 def _read_file(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(str(path), "-", "file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), "-", f"not valid YAML: {exc}") from None
+        data = read_yaml(path, MAX_CONFIG_BYTES)
+    except YamlInputError as exc:
+        raise ConfigError(str(path), exc.where, exc.reason) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(str(path), "-", "expected a mapping of settings")
+        raise ConfigError(str(path), "", "expected a mapping of settings")
     out: dict[str, Any] = {}
     for key, raw in data.items():
         name = str(key).replace("-", "_")
@@ -157,29 +156,48 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 
 def _coerce(source: str, name: str, raw: Any, type_: Any) -> Any:
+    """``raw`` (from a file, a variable or a flag) as the type of setting ``name``."""
     kind = str(type_)
     try:
         if name in _LIST_SETTINGS:
             return ",".join(parse_event_labels(raw))
         if "bool" in kind:
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in {"1", "true", "yes", "on"}:
-                return True
-            if text in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError(f"expected a boolean, got {raw!r}")
+            return _boolean(raw)
+        if raw is None and "None" in kind:
+            return None
+        if not isinstance(raw, str | int | float) or isinstance(raw, bool):
+            raise ValueError(f"expected {_EXPECTED.get(kind, 'a string')}, got {_shown(raw)}")
         if "Path" in kind:
             return Path(str(raw)).expanduser()
         if "float" in kind:
-            return float(raw)
+            return parse_duration(raw, "value")
         if "int" in kind:
             if isinstance(raw, float) or (isinstance(raw, str) and not raw.strip().isdigit()):
-                raise ValueError(f"expected a whole number, got {raw!r}")
-            return int(raw)
-        if raw is None:
-            return None
+                raise ValueError(f"expected a whole number, got {_shown(raw)}")
+            number = int(raw)
+            if number > _MAX_INT:
+                raise ValueError(f"at most {_MAX_INT}, got {_shown(raw)}")
+            return number
         return str(raw)
-    except ValueError as exc:
+    except (ValueError, UnitError) as exc:
         raise ConfigError(source, name, str(exc)) from None
+
+
+_MAX_INT = 2**63 - 1
+_EXPECTED = {"float": "a number of seconds (or 500ms, 30s, 5m)", "int": "a whole number"}
+
+
+def _boolean(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower() if isinstance(raw, str | int) else ""
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected a boolean, got {_shown(raw)}")
+
+
+def _shown(raw: Any) -> str:
+    text = repr(raw)
+    return text if len(text) <= 60 else f"{text[:57]}..."

@@ -31,6 +31,7 @@ from rich.text import Text
 
 from rwq.config import ENV_PREFIX, Settings
 from rwq.connection import connect
+from rwq.printable import PlainConsole, plain_text
 from rwq.queue.admin import Admin, QueueStats
 from rwq.queue.broker import Broker
 from rwq.queue.demo import QUEUES, SyntheticProducer
@@ -222,7 +223,7 @@ def render(snap: Snapshot) -> RenderableType:
         _events_table("recent failures", snap.problems),
     ]
     if snap.error:
-        parts.append(Text(snap.error, style="red"))
+        parts.append(plain_text(snap.error, "red", multiline=True))
     parts.append(Text(f"Ctrl-C to stop · worker logs in {snap.log_dir}", style="dim"))
     return Group(*parts)
 
@@ -241,7 +242,7 @@ def _events_table(title: str, events: Sequence[Event]) -> Table:
         table.add_row(
             datetime.fromtimestamp(e.ts / 1000).strftime("%H:%M:%S.%f")[:-3],
             e.queue,
-            Text(e.type, style=_EVENT_STYLES.get(e.type, "")),
+            plain_text(e.type, _EVENT_STYLES.get(e.type, "")),
             str(e.data.get("job_id", ""))[-8:],
             _event_detail(e),
         )
@@ -383,7 +384,7 @@ def run_demo(
         broker.register_queues(QUEUES)
         admin = Admin(broker)
         baseline = Totals.of(admin.stats(QUEUES).queues)
-        demo = _Run(admin, SyntheticProducer(Producer(broker), rate), console or Console())
+        demo = _Run(admin, SyntheticProducer(Producer(broker), rate), console or PlainConsole())
         with _terminate_as_interrupt():
             try:
                 demo.procs = start_workers(workers, settings, redis_url, demo.log_dir)
@@ -442,7 +443,7 @@ class _Run:
     def due(self, deadline: float | None) -> bool:
         """Whether to go on: time is left and some worker still runs."""
         if self.procs and len(self.exited) == len(self.procs):
-            self.console.print("[red]every worker exited; stopping the demo[/red]")
+            self.console.print(Text("every worker exited; stopping the demo", style="red"))
             return False
         return deadline is None or time.monotonic() < deadline
 
@@ -477,8 +478,11 @@ class _Run:
             if p.poll() is not None and p.pid not in self.exited:
                 self.exited.add(p.pid)
                 self.console.print(
-                    f"[yellow]worker {n} (pid {p.pid}) exited with status {p.returncode}; "
-                    f"see {self.log_dir / f'worker-{n}.log'}[/yellow]",
+                    plain_text(
+                        f"worker {n} (pid {p.pid}) exited with status {p.returncode}; "
+                        f"see {self.log_dir / f'worker-{n}.log'}",
+                        "yellow",
+                    ),
                     soft_wrap=True,
                 )
 

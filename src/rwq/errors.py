@@ -12,13 +12,14 @@ class RwqError(Exception):
 
 
 class ConfigError(RwqError):
-    """A setting is malformed: names where it came from (file, variable or flag)."""
+    """A setting is malformed: names where it came from (file, variable or flag) and the
+    field at fault (``""`` when the whole file is: missing, not YAML, not a mapping)."""
 
     def __init__(self, source: str, field: str, reason: str) -> None:
         self.source = source
         self.field = field
         self.reason = reason
-        super().__init__(f"{source}: {field}: {reason}")
+        super().__init__(f"{source}: {field}: {reason}" if field else f"{source}: {reason}")
 
 
 class ConnectionFailed(RwqError):

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins.paths import PluginPaths
+from rwq.printable import PlainConsole, marked
 from rwq.units import parse_duration
 
 if TYPE_CHECKING:
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 
 plugin_app = typer.Typer(help="Manage plugins and their permissions.", no_args_is_help=True)
 
-out = Console()
+out = PlainConsole()
+err = PlainConsole(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -137,7 +139,7 @@ def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         )  # fmt: skip
     out.print(table)
     for path, err in errors.items():
-        out.print(f"[red]invalid[/red] {path}: {err}", soft_wrap=True)
+        out.print(marked("invalid", "red", f"{path}: {err}"), soft_wrap=True)
 
 
 @plugin_app.command("install")
@@ -324,10 +326,12 @@ def _print_check(report: Any) -> None:
     else:
         out.print(f"check: {report.status}")
     for fault in report.faults:
-        out.print(f"  [red]fault[/red] {fault.kind} {fault.hook}: {fault.reason}", soft_wrap=True)
-    err = Console(stderr=True)
+        out.print(
+            Text("  ") + marked("fault", "red", f"{fault.kind} {fault.hook}: {fault.reason}"),
+            soft_wrap=True,
+        )
     for error in report.errors:
-        err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        err.print(marked("error:", "red", error), highlight=False, soft_wrap=True)
 
 
 @plugin_app.command("run")
@@ -465,9 +469,8 @@ def reload_cmd(
 
 
 def _print_reload(result: ControlResult) -> None:
-    err = Console(stderr=True)
     if result.received == 0:
-        err.print(f"[red]error:[/red] {NO_HOST}", highlight=False, soft_wrap=True)
+        err.print(marked("error:", "red", NO_HOST), highlight=False, soft_wrap=True)
         return
     for r in result.replies:
         if r.ok:
@@ -488,8 +491,12 @@ def _print_reload(result: ControlResult) -> None:
             )
     if result.missing:
         err.print(
-            f"[red]error:[/red] {result.missing} of {result.received} hosts did not answer "
-            f"within {result.timeout:g}s",
+            marked(
+                "error:",
+                "red",
+                f"{result.missing} of {result.received} hosts did not answer "
+                f"within {result.timeout:g}s",
+            ),
             highlight=False,
             soft_wrap=True,
         )

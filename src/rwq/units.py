@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from rwq.errors import RwqError
@@ -11,9 +12,14 @@ class UnitError(RwqError):
     """A duration or size could not be read."""
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+MAX_SECONDS = float(2**53)
+"""The largest duration read (about 285 million years): beyond it, seconds lose precision."""
+MAX_BYTES = 2**63 - 1
+"""The largest size read (what Redis and the OS count in)."""
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
 _DURATION_FACTORS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*", re.IGNORECASE)
 _SIZE_FACTORS = {
     "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
     "kib": 1024, "mib": 1024**2, "gib": 1024**3, None: 1,
@@ -26,11 +32,17 @@ def parse_duration(text: str | float, what: str = "duration") -> float:
     if isinstance(text, int | float) and not isinstance(text, bool):
         if text < 0:
             raise UnitError(f"{what}: must not be negative, got {text}")
-        return float(text)
-    match = _DURATION.match(str(text))
-    if not match:
-        raise UnitError(f"{what}: expected a duration like 500ms, 30s, 5m or 2h, got {text!r}")
-    return float(match.group(1)) * _DURATION_FACTORS[match.group(2)]
+        seconds = _finite(text)
+    else:
+        match = _DURATION.fullmatch(str(text))
+        if not match:
+            raise UnitError(
+                f"{what}: expected a duration like 500ms, 30s, 5m or 2h, got {_shown(text)}"
+            )
+        seconds = _finite(match.group(1)) * _DURATION_FACTORS[match.group(2)]
+    if not seconds <= MAX_SECONDS:
+        raise UnitError(f"{what}: out of range (a finite number of seconds), got {_shown(text)}")
+    return seconds
 
 
 def parse_size(text: str | int, what: str = "size") -> int:
@@ -38,13 +50,31 @@ def parse_size(text: str | int, what: str = "size") -> int:
     MiB, GiB (powers of 1024)."""
     if isinstance(text, int) and not isinstance(text, bool):
         if text < 0:
-            raise UnitError(f"{what}: must not be negative, got {text}")
-        return text
-    match = _SIZE.match(str(text))
-    if not match:
-        raise UnitError(f"{what}: expected a size like 512KB or 10MB, got {text!r}")
-    unit = match.group(2).lower() if match.group(2) else None
-    return int(float(match.group(1)) * _SIZE_FACTORS[unit])
+            raise UnitError(f"{what}: must not be negative, got {_shown(text)}")
+        size = float(text) if text <= MAX_BYTES else math.inf
+    else:
+        match = _SIZE.fullmatch(str(text))
+        if not match:
+            raise UnitError(f"{what}: expected a size like 512KB or 10MB, got {_shown(text)}")
+        unit = match.group(2).lower() if match.group(2) else None
+        size = _finite(match.group(1)) * _SIZE_FACTORS[unit]
+    if not size <= MAX_BYTES:
+        raise UnitError(f"{what}: out of range (at most 2**63-1 bytes), got {_shown(text)}")
+    return text if isinstance(text, int) else int(size)
+
+
+def _finite(number: str | float) -> float:
+    """``number`` as a float; infinity for one too large (or NaN) to be a float."""
+    try:
+        value = float(number)
+    except OverflowError:
+        return math.inf
+    return value if math.isfinite(value) else math.inf
+
+
+def _shown(text: object) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 40 else f"{shown[:37]}..."
 
 
 def format_age(seconds: float | None) -> str:

@@ -4,6 +4,8 @@ attempts, read-only mode, events, alerts, timers, rate limits and delegated call
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +13,10 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 
+from hostile_text import hostile_text
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins.audit import AuditLog, AuditRecord, read
@@ -35,6 +40,7 @@ from rwq.plugins.host_api import (
     UnknownFunction,
     error_result,
     render_markdown,
+    validate_arguments,
 )
 from rwq.plugins.permissions import CATALOG
 from rwq.plugins.storage import PluginStorage
@@ -697,3 +703,67 @@ def test_alert_raised_is_a_subscribable_event_type() -> None:
 
     assert ALERT_RAISED in CATALOG
     check_pattern(ALERT_RAISED)  # raises if no event type could match
+
+
+# -- hostile arguments ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("function", "args", "argument"),
+    [
+        ("subscribe", {"type": "job.*", "interval": 10**309}, "interval"),
+        ("subscribe", {"type": "job.*", "interval": -(10**400)}, "interval"),
+        ("list_dead", {"queue": "q", "older_than_s": 10**309}, "older_than_s"),
+        ("list_dead", {"queue": "q", "older_than_s": float("nan")}, "older_than_s"),
+        ("peek_job", {"queue": "q", "n": 10**400}, "n"),
+        ("enqueue_job", {"queue": "q", "payload": 1, "tenant": "evil\n"}, "tenant"),
+        ("enqueue_job", {"queue": "q", "payload": 1, "tenant": "a\x9bb"}, "tenant"),
+        ("enqueue_job", {"queue": "q\n", "payload": 1}, "queue"),
+        ("enqueue_job", {"queue": "q", "payload": 1, "job_id": "id\n"}, "job_id"),
+        ("emit", {"type": "ping\n"}, "type"),
+        ("emit", {"type": "ping", "data": {"a": [[[[float("inf")]]]]}}, "data"),
+        ("storage_set", {"key": "k\n", "value": "1"}, "key"),
+        ("call_dependency", {"plugin": "beta\n", "function": "f"}, "plugin"),
+    ],
+)
+def test_hostile_arguments_are_invalid_arguments_naming_them(
+    host: Host, function: str, args: dict[str, Any], argument: str
+) -> None:
+    for permission in {s.permission for s in HOST_FUNCTIONS.values()} - {None}:
+        host.grant("alpha", permission or "")
+    with pytest.raises(InvalidArgument) as refused:
+        host.call("alpha", function, args)
+    assert refused.value.argument == argument
+    assert host.broker.client.zcard(host.broker.queue_keys("q").pending) == 0
+
+
+_hostile_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=10**300)
+    | st.floats() | hostile_text | st.sampled_from(["q", "q\n", "job.*", "k", "info", "dead"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(hostile_text, inner, max_size=3),
+    max_leaves=8,
+)  # fmt: skip
+
+
+@pytest.mark.fuzz
+@given(st.sampled_from(sorted(HOST_FUNCTIONS)), st.data())
+def test_any_argument_is_checked_or_named(function: str, data: st.DataObject) -> None:
+    """Every parameter of every function set to anything: the call's arguments are either
+    checked values (finite numbers, whole-string pattern matches) or an InvalidArgument that
+    names the argument — never another exception."""
+    spec = HOST_FUNCTIONS[function]
+    args = dict(ARGS[function]("q", ["id-1"]))
+    names = [p.name for p in spec.params] + ["extra"]
+    for _ in range(data.draw(st.integers(1, 3))):
+        args[data.draw(st.sampled_from(names))] = data.draw(_hostile_values)
+    try:
+        checked = validate_arguments(spec, args, ("*",))
+    except InvalidArgument as refused:
+        assert refused.argument is None or refused.argument in args
+        return
+    for p in spec.params:
+        value = checked[p.name]
+        if p.type == "number" and value is not None:
+            assert math.isfinite(value)
+        if p.pattern and isinstance(value, str):
+            assert re.fullmatch(p.pattern, value), (p.name, value)

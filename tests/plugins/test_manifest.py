@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
+from hostile_text import assert_shown_safely, hostile_text
 from rwq.errors import RwqError
 from rwq.plugins.manifest import (
     SUPPORTED_API_VERSIONS,
@@ -414,3 +417,109 @@ def test_missing_and_oversize_files(tmp_path: Path) -> None:
 def test_not_utf8() -> None:
     [(_, reason)] = yaml_problems(b"name: \xff\xfe\n")
     assert "UTF-8" in reason
+
+
+# -- hostile values ---------------------------------------------------------------------------
+
+BASE = "name: x\nversion: '1.0.0'\napi_version: v1\nruntime: starlark\nentry_point: main.star\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "reason"),
+    [
+        ('resources: {max_memory: "' + "1" * 400 + '"}', "resources.max_memory", "a size"),
+        ("resources: {timeout: 1" + "0" * 400 + "}", "resources.timeout", "a duration"),
+        ("resources: {max_cpu: .nan}", "resources.max_cpu", "at most 100%"),
+        ("description: !!bool maybe", "", "line 6, column 14: invalid YAML: !!bool cannot read"),
+        ("description: !!int abc", "", "!!int cannot read 'abc'"),
+        ("description: !!timestamp foo", "", "!!timestamp cannot read 'foo'"),
+        ('config: {"\\udc80": 1}', "", "lone surrogate"),
+        ('ui: {panel_title: "\\e[2J\\e]0;pwn\\a"}', "ui.panel_title", "control character \\x1b"),
+        ('description: "a\\x9bb"', "description", "control character \\x9b"),
+        ('author: "\\u202eevil"', "author", "control character \\u202e"),
+        ('homepage: "https://x.io/\\e[2J"', "homepage", "control character \\x1b"),
+        ('license: "MIT\\nGPL"', "license", "control character \\n"),
+    ],
+)
+def test_hostile_values_are_manifest_errors_naming_the_field(
+    extra: str, field: str, reason: str
+) -> None:
+    with pytest.raises(ManifestError) as info:
+        parse_manifest_yaml(BASE + extra + "\n", "m.yaml")
+    problems = dict(info.value.problems)
+    assert field in problems, problems
+    assert reason in problems[field]
+
+
+def test_an_entry_point_with_a_bidi_control_is_refused() -> None:
+    assert (
+        "control character \\u2066"
+        in problems_of(minimal(entry_point="main\u2066.star"))["entry_point"]
+    )
+
+
+def test_markup_in_a_title_and_lines_in_a_description_are_plain_text() -> None:
+    manifest = parse_manifest_yaml(
+        BASE + 'ui: {panel_title: "[/] [@click=app.quit]x :heart:"}\ndescription: "a\\nb"\n'
+    )
+    assert manifest.ui.panel_title == "[/] [@click=app.quit]x :heart:"
+    assert manifest.description == "a\nb"
+
+
+_leaf = st.none() | st.booleans() | st.integers() | st.floats() | hostile_text
+_values = st.recursive(
+    _leaf,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(hostile_text, inner, max_size=3),
+    max_leaves=5,
+)
+_paths = st.sampled_from([
+    ("name",), ("version",), ("api_version",), ("description",), ("author",), ("license",),
+    ("homepage",), ("tags",), ("runtime",), ("entry_point",), ("permissions",),
+    ("permissions", 0), ("resources",), ("resources", "max_memory"), ("resources", "max_cpu"),
+    ("resources", "timeout"), ("resources", "max_storage"), ("resources", "max_storage_keys"),
+    ("ui",), ("ui", "panel_title"), ("ui", "min_width"), ("ui", "resizable"), ("events",),
+    ("events", 0, "type"), ("events", 0, "queues"), ("events", 0, "interval"),
+    ("dependencies",), ("dependencies", 0, "version"), ("config",), ("config", "k"),
+])  # fmt: skip
+
+
+def _full() -> dict[str, Any]:
+    return minimal(
+        description="d", resources={"max_memory": "16MB"}, ui={"panel_title": "t"},
+        events=[{"type": "queue.stats", "interval": "5s"}],
+        dependencies=[{"name": "other", "version": ">=1"}], config={"k": 1},
+    )  # fmt: skip
+
+
+def _judged(text: str | bytes) -> None:
+    try:
+        manifest = parse_manifest_yaml(text, "m.yaml")
+    except ManifestError as error:
+        assert error.path == "m.yaml" and error.problems
+        return
+    for shown in (manifest.name, manifest.author, manifest.license, manifest.homepage,
+                  manifest.ui.panel_title, manifest.entry_point, *manifest.tags):  # fmt: skip
+        assert_shown_safely(shown)
+    assert_shown_safely(manifest.description.replace("\t", " "))
+
+
+@pytest.mark.fuzz
+@given(_paths, _values)
+def test_any_value_at_any_field_is_taken_or_named(path: tuple[Any, ...], value: Any) -> None:
+    data = _full()
+    target: Any = data
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    try:
+        text = yaml.safe_dump(data, allow_unicode=True)
+    except (yaml.YAMLError, UnicodeEncodeError):
+        return  # PyYAML cannot write it (a lone surrogate key): nothing to read
+    _judged(text)
+    _judged(text.encode("utf-8", "surrogatepass"))
+
+
+@pytest.mark.fuzz
+@given(st.binary(max_size=300))
+def test_any_bytes_are_a_manifest_or_a_manifest_error(data: bytes) -> None:
+    _judged(BASE.encode() + data)

@@ -137,8 +137,9 @@ def test_applying_twice_grants_once(store: GrantStore, policy: Policy) -> None:
         ("plugins:\n  x:\n    operations: []\n", "plugins.x.operations", "at least one"),
         ("plugins:\n  x: [observer]\n", "plugins.x", "expected a mapping"),
         ("plugins: [x]\n", "plugins", "expected a mapping"),
-        ("rules: {}\n", "-", "'plugins'"),
-        ("plugins: {x: [\n", "-", "not valid YAML"),
+        ("rules: {}\n", "", "'plugins'"),
+        ("plugins: {x: [\n", "line 2, column 1", "invalid YAML"),
+        ("plugins: {x: !!int abc}\n", "line 1, column 14", "!!int cannot read"),
     ],
 )  # fmt: skip
 def test_errors_name_file_and_field(tmp_path: Path, text: str, field: str, reason: str) -> None:

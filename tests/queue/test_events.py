@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker, Failure
@@ -188,3 +191,33 @@ def test_from_entry_keeps_empty_and_malformed_numbers_as_text() -> None:
 def test_every_event_type_is_declared_and_documented() -> None:
     assert set(FIELDS) == set(EventType)
     assert DOCS.read_text(encoding="utf-8") == render_markdown()
+
+
+@pytest.mark.fuzz
+@given(
+    st.one_of(
+        st.from_regex(r"[0-9]{1,20}-[0-9]{1,5}", fullmatch=True),
+        st.sampled_from(["NaN", "1e400-0", "inf-1", "-5-0", "", "0x10-1", "١٢٣-0"]),
+        st.text(max_size=20),
+    ),
+    st.dictionaries(
+        st.sampled_from(["type", "job_id", "priority", "attempt", "wait_ms", "duration_ms",
+                         "run_at", "count", "labels", "error", "tenant"]),
+        st.one_of(st.text(max_size=20), st.sampled_from(["nan", "inf", "1e400", "1.5e400",
+                                                         "-0", "9" * 30, "1.0", '{"a":1}'])),
+    ),
+)  # fmt: skip
+def test_any_stream_entry_decodes_to_an_event_json_can_carry(
+    entry_id: str, fields: dict[str, str]
+) -> None:
+    event = Event.from_entry(entry_id, fields, "q")
+    text = json.dumps(event.to_dict(), allow_nan=False)  # raises on NaN or infinity
+    assert json.loads(text)["ts"] >= 0
+
+
+def test_an_entry_id_that_is_not_a_number_has_ts_zero() -> None:
+    for entry_id in ("NaN", "1e400-0", "inf-1", ""):
+        assert Event.from_entry(entry_id, {"type": "job.completed"}).ts == 0.0
+    assert Event.from_entry("1700000000000-3", {}).ts == 1700000000000.0
+    event = Event.from_entry("1-0", {"wait_ms": "1.5e400", "priority": "nan", "attempt": "2"})
+    assert event.data == {"wait_ms": "1.5e400", "priority": "nan", "attempt": 2}

@@ -88,6 +88,9 @@ EXPECTED: dict[str, Contained] = {
     "sl_host_call_denied": Contained(denied="storage.write:storage_set", render="denied"),
     "sl_subscribe_denied": Contained(denied="events.subscribe:subscribe", render="denied"),
     "sl_enqueue_denied": Contained(denied="admin.queue.enqueue:enqueue_job", render="denied"),
+    "sl_host_call_oversize": Contained(
+        grants=("admin.queue.enqueue",), render="invalid_argument payload"
+    ),
     "sl_forged_identity": Contained(
         grants=("storage.write",), denied="storage.write:storage_set", render="invalid_argument"
     ),

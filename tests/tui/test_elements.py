@@ -6,13 +6,16 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 from rich.segment import Segment
 
-from rwq.plugins.ui import validate_elements
+from hostile_text import assert_shown_safely, hostile_text
+from rwq.plugins.ui import ElementError, validate_elements
 from rwq.tui.elements import PanelView, Target, build_panel, input_event, rich_style
+from rwq.tui.panels import draw_view
 
 WIDTH = 40
 
@@ -243,7 +246,12 @@ def test_plugin_text_is_never_markup() -> None:
 def test_control_characters_never_reach_the_terminal() -> None:
     out = draw([{"type": "text", "text": "a\x1b[2Jb\rc\x07d\x9bz"}])
     assert "\x1b" not in out and "\r" not in out and "\x07" not in out and "\x9b" not in out
-    assert out.startswith("a\ufffd[2Jbc\ufffdd\ufffdz")
+    assert out.startswith("a\\x1b[2Jbc\\x07d\\x9bz")
+
+
+def test_bidi_controls_and_lone_surrogates_show_as_escapes() -> None:
+    out = draw([{"type": "text", "text": "\u202eevil \u2066x\u2069 \ud800 \u200e"}])
+    assert out.startswith("\\u202eevil \\u2066x\\u2069 \\ud800 \\u200e")
 
 
 def test_an_empty_panel_and_empty_containers_draw() -> None:
@@ -256,7 +264,7 @@ def test_an_empty_panel_and_empty_containers_draw() -> None:
 # -- any valid panel draws -----------------------------------------------------------------------
 
 finite = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(10**300), 10**300)
-words = st.text(max_size=40)  # any unicode, control characters included
+words = hostile_text  # any unicode, control and bidi characters, markup and emoji codes
 styles = st.tuples(
     st.sampled_from(["", "bold", "dim strike", "italic underline reverse"]),
     st.sampled_from(["", "red", "grey", "orange"]),
@@ -346,6 +354,28 @@ def test_any_valid_panel_draws(elements: list[dict[str, Any]], width: int) -> No
     out = console.export_text()
     assert "\x1b" not in out
     assert len(view.targets) == sum(count_targets(e) for e in elements)
+
+
+@pytest.mark.fuzz
+@given(st.lists(panels, max_size=4), st.integers(1, 120), st.none() | st.integers(0, 5))
+def test_any_panel_of_hostile_text_draws_inside_its_width(
+    elements: list[dict[str, Any]], width: int, cursor: int | None
+) -> None:
+    """Through validation and the renderer's own drawing: no crash, no character that
+    controls the terminal or hides text, no line wider than the panel."""
+    try:
+        checked = validate_elements(elements)
+    except ElementError:
+        return
+    drawn = draw_view(RENDER_CONSOLE, build_panel(checked, width, cursor=cursor), width)
+    for line in drawn.lines:
+        assert Segment.get_line_length(line) <= width
+        for segment in line:
+            assert "\n" not in segment.text
+            assert_shown_safely(segment.text)
+
+
+RENDER_CONSOLE = Console(file=io.StringIO(), width=200, legacy_windows=False)
 
 
 def test_table_cells_equal_in_value_show_as_their_own_type() -> None:

@@ -375,7 +375,7 @@ def test_a_policy_that_is_not_yaml_fails_the_start(
     policy = tmp_path / "broken.yaml"
     policy.write_text("plugins: [unclosed\n  : :\n", encoding="utf-8")
     error = failed_start(RemotePluginHost(plugin_settings, policy_path=policy, watch=False))
-    assert "broken.yaml" in str(error) and "not valid YAML" in str(error)
+    assert "broken.yaml" in str(error) and "invalid YAML" in str(error)
 
 
 def test_a_redis_that_is_not_there_fails_the_start(plugin_settings: Settings) -> None:

@@ -134,13 +134,17 @@ def read_events(path: Path) -> list[BusEvent]:
     return events
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _event(path: Path, number: int, line: str) -> BusEvent:
     def bad(reason: str) -> EventsFileError:
         return EventsFileError(path, number, reason)
 
     try:
-        raw = json.loads(line)
-    except ValueError as exc:
+        raw = json.loads(line, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
         raise bad(f"not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise bad(f"expected a JSON object, got {type(raw).__name__}")
@@ -157,8 +161,8 @@ def _event(path: Path, number: int, line: str) -> BusEvent:
     if not isinstance(data, dict):
         raise bad("'data' must be an object")
     ts = raw.get("ts", time.time() * 1000)
-    if isinstance(ts, bool) or not isinstance(ts, int | float):
-        raise bad("'ts' must be a number (epoch milliseconds)")
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not 0 <= ts < 2**53:
+        raise bad(f"'ts' must be a number of epoch milliseconds, got {str(ts)[:24]}")
     spec = CATALOG.get(kind)
     default_source = spec.source if spec is not None and "<" not in spec.source else "host"
     return BusEvent(

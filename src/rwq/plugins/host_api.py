@@ -77,6 +77,7 @@ __all__ = [
     "UnknownFunction",
     "error_result",
     "render_markdown",
+    "validate_arguments",
 ]
 
 log = logging.getLogger(__name__)
@@ -354,7 +355,7 @@ _SPECS: tuple[HostFunctionSpec, ...] = (
             Param("priority", "integer", "Higher runs first.", default=5,
                   minimum=MIN_PRIORITY, maximum=MAX_PRIORITY),
             Param("tenant", "string", "Tenant the job belongs to.", default=None,
-                  nullable=True, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$"),
+                  nullable=True, max_length=128, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$"),
             Param("delay", "number", "Seconds before the job may run.", default=None,
                   nullable=True, minimum=0, maximum=30 * 86400),
         ),
@@ -588,9 +589,9 @@ def _checker(p: Param) -> Callable[[Any], Any]:
 
     def in_range(value: float) -> None:
         if p.minimum is not None and value < p.minimum:
-            raise _Bad(f"must be at least {p.minimum:g}, got {value!r}")
+            raise _Bad(f"must be at least {p.minimum:g}, got {_number_shown(value)}")
         if p.maximum is not None and value > p.maximum:
-            raise _Bad(f"must be at most {p.maximum:g}, got {value!r}")
+            raise _Bad(f"must be at most {p.maximum:g}, got {_number_shown(value)}")
 
     def string(value: Any) -> str:
         if not isinstance(value, str):
@@ -599,7 +600,7 @@ def _checker(p: Param) -> Callable[[Any], Any]:
             raise _Bad(f"at most {p.max_length} characters, got {len(value)}")
         if choices and value not in choices:
             raise _Bad(f"must be one of {', '.join(p.choices)}, got {value[:64]!r}")
-        if regex is not None and not regex.match(value):
+        if regex is not None and not regex.fullmatch(value):
             raise _Bad(f"{value[:64]!r} does not match {p.pattern}")
         return value
 
@@ -619,8 +620,12 @@ def _checker(p: Param) -> Callable[[Any], Any]:
         if kind == "number":
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise _Bad(f"expected a number, got {_kind(value)}")
-            if not math.isfinite(value):
-                raise _Bad("must be finite")
+            try:
+                finite = math.isfinite(value)
+            except OverflowError:  # an integer too large for a float
+                finite = False
+            if not finite:
+                raise _Bad(f"must be a finite number, got {_number_shown(value)}")
             in_range(value)
             return value
         if kind == "boolean":
@@ -645,6 +650,11 @@ def _checker(p: Param) -> Callable[[Any], Any]:
     return check
 
 
+def _number_shown(value: float) -> str:
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:10]}...({len(text)} digits)"
+
+
 def _kind(value: Any) -> str:
     return {
         bool: "a boolean",
@@ -664,7 +674,9 @@ _CHECKERS: dict[str, _Checkers] = {
 _PARAM_NAMES = {spec.name: frozenset(p.name for p in spec.params) for spec in _SPECS}
 
 
-def _validate(spec: HostFunctionSpec, args: Any, plugin_queues: tuple[str, ...]) -> dict[str, Any]:
+def validate_arguments(
+    spec: HostFunctionSpec, args: Any, plugin_queues: tuple[str, ...]
+) -> dict[str, Any]:
     """The arguments of a call checked against ``spec``, defaults filled in."""
     if args is None:
         args = {}
@@ -1024,7 +1036,7 @@ class HostAPI:
                     delegated,
                 )
             try:
-                values = _validate(spec, args, binding.queues)
+                values = validate_arguments(spec, args, binding.queues)
             except InvalidArgument as exc:
                 exc.plugin = plugin
                 raise self._refused(exc, plugin, self._operation(spec), delegated) from None
@@ -1074,7 +1086,10 @@ class HostAPI:
             return ReadOnly(str(exc), plugin=plugin, function=function)
         if isinstance(exc, StorageQuotaExceeded):
             return QuotaExceeded(str(exc), plugin=plugin, function=function)
-        if isinstance(exc, AdminError | JobError | InvalidQueueName | StorageError):
+        if isinstance(exc, StorageError):
+            return InvalidArgument(str(exc), plugin=plugin, function=function,
+                                   argument=exc.argument)  # fmt: skip
+        if isinstance(exc, AdminError | JobError | InvalidQueueName):
             return InvalidArgument(str(exc), plugin=plugin, function=function)
         if isinstance(exc, BusError | EventTypeError):
             return InvalidArgument(str(exc), plugin=plugin, function=function)

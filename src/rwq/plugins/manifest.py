@@ -10,12 +10,12 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, get_args
 
-import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -33,7 +33,9 @@ from rwq.errors import RwqError
 from rwq.plugins import events as event_catalog
 from rwq.plugins import permissions as permission_catalog
 from rwq.plugins.version import Range, Version, VersionError, parse_range, parse_version
+from rwq.printable import has_hidden_characters
 from rwq.units import UnitError, parse_duration, parse_size
+from rwq.yaml_input import YamlInputError, load_yaml
 
 SUPPORTED_API_VERSIONS = ("v1",)
 """Host API versions this rwq can run plugins for."""
@@ -113,7 +115,7 @@ def _to_size(value: object) -> int:
     try:
         return parse_size(value)
     except UnitError:
-        raise ValueError(f"expected a size like 10MB or 512KiB, got {value!r}") from None
+        raise ValueError(f"expected a size like 10MB or 512KiB, got {_describe(value)}") from None
 
 
 def _to_seconds(value: object) -> float:
@@ -122,7 +124,9 @@ def _to_seconds(value: object) -> float:
     try:
         seconds = parse_duration(value)
     except UnitError:
-        raise ValueError(f"expected a duration like 500ms, 30s or 5m, got {value!r}") from None
+        raise ValueError(
+            f"expected a duration like 500ms, 30s or 5m, got {_describe(value)}"
+        ) from None
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"must be more than 0, got {value!r}")
     return seconds
@@ -139,6 +143,23 @@ def _to_percent(value: object) -> float:
     if not (math.isfinite(percent) and 0 < percent <= 100):
         raise ValueError(f"must be more than 0% and at most 100%, got {value!r}")
     return percent
+
+
+def _shown_text(value: str, *, multiline: bool = False) -> str:
+    """``value`` unless it holds a character that controls a terminal or hides text (C0, ESC,
+    C1, bidi controls, lone surrogates; line feeds and tabs only where ``multiline``)."""
+    hidden = has_hidden_characters(
+        value.replace("\n", "").replace("\t", "") if multiline else value
+    )
+    if hidden is not None:
+        raise ValueError(
+            f"contains the control character {hidden}: write plain text (it is shown on screen)"
+        )
+    return value
+
+
+def _multiline_text(value: str) -> str:
+    return _shown_text(value, multiline=True)
 
 
 def _to_globs(value: object) -> object:
@@ -205,7 +226,7 @@ class Resources(_Model):
 class UI(_Model):
     """How the plugin's panel is laid out."""
 
-    panel_title: Annotated[str, Field(max_length=80)] = ""
+    panel_title: Annotated[str, Field(max_length=80), AfterValidator(_shown_text)] = ""
     """Shown in the panel's border; empty means the plugin's name."""
     min_width: Annotated[int, Field(strict=True, ge=1, le=1000)] = 20
     min_height: Annotated[int, Field(strict=True, ge=1, le=1000)] = 5
@@ -361,13 +382,13 @@ class PluginManifest(_Model):
     name: str
     version: VersionField
     api_version: str
-    description: str = ""
-    author: str = ""
-    license: str = ""
-    homepage: str = ""
+    description: Annotated[str, Field(max_length=4000), AfterValidator(_multiline_text)] = ""
+    author: Annotated[str, Field(max_length=200), AfterValidator(_shown_text)] = ""
+    license: Annotated[str, Field(max_length=100), AfterValidator(_shown_text)] = ""
+    homepage: Annotated[str, Field(max_length=2000), AfterValidator(_shown_text)] = ""
     tags: tuple[str, ...] = ()
     runtime: Literal["wasm", "starlark"]
-    entry_point: str
+    entry_point: Annotated[str, AfterValidator(_shown_text)]
     """Path of the module (``.wasm``) or script (``.star``) inside the bundle."""
     permissions: tuple[PermissionRequest, ...] = ()
     resources: Resources = Resources()
@@ -526,21 +547,11 @@ def parse_manifest_yaml(text: str | bytes, source: Path | str = "<manifest>") ->
     """Parse and validate the YAML ``text`` of a manifest from ``source``."""
     if len(text) > MAX_MANIFEST_BYTES:
         raise ManifestError(source, [("", f"larger than {MAX_MANIFEST_BYTES // 1024} KiB")])
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ManifestError(source, [("", f"not UTF-8 text ({exc.reason})")]) from None
     try:
-        data = yaml.load(text, Loader=_ManifestLoader)  # a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ManifestError(source, [("", f"invalid YAML at {where}{exc.problem}")]) from None
-    except yaml.YAMLError as exc:
-        raise ManifestError(source, [("", f"invalid YAML: {exc}")]) from None
-    except RecursionError:
-        raise ManifestError(source, [("", "invalid YAML: nested too deeply")]) from None
+        data = load_yaml(text, source)
+    except YamlInputError as exc:
+        where = f"at {exc.where}: " if exc.where else ""
+        raise ManifestError(source, [("", f"{where}{exc.reason}")]) from None
     return parse_manifest(data, source)
 
 
@@ -572,34 +583,6 @@ def load_manifest(path: Path) -> PluginManifest:
     except OSError as exc:
         raise ManifestError(path, [("", f"cannot read: {exc.strerror or exc}")]) from None
     return parse_manifest_yaml(text, path)
-
-
-class _ManifestLoader(yaml.SafeLoader):
-    """A safe loader that also refuses aliases (no billion laughs) and duplicate keys (a
-    second ``permissions:`` would otherwise silently replace the first)."""
-
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:  # type: ignore[override]
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
-            raise yaml.composer.ComposerError(
-                None, None, "aliases (*name) are not allowed in a manifest", event.start_mark
-            )
-        return super().compose_node(parent, index)  # type: ignore[arg-type]
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        seen: set[tuple[str, str]] = set()
-        for key_node, _value in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                key = (key_node.tag, key_node.value)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        "while reading a mapping",
-                        node.start_mark,
-                        f"duplicate key {key_node.value!r}",
-                        key_node.start_mark,
-                    )
-                seen.add(key)
-        return super().construct_mapping(node, deep)
 
 
 # -- error paths ---------------------------------------------------------------------------

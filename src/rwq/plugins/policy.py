@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rwq.errors import ConfigError
 from rwq.plugins.permissions import Level, UnknownPermission, expand
 from rwq.units import UnitError, parse_duration
+from rwq.yaml_input import YamlInputError, read_yaml
 
 
 class PolicyError(ConfigError):
@@ -45,6 +44,7 @@ class Policy:
         return [self.rules[key] for key in (plugin, "*") if key in self.rules]
 
 
+MAX_POLICY_BYTES = 1024 * 1024
 _RULE_FIELDS = ("grant", "deny", "queues", "operations", "expires")
 
 
@@ -65,13 +65,11 @@ def load_policy(path: Path) -> Policy:
     """
     source = str(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PolicyError(source, "-", "file not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise PolicyError(source, "-", f"not valid YAML: {exc}") from None
+        data = read_yaml(path, MAX_POLICY_BYTES)
+    except YamlInputError as exc:
+        raise PolicyError(source, exc.where, exc.reason) from None
     if not isinstance(data, dict) or set(data) - {"plugins"}:
-        raise PolicyError(source, "-", "expected a mapping with one key, 'plugins'")
+        raise PolicyError(source, "", "expected a mapping with one key, 'plugins'")
     plugins = data.get("plugins") or {}
     if not isinstance(plugins, dict):
         raise PolicyError(source, "plugins", "expected a mapping of plugin names to rules")

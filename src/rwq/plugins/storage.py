@@ -25,7 +25,11 @@ MAX_LIST = 1000
 
 
 class StorageError(RwqError):
-    """A storage call was given a bad key or value."""
+    """A storage call was given a bad key or value; ``argument`` names it."""
+
+    def __init__(self, message: str, argument: str | None = None) -> None:
+        super().__init__(message)
+        self.argument = argument
 
 
 class StorageQuotaExceeded(StorageError):
@@ -135,11 +139,11 @@ def check_key(key: Any) -> str:
     """Return ``key`` if it is a valid storage key (1-256 UTF-8 bytes, no control characters),
     else raise :class:`StorageError`."""
     if not isinstance(key, str) or not key:
-        raise StorageError(f"a storage key is a non-empty string, got {key!r}")
-    if len(key.encode()) > MAX_KEY_LENGTH:
-        raise StorageError(f"a storage key is at most {MAX_KEY_LENGTH} bytes")
+        raise StorageError(f"a storage key is a non-empty string, got {key!r:.80}", "key")
     if not key.isprintable():
-        raise StorageError(f"a storage key may not hold control characters: {key!r}")
+        raise StorageError(f"a storage key may not hold control characters: {key!r:.80}", "key")
+    if len(key.encode()) > MAX_KEY_LENGTH:
+        raise StorageError(f"a storage key is at most {MAX_KEY_LENGTH} bytes", "key")
     return key
 
 
@@ -197,11 +201,18 @@ class PluginStorage:
         check_key(key)
         if not isinstance(value, str):
             raise StorageError(
-                f"a stored value is a string (JSON text), got {type(value).__name__}"
+                f"a stored value is a string (JSON text), got {type(value).__name__}", "value"
             )
-        size = len(value.encode())
+        try:
+            size = len(value.encode())
+        except UnicodeEncodeError:
+            raise StorageError(
+                "a stored value holds a lone surrogate (not text)", "value"
+            ) from None
         if size > self.max_value:
-            raise StorageError(f"a stored value is at most {self.max_value} bytes, got {size}")
+            raise StorageError(
+                f"a stored value is at most {self.max_value} bytes, got {size}", "value"
+            )
         reply = self._set(keys=self._keys, args=[key, value, self.max_keys, self.max_bytes])
         if int(reply[0]) == 0:
             quota = _text(reply[1])
@@ -215,10 +226,12 @@ class PluginStorage:
 
     def list(self, prefix: str = "", limit: int = MAX_LIST) -> list[str]:
         """Keys starting with ``prefix``, sorted, at most ``limit`` of them."""
-        if not isinstance(prefix, str) or len(prefix.encode()) > MAX_KEY_LENGTH:
-            raise StorageError(f"a key prefix is a string of at most {MAX_KEY_LENGTH} bytes")
+        if not isinstance(prefix, str) or len(prefix.encode("utf-8", "replace")) > MAX_KEY_LENGTH:
+            raise StorageError(
+                f"a key prefix is a string of at most {MAX_KEY_LENGTH} bytes", "prefix"
+            )
         if not 1 <= limit <= MAX_LIST:
-            raise StorageError(f"limit must be 1-{MAX_LIST}, got {limit}")
+            raise StorageError(f"limit must be 1-{MAX_LIST}, got {limit}", "limit")
         match = _escape_glob(prefix) + "*"
         # Values come along (HSCAN NOVALUES needs Redis 7.4); a plugin holds at most its quota.
         scan = self.client.hscan_iter(self._data, match=match, count=1000)

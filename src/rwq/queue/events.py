@@ -8,6 +8,7 @@ bus consumes them. ``docs/events.md`` documents this module and a test keeps the
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -107,15 +108,12 @@ class Event:
                 if labels is not None:
                     data[key] = labels
             elif key in _NUMERIC and value != "":
-                try:
-                    data[key] = float(value) if "." in value else int(value)
-                except ValueError:
-                    data[key] = value
+                data[key] = _number(value)
             else:
                 data[key] = value
         return cls(
             type=fields.get("type", ""),
-            ts=float(entry_id.partition("-")[0] or 0),
+            ts=entry_ms(entry_id),
             queue=queue,
             data=data,
             id=entry_id,
@@ -123,6 +121,25 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "type": self.type, "ts": self.ts, "queue": self.queue, **self.data}
+
+
+def entry_ms(entry_id: str) -> float:
+    """The epoch milliseconds of a stream entry id (``<ms>-<seq>``); 0 for an id that is not
+    one (never NaN or infinity, which JSON cannot carry)."""
+    ms = entry_id.partition("-")[0]
+    return float(ms) if ms.isascii() and ms.isdigit() and len(ms) <= 15 else 0.0
+
+
+def _number(text: str) -> int | float | str:
+    """A numeric field's value; its text when no rwq script wrote it (not a finite number that
+    JSON can carry)."""
+    try:
+        value = float(text) if "." in text else int(text)
+    except ValueError:
+        return text
+    if isinstance(value, float) and not math.isfinite(value):
+        return text
+    return value if abs(value) < 2**63 else text
 
 
 def _decode_labels(text: str) -> dict[str, Any] | None:

@@ -41,8 +41,8 @@ class JobSpec:
     trace_id: str | None = None
 
 
-_TENANT = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
-_JOB_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_TENANT = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,128}")
+_JOB_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 class BatchError(JobError):
@@ -169,9 +169,9 @@ class Producer:
         max_retries = settings.max_retries if spec.max_retries is None else spec.max_retries
         if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
             raise JobError(f"max_retries must be a whole number >= 0, got {max_retries!r}")
-        if spec.tenant is not None and not _TENANT.match(spec.tenant):
+        if spec.tenant is not None and not _TENANT.fullmatch(spec.tenant):
             raise JobError(f"tenant must be 1-128 printable characters, got {spec.tenant!r}")
-        if spec.job_id is not None and not _JOB_ID.match(spec.job_id):
+        if spec.job_id is not None and not _JOB_ID.fullmatch(spec.job_id):
             raise JobError(
                 f"job id must be 1-64 of letters, digits, '.', '_', ':' or '-', got {spec.job_id!r}"
             )

@@ -12,11 +12,13 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
 
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins.manager import PendingApproval
+from rwq.printable import printable
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
 from rwq.tui.approval import ApprovalScreen, Decision, apply
@@ -164,6 +166,25 @@ class RwqApp(App[None]):
             if active == "plugins":  # else when shown: a hidden label's change costs a layout
                 self.query_one(PluginsView).refresh_view()
             self.ask_approvals()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """A toast whose message and title are shown as written: every notification of this
+        app carries data (a plugin's message, a queue's name, an error), never markup."""
+        super().notify(
+            printable(message, multiline=True),
+            title=printable(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     # -- plugins -----------------------------------------------------------------------------
 

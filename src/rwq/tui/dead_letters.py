@@ -19,7 +19,7 @@ from rwq.errors import RwqError
 from rwq.queue.admin import Admin
 from rwq.queue.job import Job
 from rwq.tui.dialogs import ConfirmScreen, TextScreen, job_text
-from rwq.tui.tables import cursor_key, sync_rows, update_label
+from rwq.tui.tables import cursor_key, shown, sync_rows, update_label
 from rwq.units import format_age as age
 
 COLUMNS = ("", "id", "queue", "tenant", "error", "attempts", "dead for")
@@ -119,12 +119,12 @@ class DeadLettersView(Vertical):
                 queue=where.queue, tenant=where.tenant, error=where.error, limit=PAGE
             )
         except RwqError as exc:
-            self.app.call_from_thread(self._status, f"[red]{exc}[/red]")
+            self.app.call_from_thread(self._status, Text(str(exc), style="red"))
             return
         self.app.call_from_thread(self._fill, page.jobs, page.total)
 
-    def _status(self, markup: str) -> None:
-        update_label(self.query_one("#dead-status", Label), markup)
+    def _status(self, line: Text | str) -> None:
+        update_label(self.query_one("#dead-status", Label), line)
 
     def _fill(self, jobs: list[Job], total: int) -> None:
         """Show a fresh page: in place when the same jobs are listed, else rebuilt with the
@@ -141,7 +141,7 @@ class DeadLettersView(Vertical):
             at, row = cursor_key(table), table.cursor_row
             table.clear()
             for key, cells in rows.items():
-                table.add_row(*cells, key=key)
+                table.add_row(*(shown(cell) for cell in cells), key=key)
             if jobs:
                 keys = list(rows)
                 table.move_cursor(row=keys.index(at) if at in rows else min(row, len(keys) - 1))
@@ -164,8 +164,8 @@ class DeadLettersView(Vertical):
         return Text("✔", style="bold green") if job_id in self.chosen else Text(" ")
 
     def _count(self) -> None:
-        shown = len(self.jobs)
-        more = f" (showing the newest {shown})" if shown < self.total else ""
+        listed = len(self.jobs)
+        more = f" (showing the newest {listed})" if listed < self.total else ""
         self._status(
             f"{self.total} dead letters match{more} · {len(self.chosen)} selected · "
             "space select, enter inspect, r/R requeue, d/D purge"

@@ -3,10 +3,10 @@ one renderable for a panel body, plus the panel's interaction targets (buttons, 
 rows of tables with an ``id``) in document order.
 
 Plugin text is never read as markup: every string becomes a :class:`rich.text.Text`, with
-control characters replaced, so ``[bold]`` or ``[@click=app.quit]`` shows as written and no
-escape sequence reaches the terminal. Each target's text carries
-``Style(meta={"rwq_target": n})``, which a Textual click handler reads from
-``event.style.meta``.
+control and bidi characters escaped visibly (:func:`rwq.printable.printable`), so ``[bold]``
+or ``[@click=app.quit]`` shows as written and no escape sequence reaches the terminal.
+Each target's text carries ``Style(meta={"rwq_target": n})``, which a Textual click handler
+reads from ``event.style.meta``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rwq.plugins.ui import button_input, select_input
+from rwq.printable import printable
 
 LEVEL_STYLES: dict[str, str] = {
     "ok": "green",
@@ -60,13 +61,9 @@ _HIGHLIGHT = Style(reverse=True)
 _BOLD = Style(bold=True)
 _DIM = Style(dim=True)
 _PLAIN = Style()
-_CONTROL: dict[int, str | None] = {
-    c: "\ufffd" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)) if c != 0x0D
-}
-_CONTROL[0x0D] = None
 FAST_PATHS = True
 """Draw one-line tables and kv lists directly (see :func:`_simple_table`); tests compare
-both ways."""  # a bare carriage return would rewind the line: drop it
+both ways."""
 
 
 @dataclass(frozen=True)
@@ -134,8 +131,9 @@ def cells_of(text: str) -> int:
 
 
 def plain(value: str) -> str:
-    """Plugin text with control characters replaced (``\\n`` and ``\\t`` kept)."""
-    return value.translate(_CONTROL)
+    """Plugin text as shown: control, bidi and other hidden characters escaped visibly
+    (``\\n`` and ``\\t`` kept)."""
+    return printable(value, multiline=True)
 
 
 def cell_text(value: Any) -> str:
@@ -421,7 +419,7 @@ def _row_cells(row: list[Any]) -> list[Cell]:
 def _cell(value: Any) -> Cell:
     kind = type(value)
     if kind is str:
-        return value.translate(_CONTROL), False
+        return printable(value, multiline=True), False
     if kind is int or kind is float:
         return cell_text(value), True
     return cell_text(value), False

@@ -40,6 +40,7 @@ from textual.widgets import Label, Tab, Tabs
 
 from rwq.plugins.lifecycle import PluginState
 from rwq.plugins.manager import PluginManager, RenderResult
+from rwq.printable import plain_text
 from rwq.tui.elements import PanelView, SegmentLines, Target, build_panel, input_event
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,10 @@ class PluginPanel(Widget, can_focus=True):
                  resizable: bool) -> None:  # fmt: skip
         super().__init__(id=f"panel-{plugin}", classes="plugin-panel")
         self.plugin = plugin
-        self.border_title = title
+        self.panel_title = title
+        """The manifest's title as written (shown as plain text, never markup)."""
+        self.border_title = plain_text(title)
+        self._subtitle = ""
         self.frame: PanelFrame | None = None
         self.cursor: int | None = None
         self.render_size = (max(min_width - 4, 10), max(min_height - 2, 3))
@@ -210,8 +214,9 @@ class PluginPanel(Widget, can_focus=True):
         if self.cursor is not None and self.cursor >= len(targets):
             self.cursor = len(targets) - 1 if targets else None
         subtitle = frame.note[:60] if frame.note else ""
-        if subtitle != (self.border_subtitle or ""):  # setting it repaints the whole panel
-            self.border_subtitle = subtitle
+        if subtitle != self._subtitle:  # setting it repaints the whole panel
+            self._subtitle = subtitle
+            self.border_subtitle = plain_text(subtitle)
         self.set_class(frame.state in STATE_STYLE, "-problem")
         self.set_class(THROTTLED_NOTE in frame.note, "-throttled")
         # a new layout only when the panel's height may change (it is the screen's costliest step)
@@ -552,14 +557,7 @@ class PanelRenderer:
 
     def draw(self, view: PanelView, width: int) -> SegmentLines:
         """The view as lines of segments ``width`` cells wide at most."""
-        drawn = view.renderable
-        if isinstance(drawn, SegmentLines) and drawn.lengths is not None and drawn.width <= width:
-            return drawn  # the builder drew it already
-        console = self.console
-        options = console.options.update(width=width, highlight=False)
-        lines = console.render_lines(view.renderable, options, pad=False, new_lines=False)
-        lengths = [Segment.get_line_length(line) for line in lines]
-        return SegmentLines(lines, max(lengths, default=0), lengths)
+        return draw_view(self.console, view, width)
 
     def forget(self, plugin: str) -> None:
         """Deliver the next frame of ``plugin`` even if it looks like the last (its panel was
@@ -593,6 +591,17 @@ def _spans(lines: tuple[int, ...], x: int, width: int) -> list[Region]:
     if start is not None and previous is not None:
         regions.append(Region(x, start, width, previous - start + 1))
     return regions
+
+
+def draw_view(console: Console, view: PanelView, width: int) -> SegmentLines:
+    """``view`` as lines of segments ``width`` cells wide at most, drawn with ``console``."""
+    drawn = view.renderable
+    if isinstance(drawn, SegmentLines) and drawn.lengths is not None and drawn.width <= width:
+        return drawn  # the builder drew it already
+    options = console.options.update(width=width, highlight=False)
+    lines = console.render_lines(view.renderable, options, pad=False, new_lines=False)
+    lengths = [Segment.get_line_length(line) for line in lines]
+    return SegmentLines(lines, max(lengths, default=0), lengths)
 
 
 def _height(frame: PanelFrame | None) -> int | None:
@@ -723,7 +732,7 @@ class PanelsView(Vertical):
             )
             self.panels[name] = panel
             grid.mount(panel)
-            tabs.add_tab(Tab(panel.border_title or name, id=f"tab-{name}"))
+            tabs.add_tab(Tab(plain_text(panel.panel_title), id=f"tab-{name}"))
             added.append(name)
         removed = [n for n in self.panels if n not in names]
         for name in removed:
@@ -736,7 +745,7 @@ class PanelsView(Vertical):
         empty = self.query_one("#panels-empty", Label)
         gone = getattr(self.manager, "gone", None)
         if gone:
-            empty.update(Text(f"No plugin panels: {gone}", style="bold red"))
+            empty.update(plain_text(f"No plugin panels: {gone}", "bold red"))
         else:
             empty.update("" if self.panels else "No plugins installed: see `rwq plugin install`.")
         empty.display = not self.panels

@@ -227,8 +227,10 @@ class PluginsView(Vertical):
             )
         sync_rows(self.table, rows, COLUMNS)
         waiting = len(manager.pending_approvals())
-        note = f" · [bold yellow]{waiting} awaiting approval (A)[/]" if waiting else ""
-        update_label(self.query_one("#plugins-status", Label), f"{len(snaps)} plugins{note}")
+        status = Text(f"{len(snaps)} plugins")
+        if waiting:
+            status.append(f" · {waiting} awaiting approval (A)", style="bold yellow")
+        update_label(self.query_one("#plugins-status", Label), status)
         self._detail(snaps)
 
     def _detail(self, snaps: list[PluginSnapshot]) -> None:

@@ -43,7 +43,7 @@ class WorkersView(Vertical):
                 Text(beat, style=style),
             )
         sync_rows(self.query_one("#workers-table", DataTable), rows, COLUMNS)
-        stale_note = f", [bold red]{stale_count} stale[/]" if stale_count else ""
-        update_label(
-            self.query_one("#workers-status", Label), f"{len(sample.workers)} workers{stale_note}"
-        )
+        status = Text(f"{len(sample.workers)} workers")
+        if stale_count:
+            status.append(f", {stale_count} stale", style="bold red")
+        update_label(self.query_one("#workers-status", Label), status)

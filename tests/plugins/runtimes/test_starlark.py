@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import statistics
 import time
@@ -451,3 +452,14 @@ def test_docs_examples_load(runtime: StarlarkRuntime, tmp_path: Path) -> None:
         plugin = runtime.load(f"doc{i}", write(tmp_path, block, f"doc{i}.star"), limits(), Host())
         assert Hook.RENDER in plugin.exports()
         plugin.close()
+
+
+def test_the_sandbox_and_the_host_agree_on_the_host_call_cap() -> None:
+    """The sandbox refuses a host call over the cap itself (an error value to the plugin); the
+    host takes a larger frame for an attack. The two constants must stay equal (the host
+    never imports the sandbox's module, which loads the interpreter)."""
+    from rwq.plugins.runtimes import starlark as host_side
+
+    source = host_side.CHILD_SCRIPT.read_text(encoding="utf-8")
+    [expression] = re.findall(r"^MAX_HOST_CALL_BYTES = (.+)$", source, re.MULTILINE)
+    assert eval(expression, {}) == host_side.MAX_HOST_CALL_BYTES

@@ -69,7 +69,9 @@ MAX_CALLSTACK = 200
 WATCHDOG_GRACE_S = 0.5
 """How long past a call's deadline the host waits before it kills the sandbox."""
 MAX_HOST_CALL_BYTES = 1 << 20
-"""Largest host call (its arguments' JSON) a sandbox may send."""
+"""Largest host call (its arguments' JSON) a sandbox may send: the sandbox refuses a larger
+one itself (``starlark_child.MAX_HOST_CALL_BYTES``, equal; the host never imports that
+module, which loads the interpreter)."""
 
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 

@@ -45,6 +45,9 @@ MAX_OPEN_FILES = 4
 """Descriptors 0-2 (``/dev/null``) and 3 (the channel): nothing more can be opened."""
 CHANNEL_FD = 3
 CONTROL_BYTES = 1 << 20
+MAX_HOST_CALL_BYTES = 1 << 20
+"""Largest host call (its arguments' JSON) a sandbox sends; a larger one is refused in the
+sandbox with ``invalid_argument`` (the host would take the frame for an attack)."""
 IDLE_TRIM_MS = 1000
 """After this long without a request, a sandbox hands its freed heap back to the kernel."""
 
@@ -199,11 +202,15 @@ class Bridge:
                 return _error("invalid_argument", f"{name}: {key} given twice", key)
             call[key] = value
         try:
-            body = json.dumps({"f": name, "a": call}, allow_nan=False, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
+            body = json.dumps(
+                {"f": name, "a": call}, allow_nan=False, separators=(",", ":")
+            ).encode()
+        except (TypeError, ValueError, RecursionError, UnicodeEncodeError) as exc:
             return _error("invalid_argument", f"{name}: arguments must be JSON values ({exc})")
+        if len(body) > MAX_HOST_CALL_BYTES:
+            return _oversize(name, call, len(body))
         assert self.chan is not None
-        send_frame(self.chan, b"H", body.encode())
+        send_frame(self.chan, b"H", body)
         kind, reply = recv_frame(self.chan)
         if kind != b"A":
             raise RuntimeError(f"expected a host reply, got frame {kind!r}")
@@ -328,6 +335,17 @@ def _defined(module: sl.Module, name: str) -> bool:
     if value is None:
         return False
     raise TypeError(f"{name} must be a function, got a value ({type(value).__name__})")
+
+
+def _oversize(name: str, call: dict[str, Any], size: int) -> dict[str, Any]:
+    sizes = {key: len(json.dumps(value, separators=(",", ":"))) for key, value in call.items()}
+    largest = max(sizes, key=lambda key: sizes[key]) if sizes else None
+    return _error(
+        "invalid_argument",
+        f"{name}: the call is {size} bytes of JSON, over the {MAX_HOST_CALL_BYTES}-byte cap"
+        + (f" ({largest} is {sizes[largest]} bytes)" if largest is not None else ""),
+        largest,
+    )
 
 
 def _error(code: str, message: str, argument: str | None = None) -> dict[str, Any]:

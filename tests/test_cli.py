@@ -119,3 +119,51 @@ def test_worker_runs_jobs_from_cli(valkey_url: str, redis_client: redis.Redis) -
     assert result.returncode == 0, result.stderr
     stats = json.loads(rwq("admin", "stats", "--json", url=valkey_url).stdout)
     assert stats["queues"][0]["completed_total"] == 5
+
+
+def test_job_text_is_printed_as_text(valkey_url: str, redis_client: redis.Redis) -> None:
+    """Job ids, tenants, errors and payloads are data: markup, emoji codes and escapes in them
+    are printed as written (escapes visibly), never interpreted."""
+    from rwq.config import Settings
+    from rwq.queue.broker import Broker, Failure
+    from rwq.queue.producer import Producer
+
+    broker = Broker(redis_client, Settings(redis_url=valkey_url))
+    hostile = "[/] [@click=app.quit]x :heart: \x1b[2J\x1b]0;pwn\x07 \u202eevil"
+    job = Producer(broker).enqueue("q", {"note": hostile}, tenant=":heart: [bold")
+    [taken] = broker.fetch("q", "w-test", 1).jobs
+    broker.fail("q", "w-test", [Failure(taken.id, 1.0, hostile, permanent=True)])
+    for args in (("admin", "dlq", "list"), ("admin", "peek", "q", "--state", "dead"),
+                 ("admin", "stats")):  # fmt: skip
+        result = rwq(*args, url=valkey_url)
+        assert result.returncode == 0, result.stderr
+        out = result.stdout
+        assert "\x1b" not in out and "\u202e" not in out and "\u2764" not in out, out
+    listed = rwq("admin", "dlq", "list", url=valkey_url).stdout
+    assert job.id in listed  # whole, at 80 columns
+    assert "[/] [@clic" in listed and ":hear" in listed
+    wide = subprocess.run(
+        [sys.executable, "-m", "rwq", "admin", "dlq", "list"], capture_output=True, text=True,
+        env={**os.environ, "RWQ_REDIS_URL": valkey_url, "COLUMNS": "250"}, timeout=60,
+    ).stdout  # fmt: skip
+    assert ":heart: [bold" in wide and "[/] [@click=app.quit]x :heart: \\x1b[2J" in wide
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        ("max_retries: [1]\n", ("rwq.yaml: max_retries: expected a whole number",)),
+        ("backoff_max: {}\n", ("rwq.yaml: backoff_max: expected a number of seconds",)),
+        ("a:\n" + "- " * 200 + "x\n", ("rwq.yaml: line 2", "nested more than")),
+        ("prefix: !!binary x\n", ("rwq.yaml: line 1, column 9", "!!binary cannot read")),
+    ],
+)
+def test_bad_settings_are_one_clean_line(tmp_path: Path, text: str, needles: tuple[str]) -> None:
+    (tmp_path / "rwq.yaml").write_text(text)
+    result = rwq("--config", str(tmp_path / "rwq.yaml"), "admin", "stats", url=None)
+    assert_clean_error(result, *needles)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"prefix: caf\xe9\n")
+    assert_clean_error(
+        rwq("--config", str(latin), "admin", "stats", url=None), "latin.yaml: not UTF-8 text"
+    )

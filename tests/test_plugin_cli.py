@@ -11,6 +11,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 FIXTURE = Path(__file__).parent / "plugins" / "fixtures" / "design-example"
 SDK_STARLARK_HELLO = Path(__file__).parents[1] / "sdk" / "starlark" / "hello"
 
@@ -210,3 +212,47 @@ def test_reload_reaches_a_running_host_and_says_how_it_went(
         out, err = host.communicate(timeout=30)
     assert host.returncode == 0, err
     assert "control: listening as" in out
+
+
+HOSTILE_TEXT = Path(__file__).parent / "tui" / "fixtures" / "hostile-text"
+
+
+@pytest.mark.parametrize(
+    ("change", "needles"),
+    [
+        ("description: !!bool maybe", ("manifest.yaml", "line", "!!bool cannot read 'maybe'")),
+        ("description: !!int abc", ("!!int cannot read 'abc'",)),
+        ("description: !!timestamp foo", ("!!timestamp cannot read 'foo'",)),
+        ('resources: {max_memory: "' + "1" * 400 + '"}', ("resources.max_memory", "a size")),
+        ('config: {"\\udc80": 1}', ("lone surrogate",)),
+        ('ui: {panel_title: "\\e[2J\\e]0;pwn\\a"}', ("ui.panel_title", "control character \\x1b")),
+    ],
+)
+def test_hostile_manifests_are_clean_errors_in_every_command(
+    tmp_path: Path, change: str, needles: tuple[str, ...]
+) -> None:
+    plugin = tmp_path / "hostile"
+    shutil.copytree(HOSTILE_TEXT, plugin)
+    manifest = plugin / "manifest.yaml"
+    kept = [
+        line for line in manifest.read_text().splitlines()
+        if not line.startswith(change.split(":")[0] + ":")
+        and not (change.startswith(("ui:", "resources:")) and line.startswith("  "))
+    ]  # fmt: skip
+    manifest.write_text("\n".join([*kept, change, ""]))
+    for command in (("validate",), ("check",), ("install",)):
+        result = rwq("plugin", *command, str(plugin))
+        assert result.returncode in (1, 2), (command, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr + result.stdout
+        for needle in needles:
+            assert needle in result.stderr + result.stdout, (command, needle, result.stderr)
+
+
+def test_hostile_plugin_text_is_printed_as_text(tmp_path: Path) -> None:
+    assert rwq("plugin", "install", str(HOSTILE_TEXT)).returncode == 0
+    listed = rwq("plugin", "list")
+    assert listed.returncode == 0, listed.stderr
+    checked = rwq("plugin", "check", str(HOSTILE_TEXT), "--grant", "ui.notifications")
+    assert checked.returncode == 0, checked.stderr
+    for out in (listed.stdout, checked.stdout, checked.stderr):
+        assert "\x1b" not in out and "\u202e" not in out and "\u2764" not in out

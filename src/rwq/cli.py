@@ -17,10 +17,11 @@ import redis
 import typer
 from rich.table import Table
 
+from rwq.cli_table import TableColumn, fitted_table
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugin_cli import plugin_app
-from rwq.printable import PlainConsole, marked
+from rwq.printable import PlainConsole, log_to_stderr, marked
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
 from rwq.queue.job import DEFAULT_PRIORITY, Job
@@ -94,10 +95,7 @@ def root(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    log_to_stderr(logging.INFO if verbose else logging.WARNING)
     ctx.obj = Context(Settings.load(config, redis_url=redis_url, read_only=read_only))
 
 
@@ -352,15 +350,39 @@ def stats_cmd(
 
 
 def _jobs_table(title: str, jobs: list[Job]) -> Table:
-    table = Table(title=title)
-    for col in ("id", "queue", "tenant", "prio", "attempts", "state", "error", "payload"):
-        table.add_column(col, no_wrap=True, overflow="ellipsis", min_width=4)
-    for j in jobs:
-        table.add_row(
-            j.id, j.queue, j.tenant or "", str(j.priority), f"{j.attempts}/{j.max_retries + 1}",
-            j.state, (j.last_error or "")[:60], json.dumps(j.payload)[:60],
-        )  # fmt: skip
-    return table
+    """Jobs as a table as wide as the terminal: ids whole (users copy them), then the columns
+    that fit, most useful first (shortened before they are left out)."""
+    return fitted_table(
+        title,
+        [
+            TableColumn("id", [j.id for j in jobs], priority=0),
+            TableColumn("queue", [j.queue for j in jobs], priority=1, shortest=8),
+            TableColumn("tenant", [j.tenant or "" for j in jobs], priority=4, shortest=6),
+            TableColumn("prio", [str(j.priority) for j in jobs], priority=6, right=True),
+            TableColumn(
+                "attempts",
+                [f"{j.attempts}/{j.max_retries + 1}" for j in jobs],
+                priority=5,
+                right=True,
+            ),
+            TableColumn("state", [j.state for j in jobs], priority=2),
+            TableColumn(
+                "error",
+                [(j.last_error or "").strip() for j in jobs],
+                priority=3,
+                shortest=10,
+                widest=60,
+            ),
+            TableColumn(
+                "payload",
+                [json.dumps(j.payload, ensure_ascii=False) for j in jobs],
+                priority=7,
+                shortest=10,
+                widest=60,
+            ),
+        ],
+        out.width,
+    )
 
 
 @admin_app.command("peek")
@@ -400,7 +422,11 @@ def dlq_list_cmd(
         jobs = [j.to_dict() for j in page.jobs]
         _print_json({"total": page.total, "offset": offset, "jobs": jobs})
         return
-    shown = f"{offset + 1}-{offset + len(page.jobs)}" if page.jobs else "none"
+    if not page.jobs:
+        out.print("no dead letters match" if page.total == 0 else
+                  f"no dead letters at offset {offset} ({page.total} match)")  # fmt: skip
+        return
+    shown = f"{offset + 1}-{offset + len(page.jobs)}"
     out.print(_jobs_table(f"dead letters {shown} of {page.total}", page.jobs))
 
 

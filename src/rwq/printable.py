@@ -4,6 +4,7 @@ text, never read as Rich or Textual markup or emoji codes."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from rich.console import Console
@@ -12,7 +13,9 @@ from rich.text import Span, Text
 
 __all__ = [
     "PlainConsole",
+    "PrintableFormatter",
     "has_hidden_characters",
+    "log_to_stderr",
     "marked",
     "plain_text",
     "printable",
@@ -131,3 +134,19 @@ def printable_text(text: Text) -> Text:
 def marked(mark: str, style: str, message: object) -> Text:
     """``message`` as plain text after ``mark`` in ``style``: ``marked("error:", "red", exc)``."""
     return Text.assemble((mark, style), " ", printable(message, multiline=True), end="")
+
+
+class PrintableFormatter(logging.Formatter):
+    """Log lines with :func:`printable` applied: a plugin's message or fault reason never
+    writes an escape sequence into a terminal or a log file (line feeds stay, for
+    tracebacks)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record), multiline=True)
+
+
+def log_to_stderr(level: int) -> None:
+    """Send rwq's log records to standard error as printable lines, at ``level`` and above."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])

@@ -17,6 +17,7 @@ from textual.widget import Widget
 
 from rwq.plugins.lifecycle import PluginState
 from rwq.plugins.ui import validate_elements
+from rwq.printable import printable
 from rwq.tui.elements import SegmentLines, build_panel
 from rwq.tui.panels import THROTTLED_NOTE, PanelFrame, PluginPanel
 
@@ -115,5 +116,34 @@ def test_a_throttled_panel_says_so_on_its_border() -> None:
             panel.show(dataclasses.replace(frame_of(2, panel.size.width, seq=2), base_seq=1))
             await pilot.pause()
             assert not panel.has_class("-throttled") and not panel.border_subtitle
+
+    asyncio.run(main())
+
+
+class HostilePanelApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield PluginPanel("p", "[/] [@click=app.quit]x :heart:", min_width=30, min_height=12,
+                          resizable=True)  # fmt: skip
+
+
+def test_a_hostile_title_and_note_are_drawn_as_text() -> None:
+    """Textual reads a string border title as markup: ``[/]`` crashed the TUI (MarkupError)."""
+    note = "disabled: [/] [@click=app.quit]x [bold :heart: \x1b[2J \u202eevil"
+
+    async def main() -> None:
+        app = HostilePanelApp()
+        async with app.run_test(size=(120, 30)) as pilot:
+            panel = app.query_one(PluginPanel)
+            await pilot.pause()
+            panel.show(dataclasses.replace(frame_of(1, panel.size.width, seq=1), note=note))
+            await pilot.pause()
+            assert str(panel._border_title) == "[/] [@click=app.quit]x :heart:"
+            assert str(panel._border_subtitle) == printable(note[:60])
+            drawn = "".join(s.text for strip in panel.render_lines(panel.region.reset_offset)
+                            for s in strip)  # fmt: skip
+            assert "[/] [@click=app.quit]x :heart:" in drawn
+            assert "[bold :heart: \\x1b[2J \\u202eevil" in drawn
+            assert "\x1b" not in drawn and "\u202e" not in drawn
+            assert app.is_running
 
     asyncio.run(main())

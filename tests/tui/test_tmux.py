@@ -1,7 +1,10 @@
-"""The one real-terminal test: ``rwq demo`` with the sample plugins in tmux, on the embedded
-Valkey with a private state dir. The screen is read with ``tmux capture-pane`` and driven with
-``tmux send-keys``, as a user would: the queues fill, the sample panels and the dead letters
-show, ``q`` quits and the demo's workers are gone."""
+"""The real-terminal tests, in tmux on the embedded Valkey with a private state dir; the screen
+is read with ``tmux capture-pane`` and driven with ``tmux send-keys``, as a user would.
+
+``rwq demo`` with the sample plugins: the queues fill, the sample panels and the dead letters
+show, ``q`` quits and the demo's workers are gone. ``rwq tui`` with a plugin whose every string
+is hostile: the screen shows them as text, the terminal's title and screen are untouched, the
+TUI stays up."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,29 +86,38 @@ class Terminal:
         return found
 
 
-@pytest.fixture
-def terminal(tmp_path: Path) -> Iterator[Terminal]:
+@contextmanager
+def running(tmp_path: Path, command: list[str], cwd: Path, **env: str) -> Iterator[Terminal]:
+    """``command`` in a 160x50 tmux session of its own tmux server; stopped at the end, with
+    the embedded Valkey and any demo worker it left."""
     assert TMUX is not None, "tmux is not installed: `make toolchains` should have installed it"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RWQ_", "TMUX"))}
-    env.update(
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("RWQ_", "TMUX"))}
+    environ.update(
         XDG_STATE_HOME=str(tmp_path / "state"),
         XDG_CACHE_HOME=str(tmp_path / "cache"),
         TERM="xterm-256color",
+        **env,
     )
-    term = Terminal(tmp_path / "tmux.sock", env, tmp_path / "state" / "rwq")
-    demo = [sys.executable, "-m", "rwq", "demo", "--plugins", "plugins", "--policy", str(POLICY)]
-    script = f"{shlex.join(demo)}; echo {EXITED} $?; sleep 600"
+    term = Terminal(tmp_path / "tmux.sock", environ, tmp_path / "state" / "rwq")
+    script = f"{shlex.join(command)}; echo {EXITED} $?; sleep 600"
     term.tmux("-f", "/dev/null", "new-session", "-d", "-s", "demo", "-x", "160", "-y", "50",
-              "-c", str(REPO), script)  # fmt: skip
+              "-c", str(cwd), script)  # fmt: skip
     try:
         yield term
     finally:
-        subprocess.run([str(TMUX), "-S", str(term.socket), "kill-server"], env=env,
+        subprocess.run([str(TMUX), "-S", str(term.socket), "kill-server"], env=environ,
                        capture_output=True, timeout=30)  # fmt: skip
-        subprocess.run([sys.executable, "-m", "rwq", "server", "stop"], env=env,
+        subprocess.run([sys.executable, "-m", "rwq", "server", "stop"], env=environ,
                        capture_output=True, timeout=60)  # fmt: skip
         for pid in term.workers():  # only if the demo failed to stop them
             os.kill(pid, 9)
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[Terminal]:
+    demo = [sys.executable, "-m", "rwq", "demo", "--plugins", "plugins", "--policy", str(POLICY)]
+    with running(tmp_path, demo, REPO) as term:
+        yield term
 
 
 def panel_titles() -> list[str]:
@@ -148,3 +161,34 @@ def test_the_demo_in_a_real_terminal(terminal: Terminal) -> None:
     while terminal.workers() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not terminal.workers(), "the demo's workers were stopped"
+
+
+HOSTILE_PLUGIN = Path(__file__).parent / "fixtures" / "hostile-text"
+
+
+def test_a_hostile_plugin_in_a_real_terminal(tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins"
+    shutil.copytree(HOSTILE_PLUGIN, plugins / "hostile-text")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("plugins:\n  hostile-text:\n    grant: [ui.notifications]\n")
+    tui = [sys.executable, "-m", "rwq", "tui", "--policy", str(policy)]
+    with running(tmp_path, tui, tmp_path, RWQ_PLUGIN_DIRS=str(plugins)) as term:
+        term.wait_for("the queues view", lambda s: "Queues [1]" in s, 60)
+        title = term.tmux("display-message", "-p", "-t", "demo", "#{pane_title}")
+        term.press("4")
+        screen = term.wait_for("the hostile panel", lambda s: "evil" in s, 60)
+        assert "[/] [@click=app.quit]x :heart:" in screen  # the title, as written
+        for text in ("[bold", "\\x1b[2J\\x1b]0;pwn\\x07", "\\x9b31m", "\\u202eevil\\u202c"):
+            assert text in screen, text
+        term.press("Tab")
+        term.press("n")  # a notification and a log line of hostile text
+        term.wait_for("the notification", lambda s: s.count("\\u202eevil") >= 2, 30)
+        term.press("f")  # every render fails from now on: three faults disable it
+        screen = term.wait_for("the disabled panel", lambda s: "faults in a row" in s, 60)
+        assert "Queues [1]" in screen and EXITED not in screen  # the TUI is up
+        assert term.tmux("display-message", "-p", "-t", "demo", "#{pane_title}") == title
+        term.press("Escape")  # leave the panel (keys go to its plugin while it has focus)
+        time.sleep(0.5)  # else the terminal reads Escape and q as one key, alt+q
+        term.press("q")
+        screen = term.wait_for("the TUI's exit", lambda s: EXITED in s, 60)
+        assert f"{EXITED} 0" in screen

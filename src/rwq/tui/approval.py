@@ -18,6 +18,7 @@ from textual.widgets.selection_list import Selection
 from rwq.plugins.manager import PendingApproval, PluginManager
 from rwq.plugins.permissions import CATALOG
 from rwq.plugins.review import ReviewItem
+from rwq.printable import printable_text
 
 Choice = Literal["allow", "deny", "later"]
 
@@ -92,11 +93,11 @@ class ApprovalScreen(ModalScreen[Decision]):
         denied = [i for i in review.items if i.status == "denied"]
         with Vertical(classes="dialog wide", id="approval"):
             yield Label(Text("Permission request", style="bold reverse"))
-            yield Static(head, id="approval-plugin")
+            yield Static(printable_text(head), id="approval-plugin")
             yield Label("Toggle with space; allowed when checked:")
             yield SelectionList[str](
                 *(
-                    Selection(describe(item), item.permission, not _sensitive(item))
+                    Selection(printable_text(describe(item)), item.permission, not _sensitive(item))
                     for item in review.items
                     if item.status == "pending"
                 ),
@@ -104,9 +105,13 @@ class ApprovalScreen(ModalScreen[Decision]):
             )
             with VerticalScroll(id="approval-known"):
                 for item in granted:
-                    yield Static(Text("✔ already granted: ", style="green") + describe(item))
+                    yield Static(
+                        Text("✔ already granted: ", style="green") + printable_text(describe(item))
+                    )
                 for item in denied:
-                    yield Static(Text("✘ denied before: ", style="red") + describe(item))
+                    yield Static(
+                        Text("✘ denied before: ", style="red") + printable_text(describe(item))
+                    )
             with Horizontal(classes="buttons"):
                 yield Button("Allow selected (a)", variant="success", id="allow")
                 yield Button("Deny (d)", variant="error", id="deny")

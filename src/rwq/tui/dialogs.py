@@ -1,5 +1,6 @@
 """Modal screens shared by the views: confirm a destructive action, show a job or any text,
-the key help."""
+the key help. What they show is data (a job's, a plugin's): plain text, control characters
+escaped."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+from rwq.printable import plain_text, printable_text
 from rwq.queue.job import Job
 
 
@@ -38,7 +40,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(Text(self.question), id="question")
+            yield Label(plain_text(self.question, multiline=True), id="question")
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.action_label} (y)", variant="error", id="yes")
                 yield Button("Cancel (n)", id="no")
@@ -61,11 +63,13 @@ class TextScreen(ModalScreen[None]):
     def __init__(self, title: str, body: Text | str) -> None:
         super().__init__()
         self.title_text = title
-        self.body = body if isinstance(body, Text) else Text(body)
+        self.body = (
+            printable_text(body) if isinstance(body, Text) else plain_text(body, multiline=True)
+        )
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
-            yield Label(Text(self.title_text, style="bold"))
+            yield Label(plain_text(self.title_text, "bold"))
             with VerticalScroll():
                 yield Static(self.body, id="body")
             yield Button("Close", id="close")

@@ -372,7 +372,9 @@ class PluginPanel(Widget, can_focus=True):
         if frame is None:
             return Text("loading…", style="dim")
         if frame.view is None:
-            return Text(frame.note or frame.state.value, style=STATE_STYLE.get(frame.state, ""))
+            return plain_text(
+                frame.note or frame.state.value, STATE_STYLE.get(frame.state, ""), multiline=True
+            )
         return frame.lines if frame.lines is not None else frame.view.renderable
 
     def on_resize(self, _: events.Resize) -> None:

@@ -24,6 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from rwq.printable import log_to_stderr
 from rwq.procfs import thread_cpu
 from rwq.tui.frame_wire import FrameEncoder
 from rwq.tui.host import PluginHost
@@ -197,9 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     sock = socket.socket(fileno=int(args[0]))
     link = Link(sock)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    log_to_stderr(logging.INFO)
     try:
         HostProcess(link).serve()
     except LinkClosed:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 import struct
 import sys
+import tempfile
 import warnings
 import zipfile
 import zlib
@@ -15,6 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rwq.errors import RwqError
 from rwq.plugins.bundle import BundleError, BundleLimits, open_bundle
@@ -419,3 +423,57 @@ def test_extracted_files_are_not_executable(tmp_path: Path) -> None:
     bundle = open_bundle(archive, extract_dir=tmp_path / "x")
     mode = (bundle.root / "assets" / "run.sh").stat().st_mode
     assert not mode & (stat.S_IXUSR | stat.S_ISUID)
+
+
+# -- hostile archives --------------------------------------------------------------------------
+
+_MANIFEST = (
+    "name: z\nversion: '1.0.0'\napi_version: v1\nruntime: starlark\nentry_point: main.star\n"
+)
+_names = st.one_of(
+    st.sampled_from(["manifest.yaml", "main.star", "manifest.yml", "../x", "/abs", "a/../b",
+                     "a\\b", "C:x", "dir/", "a//b", ".", "a/./b", "\x00", "é/ü", "MANIFEST.YAML"]),
+    st.text(min_size=1, max_size=12),
+)  # fmt: skip
+
+
+@pytest.mark.fuzz
+@given(st.lists(st.tuples(_names, st.binary(max_size=64)), max_size=6), st.binary(max_size=64))
+def test_any_archive_is_a_bundle_or_a_bundle_or_manifest_error(
+    members: list[tuple[str, bytes]], tail: bytes
+) -> None:
+    """Zips of any names and contents (the valid manifest and entry point among the
+    choices), and bytes appended to them: only the project's own errors."""
+    root = Path(tempfile.mkdtemp())
+    archive = root / "b.zip"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # duplicate names
+            with zipfile.ZipFile(archive, "w") as zf:
+                for name, data in members:
+                    body = _MANIFEST.encode() if name == "manifest.yaml" and not data else data
+                    try:
+                        zf.writestr(name, body)
+                    except (ValueError, OSError, IndexError):
+                        continue  # zipfile itself cannot write the name
+        with archive.open("ab") as fh:
+            fh.write(tail)
+        try:
+            open_bundle(archive, extract_dir=root / "out")
+        except (BundleError, ManifestError) as error:
+            assert str(archive) in str(error)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.fuzz
+@given(st.binary(max_size=400))
+def test_any_bytes_named_zip_are_a_bundle_error(data: bytes) -> None:
+    root = Path(tempfile.mkdtemp())
+    try:
+        archive = root / "b.zip"
+        archive.write_bytes(b"PK\x03\x04" + data if data[:1] == b"\x00" else data)
+        with pytest.raises((BundleError, ManifestError)):
+            open_bundle(archive, extract_dir=root / "out")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -115,10 +117,23 @@ def test_bad_delay(valkey_url: str, delay: str) -> None:
 def test_worker_runs_jobs_from_cli(valkey_url: str, redis_client: redis.Redis) -> None:
     for _ in range(5):
         rwq("enqueue", "q", json.dumps({"duration_ms": 1, "fail_rate": 0}), url=valkey_url)
-    result = rwq("worker", "-q", "q", "--app", "demo", "--max-jobs", "5", url=valkey_url)
+    result = rwq(
+        "worker", "-q", "q", "--app", "rwq.queue.demo:handlers", "--max-jobs", "5", url=valkey_url
+    )
     assert result.returncode == 0, result.stderr
     stats = json.loads(rwq("admin", "stats", "--json", url=valkey_url).stdout)
     assert stats["queues"][0]["completed_total"] == 5
+
+
+def test_a_worker_needs_its_handlers_named(valkey_url: str, redis_client: redis.Redis) -> None:
+    """Without --app a worker once ran the demo's handlers and "completed" real jobs."""
+    rwq("enqueue", "invoices", "{}", url=valkey_url)
+    missing = rwq("worker", "-q", "invoices", "--max-jobs", "1", url=valkey_url)
+    assert missing.returncode == 2 and "--app" in missing.stderr
+    demo = rwq("worker", "-q", "invoices", "--app", "demo", "--max-jobs", "1", url=valkey_url)
+    assert_clean_error(demo, "--app", "rwq.queue.demo:handlers")
+    stats = json.loads(rwq("admin", "stats", "--json", url=valkey_url).stdout)
+    assert stats["queues"][0]["pending"] == 1 and stats["queues"][0]["completed_total"] == 0
 
 
 def test_job_text_is_printed_as_text(valkey_url: str, redis_client: redis.Redis) -> None:
@@ -167,3 +182,108 @@ def test_bad_settings_are_one_clean_line(tmp_path: Path, text: str, needles: tup
     assert_clean_error(
         rwq("--config", str(latin), "admin", "stats", url=None), "latin.yaml: not UTF-8 text"
     )
+
+
+HANGING_APP = """
+import time
+from pathlib import Path
+
+def handle(job):
+    Path(job.payload["started"]).write_text("x")
+    while True:
+        time.sleep(0.05)
+"""
+QUICK_APP = """
+import time
+from pathlib import Path
+
+def handle(job):
+    Path(job.payload["started"]).write_text("x")
+    time.sleep(0.5)
+"""
+
+
+def start_worker(
+    tmp_path: Path, url: str, source: str, *extra: str, timeout: str = "1"
+) -> subprocess.Popen[str]:
+    (tmp_path / "jobs_app.py").write_text(source)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RWQ_")}
+    env.update(RWQ_REDIS_URL=url, RWQ_SHUTDOWN_TIMEOUT=timeout, PYTHONPATH=str(tmp_path))
+    return subprocess.Popen(
+        [sys.executable, "-m", "rwq", "worker", "-q", "q", "--app", "jobs_app:handle", *extra],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_for(path: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("concurrency", ["1", "4"])
+def test_sigterm_stops_a_worker_whose_handler_hangs(
+    valkey_url: str, redis_client: redis.Redis, tmp_path: Path, concurrency: str
+) -> None:
+    """A hung handler held its job forever and SIGTERM never stopped the worker: now the job
+    goes back to its queue after shutdown_timeout and the process exits (status 3)."""
+    started = tmp_path / "started"
+    job = json.loads(rwq("enqueue", "q", json.dumps({"started": str(started)}), "--json",
+                         url=valkey_url).stdout)  # fmt: skip
+    worker = start_worker(tmp_path, valkey_url, HANGING_APP, "--concurrency", concurrency)
+    wait_for(started)
+    sent = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 3, stderr
+    assert time.monotonic() - sent < 10
+    assert "go back to their queues" in stderr
+    [queue] = json.loads(rwq("admin", "stats", "--json", url=valkey_url).stdout)["queues"]
+    assert (queue["pending"], queue["processing"], queue["completed_total"]) == (1, 0, 0)
+    [back] = json.loads(rwq("admin", "peek", "q", "--json", url=valkey_url).stdout)
+    assert back["id"] == job["id"]
+    assert json.loads(rwq("admin", "workers", "--json", url=valkey_url).stdout) == []
+
+
+def test_sigterm_lets_a_running_job_finish_within_the_timeout(
+    valkey_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    started = tmp_path / "started"
+    rwq("enqueue", "q", json.dumps({"started": str(started)}), url=valkey_url)
+    worker = start_worker(tmp_path, valkey_url, QUICK_APP, timeout="30")
+    wait_for(started)
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0, stderr
+    [queue] = json.loads(rwq("admin", "stats", "--json", url=valkey_url).stdout)["queues"]
+    assert (queue["pending"], queue["completed_total"]) == (0, 1)
+
+
+def test_a_second_signal_hands_the_jobs_back_at_once(
+    valkey_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    started = tmp_path / "started"
+    rwq("enqueue", "q", json.dumps({"started": str(started)}), url=valkey_url)
+    worker = start_worker(tmp_path, valkey_url, HANGING_APP, timeout="600")
+    wait_for(started)
+    worker.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    worker.send_signal(signal.SIGINT)
+    _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 3, stderr
+    [queue] = json.loads(rwq("admin", "stats", "--json", url=valkey_url).stdout)["queues"]
+    assert (queue["pending"], queue["processing"]) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--delay", "3660d"), "ten years"),
+        (("--at", "2100-01-01T00:00:00"), "ten years"),
+        (("--at", "1e300"), "ten years"),
+        (("--at", "nan"), "at"),
+    ],
+)
+def test_far_future_times_are_refused(valkey_url: str, args: tuple[str, str], needle: str) -> None:
+    assert_clean_error(rwq("enqueue", "q", "1", *args, url=valkey_url), needle)

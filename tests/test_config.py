@@ -111,3 +111,39 @@ def test_any_value_of_any_setting_is_taken_or_named(name: str, value: object) ->
         Settings.load(path, env={})
     except ConfigError as error:
         assert error.source == str(path) and error.field == name, error
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "reason"),
+    [
+        ("heartbeat_ttl: -5\n", "heartbeat_ttl", "must not be negative"),
+        ("reaper_interval: 0\n", "reaper_interval", "must be 0.01s to 3600s, got 0"),
+        ("max_retries: 5000\n", "max_retries", "must be 0 retries to 1000 retries"),
+        ("events_maxlen: 1\n", "events_maxlen", "must be 100 events"),
+        ("heartbeat_interval: 5\nheartbeat_ttl: 6\n", "heartbeat_ttl", "at least twice"),
+        ("backoff_base: 60\nbackoff_max: 1\n", "backoff_max", "at least backoff_base"),
+        ("prefix: 'a b'\n", "prefix", "A-Z"),
+        ("shutdown_timeout: 2d\n", "shutdown_timeout", "must be 0s to 86400s"),
+    ],
+)  # fmt: skip
+def test_settings_out_of_range_name_the_file_and_field(
+    tmp_path: Path, text: str, field: str, reason: str
+) -> None:
+    """heartbeat_ttl: -5 or reaper_interval: 0 were taken and workers died on a Redis error;
+    a TTL under the heartbeat interval let the reaper take jobs from live workers."""
+    path = tmp_path / "rwq.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        Settings.load(path, env={})
+    assert (info.value.source, info.value.field) == (str(path), field)
+    assert reason in info.value.reason
+
+
+def test_a_rule_across_settings_names_where_the_value_came_from() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.load(env={"RWQ_HEARTBEAT_TTL": "1"})
+    assert (info.value.source, info.value.field) == ("$RWQ_HEARTBEAT_TTL", "heartbeat_ttl")
+    with pytest.raises(ConfigError, match=r"^flags: heartbeat_ttl: must be at least twice"):
+        Settings.load(env={}, heartbeat_ttl=1.5)
+    with pytest.raises(ConfigError, match=r"^settings: reaper_interval"):
+        Settings(reaper_interval=0)

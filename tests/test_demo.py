@@ -74,7 +74,7 @@ def test_worker_processes_get_the_settings_through_the_environment(settings: Set
     env = worker_env(settings, "redis://127.0.0.1:1/0")
     assert Settings.load(env=env) == settings.replace(redis_url="redis://127.0.0.1:1/0")
     command = worker_command(QUEUES)
-    assert command[1:6] == ["-m", "rwq", "worker", "--app", "demo"]
+    assert command[1:6] == ["-m", "rwq", "worker", "--app", "rwq.queue.demo:handlers"]
     assert [command[i + 1] for i, arg in enumerate(command) if arg == "-q"] == list(QUEUES)
 
 

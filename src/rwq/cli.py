@@ -52,6 +52,9 @@ class UsageError(RwqError):
     """A command-line argument is malformed."""
 
 
+DEMO_HANDLERS = "rwq.queue.demo:handlers"
+
+
 @dataclass
 class Context:
     """What the root options set up; the broker connects on first use."""
@@ -257,13 +260,17 @@ admin_app.command("enqueue")(enqueue_cmd)
 
 
 def load_handlers(spec: str) -> Mapping[str, Any]:
-    """Handlers from ``module:attr`` (a mapping of queue -> callable, or one callable for
-    every queue); ``demo`` is the built-in demo handler set."""
-    if spec == "demo":
-        spec = "rwq.queue.demo:handlers"
+    """Handlers from ``module:attr``: a mapping of queue -> callable, or one callable for
+    every queue."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise UsageError(f"--app: expected module:attr, got {spec!r}")
+        hint = (
+            " (the demo's handlers, which sleep and fail on purpose, are "
+            f"{DEMO_HANDLERS}; `rwq demo` runs them)"
+            if spec == "demo"
+            else ""
+        )
+        raise UsageError(f"--app: expected module:attr, got {spec!r}{hint}")
     sys.path.insert(0, str(Path.cwd()))
     try:
         module = importlib.import_module(module_name)
@@ -288,8 +295,13 @@ def worker_cmd(
         typer.Option("--queue", "-q", help="Queue to serve; repeat, highest priority first."),
     ],
     app_spec: Annotated[
-        str, typer.Option("--app", help="Handlers: module:attr, or 'demo'.")
-    ] = "demo",
+        str,
+        typer.Option(
+            "--app",
+            help="Your handlers: module:attr naming a mapping of queue -> callable, or one "
+            "callable for every queue.",
+        ),
+    ],
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 1,
     prefetch: Annotated[
         int, typer.Option("--prefetch", min=0, help="Extra jobs taken per fetch.")

@@ -46,6 +46,9 @@ class Settings:
     max_retries: int = 3
     backoff_base: float = 1.0
     backoff_max: float = 300.0
+    shutdown_timeout: float = 30.0
+    """Seconds a stopping worker waits for its running handlers before it hands their jobs
+    back to their queues and exits."""
     read_only: bool = False
     plugin_dirs: str = "plugins"
     """Directories searched for plugins, separated by ':' (the user's installed plugins
@@ -60,6 +63,29 @@ class Settings:
         except ValueError as exc:
             raise ConfigError("settings", "event_labels", str(exc)) from None
         object.__setattr__(self, "event_labels", labels)
+        for name in _LIMITS:
+            check_range("settings", name, getattr(self, name))
+        if not _PREFIX.fullmatch(self.prefix):
+            raise ConfigError(
+                "settings",
+                "prefix",
+                f"1-64 of A-Z, a-z, 0-9, '.', '_', ':', '-'; got {self.prefix!r}",
+            )
+        if self.heartbeat_ttl < 2 * self.heartbeat_interval:
+            raise ConfigError(
+                "settings",
+                "heartbeat_ttl",
+                f"must be at least twice heartbeat_interval ({self.heartbeat_interval:g}s), got "
+                f"{self.heartbeat_ttl:g}s: a shorter lease lets the reaper take jobs from live "
+                "workers",
+            )
+        if self.backoff_max < self.backoff_base:
+            raise ConfigError(
+                "settings",
+                "backoff_max",
+                f"must be at least backoff_base ({self.backoff_base:g}s), got "
+                f"{self.backoff_max:g}s",
+            )
 
     @property
     def label_fields(self) -> tuple[str, ...]:
@@ -87,19 +113,62 @@ class Settings:
         """
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
+        origin: dict[str, str] = {}
         path = config_path or (Path(env["RWQ_CONFIG"]) if env.get("RWQ_CONFIG") else None)
         if path is None and Path(CONFIG_FILE).is_file():
             path = Path(CONFIG_FILE)
         if path is not None:
             values.update(_read_file(path))
+            origin.update(dict.fromkeys(values, str(path)))
         for f in fields(cls):
             raw = env.get(ENV_PREFIX + f.name.upper())
             if raw is not None and (raw != "" or f.name in _EMPTY_IS_A_VALUE):
-                values[f.name] = _coerce(f"${ENV_PREFIX}{f.name.upper()}", f.name, raw, f.type)
+                variable = f"${ENV_PREFIX}{f.name.upper()}"
+                values[f.name] = _coerce(variable, f.name, raw, f.type)
+                origin[f.name] = variable
         for name, value in flags.items():
             if value is not None:
                 values[name] = value
-        return cls(**values)
+                origin[name] = "flags"
+        try:
+            return cls(**values)
+        except ConfigError as exc:  # a rule across settings: name where the value came from
+            if exc.source != "settings":
+                raise
+            for field_name in (exc.field, _PAIRED.get(exc.field, "")):
+                if field_name in origin:
+                    raise ConfigError(origin[field_name], field_name, exc.reason) from None
+            raise
+
+
+_LIMITS: dict[str, tuple[float, float, str]] = {
+    "payload_limit": (16, 512 * 1024 * 1024, "bytes"),
+    "history_limit": (0, 10_000_000, "jobs"),
+    "events_maxlen": (100, 100_000_000, "events"),
+    "heartbeat_interval": (0.01, 3600, "s"),
+    "heartbeat_ttl": (0.02, 86400, "s"),
+    "reaper_interval": (0.01, 3600, "s"),
+    "max_retries": (0, 1000, "retries"),
+    "backoff_base": (0, 86400, "s"),
+    "backoff_max": (0, 30 * 86400, "s"),
+    "shutdown_timeout": (0, 86400, "s"),
+}
+"""The range of each number setting (a TTL of -5 or a reaper interval of 0 made workers fail
+on Redis errors)."""
+_PAIRED = {"heartbeat_ttl": "heartbeat_interval", "backoff_max": "backoff_base"}
+"""Settings checked against each other: when one is left at its default, the other is
+named."""
+_PREFIX = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def check_range(source: str, name: str, value: float) -> None:
+    """Raise :class:`ConfigError` unless setting ``name`` is within its range."""
+    low, high, unit = _LIMITS[name]
+    if not low <= value <= high:
+        sep = "" if unit == "s" else " "
+        raise ConfigError(
+            source, name, f"must be {low:g}{sep}{unit} to {high:g}{sep}{unit}, got {value:g}"
+        )
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
@@ -170,13 +239,18 @@ def _coerce(source: str, name: str, raw: Any, type_: Any) -> Any:
         if "Path" in kind:
             return Path(str(raw)).expanduser()
         if "float" in kind:
-            return parse_duration(raw, "value")
+            seconds = parse_duration(raw, "value")
+            if name in _LIMITS:
+                check_range(source, name, seconds)
+            return seconds
         if "int" in kind:
             if isinstance(raw, float) or (isinstance(raw, str) and not raw.strip().isdigit()):
                 raise ValueError(f"expected a whole number, got {_shown(raw)}")
             number = int(raw)
             if number > _MAX_INT:
                 raise ValueError(f"at most {_MAX_INT}, got {_shown(raw)}")
+            if name in _LIMITS:
+                check_range(source, name, number)
             return number
         return str(raw)
     except (ValueError, UnitError) as exc:

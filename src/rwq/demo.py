@@ -1,7 +1,8 @@
 """``rwq demo``: a synthetic multi-tenant workload, worker subprocesses and a live stats view.
 
 A producer thread enqueues the tenants of :mod:`rwq.queue.demo` at a steady total rate;
-``rwq worker --app demo`` subprocesses (their output in ``<state_dir>/demo/``) run the jobs;
+``rwq worker --app rwq.queue.demo:handlers`` subprocesses (their output in
+``<state_dir>/demo/``) run the jobs;
 the terminal shows queue stats and recent events until the duration ends or Ctrl-C. Every
 worker process is stopped before :func:`run_demo` returns or raises.
 """
@@ -268,7 +269,7 @@ def summary_line(snap: Snapshot) -> str:
 
 def worker_command(queues: Sequence[str]) -> list[str]:
     """The command line of one demo worker process."""
-    command = [sys.executable, "-m", "rwq", "worker", "--app", "demo"]
+    command = [sys.executable, "-m", "rwq", "worker", "--app", "rwq.queue.demo:handlers"]
     command += ["--concurrency", str(WORKER_CONCURRENCY)]
     for q in queues:
         command += ["-q", q]

@@ -135,7 +135,7 @@ def test_profile_payloads_carry_what_the_handler_reads() -> None:
 
 
 def test_the_cli_loads_the_demo_handler_set() -> None:
-    loaded = load_handlers("demo")
+    loaded = load_handlers("rwq.queue.demo:handlers")
     assert loaded is handlers
     assert isinstance(loaded["*"], DemoHandler)
 

@@ -43,7 +43,7 @@ def raw_entries(broker: Broker, key: str) -> list[dict[str, str]]:
 def test_every_transition_emits_its_declared_fields(
     make_broker: Callable[..., Broker], wait_until: WaitUntil
 ) -> None:
-    broker = make_broker(heartbeat_ttl=0.2)
+    broker = make_broker(heartbeat_interval=0.05, heartbeat_ttl=0.2)
     producer, admin = Producer(broker), Admin(broker)
     keys = broker.keys
 

@@ -40,7 +40,7 @@ def events_of(read_events: ReadEvents, queue: str, job_id: str) -> list[Event]:
 def test_every_job_event_carries_the_labels(
     make_broker: Callable[..., Broker], read_events: ReadEvents, wait_until: WaitUntil
 ) -> None:
-    broker = make_broker(heartbeat_ttl=0.2)
+    broker = make_broker(heartbeat_interval=0.05, heartbeat_ttl=0.2)
     producer, admin = Producer(broker), Admin(broker)
     # Each path of the enqueue script: now/delayed, with/without a tenant, batch/one.
     now = producer.enqueue("q", LABELLED)

@@ -29,7 +29,7 @@ def register(broker: Broker, name: str, queues: list[str]) -> Worker:
 def test_jobs_of_a_worker_whose_heartbeat_expired_go_back_to_pending(
     make_broker: Callable[..., Broker], wait_until: WaitUntil, read_events: ReadEvents
 ) -> None:
-    broker = make_broker(heartbeat_ttl=0.2)
+    broker = make_broker(heartbeat_interval=0.05, heartbeat_ttl=0.2)
     producer, admin = Producer(broker), Admin(broker)
     jobs = producer.enqueue_many("q", ["a", "b", "c"])
     lost = register(broker, "lost", ["q"])
@@ -64,7 +64,7 @@ def test_jobs_of_a_worker_whose_heartbeat_expired_go_back_to_pending(
 def test_jobs_past_their_retries_are_dead_lettered(
     make_broker: Callable[..., Broker], wait_until: WaitUntil, read_events: ReadEvents
 ) -> None:
-    broker = make_broker(heartbeat_ttl=0.2)
+    broker = make_broker(heartbeat_interval=0.05, heartbeat_ttl=0.2)
     producer, admin = Producer(broker), Admin(broker)
     last_chance = producer.enqueue("q", "x", max_retries=0)
     more = producer.enqueue("q", "y", max_retries=1)
@@ -84,7 +84,7 @@ def test_jobs_past_their_retries_are_dead_lettered(
 def test_every_queue_of_the_worker_is_released(
     make_broker: Callable[..., Broker], wait_until: WaitUntil
 ) -> None:
-    broker = make_broker(heartbeat_ttl=0.2)
+    broker = make_broker(heartbeat_interval=0.05, heartbeat_ttl=0.2)
     producer, admin = Producer(broker), Admin(broker)
     producer.enqueue_many("a", [1, 2])
     producer.enqueue_many("b", [JobSpec(3, priority=9)])
@@ -111,7 +111,7 @@ def test_a_live_worker_is_left_alone(make_broker: Callable[..., Broker]) -> None
 def test_only_one_reaper_runs_at_a_time(
     make_broker: Callable[..., Broker], wait_until: WaitUntil
 ) -> None:
-    broker = make_broker(heartbeat_ttl=0.2)
+    broker = make_broker(heartbeat_interval=0.05, heartbeat_ttl=0.2)
     lost = register(broker, "lost", ["q"])
     Producer(broker).enqueue("q", 1)
     broker.fetch("q", lost.id, 1)
@@ -130,7 +130,7 @@ def test_only_one_reaper_runs_at_a_time(
 def test_a_reaped_worker_gets_a_dead_status_event(
     make_broker: Callable[..., Broker], wait_until: WaitUntil
 ) -> None:
-    broker = make_broker(heartbeat_ttl=0.2)
+    broker = make_broker(heartbeat_interval=0.05, heartbeat_ttl=0.2)
     register(broker, "lost", ["q"])
     wait_until(lambda: not broker.client.exists(broker.keys.heartbeat("lost")))
     assert reap(broker) == Reaped(["lost"], 0, 0)

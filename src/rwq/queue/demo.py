@@ -1,6 +1,6 @@
 """The built-in ``demo`` workload: tenant profiles, a producer thread that enqueues them at a
-steady rate, and the handler set ``rwq worker --app demo`` runs, which sleeps and fails as
-each job's payload asks.
+steady rate, and the handler set ``rwq worker --app rwq.queue.demo:handlers`` runs, which
+sleeps and fails as each job's payload asks.
 
 A demo payload is ``{"tenant", "kind", "duration_ms", "fail_rate"}`` and optionally
 ``permanent_rate``: the share of failures that dead-letter at once (default
@@ -282,4 +282,4 @@ class SyntheticProducer(threading.Thread):
 
 
 handlers: dict[str, Handler] = {"*": DemoHandler()}
-"""The handler set ``rwq worker --app demo`` loads: one handler for every queue."""
+"""The demo's workers' handler set (``--app rwq.queue.demo:handlers``): one for every queue."""

@@ -247,15 +247,26 @@ class _PlainEncoder:
         return job, f'{job_id}{self.middle}{JSON.encode(found)}\x1f{{"payload":{text}{self.tail}'
 
 
+MAX_DELAY = 10 * 365.25 * 86400
+"""Seconds: a job is due at most ten years ahead (a farther time is a typo, and it would sit
+in the scheduled set forever)."""
+
+
 def _run_at(spec: JobSpec, now: float) -> float | None:
     """The epoch ms at which the job becomes due, or None to run now."""
     if spec.delay is not None and spec.at is not None:
         raise JobError("give either delay or at, not both")
     if spec.delay is not None:
-        if spec.delay < 0:
-            raise JobError(f"delay must be >= 0 seconds, got {spec.delay}")
+        if not 0 <= spec.delay <= MAX_DELAY:
+            raise JobError(f"delay must be 0 to {MAX_DELAY:.0f} seconds (ten years), got "
+                           f"{spec.delay:g}")  # fmt: skip
         return (now + spec.delay) * 1000 if spec.delay > 0 else None
     if spec.at is not None:
-        when = spec.at.timestamp() if isinstance(spec.at, datetime) else float(spec.at)
+        try:
+            when = spec.at.timestamp() if isinstance(spec.at, datetime) else float(spec.at)
+        except (OverflowError, ValueError, OSError) as exc:
+            raise JobError(f"at: not a time ({exc})") from None
+        if not when - now <= MAX_DELAY:
+            raise JobError(f"at must be at most ten years ahead, got {spec.at}")
         return when * 1000 if when > now else None
     return None

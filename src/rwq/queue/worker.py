@@ -41,6 +41,8 @@ Handler = Callable[[Job], Any]
 """A job handler: returns normally on success, raises on failure."""
 
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+EXIT_ABANDONED = 3
+"""The exit status of a process whose stuck handlers were abandoned at shutdown."""
 
 
 class PermanentFailure(RwqError):
@@ -64,6 +66,8 @@ class WorkerOptions:
     idle_wait: float = 1.0
     """Longest sleep when every queue is empty (a wake-up message usually ends it sooner)."""
     name: str | None = None
+    shutdown_timeout: float | None = None
+    """Seconds a stopping worker waits for its running handlers; None: the setting's."""
 
 
 @dataclass
@@ -134,12 +138,22 @@ class Worker:
         self._state = "starting"
         self._last_reap = 0.0
         self._pool: ThreadPoolExecutor | None = None
+        self._flush_unsure = False
+        """A flush failed: its results may have been recorded with only the reply lost."""
+        self._abandon_lock = threading.Lock()
+        self._running_loop = threading.Event()
+        self.abandoned = False
+        """Handlers were still running at the shutdown timeout: their jobs were handed back."""
+        self.on_abandoned: Callable[[], None] = _exit_abandoned
+        """Called once the stuck jobs are handed back (the stuck threads cannot be stopped):
+        by default the process exits with :data:`EXIT_ABANDONED`."""
 
     # -- public ------------------------------------------------------------------------------
 
     def run(self, *, max_jobs: int | None = None, duration: float | None = None) -> None:
         """Work until :meth:`stop`, a signal, ``max_jobs`` results, or ``duration`` seconds."""
         self._install_signals()
+        self._running_loop.set()
         deadline = time.monotonic() + duration if duration else None
         self._register()
         threads = [
@@ -172,10 +186,51 @@ class Worker:
             for t in threads:
                 t.join(timeout=2.0)
 
+    @property
+    def shutdown_timeout(self) -> float:
+        timeout = self.options.shutdown_timeout
+        return self.broker.settings.shutdown_timeout if timeout is None else timeout
+
     def stop(self) -> None:
-        """Ask the worker to finish its running jobs and stop (thread-safe)."""
+        """Ask the worker to finish its running jobs and stop (thread-safe). Handlers still
+        running after :attr:`shutdown_timeout` are abandoned: their jobs go back to their
+        queues, not lost and never recorded as done, and :attr:`on_abandoned` is called."""
+        first = not self._stop.is_set()
         self._stop.set()
         self._inbox.put(None)
+        if first:
+            threading.Thread(target=self._watch_shutdown, name="rwq-shutdown", daemon=True).start()
+
+    def _watch_shutdown(self) -> None:
+        if self._running_loop.is_set() and not self._finished.wait(self.shutdown_timeout):
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Hand back every job this worker holds and leave the registry now, without waiting
+        for running handlers (a second signal, or the shutdown timeout)."""
+        with self._abandon_lock:
+            if self._finished.is_set() or self.abandoned:
+                return
+            self.abandoned = True
+        running = self._inflight or 1
+        log.warning(
+            "worker %s: %d handler(s) still running after %gs; their jobs go back to their "
+            "queues", self.id, running, self.shutdown_timeout,
+        )  # fmt: skip
+        try:
+            with self._registry_lock:  # no heartbeat may register us again after this
+                self._state = "stopped"
+                for qname in self.queues:
+                    self.broker.release(qname, self.id, "shutdown", "")
+                self._publish_status()
+                keys = self.broker.keys
+                self.broker.client.delete(keys.heartbeat(self.id))
+                self.broker.client.hdel(keys.workers, self.id)
+        except REDIS_ERRORS as exc:  # the reaper hands them back once our lease expires
+            log.error("could not hand back the running jobs: %s", exc)
+        finally:
+            self._finished.set()
+            self.on_abandoned()
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -330,7 +385,9 @@ class Worker:
                     self.broker.fail(qname, self.id, failures, client=pipe)
                     order.append((qname, "failed"))
 
+        retried, self._flush_unsure = self._flush_unsure, True
         results = self.broker.execute(build)
+        self._flush_unsure = False
         self._pending.clear()
         for (qname, kind), flags in zip(order, results, strict=True):
             applied = sum(1 for f in flags if f)
@@ -342,7 +399,17 @@ class Worker:
             self.metrics.jobs.labels(qname, kind).inc(applied)
             if stale:
                 self.metrics.stale_acks.inc(stale)
-                log.warning("%d %s result(s) on %s were stale (job reaped)", stale, kind, qname)
+                if retried:
+                    log.info(
+                        "%d %s result(s) on %s were recorded already: the reply to the "
+                        "previous attempt was lost", stale, kind, qname,
+                    )  # fmt: skip
+                else:
+                    log.warning(
+                        "%d %s result(s) on %s were refused: the job was no longer held by "
+                        "this worker (its lease expired and it was reaped; it may run again)",
+                        stale, kind, qname,
+                    )  # fmt: skip
 
     def _maybe_reap(self) -> None:
         now = time.monotonic()
@@ -466,16 +533,22 @@ class Worker:
     def _shutdown(self) -> None:
         self._state = "stopping"
         if self._pool is not None:
-            while self._inflight > 0:
+            while self._inflight > 0 and not self.abandoned:
                 self._drain_inbox(block=True, timeout=0.5)
+                with contextlib.suppress(*REDIS_ERRORS):
+                    self._flush()  # results of finished handlers survive an abandon
+            if self.abandoned:
+                return
             self._pool.shutdown(wait=True)
         for attempt in range(50):
             try:
                 self._flush()
-                for qname in self.queues:
-                    self.broker.release(qname, self.id, "shutdown", "")
                 keys = self.broker.keys
                 with self._registry_lock:  # no heartbeat may register us again after this
+                    if self.abandoned:
+                        return
+                    for qname in self.queues:
+                        self.broker.release(qname, self.id, "shutdown", "")
                     self._state = "stopped"
                     self._publish_status()
                     self.broker.client.delete(keys.heartbeat(self.id))
@@ -492,8 +565,21 @@ class Worker:
             return
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            log.info("signal %d: finishing running jobs", signum)
+            if self._stop.is_set():
+                log.warning("signal %d again: handing back the running jobs now", signum)
+                threading.Thread(target=self.abandon, name="rwq-abandon", daemon=True).start()
+                return
+            log.info(
+                "signal %d: finishing running jobs (at most %gs; again to stop now)",
+                signum, self.shutdown_timeout,
+            )  # fmt: skip
             self.stop()
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+
+
+def _exit_abandoned() -> None:
+    # Python threads cannot be stopped, and the interpreter would wait for them at exit.
+    logging.shutdown()
+    os._exit(EXIT_ABANDONED)

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install toolchains demo test fuzz lint bench clean
+.PHONY: install toolchains demo test test-fast fuzz lint bench clean
 
 install: $(STAMP)
 
@@ -43,10 +43,14 @@ toolchains:
 # The dashboard on the demo workload with the sample plugins, their permissions pre-granted
 # (plain `rwq demo` asks for them in the approval dialog instead).
 demo: install
-	$(VENV)/bin/rwq demo --plugins plugins --policy plugins/demo-policy.yaml
+	$(VENV)/bin/rwq demo --plugins src/rwq/samples --policy src/rwq/samples/demo-policy.yaml
 
 test: install toolchains
 	$(PY) -m pytest
+
+# The suite without the tests marked slow (a fresh install of the wheel, real terminals).
+test-fast: install toolchains
+	$(PY) -m pytest -m "not slow"
 
 # The property tests of every boundary (manifest, settings, host calls, UI elements, events,
 # displayed text) with 50 times the examples `make test` gives them.

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from rwq.samples import SAMPLES_DIR
+
 FIXTURE = Path(__file__).parent / "plugins" / "fixtures" / "design-example"
 SDK_STARLARK_HELLO = Path(__file__).parents[1] / "sdk" / "starlark" / "hello"
 
@@ -31,7 +33,9 @@ def test_validate_install_grant_revoke_audit(tmp_path: Path) -> None:
 
     assert rwq("plugin", "install", str(FIXTURE)).returncode == 0
     again = rwq("plugin", "install", str(FIXTURE))
-    assert again.returncode == 1 and "--force" in again.stderr
+    assert again.returncode == 1 and "already installed" in again.stderr
+    assert "--replace" in again.stderr
+    assert rwq("plugin", "install", str(FIXTURE), "--replace").returncode == 0
 
     granted = rwq(
         "plugin", "grant", "tenant-sla-monitor", "events.subscribe", "--queues", "tenant.*"
@@ -256,3 +260,72 @@ def test_hostile_plugin_text_is_printed_as_text(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stderr
     for out in (listed.stdout, checked.stdout, checked.stderr):
         assert "\x1b" not in out and "\u202e" not in out and "\u2764" not in out
+
+
+REPO_PLUGINS = SAMPLES_DIR
+
+
+def test_discovery_never_reads_the_current_directory(tmp_path: Path) -> None:
+    """From the repo root, `./plugins` was scanned too: an installed sample then vanished
+    ("installed more than once") and grant said "no plugin named ..."."""
+    shutil.copytree(REPO_PLUGINS / "bulk-operations", tmp_path / "plugins" / "bulk-operations")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RWQ_")}
+
+    def here(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "rwq", *args], capture_output=True,
+                              text=True, env=env, timeout=60, cwd=tmp_path)  # fmt: skip
+
+    assert json.loads(here("plugin", "list", "--json").stdout)["plugins"] == []
+    assert here("plugin", "install", "plugins/bulk-operations").returncode == 0
+    [plugin] = json.loads(here("plugin", "list", "--json").stdout)["plugins"]
+    assert plugin["name"] == "bulk-operations" and plugin["state"] == "installed"
+    granted = here("plugin", "grant", "bulk-operations", "admin.queue.peek")
+    assert granted.returncode == 0, granted.stderr
+    env["RWQ_PLUGIN_DIRS"] = str(tmp_path / "plugins")  # the same plugin twice: said so
+    listed = json.loads(here("plugin", "list", "--json").stdout)
+    assert any("more than once" in e for e in listed["errors"].values()) or any(
+        "more than once" in p["reason"] for p in listed["plugins"]
+    )
+
+
+def test_plugins_dir_must_exist(tmp_path: Path) -> None:
+    for command in (("plugin", "run", "--duration", "1s"), ("tui",)):
+        result = rwq(*command, "--plugins-dir", str(tmp_path / "nope"))
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert f"--plugins-dir: {tmp_path / 'nope'} is not a directory" in result.stderr
+
+
+def test_remove_keeps_data_unless_purged(tmp_path: Path) -> None:
+    sample = REPO_PLUGINS / "alert-manager"
+    assert rwq("plugin", "install", str(sample)).returncode == 0
+    assert rwq("plugin", "grant", "alert-manager", "storage.read").returncode == 0
+    from rwq.config import Settings
+    from rwq.connection import connect
+    from rwq.plugins.grants import GrantStore
+    from rwq.plugins.storage import PluginStorage
+    from rwq.plugins.user_config import ConfigStore
+    from rwq.queue.keys import Keys
+
+    try:
+        settings = Settings.load(env={})
+        storage = PluginStorage(connect(settings), Keys(settings.prefix), "alert-manager",
+                                max_keys=10, max_bytes=10_000)  # fmt: skip
+        storage.set("k", '"v"')
+        ConfigStore.from_settings(settings).set("alert-manager", {"x": 1})
+
+        removed = rwq("plugin", "remove", "alert-manager")
+        assert removed.returncode == 0 and "kept" in removed.stdout
+        assert json.loads(rwq("plugin", "list", "--json").stdout)["plugins"] == []
+        assert storage.get("k") == '"v"'
+        assert GrantStore.from_settings(settings).grants_for("alert-manager")
+        again = rwq("plugin", "remove", "alert-manager")
+        assert again.returncode == 1 and "not installed" in again.stderr
+
+        assert rwq("plugin", "install", str(sample)).returncode == 0
+        purged = rwq("plugin", "remove", "alert-manager", "--purge-data")
+        assert purged.returncode == 0, purged.stderr
+        assert storage.get("k") is None
+        assert not GrantStore.from_settings(settings).grants_for("alert-manager")
+        assert ConfigStore.from_settings(settings).get("alert-manager") == {}
+    finally:
+        rwq("server", "stop")  # the embedded Valkey these commands started

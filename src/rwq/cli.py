@@ -20,7 +20,8 @@ from rich.table import Table
 from rwq.cli_table import TableColumn, fitted_table
 from rwq.config import Settings
 from rwq.errors import RwqError
-from rwq.plugin_cli import plugin_app
+from rwq.plugin_cli import PluginsDir, plugin_app
+from rwq.plugins.paths import with_plugin_dirs
 from rwq.printable import PlainConsole, log_to_stderr, marked
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
@@ -554,11 +555,12 @@ def tui_cmd(
     read_only: Annotated[
         bool, typer.Option("--read-only", help="Refuse and hide every destructive action.")
     ] = False,
+    plugins_dir: PluginsDir = None,
 ) -> None:
     """The dashboard: queues, charts, dead letters, workers, plugin panels."""
     from rwq.tui.launch import launch
 
-    settings = _ctx(ctx).settings
+    settings = with_plugin_dirs(_ctx(ctx).settings, plugins_dir, "--plugins-dir")
     if read_only:
         settings = settings.replace(read_only=True)
     launch(settings, plugins=plugins, policy=policy, watch=watch)
@@ -580,7 +582,11 @@ def demo_cmd(
     rate: Annotated[float, typer.Option("--rate", help="Jobs per second produced.")] = 50.0,
     plugins: Annotated[
         Path | None,
-        typer.Option("--plugins", help="Host the plugins of this directory (default: ./plugins)."),
+        typer.Option(
+            "--plugins",
+            help="Host the plugins of this directory (default: the sample plugins shipped with "
+            "rwq).",
+        ),
     ] = None,
     policy: Annotated[
         Path | None,
@@ -590,18 +596,19 @@ def demo_cmd(
 ) -> None:
     """A multi-tenant workload on the embedded Valkey with two workers and the dashboard."""
     from rwq.demo import Dashboard, run_demo
+    from rwq.plugins.headless import HeadlessHost
+    from rwq.samples import SAMPLES_DIR
 
-    settings = _ctx(ctx).settings
-    if plugins is not None:
-        if not plugins.is_dir():
-            raise typer.BadParameter(f"{plugins} is not a directory", param_hint="--plugins")
-        settings = settings.replace(plugin_dirs=str(plugins.resolve()))
+    settings = with_plugin_dirs(_ctx(ctx).settings, [plugins or SAMPLES_DIR], "--plugins")
     dashboard: Dashboard | None = None
     if tui and sys.stdout.isatty() and not as_json:
         from rwq.tui.launch import launch
 
         def dashboard(target: Settings, client: Any, seconds: float | None) -> None:
             launch(target, client=client, policy=policy, quit_after=seconds)
+
+    def host_plugins(target: Settings, client: Any) -> HeadlessHost:
+        return HeadlessHost(target, client, policy_path=policy, watch=False)
 
     summary = run_demo(
         settings,
@@ -611,6 +618,7 @@ def demo_cmd(
         rate=rate,
         console=err if as_json else None,  # keep stdout pure JSON
         dashboard=dashboard,
+        plugins=host_plugins,
     )
     if as_json:
         _print_json(asdict(summary))

@@ -50,9 +50,9 @@ class Settings:
     """Seconds a stopping worker waits for its running handlers before it hands their jobs
     back to their queues and exits."""
     read_only: bool = False
-    plugin_dirs: str = "plugins"
-    """Directories searched for plugins, separated by ':' (the user's installed plugins
-    under the state dir are always searched too)."""
+    plugin_dirs: str = ""
+    """Directories searched for plugins besides the user's installed ones, separated by ':'.
+    Nothing else is searched: the current directory never is."""
     event_labels: str = "kind,type"
     """Top-level payload fields copied (scalars only) into a job's ``labels``, which every
     job event carries: at most 4, comma-separated (a list in ``rwq.yaml``); empty disables."""

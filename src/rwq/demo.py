@@ -18,11 +18,11 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from rich.console import Console, Group, RenderableType
@@ -42,6 +42,17 @@ from rwq.server import EmbeddedServer
 from rwq.units import format_age
 
 Dashboard = Callable[[Settings, Any, float | None], None]
+
+
+class HostedPlugins(Protocol):
+    """Plugins hosted beside a headless demo (:class:`rwq.plugins.headless.HeadlessHost`)."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def states(self) -> dict[str, str]: ...
+
+
+PluginHosting = Callable[[Settings, Any], HostedPlugins]
 """A view run while the demo workload runs: ``(settings, client, duration)``."""
 REFRESH_PER_SECOND = 4
 SUMMARY_EVERY = 2.0
@@ -75,12 +86,17 @@ class DemoSummary:
     dead: int
     duration: float
     """Seconds the workload ran."""
+    plugins: dict[str, str] = field(default_factory=dict)
+    """Each hosted plugin's state at the end (a headless run hosts them)."""
 
     def __str__(self) -> str:
-        return (
+        line = (
             f"demo ran {self.duration:.1f}s: {self.enqueued} enqueued, {self.completed} "
             f"completed, {self.failed} failed runs, {self.dead} dead-lettered"
         )
+        if self.plugins:
+            line += "; plugins: " + ", ".join(f"{n} {s}" for n, s in self.plugins.items())
+        return line
 
 
 @dataclass(frozen=True)
@@ -123,6 +139,8 @@ class Snapshot:
     """The latest failures and dead letters (the events tail is mostly completions)."""
     log_dir: Path
     error: str = ""
+    plugins: dict[str, str] = field(default_factory=dict)
+    """Hosted plugins' states (headless runs)."""
 
 
 # -- the event tail --------------------------------------------------------------------------
@@ -261,6 +279,9 @@ def summary_line(snap: Snapshot) -> str:
         f"{snap.run.failed} · dead {snap.run.dead} · workers "
         f"{snap.running_workers}/{snap.worker_processes}"
     )
+    if snap.plugins:
+        active = sum(1 for state in snap.plugins.values() if state == "active")
+        line += f" · plugins {active}/{len(snap.plugins)} active"
     return f"{line} · {snap.error}" if snap.error else line
 
 
@@ -363,6 +384,7 @@ def run_demo(
     rate: float = 50.0,
     console: Console | None = None,
     dashboard: Dashboard | None = None,
+    plugins: PluginHosting | None = None,
 ) -> DemoSummary:
     """Run the demo workload for ``duration`` seconds (None: until Ctrl-C).
 
@@ -375,6 +397,8 @@ def run_demo(
         console: where to draw (stdout by default).
         dashboard: run this view (the TUI) instead of the built-in one, while the workload
             runs; it gets the settings of the server in use, a client and ``duration``.
+        plugins: without a dashboard, host plugins headless with what this builds (their
+            states are in the progress lines and the summary).
     """
     redis_url = settings.redis_url
     if redis_url is None:
@@ -385,11 +409,15 @@ def run_demo(
         broker.register_queues(QUEUES)
         admin = Admin(broker)
         baseline = Totals.of(admin.stats(QUEUES).queues)
+        hosted: dict[str, str] = {}
         demo = _Run(admin, SyntheticProducer(Producer(broker), rate), console or PlainConsole())
         with _terminate_as_interrupt():
             try:
                 demo.procs = start_workers(workers, settings, redis_url, demo.log_dir)
                 demo.producer.start()
+                if dashboard is None and plugins is not None:
+                    demo.host = plugins(settings.replace(redis_url=redis_url), client)
+                    demo.host.start()
                 with contextlib.suppress(KeyboardInterrupt):  # how an open-ended demo ends
                     if dashboard is not None:
                         dashboard(settings.replace(redis_url=redis_url), client, duration)
@@ -398,6 +426,9 @@ def run_demo(
                 elapsed = time.monotonic() - demo.started
             finally:
                 demo.producer.stop()
+                if demo.host is not None:
+                    hosted = demo.host.states()
+                    demo.host.stop()
                 if demo.producer.is_alive():
                     demo.producer.join()
                 stop_workers(demo.procs)
@@ -405,7 +436,7 @@ def run_demo(
     finally:
         client.close()
     return DemoSummary(
-        demo.producer.enqueued, run.completed, run.failed, run.dead, round(elapsed, 2)
+        demo.producer.enqueued, run.completed, run.failed, run.dead, round(elapsed, 2), hosted
     )
 
 
@@ -418,6 +449,7 @@ class _Run:
         self.console = console
         self.tail = EventTail(admin.broker, QUEUES)
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.host: HostedPlugins | None = None
         self.exited: set[int] = set()
         self.log_dir = admin.broker.settings.state_dir / "demo"
         self.started = time.monotonic()
@@ -472,6 +504,7 @@ class _Run:
             problems=list(self.tail.problems),
             log_dir=self.log_dir,
             error=error,
+            plugins=self.host.states() if self.host is not None else {},
         )
 
     def _report_exits(self) -> None:

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from rwq.config import Settings
 from rwq.errors import RwqError
-from rwq.plugins.paths import PluginPaths
+from rwq.plugins.paths import PluginPaths, with_plugin_dirs
 from rwq.printable import PlainConsole, marked
 from rwq.units import parse_duration
 
@@ -34,6 +34,14 @@ plugin_app = typer.Typer(help="Manage plugins and their permissions.", no_args_i
 out = PlainConsole()
 err = PlainConsole(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+PluginsDir = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--plugins-dir",
+        help="Also host the plugins of this directory (repeat); besides the setting "
+        "plugin_dirs and your installed plugins, nothing else is searched.",
+    ),
+]
 
 
 class PluginCliError(RwqError):
@@ -146,7 +154,9 @@ def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 def install_cmd(
     ctx: typer.Context,
     bundle_path: Annotated[Path, typer.Argument(help="A .zip bundle or plugin directory.")],
-    force: Annotated[bool, typer.Option("--force", help="Replace an installed version.")] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Replace the installed copy of this plugin.")
+    ] = False,
 ) -> None:
     """Validate a bundle and copy it into the user's plugin directory."""
     from rwq.plugins.bundle import open_bundle
@@ -154,9 +164,13 @@ def install_cmd(
     paths = PluginPaths(_settings(ctx))
     bundle = open_bundle(bundle_path, extract_dir=paths.extracted)
     paths.installed.mkdir(parents=True, exist_ok=True)
+    existing = _installed(paths, bundle.name)
+    if existing is not None and not replace:
+        raise PluginCliError(
+            f"{bundle.name} is already installed at {existing}; use --replace to replace it "
+            f"with {bundle.version} from {bundle_path}"
+        )
     target = paths.installed / (f"{bundle.name}.zip" if bundle.kind == "zip" else bundle.name)
-    if target.exists() and not force:
-        raise PluginCliError(f"{bundle.name} is already installed at {target} (use --force)")
     staging = target.with_name(f".{target.name}.tmp")
     if staging.exists():
         shutil.rmtree(staging) if staging.is_dir() else staging.unlink()
@@ -164,10 +178,63 @@ def install_cmd(
         shutil.copyfile(bundle_path, staging)
     else:
         shutil.copytree(bundle.root, staging)
-    if target.exists():
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    for old in (existing, target):
+        if old is not None and old.exists():
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
     staging.rename(target)
     out.print(f"installed {bundle.name} {bundle.version} to {target}")
+
+
+def _installed(paths: PluginPaths, name: str) -> Path | None:
+    """Where ``name`` is installed (a directory or a zip), if it is."""
+    for candidate in (paths.installed / name, paths.installed / f"{name}.zip"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+@plugin_app.command("remove")
+def remove_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="An installed plugin's name.")],
+    purge_data: Annotated[
+        bool,
+        typer.Option(
+            "--purge-data",
+            help="Also delete its stored data, grants, denials and configuration (kept by "
+            "default, for a later install).",
+        ),
+    ] = False,
+) -> None:
+    """Uninstall a plugin from your plugin directory; running hosts unload it."""
+    from rwq.plugins.user_config import ConfigStore
+    from rwq.queue.keys import check_plugin_name
+
+    settings = _settings(ctx)
+    check_plugin_name(name)
+    paths = PluginPaths(settings)
+    installed = _installed(paths, name)
+    if installed is None:
+        elsewhere = [d for d in paths.search[:-1] if (d / name).exists()]
+        where = f"; it is in {elsewhere[0]} (plugin_dirs or --plugins-dir)" if elsewhere else ""
+        raise PluginCliError(f"{name} is not installed in {paths.installed}{where}")
+    shutil.rmtree(installed) if installed.is_dir() else installed.unlink()
+    out.print(f"removed {name} from {paths.installed}")
+    if not purge_data:
+        out.print("its data, grants and configuration are kept (--purge-data deletes them)")
+        return
+    from rwq.connection import connect
+    from rwq.plugins.storage import PluginStorage
+    from rwq.queue.keys import Keys
+
+    PluginStorage(connect(settings), Keys(settings.prefix), name, max_keys=0, max_bytes=0).clear()
+    store, log = _store(settings)
+    try:
+        store.forget(name, by="cli")
+    finally:
+        log.close()
+    ConfigStore.from_settings(settings).forget(name)
+    out.print(f"deleted {name}'s stored data, grants, denials and configuration")
 
 
 @plugin_app.command("grant")
@@ -271,6 +338,13 @@ def check_cmd(
             "--with", help="Load this bundle beside it, with what it asks for (a dependency)."
         ),
     ] = None,
+    plugins_dir: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--plugins-dir",
+            help="Load every plugin of this directory beside it, as with --with (repeat).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Run one plugin headless: load it, feed it events, render, and report.
@@ -281,6 +355,7 @@ def check_cmd(
 
     settings = _settings(ctx)
     try:
+        companions = [*(companion or []), *_bundles_in(plugins_dir or [], path)]
         fed = read_events(events) if events is not None else []
         report = check_plugin(
             settings,
@@ -290,7 +365,7 @@ def check_cmd(
             events=fed,
             batch_size=batch,
             timeout=parse_duration(timeout, "--timeout"),
-            companions=companion or [],
+            companions=companions,
         )
     except RwqError as exc:
         report = CheckReport("invalid", errors=[str(exc)])
@@ -299,6 +374,21 @@ def check_cmd(
     else:
         _print_check(report)
     raise typer.Exit(report.exit_code)
+
+
+def _bundles_in(directories: list[Path], tested: Path) -> list[Path]:
+    """The plugin directories and zip bundles of ``directories`` (``--plugins-dir``), without
+    the plugin under test."""
+    found: list[Path] = []
+    for directory in directories:
+        if not directory.is_dir():
+            raise PluginCliError(f"--plugins-dir: {directory} is not a directory")
+        for entry in sorted(directory.iterdir()):
+            if entry.resolve() == tested.resolve() or entry.name.startswith("."):
+                continue
+            if entry.suffix == ".zip" or (entry / "manifest.yaml").is_file():
+                found.append(entry)
+    return found
 
 
 def _print_check(report: Any) -> None:
@@ -347,69 +437,43 @@ def run_cmd(
     watch: Annotated[
         bool, typer.Option("--watch/--no-watch", help="Hot-reload plugins changed on disk.")
     ] = True,
+    plugins_dir: PluginsDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Run the installed plugins headless (no TUI) until Ctrl-C or --duration."""
-    import os
     import signal
     import threading
 
     from prometheus_client import CollectorRegistry, start_http_server
 
     from rwq.connection import connect
-    from rwq.plugins.control import ControlServer
-    from rwq.plugins.manager import PluginManager
-    from rwq.plugins.reloader import HotReloader
-    from rwq.plugins.runtimes.base import PluginRuntime
-    from rwq.plugins.runtimes.starlark import StarlarkRuntime
-    from rwq.plugins.runtimes.wasm import WasmRuntime
+    from rwq.plugins.headless import HeadlessHost
 
-    settings = _settings(ctx)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rwq"
-    runtimes: dict[str, PluginRuntime] = {
-        "wasm": WasmRuntime(cache_dir=cache),
-        "starlark": StarlarkRuntime(),
-    }
-    manager = PluginManager(settings, runtimes, connect(settings), policy_path=policy)
+    settings = with_plugin_dirs(_settings(ctx), plugins_dir, "--plugins-dir")
+    host = HeadlessHost(settings, connect(settings), policy_path=policy, watch=watch)
     done = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: done.set())
-    # Without --watch the reloader still serves `rwq plugin reload` and puts every swap on
-    # probation.
-    reloader = HotReloader(manager, watch=watch)
-    control = ControlServer(manager, reloader)
-    try:
-        manager.start()
-        reloader.start()
-        control.start()
+    with host:
         if metrics_port:
             registry = CollectorRegistry()
-            registry.register(manager.collector())
+            registry.register(host.manager.collector())
             start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
-        states = {name: manager.state(name).value for name in manager.plugins()}
         if not as_json:
-            for name, state in states.items():
-                out.print(f"{name}: {state}", highlight=False)
-            if control.listening:
-                out.print(f"control: listening as {control.identity}", highlight=False)
+            for name, state in host.states().items():
+                out.print(f"{name}: {state}")
+            if host.control.listening:
+                out.print(f"control: listening as {host.control.identity}")
         done.wait(parse_duration(duration, "--duration") if duration else None)
-        snapshots = [asdict(s) for s in manager.snapshot()]
-    finally:
-        control.stop()
-        reloader.stop()
-        manager.stop()
-        for runtime in runtimes.values():
-            runtime.close()
+        snapshots = [asdict(s) for s in host.manager.snapshot()]
     if as_json:
         out.print_json(json.dumps(snapshots, default=str))
     else:
         for snap in snapshots:
             calls = sum(snap["calls"].values())
             out.print(
-                f"{snap['name']}: {snap['state']}, {calls} calls, "
-                f"{snap['events_delivered']} events",
-                highlight=False,
+                f"{snap['name']}: {snap['state']}, {calls} calls, {snap['events_delivered']} events"
             )
 
 

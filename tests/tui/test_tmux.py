@@ -23,19 +23,24 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rwq.samples import SAMPLES_DIR
+
 TMUX = shutil.which("tmux")
 REPO = Path(__file__).resolve().parents[2]
-PLUGINS = REPO / "plugins"
+PLUGINS = SAMPLES_DIR
 POLICY = PLUGINS / "demo-policy.yaml"
 SAMPLES = ("alert-manager", "bulk-operations", "custom-metrics", "tenant-sla-monitor")
 EXITED = "rwq-demo-exited"
 
 # Outside CI a machine without tmux skips this test; in CI (`make test` installs tmux) a
 # missing tmux is a failure, not a silent skip.
-pytestmark = pytest.mark.skipif(
-    TMUX is None and not os.environ.get("CI"),
-    reason="tmux is not installed (`make toolchains` installs it)",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        TMUX is None and not os.environ.get("CI"),
+        reason="tmux is not installed (`make toolchains` installs it)",
+    ),
+]
 
 
 @dataclass
@@ -115,7 +120,7 @@ def running(tmp_path: Path, command: list[str], cwd: Path, **env: str) -> Iterat
 
 @pytest.fixture
 def terminal(tmp_path: Path) -> Iterator[Terminal]:
-    demo = [sys.executable, "-m", "rwq", "demo", "--plugins", "plugins", "--policy", str(POLICY)]
+    demo = [sys.executable, "-m", "rwq", "demo", "--policy", str(POLICY)]  # the shipped samples
     with running(tmp_path, demo, REPO) as term:
         yield term
 

@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 from rwq.config import Settings
 
-Kind = Literal["check", "grant", "revoke", "deny", "policy", "dropped"]
-KINDS: tuple[Kind, ...] = ("check", "grant", "revoke", "deny", "policy", "dropped")
+Kind = Literal["check", "grant", "revoke", "deny", "forget", "policy", "dropped"]
+KINDS: tuple[Kind, ...] = ("check", "grant", "revoke", "deny", "forget", "policy", "dropped")
 
 # time, kind, plugin, operation, resource, allowed, reason, chain, dropped
 _Entry = tuple[float, str, str, str, str, bool, str, tuple[str, ...], int]

@@ -424,6 +424,16 @@ class GrantStore:
             self._audit("revoke", plugin, frozenset(removed), "", True, f"by {revoked_by}")
         return frozenset(removed)
 
+    def forget(self, plugin: str, *, by: str = "user") -> None:
+        """Remove every grant and denial of ``plugin`` (it was uninstalled with its data)."""
+
+        def change(grants: list[Grant], denials: list[Denial]) -> None:
+            grants[:] = [g for g in grants if g.plugin != plugin]
+            denials[:] = [d for d in denials if d.plugin != plugin]
+
+        self._mutate(change)
+        self._audit("forget", plugin, frozenset(), "", True, f"grants and denials, by {by}")
+
     # -- reviews and policies ---------------------------------------------------------------
 
     def review(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rwq.config import Settings
+from rwq.errors import RwqError
 
 
 @dataclass(frozen=True)
@@ -27,5 +28,26 @@ class PluginPaths:
 
     @property
     def search(self) -> list[Path]:
-        extra = [Path(p) for p in self.settings.plugin_dirs.split(":") if p]
-        return [*extra, self.installed]
+        """The directories discovery reads: ``plugin_dirs``, then the installed plugins."""
+        extra = [Path(p).expanduser().absolute() for p in self.settings.plugin_dirs.split(":") if p]
+        return [*dict.fromkeys([*extra, self.installed])]
+
+
+def with_plugin_dirs(settings: Settings, dirs: list[Path] | None, option: str) -> Settings:
+    """``settings`` searching ``dirs`` (a command's ``--plugins-dir``) too.
+
+    Raises:
+        PluginDirError: one of ``dirs`` is not a directory.
+    """
+    if not dirs:
+        return settings
+    for directory in dirs:
+        if not directory.is_dir():
+            raise PluginDirError(f"{option}: {directory} is not a directory")
+    given = [str(d.expanduser().resolve()) for d in dirs]
+    kept = [p for p in settings.plugin_dirs.split(":") if p]
+    return settings.replace(plugin_dirs=":".join(dict.fromkeys([*given, *kept])))
+
+
+class PluginDirError(RwqError):
+    """A plugin directory given on the command line does not exist."""

@@ -82,6 +82,14 @@ class ConfigStore:
             raise PluginConfigError(plugin, f"{path} does not hold a JSON object")
         return data
 
+    def forget(self, plugin: str) -> None:
+        """Delete the stored configuration of ``plugin`` (none stored is no error)."""
+        path = self._path(plugin)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise PluginConfigError(plugin, f"cannot delete {path}: {exc}") from None
+
     def set(self, plugin: str, config: Mapping[str, Any]) -> None:
         """Replace the stored configuration of ``plugin``, atomically."""
         data = check_config(plugin, config)

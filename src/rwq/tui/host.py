@@ -4,7 +4,6 @@ where the plugins' notifications and log lines go (toasts and the plugin manager
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 from rwq.config import Settings
 from rwq.plugins.control import ControlServer
+from rwq.plugins.headless import sandboxes
 from rwq.plugins.manager import PluginManager
 from rwq.plugins.reloader import HotReloader
 from rwq.plugins.runtimes.base import PluginRuntime
@@ -24,18 +24,6 @@ NOTICE_FOR = 120.0
 """Seconds a failed reload is shown on the plugin's panel."""
 Toast = Callable[[str, str, str], None]
 """``(plugin, message, level)``."""
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rwq"
-
-
-def runtimes() -> dict[str, PluginRuntime]:
-    """The sandboxes, by manifest ``runtime``."""
-    from rwq.plugins.runtimes.starlark import StarlarkRuntime
-    from rwq.plugins.runtimes.wasm import WasmRuntime
-
-    return {"wasm": WasmRuntime(cache_dir=cache_dir()), "starlark": StarlarkRuntime()}
 
 
 class PluginHost:
@@ -53,7 +41,7 @@ class PluginHost:
         *,
         policy_path: Path | None = None,
         watch: bool = True,
-        runtimes_factory: Callable[[], dict[str, PluginRuntime]] = runtimes,
+        runtimes_factory: Callable[[], dict[str, PluginRuntime]] = sandboxes,
         feeds: bool = True,
     ) -> None:
         self.logs = PluginLogs()

@@ -1,4 +1,4 @@
-"""The alert-manager sample plugin (AssemblyScript, plugins/alert-manager): through ``rwq
+"""The alert-manager sample plugin (AssemblyScript, src/rwq/samples/alert-manager): through ``rwq
 plugin check`` on fixture alerts, rebuilt from source, and in a real plugin manager:
 acknowledge, clear, re-raise, history kept in storage across restarts and reloads, bounded,
 call_dependency, notifications."""

@@ -22,9 +22,9 @@ from rwq.plugins.runtimes.starlark import StarlarkRuntime
 from rwq.plugins.user_config import PluginConfigError
 from rwq.queue.broker import Broker, Failure
 from rwq.queue.producer import Producer
+from rwq.samples import SAMPLES_DIR
 
-ROOT = Path(__file__).resolve().parents[3]
-PLUGIN = ROOT / "plugins" / "bulk-operations"
+PLUGIN = SAMPLES_DIR / "bulk-operations"
 FIXTURES = Path(__file__).parent / "fixtures"
 NAME = "bulk-operations"
 SCOPED = ("admin.queue.peek", "admin.queue.requeue", "admin.queue.purge", "events.subscribe")

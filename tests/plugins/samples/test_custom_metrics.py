@@ -24,9 +24,9 @@ from rwq.plugins.runtimes.starlark import StarlarkRuntime
 from rwq.plugins.storage import PluginStorage
 from rwq.plugins.user_config import PluginConfigError
 from rwq.queue.keys import Keys
+from rwq.samples import SAMPLES_DIR
 
-ROOT = Path(__file__).resolve().parents[3]
-PLUGIN = ROOT / "plugins" / "custom-metrics"
+PLUGIN = SAMPLES_DIR / "custom-metrics"
 FIXTURES = Path(__file__).parent / "fixtures"
 NAME = "custom-metrics"
 GRANTS = ["events.subscribe", "storage.read", "storage.write"]

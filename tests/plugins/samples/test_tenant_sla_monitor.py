@@ -1,6 +1,6 @@
-"""The tenant-sla-monitor sample plugin (C, plugins/tenant-sla-monitor): through ``rwq plugin
-check`` on fixture events and on the demo workload's events, rebuilt from source, and beside
-alert-manager in one real plugin manager, where its breaches become alerts there."""
+"""The tenant-sla-monitor sample plugin (C, src/rwq/samples/tenant-sla-monitor): through
+``rwq plugin check`` on fixture events and on the demo workload's events, rebuilt from source,
+and beside alert-manager in one real plugin manager, where its breaches become alerts there."""
 
 from __future__ import annotations
 

@@ -23,9 +23,10 @@ from rwq.plugins.ui import validate_elements
 from rwq.queue.demo import PROFILES, DemoHandler, TenantProfile
 from rwq.queue.job import Job
 from rwq.queue.worker import PermanentFailure
+from rwq.samples import SAMPLES_DIR
 
 ROOT = Path(__file__).resolve().parents[3]
-PLUGINS = ROOT / "plugins"
+PLUGINS = SAMPLES_DIR
 SDK = ROOT / "sdk"
 FIXTURES = Path(__file__).parent / "fixtures"
 WAIT = 30.0
@@ -59,7 +60,7 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout: float = WAIT) ->
 
 def build(name: str, dest: Path) -> Path:
     """Copy the bundle of plugin ``name`` to ``dest`` and rebuild its main.wasm from source
-    with plugins/build.sh (the SDKs' toolchains); returns the bundle directory."""
+    with src/rwq/samples/build.sh (the SDKs' toolchains); returns the bundle directory."""
     shutil.copytree(PLUGINS / name, dest, ignore=shutil.ignore_patterns("main.wasm"))
     if shutil.which("clang") is None or shutil.which("node") is None:
         pytest.fail("clang and node are needed to build the sample plugins: run `make toolchains`")

@@ -4,8 +4,8 @@
 // reloads) and shows active and acknowledged alerts: `a` acknowledges the selected one, `c`
 // clears the acknowledged ones, and an acknowledged alert raised again is active again.
 //
-// Build: plugins/build.sh alert-manager
-//   (sdk/assemblyscript/build.sh plugins/alert-manager/src plugins/alert-manager/main.wasm)
+// Build: src/rwq/samples/build.sh alert-manager
+//   (sdk/assemblyscript/build.sh src/rwq/samples/alert-manager/src src/rwq/samples/alert-manager/main.wasm)
 import { hook, log, host, errorCode, parseJson, Json, Kind, Writer } from "~lib/rwq";
 
 const STORE_PREFIX = "alert:";

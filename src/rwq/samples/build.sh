@@ -1,15 +1,15 @@
 #!/bin/sh
 # Rebuild the WASM sample plugins' main.wasm from their source with the SDKs.
 #
-#   plugins/build.sh                      # every WASM sample, in place
-#   plugins/build.sh NAME [OUTPUT]        # one: tenant-sla-monitor (C) or alert-manager
+#   src/rwq/samples/build.sh                      # every WASM sample, in place
+#   src/rwq/samples/build.sh NAME [OUTPUT]        # one: tenant-sla-monitor (C) or alert-manager
 #                                         # (AssemblyScript); OUTPUT defaults to NAME/main.wasm
 #
 # Needs the toolchains of sdk/c/build.sh (clang, wasm-ld, wasi-libc) and
 # sdk/assemblyscript/build.sh (node, asc): `make toolchains` installs them.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-sdk=$(cd "$here/../sdk" && pwd)
+sdk=$(cd "$here/../../../sdk" && pwd)
 
 build() {
     name=$1

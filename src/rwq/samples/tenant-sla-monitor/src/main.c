@@ -16,8 +16,8 @@
  * verdicts), tenants.c (the events in), alerts.c, render.c and text.c; this file holds the
  * state and the hooks.
  *
- * Build: plugins/build.sh tenant-sla-monitor (sdk/c/build.sh plugins/tenant-sla-monitor/src
- * plugins/tenant-sla-monitor/main.wasm).
+ * Build: src/rwq/samples/build.sh tenant-sla-monitor (sdk/c/build.sh src/rwq/samples/tenant-sla-monitor/src
+ * src/rwq/samples/tenant-sla-monitor/main.wasm).
  */
 #define RWQ_IMPLEMENTATION
 #include "rwq.h"

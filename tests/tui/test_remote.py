@@ -23,6 +23,7 @@ from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins.lifecycle import PluginState
 from rwq.plugins.ui import button_input, key_input
+from rwq.tui import remote as remote_module
 from rwq.tui.app import RwqApp
 from rwq.tui.panels import PanelFrame, PluginPanel
 from rwq.tui.remote import PluginHostBusy, PluginHostGone, RemotePluginHost
@@ -256,35 +257,53 @@ def test_calls_that_fail_there_raise_rwq_error_here(remote: RemotePluginHost) ->
 # -- the process dies ----------------------------------------------------------------------------
 
 
-def test_a_killed_process_is_noticed_said_once_and_calls_fail(remote: RemotePluginHost) -> None:
+def test_a_killed_process_is_reaped_logged_and_restarted(remote: RemotePluginHost) -> None:
+    """A dead plugin host process was never restarted, left a zombie, and its log was empty."""
+    toasts = Toasts()
+    remote.toast = toasts
+    dead = remote.process
+    assert dead is not None
+    dead.kill()
+    wait_for(lambda: toasts.any("plugin host", "restarting", "warning"), "the warning toast")
+    assert dead.poll() is not None  # reaped: no zombie
+    said = remote.manager.gone  # what the views show instead of the plugins meanwhile
+    assert said is not None and "SIGKILL" in said and str(remote.log_path) in said
+    assert remote.manager.plugins() == []
+    with pytest.raises(PluginHostGone):
+        remote.manager.state(PLUGIN)
+    frames = Frames()
+    renderer = remote.renderer_factory(lambda name: (40, 10, False), frames, lambda name: None)
+    renderer.start()
+    renderer.mark(PLUGIN)  # quietly nothing while it is down
+    renderer.stop()
+
+    wait_for(lambda: remote.gone is None, "the restart")
+    assert remote.restarted == 1 and remote.process is not dead
+    assert remote.manager.plugins() == [PLUGIN]
+    assert toasts.any("plugin host", "restarted", "info")
+    log_text = remote.log_path.read_text(encoding="utf-8")
+    assert f"(pid {dead.pid}) was killed by SIGKILL" in log_text and "restarted" in log_text
+
+    remote.stop()
+    assert remote.process.poll() is not None
+
+
+def test_a_process_that_keeps_dying_is_given_up_on(
+    remote: RemotePluginHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(remote_module, "RESTARTS", 1)
+    monkeypatch.setattr(remote_module, "RESTART_DELAY", 0.05)
     toasts = Toasts()
     remote.toast = toasts
     assert remote.process is not None
     remote.process.kill()
-    wait_for(lambda: toasts.any("plugin host", "plugin host", "error"), "the error toast")
-    assert remote.gone is not None
-    [(_, message, _)] = toasts.toasts  # said once
-    assert str(remote.log_path) in message
-    said = remote.manager.gone  # what the views show instead of the plugins
-    assert said is not None and "plugin host" in said and str(remote.log_path) in said
-    assert remote.manager.plugins() == []
-    assert remote.manager.pending_approvals() == []
-    assert remote.manager.snapshot() == []
-    assert remote.reloader.history(PLUGIN) == []
-    with pytest.raises(PluginHostGone):
-        remote.manager.state(PLUGIN)
-    with pytest.raises(RwqError):
-        remote.manager.approve(PLUGIN)
-    frames = Frames()
-    renderer = remote.renderer_factory(lambda name: (40, 10, False), frames, lambda name: None)
-    renderer.start()
-    renderer.mark(PLUGIN)  # quietly nothing: the user was told already
-    renderer.forget(PLUGIN)
-    renderer.stop()
-    assert len(toasts.toasts) == 1
-
-    remote.stop()  # after the process died: no error
-    assert remote.process.poll() is not None
+    wait_for(lambda: remote.restarted == 1 and remote.gone is None, "the restart")
+    remote.process.kill()
+    wait_for(lambda: toasts.any("plugin host", "not started again", "error"), "giving up")
+    assert remote.gone is not None and "not started again" in remote.gone
+    time.sleep(0.3)
+    assert remote.restarted == 1 and remote.process.poll() is not None
+    assert "giving up" in remote.log_path.read_text(encoding="utf-8")
 
 
 def test_a_call_in_flight_fails_when_the_process_dies(remote: RemotePluginHost) -> None:
@@ -462,7 +481,7 @@ def test_the_plugins_tab_shows_what_the_process_granted(
     run_app(granted, plugin_settings, redis_client, steps)
 
 
-def test_the_panels_view_says_when_the_process_died(
+def test_the_panels_view_says_when_the_process_died_and_shows_it_again(
     granted: RemotePluginHost, plugin_settings: Settings, redis_client: redis.Redis
 ) -> None:
     async def steps(app: RwqApp, pilot: Pilot[None]) -> None:
@@ -476,13 +495,17 @@ def test_the_panels_view_says_when_the_process_died(
         granted.process.kill()
         await until(pilot, lambda: not app.query(PluginPanel), timeout=DEADLINE)
         await until(pilot, lambda: "plugin host process stopped" in empty_text())
-        assert str(granted.log_path) in empty_text()
+        assert str(granted.log_path) in empty_text() and "restarting" in empty_text()
         await until(
             pilot,
             lambda: any(
-                "plugin host" in str(n.message) and n.severity == "error"
+                "restarting" in str(n.message) and n.severity == "warning"
                 for n in app._notifications
             ),
         )
+        # it comes back by itself, and so does the panel
+        await until(pilot, lambda: bool(app.query(PluginPanel)), timeout=DEADLINE)
+        panel = app.query_one(f"#panel-{PLUGIN}", PluginPanel)
+        await until(pilot, lambda: "count=0" in panel_text(panel), timeout=DEADLINE)
 
     run_app(granted, plugin_settings, redis_client, steps)

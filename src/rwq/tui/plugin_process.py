@@ -14,7 +14,9 @@ frames (``frames``), notifications (``toast``) and results. Its log goes to
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import os
 import socket
 import sys
 import threading
@@ -199,10 +201,15 @@ def main(argv: list[str] | None = None) -> None:
     sock = socket.socket(fileno=int(args[0]))
     link = Link(sock)
     log_to_stderr(logging.INFO)
+    faulthandler.enable()  # a crash in native code leaves its stack in the log
+    log.info("plugin host process %d started", os.getpid())
     try:
         HostProcess(link).serve()
     except LinkClosed:
         pass
+    except BaseException:
+        log.exception("the plugin host process failed")
+        raise
     finally:
         link.close()
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +41,11 @@ process said last time."""
 STOP_TIMEOUT = 15.0
 LOG_FILE = "plugin-host.log"
 """In the state dir: the process's log (the terminal belongs to the UI)."""
+RESTARTS = 5
+"""A process that died is started again at most this many times in :data:`RESTART_WINDOW`."""
+RESTART_WINDOW = 120.0
+RESTART_DELAY = 1.0
+"""Seconds before the first restart; each further restart in the window waits twice as long."""
 
 Sizes = Callable[[str], "tuple[int, int, bool] | None"]
 Cursors = Callable[[str], "int | None"]
@@ -87,17 +95,26 @@ class RemotePluginHost:
         self._lock = threading.Lock()
         self._reader: threading.Thread | None = None
         self._stopping = False
+        self._halt = threading.Event()
+        self._restarts: deque[float] = deque()
+        """When the process was restarted (monotonic), within the last RESTART_WINDOW."""
+        self.restarted = 0
+        """Times the process was started again after it died."""
 
     @property
     def log_path(self) -> Path:
         return self.settings.state_dir / LOG_FILE
 
     def start(self) -> None:
-        """Start the process and wait until its plugins are loaded.
+        """Start the process and wait until its plugins are loaded; if it dies later it is
+        started again (at most :data:`RESTARTS` times in :data:`RESTART_WINDOW`).
 
         Raises:
             RwqError: it could not start (its reason, and where its log is).
         """
+        self._launch()
+
+    def _launch(self) -> None:
         ours, theirs = socket.socketpair()
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log_file:
@@ -124,12 +141,14 @@ class RemotePluginHost:
             why = reply[1] if reply[0] == "error" else f"unexpected {reply[0]!r}"
             raise RwqError(f"the plugin host process failed: {why}; see {self.log_path}")
         ours.settimeout(None)
+        self.gone = None  # serving (again): a death from now on is noticed by the reader
         self._reader = threading.Thread(target=self._read, name="rwq-host-link", daemon=True)
         self._reader.start()
 
     def stop(self) -> None:
         link, process = self._link, self.process
         self._stopping = True  # the channel's end that follows is no failure
+        self._halt.set()  # no restart from now on
         if link is not None:
             with contextlib.suppress(LinkClosed):
                 link.send(("stop",))
@@ -153,6 +172,84 @@ class RemotePluginHost:
         if self._link is not None:
             self._link.close()
         self.gone = "it did not start"
+
+    # -- death and restart -------------------------------------------------------------------
+
+    def _died(self, why: str) -> None:
+        """The process stopped serving (``why``): reap it, write its cause of death to its
+        log, and start it again after a backoff unless it died too often."""
+        cause = self._reap(why)
+        now = time.monotonic()
+        while self._restarts and now - self._restarts[0] > RESTART_WINDOW:
+            self._restarts.popleft()
+        if len(self._restarts) >= RESTARTS:
+            self.gone = (
+                f"{cause}; it stopped {RESTARTS + 1} times in {RESTART_WINDOW:g}s, so it is not "
+                "started again"
+            )
+            self._record(f"giving up: {self.gone}")
+            self._notify("plugin host", f"the plugin host stopped ({self.gone}); see "
+                         f"{self.log_path}", "error")  # fmt: skip
+            return
+        delay = RESTART_DELAY * 2 ** len(self._restarts)
+        self.gone = f"{cause}; restarting in {delay:g}s"
+        self._record(f"restarting in {delay:g}s")
+        self._notify("plugin host", f"the plugin host stopped ({cause}); restarting it in "
+                     f"{delay:g}s (its log: {self.log_path})", "warning")  # fmt: skip
+        threading.Thread(
+            target=self._restart, args=(delay,), name="rwq-host-restart", daemon=True
+        ).start()
+
+    def _restart(self, delay: float) -> None:
+        if self._halt.wait(delay):
+            return
+        self._restarts.append(time.monotonic())
+        with self._lock:
+            self._pending = {}
+        try:
+            self._launch()
+        except RwqError as exc:
+            if not self._halt.is_set():
+                self._died(str(exc))
+            return
+        if self._halt.is_set():  # the TUI closed meanwhile
+            self.stop()
+            return
+        self.restarted += 1
+        self._record("restarted")
+        self._notify("plugin host", "the plugin host process was restarted", "info")
+
+    def _reap(self, why: str) -> str:
+        """Wait for the dead process (no zombie left) and say how it ended."""
+        process = self.process
+        if process is None:
+            return why
+        try:
+            code = process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:  # the channel broke but it runs on: end it
+            process.kill()
+            code = process.wait()
+            return f"{why}; it no longer answered and was killed"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            cause = f"it was killed by {name}"
+        else:
+            cause = f"it exited with status {code}"
+        self._record(f"the plugin host process (pid {process.pid}) {cause[3:]} ({why})")
+        return cause
+
+    def _record(self, line: str) -> None:
+        """Append ``line`` to the process's log, from this side (a killed process writes
+        nothing)."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        try:
+            with open(self.log_path, "a", encoding="utf-8") as log_file:
+                log_file.write(f"{stamp} rwq tui: {line}\n")
+        except OSError:
+            log.warning("cannot write to %s: %s", self.log_path, line)
 
     # -- messages ----------------------------------------------------------------------------
 
@@ -254,8 +351,7 @@ class RemotePluginHost:
             waiting.ok, waiting.value = False, f"the plugin host stopped ({why})"
             waiting.done.set()
         if why != "the TUI closed":
-            self._notify("plugin host", f"the plugin host stopped ({why}); see {self.log_path}",
-                         "error")  # fmt: skip
+            self._died(why)
 
     # -- the panels ----------------------------------------------------------------------------
 

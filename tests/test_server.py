@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from rwq.server import EmbeddedServer, ServerError
+from rwq.server import EmbeddedServer, ServerError, ServerKeeper
 from rwq.valkey_process import pid_alive, wait_for_exit
 
 MakeEmbedded = Callable[..., EmbeddedServer]
@@ -205,3 +205,76 @@ def test_failed_start_raises_with_the_log(make_embedded: MakeEmbedded) -> None:
     assert caught.value.log_tail
     assert str(server.log_path) in str(caught.value)
     assert server.record() is None
+
+
+def test_the_keeper_starts_a_dead_server_again_but_not_a_stopped_one(
+    make_embedded: MakeEmbedded,
+) -> None:
+    server = make_embedded()
+    server.ensure()
+    first = server.record()
+    assert first is not None
+    keeper = ServerKeeper(server)
+    assert keeper.check() is False  # alive: nothing to do
+    os.kill(first.pid, signal.SIGKILL)
+    wait_for_exit(first.pid, 5.0)
+    assert keeper.check() is True
+    again = server.record()
+    assert again is not None and again.pid != first.pid and pid_alive(again.pid)
+    assert keeper.restarts == 1
+    server.stop()  # on purpose: the keeper leaves it stopped
+    assert keeper.check() is False and server.record() is None
+
+
+WORKER_APP = """
+from pathlib import Path
+
+def handle(job):
+    Path(job.payload["done"]).write_text(job.id)
+"""
+
+
+def test_a_worker_restarts_the_embedded_server_it_runs_on(
+    make_embedded: MakeEmbedded, tmp_path: Path
+) -> None:
+    """A long-running process on the embedded Valkey retried a dead server forever (only the
+    next CLI command restarted it): the worker starts it again itself and goes on."""
+    state = tmp_path / "xdg"
+    server = make_embedded(state / "rwq")
+    server.ensure()
+    before = server.record()
+    assert before is not None
+    (tmp_path / "keeper_app.py").write_text(WORKER_APP)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RWQ_")}
+    env.update(XDG_STATE_HOME=str(state), RWQ_PERSISTENCE="false", PYTHONPATH=str(tmp_path))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "rwq", "worker", "-q", "q", "--app", "keeper_app:handle"],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.0)  # it is serving
+        os.kill(before.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        after = server.record()
+        while after is None or after.pid == before.pid or not pid_alive(after.pid):
+            assert time.monotonic() < deadline, "the worker never started the server again"
+            assert worker.poll() is None, worker.communicate()
+            time.sleep(0.1)
+            after = server.record()
+        done = tmp_path / "done"
+        client = _client(after.url)
+        from rwq.config import Settings
+        from rwq.queue.broker import Broker
+        from rwq.queue.producer import Producer
+
+        settings = Settings(redis_url=after.url, state_dir=state / "rwq", persistence=False)
+        Producer(Broker(client, settings)).enqueue("q", {"done": str(done)})
+        deadline = time.monotonic() + 20
+        while not done.exists():
+            assert time.monotonic() < deadline, "the worker never ran a job on the new server"
+            time.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=60)
+    assert worker.returncode == 0, stderr
+    assert "starting it again" in stderr

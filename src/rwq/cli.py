@@ -27,6 +27,7 @@ from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
 from rwq.queue.job import DEFAULT_PRIORITY, Job
 from rwq.queue.producer import Producer
+from rwq.server import keeping_embedded
 from rwq.units import format_age, parse_duration
 
 app = typer.Typer(
@@ -329,9 +330,11 @@ def worker_cmd(
     )
     worker = Worker(_ctx(ctx).broker, queues, handlers, options)
     err.print(f"worker {worker.id} serving {', '.join(worker.queues)}")
-    worker.run(
-        max_jobs=max_jobs, duration=parse_duration(duration, "--duration") if duration else None
-    )
+    with keeping_embedded(_ctx(ctx).settings):
+        worker.run(
+            max_jobs=max_jobs,
+            duration=parse_duration(duration, "--duration") if duration else None,
+        )
     err.print(f"worker {worker.id} stopped: {worker.processed} completed, {worker.failed} failed")
 
 
@@ -563,7 +566,8 @@ def tui_cmd(
     settings = with_plugin_dirs(_ctx(ctx).settings, plugins_dir, "--plugins-dir")
     if read_only:
         settings = settings.replace(read_only=True)
-    launch(settings, plugins=plugins, policy=policy, watch=watch)
+    with keeping_embedded(settings):
+        launch(settings, plugins=plugins, policy=policy, watch=watch)
 
 
 # -- demo and bench --------------------------------------------------------------------------
@@ -610,16 +614,17 @@ def demo_cmd(
     def host_plugins(target: Settings, client: Any) -> HeadlessHost:
         return HeadlessHost(target, client, policy_path=policy, watch=False)
 
-    summary = run_demo(
-        settings,
-        duration=parse_duration(duration, "--duration") if duration else None,
-        live=tui and sys.stdout.isatty(),
-        workers=workers,
-        rate=rate,
-        console=err if as_json else None,  # keep stdout pure JSON
-        dashboard=dashboard,
-        plugins=host_plugins,
-    )
+    with keeping_embedded(settings):
+        summary = run_demo(
+            settings,
+            duration=parse_duration(duration, "--duration") if duration else None,
+            live=tui and sys.stdout.isatty(),
+            workers=workers,
+            rate=rate,
+            console=err if as_json else None,  # keep stdout pure JSON
+            dashboard=dashboard,
+            plugins=host_plugins,
+        )
     if as_json:
         _print_json(asdict(summary))
     else:

@@ -448,6 +448,7 @@ def run_cmd(
 
     from rwq.connection import connect
     from rwq.plugins.headless import HeadlessHost
+    from rwq.server import keeping_embedded
 
     settings = with_plugin_dirs(_settings(ctx), plugins_dir, "--plugins-dir")
     host = HeadlessHost(settings, connect(settings), policy_path=policy, watch=watch)
@@ -455,7 +456,7 @@ def run_cmd(
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: done.set())
-    with host:
+    with keeping_embedded(settings), host:
         if metrics_port:
             registry = CollectorRegistry()
             registry.register(host.manager.collector())

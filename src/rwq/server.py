@@ -2,6 +2,7 @@
 
 It lives under ``<state_dir>/server/`` and listens only on a unix socket. Whoever needs it
 first starts it (:meth:`EmbeddedServer.ensure`); it runs until :meth:`EmbeddedServer.stop`.
+If it dies, the long-running processes' :class:`ServerKeeper` starts it again.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import redis
 
+from rwq.config import Settings
 from rwq.valkey_process import (
     ServerError,
     config_text,
@@ -31,7 +35,16 @@ from rwq.valkey_process import (
     wait_until_ready,
 )
 
-__all__ = ["EmbeddedServer", "ServerError", "ServerRecord", "ServerStatus"]
+__all__ = [
+    "EmbeddedServer",
+    "ServerError",
+    "ServerKeeper",
+    "ServerRecord",
+    "ServerStatus",
+    "keeping_embedded",
+]
+
+log = logging.getLogger(__name__)
 
 # sun_path holds 108 bytes on Linux (104 on macOS) including the terminating NUL.
 MAX_SOCKET_PATH = 103
@@ -307,3 +320,71 @@ class EmbeddedServer:
         else:
             directives += [["appendonly", "no"], ["save", ""]]
         return config_text(directives)
+
+
+class ServerKeeper:
+    """Starts the embedded server again when it dies under a long-running process (a worker,
+    the TUI, ``rwq plugin run``, the demo): every ``interval`` seconds it checks that the
+    recorded server's process lives. When several processes notice at once, the start lock
+    lets one of them start it and the others find it running; their clients reconnect by
+    themselves. A server stopped on purpose (``rwq server stop`` removes its record) is left
+    stopped."""
+
+    def __init__(self, server: EmbeddedServer, interval: float = 1.0) -> None:
+        self.server = server
+        self.interval = interval
+        self.restarts = 0
+        """Times this keeper started the server again."""
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rwq-server-keeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> ServerKeeper:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def check(self) -> bool:
+        """Start the server if it died; whether it had died."""
+        record = self.server.record()
+        if record is None or pid_alive(record.pid):
+            return False
+        log.warning("the embedded Valkey (pid %d) is gone; starting it again", record.pid)
+        try:
+            url = self.server.ensure()
+        except ServerError as exc:
+            log.error("the embedded Valkey did not start again: %s", exc)
+            return True
+        after = self.server.record()
+        if after is not None and after.started_at > record.started_at:
+            self.restarts += 1
+        log.warning("the embedded Valkey runs again at %s (pid %s)", url,
+                    after.pid if after else "?")  # fmt: skip
+        return True
+
+    def _run(self) -> None:
+        while not self._halt.wait(self.interval):
+            try:
+                self.check()
+            except Exception:  # the keeper must outlive any surprise; the next look retries
+                log.exception("checking the embedded Valkey failed")
+
+
+@contextlib.contextmanager
+def keeping_embedded(settings: Settings) -> Iterator[ServerKeeper | None]:
+    """While the block runs, keep the embedded Valkey of ``settings`` running (nothing to do
+    when ``settings`` name a server of their own)."""
+    if settings.redis_url is not None:
+        yield None
+        return
+    with ServerKeeper(EmbeddedServer(settings.state_dir, settings.persistence)) as keeper:
+        yield keeper

@@ -287,3 +287,51 @@ def test_a_second_signal_hands_the_jobs_back_at_once(
 )
 def test_far_future_times_are_refused(valkey_url: str, args: tuple[str, str], needle: str) -> None:
     assert_clean_error(rwq("enqueue", "q", "1", *args, url=valkey_url), needle)
+
+
+def test_requeue_names_the_ids_it_did_not_find(valkey_url: str, redis_client: redis.Redis) -> None:
+    """`requeue UNKNOWN_ID` said "requeued 0 job(s)" and exited 0."""
+    unknown = rwq("admin", "requeue", "nope-1", "nope-2", url=valkey_url)
+    assert unknown.returncode == 1
+    assert "requeued 0 job(s)" in unknown.stdout
+    assert "no dead letter with id nope-1, nope-2" in unknown.stderr
+    from rwq.config import Settings
+    from rwq.queue.broker import Broker, Failure
+    from rwq.queue.producer import Producer
+
+    broker = Broker(redis_client, Settings(redis_url=valkey_url))
+    job = Producer(broker).enqueue("q", 1)
+    [taken] = broker.fetch("q", "w", 1).jobs
+    broker.fail("q", "w", [Failure(taken.id, 1.0, "boom", permanent=True)])
+    mixed = rwq("admin", "requeue", job.id, "nope-3", "--json", url=valkey_url)
+    assert mixed.returncode == 1
+    assert json.loads(mixed.stdout) == {"requeued": 1, "not_found": ["nope-3"]}
+
+
+def test_peek_names_the_option_and_says_when_there_is_nothing(valkey_url: str) -> None:
+    assert_clean_error(rwq("admin", "peek", "q", "--state", "bogus", url=valkey_url),
+                       "--state: must be one of pending")  # fmt: skip
+    rwq("enqueue", "q", "1", url=valkey_url)
+    empty = rwq("admin", "peek", "q", "--state", "processing", url=valkey_url)
+    assert empty.returncode == 0 and empty.stdout.strip() == "no processing jobs on q"
+    none = rwq("admin", "dlq", "list", url=valkey_url)
+    assert none.stdout.strip() == "no dead letters match"
+
+
+def test_enqueue_json_has_the_servers_enqueued_at(valkey_url: str) -> None:
+    job = json.loads(rwq("enqueue", "q", "1", "--json", url=valkey_url).stdout)
+    assert job["enqueued_at"] is not None and abs(job["enqueued_at"] - time.time() * 1000) < 60_000
+
+
+def test_bench_prints_text_for_people_and_json_only_when_asked() -> None:
+    """`rwq bench plugins` printed JSON without --json."""
+    text = rwq("bench", "queue", "--jobs", "200", url=None)
+    assert text.returncode == 0, text.stderr
+    assert "process_jobs_per_s: " in text.stdout
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text.stdout)
+    from rwq.cli import _print_figures, out
+
+    with out.capture() as captured:
+        _print_figures({"checks": {"ops_per_s": 123456.7, "p99_us": 1.25}, "runs": 3})
+    assert captured.get() == "checks:\n  ops_per_s: 123,457\n  p99_us: 1.250\nruns: 3\n"

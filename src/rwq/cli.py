@@ -23,7 +23,7 @@ from rwq.errors import RwqError
 from rwq.plugin_cli import PluginsDir, plugin_app
 from rwq.plugins.paths import with_plugin_dirs
 from rwq.printable import PlainConsole, log_to_stderr, marked
-from rwq.queue.admin import Admin
+from rwq.queue.admin import PEEK_TARGETS, Admin
 from rwq.queue.broker import Broker
 from rwq.queue.job import DEFAULT_PRIORITY, Job
 from rwq.queue.producer import Producer
@@ -52,6 +52,10 @@ err = PlainConsole(stderr=True)
 
 class UsageError(RwqError):
     """A command-line argument is malformed."""
+
+
+class NotFoundError(RwqError):
+    """What a command was asked to act on does not exist."""
 
 
 DEMO_HANDLERS = "rwq.queue.demo:handlers"
@@ -217,7 +221,8 @@ def _enqueue(
         trace_id=trace_id,
     )
     if as_json:
-        _print_json(job.to_dict())
+        stored = None if job.state == "duplicate" else _ctx(ctx).admin.job(queue, job.id)
+        _print_json((stored or job).to_dict())  # as stored: with the server's enqueued_at
     elif job.state == "duplicate":
         out.print(f"job {job.id} already exists on {queue}; not enqueued again")
     else:
@@ -412,12 +417,17 @@ def peek_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Show the next jobs of a queue without taking them."""
+    if state not in PEEK_TARGETS:
+        raise UsageError(f"--state: must be one of {', '.join(PEEK_TARGETS)}, got {state!r}")
     admin = _ctx(ctx).admin
     jobs = admin.dlq_list(limit=n).jobs if target == "dead" else admin.peek(target, n, state)
+    shown = "dead" if target == "dead" else state
     if as_json:
         _print_json([j.to_dict() for j in jobs])
+    elif not jobs:
+        out.print(f"no {shown} jobs" + ("" if target == "dead" else f" on {target}"))
     else:
-        out.print(_jobs_table(f"{target} ({state if target != 'dead' else 'dead'})", jobs))
+        out.print(_jobs_table(f"{target} ({shown})", jobs))
 
 
 @dlq_app.command("list")
@@ -472,11 +482,22 @@ def requeue_cmd(
         raise UsageError("requeue: give job ids or --all, not both")
     if all_jobs:
         _confirm(yes, f"requeue every dead letter{' of ' + queue if queue else ''}")
-    count = _ctx(ctx).admin.requeue(ids or [], all_jobs=all_jobs, queue=queue, to=to)
+    admin = _ctx(ctx).admin
+    missing = (
+        [] if all_jobs else [i for i in ids or [] if i not in admin.find_dead(ids or [], queue)]
+    )
+    count = (
+        admin.requeue(ids or [], all_jobs=all_jobs, queue=queue, to=to)
+        if (all_jobs or len(missing) < len(ids or []))
+        else 0
+    )
     if as_json:
-        _print_json({"requeued": count})
+        _print_json({"requeued": count, "not_found": missing})
     else:
         out.print(f"requeued {count} job(s)")
+    if missing:
+        where = f" of {queue}" if queue else ""
+        raise NotFoundError(f"no dead letter{where} with id {', '.join(missing)}")
 
 
 @admin_app.command("purge")
@@ -644,8 +665,7 @@ def bench_queue_cmd(
     if as_json:
         _print_json(result)
         return
-    for key, value in result.items():
-        out.print(f"{key:>28}: {value}")
+    _print_figures(result)
 
 
 @bench_app.command("plugins")
@@ -657,7 +677,7 @@ def bench_plugins_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     if as_json:
         _print_json(result)
         return
-    out.print_json(json.dumps(result))
+    _print_figures(result)
 
 
 @bench_app.command("tui")
@@ -679,8 +699,27 @@ def bench_tui_cmd(
     if as_json:
         _print_json(result)
         return
-    for key, value in result.items():
-        out.print(f"{key:>30}: {value}", highlight=False, soft_wrap=True)
+    _print_figures(result)
+
+
+def _print_figures(figures: Mapping[str, Any], indent: int = 0) -> None:
+    """A benchmark's figures for people: one ``name: value`` a line, nested ones indented."""
+    for key, value in figures.items():
+        if isinstance(value, Mapping):
+            out.print(f"{' ' * indent}{key}:")
+            _print_figures(value, indent + 2)
+        else:
+            out.print(f"{' ' * indent}{key}: {_figure(value)}", soft_wrap=True)
+
+
+def _figure(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, list):
+        return ", ".join(_figure(v) for v in value)
+    return str(value)
 
 
 def main() -> None:

@@ -351,6 +351,21 @@ class Admin:
                 total += self._requeue_from(name, present, to)
         return total
 
+    def find_dead(self, ids: Sequence[str], queue: str | None = None) -> dict[str, str]:
+        """The queue each of ``ids`` is a dead letter of (of ``queue`` only, if given); ids
+        that are no dead letter are left out."""
+        names = [self._check_queue(queue)] if queue else self.broker.queues()
+        found: dict[str, str] = {}
+        for name in names:
+            qk = self.broker.queue_keys(name)
+            pipe = self.client.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.zscore(qk.dead, job_id)
+            for job_id, score in zip(ids, pipe.execute(), strict=True):
+                if score is not None:
+                    found.setdefault(job_id, name)
+        return found
+
     def _requeue_from(self, queue: str, ids: Sequence[str], to: str | None) -> int:
         if not ids:
             return 0

@@ -251,3 +251,28 @@ def test_the_dead_letters_view_follows_new_dead_letters(
         assert len(view.chosen) == 1
 
     drive(app, steps)
+
+
+def test_charts_never_show_negative_counts_or_times(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    """At start-up the charts read "-1.00 jobs/s" and "-1.00 seconds ago"."""
+    import re
+
+    from rwq.tui.queues import Chart
+
+    Producer(Broker(redis_client, settings)).enqueue("q", 1)
+    app = RwqApp(settings, redis_client, address="test", poll_interval=0.2)
+
+    async def steps(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: len(app.history.times) >= 1)
+        for _ in range(2):  # with one reading, then with a few
+            await pilot.pause(0.1)
+            for chart in app.query(Chart):
+                chart.plt.plotsize(80, 14)
+                text = chart.plt.build()
+                assert not re.search(r"-\d", text), text
+                assert "now" in text and "time ago" in text
+            await until(pilot, lambda: len(app.history.times) >= 3)
+
+    drive(app, steps)

@@ -248,3 +248,62 @@ def test_a_grid_row_is_as_tall_as_its_tallest_panel(
         drive(app, steps)
     finally:
         host.stop()
+
+
+def on_screen(panel: PluginPanel) -> str:
+    """The body lines the panel shows now."""
+    return (
+        "\n".join(
+            "".join(s.text for s in panel.render_line(y)).rstrip() for y in range(panel.size.height)
+        )
+        + "\n"
+    )
+
+
+def test_a_narrow_terminal_stacks_the_panels_and_a_tall_panel_scrolls(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """At 100x30 two columns squeezed every panel; a panel taller than the screen was cut."""
+    import asyncio
+
+    root = tmp_path / "plugins"
+    shutil.copytree(FIXTURES / "counter", root / "counter")
+    shutil.copytree(FIXTURES / "tall", root / "tall")
+    host = PluginHost(settings.replace(plugin_dirs=str(root)), redis_client, watch=False)
+    host.start()
+    app = app_for(host, settings, redis_client)
+
+    async def main() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await approve_all(app, pilot)
+            await pilot.press("4")
+            tall = app.query_one("#panel-tall", PluginPanel)
+            counter = app.query_one("#panel-counter", PluginPanel)
+            await until(pilot, lambda: tall.total_lines == 30 and counter.total_lines > 0)
+            await pilot.pause(0.3)
+            assert tall.region.x == counter.region.x  # one column
+            assert tall.region.width > 90
+            grid = app.query_one("#panel-grid")
+            assert tall.region.height <= grid.size.height  # never taller than the screen
+            assert "lines 1-" in str(tall._border_subtitle) and "of 30" in str(
+                tall._border_subtitle
+            )
+            assert "line 29" not in on_screen(tall)
+            for _ in range(4):
+                await pilot.press("tab")
+                if tall.has_focus:
+                    break
+            assert tall.has_focus
+            await pilot.press("pagedown", "pagedown", "pagedown")
+            await pilot.pause(0.2)
+            shown = on_screen(tall)
+            assert "line 29" in shown and "line 0\n" not in shown
+            assert "of 30" in str(tall._border_subtitle)
+            await pilot.press("pageup", "pageup", "pageup")
+            await pilot.pause(0.2)
+            assert tall.first_line == 0
+
+    try:
+        asyncio.run(main())
+    finally:
+        host.stop()

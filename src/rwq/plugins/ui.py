@@ -597,7 +597,8 @@ INPUTS: dict[str, InputKind] = {
     for i in (
         InputKind("key", (("key", "Textual key name: `a`, `enter`, `up`, `ctrl+r` ..."),),
                   "A key pressed while the panel has focus. Not delivered: keys the host binds "
-                  "(tab, escape, ?), up/down and Enter while the panel has targets (they move "
+                  "(tab, escape, ?, page up/down: they scroll a panel taller than its cell), "
+                  "up/down and Enter while the panel has targets (they move "
                   "between and press them) and a button's `key` (it presses the button).",
                   '{"kind": "key", "key": "r"}'),
         InputKind("button", (("id", "the button's `id`"),),

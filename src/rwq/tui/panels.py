@@ -60,6 +60,10 @@ TIMINGS_KEPT = 20_000
 LINES_KEPT = 512
 """Finished body lines a panel keeps for reuse."""
 HOST_KEYS = frozenset({"tab", "shift+tab", "escape", "question_mark", "ctrl+p", "ctrl+q"})
+SCROLL_KEYS = {"pageup": -1, "pagedown": 1}
+"""Scroll a panel whose content is taller than it by a page (never sent to the plugin)."""
+GRID_COLUMNS = ((120, 1), (250, 2))
+"""The panels grid's columns: 1 below 120 cells of width (panels stack), 2 below 250, else 3."""
 """Keys the host keeps for itself; every other key goes to the focused panel's plugin."""
 
 
@@ -197,8 +201,11 @@ class PluginPanel(Widget, can_focus=True):
         """The latest :meth:`render_lines` times (the body, border and styles as strips)."""
         self._strips: dict[int, Strip] = {}
         """Lines of the current frame made into strips, by line (see :meth:`render_line`)."""
-        self._strips_key: tuple[int, int] = (-1, -1)
+        self._strips_key: tuple[int, int, int] = (-1, -1, 0)
         self._chrome: _Chrome | None = None
+        self.first_line = 0
+        """The first body line shown: more than 0 while a panel taller than its cell is
+        scrolled (page keys, the mouse wheel)."""
         self.styles.min_width = min_width
         self.styles.min_height = min_height
         if not resizable:
@@ -213,10 +220,8 @@ class PluginPanel(Widget, can_focus=True):
         targets = self.targets
         if self.cursor is not None and self.cursor >= len(targets):
             self.cursor = len(targets) - 1 if targets else None
-        subtitle = frame.note[:60] if frame.note else ""
-        if subtitle != self._subtitle:  # setting it repaints the whole panel
-            self._subtitle = subtitle
-            self.border_subtitle = plain_text(subtitle)
+        scrolled = self._clamp()
+        self._show_subtitle()
         self.set_class(frame.state in STATE_STYLE, "-problem")
         self.set_class(THROTTLED_NOTE in frame.note, "-throttled")
         # a new layout only when the panel's height may change (it is the screen's costliest step)
@@ -229,15 +234,54 @@ class PluginPanel(Widget, can_focus=True):
             and previous.seq == frame.base_seq
             and previous.note == frame.note
             and previous.state is frame.state
+            and not scrolled
         ):
             # only the lines that changed are drawn again, as few regions as possible (the
             # screen renders each region apart), each as wide as the panel with its border and
             # padding: a narrower one would make the screen cut every line it writes (a new
             # strip, drawn into escape codes again) instead of writing the line as made
-            left = self.content_offset.x
-            self.refresh(*_spans(frame.changed, -left, self.region.width))
+            left, top = self.content_offset
+            shown = range(self.first_line, self.first_line + max(self.size.height, 0))
+            changed = tuple(y - self.first_line + top for y in frame.changed if y in shown)
+            self.refresh(*_spans(changed, -left, self.region.width))
         else:
             self.refresh(layout=layout)
+
+    @property
+    def total_lines(self) -> int:
+        frame = self.frame
+        if frame is None or frame.lines is None or frame.view is None:
+            return 0
+        return len(frame.lines.lines)
+
+    def _clamp(self) -> bool:
+        """Keep :attr:`first_line` within the content; whether it moved."""
+        last = max(0, self.total_lines - max(self.size.height, 1))
+        first = min(self.first_line, last)
+        moved, self.first_line = first != self.first_line, first
+        return moved
+
+    def _show_subtitle(self) -> None:
+        frame = self.frame
+        note = frame.note[:60] if frame is not None and frame.note else ""
+        total, rows = self.total_lines, self.size.height
+        if rows > 0 and total > rows:
+            place = f"lines {self.first_line + 1}-{min(total, self.first_line + rows)} of {total}"
+            note = f"{note} · {place}" if note else f"{place} (PgUp/PgDn)"
+        if note != self._subtitle:  # setting it repaints the whole panel
+            self._subtitle = note
+            self.border_subtitle = plain_text(note)
+
+    def scroll_body(self, lines: int) -> bool:
+        """Scroll the body by ``lines`` (negative: up); whether it moved."""
+        before = self.first_line
+        self.first_line = max(0, before + lines)
+        self._clamp()
+        if self.first_line == before:
+            return False
+        self._show_subtitle()
+        self.refresh()
+        return True
 
     def render_line(self, y: int) -> Strip:
         """Line ``y`` of the body: the frame's lines as strips, made once per frame and line
@@ -247,10 +291,11 @@ class PluginPanel(Widget, can_focus=True):
         if lines is None:
             return super().render_line(y)
         width = self.size.width
-        if self._strips_key != (frame.seq if frame else -1, width):
+        if self._strips_key != (frame.seq if frame else -1, width, self.first_line):
             self._strips = {}
-            self._strips_key = (frame.seq if frame else -1, width)
+            self._strips_key = (frame.seq if frame else -1, width, self.first_line)
         strip = self._strips.get(y)
+        y += self.first_line
         if strip is None:
             base = self.visual_style.rich_style
             if y < len(lines.lines):
@@ -260,7 +305,7 @@ class PluginPanel(Widget, can_focus=True):
                     strip = strip.crop(0, width)
             else:
                 strip = Strip.blank(width, base)
-            self._strips[y] = strip
+            self._strips[y - self.first_line] = strip
         return strip
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
@@ -327,8 +372,9 @@ class PluginPanel(Widget, can_focus=True):
                     edge = chrome.edges[y] = super().render_lines(Region(0, y, width, 1))[0]
                 out.append(edge)
                 continue
-            body_y = y - top
-            line = tuple(drawn[body_y]) if body_y < min(content_height, len(drawn)) else ()
+            body_y = y - top + self.first_line
+            shown = body_y < len(drawn) and body_y - self.first_line < content_height
+            line = tuple(drawn[body_y]) if shown else ()
             strip = made.get(line)
             if strip is None:
                 length = lengths[body_y] if lengths is not None and line else None
@@ -378,6 +424,8 @@ class PluginPanel(Widget, can_focus=True):
         return frame.lines if frame.lines is not None else frame.view.renderable
 
     def on_resize(self, _: events.Resize) -> None:
+        self._clamp()
+        self._show_subtitle()
         size = self.size  # the content area (the event's size includes border and padding)
         render_size = (max(size.width, 10), max(size.height, 3))
         if render_size != self.render_size:
@@ -391,7 +439,9 @@ class PluginPanel(Widget, can_focus=True):
             return
         targets = self.targets
         handled = True
-        if event.key in ("up", "down") and targets:
+        if event.key in SCROLL_KEYS:
+            self.scroll_body(SCROLL_KEYS[event.key] * max(self.size.height - 1, 1))
+        elif event.key in ("up", "down") and targets:
             step = -1 if event.key == "up" else 1
             start = self.cursor if self.cursor is not None else (-1 if step > 0 else len(targets))
             self.cursor = max(0, min(len(targets) - 1, start + step))
@@ -405,6 +455,14 @@ class PluginPanel(Widget, can_focus=True):
         if handled:
             event.stop()
             event.prevent_default()
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        if self.scroll_body(3):
+            event.stop()  # else the grid scrolls
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        if self.scroll_body(-3):
+            event.stop()
 
     def _shortcut(self, character: str | None) -> Target | None:
         if not character:
@@ -644,7 +702,7 @@ class PanelsView(Vertical):
         layout: grid; grid-size: 2; grid-rows: auto; grid-gutter: 0 1; height: 1fr;
     }
     PanelsView #panel-grid.-tabs { layout: vertical; }
-    PanelsView #panel-grid.-tabs PluginPanel { height: 1fr; }
+    PanelsView #panel-grid.-tabs PluginPanel { height: 1fr; max-height: 100%; }
     PanelsView #panel-tabs { display: none; }
     PanelsView.-tabs #panel-tabs { display: block; }
     """
@@ -705,6 +763,20 @@ class PanelsView(Vertical):
         self.sync()
         self.renderer.start()
 
+    def on_resize(self, _: events.Resize) -> None:
+        """As many columns as the width allows (:data:`GRID_COLUMNS`: a narrow terminal stacks
+        the panels), and no panel taller than the screen: a longer one scrolls inside."""
+        grid = self.query_one("#panel-grid", VerticalScroll)
+        width = self.size.width
+        grid.styles.grid_size_columns = next((n for edge, n in GRID_COLUMNS if width < edge), 3)
+        for panel in self.panels.values():
+            self._cap(panel)
+
+    def _cap(self, panel: PluginPanel) -> None:
+        height = self.query_one("#panel-grid", VerticalScroll).size.height or self.size.height
+        panel.styles.max_height = max(height, panel.styles.min_height.value if
+                                      panel.styles.min_height else 5)  # fmt: skip
+
     def on_unmount(self) -> None:
         if self.renderer is not None:
             self.renderer.stop()
@@ -734,6 +806,7 @@ class PanelsView(Vertical):
             )
             self.panels[name] = panel
             grid.mount(panel)
+            self._cap(panel)
             tabs.add_tab(Tab(plain_text(panel.panel_title), id=f"tab-{name}"))
             added.append(name)
         removed = [n for n in self.panels if n not in names]

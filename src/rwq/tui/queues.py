@@ -59,6 +59,10 @@ def row(q: QueueStats, rate: float) -> tuple[Text | str, ...]:
     )
 
 
+MIN_SPAN = 60.0
+"""Seconds a chart's time axis spans at least (a fresh start shows its first minute)."""
+
+
 class Chart(PlotextPlot):
     """One line per queue over the history."""
 
@@ -70,15 +74,30 @@ class Chart(PlotextPlot):
         plt = self.plt
         plt.clear_data()
         plt.title(self.title)
-        n = len(history.times)
-        if n:
-            xs = [t - history.times[-1] for t in history.times]
+        times = list(history.times)
+        top = 0.0
+        if times:
+            xs = [t - times[-1] for t in times]
             for name in queues:
                 values = list(series.get(name, ()))  # type: ignore[call-overload]
                 if values:
                     plt.plot(xs[-len(values) :], values, label=name, marker="braille")
-            plt.xlabel("seconds ago")
+                    top = max(top, *values)
+        # Counts and rates are never negative, and time runs back from now: without fixed
+        # limits an empty or flat start showed "-1.00 jobs/s" and "-1.00 seconds ago".
+        span = max(times[-1] - times[0], MIN_SPAN) if len(times) > 1 else MIN_SPAN
+        plt.xlim(-span, 0)
+        plt.ylim(0, top * 1.1 if top > 0 else 1)
+        ticks = [-span * i / 4 for i in range(4, -1, -1)]
+        plt.xticks(ticks, [_ago(-t) for t in ticks])
+        plt.xlabel("time ago")
         self.refresh()
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 0.5:
+        return "now"
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
 
 
 class QueuesView(Vertical):

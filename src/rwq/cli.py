@@ -28,7 +28,7 @@ from rwq.queue.broker import Broker
 from rwq.queue.job import DEFAULT_PRIORITY, Job
 from rwq.queue.producer import Producer
 from rwq.server import keeping_embedded
-from rwq.units import format_age, parse_duration
+from rwq.units import format_age, format_figure, parse_duration
 
 app = typer.Typer(
     help="rwq: a reliable Redis work queue with a plugin-driven terminal UI.",
@@ -709,17 +709,7 @@ def _print_figures(figures: Mapping[str, Any], indent: int = 0) -> None:
             out.print(f"{' ' * indent}{key}:")
             _print_figures(value, indent + 2)
         else:
-            out.print(f"{' ' * indent}{key}: {_figure(value)}", soft_wrap=True)
-
-
-def _figure(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.0f}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    if isinstance(value, list):
-        return ", ".join(_figure(v) for v in value)
-    return str(value)
+            out.print(f"{' ' * indent}{key}: {format_figure(value)}", soft_wrap=True)
 
 
 def main() -> None:

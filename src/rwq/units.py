@@ -77,6 +77,17 @@ def _shown(text: object) -> str:
     return shown if len(shown) <= 40 else f"{shown[:37]}..."
 
 
+def format_figure(value: object) -> str:
+    """A measured figure for people: thousands separated, three decimals below 1,000."""
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, list):
+        return ", ".join(format_figure(v) for v in value)
+    return str(value)
+
+
 def format_age(seconds: float | None) -> str:
     """A duration for people: ``12.3s``, ``4.5m``, ``1.2h``, ``2.0d``; ``-`` for none."""
     if seconds is None:

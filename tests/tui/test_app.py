@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import redis
+from rich.console import Console
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Label, TabbedContent
+from textual.widgets import DataTable, Input, Label, Static, TabbedContent
 
 from rwq.config import Settings
 from rwq.queue.admin import Admin
@@ -220,11 +223,15 @@ def test_bench_form_runs_and_reports(settings: Settings, redis_client: redis.Red
         await until_screen(pilot, BenchScreen)
         app.screen.query_one("#bench-jobs", Input).value = "500"
         await pilot.click("#run")
-        await until(
-            pilot,
-            lambda: "process_jobs_per_s" in str(app.screen.query_one("#bench-result").render()),
-            timeout=60,
-        )
+        result = app.screen.query_one("#bench-result", Static)
+
+        def shown() -> str:
+            console = Console(width=100, record=True, file=io.StringIO())
+            console.print(result.content)
+            return console.export_text()
+
+        await until(pilot, lambda: "process jobs per s" in shown(), timeout=60)
+        assert "{" not in shown()  # a table of figures, not raw JSON
 
     drive(app, steps)
 
@@ -276,3 +283,39 @@ def test_charts_never_show_negative_counts_or_times(
             await until(pilot, lambda: len(app.history.times) >= 3)
 
     drive(app, steps)
+
+
+def test_workers_fit_120_columns_with_short_job_ids_and_the_full_ones_below(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    import asyncio
+    import json
+
+    keys = Broker(redis_client, settings).keys
+    worker_id = "build-runner-eu-west-1.internal.example.com:123456:a1b2c3"
+    jobs = [f"01a24d0a4a28760fba146616f{n}" for n in range(3)]
+    queues = ["tenant.acme", "tenant.globex", "tenant.initech"]
+    info = {"host": worker_id.split(":")[0], "pid": 123456, "queues": queues, "concurrency": 8}
+    redis_client.hset(keys.workers, worker_id, json.dumps(info))
+    now_ms = int(redis_client.time()[0]) * 1000
+    beat = {"state": "running", "ts": now_ms, "processed": 5, "failed": 1}
+    redis_client.set(keys.heartbeat(worker_id), json.dumps(beat), ex=30)
+    redis_client.zadd(keys.queue("tenant.acme").processing(worker_id), dict.fromkeys(jobs, 1))
+    app = RwqApp(settings, redis_client, address="t", poll_interval=0.2)
+
+    async def main() -> None:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.press("3")
+            table = app.query_one("#workers-table", DataTable)
+            await until(pilot, lambda: table.row_count == 1)
+            [row] = rows(table)
+            assert row[0] == "a1b2c3" and row[5].startswith("3/8 ")
+            assert row[5] == f"3/8 {jobs[0][-8:]} +2"
+            widths = {str(c.label): c.get_render_width(table) for c in table.ordered_columns}
+            assert sum(widths.values()) <= 118, widths  # every column on screen
+            table.focus()
+            detail = app.query_one("#workers-detail", Label)
+            await until(pilot, lambda: worker_id in str(detail.render()))
+            assert all(j in str(detail.render()) for j in jobs)
+
+    asyncio.run(main())

@@ -6,8 +6,11 @@ one, else under a private key prefix of the configured server (removed afterward
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
+from rich import box
+from rich.table import Table
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,6 +21,8 @@ from textual.widgets import Button, Input, Label, ProgressBar, Static
 from rwq.bench.queue import run_queue_bench
 from rwq.config import Settings
 from rwq.errors import RwqError
+from rwq.printable import plain_text
+from rwq.units import format_figure
 
 MIN_JOBS = 100
 MAX_JOBS = 1_000_000
@@ -70,7 +75,7 @@ class BenchScreen(ModalScreen[None]):
         try:
             jobs = parse_jobs(self.query_one("#bench-jobs", Input).value)
         except ValueError as exc:
-            self.query_one("#bench-phase", Label).update(f"[red]{exc}[/red]")
+            self.query_one("#bench-phase", Label).update(plain_text(str(exc), "red"))
             return
         self.running = True
         self.query_one("#run", Button).disabled = True
@@ -83,19 +88,29 @@ class BenchScreen(ModalScreen[None]):
 
         try:
             result = run_queue_bench(self.settings, jobs=jobs, progress=progress)
-            text = json.dumps(result, indent=2)
+            shown: Table | Text = figures_table(result)
         except (RwqError, OSError) as exc:
-            text = f"bench failed: {exc}"
-        self.app.call_from_thread(self._finished, text)
+            shown = plain_text(f"bench failed: {exc}", "red")
+        self.app.call_from_thread(self._finished, shown)
 
     def _progress(self, phase: str, done: float) -> None:
         self.query_one("#bench-progress", ProgressBar).update(progress=done * 100)
         self.query_one("#bench-phase", Label).update(phase)
 
-    def _finished(self, text: str) -> None:
+    def _finished(self, shown: Table | Text) -> None:
         self.running = False
         self.query_one("#run", Button).disabled = False
-        self.query_one("#bench-result", Static).update(text)
+        self.query_one("#bench-result", Static).update(shown)
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+def figures_table(result: dict[str, Any]) -> Table:
+    """The bench's figures as a table: what was measured, and its value."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key.replace("_", " "), format_figure(value))
+    return table

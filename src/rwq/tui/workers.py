@@ -1,4 +1,5 @@
-"""The workers view: every registered worker, its queues and current jobs, stale ones in red."""
+"""The workers view: every registered worker, its queues and current jobs, stale ones in red;
+the selected worker's full id and job ids below the table."""
 
 from __future__ import annotations
 
@@ -7,37 +8,65 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Label
 
+from rwq.queue.admin import WorkerInfo
 from rwq.tui.source import Sample, is_stale
-from rwq.tui.tables import sync_rows, update_label
+from rwq.tui.tables import cursor_key, sync_rows, update_label
 from rwq.units import format_age as age
 
 COLUMNS = ("id", "host", "pid", "queues", "state", "running", "processed", "failed", "heartbeat")
+SHORT_ID = 8
+"""Characters of a job id shown in the running column (its end: ids are time-ordered)."""
+HOST_WIDTH = 16
+QUEUES_WIDTH = 20
+
+
+def short(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def worker_label(worker_id: str) -> str:
+    """The part of a worker id that tells it apart: ``host:pid:xxxxxx`` shows ``xxxxxx`` (the
+    host and pid have columns of their own)."""
+    return worker_id.rsplit(":", 1)[-1] if worker_id.count(":") >= 2 else short(worker_id, 16)
 
 
 class WorkersView(Vertical):
+    DEFAULT_CSS = """
+    WorkersView #workers-table { height: 1fr; }
+    WorkersView #workers-detail { height: auto; padding: 0 1; }
+    """
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.known: dict[str, WorkerInfo] = {}
+
     def compose(self) -> ComposeResult:
         yield Label("", id="workers-status")
         table: DataTable[Text | str] = DataTable(id="workers-table", cursor_type="row")
         for name in COLUMNS:
             table.add_column(name, key=name)
         yield table
+        yield Label("", id="workers-detail")
 
     def show(self, sample: Sample) -> None:
         rows: dict[str, tuple[Text | str, ...]] = {}
         stale_count = 0
+        self.known = {w.id: w for w in sample.workers}
         for w in sample.workers:
             stale = is_stale(w, sample.taken_at)
             stale_count += stale
             style = "bold red" if stale else ""
             beat = age(sample.taken_at - w.last_heartbeat / 1000) if w.last_heartbeat else "lost"
-            jobs = ", ".join(w.current_jobs[:3]) + (" …" if len(w.current_jobs) > 3 else "")
+            jobs = w.current_jobs[0][-SHORT_ID:] if w.current_jobs else ""
+            more = f" +{len(w.current_jobs) - 1}" if len(w.current_jobs) > 1 else ""
             rows[w.id] = (
-                Text(w.id, style=style),
-                w.host,
+                Text(worker_label(w.id), style=style),
+                short(w.host, HOST_WIDTH),
                 str(w.pid),
-                ", ".join(w.queues),
+                short(", ".join(w.queues), QUEUES_WIDTH),
                 Text("stale" if stale else w.state, style=style or "green"),
-                f"{len(w.current_jobs)}/{w.concurrency} {jobs}".strip(),
+                f"{len(w.current_jobs)}/{w.concurrency} {jobs}{more}".strip(),
                 str(w.processed),
                 str(w.failed),
                 Text(beat, style=style),
@@ -47,3 +76,21 @@ class WorkersView(Vertical):
         if stale_count:
             status.append(f", {stale_count} stale", style="bold red")
         update_label(self.query_one("#workers-status", Label), status)
+        self._detail()
+
+    def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
+        self._detail()
+
+    def _detail(self) -> None:
+        key = cursor_key(self.query_one("#workers-table", DataTable))
+        worker = self.known.get(key or "")
+        if worker is None:
+            update_label(self.query_one("#workers-detail", Label), "")
+            return
+        text = Text()
+        text.append(worker.id, style="bold")
+        text.append(f"  on {worker.host}, pid {worker.pid}; queues: {', '.join(worker.queues)}")
+        text.append(f"\nrunning {len(worker.current_jobs)} of {worker.concurrency}")
+        for job_id in worker.current_jobs:
+            text.append(f"\n  {job_id}")
+        update_label(self.query_one("#workers-detail", Label), text)

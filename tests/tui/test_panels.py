@@ -307,3 +307,48 @@ def test_a_narrow_terminal_stacks_the_panels_and_a_tall_panel_scrolls(
         asyncio.run(main())
     finally:
         host.stop()
+
+
+def test_in_the_tabs_layout_tab_moves_between_panel_tabs_and_g_stays_in_the_footer(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    root = tmp_path / "plugins"
+    shutil.copytree(FIXTURES / "counter", root / "counter")
+    shutil.copytree(FIXTURES / "tall", root / "tall")
+    host = PluginHost(settings.replace(plugin_dirs=str(root)), redis_client, watch=False)
+    host.start()
+    app = app_for(host, settings, redis_client)
+
+    async def steps(pilot: Pilot[None]) -> None:
+        await approve_all(app, pilot)
+        await pilot.press("4")
+        counter = app.query_one("#panel-counter", PluginPanel)
+        tall = app.query_one("#panel-tall", PluginPanel)
+        await until(pilot, lambda: counter.total_lines > 0 and tall.total_lines > 0)
+        await pilot.press("g")
+        tabs = app.query_one("#panel-tabs")
+        await pilot.pause(0.1)
+        first = tabs.active
+        for _ in range(2):
+            await pilot.press("tab")
+            await pilot.pause(0.1)
+            assert tabs.active != first or _ == 1
+            shown = [p for p in (counter, tall) if p.display]
+            assert len(shown) == 1 and shown[0].has_focus
+            assert "g" in app.screen.active_bindings  # the footer still offers the layout key
+            first = tabs.active if _ == 0 else first
+        await pilot.press("escape", "g")  # leave the panel, back to the grid: both shown
+        await pilot.pause(0.1)
+        assert counter.display and tall.display
+        for _ in range(4):  # from the view's tabs into the grid
+            await pilot.press("tab")
+            focused = [p for p in (counter, tall) if p.has_focus]
+            if focused:
+                break
+        await pilot.press("tab")
+        assert len(focused) == 1 and not focused[0].has_focus  # the next panel
+
+    try:
+        drive(app, steps)
+    finally:
+        host.stop()

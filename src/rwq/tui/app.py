@@ -26,7 +26,7 @@ from rwq.tui.bench import BenchScreen
 from rwq.tui.dead_letters import DeadLettersView
 from rwq.tui.dialogs import HELP, ConfirmScreen, TextScreen, job_text
 from rwq.tui.host import PluginHost
-from rwq.tui.panels import PanelsView
+from rwq.tui.panels import PanelsView, PluginPanel
 from rwq.tui.plugins_view import PluginLogs, PluginsView
 from rwq.tui.queues import QueuesView
 from rwq.tui.remote import RemotePluginHost
@@ -63,6 +63,7 @@ class RwqApp(App[None]):
     TITLE = "rwq"
     CSS = CSS
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("g", "panels_layout", "Grid/tabs"),
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help"),
         Binding("t", "next_theme", "Theme", show=False),
@@ -305,6 +306,7 @@ class RwqApp(App[None]):
         self.push_screen(BenchScreen(self.settings))
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.refresh_bindings()  # g is offered on the panels tab only
         if event.pane.id == "dead":
             self.query_one(DeadLettersView).action_reload()
         elif event.pane.id == "plugins" and self.manager is not None:
@@ -331,6 +333,20 @@ class RwqApp(App[None]):
         index = themes.index(self.theme) if self.theme in themes else -1
         self.theme = themes[(index + 1) % len(themes)]
         self.notify(f"theme: {self.theme}", timeout=1.5)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "panels_layout":
+            if self.query_one(TabbedContent).active != "panels":
+                return False  # not in the footer elsewhere
+            # A focused panel's plugin gets the keys, g included: shown dimmed until escape.
+            return None if isinstance(self.focused, PluginPanel) else True
+        return True
+
+    def on_descendant_focus(self, _: object) -> None:
+        self.refresh_bindings()  # g dims while a panel has the keys
+
+    def action_panels_layout(self) -> None:
+        self.query_one(PanelsView).action_layout()
 
     def action_leave(self) -> None:
         self.query_one(TabbedContent).query_one("Tabs").focus()

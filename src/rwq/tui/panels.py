@@ -695,7 +695,10 @@ RendererFactory = Callable[
 class PanelsView(Vertical):
     """Every plugin's panel, in a grid or as tabs (``g`` switches)."""
 
-    BINDINGS = [Binding("g", "layout", "Grid/tabs")]
+    BINDINGS = [
+        Binding("tab", "next_panel(1)", "Next panel", show=False),
+        Binding("shift+tab", "next_panel(-1)", "Previous panel", show=False),
+    ]
 
     DEFAULT_CSS = """
     PanelsView #panel-grid {
@@ -898,6 +901,21 @@ class PanelsView(Vertical):
         self.set_class(self.tabs_layout, "-tabs")
         self.query_one("#panel-grid").set_class(self.tabs_layout, "-tabs")
         self._show_active()
+
+    def action_next_panel(self, step: int) -> None:
+        """The next (or previous) panel: its tab in the tabs layout, focus in the grid."""
+        order = list(self.panels)
+        if not order:
+            return
+        if self.tabs_layout:
+            tabs = self.query_one("#panel-tabs", Tabs)
+            current = (tabs.active or "").removeprefix("tab-")
+            index = order.index(current) if current in order else -step
+            tabs.active = f"tab-{order[(index + step) % len(order)]}"
+            return
+        focused = next((n for n in order if self.panels[n].has_focus), None)
+        index = order.index(focused) if focused is not None else -1 if step > 0 else 0
+        self.panels[order[(index + step) % len(order)]].focus()
 
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         self._show_active()

@@ -70,6 +70,17 @@ def test_the_approval_dialog_grants_only_what_is_checked_and_it_persists(
         choices = screen.query_one("#approval-permissions", SelectionList)
         assert set(choices.selected) == {"ui.notifications", "storage.read"}
         choices.deselect("storage.read")
+        await pilot.pause(0.1)
+        marks = {}  # the toggle glyph of each option, and whether it can be seen
+        for y in range(choices.size.height):
+            segments = list(choices.render_line(y))
+            line = "".join(s.text for s in segments)
+            for name in ("ui.notifications", "storage.read"):
+                if name in line:
+                    [mark] = [s for s in segments if s.text == "X"]
+                    assert mark.style is not None
+                    marks[name] = mark.style.color != mark.style.bgcolor
+        assert marks == {"ui.notifications": True, "storage.read": False}  # unchecked: empty
         await pilot.press("a")
         await until(pilot, lambda: app.manager.state("counter") is PluginState.ACTIVE)
 

@@ -67,6 +67,13 @@ def describe(item: ReviewItem) -> Text:
 class ApprovalScreen(ModalScreen[Decision]):
     """Asks the user about one plugin's pending permissions."""
 
+    DEFAULT_CSS = """
+    #approval-permissions { text-wrap: wrap; text-overflow: fold; }
+    /* an unchecked box is empty (Textual draws a dim X, easily read as checked) */
+    #approval-permissions > .selection-list--button,
+    #approval-permissions > .selection-list--button-highlighted { color: $panel; }
+    """
+
     BINDINGS = [
         Binding("a", "decide('allow')", "Allow selected"),
         Binding("d", "decide('deny')", "Deny"),

@@ -116,24 +116,47 @@ def job_text(job: Job) -> Text:
 HELP = """\
 Everywhere
   1-5        queues · dead letters · workers · panels · plugins
-  ?          this help          t   next theme       ctrl+p  command palette
+  ?          this help
+  t          next theme
+  ctrl+p     command palette
   q          quit
 
-Queues                                   Dead letters
-  /          filter                        /          filter (queue, tenant, error)
-  enter      peek the pending jobs         space      select / unselect the job
-  p          pause or resume               enter      inspect the job
-  b          benchmark form                r          requeue the selection (or this job)
-                                           R          requeue every matching job
-Workers                                    d          purge the selection (or this job)
-  stale workers are shown in red           D          purge every matching job
+Queues
+  /          filter
+  enter      peek the pending jobs
+  p          pause or resume
+  b          benchmark form
 
-Panels                                   Plugins
-  tab        next panel                    enter      details        e / x  enable / disable
-  g          grid or tabs layout           l          reload         v      revoke a permission
-  arrows     move within a panel           a          audit log      o      the plugin's log
-  enter      press or choose               A          approvals waiting
+Dead letters
+  /          filter (queue, tenant, error)
+  space      select / unselect the job
+  enter      inspect the job
+  r          requeue the selection (or this job)
+  R          requeue every matching job
+  d          purge the selection (or this job)
+  D          purge every matching job
+
+Workers
+  stale workers are shown in red
+  the selected worker's full id and jobs are shown below the table
+
+Panels
+  tab        next panel (next tab in the tabs layout)
+  g          grid or tabs layout (after escape when a panel has focus)
+  arrows     move within a panel
+  enter      press or choose
+  pgup/pgdn  scroll a panel taller than its cell
+  escape     leave the panel
   other keys go to the focused panel's plugin
+
+Plugins
+  enter      details
+  e / x      enable / disable
+  l          reload
+  v          revoke a permission
+  a          audit log
+  o          the plugin's log
+  A          approvals waiting
 
 With --read-only every action that changes a queue is refused and hidden.
 """

@@ -548,6 +548,7 @@ def test_send_alert_publishes_from_the_caller(host: Host) -> None:
         "title": "t",
         "message": "m",
         "key": None,
+        "repeat": False,
     }
 
 

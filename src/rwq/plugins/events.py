@@ -120,9 +120,11 @@ CATALOG: dict[str, EventSpec] = {
         "A plugin was hot-reloaded (its new code replaced the old).", queue_scoped=False,
     ),
     ALERT_RAISED: EventSpec(
-        ALERT_RAISED, "plugin:<name>", ("from", "severity", "title", "message", "key", "chain"),
+        ALERT_RAISED, "plugin:<name>",
+        ("from", "severity", "title", "message", "key", "repeat", "chain"),
         "A plugin with `admin.alerts.send` raised an alert (`send_alert`); `from` names it, "
-        "`chain` the delegation chain when it came through a dependency call.",
+        "`repeat` says it is the same incident still going on, `chain` the delegation chain "
+        "when it came through a dependency call.",
         queue_scoped=False,
     ),
 }  # fmt: skip

@@ -543,6 +543,8 @@ _SPECS: tuple[HostFunctionSpec, ...] = (
             Param("message", "string", "The details.", max_length=4000),
             Param("key", "string", "Deduplication key (same key: same alert).", default=None,
                   nullable=True, max_length=128),
+            Param("repeat", "boolean", "The same incident still going on (the alert is kept "
+                  "current; an acknowledged one stays acknowledged).", default=False),
         ),
         '{"id": string}', f"Publish `{ALERT_RAISED}` (`data.from` is the caller).",
         rate=Rate(30, 60.0),

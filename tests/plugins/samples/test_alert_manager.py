@@ -134,9 +134,11 @@ def raised(manager: PluginManager, events: list[BusEvent]) -> None:
 
 
 def alert(
-    ts: float, frm: str, severity: str, title: str, key: str | None = None, message: str = ""
-) -> BusEvent:
-    data = {"from": frm, "severity": severity, "title": title, "message": message, "key": key}
+    ts: float, frm: str, severity: str, title: str, key: str | None = None, message: str = "",
+    *, repeat: bool = False,
+) -> BusEvent:  # fmt: skip
+    data = {"from": frm, "severity": severity, "title": title, "message": message, "key": key,
+            "repeat": repeat}  # fmt: skip
     return BusEvent(
         type="alert.raised", ts=ts, source=f"plugin:{frm}", queue="", data=data,
         id=f"a:{next(SEQ)}",
@@ -189,12 +191,17 @@ def test_acknowledge_clear_and_a_reraised_alert_is_active_again(
     assert not press(alerts, "down")  # the last one
     assert health(alerts, ALERTS)["acknowledged"] == 2
 
-    # raised again: the acknowledged p95 alert is active again, counted
+    # repeated while it goes on: counted, kept current, still acknowledged
     raised(alerts, [alert(T0 + 60_000, "tenant-sla-monitor", "critical", "p95 still high",
+                          "sla:initech:p95", repeat=True)])  # fmt: skip
+    wait_for(lambda: any("p95 still high" in line for line in lines(alerts)), "the repeat")
+    assert health(alerts, ALERTS)["acknowledged"] == 2
+    # raised again as a new incident: the acknowledged alert is active again
+    raised(alerts, [alert(T0 + 610_000, "tenant-sla-monitor", "critical", "p95 still high",
                           "sla:initech:p95")])  # fmt: skip
     wait_for(lambda: health(alerts, ALERTS)["acknowledged"] == 1, "the alert re-opened")
     assert lines(alerts)[0] == (
-        f"CRIT {TIMES}4  p95 still high  (tenant-sla-monitor, 14:14:20 UTC)"
+        f"CRIT {TIMES}5  p95 still high  (tenant-sla-monitor, 14:23:30 UTC)"
     )
 
     assert press(alerts, "c")  # clears the acknowledged disk alert
@@ -233,10 +240,10 @@ def test_the_history_survives_a_restart_and_a_hot_reload(host: Host, tmp_path: P
     assert lines(second) == before
     assert one(render(second, ALERTS), "list")["selected"] == 1  # the selection too
     # and it goes on counting where it was
-    raised(second, [alert(T0 + 70_000, "disk-watch", "warning", "Disk 93% full",
+    raised(second, [alert(T0 + 610_000, "disk-watch", "warning", "Disk 93% full",
                           "disk:/var/lib/valkey")])  # fmt: skip
     wait_for(lambda: health(second, ALERTS)["acknowledged"] == 0, "the disk alert re-opened")
-    assert f"WARN {TIMES}2  Disk 93% full  (disk-watch, 14:14:30 UTC)" in lines(second)
+    assert f"WARN {TIMES}2  Disk 93% full  (disk-watch, 14:23:30 UTC)" in lines(second)
 
 
 def test_the_history_is_bounded_oldest_acknowledged_first(host: Host, tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 // send_alert, or a dependant's call_dependency("alert-manager", "raise", ...)), de-duplicates
 // them by key, keeps the history in the plugin's storage (so it survives restarts and
 // reloads) and shows active and acknowledged alerts: `a` acknowledges the selected one, `c`
-// clears the acknowledged ones, and an acknowledged alert raised again is active again.
+// clears the acknowledged ones; an acknowledged alert raised again is active again, unless the
+// sender marks it a `repeat` of the same incident going on.
 //
 // Build: src/rwq/samples/build.sh alert-manager
 //   (sdk/assemblyscript/build.sh src/rwq/samples/alert-manager/src src/rwq/samples/alert-manager/main.wasm)
@@ -203,8 +204,9 @@ function notify(a: Alert): void {
 }
 
 /** Records one alert: a new one, a repeat (count, last seen, latest text), or an
- * acknowledged one raised again (active again). */
-function raise(from: string, severity: string, title: string, message: string, key: string, chain: string, ts: f64): Alert {
+ * acknowledged one raised again (active again) unless the sender says it is the same incident
+ * going on (`repeat`: an acknowledged alert stays acknowledged). */
+function raise(from: string, severity: string, title: string, message: string, key: string, chain: string, ts: f64, repeat: bool = false): Alert {
   const probe = new Alert();
   probe.from = from;
   probe.key = key;
@@ -219,15 +221,17 @@ function raise(from: string, severity: string, title: string, message: string, k
     alerts.push(a);
     fresh = true;
   }
-  const reopened = a.acked;
+  const reopened = a.acked && !repeat;
   a.count++;
   a.severity = severityOf(severity);
   a.title = title;
   a.message = cut(message, MAX_STORED_MESSAGE);
   a.chain = chain;
   if (ts > a.last) a.last = ts;
-  a.acked = false;
-  a.ackedAt = 0;
+  if (reopened) {
+    a.acked = false;
+    a.ackedAt = 0;
+  }
   save(a);
   if (fresh) trim();
   if (fresh || reopened) notify(a);
@@ -333,7 +337,7 @@ function onEvent(events: Json, out: Writer): void {
     for (let j = 0; j < chain.length; j++) hops.push(chain.at(j).str());
     raise(
       d.get("from").str("?"), d.get("severity").str(), title, d.get("message").str(),
-      d.get("key").str(), hops.join(" > "), e.get("ts").num(),
+      d.get("key").str(), hops.join(" > "), e.get("ts").num(), d.get("repeat").bool(false),
     );
     changed = true;
   }

@@ -1,4 +1,4 @@
-/* Alerts: send_alert on a breach, once per breach of a tenant and kind. */
+/* Alerts: send_alert on a breach of a tenant and kind, repeated while the breach goes on. */
 #include "rwq.h"
 #include "sla.h"
 
@@ -47,8 +47,9 @@ static void dead_letters(const tenant *t, char *buf, size_t size) {
     rwq_result_free(&r);
 }
 
-/* Sends the breach alert of one kind; false when it should be tried again later. */
-static bool send_breach(tenant *t, int kind, const verdict *v) {
+/* Sends the breach alert of one kind (a `repeat` of one going on); false when it should be
+ * tried again later. */
+static bool send_breach(tenant *t, int kind, const verdict *v, bool repeat) {
     targets tg = targets_of(t);
     const char *window = cfg.sla_buckets == BUCKETS_1M ? "1m" : "5m";
     char title[200], key[128], message[1200], actual[32], target[32], extra[400];
@@ -84,6 +85,8 @@ static bool send_breach(tenant *t, int kind, const verdict *v) {
     w_member_str(&args, "title", title);
     w_member_str(&args, "message", message);
     w_member_str(&args, "key", key);
+    rwq_w_key(&args, "repeat");
+    rwq_w_bool(&args, repeat);
     rwq_w_end_object(&args);
     rwq_result r = rwq_call(send_alert, &args);
     rwq_json code = rwq_result_error(r);
@@ -106,9 +109,10 @@ static bool send_breach(tenant *t, int kind, const verdict *v) {
     return sent || alerts_denied;
 }
 
-/* Sends an alert for each kind that went into breach. A breached kind is re-armed once it
- * has been ok (not merely at risk) for REARM_MS, so a tenant hovering at its target does not
- * alert on every crossing. */
+/* Sends an alert for each kind that went into breach, and again every REALERT_MS while the
+ * breach goes on (same key: the alert manager counts it and keeps it current). A breached
+ * kind is re-armed once it has been ok (not merely at risk) for REARM_MS, so a tenant
+ * hovering at its target does not raise a new alert on every crossing. */
 void check_alerts(void) {
     /* A tenant's verdict changes with its new runs, or as the windows slide: every tenant
      * once per 10 s bucket, else only those with new runs (most batches hold a few events). */
@@ -123,7 +127,13 @@ void check_alerts(void) {
             int st = v.kind[kind];
             if (st == ST_BREACH && !t->breached[kind]) {
                 if (!cfg.alerts || alerts_denied) t->breached[kind] = true;
-                else t->breached[kind] = send_breach(t, kind, &v);
+                else t->breached[kind] = send_breach(t, kind, &v, false);
+                t->ok_since[kind] = 0;
+                t->alerted_at[kind] = now_ms;
+            } else if (st == ST_BREACH && cfg.alerts && !alerts_denied &&
+                       now_ms - t->alerted_at[kind] >= REALERT_MS) {
+                /* still in breach: the same alert (same key) again, with today's figures */
+                if (send_breach(t, kind, &v, true)) t->alerted_at[kind] = now_ms;
                 t->ok_since[kind] = 0;
             } else if (t->breached[kind] && st == ST_OK) {
                 if (!t->ok_since[kind]) t->ok_since[kind] = now_ms;

@@ -2,7 +2,7 @@
  * tenant-sla-monitor: per-tenant success rate, p50/p95 run time, throughput and errors over
  * sliding windows (last 1 and 5 minutes, in 10 s buckets), checked against SLA targets from
  * the config; a table sorted worst-first, and an alert (send_alert, one dedup key per tenant
- * and kind) when a tenant breaches, again only once it recovered and breached anew.
+ * and kind) when a tenant breaches, sent again every 30 s while the breach goes on.
  *
  * Time is event time: the clock is the newest `ts` of the events received (job events and
  * the 5 s queue.stats samples), so the windows slide with the queue, not the host, and the
@@ -180,7 +180,10 @@ RWQ_HOOK(import_state) {
         rwq_json kind;
         while (rwq_json_next(&kinds, &kind))
             for (int j = 0; j < NKINDS; j++)
-                if (rwq_json_equals(kind, KIND_NAMES[j])) t->breached[j] = true;
+                if (rwq_json_equals(kind, KIND_NAMES[j])) {
+                    t->breached[j] = true;
+                    t->alerted_at[j] = now_ms; /* repeated 30 s after the hand-over */
+                }
     }
 }
 

@@ -15,6 +15,8 @@
 #define NBINS 146    /* run-time bins: upper edges 1, 2, ... 10, then ~10% apart, to ~1 h */
 #define QUEUE_PREFIX "tenant."
 #define REARM_MS 60000 /* a breached kind must stay ok this long before it may alert again */
+#define REALERT_MS 30000 /* while a breach goes on, its alert is sent again this often (the
+                          * alert manager counts it and keeps its figures and "last seen" current) */
 
 enum { KIND_SUCCESS, KIND_P95, NKINDS };
 extern const char *const KIND_NAMES[NKINDS];
@@ -42,6 +44,7 @@ typedef struct {
     char last_error[ERROR_BYTES];
     bool breached[NKINDS]; /* an alert was sent and the kind has not recovered since */
     int64_t ok_since[NKINDS]; /* while breached: when the kind was last seen back to ok */
+    int64_t alerted_at[NKINDS]; /* while breached: when its alert was last sent */
     int alerts_sent;
     bool touched; /* has new runs since the alerts were last checked */
 } tenant;

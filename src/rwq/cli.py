@@ -22,7 +22,7 @@ from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugin_cli import PluginsDir, plugin_app
 from rwq.plugins.paths import with_plugin_dirs
-from rwq.printable import PlainConsole, log_to_stderr, marked
+from rwq.printable import PlainConsole, log_to_stderr, marked, print_json
 from rwq.queue.admin import PEEK_TARGETS, Admin
 from rwq.queue.broker import Broker
 from rwq.queue.job import DEFAULT_PRIORITY, Job
@@ -115,7 +115,7 @@ def _ctx(ctx: typer.Context) -> Context:
 
 
 def _print_json(data: Any) -> None:
-    out.print_json(json.dumps(data, default=str))
+    print_json(data, out.file)
 
 
 # -- server ----------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ and reload them in the running hosts."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import asdict
@@ -17,7 +16,7 @@ from rich.text import Text
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins.paths import PluginPaths, with_plugin_dirs
-from rwq.printable import PlainConsole, marked
+from rwq.printable import PlainConsole, marked, print_json
 from rwq.units import parse_duration
 
 if TYPE_CHECKING:
@@ -96,7 +95,7 @@ def validate_cmd(
         "dependencies": [d.name for d in m.dependencies],
     }
     if as_json:
-        out.print_json(json.dumps({"valid": True, **info}))
+        print_json({"valid": True, **info}, out.file)
     else:
         out.print(f"{m.name} {m.version} ({m.runtime}) is valid; sha256 {bundle.sha256[:16]}…")
 
@@ -135,7 +134,7 @@ def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     log.close()
     errors = {str(path): str(err) for path, err in found.errors.items()}
     if as_json:
-        out.print_json(json.dumps({"plugins": rows, "errors": errors}))
+        print_json({"plugins": rows, "errors": errors}, out.file)
         return
     table = Table(title=f"{len(rows)} plugins")
     for col in ("name", "version", "runtime", "state", "granted", "pending", "denied"):
@@ -306,7 +305,7 @@ def audit_cmd(
         audit.audit_path(_settings(ctx)), plugin=plugin, denied_only=denied, limit=limit
     )
     if as_json:
-        out.print_json(json.dumps([r.to_dict() for r in records]))
+        print_json([r.to_dict() for r in records], out.file)
         return
     for record in records:
         out.print(record.describe(), highlight=False, soft_wrap=True)
@@ -370,7 +369,7 @@ def check_cmd(
     except RwqError as exc:
         report = CheckReport("invalid", errors=[str(exc)])
     if as_json:
-        out.print_json(json.dumps(report.to_dict(), default=str))
+        print_json(report.to_dict(), out.file)
     else:
         _print_check(report)
     raise typer.Exit(report.exit_code)
@@ -469,7 +468,7 @@ def run_cmd(
         done.wait(parse_duration(duration, "--duration") if duration else None)
         snapshots = [asdict(s) for s in host.manager.snapshot()]
     if as_json:
-        out.print_json(json.dumps(snapshots, default=str))
+        print_json(snapshots, out.file)
     else:
         for snap in snapshots:
             calls = sum(snap["calls"].values())
@@ -516,16 +515,15 @@ def reload_cmd(
     finally:
         client.close()
     if as_json:
-        out.print_json(
-            json.dumps(
-                {
-                    "plugin": name,
-                    "received": result.received,
-                    "missing": result.missing,
-                    "ok": result.ok,
-                    "replies": [asdict(r) for r in result.replies],
-                }
-            )
+        print_json(
+            {
+                "plugin": name,
+                "received": result.received,
+                "missing": result.missing,
+                "ok": result.ok,
+                "replies": [asdict(r) for r in result.replies],
+            },
+            out.file,
         )
     else:
         _print_reload(result)

@@ -4,8 +4,10 @@ text, never read as Rich or Textual markup or emoji codes."""
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any
+import sys
+from typing import IO, Any
 
 from rich.console import Console
 from rich.style import Style
@@ -18,6 +20,7 @@ __all__ = [
     "log_to_stderr",
     "marked",
     "plain_text",
+    "print_json",
     "printable",
     "printable_text",
 ]
@@ -150,3 +153,12 @@ def log_to_stderr(level: int) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
+
+
+def print_json(data: Any, file: IO[str] | None = None) -> None:
+    """``data`` as indented JSON for machines: ASCII only (every other character, a control
+    or a lone surrogate among them, written as a ``\\u`` escape), so it reaches a terminal
+    as inert text and never fails to encode."""
+    out = file if file is not None else sys.stdout
+    out.write(json.dumps(data, indent=2, ensure_ascii=True, default=str) + "\n")
+    out.flush()

@@ -217,3 +217,33 @@ def test_c_hello_runs_clean(settings: Settings, redis_client: redis.Redis, tmp_p
     assert report.events["handed"] == 4
     assert report.render
     assert report.resources["peak_memory_bytes"] > 0
+
+
+COUNTS_LABELS = """
+def on_event(events):
+    state.set("seen", state.get("seen", 0) + len(events))
+    state.set("last", events[-1]["data"].get("labels", {}).get("type", ""))
+    return {"changed": True}
+
+def render(size):
+    return [{"type": "text", "text": "%d events, last %s" % (state.get("seen", 0), state.get("last", ""))}]
+"""
+
+
+def test_a_lone_surrogate_in_event_data_does_not_cost_the_batch(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """A payload label of "\\ud800" made every subscribed Starlark plugin trap ("unexpected
+    end of hex escape") and lose its batch."""
+    plugin = starlark_plugin(tmp_path, "labels", COUNTS_LABELS, permissions=["events.subscribe"])
+    lines = [{"type": "job.completed", "queue": "q", "data": {"job_id": "j1",
+              "labels": {"type": "ok \ud800 \U0001f600"}}}, *job_events(2)]  # fmt: skip
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    report = check_plugin(settings, plugin, grants=["events.subscribe"], events=read_events(events),
+                          batch_size=3, client=redis_client)  # fmt: skip
+    assert report.status == "ok", report.to_dict()
+    assert report.render == [{"type": "text", "text": "3 events, last "}]
+    report = check_plugin(settings, plugin, grants=["events.subscribe"],
+                          events=read_events(events)[:1], client=redis_client)  # fmt: skip
+    assert report.render == [{"type": "text", "text": "1 events, last ok \ufffd \U0001f600"}]

@@ -545,3 +545,32 @@ def test_heartbeat_continues_during_a_long_graceful_drain(
     runner.join(10)
     assert not runner.is_alive()
     assert broker.client.hget(broker.keys.queue("drain").counters, "processed") == "1"
+
+
+def test_a_handlers_unprintable_error_does_not_stop_the_worker(
+    make_broker: Callable[..., Broker],
+) -> None:
+    """An error text with a lone surrogate (a payload's "\\ud800") or an exception whose str()
+    raises killed the worker with UnicodeEncodeError / the exception itself."""
+    broker = make_broker()
+    producer = Producer(broker)
+
+    class Unreadable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    def handler(job: Job) -> None:
+        if job.payload["n"] == 0:
+            raise ValueError("bad " + job.payload["text"])
+        raise Unreadable
+
+    producer.enqueue_many("q", [JobSpec({"n": n, "text": "\ud800"}, max_retries=0) for n in (0, 1)])
+    worker = Worker(broker, ["q"], {"q": handler})
+    worker.run(max_jobs=2, duration=20)
+    assert worker.failed == 2
+    dead = Admin(broker).dlq_list().jobs
+    errors = sorted(j.last_error or "" for j in dead)
+    assert errors == [
+        "Unreadable: <Unreadable whose message cannot be read>",
+        "ValueError: bad \\ud800",
+    ]

@@ -509,3 +509,26 @@ def test_the_panels_view_says_when_the_process_died_and_shows_it_again(
         await until(pilot, lambda: "count=0" in panel_text(panel), timeout=DEADLINE)
 
     run_app(granted, plugin_settings, redis_client, steps)
+
+
+def test_a_plugin_that_notifies_while_it_starts_does_not_stop_the_start(
+    plugin_settings: Settings, policy_file: Path, tmp_path: Path
+) -> None:
+    """A notification sent from initialize reached the TUI before "ready", and the TUI gave
+    up: "the plugin host process failed: unexpected 'toast'"."""
+    main = Path(plugin_settings.plugin_dirs) / "counter" / "main.star"
+    main.write_text(
+        main.read_text().replace(
+            '    state.set("count", 0)\n',
+            '    state.set("count", 0)\n    rwq.show_notification(message = "hello at start")\n',
+        )
+    )
+    toasts = Toasts()
+    host = RemotePluginHost(plugin_settings, policy_path=policy_file, watch=False)
+    host.toast = toasts
+    try:
+        host.start()
+        assert host.gone is None and host.manager.plugins() == [PLUGIN]
+        assert toasts.any(PLUGIN, "hello at start", "info")
+    finally:
+        host.stop()

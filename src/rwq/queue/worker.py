@@ -328,8 +328,8 @@ class Worker:
                 job,
                 False,
                 (time.perf_counter() - started) * 1000,
-                f"{type(exc).__name__}: {exc}",
-                traceback_mod.format_exc(),
+                f"{type(exc).__name__}: {_describe(exc)}",
+                _storable(traceback_mod.format_exc()),
                 isinstance(exc, PermanentFailure),
             )
         return _Outcome(qname, job, True, (time.perf_counter() - started) * 1000)
@@ -577,6 +577,22 @@ class Worker:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+
+
+def _describe(exc: BaseException) -> str:
+    """The exception's message as text Redis can store: one whose ``str()`` raises is named
+    by its type, and lone surrogates (from a payload's ``"\\ud800"``) are escaped."""
+    try:
+        text = str(exc)
+    except Exception:  # a handler's exception is hostile input too
+        text = f"<{type(exc).__name__} whose message cannot be read>"
+    return _storable(text)
+
+
+def _storable(text: str) -> str:
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _exit_abandoned() -> None:

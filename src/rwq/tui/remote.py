@@ -131,6 +131,9 @@ class RemotePluginHost:
         try:
             link.send(("init", self.settings, self.policy_path, self.watch))
             reply = link.recv()
+            while reply[0] == "toast":  # a plugin notified while it started (initialize)
+                self._notify(*reply[1:])
+                reply = link.recv()
         except LinkClosed as exc:
             self._abandon()
             raise RwqError(

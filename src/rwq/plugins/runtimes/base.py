@@ -8,6 +8,7 @@ comes back.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -165,3 +166,28 @@ class PluginRuntime(Protocol):
     def close(self) -> None:
         """Release what the runtime shares between plugins (engine, sandbox pool)."""
         ...
+
+
+def to_guest_json(value: Any) -> bytes:
+    """``value`` as the UTF-8 JSON a sandbox reads. A lone surrogate (a payload's or another
+    plugin's ``"\\ud800"``) is not text a guest can decode: it becomes U+FFFD, so one bad
+    string never costs a plugin its whole batch."""
+    try:
+        return _GUEST_JSON.encode(value).encode("utf-8")
+    except UnicodeEncodeError:
+        return _GUEST_JSON.encode(_without_lone_surrogates(value)).encode("utf-8")
+
+
+_GUEST_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        if value.isascii():
+            return value
+        return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_lone_surrogates(v) for v in value]
+    return value

@@ -38,6 +38,7 @@ from rwq.plugins.runtimes.base import (
     HostCall,
     PluginFault,
     ResourceLimits,
+    to_guest_json,
 )
 from rwq.plugins.runtimes.budget import CpuBudget
 from rwq.plugins.runtimes.sandbox import (
@@ -154,7 +155,7 @@ class StarlarkPlugin:
 
     def call(self, hook: Hook, argument: Any) -> Any:
         hook = Hook(hook)
-        arg = _JSON.encode(argument).encode()
+        arg = to_guest_json(argument)
         with self._lock:
             if self._gone is not None:
                 raise PluginFault(
@@ -227,7 +228,7 @@ class StarlarkPlugin:
                 log.warning("host call %s of plugin %s failed", function, self.name, exc_info=True)
             result = error_result(exc)
         try:
-            return _JSON.encode(result).encode()
+            return to_guest_json(result)
         except (TypeError, ValueError):
             log.warning("host call %s returned a non-JSON result", function)
             return _JSON.encode(error_result(InternalError("non-JSON result"))).encode()

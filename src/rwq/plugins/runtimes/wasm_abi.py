@@ -15,7 +15,7 @@ from typing import Any
 import wasmtime
 
 from rwq.plugins.host_api import HOST_FUNCTIONS
-from rwq.plugins.runtimes.base import HOOKS, FaultKind, Hook, PluginFault
+from rwq.plugins.runtimes.base import HOOKS, FaultKind, Hook, PluginFault, to_guest_json
 
 ABI_VERSION = 1
 HOST_MODULE = "rwq"
@@ -139,10 +139,7 @@ def encode_json(value: Any) -> bytes:
     """UTF-8 JSON of ``value``; empty for null (passed as ``(0, 0)``)."""
     if value is None:
         return b""
-    try:
-        return _JSON.encode(value).encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: the ASCII form escapes it
-        return _JSON_ASCII.encode(value).encode("ascii")
+    return to_guest_json(value)
 
 
 def _no_constant(name: str) -> Any:

@@ -329,3 +329,19 @@ def test_remove_keeps_data_unless_purged(tmp_path: Path) -> None:
         assert ConfigStore.from_settings(settings).get("alert-manager") == {}
     finally:
         rwq("server", "stop")  # the embedded Valkey these commands started
+
+
+def test_install_copies_only_the_checked_files(tmp_path: Path) -> None:
+    """A link inside an ignored folder (.git) passed the check, and the installed copy held
+    the file it pointed to."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret")
+    plugin = tmp_path / "bulk-operations"
+    shutil.copytree(REPO_PLUGINS / "bulk-operations", plugin)
+    (plugin / ".git").mkdir()
+    (plugin / ".git" / "config").symlink_to(secret)
+    installed = rwq("plugin", "install", str(plugin))
+    assert installed.returncode == 0, installed.stderr
+    target = Path(installed.stdout.strip().rsplit(" to ", 1)[1])
+    assert sorted(p.name for p in target.iterdir()) == ["README.md", "main.star", "manifest.yaml"]
+    assert not any("top secret" in p.read_text() for p in target.rglob("*") if p.is_file())

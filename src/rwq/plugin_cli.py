@@ -3,6 +3,7 @@ and reload them in the running hosts."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import asdict
@@ -171,17 +172,43 @@ def install_cmd(
         )
     target = paths.installed / (f"{bundle.name}.zip" if bundle.kind == "zip" else bundle.name)
     staging = target.with_name(f".{target.name}.tmp")
-    if staging.exists():
-        shutil.rmtree(staging) if staging.is_dir() else staging.unlink()
-    if bundle.kind == "zip":
-        shutil.copyfile(bundle_path, staging)
-    else:
-        shutil.copytree(bundle.root, staging)
+    _remove(staging)
+    try:
+        if bundle.kind == "zip":
+            shutil.copyfile(bundle_path, staging)
+        else:
+            _copy_files(bundle.root, bundle.files, staging)
+        copied = open_bundle(staging, extract_dir=paths.extracted)
+    except (OSError, RwqError) as exc:
+        _remove(staging)
+        raise PluginCliError(f"{bundle_path}: cannot install: {exc}") from None
+    if copied.sha256 != bundle.sha256:
+        _remove(staging)
+        raise PluginCliError(f"{bundle_path} changed while it was being installed; try again")
     for old in (existing, target):
-        if old is not None and old.exists():
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        if old is not None:
+            _remove(old)
     staging.rename(target)
     out.print(f"installed {bundle.name} {bundle.version} to {target}")
+
+
+def _remove(path: Path) -> None:
+    """Delete a file or directory tree, if it is there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _copy_files(root: Path, files: tuple[str, ...], target: Path) -> None:
+    """Copy exactly the checked ``files`` of a bundle directory (never what it ignores, such
+    as ``.git``, nor a link swapped in since it was checked)."""
+    for rel in files:
+        destination = target / rel
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(root / rel, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as source, destination.open("wb") as out_file:
+            shutil.copyfileobj(source, out_file)
 
 
 def _installed(paths: PluginPaths, name: str) -> Path | None:
@@ -217,7 +244,7 @@ def remove_cmd(
         elsewhere = [d for d in paths.search[:-1] if (d / name).exists()]
         where = f"; it is in {elsewhere[0]} (plugin_dirs or --plugins-dir)" if elsewhere else ""
         raise PluginCliError(f"{name} is not installed in {paths.installed}{where}")
-    shutil.rmtree(installed) if installed.is_dir() else installed.unlink()
+    _remove(installed)
     out.print(f"removed {name} from {paths.installed}")
     if not purge_data:
         out.print("its data, grants and configuration are kept (--purge-data deletes them)")

@@ -100,6 +100,7 @@ class PlainConsole(Console):
         kwargs.setdefault("markup", False)
         kwargs.setdefault("emoji", False)
         kwargs.setdefault("highlight", False)
+        kwargs.setdefault("soft_wrap", True)  # a long line (a path, an id) is never cut in two
         super().__init__(**kwargs)
 
     def render_str(self, text: str, **kwargs: Any) -> Text:  # type: ignore[override]

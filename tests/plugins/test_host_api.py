@@ -709,6 +709,13 @@ def test_alert_raised_is_a_subscribable_event_type() -> None:
 # -- hostile arguments ------------------------------------------------------------------------
 
 
+def nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("function", "args", "argument"),
     [
@@ -725,6 +732,10 @@ def test_alert_raised_is_a_subscribable_event_type() -> None:
         ("emit", {"type": "ping", "data": {"a": [[[[float("inf")]]]]}}, "data"),
         ("storage_set", {"key": "k\n", "value": "1"}, "key"),
         ("call_dependency", {"plugin": "beta\n", "function": "f"}, "plugin"),
+        ("enqueue_job", {"queue": "q", "payload": 1, "tenant": "\ud800"}, "tenant"),
+        ("enqueue_job", {"queue": "q", "payload": nested(900)}, "payload"),
+        ("emit", {"type": "ping", "data": {"deep": nested(600)}}, "data"),
+        ("emit", {"type": "ping", "data": {"k\udc80": 1}}, "data"),
     ],
 )
 def test_hostile_arguments_are_invalid_arguments_naming_them(

@@ -159,16 +159,23 @@ class BusEvent:
         }
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` made JSON-safe: string keys, lists for sequences, no NaN/inf, else ``str``."""
+MAX_DEPTH = 64
+"""Event data nests at most this deep; deeper parts are replaced by a note."""
+
+
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """``value`` made JSON-safe: string keys, lists for sequences, no NaN/inf, nothing nested
+    deeper than :data:`MAX_DEPTH`, else ``str``."""
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if depth >= MAX_DEPTH:
+        return f"(nested deeper than {MAX_DEPTH} levels)"
     if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
-        return [json_safe(v) for v in value]
+        return [json_safe(v, depth + 1) for v in value]
     return str(value)
 
 

@@ -577,11 +577,36 @@ class _Bad(Exception):
     """A parameter's value is refused (turned into :class:`InvalidArgument`)."""
 
 
+MAX_JSON_DEPTH = 64
+"""Objects and lists in an argument nest at most this deep."""
+
+
 def _json_size(value: Any) -> int:
+    _check_depth(value)
     try:
         return len(_JSON.encode(value))
     except (TypeError, ValueError, RecursionError) as exc:
         raise _Bad(f"not a JSON value ({exc})") from None
+
+
+def _check_depth(value: Any) -> None:
+    """Refuse nesting deeper than :data:`MAX_JSON_DEPTH` and strings that are not text (lone
+    surrogates), without recursing."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, dict | list | tuple):
+            if depth > MAX_JSON_DEPTH:
+                raise _Bad(f"nested deeper than {MAX_JSON_DEPTH} levels")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+
+
+def _check_text(text: str) -> None:
+    if not text.isascii() and any("\ud800" <= c <= "\udfff" for c in text):
+        raise _Bad("holds a lone surrogate (not text)")
 
 
 def _checker(p: Param) -> Callable[[Any], Any]:
@@ -598,6 +623,7 @@ def _checker(p: Param) -> Callable[[Any], Any]:
     def string(value: Any) -> str:
         if not isinstance(value, str):
             raise _Bad(f"expected a string, got {_kind(value)}")
+        _check_text(value)
         if p.max_length is not None and len(value) > p.max_length:
             raise _Bad(f"at most {p.max_length} characters, got {len(value)}")
         if choices and value not in choices:

@@ -86,3 +86,16 @@ def test_any_text_is_shown_without_hidden_characters(raw: str) -> None:
 def test_any_styled_text_is_shown_without_hidden_characters(a: str, b: str) -> None:
     text = Text.assemble((a, "bold"), b)
     assert_shown_safely(printable_text(text).plain.replace("\t", " "))
+
+
+def test_every_format_character_is_escaped() -> None:
+    """Found by review: format characters beyond the bidi and zero-width ones, variation
+    selectors and blank fillers (U+3164 pushed panel borders out of line) reached screens."""
+    import unicodedata
+
+    for code in range(0x110000):
+        char = chr(code)
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            assert printable(char) != char, hex(code)
+    for char in ("\u3164", "\u115f", "\ufe0f", "\U000e0100", "\u034f", "\u17b4"):
+        assert printable(char).startswith("\\u") or printable(char).startswith("\\U")

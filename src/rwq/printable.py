@@ -38,21 +38,24 @@ def _escape(code: int) -> str:
     )
 
 
-_BIDI = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
-"""Marks, embeddings, overrides and isolates: they change the order text is drawn in."""
-_INVISIBLE = (0x00AD, 0x180E, *range(0x200B, 0x200E), *range(0x2060, 0x2065), 0xFEFF)
-"""Soft hyphen, zero-width spaces and joiners, word joiner, invisible operators, BOM: they
-take no cell, so they hide text and make widths disagree between terminals."""
+_INVISIBLE = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x0600, 0x0605), (0x061C, 0x061C), (0x06DD, 0x06DD),
+    (0x070F, 0x070F), (0x0890, 0x0891), (0x08E2, 0x08E2), (0x115F, 0x1160), (0x17B4, 0x17B5),
+    (0x180B, 0x180F), (0x200B, 0x200F), (0x2028, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F),
+    (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x13438), (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F), (0xE0100, 0xE01EF),
+)  # fmt: skip
+"""Every format character (Unicode category Cf: bidi controls and marks, zero-width spaces
+and joiners, soft hyphen, invisible operators, tag characters...), the line and paragraph
+separators, variation selectors and blank fillers (Hangul, the combining grapheme joiner):
+they take no cell or change how other text is drawn, so they hide text and make widths
+disagree between terminals. Ranges from Unicode 14 (Python 3.11's ``unicodedata``)."""
 _HIDDEN = (
     *range(0x00, 0x20),  # C0, ESC among them
     *range(0x7F, 0xA0),  # DEL and C1 (CSI is 0x9B)
     *range(0xD800, 0xE000),  # lone surrogates (a str from JSON or Starlark can hold them)
-    0x2028,  # line separator
-    0x2029,  # paragraph separator
-    *_BIDI,
-    *_INVISIBLE,
-    0xE0001,  # language tag, and the tag characters that spell invisible ASCII
-    *range(0xE0020, 0xE0080),
+    *(code for low, high in _INVISIBLE for code in range(low, high + 1)),
 )
 _ONE_LINE: dict[int, str] = {code: _escape(code) for code in _HIDDEN}
 _MULTILINE: dict[int, str | None] = {**_ONE_LINE, 0x0A: "\n", 0x09: "\t", 0x0D: None}

@@ -91,6 +91,9 @@ EXPECTED: dict[str, Contained] = {
     "sl_host_call_oversize": Contained(
         grants=("admin.queue.enqueue",), render="invalid_argument payload"
     ),
+    "sl_nonfinite_args": Contained(
+        grants=("admin.queue.enqueue", "admin.queue.peek"), render="delay payload older_than_s"
+    ),
     "sl_forged_identity": Contained(
         grants=("storage.write",), denied="storage.write:storage_set", render="invalid_argument"
     ),

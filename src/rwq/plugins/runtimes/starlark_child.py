@@ -70,8 +70,42 @@ _EXTENSIONS = (
 ``debug``/``breakpoint``/``call_stack`` (they write to the terminal or read stdin)."""
 
 _PRELUDE_HEAD = """\
+_RWQ_INF = float("inf")
+
+def _rwq_finite(value):
+    # NaN and infinity become None on their way out of Starlark: refused here, by name
+    stack = [value]
+    for _ in range(1000000):
+        if not stack:
+            return True
+        v = stack.pop()
+        t = type(v)
+        if t == "float":
+            if v >= _RWQ_INF or v <= -_RWQ_INF:  # NaN sorts above +inf in Starlark
+                return False
+        elif t == "dict":
+            stack.extend(v.values())
+        elif t == "list" or t == "tuple":
+            stack.extend(v)
+    return True
+
+def _rwq_call(name, args, kwargs):
+    params = _RWQ_PARAMS.get(name, [])
+    for i, value in enumerate(args):
+        if not _rwq_finite(value):
+            argument = params[i] if i < len(params) else "argument %d" % (i + 1)
+            return _rwq_nonfinite(name, argument)
+    for key in kwargs:
+        if not _rwq_finite(kwargs[key]):
+            return _rwq_nonfinite(name, key)
+    return _rwq_host(name, args, kwargs)
+
+def _rwq_nonfinite(name, argument):
+    return {"error": {"code": "invalid_argument", "argument": argument,
+                      "message": "%s: %s: not a finite number (NaN or infinity)" % (name, argument)}}
+
 def _rwq_fn(name):
-    return lambda *args, **kwargs: _rwq_host(name, args, kwargs)
+    return lambda *args, **kwargs: _rwq_call(name, args, kwargs)
 
 def _rwq_is_error(value):
     return type(value) == "dict" and len(value) == 1 and "error" in value
@@ -137,7 +171,8 @@ def prelude_source(functions: dict[str, list[str]]) -> str:
     """Starlark run before each plugin: ``rwq.<host function>``, ``state``, ``print``."""
     fields = [f"    {name} = _rwq_fn({json.dumps(name)})," for name in sorted(functions)]
     return (
-        _PRELUDE_HEAD
+        f"_RWQ_PARAMS = {json.dumps(functions, sort_keys=True)}\n"
+        + _PRELUDE_HEAD
         + "rwq = struct(\n    is_error = _rwq_is_error,\n"
         + "\n".join(fields)
         + "\n)\n"

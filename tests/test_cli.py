@@ -335,3 +335,44 @@ def test_bench_prints_text_for_people_and_json_only_when_asked() -> None:
     with out.capture() as captured:
         _print_figures({"checks": {"ops_per_s": 123456.7, "p99_us": 1.25}, "runs": 3})
     assert captured.get() == "checks:\n  ops_per_s: 123,457\n  p99_us: 1.250\nruns: 3\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "needle"),
+    [
+        (("enqueue", "q", "[" * 5000), None, "nested too deeply"),
+        (("enqueue", "q", "-"), "\udcff\udcfe", "not UTF-8 text"),
+        (("enqueue", "q", "{}", "--tenant", "\udcff"), None, "--tenant: not UTF-8 text"),
+        (("worker", "-q", "q", "--app", "broken_app:handle"), None, "importing 'broken_app'"),
+    ],
+)
+def test_odd_command_line_input_is_one_clean_line(
+    valkey_url: str, tmp_path: Path, args: tuple[str, ...], stdin: str | None, needle: str
+) -> None:
+    (tmp_path / "broken_app.py").write_text("raise RuntimeError('boom at import')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RWQ_")}
+    env.update(RWQ_REDIS_URL=valkey_url, PYTHONPATH=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-m", "rwq", *(os.fsencode(a) for a in args)], capture_output=True,
+        env=env, cwd=tmp_path, timeout=60,
+        input=stdin.encode("utf-8", "surrogateescape") if stdin is not None else None,
+    )  # fmt: skip
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 1, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert needle in stderr
+
+
+def test_settings_that_cannot_be_used_are_one_clean_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    for env, needle in (
+        ({"RWQ_STATE_DIR": str(tmp_path / "file")}, "cannot hold the embedded Valkey"),
+        ({"RWQ_REDIS_URL": "redis://127.0.0.1:1/?socket_timeout=abc"}, "bad parameter"),
+        ({"RWQ_REDIS_URL": "redis://127.0.0.1:1/?password=hunter2"}, "password=***"),
+    ):
+        result = subprocess.run([sys.executable, "-m", "rwq", "admin", "stats"],
+                                capture_output=True, text=True, timeout=60,
+                                env={**{k: v for k, v in os.environ.items()
+                                        if not k.startswith("RWQ_")}, **env})  # fmt: skip
+        assert_clean_error(result, needle)
+        assert "hunter2" not in result.stderr

@@ -167,18 +167,33 @@ def server_status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 def _read_payload(raw: str) -> Any:
     """PAYLOAD is JSON text, ``@file`` or ``-`` for standard input."""
     source = "PAYLOAD"
+    data: bytes
     if raw == "-":
-        raw, source = sys.stdin.read(), "PAYLOAD (stdin)"
+        data, source = sys.stdin.buffer.read(), "PAYLOAD (stdin)"
     elif raw.startswith("@"):
         path = Path(raw[1:])
         try:
-            raw, source = path.read_text(encoding="utf-8"), f"PAYLOAD file {path}"
+            data, source = path.read_bytes(), f"PAYLOAD file {path}"
         except OSError as exc:
             raise UsageError(f"cannot read PAYLOAD file {path}: {exc.strerror}") from None
+    else:
+        data = raw.encode("utf-8", "surrogateescape")  # bytes the terminal gave us
     try:
-        return json.loads(raw)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{source} is not UTF-8 text (byte {exc.start})") from None
+    try:
+        return json.loads(text)
     except ValueError as exc:
         raise UsageError(f"{source} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{source} is nested too deeply") from None
+
+
+def _is_text(value: str) -> bool:
+    """Whether a command-line value is text (arguments that are not UTF-8 arrive as lone
+    surrogates)."""
+    return value.isascii() or not any("\udc80" <= c <= "\udcff" for c in value)
 
 
 def _parse_at(text: str) -> float:
@@ -208,6 +223,9 @@ def _enqueue(
     as_json: bool,
 ) -> None:
     data = _read_payload(payload)
+    for option, value in (("--tenant", tenant), ("--job-id", job_id), ("--trace-id", trace_id)):
+        if value is not None and not _is_text(value):
+            raise UsageError(f"{option}: not UTF-8 text")
     producer = Producer(_ctx(ctx).broker)
     job = producer.enqueue(
         queue,
@@ -283,6 +301,10 @@ def load_handlers(spec: str) -> Mapping[str, Any]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UsageError(f"--app: cannot import module {module_name!r}: {exc}") from None
+    except Exception as exc:  # the user's module failed while it was imported: its error
+        raise UsageError(
+            f"--app: importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
     try:
         target = getattr(module, attr)
     except AttributeError:

@@ -60,8 +60,10 @@ class RedisUrl:
 
 
 def redact(url: str) -> str:
-    """``url`` with any password in its user info replaced by ``***``."""
-    return re.sub(r"(://[^:@/,]*:)[^@/]*@", r"\1***@", url)
+    """``url`` with any password (in its user info, or a ``password=`` query parameter)
+    replaced by ``***``."""
+    url = re.sub(r"(://[^:@/,]*:)[^@/]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 def _fail(url: str, reason: str) -> ConnectionFailed:
@@ -151,15 +153,23 @@ def connect(settings: Settings, *, decode_responses: bool = True) -> RedisClient
             url = EmbeddedServer(settings.state_dir, settings.persistence).ensure()
         except ServerError as exc:
             raise ConnectionFailed(f"embedded Valkey did not start: {exc}") from exc
+        except (OSError, ValueError, RuntimeError) as exc:  # an unusable state_dir
+            raise ConnectionFailed(
+                f"state_dir {str(settings.state_dir)[:200]!r}: cannot hold the embedded "
+                f"Valkey: {exc}"
+            ) from None
     else:
         url = settings.redis_url
     target = parse_url(url)
-    if target.cluster:
-        return _connect_cluster(target, decode_responses)
-    _probe(target)
-    return redis.Redis.from_url(
-        target.url, decode_responses=decode_responses, socket_connect_timeout=CONNECT_TIMEOUT
-    )
+    try:
+        if target.cluster:
+            return _connect_cluster(target, decode_responses)
+        _probe(target)
+        return redis.Redis.from_url(
+            target.url, decode_responses=decode_responses, socket_connect_timeout=CONNECT_TIMEOUT
+        )
+    except (ValueError, TypeError) as exc:  # a query parameter redis-py cannot read
+        raise _fail(url, f"bad parameter: {exc}") from None
 
 
 def _probe(target: RedisUrl) -> None:

@@ -226,7 +226,8 @@ def on_event(events):
     return {"changed": True}
 
 def render(size):
-    return [{"type": "text", "text": "%d events, last %s" % (state.get("seen", 0), state.get("last", ""))}]
+    text = "%d events, last %s" % (state.get("seen", 0), state.get("last", ""))
+    return [{"type": "text", "text": text}]
 """
 
 

@@ -6,7 +6,6 @@ toolchains`` installs it, and CI runs that first); hostile cases are small WAT m
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import shutil

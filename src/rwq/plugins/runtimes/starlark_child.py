@@ -101,8 +101,8 @@ def _rwq_call(name, args, kwargs):
     return _rwq_host(name, args, kwargs)
 
 def _rwq_nonfinite(name, argument):
-    return {"error": {"code": "invalid_argument", "argument": argument,
-                      "message": "%s: %s: not a finite number (NaN or infinity)" % (name, argument)}}
+    message = "%s: %s: not a finite number (NaN or infinity)" % (name, argument)
+    return {"error": {"code": "invalid_argument", "argument": argument, "message": message}}
 
 def _rwq_fn(name):
     return lambda *args, **kwargs: _rwq_call(name, args, kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -626,7 +627,9 @@ def demo_cmd(
         bool, typer.Option("--tui/--no-tui", help="The dashboard, or log lines.")
     ] = True,
     workers: Annotated[int, typer.Option("--workers", min=1)] = 2,
-    rate: Annotated[float, typer.Option("--rate", help="Jobs per second produced.")] = 50.0,
+    rate: Annotated[
+        float, typer.Option("--rate", min=0.1, max=100_000, help="Jobs per second produced.")
+    ] = 50.0,
     plugins: Annotated[
         Path | None,
         typer.Option(
@@ -642,6 +645,8 @@ def demo_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """A multi-tenant workload on the embedded Valkey with two workers and the dashboard."""
+    if not math.isfinite(rate):
+        raise UsageError(f"--rate: expected a number of jobs per second, got {rate}")
     from rwq.demo import Dashboard, run_demo
     from rwq.plugins.headless import HeadlessHost
     from rwq.samples import SAMPLES_DIR

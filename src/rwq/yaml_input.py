@@ -46,9 +46,10 @@ def load_yaml(text: str | bytes, source: Path | str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         reason = " ".join(str(part) for part in (exc.context, exc.problem) if part)
-        raise YamlInputError(source, f"invalid YAML: {reason or exc}", where) from None
-    except yaml.YAMLError as exc:
-        raise YamlInputError(source, f"invalid YAML: {exc}") from None
+        reason = " ".join((reason or str(exc)).split())
+        raise YamlInputError(source, f"invalid YAML: {reason}", where) from None
+    except yaml.YAMLError as exc:  # a reader error (a control character): one line
+        raise YamlInputError(source, "invalid YAML: " + " ".join(str(exc).split())) from None
     except RecursionError:
         raise YamlInputError(source, "invalid YAML: nested too deeply") from None
     except Exception as exc:  # a tag's constructor failed outside construct_object

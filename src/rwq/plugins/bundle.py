@@ -277,6 +277,10 @@ def _open_zip(path: Path, extract_dir: Path, limits: BundleLimits) -> Bundle:
     )
 
 
+_CD_BYTES_PER_ENTRY = 1024
+"""Central-directory bytes allowed per permitted entry (46 fixed, a name, extra fields)."""
+
+
 def _check_end_record(path: Path, fh: IO[bytes], size: int, limits: BundleLimits) -> None:
     # zipfile loads the whole central directory into memory before we can count entries;
     # read the entry count from the end record first so a million-entry archive costs nothing.
@@ -300,6 +304,12 @@ def _check_end_record(path: Path, fh: IO[bytes], size: int, limits: BundleLimits
         raise BundleError(path, "multi-part archives are not supported")
     if entries > limits.max_entries:
         raise BundleError(path, f"{entries} entries, over the {limits.max_entries} limit")
+    # zipfile parses the whole central directory whatever count the end record claims: bound
+    # its size too (an entry with a name under 1 KiB takes far less than this).
+    if cd_size > limits.max_entries * _CD_BYTES_PER_ENTRY:
+        raise BundleError(
+            path, f"a {cd_size}-byte central directory, too large for {limits.max_entries} entries"
+        )
     fh.seek(0)
 
 

@@ -10,6 +10,7 @@ wrapped to time every hook call and record every fault the sandbox raises.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -124,7 +125,8 @@ def read_events(path: Path) -> list[BusEvent]:
         EventsFileError: the file cannot be read or a line is not such an object.
     """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # JSON lines end at "\n" only: a raw U+2028 or NEL inside a string is no line end
+        lines = path.read_text(encoding="utf-8-sig").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise EventsFileError(path, 0, f"cannot read: {exc}") from None
     events = []
@@ -138,12 +140,19 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:24]} is too large for a number")
+    return value
+
+
 def _event(path: Path, number: int, line: str) -> BusEvent:
     def bad(reason: str) -> EventsFileError:
         return EventsFileError(path, number, reason)
 
     try:
-        raw = json.loads(line, parse_constant=_no_constant)
+        raw = json.loads(line, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, RecursionError) as exc:
         raise bad(f"not JSON: {exc}") from None
     if not isinstance(raw, dict):

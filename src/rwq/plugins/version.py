@@ -16,7 +16,7 @@ from typing import Literal
 
 from rwq.errors import RwqError
 
-_NUM = r"0|[1-9]\d*"
+_NUM = r"0|[1-9][0-9]{0,17}"  # ASCII digits only ("\d" also takes "١٣"), at most 18
 _IDENT = r"[0-9A-Za-z-]+"
 _VERSION = re.compile(
     rf"^(?P<major>{_NUM})\.(?P<minor>{_NUM})\.(?P<patch>{_NUM})"

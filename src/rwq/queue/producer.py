@@ -167,8 +167,15 @@ class Producer:
         settings = self.broker.settings
         priority = check_priority(spec.priority)
         max_retries = settings.max_retries if spec.max_retries is None else spec.max_retries
-        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
-            raise JobError(f"max_retries must be a whole number >= 0, got {max_retries!r}")
+        if (
+            not isinstance(max_retries, int)
+            or isinstance(max_retries, bool)
+            or not 0 <= max_retries <= MAX_RETRIES
+        ):
+            raise JobError(
+                f"max_retries must be a whole number from 0 to {MAX_RETRIES}, got "
+                f"{str(max_retries)[:24]}"
+            )
         if spec.tenant is not None and not _TENANT.fullmatch(spec.tenant):
             raise JobError(f"tenant must be 1-128 printable characters, got {spec.tenant!r}")
         if spec.job_id is not None and not _JOB_ID.fullmatch(spec.job_id):
@@ -247,6 +254,8 @@ class _PlainEncoder:
         return job, f'{job_id}{self.middle}{JSON.encode(found)}\x1f{{"payload":{text}{self.tail}'
 
 
+MAX_RETRIES = 1000
+"""The most retries a job may ask for (the setting's own bound)."""
 MAX_DELAY = 10 * 365.25 * 86400
 """Seconds: a job is due at most ten years ahead (a farther time is a typo, and it would sit
 in the scheduled set forever)."""

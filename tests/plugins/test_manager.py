@@ -673,11 +673,16 @@ def test_a_plugin_over_its_cpu_budget_gets_its_events_coalesced_later(host: Host
     changed: list[str] = []
     manager.add_change_listener(changed.append)
     inst.throttled = True  # type: ignore[attr-defined]
+    inst.cpu_share = (14.2, 10.0)  # type: ignore[attr-defined]
     publish(manager, [job_event(n) for n in range(5)])
     wait_for(lambda: manager.status("busy").cpu_throttled, "the plugin marked throttled")
     assert inst.events == []
-    assert "busy" in changed  # its panel is drawn again: it says it is throttled
-    assert manager.render("busy", 40, 10).throttled
+    assert "busy" in changed  # its panel is drawn again: it says it is throttled, in figures
+    result = manager.render("busy", 40, 10)
+    budget = manager.manifest("busy").resources.max_cpu  # type: ignore[union-attr]
+    why = f"14% CPU over 10s > {budget:g}% budget (resources.max_cpu)"
+    assert result.throttled and result.throttle_note == why
+    assert manager.status("busy").throttle_note == why
     changed.clear()
     inst.throttled = False  # type: ignore[attr-defined]
     wait_for(lambda: len(inst.events) == 5, "the held events")

@@ -12,13 +12,14 @@ import pytest
 import redis
 from rich.console import Console
 from textual.pilot import Pilot
-from textual.widgets import DataTable, SelectionList
+from textual.widgets import DataTable, Label, SelectionList, Static
 
 from rwq.config import Settings
 from rwq.plugins.grants import GrantStore
 from rwq.plugins.lifecycle import PluginState
 from rwq.tui.app import RwqApp
 from rwq.tui.approval import ApprovalScreen
+from rwq.tui.audit_view import AuditScreen
 from rwq.tui.dialogs import TextScreen
 from rwq.tui.host import PluginHost
 from rwq.tui.panels import PluginPanel
@@ -193,8 +194,28 @@ def test_plugin_manager_view_actions(
         await pilot.press("l")
         await until(pilot, lambda: any("reload" in str(n.message) for n in app._notifications))
         await pilot.press("a")
-        await until_screen(pilot, TextScreen)
-        assert "ui.notifications" in str(app.screen.query_one("#body").render())
+        await until_screen(pilot, AuditScreen)
+        screen = app.screen
+
+        def shown() -> list[str]:
+            console = Console(width=200, record=True, file=io.StringIO())
+            console.print(screen.query_one("#audit-records", Static).content)
+            return [line for line in console.export_text().splitlines() if line.strip()]
+
+        lines = shown()
+        assert any("grant" in line and "ui.notifications" in line for line in lines)
+        assert lines == sorted(lines, reverse=True)  # newest first
+        assert not any(" check " in line and "allowed" in line for line in lines)
+        label = screen.query_one("#audit-filter", Label)
+        assert "routine allowed checks hidden" in str(label.render())
+        await pilot.press("h")  # the routine allowed checks too
+        await until(pilot, lambda: "hidden" not in str(label.render()))
+        assert len(shown()) >= len(lines)
+        await pilot.press("p")  # every plugin
+        await until(pilot, lambda: "every plugin" in str(label.render()))
+        await pilot.press("d")  # only denials
+        await until(pilot, lambda: "denials only" in str(label.render()))
+        assert all("DENIED" in line for line in shown() if line != "(no records)")
         await pilot.press("escape", "o")
         await until_screen(pilot, TextScreen)
         await pilot.press("escape", "v")

@@ -250,6 +250,7 @@ def read(
     since: float | None = None,
     kinds: Sequence[str] | None = None,
     limit: int | None = None,
+    routine: bool = True,
 ) -> list[AuditRecord]:
     """Records of the audit file at ``path``, oldest first.
 
@@ -259,6 +260,7 @@ def read(
         since: only records at or after this Unix time.
         kinds: only these kinds (``check``, ``grant``...).
         limit: only the last ``limit`` matching records.
+        routine: with False, no allowed capability checks (most of a busy log).
 
     A missing file reads as empty; lines that are not valid records (a line cut short by a
     crash) are skipped.
@@ -270,6 +272,8 @@ def read(
         if denied_only and (record.allowed or record.kind == "dropped"):
             continue
         if since is not None and record.time < since:
+            continue
+        if not routine and record.kind == "check" and record.allowed:
             continue
         if kinds is not None and record.kind not in kinds:
             continue

@@ -162,6 +162,8 @@ class RenderResult:
     """The plugin was busy; these are the elements of its last good render."""
     throttled: bool = False
     """The plugin is over its ``max_cpu`` budget: its events are held back meanwhile."""
+    throttle_note: str = ""
+    """Why, in figures (see :attr:`PluginSnapshot.throttle_note`)."""
 
 
 @dataclass(frozen=True)
@@ -292,6 +294,9 @@ class _Plugin:
     deferred: list[BusEvent] = field(default_factory=list)
     """Events held back while the plugin is over its CPU budget (coalesced)."""
     cpu_throttled: bool = False
+    throttle_note: str = ""
+    """While throttled: the CPU it used, over which window, against which budget and the
+    manifest setting that raises it."""
 
     @property
     def manifest(self) -> PluginManifest | None:
@@ -984,7 +989,8 @@ class PluginManager:
             if ready is not None and ready[0] is rec.instance and ready[1] == view:
                 rec.prerendered = None
                 rec.dirty = False
-                return RenderResult(ready[2], rec.state, throttled=rec.cpu_throttled)
+                return RenderResult(ready[2], rec.state, throttled=rec.cpu_throttled,
+                                    throttle_note=rec.throttle_note)  # fmt: skip
         if not rec.lock.acquire(timeout=-1 if wait is None else wait):
             return RenderResult(list(rec.last_render), rec.state, None, stale=True)
         try:
@@ -998,7 +1004,8 @@ class PluginManager:
             with self._lock:
                 rec.dirty = False
                 rec.last_render = elements
-            return RenderResult(elements, rec.state, throttled=rec.cpu_throttled)
+            return RenderResult(elements, rec.state, throttled=rec.cpu_throttled,
+                                throttle_note=rec.throttle_note)  # fmt: skip
         finally:
             rec.lock.release()
 
@@ -1441,6 +1448,15 @@ class PluginManager:
         self._set_state(rec, PluginState.DISABLED, f"{why}; retrying in {delay:g}s")
         self._wake.set()
 
+    @staticmethod
+    def _throttle_note(rec: _Plugin) -> str:
+        share = getattr(rec.instance, "cpu_share", None)
+        budget = rec.manifest.resources.max_cpu if rec.manifest is not None else None
+        if share is None or budget is None:
+            return "over its CPU budget (resources.max_cpu)"
+        percent, window = share
+        return f"{percent:.0f}% CPU over {window:g}s > {budget:g}% budget (resources.max_cpu)"
+
     # -- events --------------------------------------------------------------------------------
 
     def _deliver(self, name: str, batch: list[BusEvent]) -> None:
@@ -1462,6 +1478,7 @@ class PluginManager:
             throttled = bool(getattr(rec.instance, "throttled", False))
             if throttled != rec.cpu_throttled:
                 rec.cpu_throttled = throttled
+                rec.throttle_note = self._throttle_note(rec) if throttled else ""
                 self._notify(name)  # its panel says so (or stops saying so)
             if throttled:
                 # Over its max_cpu budget: hold the events back, coalesced, until it is under
@@ -1775,6 +1792,7 @@ class PluginManager:
             retry_in=retry_in,
             dirty=rec.dirty,
             cpu_throttled=rec.cpu_throttled,
+            throttle_note=rec.throttle_note,
             **rec.metrics.view(),
         )
 

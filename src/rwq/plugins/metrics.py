@@ -150,6 +150,8 @@ class PluginSnapshot:
     events_throttled: int = 0
     cpu_throttled: bool = False
     """Over its ``max_cpu`` budget: events are held back (coalesced) until it is under."""
+    throttle_note: str = ""
+    """While throttled: the CPU it used, the window, its budget and the setting."""
     events_discarded: int = 0
     """Taken from the inbox but not handed over (revoked, disabled)."""
     events_queued: int = 0

@@ -118,7 +118,8 @@ def state_note(result: RenderResult) -> str:
         return "busy: showing the last render"
     if result.state is PluginState.ACTIVE:
         if result.throttled:
-            return f"{THROTTLED_NOTE} · {result.error}" if result.error else THROTTLED_NOTE
+            note = f"throttled: {result.throttle_note}" if result.throttle_note else THROTTLED_NOTE
+            return f"{note} · {result.error}" if result.error else note
         return result.error or ""
     label = result.state.value.replace("_", " ")
     return f"{label}: {result.error}" if result.error else label
@@ -223,7 +224,7 @@ class PluginPanel(Widget, can_focus=True):
         scrolled = self._clamp()
         self._show_subtitle()
         self.set_class(frame.state in STATE_STYLE, "-problem")
-        self.set_class(THROTTLED_NOTE in frame.note, "-throttled")
+        self.set_class(frame.note.startswith("throttled:"), "-throttled")
         # a new layout only when the panel's height may change (it is the screen's costliest step)
         auto = self.styles.height is not None and self.styles.height.is_auto
         layout = auto and _height(frame) != _height(previous)
@@ -263,7 +264,7 @@ class PluginPanel(Widget, can_focus=True):
 
     def _show_subtitle(self) -> None:
         frame = self.frame
-        note = frame.note[:60] if frame is not None and frame.note else ""
+        note = frame.note[:80] if frame is not None and frame.note else ""
         total, rows = self.total_lines, self.size.height
         if rows > 0 and total > rows:
             place = f"lines {self.first_line + 1}-{min(total, self.first_line + rows)} of {total}"

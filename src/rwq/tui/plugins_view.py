@@ -24,6 +24,8 @@ from rwq.plugins.lifecycle import PluginState
 from rwq.plugins.manager import PluginManager
 from rwq.plugins.metrics import PluginSnapshot
 from rwq.plugins.reloader import ReloadAttempt
+from rwq.tui.audit_view import SHOWN as AUDIT_SHOWN
+from rwq.tui.audit_view import AuditFilter, AuditScreen
 from rwq.tui.dialogs import TextScreen
 from rwq.tui.tables import cursor_key, sync_rows, update_label
 
@@ -256,6 +258,11 @@ class PluginsView(Vertical):
         )
         if snap.retry_in is not None:
             text.append(f"; retried in {snap.retry_in:.0f}s")
+        if snap.cpu_throttled:
+            text.append(
+                f"\nthrottled: {snap.throttle_note or 'over its CPU budget'}; its events are "
+                "held back until it is under", style="yellow",
+            )  # fmt: skip
         attempts = self.reloads(snap.name)[-RELOADS_SHOWN:] if self.reloads else []
         for attempt in reversed(attempts):
             ok = attempt.outcome == "reloaded"
@@ -333,10 +340,16 @@ class PluginsView(Vertical):
         name = self.selected()
         if name is None or self.manager is None:
             return
-        self.manager.audit.flush()
-        records = audit.read(self.manager.audit.path, plugin=name, limit=500)
-        body = "\n".join(r.describe() for r in records) or "(no audit records)"
-        self.app.push_screen(TextScreen(f"audit log: {name}", body))
+        manager = self.manager
+
+        def read(where: AuditFilter) -> list[audit.AuditRecord]:
+            manager.audit.flush()
+            return audit.read(
+                manager.audit.path, plugin=where.plugin, denied_only=where.denied_only,
+                limit=AUDIT_SHOWN, routine=not where.hide_checks,
+            )  # fmt: skip
+
+        self.app.push_screen(AuditScreen(name, read))
 
     def action_log(self) -> None:
         name = self.selected()

@@ -51,6 +51,10 @@ class CpuBudget:
         self._advance()
         return sum(self._slots)
 
+    def share_percent(self) -> float:
+        """The CPU used in the window, as a percentage of one core."""
+        return self.used_s() / self.window_s * 100.0
+
     @property
     def throttled(self) -> bool:
         """Whether the plugin used more than its budget in the window."""

@@ -293,6 +293,12 @@ class StarlarkPlugin:
         self.cpu_seconds()
         return self._budget.throttled
 
+    @property
+    def cpu_share(self) -> tuple[float, float]:
+        """The percentage of a core used lately, and the window in seconds it is taken over."""
+        self.cpu_seconds()
+        return self._budget.share_percent(), self._budget.window_s
+
     def close(self) -> None:
         if self._gone is None:
             self._gone = "closed"

@@ -258,6 +258,11 @@ class WasmInstance:
         return self.budget.throttled
 
     @property
+    def cpu_share(self) -> tuple[float, float]:
+        """The percentage of a core used lately, and the window in seconds it is taken over."""
+        return self.budget.share_percent(), self.budget.window_s
+
+    @property
     def usable(self) -> bool:
         """False once a fault broke the instance or it was closed."""
         return self._broken is None

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -354,6 +355,14 @@ def check_cmd(
     events: Annotated[
         Path | None, typer.Option("--events", help="Events to feed, one JSON object a line.")
     ] = None,
+    seed: Annotated[
+        Path | None,
+        typer.Option(
+            "--seed",
+            help="Jobs and dead letters to create first, one JSON object a line ({queue, "
+            "payload, tenant, priority, state: pending|scheduled|dead, error}).",
+        ),
+    ] = None,
     batch: Annotated[int, typer.Option("--batch", help="Events per on_event call.")] = 100,
     timeout: Annotated[
         str, typer.Option("--timeout", help="Longest wait for one batch, e.g. 30s.")
@@ -378,11 +387,13 @@ def check_cmd(
     Exit 0 when it ran cleanly, 1 when it faulted (and was contained), 2 for bad input.
     """
     from rwq.plugins.harness import CheckReport, check_plugin, grant_names, read_events
+    from rwq.plugins.seed import read_seed
 
     settings = _settings(ctx)
     try:
         companions = [*(companion or []), *_bundles_in(plugins_dir or [], path)]
         fed = read_events(events) if events is not None else []
+        planted = read_seed(seed) if seed is not None else []
         report = check_plugin(
             settings,
             path,
@@ -392,6 +403,7 @@ def check_cmd(
             batch_size=batch,
             timeout=parse_duration(timeout, "--timeout"),
             companions=companions,
+            seed=planted,
         )
     except RwqError as exc:
         report = CheckReport("invalid", errors=[str(exc)])
@@ -417,6 +429,25 @@ def _bundles_in(directories: list[Path], tested: Path) -> list[Path]:
     return found
 
 
+PANEL_WIDTH = 80
+"""Cells wide the check report draws the last render (a two-column grid's panel)."""
+
+
+def _panel(name: str, elements: list[Any]) -> Any:
+    """The last render drawn as the TUI draws it, in a border titled with the plugin."""
+    from rich.panel import Panel
+
+    from rwq.plugins.ui import ElementError, validate_elements
+    from rwq.tui.elements import build_panel
+
+    try:
+        view = build_panel(validate_elements(elements), PANEL_WIDTH - 4)
+    except ElementError as exc:
+        return marked("render:", "red", f"not drawn: {exc}")
+    return Panel(view.renderable, title=f"last render of {name}", title_align="left",
+                 width=PANEL_WIDTH, box=box.ROUNDED)  # fmt: skip
+
+
 def _print_check(report: Any) -> None:
     plugin = report.plugin
     if plugin:
@@ -439,6 +470,8 @@ def _print_check(report: Any) -> None:
                 out.print(f"  {what}: {', '.join(names)}")
         denied = [a for a in report.audit if not a.get("allowed", True)]
         out.print(f"  audit: {len(report.audit)} records, {len(denied)} denied")
+        if report.render is not None:
+            out.print(_panel(plugin["name"], report.render))
     else:
         out.print(f"check: {report.status}")
     for fault in report.faults:

@@ -248,3 +248,35 @@ def test_a_lone_surrogate_in_event_data_does_not_cost_the_batch(
     report = check_plugin(settings, plugin, grants=["events.subscribe"],
                           events=read_events(events)[:1], client=redis_client)  # fmt: skip
     assert report.render == [{"type": "text", "text": "1 events, last ok \ufffd \U0001f600"}]
+
+
+def test_a_seed_gives_the_plugins_admin_calls_something_to_see(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """A check ran under a private prefix: admin calls saw no queues. --seed creates jobs and
+    dead letters there first (and they go with the prefix afterwards)."""
+    from rwq.plugins.seed import SeedFileError, read_seed
+    from rwq.samples import SAMPLES_DIR
+
+    seed = tmp_path / "seed.jsonl"
+    seed.write_text(
+        "# two dead letters and a pending job\n"
+        '{"queue": "tenant.acme", "payload": {"n": 1}, "tenant": "acme", "state": "dead",'
+        ' "error": "boom"}\n'
+        '{"queue": "tenant.acme", "payload": {"n": 2}, "tenant": "acme", "state": "dead"}\n'
+        '{"queue": "tenant.acme", "payload": {"n": 3}}\n',
+        encoding="utf-8",
+    )
+    keys_before = set(redis_client.keys("*"))
+    report = check_plugin(
+        settings, SAMPLES_DIR / "bulk-operations", client=redis_client, seed=read_seed(seed),
+        grants=["admin.queue.peek", "admin.queue.requeue", "admin.queue.purge",
+                "events.subscribe"],
+    )  # fmt: skip
+    assert report.status == "ok", report.to_dict()
+    assert "2 dead letters in tenant.*" in json.dumps(report.render)
+    assert set(redis_client.keys("*")) == keys_before  # the seed went with the prefix
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"queue": "q"}\n{"queue": "q", "payload": 1, "state": "gone"}\n')
+    with pytest.raises(SeedFileError, match=r"bad.jsonl:1: 'queue' \(a string\) and 'payload'"):
+        read_seed(bad)

@@ -34,6 +34,7 @@ from rwq.plugins.runtimes.base import (
     PluginRuntime,
     ResourceLimits,
 )
+from rwq.plugins.seed import SeedJob, plant
 
 if TYPE_CHECKING:
     from rwq.plugins.bundle import Bundle
@@ -310,6 +311,7 @@ def check_plugin(
     timeout: float = 60.0,
     client: Any = None,
     companions: Sequence[Path] = (),
+    seed: Sequence[SeedJob] = (),
 ) -> CheckReport:
     """Load the plugin at ``path`` (directory or zip), feed it ``events`` in batches, render
     after each batch and report.
@@ -325,6 +327,8 @@ def check_plugin(
         client: a Redis client to use instead of connecting with ``settings``.
         companions: other bundles loaded beside it (its dependencies), each granted what its
             manifest asks for; they get the events too, and are not reported on.
+        seed: jobs and dead letters created (under the check's own key prefix) before the
+            plugin loads, for its admin calls to see.
     """
     from rwq.plugins.bundle import open_bundle
     from rwq.plugins.permissions import expand
@@ -381,6 +385,12 @@ def check_plugin(
             state_dir=scratch / "state", plugin_dirs=str(plugins), prefix=prefix
         )
         try:
+            try:
+                plant(client, local, list(seed))
+            except RwqError as exc:
+                report.status = "invalid"
+                report.errors.append(f"seed: {exc}")
+                return report
             _run(
                 report, local, runtime, client, bundle, grants, policy, events, batch_size,
                 timeout, others,
@@ -454,6 +464,8 @@ def _run(
                 if manager.state(name) is not PluginState.ACTIVE:
                     break
                 _render(manager, name, report)
+            if _timers_fired(manager) and manager.state(name) is PluginState.ACTIVE:
+                _render(manager, name, report)
         report.state = manager.state(name).value
         if manager.state(name) is not PluginState.ACTIVE:
             report.errors.append(f"{name} is {report.state}: {manager.reason(name)}")
@@ -499,6 +511,23 @@ def _run(
     elif report.errors:
         # never active without a fault: refused to start, a dependency missing, no render
         report.status = "invalid" if snap.loads == 0 else "faulted"
+
+
+TIMER_GRACE = 1.0
+"""Seconds a check waits for the plugin's timers coming due (its first refresh, say)."""
+
+
+def _timers_fired(manager: PluginManager) -> bool:
+    """Let the timers due within :data:`TIMER_GRACE` of the events' end fire; whether any
+    was due."""
+    end = time.monotonic() + TIMER_GRACE
+    fired = False
+    while (due := manager.host_api.timers.next_due()) is not None and due <= end:
+        fired = True
+        time.sleep(max(0.0, due - time.monotonic()) + 0.05)
+    if fired:
+        time.sleep(0.1)  # the manager's timer thread hands the last one over
+    return fired
 
 
 def _handled(

@@ -312,3 +312,24 @@ def test_a_request_loads_a_stopped_plugin_again_but_a_save_does_not(
     assert reloader.history("p")[-1].outcome == "failed"
     assert "not running (disabled)" in reloader.history("p")[-1].reason
     assert manager.state("p") is PluginState.DISABLED
+
+
+def test_a_new_plugin_directory_is_taken_in_through_approval(
+    host: Host, reloaders: list[HotReloader]
+) -> None:
+    """A running host did not see a plugin added to its directories ("unknown plugin"): it is
+    discovered, waits for approval like any other, and runs once approved."""
+    write_plugin(host.root, "p")
+    manager = host.started()
+    reloader = watching(manager, reloaders)
+    subscriber(host.root, "newcomer")  # asks for events.subscribe, not granted
+    wait_for(lambda: "newcomer" in manager.plugins(), "the new plugin")
+    wait_for(lambda: manager.state("newcomer") is PluginState.AWAITING_APPROVAL, "approval")
+    assert [p.plugin for p in manager.pending_approvals()] == ["newcomer"]
+    assert [a.outcome for a in reloader.history("newcomer")] == ["awaiting approval"]
+    manager.approve("newcomer", ["events.subscribe"])
+    assert manager.state("newcomer") is PluginState.ACTIVE
+    write_plugin(host.root, "quiet")  # asks for nothing: it runs at once
+    wait_for(lambda: "quiet" in manager.plugins(), "the second new plugin")
+    wait_for(lambda: manager.state("quiet") is PluginState.ACTIVE, "it to run")
+    assert reloader.reload("quiet").result(timeout=WAIT).outcome == "reloaded"

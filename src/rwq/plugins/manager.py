@@ -742,6 +742,24 @@ class PluginManager:
             self._admit(rec, bundle)
             return rec.state
 
+    def add(self, bundle: Bundle) -> PluginState:
+        """Take in a plugin that appeared in a plugin directory while the host runs: it is
+        reviewed like one found at start (awaiting approval unless granted) and loaded.
+
+        Raises:
+            LifecycleError: a plugin of that name is here already.
+        """
+        with self._ops:
+            if bundle.name in self._plugins:
+                raise LifecycleError(bundle.name, "a plugin of this name is loaded already")
+            rec = self._record(bundle.name, bundle)
+            try:
+                self._admit(rec, bundle)
+            except Exception as exc:  # a bug: said on the plugin, the host goes on
+                log.exception("plugin %s failed to start", bundle.name)
+                self._set_state(rec, PluginState.ERROR, f"failed to start: {exc}")
+            return rec.state
+
     def reload(self, name: str) -> SwapResult:
         """Reopen the bundle of ``name``: a running plugin is replaced atomically (see
         :meth:`replace`); a stopped one is enabled."""

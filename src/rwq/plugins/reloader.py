@@ -320,8 +320,19 @@ class HotReloader:
             return self._record(known, str(bundle.version), "invalid", f"{path} now holds {name}")
         version = str(bundle.version)
         if name not in self.manager.plugins():
-            log.info("hot reload: %s is new (plugin %s); it loads at the next start", path, name)
-            return _unrecorded(name, version, f"{path} is new to this host: restart it")
+            log.info("hot reload: %s is new (plugin %s): taking it in", path, name)
+            self._names[path], self._paths[name] = name, path
+            with self._cond:
+                self._seen[name] = bundle.sha256
+            try:
+                state = self.manager.add(bundle)
+            except LifecycleError as exc:
+                return self._record(name, version, "failed", exc.reason)
+            if state is PluginState.AWAITING_APPROVAL:
+                return self._record(name, version, "awaiting approval", "new plugin")
+            if state is not PluginState.ACTIVE:
+                return self._record(name, version, "failed", self.manager.reason(name))
+            return self._record(name, version, "reloaded", "new plugin")
         self._names[path], self._paths[name] = name, path
         with self._cond:
             if self._seen.get(name) == bundle.sha256 and not force:

@@ -205,6 +205,27 @@ void rwq_ui_table_begin(rwq_writer *w, const char *const *columns, size_t ncolum
 void rwq_ui_row_begin(rwq_writer *w);
 void rwq_ui_row_end(rwq_writer *w);
 void rwq_ui_table_end(rwq_writer *w);
+/* gauge: value against max (100 when max <= 0); warn/crit thresholds, NAN for none */
+void rwq_ui_gauge(rwq_writer *w, const char *label, double value, double max, double warn,
+                  double crit);
+/* progress: value of total done (100 when total <= 0) */
+void rwq_ui_progress(rwq_writer *w, const char *label, double value, double total);
+/* sparkline: n values, oldest first; min/max NAN to scale to the values */
+void rwq_ui_sparkline(rwq_writer *w, const char *label, const double *values, size_t n,
+                      double min, double max);
+/* list: rwq_ui_list_begin, rwq_ui_list_item for each, rwq_ui_list_end (selected < 0: none) */
+void rwq_ui_list_begin(rwq_writer *w, const char *id, const char *title);
+void rwq_ui_list_item(rwq_writer *w, const char *item);
+void rwq_ui_list_end(rwq_writer *w, int selected);
+/* button: key 0 for none; variant NULL for "default" */
+void rwq_ui_button(rwq_writer *w, const char *id, const char *label, char key,
+                   const char *variant);
+/* rows / columns: begin, the children (any rwq_ui_* calls), end. weights: one per child,
+ * or NULL for equal columns */
+void rwq_ui_rows_begin(rwq_writer *w, int gap);
+void rwq_ui_rows_end(rwq_writer *w);
+void rwq_ui_columns_begin(rwq_writer *w, int gap);
+void rwq_ui_columns_end(rwq_writer *w, const int *weights, size_t nweights);
 
 #ifdef __cplusplus
 }
@@ -735,6 +756,125 @@ void rwq_ui_row_end(rwq_writer *w) { rwq_w_end_array(w); }
 
 void rwq_ui_table_end(rwq_writer *w) {
     rwq_w_end_array(w);
+    rwq_w_end_object(w);
+}
+
+static void rwq__label(rwq_writer *w, const char *label) {
+    if (label && *label) {
+        rwq_w_key(w, "label");
+        rwq_w_string(w, label);
+    }
+}
+
+static void rwq__finite(rwq_writer *w, const char *key, double v) {
+    if (__builtin_isfinite(v)) {
+        rwq_w_key(w, key);
+        rwq_w_number(w, v);
+    }
+}
+
+void rwq_ui_gauge(rwq_writer *w, const char *label, double value, double max, double warn,
+                  double crit) {
+    rwq__element(w, "gauge");
+    rwq_w_key(w, "value");
+    rwq_w_number(w, value);
+    if (max > 0) rwq__finite(w, "max", max);
+    rwq__finite(w, "warn", warn);
+    rwq__finite(w, "crit", crit);
+    rwq__label(w, label);
+    rwq_w_end_object(w);
+}
+
+void rwq_ui_progress(rwq_writer *w, const char *label, double value, double total) {
+    rwq__element(w, "progress");
+    rwq_w_key(w, "value");
+    rwq_w_number(w, value < 0 ? 0 : value);
+    if (total > 0) rwq__finite(w, "total", total);
+    rwq__label(w, label);
+    rwq_w_end_object(w);
+}
+
+void rwq_ui_sparkline(rwq_writer *w, const char *label, const double *values, size_t n,
+                      double min, double max) {
+    rwq__element(w, "sparkline");
+    rwq_w_key(w, "values");
+    rwq_w_array(w);
+    for (size_t i = 0; i < n; i++) rwq_w_number(w, values[i]);
+    rwq_w_end_array(w);
+    rwq__finite(w, "min", min);
+    rwq__finite(w, "max", max);
+    rwq__label(w, label);
+    rwq_w_end_object(w);
+}
+
+void rwq_ui_list_begin(rwq_writer *w, const char *id, const char *title) {
+    rwq__element(w, "list");
+    rwq_w_key(w, "id");
+    rwq_w_string(w, id);
+    if (title && *title) {
+        rwq_w_key(w, "title");
+        rwq_w_string(w, title);
+    }
+    rwq_w_key(w, "items");
+    rwq_w_array(w);
+}
+
+void rwq_ui_list_item(rwq_writer *w, const char *item) { rwq_w_string(w, item); }
+
+void rwq_ui_list_end(rwq_writer *w, int selected) {
+    rwq_w_end_array(w);
+    if (selected >= 0) {
+        rwq_w_key(w, "selected");
+        rwq_w_int(w, selected);
+    }
+    rwq_w_end_object(w);
+}
+
+void rwq_ui_button(rwq_writer *w, const char *id, const char *label, char key,
+                   const char *variant) {
+    rwq__element(w, "button");
+    rwq_w_key(w, "id");
+    rwq_w_string(w, id);
+    rwq_w_key(w, "label");
+    rwq_w_string(w, label);
+    if (key > ' ' && key < 127) {
+        rwq_w_key(w, "key");
+        rwq_w_string_n(w, &key, 1);
+    }
+    if (variant && *variant) {
+        rwq_w_key(w, "variant");
+        rwq_w_string(w, variant);
+    }
+    rwq_w_end_object(w);
+}
+
+static void rwq__container_begin(rwq_writer *w, const char *type, int gap) {
+    rwq__element(w, type);
+    if (gap > 0) {
+        rwq_w_key(w, "gap");
+        rwq_w_int(w, gap);
+    }
+    rwq_w_key(w, "children");
+    rwq_w_array(w);
+}
+
+void rwq_ui_rows_begin(rwq_writer *w, int gap) { rwq__container_begin(w, "rows", gap); }
+
+void rwq_ui_rows_end(rwq_writer *w) {
+    rwq_w_end_array(w);
+    rwq_w_end_object(w);
+}
+
+void rwq_ui_columns_begin(rwq_writer *w, int gap) { rwq__container_begin(w, "columns", gap); }
+
+void rwq_ui_columns_end(rwq_writer *w, const int *weights, size_t nweights) {
+    rwq_w_end_array(w);
+    if (weights && nweights) {
+        rwq_w_key(w, "widths");
+        rwq_w_array(w);
+        for (size_t i = 0; i < nweights; i++) rwq_w_int(w, weights[i]);
+        rwq_w_end_array(w);
+    }
     rwq_w_end_object(w);
 }
 

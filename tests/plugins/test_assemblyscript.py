@@ -89,3 +89,33 @@ def test_assemblyscript_strings_cross_as_utf8(
     assert report.status == "ok", report.to_dict()
     assert report.render is not None
     assert report.render[0] == {"type": "text", "text": f"{greeting}: 0 events of 0 types"}
+
+
+def test_the_assemblyscript_sdk_writes_every_ui_element(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """The AssemblyScript SDK had helpers for text, badge, kv and table only, as the C SDK."""
+    from rwq.plugins.ui import TYPES
+
+    plugin = tmp_path / "as-every-element"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "as-every-element", plugin)
+    build(plugin)
+    report = check_plugin(settings, plugin, client=redis_client)
+    assert report.status == "ok", report.to_dict()
+    assert report.render is not None
+    [rows] = report.render
+    children = rows["children"]
+    assert {c["type"] for c in children} | {"rows"} == set(TYPES)
+    assert [c for c in children if c["type"] == "gauge"] == [
+        {"type": "gauge", "value": 6.8323, "max": 100, "warn": 50, "crit": 90, "label": "load"},
+        {"type": "gauge", "value": 3, "label": "bare"},
+    ]
+    assert [c for c in children if c["type"] == "button"] == [
+        {"type": "button", "id": "go", "label": "Go", "key": "g", "variant": "primary"},
+        {"type": "button", "id": "plain", "label": "Plain"},
+    ]
+    list_ = next(c for c in children if c["type"] == "list")
+    assert list_ == {"type": "list", "id": "queues", "title": "Queues",
+                     "items": ["emails", "reports"], "selected": 1}  # fmt: skip
+    columns = next(c for c in children if c["type"] == "columns")
+    assert columns["widths"] == [1, 2] and rows["gap"] == 1

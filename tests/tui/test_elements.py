@@ -385,3 +385,11 @@ def test_table_cells_equal_in_value_show_as_their_own_type() -> None:
         assert lines(text)[2].strip() == shown, rows
     text = draw([{"type": "table", "columns": ["a", "b"], "rows": [[1, True], [True, 1]]}])
     assert [line.split() for line in lines(text)[2:4]] == [["1", "true"], ["true", "1"]]
+
+
+def test_a_gauge_formats_its_value() -> None:
+    """A gauge read "6.8323/100"."""
+    assert draw([{"type": "gauge", "value": 6.8323, "label": "load"}]).rstrip().endswith("6.8/100")
+    assert draw([{"type": "gauge", "value": 250.75, "max": 1000}]).rstrip().endswith("251/1000")
+    assert draw([{"type": "gauge", "value": 0.04321}]).rstrip().endswith("0.043/100")
+    assert draw([{"type": "gauge", "value": 42}]).rstrip().endswith("42/100")

@@ -447,6 +447,84 @@ export class Writer {
   uiTableEnd(): Writer {
     return this.endArray().endObject();
   }
+
+  private finite(k: string, v: f64): Writer {
+    if (isFinite(v)) this.key(k).number(v);
+    return this;
+  }
+
+  private label(label: string): Writer {
+    if (label.length) this.key("label").string(label);
+    return this;
+  }
+
+  /** A gauge: value against max (100 when max <= 0); warn/crit thresholds, NaN for none. */
+  uiGauge(label: string, value: f64, max: f64 = 0, warn: f64 = NaN, crit: f64 = NaN): Writer {
+    this.element("gauge").key("value").number(value);
+    if (max > 0) this.finite("max", max);
+    return this.finite("warn", warn).finite("crit", crit).label(label).endObject();
+  }
+
+  /** A progress bar: value of total done (100 when total <= 0). */
+  uiProgress(label: string, value: f64, total: f64 = 0): Writer {
+    this.element("progress").key("value").number(value < 0 ? 0 : value);
+    if (total > 0) this.finite("total", total);
+    return this.label(label).endObject();
+  }
+
+  /** A sparkline of values, oldest first; min/max NaN to scale to the values. */
+  uiSparkline(label: string, values: Array<f64>, min: f64 = NaN, max: f64 = NaN): Writer {
+    this.element("sparkline").key("values").array();
+    for (let i = 0; i < values.length; i++) this.number(values[i]);
+    return this.endArray().finite("min", min).finite("max", max).label(label).endObject();
+  }
+
+  /** A list whose items are chosen with `select` events; selected < 0: none marked. */
+  uiList(id: string, items: Array<string>, selected: i32 = -1, title: string = ""): Writer {
+    this.element("list").key("id").string(id);
+    if (title.length) this.key("title").string(title);
+    this.key("items").array();
+    for (let i = 0; i < items.length; i++) this.string(items[i]);
+    this.endArray();
+    if (selected >= 0) this.key("selected").int(selected);
+    return this.endObject();
+  }
+
+  /** A button; key: one printable character ("" for none); variant: default, primary,
+   * warning or error ("" for default). */
+  uiButton(id: string, label: string, key: string = "", variant: string = ""): Writer {
+    this.element("button").key("id").string(id).key("label").string(label);
+    if (key.length) this.key("key").string(key);
+    if (variant.length) this.key("variant").string(variant);
+    return this.endObject();
+  }
+
+  /** Rows: uiRowsBegin, the children (any ui* calls), uiRowsEnd. */
+  uiRowsBegin(gap: i32 = 0): Writer {
+    this.element("rows");
+    if (gap > 0) this.key("gap").int(gap);
+    return this.key("children").array();
+  }
+  uiRowsEnd(): Writer {
+    return this.endArray().endObject();
+  }
+
+  /** Columns: uiColumnsBegin, the children, uiColumnsEnd with one weight per child (or
+   * none for equal widths). */
+  uiColumnsBegin(gap: i32 = 0): Writer {
+    this.element("columns");
+    if (gap > 0) this.key("gap").int(gap);
+    return this.key("children").array();
+  }
+  uiColumnsEnd(weights: Array<i32> = []): Writer {
+    this.endArray();
+    if (weights.length) {
+      this.key("widths").array();
+      for (let i = 0; i < weights.length; i++) this.int(weights[i]);
+      this.endArray();
+    }
+    return this.endObject();
+  }
 }
 
 /** Whether a host function's result is `{"error": ...}`. */

@@ -155,6 +155,15 @@ def _number(value: float) -> str:
     return format(value, ".6g")
 
 
+def _gauge_number(value: float) -> str:
+    """A gauge's figure: whole above 100, one decimal below (``6.8/100``, not ``6.8323``)."""
+    if isinstance(value, int) or float(value).is_integer():
+        return _number(value)
+    if abs(value) >= 100:
+        return format(value, ".0f")
+    return format(value, ".1f") if abs(value) >= 1 else format(value, ".2g")
+
+
 def _bar(fraction: float, cells: int, style: Style) -> Text:
     fraction = min(max(fraction, 0.0), 1.0)
     filled = round(fraction * cells)
@@ -313,7 +322,7 @@ class _Builder:
         else:
             style = rich_style(e.get("style") or "green")
         label = plain(e.get("label") or "")
-        suffix = f" {_number(value)}/{_number(maximum)}"
+        suffix = f" {_gauge_number(value)}/{_gauge_number(maximum)}"
         line = Text(f"{label} " if label else "", style="bold")
         line.append_text(_bar(value / maximum, max(width - line.cell_len - len(suffix), 1), style))
         line.append(suffix, style=style)

@@ -63,7 +63,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 text=True,
             )
         )
-        for name, source in (("hello", SDK / "hello"), ("probe", FIXTURES))
+        for name, source in (
+            ("hello", SDK / "hello"),
+            ("probe", FIXTURES),
+            ("every_element", FIXTURES / "every_element"),
+        )
     }
     for name, job in jobs.items():
         output, _ = job.communicate(timeout=120)
@@ -650,3 +654,33 @@ def test_results_round_trip_unicode(runtime: WasmRuntime, tmp_path: Path) -> Non
     assert plugin.call(Hook.ON_INPUT, {}) == {
         "text": "snowman \u2603, emoji \U0001f600, lone \ufffd"
     }
+
+
+def test_the_c_sdk_writes_every_ui_element(runtime: WasmRuntime, built: dict[str, Path]) -> None:
+    """sdk/c had helpers for text, badge, kv and table only: now one for every element, each
+    writing what the host validates."""
+    from rwq.plugins.ui import TYPES, validate_elements
+
+    plugin = runtime.load("every-element", built["every_element"], LIMITS, FakeHost())
+    [rows] = validate_elements(plugin.call(Hook.RENDER, {"width": 80, "height": 40}))
+    children = rows["children"]
+    assert {c["type"] for c in children} | {"rows"} == set(TYPES)
+    by_type = {c["type"]: c for c in children}
+    gauges = [c for c in children if c["type"] == "gauge"]
+    assert gauges == [
+        {"type": "gauge", "value": 6.8323, "max": 100, "warn": 50, "crit": 90, "label": "load"},
+        {"type": "gauge", "value": 3, "label": "bare"},  # no max, no thresholds
+    ]
+    assert by_type["progress"] == {"type": "progress", "value": 30, "total": 120,
+                                   "label": "done"}  # fmt: skip
+    assert by_type["sparkline"] == {"type": "sparkline", "values": [1, 3, 2, 5, 4], "min": 0,
+                                    "label": "rate"}  # fmt: skip
+    assert by_type["list"] == {"type": "list", "id": "queues", "title": "Queues",
+                               "items": ["emails", "reports"], "selected": 1}  # fmt: skip
+    buttons = [c for c in children if c["type"] == "button"]
+    assert buttons == [
+        {"type": "button", "id": "go", "label": "Go", "key": "g", "variant": "primary"},
+        {"type": "button", "id": "plain", "label": "Plain"},
+    ]
+    assert by_type["columns"]["widths"] == [1, 2] and len(by_type["columns"]["children"]) == 2
+    assert rows["gap"] == 1

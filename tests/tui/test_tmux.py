@@ -45,7 +45,7 @@ pytestmark = [
 
 @dataclass
 class Terminal:
-    """A tmux session of its own tmux server (a private socket), 160x50."""
+    """A tmux session of its own tmux server (a private socket), 220x55 at first."""
 
     socket: Path
     env: dict[str, str]
@@ -93,7 +93,7 @@ class Terminal:
 
 @contextmanager
 def running(tmp_path: Path, command: list[str], cwd: Path, **env: str) -> Iterator[Terminal]:
-    """``command`` in a 160x50 tmux session of its own tmux server; stopped at the end, with
+    """``command`` in a 220x55 tmux session of its own tmux server; stopped at the end, with
     the embedded Valkey and any demo worker it left."""
     assert TMUX is not None, "tmux is not installed: `make toolchains` should have installed it"
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("RWQ_", "TMUX"))}
@@ -105,7 +105,7 @@ def running(tmp_path: Path, command: list[str], cwd: Path, **env: str) -> Iterat
     )
     term = Terminal(tmp_path / "tmux.sock", environ, tmp_path / "state" / "rwq")
     script = f"{shlex.join(command)}; echo {EXITED} $?; sleep 600"
-    term.tmux("-f", "/dev/null", "new-session", "-d", "-s", "demo", "-x", "160", "-y", "50",
+    term.tmux("-f", "/dev/null", "new-session", "-d", "-s", "demo", "-x", "220", "-y", "55",
               "-c", str(cwd), script)  # fmt: skip
     try:
         yield term
@@ -154,6 +154,19 @@ def test_the_demo_in_a_real_terminal(terminal: Terminal) -> None:
         f"the sample panels {titles}", lambda s: all(t in s for t in titles), 60
     )
     assert "awaiting approval" not in screen  # the policy granted what they ask
+    assert any("╮ ╭" in line for line in screen.splitlines())  # two columns at 220x55
+
+    # a small terminal: the panels stack in one readable column, one below the other
+    terminal.tmux("resize-window", "-t", "demo", "-x", "100", "-y", "30")
+    screen = terminal.wait_for(
+        "one column of panels",
+        lambda s: titles[0] in s and not any("╮ ╭" in line for line in s.splitlines()),
+        30,
+    )
+    tops = [line for line in screen.splitlines() if line.startswith("╭─ ")]
+    assert tops and all(line.rstrip().endswith("╮") and len(line.rstrip()) > 90 for line in tops)
+    assert "throttled" not in screen
+    terminal.tmux("resize-window", "-t", "demo", "-x", "220", "-y", "55")
 
     terminal.press("2")
     terminal.wait_for("the dead letters view", lambda s: "dead letters match" in s, 30)

@@ -256,7 +256,10 @@ def test_hostile_plugin_text_is_printed_as_text(tmp_path: Path) -> None:
     assert rwq("plugin", "install", str(HOSTILE_TEXT)).returncode == 0
     listed = rwq("plugin", "list")
     assert listed.returncode == 0, listed.stderr
-    checked = rwq("plugin", "check", str(HOSTILE_TEXT), "--grant", "ui.notifications")
+    try:
+        checked = rwq("plugin", "check", str(HOSTILE_TEXT), "--grant", "ui.notifications")
+    finally:
+        rwq("server", "stop")  # the embedded Valkey the check started
     assert checked.returncode == 0, checked.stderr
     for out in (listed.stdout, checked.stdout, checked.stderr):
         assert "\x1b" not in out and "\u202e" not in out and "\u2764" not in out

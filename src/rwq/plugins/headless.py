@@ -43,11 +43,13 @@ class HeadlessHost:
         runtimes: Callable[[], dict[str, PluginRuntime]] = sandboxes,
         on_notify: Notify | None = None,
         on_log: LogSink | None = None,
+        feeds: bool = True,
+        element_validator: Callable[[Any], Any] | None = None,
     ) -> None:
         self.runtimes = runtimes()
         self.manager = PluginManager(
-            settings, self.runtimes, client, policy_path=policy_path,
-            on_notify=on_notify, on_log=on_log,
+            settings, self.runtimes, client, policy_path=policy_path, feeds=feeds,
+            element_validator=element_validator, on_notify=on_notify, on_log=on_log,
         )  # fmt: skip
         # Without watching the reloader still serves `rwq plugin reload` and puts every swap
         # on probation.
@@ -62,9 +64,7 @@ class HeadlessHost:
     def stop(self) -> None:
         self.control.stop()
         self.reloader.stop()
-        self.manager.stop()
-        for runtime in self.runtimes.values():
-            runtime.close()
+        self.manager.stop()  # closes the runtimes too
 
     def states(self) -> dict[str, str]:
         """Each plugin's state, by name."""

@@ -10,10 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rwq.config import Settings
-from rwq.plugins.control import ControlServer
-from rwq.plugins.headless import sandboxes
-from rwq.plugins.manager import PluginManager
-from rwq.plugins.reloader import HotReloader
+from rwq.plugins.headless import HeadlessHost, sandboxes
 from rwq.plugins.runtimes.base import PluginRuntime
 from rwq.plugins.ui import validate_elements
 from rwq.tui.plugins_view import PluginLogs
@@ -47,29 +44,21 @@ class PluginHost:
         self.logs = PluginLogs()
         self.toast: Toast | None = None
         """Set by the app once it runs; until then notifications are only logged."""
-        self.manager = PluginManager(
-            settings,
-            runtimes_factory(),
-            client,
-            policy_path=policy_path,
-            feeds=feeds,
+        self.host = HeadlessHost(
+            settings, client, policy_path=policy_path, watch=watch, runtimes=runtimes_factory,
+            on_notify=self._notify, on_log=self.logs.add, feeds=feeds,
             element_validator=validate_elements,
-            on_notify=self._notify,
-            on_log=self.logs.add,
-        )
-        self.reloader = HotReloader(self.manager, watch=watch)
-        self.control = ControlServer(self.manager, self.reloader)
+        )  # fmt: skip
+        self.manager = self.host.manager
+        self.reloader = self.host.reloader
+        self.control = self.host.control
         """Answers ``rwq plugin reload NAME`` from other processes."""
 
     def start(self) -> None:
-        self.manager.start()
-        self.reloader.start()
-        self.control.start()
+        self.host.start()
 
     def stop(self) -> None:
-        self.control.stop()
-        self.reloader.stop()
-        self.manager.stop()
+        self.host.stop()
 
     def notice(self, name: str, now: float | None = None) -> str:
         """A line for the panel of ``name`` while its latest reload attempt, if it failed,

@@ -570,17 +570,40 @@ def workers_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     if as_json:
         _print_json([asdict(w) for w in workers])
         return
-    table = Table(title=f"{len(workers)} workers")
-    for col in ("id", "host", "pid", "queues", "state", "current", "processed", "heartbeat"):
-        table.add_column(col)
+    if not workers:
+        out.print("no workers are registered")
+        return
     now = datetime.now().timestamp() * 1000
-    for w in workers:
-        beat = format_age((now - w.last_heartbeat) / 1000) + " ago" if w.last_heartbeat else "lost"
-        table.add_row(
-            w.id, w.host, str(w.pid), ",".join(w.queues), w.state, str(len(w.current_jobs)),
-            str(w.processed), beat,
-        )  # fmt: skip
-    out.print(table)
+    beats = [
+        format_age((now - w.last_heartbeat) / 1000) + " ago" if w.last_heartbeat else "lost"
+        for w in workers
+    ]
+    out.print(
+        fitted_table(
+            f"{len(workers)} workers",
+            [
+                TableColumn("id", [w.id for w in workers], priority=0),
+                TableColumn("host", [w.host for w in workers], priority=4, shortest=8),
+                TableColumn("pid", [str(w.pid) for w in workers], priority=5, right=True),
+                TableColumn(
+                    "queues",
+                    [",".join(w.queues) for w in workers],
+                    priority=3,
+                    shortest=8,
+                    widest=40,
+                ),
+                TableColumn("state", [w.state for w in workers], priority=1),
+                TableColumn(
+                    "current", [str(len(w.current_jobs)) for w in workers], priority=2, right=True
+                ),
+                TableColumn(
+                    "processed", [str(w.processed) for w in workers], priority=6, right=True
+                ),
+                TableColumn("heartbeat", beats, priority=2),
+            ],
+            out.width,
+        )
+    )
 
 
 # -- the TUI ---------------------------------------------------------------------------------

@@ -574,3 +574,31 @@ def test_a_handlers_unprintable_error_does_not_stop_the_worker(
         "Unreadable: <Unreadable whose message cannot be read>",
         "ValueError: bad \\ud800",
     ]
+
+
+def test_a_result_whose_reply_was_lost_is_not_called_reaped(
+    make_broker: Callable[..., Broker], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker warned "stale (job reaped)" when its ack went through but the reply was
+    lost and the retry found the job done: it says what happened."""
+    broker = make_broker()
+    Producer(broker).enqueue_many("q", [1, 2])
+    real = broker.execute
+    lost = [True]
+
+    def lossy(build: Callable[[Any], object]) -> list[Any]:
+        result = real(build)  # it ran on the server...
+        if lost:
+            lost.clear()
+            raise redis.ConnectionError("the reply was lost")  # ...but no answer came back
+        return result
+
+    broker.execute = lossy  # type: ignore[method-assign]
+    worker = Worker(broker, ["q"], {"q": lambda job: None})
+    with caplog.at_level("INFO", logger="rwq.queue.worker"):
+        worker.run(duration=2)  # the lost reply is never counted: no max_jobs
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("recorded already: the reply to the previous attempt was lost" in m
+               for m in messages), messages  # fmt: skip
+    assert not any("reaped" in m for m in messages)
+    assert Admin(broker).stats(["q"]).queues[0].completed_total == 2

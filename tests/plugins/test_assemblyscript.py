@@ -98,7 +98,7 @@ def test_the_assemblyscript_sdk_writes_every_ui_element(
     from rwq.plugins.ui import TYPES
 
     plugin = tmp_path / "as-every-element"
-    shutil.copytree(Path(__file__).parent / "fixtures" / "as-every-element", plugin)
+    shutil.copytree(Path(__file__).parent / "runtimes" / "assemblyscript" / "every_element", plugin)
     build(plugin)
     report = check_plugin(settings, plugin, client=redis_client)
     assert report.status == "ok", report.to_dict()

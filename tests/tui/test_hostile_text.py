@@ -13,7 +13,7 @@ import pytest
 import redis
 from rich.console import Console
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 
 from hostile_text import assert_shown_safely
 from rwq.config import Settings
@@ -21,6 +21,7 @@ from rwq.plugins.lifecycle import PluginState
 from rwq.plugins.manifest import load_manifest
 from rwq.tui.app import RwqApp
 from rwq.tui.approval import ApprovalScreen
+from rwq.tui.audit_view import AuditScreen
 from rwq.tui.dialogs import TextScreen
 from rwq.tui.host import PluginHost
 from rwq.tui.panels import PluginPanel
@@ -124,8 +125,9 @@ def test_every_place_shows_hostile_plugin_text_as_text(
         assert "[@click=app.quit]x" in log and "\\x1b[2J" in log
         assert_shown_safely(log)
         await pilot.press("escape", "a")  # the audit log
-        await until_screen(pilot, TextScreen)
-        assert_shown_safely(shown(app.screen.query_one("#body").render(), 400))
+        await until_screen(pilot, AuditScreen)
+        assert_shown_safely(shown(app.screen.query_one("#audit-records", Static).content, 400))
+        assert_screen_safe(app)
         assert app.is_running
 
     drive(app, steps)

@@ -158,13 +158,13 @@ def test_the_demo_in_a_real_terminal(terminal: Terminal) -> None:
 
     # a small terminal: the panels stack in one readable column, one below the other
     terminal.tmux("resize-window", "-t", "demo", "-x", "100", "-y", "30")
-    screen = terminal.wait_for(
-        "one column of panels",
-        lambda s: titles[0] in s and not any("╮ ╭" in line for line in s.splitlines()),
-        30,
-    )
-    tops = [line for line in screen.splitlines() if line.startswith("╭─ ")]
-    assert tops and all(line.rstrip().endswith("╮") and len(line.rstrip()) > 90 for line in tops)
+
+    def one_column(screen: str) -> bool:
+        tops = [line.rstrip() for line in screen.splitlines() if line.startswith("╭─ ")]
+        return bool(tops) and all(line.endswith("╮") and len(line) > 90 for line in tops)
+
+    screen = terminal.wait_for("one column of panels as wide as the screen", one_column, 30)
+    assert titles[0] in screen
     assert "throttled" not in screen
     terminal.tmux("resize-window", "-t", "demo", "-x", "220", "-y", "55")
 

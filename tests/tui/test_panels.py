@@ -82,6 +82,13 @@ def test_the_approval_dialog_grants_only_what_is_checked_and_it_persists(
                     assert mark.style is not None
                     marks[name] = mark.style.color != mark.style.bgcolor
         assert marks == {"ui.notifications": True, "storage.read": False}  # unchecked: empty
+        # one line per permission, each with its box (a wrapped description once put the next
+        # permission's box on the wrong row); the highlighted one's description is below
+        rows = ["".join(s.text for s in choices.render_line(y)) for y in range(choices.size.height)]
+        boxed = [row for row in rows if "X" in row]
+        assert len(boxed) == 2 and all(("ui.notif" in r) != ("storage.read" in r) for r in boxed)
+        detail = str(screen.query_one("#approval-detail").render())
+        assert "—" in detail and ("ui.notifications" in detail or "storage.read" in detail)
         await pilot.press("a")
         await until(pilot, lambda: app.manager.state("counter") is PluginState.ACTIVE)
 

@@ -45,8 +45,8 @@ def apply(manager: PluginManager, pending: PendingApproval, decision: Decision) 
     return f"{name}: allowed {', '.join(sorted(decision.allowed))}{refused} ({state.value})"
 
 
-def describe(item: ReviewItem) -> Text:
-    """One permission on one line: name, level, scope, description."""
+def describe(item: ReviewItem, *, brief: bool = False) -> Text:
+    """One permission on one line: name, level, scope and (unless ``brief``) description."""
     spec = CATALOG.get(item.permission)
     text = Text()
     text.append(item.permission, style="bold")
@@ -59,7 +59,7 @@ def describe(item: ReviewItem) -> Text:
         text.append(f"  queues: {', '.join(item.queues)}", style="cyan")
     if item.operations != ("*",):
         text.append(f"  operations: {', '.join(item.operations)}", style="cyan")
-    if spec is not None:
+    if spec is not None and not brief:
         text.append(f"  — {spec.description}", style="italic")
     return text
 
@@ -68,7 +68,10 @@ class ApprovalScreen(ModalScreen[Decision]):
     """Asks the user about one plugin's pending permissions."""
 
     DEFAULT_CSS = """
-    #approval-permissions { text-wrap: wrap; text-overflow: fold; }
+    /* one line per permission, its box on that line (a wrapped option put the next box on
+       the wrong row); the highlighted one's whole description is below the list */
+    #approval-permissions { text-wrap: nowrap; text-overflow: ellipsis; }
+    #approval-detail { height: auto; padding: 0 1; color: $text-muted; }
     /* an unchecked box is empty (Textual draws a dim X, easily read as checked) */
     #approval-permissions > .selection-list--button,
     #approval-permissions > .selection-list--button-highlighted { color: $panel; }
@@ -104,12 +107,17 @@ class ApprovalScreen(ModalScreen[Decision]):
             yield Label("Toggle with space; allowed when checked:")
             yield SelectionList[str](
                 *(
-                    Selection(printable_text(describe(item)), item.permission, not _sensitive(item))
+                    Selection(
+                        printable_text(describe(item, brief=True)),
+                        item.permission,
+                        not _sensitive(item),
+                    )
                     for item in review.items
                     if item.status == "pending"
                 ),
                 id="approval-permissions",
             )
+            yield Static("", id="approval-detail")
             with VerticalScroll(id="approval-known"):
                 for item in granted:
                     yield Static(
@@ -125,7 +133,21 @@ class ApprovalScreen(ModalScreen[Decision]):
                 yield Button("Later (l)", id="later")
 
     def on_mount(self) -> None:
-        self.query_one("#approval-permissions", SelectionList).focus()
+        choices = self.query_one("#approval-permissions", SelectionList)
+        choices.focus()
+        if choices.option_count:
+            choices.highlighted = 0
+            self._show_detail(choices.get_option_at_index(0).value)
+
+    def on_selection_list_selection_highlighted(
+        self, event: SelectionList.SelectionHighlighted[str]
+    ) -> None:
+        self._show_detail(event.selection.value)
+
+    def _show_detail(self, permission: str) -> None:
+        item = next((i for i in self.pending.review.items if i.permission == permission), None)
+        if item is not None:
+            self.query_one("#approval-detail", Static).update(printable_text(describe(item)))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id in ("allow", "deny", "later"):

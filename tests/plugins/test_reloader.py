@@ -333,3 +333,20 @@ def test_a_new_plugin_directory_is_taken_in_through_approval(
     wait_for(lambda: "quiet" in manager.plugins(), "the second new plugin")
     wait_for(lambda: manager.state("quiet") is PluginState.ACTIVE, "it to run")
     assert reloader.reload("quiet").result(timeout=WAIT).outcome == "reloaded"
+
+
+def test_a_removed_plugin_is_unloaded_from_the_running_host(
+    host: Host, reloaders: list[HotReloader]
+) -> None:
+    """After `rwq plugin remove` the TUI's panel kept rendering and the manager said active."""
+    import shutil
+
+    write_plugin(host.root, "p")
+    write_plugin(host.root, "q")
+    manager = host.started()
+    reloader = watching(manager, reloaders)
+    shutil.rmtree(host.root / "q")
+    wait_for(lambda: "q" not in manager.plugins(), "the removed plugin unloaded")
+    assert host.runtime.all_of("q")[0].closed
+    assert [a.outcome for a in reloader.history("q")] == ["removed"]
+    assert manager.state("p") is PluginState.ACTIVE

@@ -714,6 +714,17 @@ class PluginManager:
                 rec.update = None
                 self._set_state(rec, PluginState.UNLOADED, "unloaded by the user")
 
+    def forget(self, name: str) -> None:
+        """Unload ``name`` and drop it from this host: its bundle left the plugin directories
+        (``rwq plugin remove``). Its grants and stored data stay."""
+        with self._ops:
+            rec = self._get(name)
+            with rec.lock:
+                if rec.instance is not None:
+                    self._retire(rec, graceful=True, event="removed")
+            with self._lock:
+                self._plugins.pop(name, None)
+
     def enable(self, name: str) -> PluginState:
         """Load a disabled, unloaded or failed plugin again from its bundle on disk
         (validated and reviewed anew). Returns its state."""

@@ -40,7 +40,7 @@ __all__ = ["HotReloader", "Outcome", "ReloadAttempt"]
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["reloaded", "invalid", "failed", "awaiting approval", "rolled back"]
+Outcome = Literal["reloaded", "invalid", "failed", "awaiting approval", "rolled back", "removed"]
 _HISTORY = 50
 """Attempts kept per plugin."""
 
@@ -309,6 +309,14 @@ class HotReloader:
     def _reload(self, path: Path, *, force: bool = False) -> ReloadAttempt | None:
         """Try the bundle at ``path``; the attempt, or None when there was nothing to do."""
         known = self._names.get(path)
+        if known is not None and not path.exists() and known in self.manager.plugins():
+            # its bundle left the plugin directories (rwq plugin remove): unload it here too
+            self.manager.forget(known)
+            self._names.pop(path, None)
+            self._paths.pop(known, None)
+            with self._cond:
+                self._seen.pop(known, None)
+            return self._record(known, "", "removed", f"{path} was removed")
         try:
             bundle = open_bundle(path, extract_dir=self.manager.paths.extracted)
         except RwqError as exc:

@@ -680,7 +680,7 @@ def test_a_plugin_over_its_cpu_budget_gets_its_events_coalesced_later(host: Host
     assert "busy" in changed  # its panel is drawn again: it says it is throttled, in figures
     result = manager.render("busy", 40, 10)
     budget = manager.manifest("busy").resources.max_cpu  # type: ignore[union-attr]
-    why = f"14% CPU over 10s > {budget:g}% budget (resources.max_cpu)"
+    why = f"14.2% CPU over 10s > {budget:g}% budget (resources.max_cpu)"
     assert result.throttled and result.throttle_note == why
     assert manager.status("busy").throttle_note == why
     changed.clear()

@@ -932,6 +932,7 @@ class PluginManager:
                 self.host_api.timers.clear(name, timer_id)
             old_slot.retiring = True
             old_exports = rec.exports
+            _start_budget(cand.instance)
             with self._lock:
                 rec.instance, rec.slot, rec.exports = cand.instance, cand.slot, cand.exports
                 rec.bundle, rec.review, rec.update = cand.bundle, cand.review, None
@@ -1289,6 +1290,7 @@ class PluginManager:
                     self._set_state(rec, PluginState.ERROR, f"activate faulted: {fault.reason}")
                     return
             self._start_receiving(rec)
+            _start_budget(cand.instance)
             self._set_state(rec, PluginState.ACTIVE)
             self._mark_dirty(rec)
         publish_local(
@@ -1484,7 +1486,7 @@ class PluginManager:
         if share is None or budget is None:
             return "over its CPU budget (resources.max_cpu)"
         percent, window = share
-        return f"{percent:.0f}% CPU over {window:g}s > {budget:g}% budget (resources.max_cpu)"
+        return f"{percent:.1f}% CPU over {window:g}s > {budget:g}% budget (resources.max_cpu)"
 
     # -- events --------------------------------------------------------------------------------
 
@@ -1827,6 +1829,14 @@ class PluginManager:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _start_budget(instance: Any) -> None:
+    """Count the CPU budget from now: loading, initializing and activating (reading stored
+    state, say) are a one-off cost, not the steady share ``max_cpu`` limits."""
+    start = getattr(instance, "start_budget", None)
+    if start is not None:
+        start()
 
 
 def _object(result: Any) -> dict[str, Any]:

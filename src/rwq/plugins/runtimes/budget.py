@@ -51,6 +51,11 @@ class CpuBudget:
         self._advance()
         return sum(self._slots)
 
+    def clear(self) -> None:
+        """Forget the CPU used so far."""
+        self._slots = [0.0] * _SLOTS
+        self._current = int(self.clock() / self._slot_s)
+
     def share_percent(self) -> float:
         """The CPU used in the window, as a percentage of one core."""
         return self.used_s() / self.window_s * 100.0

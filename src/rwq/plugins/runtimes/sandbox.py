@@ -214,11 +214,12 @@ class Sandbox:
     def private_bytes(self) -> int:
         return private_bytes(self.pid) if self._status is None else 0
 
-    def cpu_seconds(self) -> float:
+    def cpu_seconds(self, *, fresh: bool = False) -> float:
         """CPU time used so far, read from /proc at most every :data:`CPU_READ_EVERY` seconds
-        (the host asks around every call; the budget's window is seconds long)."""
+        (the host asks around every call; the budget's window is seconds long) unless
+        ``fresh``."""
         now = time.monotonic()
-        if self._status is None and now - self._cpu_read_at >= CPU_READ_EVERY:
+        if self._status is None and (fresh or now - self._cpu_read_at >= CPU_READ_EVERY):
             used = cpu_seconds(self.pid)
             if used is not None:
                 self._cpu = used

@@ -293,6 +293,11 @@ class StarlarkPlugin:
         self.cpu_seconds()
         return self._budget.throttled
 
+    def start_budget(self) -> None:
+        """Count the CPU budget from now on (what loading used is not charged)."""
+        self._charged = self._sandbox.cpu_seconds(fresh=True)
+        self._budget.clear()
+
     @property
     def cpu_share(self) -> tuple[float, float]:
         """The percentage of a core used lately, and the window in seconds it is taken over."""

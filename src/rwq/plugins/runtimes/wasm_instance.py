@@ -257,6 +257,10 @@ class WasmInstance:
         """Whether the plugin used more than ``max_cpu`` over the runtime's window."""
         return self.budget.throttled
 
+    def start_budget(self) -> None:
+        """Count the CPU budget from now on (what loading used is not charged)."""
+        self.budget.clear()
+
     @property
     def cpu_share(self) -> tuple[float, float]:
         """The percentage of a core used lately, and the window in seconds it is taken over."""

@@ -346,5 +346,7 @@ def test_install_copies_only_the_checked_files(tmp_path: Path) -> None:
     installed = rwq("plugin", "install", str(plugin))
     assert installed.returncode == 0, installed.stderr
     target = Path(installed.stdout.strip().rsplit(" to ", 1)[1])
-    assert sorted(p.name for p in target.iterdir()) == ["README.md", "main.star", "manifest.yaml"]
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        p.name for p in plugin.iterdir() if p.name != ".git"
+    )
     assert not any("top secret" in p.read_text() for p in target.rglob("*") if p.is_file())

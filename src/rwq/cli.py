@@ -29,7 +29,7 @@ from rwq.queue.broker import Broker
 from rwq.queue.job import DEFAULT_PRIORITY, Job
 from rwq.queue.producer import Producer
 from rwq.server import keeping_embedded
-from rwq.units import format_age, format_figure, parse_duration
+from rwq.units import counted, format_age, format_figure, parse_duration
 
 app = typer.Typer(
     help="rwq: a reliable Redis work queue with a plugin-driven terminal UI.",
@@ -345,7 +345,8 @@ def worker_cmd(
     max_jobs: Annotated[int | None, typer.Option("--max-jobs", min=1)] = None,
     duration: Annotated[str | None, typer.Option("--duration", help="Stop after (60s).")] = None,
 ) -> None:
-    """Process jobs until interrupted (SIGTERM/Ctrl-C finish the running jobs first)."""
+    """Process jobs until interrupted: SIGTERM or Ctrl-C lets running jobs finish for up to
+    shutdown_timeout (30s), then hands the rest back to their queues; a second signal at once."""
     from rwq.queue.breaker import BreakerPolicy
     from rwq.queue.worker import Worker, WorkerOptions
 
@@ -580,7 +581,7 @@ def workers_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     ]
     out.print(
         fitted_table(
-            f"{len(workers)} workers",
+            counted(len(workers), "worker"),
             [
                 TableColumn("id", [w.id for w in workers], priority=0),
                 TableColumn("host", [w.host for w in workers], priority=4, shortest=8),

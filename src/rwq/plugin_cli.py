@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
-from rich.table import Table
 from rich.text import Text
 
+from rwq.cli_table import TableColumn, fitted_table
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins.paths import PluginPaths, with_plugin_dirs
 from rwq.printable import PlainConsole, marked, print_json
-from rwq.units import parse_duration
+from rwq.units import counted, parse_duration
 
 if TYPE_CHECKING:
     from rwq.plugins.audit import AuditLog
@@ -138,15 +138,30 @@ def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     if as_json:
         print_json({"plugins": rows, "errors": errors}, out.file)
         return
-    table = Table(title=f"{len(rows)} plugins")
-    for col in ("name", "version", "runtime", "state", "granted", "pending", "denied"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
-            r["name"], r["version"], r["runtime"], r["state"], ", ".join(r["granted"]),
-            ", ".join(r["pending"]), ", ".join(r["denied"]),
-        )  # fmt: skip
-    out.print(table)
+    if not rows:
+        out.print("no plugins installed (rwq plugin install PATH)")
+    else:
+        out.print(
+            fitted_table(
+                counted(len(rows), "plugin"),
+                [
+                    TableColumn("name", [r["name"] for r in rows], priority=0),
+                    TableColumn("version", [r["version"] for r in rows], priority=3),
+                    TableColumn("runtime", [r["runtime"] for r in rows], priority=5),
+                    TableColumn("state", [r["state"] for r in rows], priority=1),
+                    TableColumn(
+                        "granted", [", ".join(r["granted"]) for r in rows], priority=2, shortest=12
+                    ),
+                    TableColumn(
+                        "pending", [", ".join(r["pending"]) for r in rows], priority=2, shortest=12
+                    ),
+                    TableColumn(
+                        "denied", [", ".join(r["denied"]) for r in rows], priority=4, shortest=10
+                    ),
+                ],
+                out.width,
+            )
+        )
     for path, err in errors.items():
         out.print(marked("invalid", "red", f"{path}: {err}"), soft_wrap=True)
 
@@ -469,7 +484,7 @@ def _print_check(report: Any) -> None:
             if names:
                 out.print(f"  {what}: {', '.join(names)}")
         denied = [a for a in report.audit if not a.get("allowed", True)]
-        out.print(f"  audit: {len(report.audit)} records, {len(denied)} denied")
+        out.print(f"  audit: {counted(len(report.audit), 'record')}, {len(denied)} denied")
         if report.render is not None:
             out.print(_panel(plugin["name"], report.render))
     else:

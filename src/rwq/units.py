@@ -77,6 +77,11 @@ def _shown(text: object) -> str:
     return shown if len(shown) <= 40 else f"{shown[:37]}..."
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless one: ``1 worker``, ``3 workers``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def format_figure(value: object) -> str:
     """A measured figure for people: thousands separated, three decimals below 1,000."""
     if isinstance(value, float):

@@ -335,6 +335,8 @@ class RwqApp(App[None]):
         self.notify(f"theme: {self.theme}", timeout=1.5)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "quit" and isinstance(self.focused, PluginPanel):
+            return None  # the focused panel's plugin gets q: dimmed until escape
         if action == "panels_layout":
             if self.query_one(TabbedContent).active != "panels":
                 return False  # not in the footer elsewhere

@@ -15,6 +15,7 @@ from textual.widgets import Button, Label, Static
 
 from rwq.plugins.audit import AuditRecord
 from rwq.printable import plain_text
+from rwq.units import counted
 
 SHOWN = 500
 """The newest records read for the screen."""
@@ -75,7 +76,7 @@ class AuditScreen(ModalScreen[None]):
     def show(self) -> None:
         records = self.read(self.where)[-SHOWN:][::-1]  # newest first
         self.query_one("#audit-filter", Label).update(
-            plain_text(f"{self.where.describe()}: {len(records)} records, newest first")
+            plain_text(f"{self.where.describe()}: {counted(len(records), 'record')}, newest first")
         )
         body = Text()
         for record in records:

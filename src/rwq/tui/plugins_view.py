@@ -28,6 +28,7 @@ from rwq.tui.audit_view import SHOWN as AUDIT_SHOWN
 from rwq.tui.audit_view import AuditFilter, AuditScreen
 from rwq.tui.dialogs import TextScreen
 from rwq.tui.tables import cursor_key, sync_rows, update_label
+from rwq.units import counted
 
 RELOADS_SHOWN = 3
 """Latest reload attempts shown under the table (a rolled-back one says why)."""
@@ -229,7 +230,7 @@ class PluginsView(Vertical):
             )
         sync_rows(self.table, rows, COLUMNS)
         waiting = len(manager.pending_approvals())
-        status = Text(f"{len(snaps)} plugins")
+        status = Text(counted(len(snaps), "plugin"))
         if waiting:
             status.append(f" · {waiting} awaiting approval (A)", style="bold yellow")
         update_label(self.query_one("#plugins-status", Label), status)

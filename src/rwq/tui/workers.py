@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Label
 from rwq.queue.admin import WorkerInfo
 from rwq.tui.source import Sample, is_stale
 from rwq.tui.tables import cursor_key, sync_rows, update_label
+from rwq.units import counted
 from rwq.units import format_age as age
 
 COLUMNS = ("id", "host", "pid", "queues", "state", "running", "processed", "failed", "heartbeat")
@@ -72,7 +73,7 @@ class WorkersView(Vertical):
                 Text(beat, style=style),
             )
         sync_rows(self.query_one("#workers-table", DataTable), rows, COLUMNS)
-        status = Text(f"{len(sample.workers)} workers")
+        status = Text(counted(len(sample.workers), "worker"))
         if stale_count:
             status.append(f", {stale_count} stale", style="bold red")
         update_label(self.query_one("#workers-status", Label), status)

@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from rwq.plugins.host_api import HostCallError, error_result
+from rwq.plugins.contract.errors import HostCallError, error_result
 from rwq.plugins.runtimes.base import (
     FaultKind,
     Hook,

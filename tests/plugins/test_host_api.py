@@ -21,29 +21,28 @@ from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins.audit import AuditLog, AuditRecord, read
 from rwq.plugins.bus import EventBus
-from rwq.plugins.grants import GrantStore
-from rwq.plugins.host_api import (
-    ALERT_RAISED,
-    HOST_FUNCTIONS,
+from rwq.plugins.contract.arguments import validate_arguments
+from rwq.plugins.contract.errors import (
     ErrorCode,
-    HostAPI,
     HostCallError,
     HostPermissionDenied,
     InternalError,
     InvalidArgument,
     NotFound,
-    PluginBinding,
     QuotaExceeded,
     RateLimited,
     ReadOnly,
-    TimerTable,
     UnknownFunction,
     error_result,
-    render_markdown,
-    validate_arguments,
 )
+from rwq.plugins.contract.host_api_doc import render_markdown
+from rwq.plugins.contract.host_functions import HOST_FUNCTIONS
+from rwq.plugins.events import ALERT_RAISED
+from rwq.plugins.grants import GrantStore
+from rwq.plugins.host_api import HostAPI, PluginBinding
 from rwq.plugins.permissions import CATALOG
 from rwq.plugins.storage import PluginStorage
+from rwq.plugins.timers import TimerTable
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker, Failure
 from rwq.queue.producer import Producer
@@ -196,7 +195,7 @@ def test_the_declarations_cover_every_function_and_the_docs_match() -> None:
         "requeue_jobs",
     }
     doc = (ROOT / "docs" / "host-api.md").read_text(encoding="utf-8")
-    assert doc == render_markdown(), "run: python -m rwq.plugins.host_api > docs/host-api.md"
+    assert doc == render_markdown(), "run: python -m rwq.plugins.contract.host_api_doc > docs/host-api.md"
 
 
 def test_the_grant_store_must_audit_to_the_same_log(host: Host, tmp_path: Path) -> None:

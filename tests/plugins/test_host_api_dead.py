@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from test_host_api import Host, host  # noqa: F401  (the host API fixture)
 
-from rwq.plugins.host_api import HostPermissionDenied, InvalidArgument, NotFound, ReadOnly
+from rwq.plugins.contract.errors import HostPermissionDenied, InvalidArgument, NotFound, ReadOnly
 
 
 def ids(page: dict[str, object]) -> set[str]:

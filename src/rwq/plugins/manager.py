@@ -42,6 +42,7 @@ from rwq.errors import RwqError
 from rwq.plugins.audit import AuditLog
 from rwq.plugins.bundle import Bundle, open_bundle
 from rwq.plugins.bus import DEFAULT_INBOX, BusError, Dispatcher, EventBus
+from rwq.plugins.contract.errors import InternalError, NotFound, RateLimited
 from rwq.plugins.events import (
     PLUGIN_FAULTED,
     PLUGIN_LOADED,
@@ -52,16 +53,7 @@ from rwq.plugins.events import (
 )
 from rwq.plugins.feed import HealthSampler, StatsSampler, StreamFeed, publish_local
 from rwq.plugins.grants import GrantStore
-from rwq.plugins.host_api import (
-    HostAPI,
-    InternalError,
-    LogSink,
-    NotFound,
-    Notify,
-    PluginBinding,
-    RateLimited,
-    TimerFired,
-)
+from rwq.plugins.host_api import HostAPI, LogSink, Notify, PluginBinding
 from rwq.plugins.lifecycle import RUNNING, FaultPolicy, PluginState, check_transition
 from rwq.plugins.manifest import PluginManifest
 from rwq.plugins.metrics import PluginCollector, PluginMetrics, PluginSnapshot
@@ -80,6 +72,7 @@ from rwq.plugins.runtimes.base import (
 from rwq.plugins.scope import narrow
 from rwq.plugins.slots import Slot, acting, host_call_for
 from rwq.plugins.storage import PluginStorage
+from rwq.plugins.timers import TimerFired
 from rwq.plugins.user_config import (
     ConfigStore,
     PluginConfigError,

@@ -18,7 +18,8 @@ from types import MappingProxyType
 from typing import Any
 
 from rwq.plugins.audit import AuditLog
-from rwq.plugins.host_api import HostAPI, HostPermissionDenied, PluginBinding
+from rwq.plugins.contract.errors import HostPermissionDenied
+from rwq.plugins.host_api import HostAPI, PluginBinding
 from rwq.plugins.runtimes.base import HostCall
 
 SUCCESSOR_OWNED = frozenset({"set_timer", "clear_timer", "subscribe", "unsubscribe"})

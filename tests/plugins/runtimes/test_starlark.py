@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rwq.plugins.host_api import HostPermissionDenied, InvalidArgument
+from rwq.plugins.contract.errors import HostPermissionDenied, InvalidArgument
 from rwq.plugins.manifest import load_manifest
 from rwq.plugins.runtimes.base import FaultKind, Hook, PluginFault, ResourceLimits
 from rwq.plugins.runtimes.starlark import StarlarkPlugin, StarlarkRuntime, render_markdown

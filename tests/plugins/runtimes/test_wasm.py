@@ -22,13 +22,10 @@ import wasmtime
 from rwq.config import Settings
 from rwq.plugins.audit import AuditLog, read
 from rwq.plugins.bus import EventBus
+from rwq.plugins.contract.errors import HostPermissionDenied
+from rwq.plugins.contract.host_functions import HOST_FUNCTIONS
 from rwq.plugins.grants import GrantStore
-from rwq.plugins.host_api import (
-    HOST_FUNCTIONS,
-    HostAPI,
-    HostPermissionDenied,
-    PluginBinding,
-)
+from rwq.plugins.host_api import HostAPI, PluginBinding
 from rwq.plugins.manifest import load_manifest
 from rwq.plugins.runtimes.base import HOOKS, FaultKind, Hook, PluginFault, ResourceLimits
 from rwq.plugins.runtimes.budget import CpuBudget

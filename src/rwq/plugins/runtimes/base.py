@@ -1,7 +1,7 @@
 """The runtime contract: the hooks a plugin implements and the protocol every runtime meets.
 
 Both sides of the plugin boundary are defined once: the hooks here (a plugin exports them),
-the host functions in :mod:`rwq.plugins.host_api` (a plugin imports them). Hook arguments and
+the host functions in :mod:`rwq.plugins.contract` (a plugin imports them). Hook arguments and
 results are JSON values; a runtime moves them across its sandbox boundary and validates what
 comes back.
 """

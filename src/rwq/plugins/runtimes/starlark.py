@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from rwq.plugins.host_api import HOST_FUNCTIONS, HostCallError, InternalError, error_result
+from rwq.plugins.contract.errors import HostCallError, InternalError, error_result
+from rwq.plugins.contract.host_functions import HOST_FUNCTIONS
 from rwq.plugins.runtimes.base import (
     HOOKS,
     FaultKind,

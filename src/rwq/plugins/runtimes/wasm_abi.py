@@ -14,7 +14,7 @@ from typing import Any
 
 import wasmtime
 
-from rwq.plugins.host_api import HOST_FUNCTIONS
+from rwq.plugins.contract.host_functions import HOST_FUNCTIONS
 from rwq.plugins.runtimes.base import HOOKS, FaultKind, Hook, PluginFault, to_guest_json
 
 ABI_VERSION = 1

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import wasmtime
 
-from rwq.plugins.host_api import HostCallError, InternalError, InvalidArgument, error_result
+from rwq.plugins.contract.errors import HostCallError, InternalError, InvalidArgument, error_result
 from rwq.plugins.runtimes.base import FaultKind, Hook, HostCall, PluginFault, ResourceLimits
 from rwq.plugins.runtimes.budget import CpuBudget
 from rwq.plugins.runtimes.output import PluginOutput

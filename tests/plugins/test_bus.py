@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from rwq.plugins.bus import BusError, Dispatcher, EventBus
-from rwq.plugins.events import QUEUE_STATS, SYSTEM_HEALTH, BusEvent, EventTypeError, local_event
+from rwq.plugins.contract.events import (
+    QUEUE_STATS,
+    SYSTEM_HEALTH,
+    BusEvent,
+    EventTypeError,
+    local_event,
+)
 
 WAIT = 10.0
 """Generous upper bound for a thread to make progress; tests never sleep it out on success."""

@@ -13,7 +13,7 @@ import redis
 
 from rwq.config import Settings
 from rwq.plugins.bus import EventBus
-from rwq.plugins.events import QUEUE_STATS, SYSTEM_HEALTH, BusEvent, EventTypeError
+from rwq.plugins.contract.events import QUEUE_STATS, SYSTEM_HEALTH, BusEvent, EventTypeError
 from rwq.plugins.feed import HealthSampler, StatsSampler, StreamFeed, publish_local
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker

@@ -35,9 +35,9 @@ from rwq.plugins.contract.errors import (
     UnknownFunction,
     error_result,
 )
+from rwq.plugins.contract.events import ALERT_RAISED
 from rwq.plugins.contract.host_api_doc import render_markdown
 from rwq.plugins.contract.host_functions import HOST_FUNCTIONS
-from rwq.plugins.events import ALERT_RAISED
 from rwq.plugins.grants import GrantStore
 from rwq.plugins.host_api import HostAPI, PluginBinding
 from rwq.plugins.permissions import CATALOG
@@ -195,7 +195,9 @@ def test_the_declarations_cover_every_function_and_the_docs_match() -> None:
         "requeue_jobs",
     }
     doc = (ROOT / "docs" / "host-api.md").read_text(encoding="utf-8")
-    assert doc == render_markdown(), "run: python -m rwq.plugins.contract.host_api_doc > docs/host-api.md"
+    assert doc == render_markdown(), (
+        "run: python -m rwq.plugins.contract.host_api_doc > docs/host-api.md"
+    )
 
 
 def test_the_grant_store_must_audit_to_the_same_log(host: Host, tmp_path: Path) -> None:
@@ -699,7 +701,7 @@ def test_a_failing_dependency_is_a_typed_error(host: Host) -> None:
 
 
 def test_alert_raised_is_a_subscribable_event_type() -> None:
-    from rwq.plugins.events import ALERT_RAISED, CATALOG, check_pattern
+    from rwq.plugins.contract.events import ALERT_RAISED, CATALOG, check_pattern
 
     assert ALERT_RAISED in CATALOG
     check_pattern(ALERT_RAISED)  # raises if no event type could match

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from rwq.config import Settings
 from rwq.plugins.audit import read
 from rwq.plugins.bundle import open_bundle
-from rwq.plugins.events import BusEvent, local_event
+from rwq.plugins.contract.events import BusEvent, local_event
 from rwq.plugins.grants import GrantStore, grants_path
 from rwq.plugins.lifecycle import FaultPolicy, IllegalTransition, PluginState, check_transition
 from rwq.plugins.manager import LifecycleError, PluginManager, cap_elements

@@ -23,7 +23,7 @@ import yaml
 
 from rwq.config import Settings
 from rwq.plugins.bundle import open_bundle
-from rwq.plugins.events import BusEvent
+from rwq.plugins.contract.events import BusEvent
 from rwq.plugins.harness import CheckReport, check_plugin
 from rwq.plugins.lifecycle import FaultPolicy, PluginState
 from rwq.plugins.manager import PluginManager

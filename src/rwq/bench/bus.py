@@ -17,7 +17,7 @@ from rwq.bench.queue import _percentile, bench_target
 from rwq.config import Settings
 from rwq.connection import connect
 from rwq.plugins.bus import Dispatcher, EventBus
-from rwq.plugins.events import BusEvent, local_event
+from rwq.plugins.contract.events import BusEvent, local_event
 from rwq.plugins.feed import StreamFeed
 from rwq.queue.keys import Keys
 

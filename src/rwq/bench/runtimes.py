@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rwq.plugins.events import local_event
+from rwq.plugins.contract.events import local_event
 from rwq.plugins.runtimes.base import Hook, PluginInstance, ResourceLimits
 from rwq.plugins.runtimes.sandbox import private_bytes
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from rwq.errors import RwqError
-from rwq.plugins.events import SAMPLED, BusEvent, check_pattern, glob_matcher, is_glob
+from rwq.plugins.contract.events import SAMPLED, BusEvent, check_pattern, glob_matcher, is_glob
 
 __all__ = [
     "DEFAULT_INBOX",

@@ -22,7 +22,7 @@ from redis.exceptions import RedisClusterException
 
 from rwq.connection import is_cluster
 from rwq.plugins.bus import EventBus
-from rwq.plugins.events import (
+from rwq.plugins.contract.events import (
     QUEUE_STATS,
     SYSTEM_HEALTH,
     BusEvent,

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins.bus import DEFAULT_INBOX
-from rwq.plugins.events import CATALOG, BusEvent, is_known_type
+from rwq.plugins.contract.events import CATALOG, BusEvent, is_known_type
 from rwq.plugins.runtimes.base import (
     FaultKind,
     Hook,

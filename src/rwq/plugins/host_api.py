@@ -40,19 +40,19 @@ from rwq.plugins.contract.errors import (
     ReadOnly,
     UnknownFunction,
 )
+from rwq.plugins.contract.events import (
+    ALERT_RAISED,
+    EventTypeError,
+    json_safe,
+    local_event,
+    plugin_event_type,
+)
 from rwq.plugins.contract.host_functions import (
     HOST_FUNCTIONS,
     MAX_CHAIN,
     MAX_SUBSCRIPTIONS,
     HostFunctionSpec,
     Rate,
-)
-from rwq.plugins.events import (
-    ALERT_RAISED,
-    EventTypeError,
-    json_safe,
-    local_event,
-    plugin_event_type,
 )
 from rwq.plugins.feed import HealthSampler
 from rwq.plugins.grants import GrantStore

@@ -43,7 +43,7 @@ from rwq.plugins.audit import AuditLog
 from rwq.plugins.bundle import Bundle, open_bundle
 from rwq.plugins.bus import DEFAULT_INBOX, BusError, Dispatcher, EventBus
 from rwq.plugins.contract.errors import InternalError, NotFound, RateLimited
-from rwq.plugins.events import (
+from rwq.plugins.contract.events import (
     PLUGIN_FAULTED,
     PLUGIN_LOADED,
     PLUGIN_RELOADED,

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from rwq.plugins.events import ALERT_RAISED
+from rwq.plugins.contract.events import ALERT_RAISED
 from rwq.queue.admin import PEEK_TARGETS
 from rwq.queue.job import MAX_PRIORITY, MIN_PRIORITY
 

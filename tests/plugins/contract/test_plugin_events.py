@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rwq.plugins.events import (
+from rwq.plugins.contract.events import (
     CATALOG,
     QUEUE_STATS,
     SYSTEM_HEALTH,
@@ -25,12 +25,14 @@ from rwq.plugins.events import (
 from rwq.queue.admin import QueueStats
 from rwq.queue.events import Event, EventType
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_doc_is_generated_from_the_module() -> None:
     doc = (ROOT / "docs" / "plugin-events.md").read_text(encoding="utf-8")
-    assert doc == render_markdown(), "run: python -m rwq.plugins.events > docs/plugin-events.md"
+    assert doc == render_markdown(), (
+        "run: python -m rwq.plugins.contract.events > docs/plugin-events.md"
+    )
 
 
 def test_catalog_covers_every_queue_event_and_the_host_types() -> None:

@@ -3,7 +3,7 @@ subscribe to, in one place.
 
 The event bus (:mod:`rwq.plugins.bus`) carries :class:`BusEvent` envelopes; runtimes hand a
 plugin ``BusEvent.to_dict()``. ``docs/plugin-events.md`` is generated from this module
-(``python -m rwq.plugins.events > docs/plugin-events.md``) and a test keeps the two equal.
+(``python -m rwq.plugins.contract.events > docs/plugin-events.md``) and a test keeps the two equal.
 """
 
 from __future__ import annotations
@@ -272,7 +272,8 @@ def render_markdown() -> str:
     lines = [
         "# Plugin events",
         "",
-        "<!-- Generated from src/rwq/plugins/events.py by `python -m rwq.plugins.events`. -->",
+        "<!-- Generated from src/rwq/plugins/contract/events.py by",
+        "`python -m rwq.plugins.contract.events`. -->",
         "",
         "Plugins subscribe to events by type pattern and queue glob (in the manifest's",
         "`events:` list or through the host API) and receive them in batches: the bus keeps a",

@@ -1,0 +1,69 @@
+"""The import rules of docs/architecture.md, checked on the source: a package may import only
+the layers its rule names."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every ``rwq`` module ``path`` imports, at any depth (lazy imports count too)."""
+    package = _module_name(path).rsplit(".", 1)[0] if path.name != "__init__.py" else None
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = (package or _module_name(path)).split(".")
+                base = base[: len(base) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return {name for name in found if name == "rwq" or name.startswith("rwq.")}
+
+
+def _package_files(package: str) -> list[Path]:
+    return sorted((SRC / Path(*package.split("."))).rglob("*.py"))
+
+
+def _violations(package: str, allowed: tuple[str, ...]) -> list[str]:
+    out = []
+    for path in _package_files(package):
+        for name in sorted(_imports(path)):
+            if not any(name == a or name.startswith(f"{a}.") for a in allowed):
+                out.append(f"{path.relative_to(SRC)} imports {name}")
+    return out
+
+
+RULES = {
+    # The contract is what plugins and runtimes agree on: it stands on the queue's data and
+    # nothing else of the plugin system.
+    "rwq.plugins.contract": ("rwq.plugins.contract", "rwq.errors", "rwq.queue"),
+    # A runtime runs untrusted code against the contract; it knows nothing of the host.
+    "rwq.plugins.runtimes": ("rwq.plugins.runtimes", "rwq.plugins.contract", "rwq.errors"),
+}
+
+
+@pytest.mark.parametrize("package", sorted(RULES))
+def test_a_package_imports_only_what_its_rule_allows(package: str) -> None:
+    assert _package_files(package), f"{package} has no modules"
+    assert _violations(package, RULES[package]) == []
+
+
+def test_the_checker_sees_a_forbidden_import() -> None:
+    module = SRC / "rwq" / "plugins" / "contract" / "errors.py"
+    assert "rwq.errors" in _imports(module)
+    assert _violations("rwq.plugins.contract", ("rwq.plugins.contract",)) != []

@@ -21,7 +21,9 @@ def test_readme_starts_with_the_two_commands() -> None:
 
 
 def test_permissions_doc_is_generated_from_the_catalog() -> None:
-    from rwq.plugins.permissions import render_markdown as permissions_doc
+    from rwq.plugins.contract.permissions import render_markdown as permissions_doc
 
     doc = (ROOT / "docs" / "permissions.md").read_text(encoding="utf-8")
-    assert doc == permissions_doc(), "run: python -m rwq.plugins.permissions > docs/permissions.md"
+    assert doc == permissions_doc(), (
+        "run: python -m rwq.plugins.contract.permissions > docs/permissions.md"
+    )

@@ -452,7 +452,7 @@ def _panel(name: str, elements: list[Any]) -> Any:
     """The last render drawn as the TUI draws it, in a border titled with the plugin."""
     from rich.panel import Panel
 
-    from rwq.plugins.ui import ElementError, validate_elements
+    from rwq.plugins.contract.ui import ElementError, validate_elements
     from rwq.tui.elements import build_panel
 
     try:

@@ -95,7 +95,7 @@ def test_the_assemblyscript_sdk_writes_every_ui_element(
     settings: Settings, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     """The AssemblyScript SDK had helpers for text, badge, kv and table only, as the C SDK."""
-    from rwq.plugins.ui import TYPES
+    from rwq.plugins.contract.ui import TYPES
 
     plugin = tmp_path / "as-every-element"
     shutil.copytree(Path(__file__).parent / "runtimes" / "assemblyscript" / "every_element", plugin)

@@ -16,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rwq.errors import RwqError
+from rwq.plugins.contract.permissions import CATALOG, Level, UnknownPermission, expand
 from rwq.plugins.grant_file import GrantStoreError
 from rwq.plugins.grants import GrantStore, PermissionDenied, grants_path
 from rwq.plugins.manifest import PermissionRequest
-from rwq.plugins.permissions import CATALOG, Level, UnknownPermission, expand
 from rwq.plugins.scope import Scope
 
 V1 = ("1.0.0", "sha256:" + "a" * 64)

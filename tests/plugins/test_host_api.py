@@ -38,9 +38,9 @@ from rwq.plugins.contract.errors import (
 from rwq.plugins.contract.events import ALERT_RAISED
 from rwq.plugins.contract.host_api_doc import render_markdown
 from rwq.plugins.contract.host_functions import HOST_FUNCTIONS
+from rwq.plugins.contract.permissions import CATALOG
 from rwq.plugins.grants import GrantStore
 from rwq.plugins.host_api import HostAPI, PluginBinding
-from rwq.plugins.permissions import CATALOG
 from rwq.plugins.storage import PluginStorage
 from rwq.plugins.timers import TimerTable
 from rwq.queue.admin import Admin

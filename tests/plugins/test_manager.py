@@ -21,9 +21,10 @@ from rwq.config import Settings
 from rwq.plugins.audit import read
 from rwq.plugins.bundle import open_bundle
 from rwq.plugins.contract.events import BusEvent, local_event
+from rwq.plugins.contract.ui import cap_elements
 from rwq.plugins.grants import GrantStore, grants_path
 from rwq.plugins.lifecycle import FaultPolicy, IllegalTransition, PluginState, check_transition
-from rwq.plugins.manager import LifecycleError, PluginManager, cap_elements
+from rwq.plugins.manager import LifecycleError, PluginManager
 from rwq.plugins.user_config import PluginConfigError
 
 WAIT = 15.0

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.segment import Segment
 
 from hostile_text import assert_shown_safely, hostile_text
-from rwq.plugins.ui import ElementError, validate_elements
+from rwq.plugins.contract.ui import ElementError, validate_elements
 from rwq.tui.elements import PanelView, Target, build_panel, input_event, rich_style
 from rwq.tui.panels import draw_view
 

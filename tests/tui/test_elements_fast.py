@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.style import Style
 from rich.table import Table
 
-from rwq.plugins.ui import validate_elements
+from rwq.plugins.contract.ui import validate_elements
 from rwq.tui import elements
 from rwq.tui.elements import SegmentLines, build_panel
 

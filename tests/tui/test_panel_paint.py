@@ -15,8 +15,8 @@ from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
 
+from rwq.plugins.contract.ui import validate_elements
 from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.ui import validate_elements
 from rwq.printable import printable
 from rwq.tui.elements import SegmentLines, build_panel
 from rwq.tui.panels import THROTTLED_NOTE, PanelFrame, PluginPanel

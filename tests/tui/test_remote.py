@@ -21,8 +21,8 @@ from textual.widgets import DataTable, Label
 
 from rwq.config import Settings
 from rwq.errors import RwqError
+from rwq.plugins.contract.ui import button_input, key_input
 from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.ui import button_input, key_input
 from rwq.tui import remote as remote_module
 from rwq.tui.app import RwqApp
 from rwq.tui.panels import PanelFrame, PluginPanel

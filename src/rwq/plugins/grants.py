@@ -30,6 +30,7 @@ from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins import grant_file
 from rwq.plugins.audit import AuditLog, Kind
+from rwq.plugins.contract.permissions import CATALOG, expand
 from rwq.plugins.grant_file import (
     Binding,
     Denial,
@@ -38,7 +39,6 @@ from rwq.plugins.grant_file import (
     Stamp,
     show_binding,
 )
-from rwq.plugins.permissions import CATALOG, expand
 from rwq.plugins.policy import Policy
 from rwq.plugins.review import (
     RequestedPermission,

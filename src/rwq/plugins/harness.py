@@ -331,7 +331,7 @@ def check_plugin(
             plugin loads, for its admin calls to see.
     """
     from rwq.plugins.bundle import open_bundle
-    from rwq.plugins.permissions import expand
+    from rwq.plugins.contract.permissions import expand
     from rwq.plugins.policy import load_policy
 
     if not 1 <= batch_size <= DEFAULT_INBOX:
@@ -415,9 +415,9 @@ def _run(
     companions: Sequence[Bundle] = (),
 ) -> None:
     from rwq.plugins import audit
+    from rwq.plugins.contract.ui import validate_elements
     from rwq.plugins.lifecycle import FaultPolicy, PluginState
     from rwq.plugins.manager import PluginManager
-    from rwq.plugins.ui import validate_elements
 
     name = bundle.name
     observer = _Observer()

@@ -54,9 +54,9 @@ from rwq.plugins.contract.host_functions import (
     HostFunctionSpec,
     Rate,
 )
+from rwq.plugins.contract.permissions import CATALOG
 from rwq.plugins.feed import HealthSampler
 from rwq.plugins.grants import GrantStore
-from rwq.plugins.permissions import CATALOG
 from rwq.plugins.storage import PluginStorage, StorageError, StorageQuotaExceeded
 from rwq.plugins.timers import TimerTable
 from rwq.queue.admin import Admin, AdminError, ReadOnlyMode, UnknownQueue

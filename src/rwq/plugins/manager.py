@@ -27,7 +27,6 @@ the user's plugin configuration :mod:`rwq.plugins.user_config`.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -51,6 +50,7 @@ from rwq.plugins.contract.events import (
     SAMPLED,
     BusEvent,
 )
+from rwq.plugins.contract.ui import cap_elements
 from rwq.plugins.feed import HealthSampler, StatsSampler, StreamFeed, publish_local
 from rwq.plugins.grants import GrantStore
 from rwq.plugins.host_api import HostAPI, LogSink, Notify, PluginBinding
@@ -84,8 +84,6 @@ from rwq.queue.broker import Broker
 from rwq.queue.producer import Producer
 
 __all__ = [
-    "MAX_RENDER_BYTES",
-    "MAX_RENDER_ELEMENTS",
     "Candidate",
     "ChangeListener",
     "ElementValidator",
@@ -97,15 +95,10 @@ __all__ = [
     "SwapListener",
     "SwapResult",
     "UnknownPlugin",
-    "cap_elements",
 ]
 
 log = logging.getLogger(__name__)
 
-MAX_RENDER_BYTES = 256 * 1024
-"""Largest render result (bytes of its JSON) a panel may return."""
-MAX_RENDER_ELEMENTS = 2000
-"""Most top-level UI elements a panel may return."""
 PRERENDER_EVERY = 0.02
 """Seconds between two renders of a panel made right after ``on_event`` (see
 :meth:`PluginManager.set_view`); changes coming faster are rendered by the panel's renderer."""
@@ -194,26 +187,6 @@ class PluginHealth:
     status: Literal["ok", "degraded", "failing", "inactive"]
     reason: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
-
-
-def cap_elements(
-    result: Any, *, max_bytes: int = MAX_RENDER_BYTES, max_elements: int = MAX_RENDER_ELEMENTS
-) -> list[Any]:
-    """``result`` if it is a list of element objects within the size caps, else ValueError."""
-    if not isinstance(result, list):
-        raise ValueError(f"render must return a list of elements, got {type(result).__name__}")
-    if len(result) > max_elements:
-        raise ValueError(f"render returned {len(result)} elements, over {max_elements}")
-    for i, element in enumerate(result):
-        if not isinstance(element, dict):
-            raise ValueError(f"element {i} is a {type(element).__name__}, not an object")
-    try:
-        size = len(json.dumps(result, separators=(",", ":"), allow_nan=False).encode())
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise ValueError(f"render result is not JSON: {exc}") from None
-    if size > max_bytes:
-        raise ValueError(f"render result is {size} bytes of JSON, over {max_bytes}")
-    return result
 
 
 def _changed(result: Any) -> bool:

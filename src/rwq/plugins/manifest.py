@@ -30,8 +30,8 @@ from pydantic import (
 )
 
 from rwq.errors import RwqError
-from rwq.plugins import permissions as permission_catalog
 from rwq.plugins.contract import events as event_catalog
+from rwq.plugins.contract import permissions as permission_catalog
 from rwq.plugins.version import Range, Version, VersionError, parse_range, parse_version
 from rwq.printable import has_hidden_characters
 from rwq.units import UnitError, parse_duration, parse_size

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rwq.errors import ConfigError
-from rwq.plugins.permissions import Level, UnknownPermission, expand
+from rwq.plugins.contract.permissions import Level, UnknownPermission, expand
 from rwq.units import UnitError, parse_duration
 from rwq.yaml_input import YamlInputError, read_yaml
 

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
+from rwq.plugins.contract.permissions import expand
 from rwq.plugins.grant_file import Binding, Denial, Grant, show_binding
-from rwq.plugins.permissions import expand
 from rwq.plugins.scope import QUEUE_SCOPED
 
 Status = Literal["granted", "pending", "denied"]

@@ -1,6 +1,6 @@
 """Scopes: where a grant applies, as fnmatch-style globs over queues, operations and resources.
 
-A queue scope limits only queue-scoped permissions (see :mod:`rwq.plugins.permissions`); a
+A queue scope limits only queue-scoped permissions (see :mod:`rwq.plugins.contract.permissions`); a
 check of a queue-scoped permission that names no queue passes only an unrestricted scope.
 """
 
@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from rwq.plugins.permissions import CATALOG
+from rwq.plugins.contract.permissions import CATALOG
 
 QUEUE_SCOPED = frozenset(name for name, p in CATALOG.items() if p.queue_scoped)
 """The permissions a queue scope limits."""

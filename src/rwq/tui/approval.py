@@ -15,8 +15,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
+from rwq.plugins.contract.permissions import CATALOG
 from rwq.plugins.manager import PendingApproval, PluginManager
-from rwq.plugins.permissions import CATALOG
 from rwq.plugins.review import ReviewItem
 from rwq.printable import printable_text
 

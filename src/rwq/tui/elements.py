@@ -1,6 +1,6 @@
-"""Plugin UI elements drawn with Rich: a validated element list (:mod:`rwq.plugins.ui`) becomes
-one renderable for a panel body, plus the panel's interaction targets (buttons, list items,
-rows of tables with an ``id``) in document order.
+"""Plugin UI elements drawn with Rich: a validated element list
+(:mod:`rwq.plugins.contract.ui`) becomes one renderable for a panel body, plus the panel's
+interaction targets (buttons, list items, rows of tables with an ``id``) in document order.
 
 Plugin text is never read as markup: every string becomes a :class:`rich.text.Text`, with
 control and bidi characters escaped visibly (:func:`rwq.printable.printable`), so ``[bold]``
@@ -26,7 +26,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from rwq.plugins.ui import button_input, select_input
+from rwq.plugins.contract.ui import button_input, select_input
 from rwq.printable import printable
 
 LEVEL_STYLES: dict[str, str] = {

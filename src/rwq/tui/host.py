@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from rwq.config import Settings
+from rwq.plugins.contract.ui import validate_elements
 from rwq.plugins.headless import HeadlessHost, sandboxes
 from rwq.plugins.runtimes.base import PluginRuntime
-from rwq.plugins.ui import validate_elements
 from rwq.tui.plugins_view import PluginLogs
 
 log = logging.getLogger(__name__)

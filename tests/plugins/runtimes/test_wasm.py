@@ -656,7 +656,7 @@ def test_results_round_trip_unicode(runtime: WasmRuntime, tmp_path: Path) -> Non
 def test_the_c_sdk_writes_every_ui_element(runtime: WasmRuntime, built: dict[str, Path]) -> None:
     """sdk/c had helpers for text, badge, kv and table only: now one for every element, each
     writing what the host validates."""
-    from rwq.plugins.ui import TYPES, validate_elements
+    from rwq.plugins.contract.ui import TYPES, validate_elements
 
     plugin = runtime.load("every-element", built["every_element"], LIMITS, FakeHost())
     [rows] = validate_elements(plugin.call(Hook.RENDER, {"width": 80, "height": 40}))

@@ -11,9 +11,9 @@ from typing import Any
 
 from rwq.config import Settings
 from rwq.plugins.bundle import open_bundle
+from rwq.plugins.contract.ui import validate_elements
 from rwq.plugins.manager import PluginManager
 from rwq.plugins.runtimes.base import PluginRuntime
-from rwq.plugins.ui import validate_elements
 
 WAIT = 15.0
 

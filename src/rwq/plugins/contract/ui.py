@@ -3,12 +3,13 @@
 One catalog (:data:`TYPES`, :data:`STYLE_WORDS`, :data:`LEVELS`, :data:`INPUTS`) drives both
 :func:`validate_elements`, which the plugin manager runs on every render result
 (``PluginManager(element_validator=validate_elements)``), and ``docs/ui-elements.md``
-(``python -m rwq.plugins.ui > docs/ui-elements.md``; a test keeps the two equal). The TUI's
+(``python -m rwq.plugins.contract.ui > docs/ui-elements.md``; a test keeps the two equal). The TUI's
 renderer (:mod:`rwq.tui.elements`) draws what passes.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Callable
@@ -22,6 +23,8 @@ MAX_DEPTH = 8
 MAX_ELEMENTS = 2000
 """Most elements in a whole render result, nested ones included."""
 MAX_GAP = 4
+MAX_RENDER_BYTES = 256 * 1024
+"""Largest render result (bytes of its JSON) a panel may return."""
 
 ATTRIBUTES = ("bold", "italic", "underline", "dim", "reverse", "strike")
 COLOURS = ("red", "green", "yellow", "blue", "magenta", "cyan", "white", "black", "grey", "orange")
@@ -513,6 +516,26 @@ _TYPE_NAMES = ", ".join(TYPES)
 # -- validation ----------------------------------------------------------------------------------
 
 
+def cap_elements(
+    result: Any, *, max_bytes: int = MAX_RENDER_BYTES, max_elements: int = MAX_ELEMENTS
+) -> list[Any]:
+    """``result`` if it is a list of element objects within the size caps, else ValueError."""
+    if not isinstance(result, list):
+        raise ValueError(f"render must return a list of elements, got {type(result).__name__}")
+    if len(result) > max_elements:
+        raise ValueError(f"render returned {len(result)} elements, over {max_elements}")
+    for i, element in enumerate(result):
+        if not isinstance(element, dict):
+            raise ValueError(f"element {i} is a {type(element).__name__}, not an object")
+    try:
+        size = len(json.dumps(result, separators=(",", ":"), allow_nan=False).encode())
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"render result is not JSON: {exc}") from None
+    if size > max_bytes:
+        raise ValueError(f"render result is {size} bytes of JSON, over {max_bytes}")
+    return result
+
+
 def validate_elements(elements: Any) -> list[dict[str, Any]]:
     """Check a render result against the schema and return it.
 
@@ -634,7 +657,8 @@ def render_markdown() -> str:
     lines = [
         "# Plugin UI elements",
         "",
-        "<!-- Generated from src/rwq/plugins/ui.py by `python -m rwq.plugins.ui`. -->",
+        "<!-- Generated from src/rwq/plugins/contract/ui.py by",
+        "`python -m rwq.plugins.contract.ui`. -->",
         "",
         'A plugin\'s `render({"width": W, "height": H, "focused": bool})` returns a JSON list',
         "of elements. Each element is an object with a `type` and the fields of its type below.",

@@ -117,8 +117,8 @@ def render_markdown() -> str:
     lines = [
         "# Plugin permissions",
         "",
-        "<!-- Generated from src/rwq/plugins/permissions.py by"
-        " `python -m rwq.plugins.permissions`. -->",
+        "<!-- Generated from src/rwq/plugins/contract/permissions.py by"
+        " `python -m rwq.plugins.contract.permissions`. -->",
         "",
         "A plugin lists the permissions it needs in its manifest; the user approves them (or a",
         "policy file pre-grants them). Granting a level (`observer`, `operator`,",

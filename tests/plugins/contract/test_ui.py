@@ -18,19 +18,19 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from rwq.config import Settings
-from rwq.plugins.harness import check_plugin, read_events
-from rwq.plugins.manager import cap_elements
-from rwq.plugins.ui import (
+from rwq.plugins.contract.ui import (
     MAX_DEPTH,
     MAX_ELEMENTS,
     TYPES,
     ElementError,
+    cap_elements,
     render_markdown,
     style_error,
     validate_elements,
 )
+from rwq.plugins.harness import check_plugin, read_events
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 SDK = ROOT / "sdk"
 
 EVERY_TYPE: list[dict[str, Any]] = [
@@ -227,7 +227,7 @@ def test_validator_plugs_into_the_manager_caps() -> None:
 
 def test_doc_is_generated_from_the_catalog() -> None:
     doc = (ROOT / "docs" / "ui-elements.md").read_text(encoding="utf-8")
-    assert doc == render_markdown(), "run: python -m rwq.plugins.ui > docs/ui-elements.md"
+    assert doc == render_markdown(), "run: python -m rwq.plugins.contract.ui > docs/ui-elements.md"
 
 
 def test_doc_covers_every_type_and_field() -> None:

@@ -15,10 +15,10 @@ import redis
 from hypothesis import HealthCheck, settings
 from redis.cluster import RedisCluster
 
-from rwq.cluster import LocalCluster, start_cluster
 from rwq.config import Settings
 from rwq.connection import connect
-from rwq.standalone import StandaloneServer
+from rwq.valkey.cluster import LocalCluster, start_cluster
+from rwq.valkey.standalone import StandaloneServer
 
 # Property tests of the boundaries (marked ``fuzz``) take their example count from the profile:
 # bounded in `make test`, deep in `make fuzz` (HYPOTHESIS_PROFILE=fuzz).

@@ -10,8 +10,8 @@ from redis.cluster import RedisCluster
 from rwq.config import Settings
 from rwq.connection import RedisUrl, connect, is_cluster, parse_url
 from rwq.errors import ConnectionFailed
-from rwq.server import EmbeddedServer
-from rwq.valkey_process import free_port
+from rwq.valkey.embedded import EmbeddedServer
+from rwq.valkey.process import free_port
 
 
 @pytest.mark.parametrize(

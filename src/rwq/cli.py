@@ -28,8 +28,8 @@ from rwq.queue.admin import PEEK_TARGETS, Admin
 from rwq.queue.broker import Broker
 from rwq.queue.job import DEFAULT_PRIORITY, Job
 from rwq.queue.producer import Producer
-from rwq.server import keeping_embedded
 from rwq.units import counted, format_age, format_figure, parse_duration
+from rwq.valkey.embedded import keeping_embedded
 
 app = typer.Typer(
     help="rwq: a reliable Redis work queue with a plugin-driven terminal UI.",
@@ -123,7 +123,7 @@ def _print_json(data: Any) -> None:
 
 
 def _embedded(ctx: typer.Context) -> Any:
-    from rwq.server import EmbeddedServer
+    from rwq.valkey.embedded import EmbeddedServer
 
     settings = _ctx(ctx).settings
     return EmbeddedServer(settings.state_dir, settings.persistence)

@@ -20,7 +20,7 @@ from redis.retry import Retry
 
 from rwq.config import Settings
 from rwq.errors import ConnectionFailed
-from rwq.server import EmbeddedServer, ServerError
+from rwq.valkey.embedded import EmbeddedServer, ServerError
 
 __all__ = ["RedisClient", "RedisUrl", "connect", "is_cluster", "parse_url"]
 

@@ -38,8 +38,8 @@ from rwq.queue.broker import Broker
 from rwq.queue.demo import QUEUES, SyntheticProducer
 from rwq.queue.events import Event, EventType
 from rwq.queue.producer import Producer
-from rwq.server import EmbeddedServer
 from rwq.units import format_age
+from rwq.valkey.embedded import EmbeddedServer
 
 Dashboard = Callable[[Settings, Any, float | None], None]
 

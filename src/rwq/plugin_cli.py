@@ -522,7 +522,7 @@ def run_cmd(
 
     from rwq.connection import connect
     from rwq.plugins.headless import HeadlessHost
-    from rwq.server import keeping_embedded
+    from rwq.valkey.embedded import keeping_embedded
 
     settings = with_plugin_dirs(_settings(ctx), plugins_dir, "--plugins-dir")
     host = HeadlessHost(settings, connect(settings), policy_path=policy, watch=watch)

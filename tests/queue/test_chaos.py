@@ -23,7 +23,7 @@ from rwq.config import Settings
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
 from rwq.queue.producer import Producer
-from rwq.standalone import StandaloneServer
+from rwq.valkey.standalone import StandaloneServer
 
 pytestmark = pytest.mark.chaos
 

@@ -37,7 +37,7 @@ def bench_target(settings: Settings) -> Iterator[tuple[Settings, str]]:
     if settings.redis_url:
         yield settings.replace(prefix=prefix), "configured"
         return
-    from rwq.standalone import StandaloneServer
+    from rwq.valkey.standalone import StandaloneServer
 
     with tempfile.TemporaryDirectory(prefix="rwq-bench-") as tmp:
         sock = Path(tmp) / "valkey.sock"

@@ -7,9 +7,9 @@ from typing import Any
 
 from rwq.config import Settings
 from rwq.connection import connect, redact
-from rwq.server import EmbeddedServer
 from rwq.tui.app import RwqApp
 from rwq.tui.remote import RemotePluginHost
+from rwq.valkey.embedded import EmbeddedServer
 
 
 def address(settings: Settings) -> str:

@@ -15,7 +15,7 @@ from types import TracebackType
 
 import redis
 
-from rwq.valkey_process import (
+from rwq.valkey.process import (
     ServerError,
     config_text,
     free_port,

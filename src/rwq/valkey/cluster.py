@@ -9,8 +9,8 @@ from types import TracebackType
 
 import redis
 
-from rwq.standalone import StandaloneServer
-from rwq.valkey_process import ServerError, free_port
+from rwq.valkey.process import ServerError, free_port
+from rwq.valkey.standalone import StandaloneServer
 
 SLOTS = 16384
 READY_TIMEOUT = 15.0

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from rwq.server import EmbeddedServer, ServerError, ServerKeeper
-from rwq.valkey_process import pid_alive, wait_for_exit
+from rwq.valkey.embedded import EmbeddedServer, ServerError, ServerKeeper
+from rwq.valkey.process import pid_alive, wait_for_exit
 
 MakeEmbedded = Callable[..., EmbeddedServer]
 
@@ -84,7 +84,7 @@ def test_files_live_under_the_state_dir(make_embedded: MakeEmbedded, tmp_path: P
 RACE = """
 import sys, time
 from pathlib import Path
-from rwq.server import EmbeddedServer
+from rwq.valkey.embedded import EmbeddedServer
 state, me = Path(sys.argv[1]), sys.argv[2]
 (state.parent / f"ready-{me}").touch()
 while not (state.parent / "go").exists():

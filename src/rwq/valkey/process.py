@@ -1,8 +1,8 @@
 """valkey-server processes: the bundled binary, config files, readiness and termination.
 
-The building blocks shared by the user's embedded server (:mod:`rwq.server`) and the
-throwaway servers of tests, chaos runs and benchmarks (:mod:`rwq.standalone`,
-:mod:`rwq.cluster`).
+The building blocks shared by the user's embedded server (:mod:`rwq.valkey.embedded`) and the
+throwaway servers of tests, chaos runs and benchmarks (:mod:`rwq.valkey.standalone`,
+:mod:`rwq.valkey.cluster`).
 """
 
 from __future__ import annotations

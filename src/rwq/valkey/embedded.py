@@ -23,7 +23,7 @@ from pathlib import Path
 import redis
 
 from rwq.config import Settings
-from rwq.valkey_process import (
+from rwq.valkey.process import (
     ServerError,
     config_text,
     is_valkey_process,

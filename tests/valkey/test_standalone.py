@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rwq.standalone import StandaloneServer
+from rwq.valkey.standalone import StandaloneServer
 
 MakeServer = Callable[..., StandaloneServer]
 

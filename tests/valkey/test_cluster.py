@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis.cluster import RedisCluster
 
-from rwq.cluster import LocalCluster
+from rwq.valkey.cluster import LocalCluster
 
 pytestmark = pytest.mark.cluster
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from rwq.cli import main
+from rwq.cli.app import main
 
 main()

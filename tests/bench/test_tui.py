@@ -12,7 +12,7 @@ import redis
 from typer.testing import CliRunner
 
 from rwq.bench.tui import grid_of, run_tui_bench, write_plugins
-from rwq.cli import app
+from rwq.cli.app import app
 from rwq.config import Settings
 from rwq.errors import RwqError
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from rwq.cli import load_handlers
+from rwq.cli.app import load_handlers
 from rwq.queue.admin import Admin
 from rwq.queue.demo import (
     MAX_DURATION_FACTOR,

@@ -15,8 +15,8 @@ import pytest
 
 from rwq.samples import SAMPLES_DIR
 
-FIXTURE = Path(__file__).parent / "plugins" / "fixtures" / "design-example"
-SDK_STARLARK_HELLO = Path(__file__).parents[1] / "sdk" / "starlark" / "hello"
+FIXTURE = Path(__file__).parents[1] / "plugins" / "fixtures" / "design-example"
+SDK_STARLARK_HELLO = Path(__file__).parents[2] / "sdk" / "starlark" / "hello"
 
 
 def rwq(*args: str) -> subprocess.CompletedProcess[str]:
@@ -218,7 +218,7 @@ def test_reload_reaches_a_running_host_and_says_how_it_went(
     assert "control: listening as" in out
 
 
-HOSTILE_TEXT = Path(__file__).parent / "tui" / "fixtures" / "hostile-text"
+HOSTILE_TEXT = Path(__file__).parents[1] / "tui" / "fixtures" / "hostile-text"
 
 
 @pytest.mark.parametrize(

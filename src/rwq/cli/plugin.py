@@ -14,7 +14,7 @@ import typer
 from rich import box
 from rich.text import Text
 
-from rwq.cli_table import TableColumn, fitted_table
+from rwq.cli.table import TableColumn, fitted_table
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins.paths import PluginPaths, with_plugin_dirs

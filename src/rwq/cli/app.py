@@ -18,10 +18,10 @@ import redis
 import typer
 from rich.table import Table
 
-from rwq.cli_table import TableColumn, fitted_table
+from rwq.cli.plugin import PluginsDir, plugin_app
+from rwq.cli.table import TableColumn, fitted_table
 from rwq.config import Settings
 from rwq.errors import RwqError
-from rwq.plugin_cli import PluginsDir, plugin_app
 from rwq.plugins.paths import with_plugin_dirs
 from rwq.printable import PlainConsole, log_to_stderr, marked, print_json
 from rwq.queue.admin import PEEK_TARGETS, Admin

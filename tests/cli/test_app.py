@@ -118,7 +118,14 @@ def test_worker_runs_jobs_from_cli(valkey_url: str, redis_client: redis.Redis) -
     for _ in range(5):
         rwq("enqueue", "q", json.dumps({"duration_ms": 1, "fail_rate": 0}), url=valkey_url)
     result = rwq(
-        "worker", "-q", "q", "--app", "rwq.queue.demo:handlers", "--max-jobs", "5", url=valkey_url
+        "worker",
+        "-q",
+        "q",
+        "--app",
+        "rwq.demo.workload:handlers",
+        "--max-jobs",
+        "5",
+        url=valkey_url,
     )
     assert result.returncode == 0, result.stderr
     stats = json.loads(rwq("admin", "stats", "--json", url=valkey_url).stdout)
@@ -131,7 +138,7 @@ def test_a_worker_needs_its_handlers_named(valkey_url: str, redis_client: redis.
     missing = rwq("worker", "-q", "invoices", "--max-jobs", "1", url=valkey_url)
     assert missing.returncode == 2 and "--app" in missing.stderr
     demo = rwq("worker", "-q", "invoices", "--app", "demo", "--max-jobs", "1", url=valkey_url)
-    assert_clean_error(demo, "--app", "rwq.queue.demo:handlers")
+    assert_clean_error(demo, "--app", "rwq.demo.workload:handlers")
     stats = json.loads(rwq("admin", "stats", "--json", url=valkey_url).stdout)
     assert stats["queues"][0]["pending"] == 1 and stats["queues"][0]["completed_total"] == 0
 

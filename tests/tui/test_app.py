@@ -14,7 +14,7 @@ from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
 from rwq.queue.producer import Producer
 from rwq.tui.app import RwqApp
-from rwq.tui.bench import BenchScreen, parse_jobs
+from rwq.tui.bench_form import BenchScreen, parse_jobs
 from rwq.tui.dead_letters import DeadLettersView
 from rwq.tui.dialogs import ConfirmScreen, TextScreen
 

@@ -59,7 +59,7 @@ class NotFoundError(RwqError):
     """What a command was asked to act on does not exist."""
 
 
-DEMO_HANDLERS = "rwq.queue.demo:handlers"
+DEMO_HANDLERS = "rwq.demo.workload:handlers"
 
 
 @dataclass
@@ -671,7 +671,7 @@ def demo_cmd(
     """A multi-tenant workload on the embedded Valkey with two workers and the dashboard."""
     if not math.isfinite(rate):
         raise UsageError(f"--rate: expected a number of jobs per second, got {rate}")
-    from rwq.demo import Dashboard, run_demo
+    from rwq.demo.run import Dashboard, run_demo
     from rwq.plugins.headless import HeadlessHost
     from rwq.samples import SAMPLES_DIR
 

@@ -22,7 +22,7 @@ from rwq.printable import printable
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
 from rwq.tui.approval import ApprovalScreen, Decision, apply
-from rwq.tui.bench import BenchScreen
+from rwq.tui.bench_form import BenchScreen
 from rwq.tui.dead_letters import DeadLettersView
 from rwq.tui.dialogs import HELP, ConfirmScreen, TextScreen, job_text
 from rwq.tui.host import PluginHost

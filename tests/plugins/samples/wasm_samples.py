@@ -17,10 +17,10 @@ import pytest
 from sample_panels import find, validated
 from test_manager import Host
 
+from rwq.demo.workload import PROFILES, DemoHandler, TenantProfile
 from rwq.plugins.contract.ui import validate_elements
 from rwq.plugins.manager import PluginManager
 from rwq.plugins.runtimes.wasm import WasmRuntime
-from rwq.queue.demo import PROFILES, DemoHandler, TenantProfile
 from rwq.queue.job import Job
 from rwq.queue.worker import PermanentFailure
 from rwq.samples import SAMPLES_DIR

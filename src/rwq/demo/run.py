@@ -1,7 +1,7 @@
 """``rwq demo``: a synthetic multi-tenant workload, worker subprocesses and a live stats view.
 
-A producer thread enqueues the tenants of :mod:`rwq.queue.demo` at a steady total rate;
-``rwq worker --app rwq.queue.demo:handlers`` subprocesses (their output in
+A producer thread enqueues the tenants of :mod:`rwq.demo.workload` at a steady total rate;
+``rwq worker --app rwq.demo.workload:handlers`` subprocesses (their output in
 ``<state_dir>/demo/``) run the jobs;
 the terminal shows queue stats and recent events until the duration ends or Ctrl-C. Every
 worker process is stopped before :func:`run_demo` returns or raises.
@@ -32,10 +32,10 @@ from rich.text import Text
 
 from rwq.config import ENV_PREFIX, Settings
 from rwq.connection import connect
+from rwq.demo.workload import QUEUES, SyntheticProducer
 from rwq.printable import PlainConsole, plain_text
 from rwq.queue.admin import Admin, QueueStats
 from rwq.queue.broker import Broker
-from rwq.queue.demo import QUEUES, SyntheticProducer
 from rwq.queue.events import Event, EventType
 from rwq.queue.producer import Producer
 from rwq.units import format_age
@@ -290,7 +290,7 @@ def summary_line(snap: Snapshot) -> str:
 
 def worker_command(queues: Sequence[str]) -> list[str]:
     """The command line of one demo worker process."""
-    command = [sys.executable, "-m", "rwq", "worker", "--app", "rwq.queue.demo:handlers"]
+    command = [sys.executable, "-m", "rwq", "worker", "--app", "rwq.demo.workload:handlers"]
     command += ["--concurrency", str(WORKER_CONCURRENCY)]
     for q in queues:
         command += ["-q", q]

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from rwq.cli.app import load_handlers
-from rwq.queue.admin import Admin
-from rwq.queue.demo import (
+from rwq.demo.workload import (
     MAX_DURATION_FACTOR,
     PERMANENT_SHARE,
     PROFILES,
@@ -21,6 +20,7 @@ from rwq.queue.demo import (
     SyntheticProducer,
     handlers,
 )
+from rwq.queue.admin import Admin
 from rwq.queue.job import Job
 from rwq.queue.producer import Producer
 from rwq.queue.worker import PermanentFailure
@@ -135,7 +135,7 @@ def test_profile_payloads_carry_what_the_handler_reads() -> None:
 
 
 def test_the_cli_loads_the_demo_handler_set() -> None:
-    loaded = load_handlers("rwq.queue.demo:handlers")
+    loaded = load_handlers("rwq.demo.workload:handlers")
     assert loaded is handlers
     assert isinstance(loaded["*"], DemoHandler)
 

@@ -1,5 +1,5 @@
 """The built-in ``demo`` workload: tenant profiles, a producer thread that enqueues them at a
-steady rate, and the handler set ``rwq worker --app rwq.queue.demo:handlers`` runs, which
+steady rate, and the handler set ``rwq worker --app rwq.demo.workload:handlers`` runs, which
 sleeps and fails as each job's payload asks.
 
 A demo payload is ``{"tenant", "kind", "duration_ms", "fail_rate"}`` and optionally
@@ -282,4 +282,4 @@ class SyntheticProducer(threading.Thread):
 
 
 handlers: dict[str, Handler] = {"*": DemoHandler()}
-"""The demo's workers' handler set (``--app rwq.queue.demo:handlers``): one for every queue."""
+"""The demo's workers' handler set (``--app rwq.demo.workload:handlers``): one for every queue."""

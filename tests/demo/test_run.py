@@ -12,7 +12,7 @@ import redis
 from rich.console import Console
 
 from rwq.config import Settings
-from rwq.demo import (
+from rwq.demo.run import (
     EventTail,
     Snapshot,
     Totals,
@@ -22,9 +22,9 @@ from rwq.demo import (
     worker_command,
     worker_env,
 )
+from rwq.demo.workload import QUEUES
 from rwq.queue.admin import Admin, QueueStats
 from rwq.queue.broker import Broker, Failure
-from rwq.queue.demo import QUEUES
 from rwq.queue.events import Event
 from rwq.queue.producer import Producer
 
@@ -74,7 +74,7 @@ def test_worker_processes_get_the_settings_through_the_environment(settings: Set
     env = worker_env(settings, "redis://127.0.0.1:1/0")
     assert Settings.load(env=env) == settings.replace(redis_url="redis://127.0.0.1:1/0")
     command = worker_command(QUEUES)
-    assert command[1:6] == ["-m", "rwq", "worker", "--app", "rwq.queue.demo:handlers"]
+    assert command[1:6] == ["-m", "rwq", "worker", "--app", "rwq.demo.workload:handlers"]
     assert [command[i + 1] for i, arg in enumerate(command) if arg == "-q"] == list(QUEUES)
 
 

@@ -48,12 +48,28 @@ def _violations(package: str, allowed: tuple[str, ...]) -> list[str]:
     return out
 
 
+BASE = (
+    "rwq.errors",
+    "rwq.units",
+    "rwq.printable",
+    "rwq.yaml_input",
+    "rwq.config",
+    "rwq.connection",
+)
+"""The bottom layer: every package may import it."""
+
 RULES = {
+    # Valkey processes know settings and nothing of the queue above them.
+    "rwq.valkey": ("rwq.valkey", *BASE),
+    # The queue stands alone: plugins, the TUI and the command line are built on it.
+    "rwq.queue": ("rwq.queue", *BASE),
     # The contract is what plugins and runtimes agree on: it stands on the queue's data and
     # nothing else of the plugin system.
     "rwq.plugins.contract": ("rwq.plugins.contract", "rwq.errors", "rwq.queue"),
     # A runtime runs untrusted code against the contract; it knows nothing of the host.
     "rwq.plugins.runtimes": ("rwq.plugins.runtimes", "rwq.plugins.contract", "rwq.errors"),
+    # Hosting plugins needs no screen and no command line.
+    "rwq.plugins": ("rwq.plugins", "rwq.queue", *BASE),
 }
 
 

@@ -1,4 +1,5 @@
-"""The ``rwq`` command line: server, enqueue, worker, admin, demo and bench."""
+"""The ``rwq`` command line: the root options, server, enqueue, worker, tui, demo and bench;
+``rwq admin`` is :mod:`rwq.cli.admin` and ``rwq plugin`` :mod:`rwq.cli.plugin`."""
 
 from __future__ import annotations
 
@@ -9,26 +10,32 @@ import math
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import redis
 import typer
-from rich.table import Table
 
+from rwq.cli.admin import admin_app
+from rwq.cli.context import (
+    Context,
+    JsonFlag,
+    UsageError,
+    context_of,
+    err,
+    out,
+    print_json_out,
+)
 from rwq.cli.plugin import PluginsDir, plugin_app
-from rwq.cli.table import TableColumn, fitted_table
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins.paths import with_plugin_dirs
-from rwq.printable import PlainConsole, log_to_stderr, marked, print_json
-from rwq.queue.admin import PEEK_TARGETS, Admin
-from rwq.queue.broker import Broker
-from rwq.queue.job import DEFAULT_PRIORITY, Job
+from rwq.printable import log_to_stderr, marked
+from rwq.queue.job import DEFAULT_PRIORITY
 from rwq.queue.producer import Producer
-from rwq.units import counted, format_age, format_figure, parse_duration
+from rwq.units import format_figure, parse_duration
 from rwq.valkey.embedded import keeping_embedded
 
 app = typer.Typer(
@@ -38,51 +45,13 @@ app = typer.Typer(
     add_completion=False,
 )
 server_app = typer.Typer(help="Manage the embedded Valkey server.", no_args_is_help=True)
-admin_app = typer.Typer(help="Inspect and operate queues.", no_args_is_help=True)
-dlq_app = typer.Typer(help="Dead letters.", no_args_is_help=True)
 bench_app = typer.Typer(help="Measure rwq on this machine.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
 app.add_typer(admin_app, name="admin")
-admin_app.add_typer(dlq_app, name="dlq")
 app.add_typer(bench_app, name="bench")
 app.add_typer(plugin_app, name="plugin")
 
-out = PlainConsole()
-err = PlainConsole(stderr=True)
-
-
-class UsageError(RwqError):
-    """A command-line argument is malformed."""
-
-
-class NotFoundError(RwqError):
-    """What a command was asked to act on does not exist."""
-
-
 DEMO_HANDLERS = "rwq.demo.workload:handlers"
-
-
-@dataclass
-class Context:
-    """What the root options set up; the broker connects on first use."""
-
-    settings: Settings
-    _broker: Broker | None = field(default=None, repr=False)
-
-    @property
-    def broker(self) -> Broker:
-        if self._broker is None:
-            from rwq.connection import connect
-
-            self._broker = Broker(connect(self.settings), self.settings)
-        return self._broker
-
-    @property
-    def admin(self) -> Admin:
-        return Admin(self.broker)
-
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 @app.callback()
@@ -109,23 +78,13 @@ def root(
     ctx.obj = Context(Settings.load(config, redis_url=redis_url, read_only=read_only))
 
 
-def _ctx(ctx: typer.Context) -> Context:
-    obj = ctx.obj
-    assert isinstance(obj, Context)
-    return obj
-
-
-def _print_json(data: Any) -> None:
-    print_json(data, out.file)
-
-
 # -- server ----------------------------------------------------------------------------------
 
 
 def _embedded(ctx: typer.Context) -> Any:
     from rwq.valkey.embedded import EmbeddedServer
 
-    settings = _ctx(ctx).settings
+    settings = context_of(ctx).settings
     return EmbeddedServer(settings.state_dir, settings.persistence)
 
 
@@ -150,7 +109,7 @@ def server_status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Show whether the embedded Valkey runs, where, and how big it is."""
     status = _embedded(ctx).status()
     if as_json:
-        _print_json(asdict(status) if status else {"running": False})
+        print_json_out(asdict(status) if status else {"running": False})
         return
     if status is None:
         out.print("embedded valkey is not running (it starts on demand)")
@@ -227,7 +186,7 @@ def _enqueue(
     for option, value in (("--tenant", tenant), ("--job-id", job_id), ("--trace-id", trace_id)):
         if value is not None and not _is_text(value):
             raise UsageError(f"{option}: not UTF-8 text")
-    producer = Producer(_ctx(ctx).broker)
+    producer = Producer(context_of(ctx).broker)
     job = producer.enqueue(
         queue,
         data,
@@ -240,8 +199,8 @@ def _enqueue(
         trace_id=trace_id,
     )
     if as_json:
-        stored = None if job.state == "duplicate" else _ctx(ctx).admin.job(queue, job.id)
-        _print_json((stored or job).to_dict())  # as stored: with the server's enqueued_at
+        stored = None if job.state == "duplicate" else context_of(ctx).admin.job(queue, job.id)
+        print_json_out((stored or job).to_dict())  # as stored: with the server's enqueued_at
     elif job.state == "duplicate":
         out.print(f"job {job.id} already exists on {queue}; not enqueued again")
     else:
@@ -357,254 +316,14 @@ def worker_cmd(
         metrics_port=metrics_port,
         breaker=BreakerPolicy(enabled=breaker),
     )
-    worker = Worker(_ctx(ctx).broker, queues, handlers, options)
+    worker = Worker(context_of(ctx).broker, queues, handlers, options)
     err.print(f"worker {worker.id} serving {', '.join(worker.queues)}")
-    with keeping_embedded(_ctx(ctx).settings):
+    with keeping_embedded(context_of(ctx).settings):
         worker.run(
             max_jobs=max_jobs,
             duration=parse_duration(duration, "--duration") if duration else None,
         )
     err.print(f"worker {worker.id} stopped: {worker.processed} completed, {worker.failed} failed")
-
-
-# -- admin -----------------------------------------------------------------------------------
-
-
-@admin_app.command("stats")
-def stats_cmd(
-    ctx: typer.Context,
-    queue: Annotated[list[str] | None, typer.Option("--queue", "-q")] = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Per-queue depths, totals, throughput and oldest pending age."""
-    stats = _ctx(ctx).admin.stats(queue or None)
-    if as_json:
-        _print_json(stats.to_dict())
-        return
-    table = Table(title=f"rwq queues ({stats.workers} workers)")
-    table.add_column("queue", no_wrap=True)
-    for col in ("pend", "run", "sched", "dead", "done", "failed", "/min", "oldest", "paused"):
-        table.add_column(col, justify="right")
-    for q in stats.queues:
-        table.add_row(
-            q.queue, str(q.pending), str(q.processing), str(q.scheduled), str(q.dead),
-            str(q.completed_total), str(q.failed_total), str(q.throughput_1m),
-            format_age(q.oldest_pending_age_s), "yes" if q.paused else "",
-        )  # fmt: skip
-    out.print(table)
-
-
-def _jobs_table(title: str, jobs: list[Job]) -> Table:
-    """Jobs as a table as wide as the terminal: ids whole (users copy them), then the columns
-    that fit, most useful first (shortened before they are left out)."""
-    return fitted_table(
-        title,
-        [
-            TableColumn("id", [j.id for j in jobs], priority=0),
-            TableColumn("queue", [j.queue for j in jobs], priority=1, shortest=8),
-            TableColumn("tenant", [j.tenant or "" for j in jobs], priority=4, shortest=6),
-            TableColumn("prio", [str(j.priority) for j in jobs], priority=6, right=True),
-            TableColumn(
-                "attempts",
-                [f"{j.attempts}/{j.max_retries + 1}" for j in jobs],
-                priority=5,
-                right=True,
-            ),
-            TableColumn("state", [j.state for j in jobs], priority=2),
-            TableColumn(
-                "error",
-                [(j.last_error or "").strip() for j in jobs],
-                priority=3,
-                shortest=10,
-                widest=60,
-            ),
-            TableColumn(
-                "payload",
-                [json.dumps(j.payload, ensure_ascii=False) for j in jobs],
-                priority=7,
-                shortest=10,
-                widest=60,
-            ),
-        ],
-        out.width,
-    )
-
-
-@admin_app.command("peek")
-def peek_cmd(
-    ctx: typer.Context,
-    target: Annotated[str, typer.Argument(help="A queue name, or 'dead' for dead letters.")],
-    n: Annotated[int, typer.Option("-n", min=1, help="How many jobs.")] = 10,
-    state: Annotated[
-        str, typer.Option("--state", help="pending, scheduled, dead, completed or processing.")
-    ] = "pending",
-    as_json: JsonFlag = False,
-) -> None:
-    """Show the next jobs of a queue without taking them."""
-    if state not in PEEK_TARGETS:
-        raise UsageError(f"--state: must be one of {', '.join(PEEK_TARGETS)}, got {state!r}")
-    admin = _ctx(ctx).admin
-    jobs = admin.dlq_list(limit=n).jobs if target == "dead" else admin.peek(target, n, state)
-    shown = "dead" if target == "dead" else state
-    if as_json:
-        _print_json([j.to_dict() for j in jobs])
-    elif not jobs:
-        out.print(f"no {shown} jobs" + ("" if target == "dead" else f" on {target}"))
-    else:
-        out.print(_jobs_table(f"{target} ({shown})", jobs))
-
-
-@dlq_app.command("list")
-def dlq_list_cmd(
-    ctx: typer.Context,
-    queue: Annotated[str | None, typer.Option("--queue", "-q")] = None,
-    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
-    error: Annotated[str | None, typer.Option("--error", help="Error text contains.")] = None,
-    offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
-    limit: Annotated[int, typer.Option("--limit", min=1)] = 50,
-    as_json: JsonFlag = False,
-) -> None:
-    """Dead letters, newest first, filtered and paged."""
-    page = _ctx(ctx).admin.dlq_list(
-        queue=queue, tenant=tenant, error=error, offset=offset, limit=limit
-    )
-    if as_json:
-        jobs = [j.to_dict() for j in page.jobs]
-        _print_json({"total": page.total, "offset": offset, "jobs": jobs})
-        return
-    if not page.jobs:
-        out.print("no dead letters match" if page.total == 0 else
-                  f"no dead letters at offset {offset} ({page.total} match)")  # fmt: skip
-        return
-    shown = f"{offset + 1}-{offset + len(page.jobs)}"
-    out.print(_jobs_table(f"dead letters {shown} of {page.total}", page.jobs))
-
-
-def _confirm(yes: bool, what: str) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError(f"{what}: refusing without --yes (no terminal to ask on)")
-    if not typer.confirm(f"{what}?"):
-        raise typer.Exit(1)
-
-
-@admin_app.command("requeue")
-def requeue_cmd(
-    ctx: typer.Context,
-    ids: Annotated[list[str] | None, typer.Argument(help="Dead-letter job ids.")] = None,
-    all_jobs: Annotated[bool, typer.Option("--all", help="Every dead letter.")] = False,
-    queue: Annotated[str | None, typer.Option("--queue", "-q", help="Only this queue.")] = None,
-    to: Annotated[str | None, typer.Option("--to", help="Requeue into this queue.")] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
-    as_json: JsonFlag = False,
-) -> None:
-    """Move dead letters back to pending (their queue, or --to)."""
-    if not ids and not all_jobs:
-        raise UsageError("requeue: give job ids or --all")
-    if ids and all_jobs:
-        raise UsageError("requeue: give job ids or --all, not both")
-    if all_jobs:
-        _confirm(yes, f"requeue every dead letter{' of ' + queue if queue else ''}")
-    admin = _ctx(ctx).admin
-    missing = (
-        [] if all_jobs else [i for i in ids or [] if i not in admin.find_dead(ids or [], queue)]
-    )
-    count = (
-        admin.requeue(ids or [], all_jobs=all_jobs, queue=queue, to=to)
-        if (all_jobs or len(missing) < len(ids or []))
-        else 0
-    )
-    if as_json:
-        _print_json({"requeued": count, "not_found": missing})
-    else:
-        out.print(f"requeued {count} job(s)")
-    if missing:
-        where = f" of {queue}" if queue else ""
-        raise NotFoundError(f"no dead letter{where} with id {', '.join(missing)}")
-
-
-@admin_app.command("purge")
-def purge_cmd(
-    ctx: typer.Context,
-    target: Annotated[str, typer.Argument(help="A queue name, 'dead' or 'all'.")],
-    queue: Annotated[
-        str | None, typer.Option("--queue", "-q", help="With dead/all: only this queue.")
-    ] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Confirm the deletion.")] = False,
-    as_json: JsonFlag = False,
-) -> None:
-    """Delete pending+scheduled jobs of a queue, dead letters, or everything."""
-    scope = f" of {queue}" if queue else ""
-    _confirm(yes, f"purge {target}{scope}")
-    count = _ctx(ctx).admin.purge(target, queue=queue)
-    if as_json:
-        _print_json({"purged": count})
-    else:
-        out.print(f"purged {count} job(s)")
-
-
-@admin_app.command("pause")
-def pause_cmd(ctx: typer.Context, queue: str, as_json: JsonFlag = False) -> None:
-    """Stop workers taking jobs from QUEUE (enqueue still works)."""
-    changed = _ctx(ctx).admin.pause(queue)
-    if as_json:
-        _print_json({"queue": queue, "paused": True, "changed": changed})
-    else:
-        out.print(f"{queue} paused" if changed else f"{queue} was already paused")
-
-
-@admin_app.command("resume")
-def resume_cmd(ctx: typer.Context, queue: str, as_json: JsonFlag = False) -> None:
-    """Let workers take jobs from QUEUE again."""
-    changed = _ctx(ctx).admin.resume(queue)
-    if as_json:
-        _print_json({"queue": queue, "paused": False, "changed": changed})
-    else:
-        out.print(f"{queue} resumed" if changed else f"{queue} was not paused")
-
-
-@admin_app.command("workers")
-def workers_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """Registered workers: host, pid, queues, current jobs, last heartbeat."""
-    workers = _ctx(ctx).admin.workers()
-    if as_json:
-        _print_json([asdict(w) for w in workers])
-        return
-    if not workers:
-        out.print("no workers are registered")
-        return
-    now = datetime.now().timestamp() * 1000
-    beats = [
-        format_age((now - w.last_heartbeat) / 1000) + " ago" if w.last_heartbeat else "lost"
-        for w in workers
-    ]
-    out.print(
-        fitted_table(
-            counted(len(workers), "worker"),
-            [
-                TableColumn("id", [w.id for w in workers], priority=0),
-                TableColumn("host", [w.host for w in workers], priority=4, shortest=8),
-                TableColumn("pid", [str(w.pid) for w in workers], priority=5, right=True),
-                TableColumn(
-                    "queues",
-                    [",".join(w.queues) for w in workers],
-                    priority=3,
-                    shortest=8,
-                    widest=40,
-                ),
-                TableColumn("state", [w.state for w in workers], priority=1),
-                TableColumn(
-                    "current", [str(len(w.current_jobs)) for w in workers], priority=2, right=True
-                ),
-                TableColumn(
-                    "processed", [str(w.processed) for w in workers], priority=6, right=True
-                ),
-                TableColumn("heartbeat", beats, priority=2),
-            ],
-            out.width,
-        )
-    )
 
 
 # -- the TUI ---------------------------------------------------------------------------------
@@ -631,7 +350,7 @@ def tui_cmd(
     """The dashboard: queues, charts, dead letters, workers, plugin panels."""
     from rwq.tui.launch import launch
 
-    settings = with_plugin_dirs(_ctx(ctx).settings, plugins_dir, "--plugins-dir")
+    settings = with_plugin_dirs(context_of(ctx).settings, plugins_dir, "--plugins-dir")
     if read_only:
         settings = settings.replace(read_only=True)
     with keeping_embedded(settings):
@@ -675,7 +394,7 @@ def demo_cmd(
     from rwq.plugins.headless import HeadlessHost
     from rwq.samples import SAMPLES_DIR
 
-    settings = with_plugin_dirs(_ctx(ctx).settings, [plugins or SAMPLES_DIR], "--plugins")
+    settings = with_plugin_dirs(context_of(ctx).settings, [plugins or SAMPLES_DIR], "--plugins")
     dashboard: Dashboard | None = None
     if tui and sys.stdout.isatty() and not as_json:
         from rwq.tui.launch import launch
@@ -698,7 +417,7 @@ def demo_cmd(
             plugins=host_plugins,
         )
     if as_json:
-        _print_json(asdict(summary))
+        print_json_out(asdict(summary))
     else:
         out.print(str(summary))
 
@@ -712,9 +431,9 @@ def bench_queue_cmd(
     """Enqueue, process and latency figures (a throwaway server unless --redis-url)."""
     from rwq.bench.queue import run_queue_bench
 
-    result = run_queue_bench(_ctx(ctx).settings, jobs=jobs)
+    result = run_queue_bench(context_of(ctx).settings, jobs=jobs)
     if as_json:
-        _print_json(result)
+        print_json_out(result)
         return
     _print_figures(result)
 
@@ -724,9 +443,9 @@ def bench_plugins_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Capability checks, event delivery and host API calls of the plugin core."""
     from rwq.bench.plugins import run_plugins_bench
 
-    result = run_plugins_bench(_ctx(ctx).settings)
+    result = run_plugins_bench(context_of(ctx).settings)
     if as_json:
-        _print_json(result)
+        print_json_out(result)
         return
     _print_figures(result)
 
@@ -746,9 +465,9 @@ def bench_tui_cmd(
     """The TUI in a pseudo-terminal with many panels changing: CPU, render and paint times."""
     from rwq.bench.tui import run_tui_bench
 
-    result = run_tui_bench(_ctx(ctx).settings, panels=panels, rate=rate, seconds=seconds)
+    result = run_tui_bench(context_of(ctx).settings, panels=panels, rate=rate, seconds=seconds)
     if as_json:
-        _print_json(result)
+        print_json_out(result)
         return
     _print_figures(result)
 

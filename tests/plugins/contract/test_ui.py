@@ -24,10 +24,10 @@ from rwq.plugins.contract.ui import (
     TYPES,
     ElementError,
     cap_elements,
-    render_markdown,
     style_error,
     validate_elements,
 )
+from rwq.plugins.contract.ui_doc import render_markdown
 from rwq.plugins.harness import check_plugin, read_events
 
 ROOT = Path(__file__).parents[3]
@@ -227,7 +227,9 @@ def test_validator_plugs_into_the_manager_caps() -> None:
 
 def test_doc_is_generated_from_the_catalog() -> None:
     doc = (ROOT / "docs" / "ui-elements.md").read_text(encoding="utf-8")
-    assert doc == render_markdown(), "run: python -m rwq.plugins.contract.ui > docs/ui-elements.md"
+    assert doc == render_markdown(), (
+        "run: python -m rwq.plugins.contract.ui_doc > docs/ui-elements.md"
+    )
 
 
 def test_doc_covers_every_type_and_field() -> None:

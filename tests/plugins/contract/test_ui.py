@@ -97,8 +97,10 @@ def test_minimal_elements_of_every_type_are_valid() -> None:
 
 
 def test_null_optional_fields_count_as_absent() -> None:
-    validate_elements([{"type": "list", "id": "l", "items": ["a"], "selected": None,
-                        "title": None}])  # fmt: skip
+    elements = [{"type": "list", "id": "l", "items": ["a"], "selected": None, "title": None}]
+    assert validate_elements(elements) == elements
+    with pytest.raises(ElementError, match="items"):
+        validate_elements([{"type": "list", "id": "l", "items": None}])  # required: not absent  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -100,7 +100,7 @@ def test_null_optional_fields_count_as_absent() -> None:
     elements = [{"type": "list", "id": "l", "items": ["a"], "selected": None, "title": None}]
     assert validate_elements(elements) == elements
     with pytest.raises(ElementError, match="items"):
-        validate_elements([{"type": "list", "id": "l", "items": None}])  # required: not absent  # fmt: skip
+        validate_elements([{"type": "list", "id": "l", "items": None}])  # required, so null is refused
 
 
 @pytest.mark.parametrize(

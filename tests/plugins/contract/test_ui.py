@@ -99,8 +99,8 @@ def test_minimal_elements_of_every_type_are_valid() -> None:
 def test_null_optional_fields_count_as_absent() -> None:
     elements = [{"type": "list", "id": "l", "items": ["a"], "selected": None, "title": None}]
     assert validate_elements(elements) == elements
-    with pytest.raises(ElementError, match="items"):
-        validate_elements([{"type": "list", "id": "l", "items": None}])  # required, so null is refused
+    with pytest.raises(ElementError, match="items"):  # required, so null is refused
+        validate_elements([{"type": "list", "id": "l", "items": None}])
 
 
 @pytest.mark.parametrize(

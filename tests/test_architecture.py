@@ -1,9 +1,11 @@
 """The import rules of docs/architecture.md, checked on the source: a package may import only
-the layers its rule names."""
+the layers its rule names, and the plugin host never loads Textual."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +18,8 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path) -> set[str]:
-    """Every ``rwq`` module ``path`` imports, at any depth (lazy imports count too)."""
+def _imports(path: Path, root: str = "rwq") -> set[str]:
+    """Every ``root`` module ``path`` imports, at any depth (lazy imports count too)."""
     package = _module_name(path).rsplit(".", 1)[0] if path.name != "__init__.py" else None
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -32,7 +34,7 @@ def _imports(path: Path) -> set[str]:
                 module = node.module or ""
             found.add(module)
             found.update(f"{module}.{alias.name}" for alias in node.names)
-    return {name for name in found if name == "rwq" or name.startswith("rwq.")}
+    return {name for name in found if name == root or name.startswith(f"{root}.")}
 
 
 def _package_files(package: str) -> list[Path]:
@@ -55,6 +57,7 @@ BASE = (
     "rwq.yaml_input",
     "rwq.config",
     "rwq.connection",
+    "rwq.procfs",
 )
 """The bottom layer: every package may import it."""
 
@@ -68,9 +71,13 @@ RULES = {
     "rwq.plugins.contract": ("rwq.plugins.contract", "rwq.errors", "rwq.queue"),
     # A runtime runs untrusted code against the contract; it knows nothing of the host.
     "rwq.plugins.runtimes": ("rwq.plugins.runtimes", "rwq.plugins.contract", "rwq.errors"),
-    # Hosting plugins needs no screen and no command line.
+    # The plugin system needs no screen and no command line.
     "rwq.plugins": ("rwq.plugins", "rwq.queue", *BASE),
+    # A plugin host serves screens without being one.
+    "rwq.host": ("rwq.host", "rwq.plugins", "rwq.queue", *BASE),
 }
+SCREENLESS = ("rwq.valkey", "rwq.queue", "rwq.plugins", "rwq.host")
+"""Packages that never import Textual: the plugin host process runs them without a screen."""
 
 
 @pytest.mark.parametrize("package", sorted(RULES))
@@ -83,3 +90,27 @@ def test_the_checker_sees_a_forbidden_import() -> None:
     module = SRC / "rwq" / "plugins" / "contract" / "errors.py"
     assert "rwq.errors" in _imports(module)
     assert _violations("rwq.plugins.contract", ("rwq.plugins.contract",)) != []
+
+
+@pytest.mark.parametrize("package", SCREENLESS)
+def test_a_screenless_package_never_imports_textual(package: str) -> None:
+    found = [
+        f"{path.relative_to(SRC)} imports {name}"
+        for path in _package_files(package)
+        for name in sorted(_imports(path, "textual"))
+    ]
+    assert found == []
+
+
+def test_the_plugin_host_process_loads_no_textual() -> None:
+    """What ``rwq tui`` starts as its plugin host process, and everything it builds, imported
+    in a fresh interpreter: not one Textual module comes along."""
+    probe = (
+        "import sys, rwq.host.process, rwq.host.check, rwq.host.build, rwq.host.remote\n"
+        "import rwq.plugins.runtimes.wasm, rwq.plugins.runtimes.starlark\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'textual'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from rwq.config import Settings
-from rwq.plugins.harness import check_plugin, read_events
+from rwq.host.check import check_plugin, read_events
 
 SDK = Path(__file__).parents[2] / "sdk" / "assemblyscript"
 ASC = SDK / "node_modules" / ".bin" / "asc"

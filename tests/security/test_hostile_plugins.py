@@ -22,9 +22,9 @@ import wasmtime
 import yaml
 
 from rwq.config import Settings
+from rwq.host.check import CheckReport, check_plugin
 from rwq.plugins.bundle import open_bundle
 from rwq.plugins.contract.events import BusEvent
-from rwq.plugins.harness import CheckReport, check_plugin
 from rwq.plugins.lifecycle import FaultPolicy, PluginState
 from rwq.plugins.manager import PluginManager
 from rwq.plugins.runtimes.base import FaultKind, PluginRuntime

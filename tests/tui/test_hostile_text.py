@@ -17,13 +17,14 @@ from textual.widgets import DataTable, Static
 
 from hostile_text import assert_shown_safely
 from rwq.config import Settings
+from rwq.host.build import HostOptions, build_host
+from rwq.host.local import LocalPluginHost
 from rwq.plugins.lifecycle import PluginState
 from rwq.plugins.manifest import load_manifest
 from rwq.tui.app import RwqApp
 from rwq.tui.approval import ApprovalScreen
 from rwq.tui.audit_view import AuditScreen
 from rwq.tui.dialogs import TextScreen
-from rwq.tui.host import PluginHost
 from rwq.tui.panels import PluginPanel
 from rwq.tui.tables import shown as shown_cell
 
@@ -32,14 +33,16 @@ from .driving import drive, until, until_screen
 FIXTURE = Path(__file__).parent / "fixtures" / "hostile-text"
 MANIFEST = load_manifest(FIXTURE)
 
+SCREEN = HostOptions(watch=False, screen=True)
+
 
 @pytest.fixture
 def hostile_host(
     settings: Settings, redis_client: redis.Redis, tmp_path: Path
-) -> Iterator[PluginHost]:
+) -> Iterator[LocalPluginHost]:
     root = tmp_path / "plugins"
     shutil.copytree(FIXTURE, root / "hostile-text")
-    host = PluginHost(settings.replace(plugin_dirs=str(root)), redis_client, watch=False)
+    host = build_host(settings.replace(plugin_dirs=str(root)), redis_client, SCREEN)
     host.start()
     yield host
     host.stop()
@@ -61,7 +64,7 @@ def assert_screen_safe(app: RwqApp) -> None:
 
 
 def test_every_place_shows_hostile_plugin_text_as_text(
-    hostile_host: PluginHost, settings: Settings, redis_client: redis.Redis
+    hostile_host: LocalPluginHost, settings: Settings, redis_client: redis.Redis
 ) -> None:
     app = RwqApp(hostile_host.manager.settings, redis_client, host=hostile_host, address="t",
                  poll_interval=0.2)  # fmt: skip

@@ -15,11 +15,12 @@ from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
 
+from rwq.host.render.elements import SegmentLines, build_panel
+from rwq.host.render.renderer import THROTTLED_NOTE, PanelFrame
 from rwq.plugins.contract.ui import validate_elements
 from rwq.plugins.lifecycle import PluginState
 from rwq.printable import printable
-from rwq.tui.elements import SegmentLines, build_panel
-from rwq.tui.panels import THROTTLED_NOTE, PanelFrame, PluginPanel
+from rwq.tui.panels import PluginPanel
 
 
 def elements(k: int) -> list[dict[str, Any]]:

@@ -15,13 +15,14 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Label, SelectionList, Static
 
 from rwq.config import Settings
+from rwq.host.build import HostOptions, build_host
+from rwq.host.local import LocalPluginHost
 from rwq.plugins.grants import GrantStore
 from rwq.plugins.lifecycle import PluginState
 from rwq.tui.app import RwqApp
 from rwq.tui.approval import ApprovalScreen
 from rwq.tui.audit_view import AuditScreen
 from rwq.tui.dialogs import TextScreen
-from rwq.tui.host import PluginHost
 from rwq.tui.panels import PluginPanel
 from rwq.tui.plugins_view import RevokeScreen
 
@@ -29,14 +30,16 @@ from .driving import drive, until, until_screen
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+SCREEN = HostOptions(watch=False, screen=True)
+
 
 @pytest.fixture
 def plugin_host(
     settings: Settings, redis_client: redis.Redis, tmp_path: Path
-) -> Iterator[PluginHost]:
+) -> Iterator[LocalPluginHost]:
     root = tmp_path / "plugins"
     shutil.copytree(FIXTURES / "counter", root / "counter")
-    host = PluginHost(settings.replace(plugin_dirs=str(root)), redis_client, watch=False)
+    host = build_host(settings.replace(plugin_dirs=str(root)), redis_client, SCREEN)
     host.start()
     yield host
     host.stop()
@@ -48,18 +51,18 @@ def text_of(panel: PluginPanel) -> str:
     return console.export_text()
 
 
-def app_for(host: PluginHost, settings: Settings, client: redis.Redis) -> RwqApp:
+def app_for(host: LocalPluginHost, settings: Settings, client: redis.Redis) -> RwqApp:
     return RwqApp(host.manager.settings, client, host=host, address="t", poll_interval=0.2)
 
 
 async def approve_all(app: RwqApp, pilot: Pilot[None]) -> None:
     await until_screen(pilot, ApprovalScreen)
     await pilot.press("a")
-    await until(pilot, lambda: app.manager.state("counter") is PluginState.ACTIVE)
+    await until(pilot, lambda: app.host.state("counter") is PluginState.ACTIVE)
 
 
 def test_the_approval_dialog_grants_only_what_is_checked_and_it_persists(
-    plugin_host: PluginHost, settings: Settings, redis_client: redis.Redis
+    plugin_host: LocalPluginHost, settings: Settings, redis_client: redis.Redis
 ) -> None:
     app = app_for(plugin_host, settings, redis_client)
 
@@ -90,7 +93,7 @@ def test_the_approval_dialog_grants_only_what_is_checked_and_it_persists(
         detail = str(screen.query_one("#approval-detail").render())
         assert "—" in detail and ("ui.notifications" in detail or "storage.read" in detail)
         await pilot.press("a")
-        await until(pilot, lambda: app.manager.state("counter") is PluginState.ACTIVE)
+        await until(pilot, lambda: app.host.state("counter") is PluginState.ACTIVE)
 
     drive(app, steps)
     store = GrantStore.from_settings(plugin_host.manager.settings)
@@ -101,14 +104,14 @@ def test_the_approval_dialog_grants_only_what_is_checked_and_it_persists(
 
 
 def test_deny_leaves_the_plugin_unloaded_and_its_panel_says_so(
-    plugin_host: PluginHost, settings: Settings, redis_client: redis.Redis
+    plugin_host: LocalPluginHost, settings: Settings, redis_client: redis.Redis
 ) -> None:
     app = app_for(plugin_host, settings, redis_client)
 
     async def steps(pilot: Pilot[None]) -> None:
         await until_screen(pilot, ApprovalScreen)
         await pilot.press("d")
-        await until(pilot, lambda: app.manager.state("counter") is PluginState.UNLOADED)
+        await until(pilot, lambda: app.host.state("counter") is PluginState.UNLOADED)
         await pilot.press("4")
         panel = app.query_one("#panel-counter", PluginPanel)
         await until(pilot, lambda: "denied" in text_of(panel))
@@ -117,7 +120,7 @@ def test_deny_leaves_the_plugin_unloaded_and_its_panel_says_so(
 
 
 def test_later_postpones_until_asked_again(
-    plugin_host: PluginHost, settings: Settings, redis_client: redis.Redis
+    plugin_host: LocalPluginHost, settings: Settings, redis_client: redis.Redis
 ) -> None:
     app = app_for(plugin_host, settings, redis_client)
 
@@ -126,7 +129,7 @@ def test_later_postpones_until_asked_again(
         await pilot.press("l")
         await pilot.pause(0.6)  # several polls: not asked again
         assert not isinstance(app.screen, ApprovalScreen)
-        assert app.manager.state("counter") is PluginState.AWAITING_APPROVAL
+        assert app.host.state("counter") is PluginState.AWAITING_APPROVAL
         panel = app.query_one("#panel-counter", PluginPanel)
         await until(pilot, lambda: "awaiting approval" in text_of(panel))
         await pilot.press("5", "A")
@@ -136,7 +139,7 @@ def test_later_postpones_until_asked_again(
 
 
 def test_panel_input_keys_buttons_lists_clicks_and_toasts(
-    plugin_host: PluginHost, settings: Settings, redis_client: redis.Redis
+    plugin_host: LocalPluginHost, settings: Settings, redis_client: redis.Redis
 ) -> None:
     app = app_for(plugin_host, settings, redis_client)
 
@@ -179,7 +182,7 @@ def test_panel_input_keys_buttons_lists_clicks_and_toasts(
 
 
 def test_plugin_manager_view_actions(
-    plugin_host: PluginHost, settings: Settings, redis_client: redis.Redis
+    plugin_host: LocalPluginHost, settings: Settings, redis_client: redis.Redis
 ) -> None:
     app = app_for(plugin_host, settings, redis_client)
     manager = plugin_host.manager
@@ -234,7 +237,7 @@ def test_plugin_manager_view_actions(
 
 
 def test_a_failed_reload_keeps_the_old_version_and_the_view_says_why(
-    plugin_host: PluginHost, settings: Settings, redis_client: redis.Redis
+    plugin_host: LocalPluginHost, settings: Settings, redis_client: redis.Redis
 ) -> None:
     app = app_for(plugin_host, settings, redis_client)
     manager = plugin_host.manager
@@ -271,7 +274,7 @@ def test_a_grid_row_is_as_tall_as_its_tallest_panel(
         shutil.copytree(FIXTURES / "tall", root / name)
         manifest = root / name / "manifest.yaml"
         manifest.write_text(manifest.read_text().replace("name: tall", f"name: {name}"))
-    host = PluginHost(settings.replace(plugin_dirs=str(root)), redis_client, watch=False)
+    host = build_host(settings.replace(plugin_dirs=str(root)), redis_client, SCREEN)
     host.start()
     app = app_for(host, settings, redis_client)
 
@@ -308,7 +311,7 @@ def test_a_narrow_terminal_stacks_the_panels_and_a_tall_panel_scrolls(
     root = tmp_path / "plugins"
     shutil.copytree(FIXTURES / "counter", root / "counter")
     shutil.copytree(FIXTURES / "tall", root / "tall")
-    host = PluginHost(settings.replace(plugin_dirs=str(root)), redis_client, watch=False)
+    host = build_host(settings.replace(plugin_dirs=str(root)), redis_client, SCREEN)
     host.start()
     app = app_for(host, settings, redis_client)
 
@@ -354,7 +357,7 @@ def test_in_the_tabs_layout_tab_moves_between_panel_tabs_and_g_stays_in_the_foot
     root = tmp_path / "plugins"
     shutil.copytree(FIXTURES / "counter", root / "counter")
     shutil.copytree(FIXTURES / "tall", root / "tall")
-    host = PluginHost(settings.replace(plugin_dirs=str(root)), redis_client, watch=False)
+    host = build_host(settings.replace(plugin_dirs=str(root)), redis_client, SCREEN)
     host.start()
     app = app_for(host, settings, redis_client)
 

@@ -22,12 +22,12 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, TabbedContent
 
 from rwq.config import Settings
+from rwq.host.build import HostOptions, build_host
 from rwq.plugins.lifecycle import PluginState
 from rwq.queue.broker import Broker
 from rwq.queue.producer import Producer
 from rwq.tui.app import RwqApp
 from rwq.tui.approval import ApprovalScreen
-from rwq.tui.host import PluginHost
 from rwq.tui.panels import PluginPanel
 
 from .driving import drive, kill, until, until_screen
@@ -35,6 +35,8 @@ from .driving import drive, kill, until, until_screen
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 FIXTURES = Path(__file__).parent / "fixtures"
 UPDATE = os.environ.get("RWQ_UPDATE_SNAPSHOTS") == "1"
+
+SCREEN = HostOptions(watch=False, screen=True)
 
 
 def mask(line: str) -> str:
@@ -106,7 +108,7 @@ def test_main_screens(filled: Settings, redis_client: redis.Redis) -> None:
 def test_plugin_screens(settings: Settings, redis_client: redis.Redis, tmp_path: Path) -> None:
     root = tmp_path / "plugins"
     shutil.copytree(FIXTURES / "counter", root / "counter")
-    host = PluginHost(settings.replace(plugin_dirs=str(root)), redis_client, watch=False)
+    host = build_host(settings.replace(plugin_dirs=str(root)), redis_client, SCREEN)
     host.start()
     app = RwqApp(
         host.manager.settings, redis_client, host=host, address="snapshot", poll_interval=0.2

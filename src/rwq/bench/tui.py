@@ -365,8 +365,8 @@ def child_main() -> None:
 
 def _child(config: dict[str, Any], out: Path) -> None:
     from rwq.connection import connect
+    from rwq.host.remote import RemotePluginHost
     from rwq.tui.app import RwqApp
-    from rwq.tui.remote import RemotePluginHost
 
     settings = Settings(
         redis_url=config["redis_url"],
@@ -397,7 +397,6 @@ class _Load:
     def __init__(self, app: Any, host: Any, config: dict[str, Any], out: Path) -> None:
         self.app = app
         self.host = host
-        self.manager = host.manager
         self.names: list[str] = config["plugins"]
         self.rate: float = config["rate"]
         self.seconds: float = config["seconds"]
@@ -455,7 +454,7 @@ class _Load:
     def _measure(self) -> dict[str, Any]:
         from rwq.plugins.lifecycle import PluginState
 
-        manager = self.manager
+        manager = self.host
         active = PluginState.ACTIVE
         self._wait("the plugins to load", lambda: all(
             manager.state(n) is active for n in self.names if n in manager.plugins()
@@ -557,7 +556,7 @@ class _Mark:
         panels = load._panels()
         renderer = load.app.query_one(PanelsView).renderer
         render_ms, view_ms, renders = renderer.stats()
-        snapshot = [s for s in load.manager.snapshot() if s.name in names]
+        snapshot = [s for s in load.host.snapshot() if s.name in names]
         return cls(
             at=time.monotonic(),
             cpu=usage.ru_utime + usage.ru_stime,

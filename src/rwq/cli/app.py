@@ -391,7 +391,8 @@ def demo_cmd(
     if not math.isfinite(rate):
         raise UsageError(f"--rate: expected a number of jobs per second, got {rate}")
     from rwq.demo.run import Dashboard, run_demo
-    from rwq.plugins.headless import HeadlessHost
+    from rwq.host.build import HostOptions, build_host
+    from rwq.host.local import LocalPluginHost
     from rwq.samples import SAMPLES_DIR
 
     settings = with_plugin_dirs(context_of(ctx).settings, [plugins or SAMPLES_DIR], "--plugins")
@@ -402,8 +403,8 @@ def demo_cmd(
         def dashboard(target: Settings, client: Any, seconds: float | None) -> None:
             launch(target, client=client, policy=policy, quit_after=seconds)
 
-    def host_plugins(target: Settings, client: Any) -> HeadlessHost:
-        return HeadlessHost(target, client, policy_path=policy, watch=False)
+    def host_plugins(target: Settings, client: Any) -> LocalPluginHost:
+        return build_host(target, client, HostOptions(policy_path=policy, watch=False))
 
     with keeping_embedded(settings):
         summary = run_demo(

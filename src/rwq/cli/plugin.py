@@ -401,7 +401,7 @@ def check_cmd(
 
     Exit 0 when it ran cleanly, 1 when it faulted (and was contained), 2 for bad input.
     """
-    from rwq.plugins.harness import CheckReport, check_plugin, grant_names, read_events
+    from rwq.host.check import CheckReport, check_plugin, grant_names, read_events
     from rwq.plugins.seed import read_seed
 
     settings = _settings(ctx)
@@ -452,8 +452,8 @@ def _panel(name: str, elements: list[Any]) -> Any:
     """The last render drawn as the TUI draws it, in a border titled with the plugin."""
     from rich.panel import Panel
 
+    from rwq.host.render.elements import build_panel
     from rwq.plugins.contract.ui import ElementError, validate_elements
-    from rwq.tui.elements import build_panel
 
     try:
         view = build_panel(validate_elements(elements), PANEL_WIDTH - 4)
@@ -521,11 +521,11 @@ def run_cmd(
     from prometheus_client import CollectorRegistry, start_http_server
 
     from rwq.connection import connect
-    from rwq.plugins.headless import HeadlessHost
+    from rwq.host.build import HostOptions, build_host
     from rwq.valkey.embedded import keeping_embedded
 
     settings = with_plugin_dirs(_settings(ctx), plugins_dir, "--plugins-dir")
-    host = HeadlessHost(settings, connect(settings), policy_path=policy, watch=watch)
+    host = build_host(settings, connect(settings), HostOptions(policy_path=policy, watch=watch))
     done = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -538,7 +538,7 @@ def run_cmd(
         if not as_json:
             for name, state in host.states().items():
                 out.print(f"{name}: {state}")
-            if host.control.listening:
+            if host.control is not None and host.control.listening:
                 out.print(f"control: listening as {host.control.identity}")
         done.wait(parse_duration(duration, "--duration") if duration else None)
         snapshots = [asdict(s) for s in host.manager.snapshot()]

@@ -45,7 +45,7 @@ Dashboard = Callable[[Settings, Any, float | None], None]
 
 
 class HostedPlugins(Protocol):
-    """Plugins hosted beside a headless demo (:class:`rwq.plugins.headless.HeadlessHost`)."""
+    """Plugins hosted beside a headless demo (a :class:`rwq.host.local.LocalPluginHost`)."""
 
     def start(self) -> None: ...
     def stop(self) -> None: ...

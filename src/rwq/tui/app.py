@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
 
 from rwq.config import Settings
 from rwq.errors import RwqError
+from rwq.host.api import PluginHost
 from rwq.plugins.manager import PendingApproval
 from rwq.printable import printable
 from rwq.queue.admin import Admin
@@ -25,11 +26,9 @@ from rwq.tui.approval import ApprovalScreen, Decision, apply
 from rwq.tui.bench_form import BenchScreen
 from rwq.tui.dead_letters import DeadLettersView
 from rwq.tui.dialogs import HELP, ConfirmScreen, TextScreen, job_text
-from rwq.tui.host import PluginHost
 from rwq.tui.panels import PanelsView, PluginPanel
-from rwq.tui.plugins_view import PluginLogs, PluginsView
+from rwq.tui.plugins_view import PluginsView
 from rwq.tui.queues import QueuesView
-from rwq.tui.remote import RemotePluginHost
 from rwq.tui.source import DashboardSource, History, Sample
 from rwq.tui.workers import WorkersView
 
@@ -76,7 +75,7 @@ class RwqApp(App[None]):
         settings: Settings,
         client: Any,
         *,
-        host: PluginHost | RemotePluginHost | None = None,
+        host: PluginHost | None = None,
         address: str = "",
         poll_interval: float = 1.0,
         quit_after: float | None = None,
@@ -99,13 +98,8 @@ class RwqApp(App[None]):
         self.deciding: set[str] = set()
         """Plugins whose decision is being carried out (not asked about again meanwhile)."""
 
-    @property
-    def manager(self) -> Any:
-        return self.host.manager if self.host is not None else None
-
     def compose(self) -> ComposeResult:
         yield Header()
-        logs = self.host.logs if self.host is not None else PluginLogs()
         with TabbedContent(initial="queues", id="tabs"):
             with TabPane("Queues [1]", id="queues"):
                 yield QueuesView(self.history, id="queues-view")
@@ -114,22 +108,9 @@ class RwqApp(App[None]):
             with TabPane("Workers [3]", id="workers"):
                 yield WorkersView(id="workers-view")
             with TabPane("Panels [4]", id="panels"):
-                host = self.host
-                yield PanelsView(
-                    self.manager,
-                    host.notice if host is not None else None,
-                    host.renderer_factory if host is not None else None,
-                    id="panels-view",
-                )
+                yield PanelsView(self.host, id="panels-view")
             with TabPane("Plugins [5]", id="plugins"):
-                host = self.host
-                yield PluginsView(
-                    self.manager,
-                    logs,
-                    host.reload if host is not None else None,
-                    host.reloader.history if host is not None else None,
-                    id="plugins-view",
-                )
+                yield PluginsView(self.host, id="plugins-view")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -162,7 +143,7 @@ class RwqApp(App[None]):
         active = self.query_one(TabbedContent).active
         if active == "dead":
             self.query_one(DeadLettersView).action_reload()  # new dead letters, their ages
-        if self.manager is not None:
+        if self.host is not None:
             self.query_one(PanelsView).sync()
             if active == "plugins":  # else when shown: a hidden label's change costs a layout
                 self.query_one(PluginsView).refresh_view()
@@ -201,9 +182,9 @@ class RwqApp(App[None]):
     def ask_approvals(self, *, again: bool = False) -> None:
         """Show the approval dialog for the first request not answered with Later; close a
         dialog whose request was decided elsewhere (another terminal, a policy)."""
-        if self.manager is None:
+        if self.host is None:
             return
-        waiting = self.manager.pending_approvals()
+        waiting = self.host.pending_approvals()
         if self.asking:
             screen = self.screen
             if isinstance(screen, ApprovalScreen) and not any(
@@ -231,8 +212,10 @@ class RwqApp(App[None]):
 
     @work(thread=True, group="approval")
     def decide(self, pending: PendingApproval, decision: Decision) -> None:
+        if self.host is None:
+            return
         try:
-            line, severity = apply(self.manager, pending, decision), "information"
+            line, severity = apply(self.host, pending, decision), "information"
         except RwqError as exc:
             line, severity = f"{pending.plugin}: {exc}", "error"
         self.call_from_thread(self._carried_out, pending.plugin, line, severity)
@@ -243,7 +226,7 @@ class RwqApp(App[None]):
         self.ask_approvals()
 
     def on_plugins_view_show_approvals(self, _: PluginsView.ShowApprovals) -> None:
-        if self.manager is not None and not self.manager.pending_approvals():
+        if self.host is not None and not self.host.pending_approvals():
             self.notify("no plugin awaits approval")
             return
         self.ask_approvals(again=True)
@@ -309,7 +292,7 @@ class RwqApp(App[None]):
         self.refresh_bindings()  # g is offered on the panels tab only
         if event.pane.id == "dead":
             self.query_one(DeadLettersView).action_reload()
-        elif event.pane.id == "plugins" and self.manager is not None:
+        elif event.pane.id == "plugins" and self.host is not None:
             self.query_one(PluginsView).refresh_view()
 
     # -- keys --------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
+from rwq.host.api import PluginHost
 from rwq.plugins.contract.permissions import CATALOG
-from rwq.plugins.manager import PendingApproval, PluginManager
+from rwq.plugins.manager import PendingApproval
 from rwq.plugins.review import ReviewItem
 from rwq.printable import printable_text
 
@@ -30,17 +31,17 @@ class Decision:
     refused: frozenset[str] = frozenset()
 
 
-def apply(manager: PluginManager, pending: PendingApproval, decision: Decision) -> str:
+def apply(host: PluginHost, pending: PendingApproval, decision: Decision) -> str:
     """Carry out the user's decision; returns a line describing what happened."""
     name = pending.plugin
     if decision.choice == "later":
         return f"{name}: decision postponed"
     if decision.choice == "deny" or not decision.allowed:
-        manager.deny(name)
+        host.deny(name)
         return f"{name}: permissions denied"
     if decision.refused:
-        manager.deny(name, sorted(decision.refused))
-    state = manager.approve(name, sorted(decision.allowed))
+        host.deny(name, sorted(decision.refused))
+    state = host.approve(name, sorted(decision.allowed))
     refused = f", refused {', '.join(sorted(decision.refused))}" if decision.refused else ""
     return f"{name}: allowed {', '.join(sorted(decision.allowed))}{refused} ({state.value})"
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from rwq.config import Settings
 from rwq.connection import connect, redact
+from rwq.host.remote import RemotePluginHost
 from rwq.tui.app import RwqApp
-from rwq.tui.remote import RemotePluginHost
 from rwq.valkey.embedded import EmbeddedServer
 
 

@@ -1,27 +1,17 @@
-"""Plugin panels: one widget per plugin, laid out as a grid or as tabs, redrawn only when their
-plugin reported a change.
-
-Rendering never runs on the UI thread: the manager's change listener marks a panel dirty, the
-:class:`PanelRenderer` thread calls the plugin's ``render`` (a sandbox call) and builds the Rich
-renderable, at most :data:`MAX_FPS` times a second, and hands the finished views to the UI in
-one message. The UI thread only paints the panels that changed. Key presses, button presses and
-selections in a focused panel go to the plugin's ``on_input``, also off the UI thread.
-"""
+"""Plugin panels: one widget per plugin, laid out as a grid or as tabs, painting the frames the
+plugin host's renderer delivers; key presses, buttons and selections go to the plugin's
+``on_input`` off the UI thread."""
 
 from __future__ import annotations
 
-import dataclasses
-import io
 import logging
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
-from rich.console import Console, RenderableType
+from rich.console import RenderableType
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -38,91 +28,28 @@ from textual.style import Style as VisualStyle
 from textual.widget import Widget
 from textual.widgets import Label, Tab, Tabs
 
+from rwq.host.api import PluginHost, Renderer
+from rwq.host.render.elements import Target, input_event
+from rwq.host.render.renderer import TIMINGS_KEPT, PanelFrame
 from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.manager import PluginManager, RenderResult
 from rwq.printable import plain_text
-from rwq.tui.elements import PanelView, SegmentLines, Target, build_panel, input_event
 
 log = logging.getLogger(__name__)
 
-MAX_FPS = 30
-"""Most render rounds a second: the panels are drawn at most 30 times a second, all that changed
-in one round together (the screen's costliest step is per round, not per panel); a panel
-changing faster shows its latest state."""
 STATE_STYLE = {
     PluginState.ERROR: "bold red",
     PluginState.DISABLED: "red",
     PluginState.AWAITING_APPROVAL: "bold yellow",
     PluginState.UNLOADED: "dim",
 }
-TIMINGS_KEPT = 20_000
-"""Latest render (and per panel: paint) times kept for ``rwq bench tui``."""
 LINES_KEPT = 512
 """Finished body lines a panel keeps for reuse."""
 HOST_KEYS = frozenset({"tab", "shift+tab", "escape", "question_mark", "ctrl+p", "ctrl+q"})
+"""Keys the host keeps for itself; every other key goes to the focused panel's plugin."""
 SCROLL_KEYS = {"pageup": -1, "pagedown": 1}
 """Scroll a panel whose content is taller than it by a page (never sent to the plugin)."""
 GRID_COLUMNS = ((120, 1), (250, 2))
 """The panels grid's columns: 1 below 120 cells of width (panels stack), 2 below 250, else 3."""
-"""Keys the host keeps for itself; every other key goes to the focused panel's plugin."""
-
-
-@dataclass(frozen=True)
-class PanelFrame:
-    """A finished render of one panel, ready to paint."""
-
-    plugin: str
-    view: PanelView | None
-    state: PluginState
-    note: str
-    """Why there are no elements (the plugin's state and reason), or that the view is stale."""
-    render_ms: float
-    lines: SegmentLines | None = None
-    """The view drawn into lines for the panel's width (off the UI thread): what is painted."""
-    seq: int = 0
-    """This frame's number (per renderer)."""
-    base_seq: int = -1
-    """The frame ``changed`` compares with (the one delivered before this one)."""
-    changed: tuple[int, ...] | None = None
-    """The lines that differ from frame ``base_seq`` (same height and width); None: all."""
-
-    def looks_like(self, other: PanelFrame | None) -> bool:
-        """Whether painting this frame would show exactly what ``other`` shows."""
-        if other is None or self.lines is None or other.lines is None:
-            return False
-        return (
-            self.state is other.state
-            and self.note == other.note
-            and self.lines.width == other.lines.width
-            and self.lines.lines == other.lines.lines
-            and _targets(self) == _targets(other)
-        )
-
-
-BUSY = PanelFrame("", None, PluginState.ACTIVE, "busy", 0.0)
-"""What :meth:`PanelRenderer.frame` returns for a plugin busy in another hook."""
-BUSY_PATIENCE = 0.5
-"""Seconds a plugin may stay busy before the renderer waits for it (up to BUSY_WAIT)."""
-BUSY_WAIT = 0.5
-
-
-def _targets(frame: PanelFrame) -> tuple[Target, ...]:
-    return frame.view.targets if frame.view is not None else ()
-
-
-THROTTLED_NOTE = "throttled: over its CPU budget, events held back"
-
-
-def state_note(result: RenderResult) -> str:
-    if result.stale:
-        return "busy: showing the last render"
-    if result.state is PluginState.ACTIVE:
-        if result.throttled:
-            note = f"throttled: {result.throttle_note}" if result.throttle_note else THROTTLED_NOTE
-            return f"{note} · {result.error}" if result.error else note
-        return result.error or ""
-    label = result.state.value.replace("_", " ")
-    return f"{label}: {result.error}" if result.error else label
 
 
 @dataclass
@@ -481,163 +408,6 @@ class PluginPanel(Widget, can_focus=True):
         self.post_message(self.Input(self.plugin, input_event(target)))
 
 
-class PanelRenderer:
-    """Renders dirty panels off the UI thread and hands finished frames to ``deliver``."""
-
-    def __init__(
-        self,
-        manager: PluginManager,
-        sizes: Callable[[str], tuple[int, int, bool] | None],
-        deliver: Callable[[list[PanelFrame]], None],
-        cursors: Callable[[str], int | None],
-        *,
-        max_fps: float = MAX_FPS,
-        notices: Callable[[str], str] | None = None,
-    ) -> None:
-        self.manager = manager
-        self.sizes = sizes
-        self.deliver = deliver
-        self.cursors = cursors
-        self.notices = notices
-        """What else a panel's border should say (a failed reload), by plugin."""
-        self.period = 1.0 / max_fps
-        self._dirty: set[str] = set()
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._halt = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rwq-panels", daemon=True)
-        self.render_ms: deque[float] = deque(maxlen=TIMINGS_KEPT)
-        """The latest render times (plugin call + building the view), for the bench."""
-        self.view_ms: deque[float] = deque(maxlen=TIMINGS_KEPT)
-        """The part of each render time spent here: building the view and drawing its lines."""
-        self.renders = 0
-        """Frames rendered so far."""
-        self.console = Console(file=io.StringIO(), width=200, legacy_windows=False)
-        """Draws views into lines on this thread (never written to)."""
-        self._busy_since: dict[str, float] = {}
-        """Plugins found busy, since when (monotonic)."""
-        self._last: dict[str, PanelFrame] = {}
-        """The last frame delivered per panel: an identical one is not delivered again."""
-        self._seq = 0
-
-    def start(self) -> None:
-        self.manager.add_change_listener(self.mark)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.manager.remove_change_listener(self.mark)
-        self._halt.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def mark(self, plugin: str) -> None:
-        """Called from any thread: the plugin changed (its state, or it asks for a render)."""
-        with self._lock:
-            self._dirty.add(plugin)
-        self._wake.set()
-
-    def mark_all(self, plugins: Iterable[str]) -> None:
-        with self._lock:
-            self._dirty.update(plugins)
-        self._wake.set()
-
-    def _run(self) -> None:
-        while not self._halt.is_set():
-            self._wake.wait()
-            self._wake.clear()
-            if self._halt.is_set():
-                return
-            started = time.monotonic()
-            with self._lock:
-                dirty, self._dirty = self._dirty, set()
-            frames = []
-            busy = []
-            for name in sorted(dirty):
-                frame = self.frame(name)
-                if frame is BUSY:
-                    busy.append(name)
-                    continue
-                last = self._last.get(name)
-                if frame is None or frame.looks_like(last):
-                    continue
-                self._seq += 1
-                frame = dataclasses.replace(frame, seq=self._seq, **_changes(last, frame))
-                self._last[name] = frame
-                frames.append(frame)
-            if frames:
-                try:
-                    self.deliver(frames)
-                except Exception:  # the app is shutting down
-                    log.debug("could not deliver panel frames", exc_info=True)
-                    return
-            if busy:  # tried again next round; meanwhile their panels keep the last frame
-                self.mark_all(busy)
-            rest = self.period - (time.monotonic() - started)
-            if rest > 0:
-                self._halt.wait(rest)
-
-    def frame(self, plugin: str) -> PanelFrame | None:
-        """Render one panel now (on this thread); None when it has no panel on screen."""
-        size = self.sizes(plugin)
-        self.manager.set_view(plugin, size)  # its next changes are rendered as they happen
-        if size is None:
-            return None
-        width, height, focused = size
-        # A plugin busy in another hook is not waited for (the other panels would wait behind
-        # it): it is tried again next round, and waited for only once it has been busy a while.
-        since = self._busy_since.get(plugin)
-        wait = BUSY_WAIT if since is not None and time.monotonic() - since > BUSY_PATIENCE else 0
-        started = time.perf_counter()
-        try:
-            result = self.manager.render(plugin, width, height, focused, wait=wait)
-        except Exception as exc:  # an unknown plugin (just unloaded), a closed runtime
-            return PanelFrame(plugin, None, PluginState.ERROR, str(exc), 0.0)
-        if result.stale and not wait:
-            self._busy_since.setdefault(plugin, time.monotonic())
-            return BUSY
-        self._busy_since.pop(plugin, None)
-        called = time.perf_counter()
-        view = None
-        lines = None
-        note = state_note(result)
-        notice = self.notices(plugin) if self.notices is not None else ""
-        if notice:
-            note = f"{notice} · {note}" if note else notice
-        if result.elements or (result.state is PluginState.ACTIVE and not result.error):
-            try:
-                view = build_panel(result.elements, width, cursor=self.cursors(plugin))
-                lines = self.draw(view, width)
-            except (ValueError, TypeError) as exc:
-                view, note = None, f"cannot draw: {exc}"
-        elapsed = (time.perf_counter() - started) * 1000
-        self.render_ms.append(elapsed)
-        self.view_ms.append((time.perf_counter() - called) * 1000)
-        self.renders += 1
-        return PanelFrame(plugin, view, result.state, note, elapsed, lines)
-
-    def draw(self, view: PanelView, width: int) -> SegmentLines:
-        """The view as lines of segments ``width`` cells wide at most."""
-        return draw_view(self.console, view, width)
-
-    def forget(self, plugin: str) -> None:
-        """Deliver the next frame of ``plugin`` even if it looks like the last (its panel was
-        redrawn for another reason)."""
-        with self._lock:
-            self._last.pop(plugin, None)
-
-
-def _changes(last: PanelFrame | None, frame: PanelFrame) -> dict[str, Any]:
-    """``base_seq`` and ``changed`` of ``frame`` against the frame delivered before it."""
-    if last is None or last.lines is None or frame.lines is None:
-        return {}
-    old, new = last.lines.lines, frame.lines.lines
-    if len(old) != len(new) or last.lines.width != frame.lines.width:
-        return {"base_seq": last.seq}
-    changed = tuple(y for y, (a, b) in enumerate(zip(old, new, strict=True)) if a != b)
-    return {"base_seq": last.seq, "changed": changed}
-
-
 def _spans(lines: tuple[int, ...], x: int, width: int) -> list[Region]:
     """Runs of consecutive ``lines`` as regions ``width`` cells wide from column ``x``."""
     regions: list[Region] = []
@@ -654,43 +424,10 @@ def _spans(lines: tuple[int, ...], x: int, width: int) -> list[Region]:
     return regions
 
 
-def draw_view(console: Console, view: PanelView, width: int) -> SegmentLines:
-    """``view`` as lines of segments ``width`` cells wide at most, drawn with ``console``."""
-    drawn = view.renderable
-    if isinstance(drawn, SegmentLines) and drawn.lengths is not None and drawn.width <= width:
-        return drawn  # the builder drew it already
-    options = console.options.update(width=width, highlight=False)
-    lines = console.render_lines(view.renderable, options, pad=False, new_lines=False)
-    lengths = [Segment.get_line_length(line) for line in lines]
-    return SegmentLines(lines, max(lengths, default=0), lengths)
-
-
 def _height(frame: PanelFrame | None) -> int | None:
     if frame is None or frame.lines is None:
         return None
     return len(frame.lines.lines)
-
-
-class Renderer(Protocol):
-    """What renders the panels: a :class:`PanelRenderer` here, or the plugin host process's
-    (:class:`rwq.tui.remote.RemoteRenderer`)."""
-
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
-    def mark(self, plugin: str) -> None: ...
-    def mark_all(self, plugins: Iterable[str]) -> None: ...
-    def forget(self, plugin: str) -> None: ...
-
-
-RendererFactory = Callable[
-    [
-        Callable[[str], tuple[int, int, bool] | None],
-        Callable[[list[PanelFrame]], None],
-        Callable[[str], int | None],
-    ],
-    Renderer,
-]
-"""``(sizes, deliver, cursors) -> renderer``."""
 
 
 class PanelsView(Vertical):
@@ -726,21 +463,10 @@ class PanelsView(Vertical):
             super().__init__()
             self.plugin = plugin
 
-    def __init__(
-        self,
-        manager: Any,
-        notices: Callable[[str], str] | None = None,
-        renderer_factory: RendererFactory | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, host: PluginHost | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.manager = manager
-        """The plugin manager, or the plugin host process's stand-in for it."""
-        self.renderer_factory = renderer_factory
-        """None: panels are rendered here, on a thread of this process."""
-        self.notices = notices
-        """A line for a panel's border besides its state (a failed reload), by plugin."""
-        self._noticed: dict[str, str] = {}
+        self.host = host
+        """The plugin host (in this process or its own); None when plugins are off."""
         self.panels: dict[str, PluginPanel] = {}
         self.renderer: Renderer | None = None
         self.tabs_layout = False
@@ -749,21 +475,16 @@ class PanelsView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Tabs(id="panel-tabs")
-        if self.manager is None:
+        if self.host is None:
             yield Label("No plugin host: plugins are off (--no-plugins).", id="panels-empty")
         else:
             yield Label("", id="panels-empty")
         yield VerticalScroll(id="panel-grid")
 
     def on_mount(self) -> None:
-        if self.manager is None:
+        if self.host is None:
             return
-        if self.renderer_factory is not None:
-            self.renderer = self.renderer_factory(self._size_of, self._deliver, self._cursor_of)
-        else:
-            self.renderer = PanelRenderer(
-                self.manager, self._size_of, self._deliver, self._cursor_of, notices=self.notices
-            )
+        self.renderer = self.host.renderer(self._size_of, self._deliver, self._cursor_of)
         self.sync()
         self.renderer.start()
 
@@ -790,16 +511,17 @@ class PanelsView(Vertical):
 
     def sync(self) -> None:
         """Add panels for new plugins and drop those of plugins that are gone."""
-        if self.manager is None:
+        host = self.host
+        if host is None:
             return
-        names = self.manager.plugins()
+        names = host.plugins()
         grid = self.query_one("#panel-grid", VerticalScroll)
         tabs = self.query_one("#panel-tabs", Tabs)
         added = []
         for name in names:
             if name in self.panels:
                 continue
-            manifest = self.manager.manifest(name)
+            manifest = host.manifest(name)
             ui = manifest.ui if manifest is not None else None
             panel = PluginPanel(
                 name,
@@ -817,12 +539,11 @@ class PanelsView(Vertical):
         for name in removed:
             self.panels.pop(name).remove()
             tabs.remove_tab(f"tab-{name}")
-        self._check_notices()
-        if not (added or removed) and self._synced and not getattr(self.manager, "gone", None):
+        gone = host.gone
+        if not (added or removed) and self._synced and not gone:
             return  # called every poll: touching the widgets would cost the screen a new layout
         self._synced = True
         empty = self.query_one("#panels-empty", Label)
-        gone = getattr(self.manager, "gone", None)
         if gone:
             empty.update(plain_text(f"No plugin panels: {gone}", "bold red"))
         else:
@@ -831,16 +552,6 @@ class PanelsView(Vertical):
         if added and self.renderer is not None:
             self.renderer.mark_all(added)
         self._show_active()
-
-    def _check_notices(self) -> None:
-        """Draw again the panels whose notice came or went (it changes no plugin state)."""
-        if self.notices is None or self.renderer is None:
-            return
-        for name in self.panels:
-            notice = self.notices(name)
-            if notice != self._noticed.get(name, ""):
-                self._noticed[name] = notice
-                self.renderer.mark(name)
 
     # -- rendering ---------------------------------------------------------------------------
 
@@ -883,13 +594,13 @@ class PanelsView(Vertical):
     # -- input -------------------------------------------------------------------------------
 
     def on_plugin_panel_input(self, message: PluginPanel.Input) -> None:
-        manager = self.manager
-        if manager is None:
+        host = self.host
+        if host is None:
             return
 
         def deliver() -> None:
             try:
-                manager.on_input(message.plugin, message.event)
+                host.on_input(message.plugin, message.event)
             except Exception:
                 log.exception("input for %s failed", message.plugin)
 

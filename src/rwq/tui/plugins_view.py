@@ -4,10 +4,7 @@ enable, disable, reload, revoke a permission, audit log, plugin log, approvals."
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
 
 from rich.text import Text
 from textual import work
@@ -19,11 +16,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Label, OptionList
 
 from rwq.errors import RwqError
+from rwq.host.api import PluginHost
 from rwq.plugins import audit
 from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.manager import PluginManager
 from rwq.plugins.metrics import PluginSnapshot
-from rwq.plugins.reloader import ReloadAttempt
 from rwq.tui.audit_view import SHOWN as AUDIT_SHOWN
 from rwq.tui.audit_view import AuditFilter, AuditScreen
 from rwq.tui.dialogs import TextScreen
@@ -32,8 +28,6 @@ from rwq.units import counted
 
 RELOADS_SHOWN = 3
 """Latest reload attempts shown under the table (a rolled-back one says why)."""
-LOG_LINES = 500
-"""Log lines kept per plugin for the log view."""
 COLUMNS = (
     "plugin", "state", "runtime", "version", "permissions", "cpu %", "memory",
     "calls/s", "p99 ms", "errors", "dropped",
@@ -45,65 +39,6 @@ STATE_STYLE = {
     PluginState.DISABLED: "red",
     PluginState.UNLOADED: "dim",
 }
-
-
-class LogText(Protocol):
-    """Where a plugin's log lines are read from (:class:`PluginLogs`, or the plugin host
-    process's)."""
-
-    def text(self, plugin: str) -> str: ...
-
-
-class PluginLogs:
-    """The latest log lines and notifications of each plugin (the manager's ``on_log``)."""
-
-    def __init__(self, size: int = LOG_LINES) -> None:
-        self.size = size
-        self.lines: dict[str, deque[str]] = {}
-
-    def add(self, plugin: str, level: str, message: str) -> None:
-        stamp = time.strftime("%H:%M:%S")
-        lines = self.lines.setdefault(plugin, deque(maxlen=self.size))
-        lines.append(f"{stamp} {level:<7} {message}")
-
-    def text(self, plugin: str) -> str:
-        return "\n".join(self.lines.get(plugin, ())) or "(no log lines yet)"
-
-
-@dataclass(frozen=True)
-class Permissions:
-    granted: frozenset[str]
-    pending: frozenset[str]
-    denied: frozenset[str]
-
-    def __str__(self) -> str:
-        parts = [f"{len(self.granted)} granted"]
-        if self.pending:
-            parts.append(f"{len(self.pending)} pending")
-        if self.denied:
-            parts.append(f"{len(self.denied)} denied")
-        return ", ".join(parts)
-
-
-def permissions_of(manager: Any, name: str) -> Permissions:
-    """What ``name`` was granted, waits for and was denied (the plugin host process answers
-    it in one call: its grants do not cross processes)."""
-    remote = getattr(manager, "permissions_summary", None)
-    if remote is not None:
-        summary: Permissions = remote(name)
-        return summary
-    now = time.time()
-    granted = frozenset(
-        p
-        for g in manager.grants.grants_for(name)
-        if g.expires_at is None or g.expires_at > now
-        for p in g.permissions
-    )
-    denied = frozenset(p for d in manager.grants.denials_for(name) for p in d.permissions)
-    pending = frozenset(
-        p for a in manager.pending_approvals() if a.plugin == name for p in a.review.pending
-    )
-    return Permissions(granted, pending, denied - granted)
 
 
 def memory(n: int) -> str:
@@ -169,19 +104,9 @@ class PluginsView(Vertical):
     class ShowApprovals(Message):
         pass
 
-    def __init__(
-        self,
-        manager: PluginManager | None,
-        logs: LogText,
-        reload: Callable[[str], str] | None = None,
-        reloads: Callable[[str], list[ReloadAttempt]] | None = None,
-        **kwargs: object,
-    ) -> None:
+    def __init__(self, host: PluginHost | None, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.manager = manager
-        self.logs = logs
-        self.reload_plugin = reload
-        self.reloads = reloads
+        self.host = host
         self.rates = Rates()
 
     def compose(self) -> ComposeResult:
@@ -201,14 +126,14 @@ class PluginsView(Vertical):
 
     def refresh_view(self) -> None:
         """Read the manager's snapshot and update the table (cheap: runs every second)."""
-        manager = self.manager
-        if manager is None:
+        host = self.host
+        if host is None:
             update_label(
                 self.query_one("#plugins-status", Label), "Plugins are off (--no-plugins)."
             )
             return
         now = time.monotonic()
-        snaps = manager.snapshot()
+        snaps = host.snapshot()
         rows: dict[str, tuple[Text | str, ...]] = {}
         for snap in snaps:
             calls, cpu = self.rates.of(snap, now)
@@ -220,7 +145,7 @@ class PluginsView(Vertical):
                 Text(state, style=STATE_STYLE.get(snap.state, "")),
                 snap.runtime,
                 snap.version,
-                str(permissions_of(manager, snap.name)),
+                str(host.permissions(snap.name)),
                 f"{cpu:.1f}",
                 memory(snap.memory_bytes),
                 f"{calls:.1f}",
@@ -229,7 +154,7 @@ class PluginsView(Vertical):
                 str(snap.events_dropped),
             )
         sync_rows(self.table, rows, COLUMNS)
-        waiting = len(manager.pending_approvals())
+        waiting = len(host.pending_approvals())
         status = Text(counted(len(snaps), "plugin"))
         if waiting:
             status.append(f" · {waiting} awaiting approval (A)", style="bold yellow")
@@ -239,10 +164,10 @@ class PluginsView(Vertical):
     def _detail(self, snaps: list[PluginSnapshot]) -> None:
         name = self.selected()
         snap = next((s for s in snaps if s.name == name), None)
-        if snap is None or self.manager is None:
+        if snap is None or self.host is None:
             update_label(self.query_one("#plugins-detail", Label), "")
             return
-        perms = permissions_of(self.manager, snap.name)
+        perms = self.host.permissions(snap.name)
         text = Text()
         text.append(f"{snap.name} {snap.version}", style="bold")
         if snap.reason:
@@ -264,7 +189,7 @@ class PluginsView(Vertical):
                 f"\nthrottled: {snap.throttle_note or 'over its CPU budget'}; its events are "
                 "held back until it is under", style="yellow",
             )  # fmt: skip
-        attempts = self.reloads(snap.name)[-RELOADS_SHOWN:] if self.reloads else []
+        attempts = self.host.reload_history(snap.name)[-RELOADS_SHOWN:]
         for attempt in reversed(attempts):
             ok = attempt.outcome == "reloaded"
             stamp = time.strftime("%H:%M:%S", time.localtime(attempt.at))
@@ -274,44 +199,34 @@ class PluginsView(Vertical):
         update_label(self.query_one("#plugins-detail", Label), text)
 
     def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
-        if self.manager is not None:
-            self._detail(self.manager.snapshot())
+        if self.host is not None:
+            self._detail(self.host.snapshot())
 
     # -- actions -----------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return self.manager is not None
+        return self.host is not None
 
     def action_enable(self) -> None:
-        self._run("enable", lambda m, n: f"{n}: {m.enable(n).value}")
+        self._run("enable", lambda h, n: f"{n}: {h.enable(n).value}")
 
     def action_disable(self) -> None:
-        def disable(m: PluginManager, n: str) -> str:
-            m.disable(n)
+        def disable(h: PluginHost, n: str) -> str:
+            h.disable(n)
             return f"{n}: disabled"
 
         self._run("disable", disable)
 
     def action_reload(self) -> None:
-        reload = self.reload_plugin
-
-        def run(m: PluginManager, n: str) -> str:
-            if reload is not None:
-                return reload(n)
-            result = m.reload(n)
-            if result.ok:
-                return f"{n}: reloaded {result.old_version} → {result.new_version}"
-            return f"{n}: reload failed, kept {result.old_version}: {result.reason}"
-
-        self._run("reload", run)
+        self._run("reload", lambda h, n: h.reload(n))
 
     @work(thread=True, group="plugin-action")
-    def _run(self, verb: str, action: Callable[[PluginManager, str], str]) -> None:
+    def _run(self, verb: str, action: Callable[[PluginHost, str], str]) -> None:
         name = self.selected()
-        if name is None or self.manager is None:
+        if name is None or self.host is None:
             return
         try:
-            line = action(self.manager, name)
+            line = action(self.host, name)
             severity = "warning" if "failed" in line else "information"
         except RwqError as exc:
             line, severity = f"{verb} {name}: {exc}", "error"
@@ -320,18 +235,18 @@ class PluginsView(Vertical):
 
     def action_revoke(self) -> None:
         name = self.selected()
-        if name is None or self.manager is None:
+        host = self.host
+        if name is None or host is None:
             return
-        granted = sorted(permissions_of(self.manager, name).granted)
+        granted = sorted(host.permissions(name).granted)
         if not granted:
             self.app.notify(f"{name} holds no permission", severity="warning")
             return
-        manager = self.manager
 
         def chosen(permission: str | None) -> None:
             if permission is None:
                 return
-            removed = manager.revoke(name, [permission], revoked_by="tui")
+            removed = host.revoke(name, [permission], revoked_by="tui")
             self.app.notify(f"{name}: revoked {', '.join(sorted(removed)) or 'nothing'}")
             self.refresh_view()
 
@@ -339,14 +254,13 @@ class PluginsView(Vertical):
 
     def action_audit(self) -> None:
         name = self.selected()
-        if name is None or self.manager is None:
+        host = self.host
+        if name is None or host is None:
             return
-        manager = self.manager
 
         def read(where: AuditFilter) -> list[audit.AuditRecord]:
-            manager.audit.flush()
             return audit.read(
-                manager.audit.path, plugin=where.plugin, denied_only=where.denied_only,
+                host.audit_path(), plugin=where.plugin, denied_only=where.denied_only,
                 limit=AUDIT_SHOWN, routine=not where.hide_checks,
             )  # fmt: skip
 
@@ -354,8 +268,8 @@ class PluginsView(Vertical):
 
     def action_log(self) -> None:
         name = self.selected()
-        if name is not None:
-            self.app.push_screen(TextScreen(f"log: {name}", self.logs.text(name)))
+        if name is not None and self.host is not None:
+            self.app.push_screen(TextScreen(f"log: {name}", self.host.log_text(name)))
 
     def action_approvals(self) -> None:
         self.post_message(self.ShowApprovals())

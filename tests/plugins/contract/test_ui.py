@@ -18,6 +18,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from rwq.config import Settings
+from rwq.host.check import check_plugin, read_events
 from rwq.plugins.contract.ui import (
     MAX_DEPTH,
     MAX_ELEMENTS,
@@ -28,7 +29,6 @@ from rwq.plugins.contract.ui import (
     validate_elements,
 )
 from rwq.plugins.contract.ui_doc import render_markdown
-from rwq.plugins.harness import check_plugin, read_events
 
 ROOT = Path(__file__).parents[3]
 SDK = ROOT / "sdk"

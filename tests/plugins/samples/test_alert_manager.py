@@ -30,8 +30,8 @@ from wasm_samples import (
 )
 
 from rwq.config import Settings
+from rwq.host.check import CheckReport, check_plugin, read_events
 from rwq.plugins.contract.events import BusEvent
-from rwq.plugins.harness import CheckReport, check_plugin, read_events
 from rwq.plugins.manager import PluginManager
 from rwq.plugins.user_config import PluginConfigError
 

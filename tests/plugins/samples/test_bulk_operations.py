@@ -16,7 +16,7 @@ import yaml
 from sample_panels import Panel, find, start_plugin, texts, validated
 
 from rwq.config import Settings
-from rwq.plugins.harness import check_plugin, read_events
+from rwq.host.check import check_plugin, read_events
 from rwq.plugins.manager import PluginManager
 from rwq.plugins.runtimes.starlark import StarlarkRuntime
 from rwq.plugins.user_config import PluginConfigError

@@ -17,8 +17,8 @@ import yaml
 from sample_panels import Panel, find, start_plugin, validated
 
 from rwq.config import Settings
+from rwq.host.check import check_plugin, read_events
 from rwq.plugins.contract.events import BusEvent
-from rwq.plugins.harness import check_plugin, read_events
 from rwq.plugins.manager import PluginManager
 from rwq.plugins.runtimes.starlark import StarlarkRuntime
 from rwq.plugins.storage import PluginStorage

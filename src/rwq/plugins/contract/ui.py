@@ -4,7 +4,7 @@ One catalog (:data:`TYPES`, :data:`STYLE_WORDS`, :data:`LEVELS`, :data:`INPUTS`)
 :func:`validate_elements`, which the plugin manager runs on every render result
 (``PluginManager(element_validator=validate_elements)``), and ``docs/ui-elements.md``
 (:mod:`rwq.plugins.contract.ui_doc`; a test keeps the two equal). The TUI's
-renderer (:mod:`rwq.tui.elements`) draws what passes.
+renderer (:mod:`rwq.host.render.elements`) draws what passes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""How panel frames cross from the plugin host process to the UI process.
+"""How panel frames cross from the plugin host process to the screen's process.
 
 A busy panel's next frame mostly repeats lines of its previous one, often moved (a table whose
 rows move down a line as a new one comes in on top). So each frame's lines are sent as
@@ -17,8 +17,8 @@ from typing import Any
 
 from rich.segment import Segment
 
-from rwq.tui.elements import PanelView, SegmentLines
-from rwq.tui.panels import PanelFrame
+from rwq.host.render.elements import PanelView, SegmentLines
+from rwq.host.render.renderer import PanelFrame
 
 Line = list[Segment]
 WireLine = int | Line

@@ -16,9 +16,9 @@ from rich.console import Console
 from rich.style import Style
 from rich.table import Table
 
+from rwq.host.render import elements
+from rwq.host.render.elements import SegmentLines, build_panel
 from rwq.plugins.contract.ui import validate_elements
-from rwq.tui import elements
-from rwq.tui.elements import SegmentLines, build_panel
 
 from .test_elements import panels
 

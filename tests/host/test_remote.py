@@ -1,4 +1,4 @@
-"""The plugin host in a process of its own, seen from the TUI: a real ``rwq.tui.plugin_process``
+"""The plugin host in a process of its own, seen from the TUI: a real ``rwq.host.process``
 with the counter plugin in its sandbox, its calls, frames, toasts, death, stop and failed starts."""
 
 from __future__ import annotations
@@ -10,27 +10,24 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from textual.pilot import Pilot
-from textual.widgets import DataTable, Label
 
 from rwq.config import Settings
 from rwq.errors import RwqError
+from rwq.host import remote as remote_module
+from rwq.host.messages import RemoteError
+from rwq.host.remote import PluginHostBusy, PluginHostGone, RemotePluginHost
 from rwq.plugins.contract.ui import button_input, key_input
 from rwq.plugins.lifecycle import PluginState
-from rwq.tui import remote as remote_module
-from rwq.tui.app import RwqApp
-from rwq.tui.panels import PanelFrame, PluginPanel
-from rwq.tui.remote import PluginHostBusy, PluginHostGone, RemotePluginHost
+from rwq.plugins.manager import LifecycleError, UnknownPlugin
+from rwq.tui.panels import PanelFrame
 
-from .driving import drive, rows, until
-
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "tui" / "fixtures"
 PLUGIN = "counter"
 PERMISSIONS = ["ui.notifications", "storage.read"]
 POLICY = """\
@@ -123,7 +120,7 @@ def granted(plugin_settings: Settings, policy_file: Path) -> Iterator[RemotePlug
 
 
 def active(host: RemotePluginHost) -> bool:
-    return host.manager.state(PLUGIN) is PluginState.ACTIVE
+    return host.state(PLUGIN) is PluginState.ACTIVE
 
 
 # -- the manager's calls -------------------------------------------------------------------------
@@ -132,7 +129,7 @@ def active(host: RemotePluginHost) -> bool:
 def test_the_plugin_is_listed_awaits_approval_and_approving_activates_it(
     remote: RemotePluginHost, plugin_settings: Settings
 ) -> None:
-    manager = remote.manager
+    manager = remote
     assert remote.process is not None and remote.process.pid != os.getpid()
     assert remote.gone is None
     assert manager.plugins() == [PLUGIN]
@@ -151,26 +148,26 @@ def test_the_plugin_is_listed_awaits_approval_and_approving_activates_it(
     snapshot = {s.name: s for s in manager.snapshot()}
     assert snapshot[PLUGIN].state is PluginState.ACTIVE
     assert snapshot[PLUGIN].version == "1.0.0"
-    audit = manager.audit.path
+    audit = manager.audit_path()
     assert audit.is_file() and PLUGIN in audit.read_text(encoding="utf-8")
 
 
 def test_permissions_are_summed_up_in_the_process(remote: RemotePluginHost) -> None:
-    manager = remote.manager
-    before = manager.permissions_summary(PLUGIN)
+    manager = remote
+    before = manager.permissions(PLUGIN)
     assert before.pending == frozenset(PERMISSIONS)
     assert before.granted == frozenset() and before.denied == frozenset()
     manager.approve(PLUGIN, ["ui.notifications"])
     manager.deny(PLUGIN, ["storage.read"])
     wait_for(lambda: active(remote), "the counter to be active")
-    after = manager.permissions_summary(PLUGIN)
+    after = manager.permissions(PLUGIN)
     assert after.granted == frozenset({"ui.notifications"})
     assert after.denied == frozenset({"storage.read"})
     assert after.pending == frozenset()
 
 
 def test_a_policy_pre_grants_and_disable_enable_go_through(granted: RemotePluginHost) -> None:
-    manager = granted.manager
+    manager = granted
     assert manager.plugins() == [PLUGIN]
     wait_for(lambda: active(granted), "the counter to be active")
     assert manager.pending_approvals() == []
@@ -178,8 +175,8 @@ def test_a_policy_pre_grants_and_disable_enable_go_through(granted: RemotePlugin
     wait_for(lambda: manager.state(PLUGIN) is PluginState.DISABLED, "the counter disabled")
     manager.enable(PLUGIN)
     wait_for(lambda: active(granted), "the counter active again")
-    assert isinstance(granted.logs.text(PLUGIN), str)
-    assert isinstance(granted.reloader.history(PLUGIN), list)
+    assert isinstance(granted.log_text(PLUGIN), str)
+    assert isinstance(granted.reload_history(PLUGIN), list)
 
 
 # -- the renderer --------------------------------------------------------------------------------
@@ -193,7 +190,7 @@ def test_frames_come_back_for_marked_panels_and_input_changes_them(
     granted.toast = toasts
     frames = Frames()
     sizes: dict[str, tuple[int, int, bool]] = {PLUGIN: (40, 10, False)}
-    renderer = granted.renderer_factory(sizes.get, frames, lambda name: None)
+    renderer = granted.renderer(sizes.get, frames, lambda name: None)
     renderer.start()
     try:
         renderer.mark(PLUGIN)
@@ -205,13 +202,13 @@ def test_frames_come_back_for_marked_panels_and_input_changes_them(
         text = text_of(first)
         assert "chosen=None" in text and "alpha" in text and "Add one" in text
 
-        assert granted.manager.on_input(PLUGIN, button_input("inc")) is True
+        assert granted.on_input(PLUGIN, button_input("inc")) is True
         wait_for(lambda: frames.shown(PLUGIN, "count=1"), "a frame after the button")
-        assert granted.manager.on_input(PLUGIN, key_input("x")) is True
+        assert granted.on_input(PLUGIN, key_input("x")) is True
         wait_for(lambda: frames.shown(PLUGIN, "keys=x"), "a frame after the key")
-        assert granted.manager.on_input(PLUGIN, {"kind": "mouse"}) is False  # not handled
+        assert granted.on_input(PLUGIN, {"kind": "mouse"}) is False  # not handled
 
-        granted.manager.on_input(PLUGIN, key_input("n"))
+        granted.on_input(PLUGIN, key_input("n"))
         wait_for(lambda: toasts.any(PLUGIN, "hello from counter", "warning"), "the toast")
 
         _render_ms, _view_ms, renders = renderer.stats()
@@ -227,7 +224,7 @@ def test_frames_come_back_for_marked_panels_and_input_changes_them(
 def test_a_panel_is_drawn_at_the_size_it_is_given(granted: RemotePluginHost) -> None:
     wait_for(lambda: active(granted), "the counter to be active")
     frames = Frames()
-    renderer = granted.renderer_factory(lambda name: (12, 10, False), frames, lambda name: None)
+    renderer = granted.renderer(lambda name: (12, 10, False), frames, lambda name: None)
     renderer.start()
     try:
         renderer.mark(PLUGIN)
@@ -241,17 +238,24 @@ def test_a_panel_is_drawn_at_the_size_it_is_given(granted: RemotePluginHost) -> 
 # -- errors --------------------------------------------------------------------------------------
 
 
-def test_calls_that_fail_there_raise_rwq_error_here(remote: RemotePluginHost) -> None:
-    with pytest.raises(RwqError, match="no_such_plugin"):
-        remote.manager.state("no_such_plugin")
-    with pytest.raises(RwqError, match="no_such_plugin"):
-        remote.manager.approve("no_such_plugin")
-    with pytest.raises(RwqError, match="no_such_call"):
+def test_errors_cross_with_their_type_and_fields(remote: RemotePluginHost) -> None:
+    with pytest.raises(UnknownPlugin, match="no_such_plugin") as unknown:
+        remote.state("no_such_plugin")
+    assert unknown.value.plugin == "no_such_plugin"
+    with pytest.raises(UnknownPlugin, match="no_such_plugin"):
+        remote.approve("no_such_plugin")
+    with pytest.raises(LifecycleError) as lifecycle:
+        remote.enable(PLUGIN)  # it awaits approval: nothing to enable
+    assert lifecycle.value.plugin == PLUGIN and "awaiting" in lifecycle.value.reason
+    with pytest.raises(RemoteError, match="no_such_call") as not_a_call:
         remote.call("no_such_call")
-    with pytest.raises(RwqError):
+    assert not_a_call.value.kind == "LookupError"
+    with pytest.raises(RemoteError, match="TypeError") as bad_arguments:
         remote.call("plugins", "an argument it does not take")
+    assert bad_arguments.value.kind == "TypeError"
+    assert isinstance(bad_arguments.value, RwqError)
     assert remote.gone is None  # a failed call leaves the host serving
-    assert remote.manager.plugins() == [PLUGIN]
+    assert remote.plugins() == [PLUGIN]
 
 
 # -- the process dies ----------------------------------------------------------------------------
@@ -266,20 +270,20 @@ def test_a_killed_process_is_reaped_logged_and_restarted(remote: RemotePluginHos
     dead.kill()
     wait_for(lambda: toasts.any("plugin host", "restarting", "warning"), "the warning toast")
     assert dead.poll() is not None  # reaped: no zombie
-    said = remote.manager.gone  # what the views show instead of the plugins meanwhile
+    said = remote.gone  # what the views show instead of the plugins meanwhile
     assert said is not None and "SIGKILL" in said and str(remote.log_path) in said
-    assert remote.manager.plugins() == []
+    assert remote.plugins() == []
     with pytest.raises(PluginHostGone):
-        remote.manager.state(PLUGIN)
+        remote.state(PLUGIN)
     frames = Frames()
-    renderer = remote.renderer_factory(lambda name: (40, 10, False), frames, lambda name: None)
+    renderer = remote.renderer(lambda name: (40, 10, False), frames, lambda name: None)
     renderer.start()
     renderer.mark(PLUGIN)  # quietly nothing while it is down
     renderer.stop()
 
     wait_for(lambda: remote.gone is None, "the restart")
     assert remote.restarted == 1 and remote.process is not dead
-    assert remote.manager.plugins() == [PLUGIN]
+    assert remote.plugins() == [PLUGIN]
     assert toasts.any("plugin host", "restarted", "info")
     log_text = remote.log_path.read_text(encoding="utf-8")
     assert f"(pid {dead.pid}) was killed by SIGKILL" in log_text and "restarted" in log_text
@@ -313,7 +317,7 @@ def test_a_call_in_flight_fails_when_the_process_dies(remote: RemotePluginHost) 
 
     def call() -> None:
         try:
-            outcome.append(remote.manager.state(PLUGIN))
+            outcome.append(remote.state(PLUGIN))
         except BaseException as exc:
             outcome.append(exc)
 
@@ -334,7 +338,7 @@ def test_a_call_in_flight_fails_when_the_process_dies(remote: RemotePluginHost) 
 def test_a_process_too_busy_to_answer_does_not_hold_up_the_views(
     granted: RemotePluginHost,
 ) -> None:
-    manager = granted.manager
+    manager = granted
     wait_for(lambda: active(granted), "the counter to be active")
     assert manager.plugins() == [PLUGIN]
     assert granted.process is not None
@@ -358,9 +362,9 @@ def test_stop_ends_the_process_cleanly_and_quietly(remote: RemotePluginHost) -> 
     assert process is not None and process.poll() is None
     remote.stop()
     assert process.poll() == 0  # it stopped when asked, it was not killed
-    assert remote.gone is not None
+    assert remote.down is not None
     with pytest.raises(PluginHostGone):
-        remote.manager.state(PLUGIN)
+        remote.state(PLUGIN)
     remote.stop()  # twice: no error
 
 
@@ -369,8 +373,8 @@ def test_stop_is_no_error_for_the_user(remote: RemotePluginHost) -> None:
     remote.toast = toasts
     remote.stop()
     assert toasts.toasts == []  # closing the TUI is no error
-    assert remote.gone == "the TUI closed"
-    assert remote.manager.gone is None  # nothing for the views to say
+    assert remote.down == "the TUI closed"
+    assert remote.gone is None  # nothing for the views to say
 
 
 # -- failed starts -------------------------------------------------------------------------------
@@ -414,103 +418,6 @@ def test_a_process_that_dies_before_it_is_ready_fails_the_start(
     assert "did not start" in str(error)
 
 
-# -- the app -------------------------------------------------------------------------------------
-
-
-def panel_text(panel: PluginPanel) -> str:
-    frame = panel.frame
-    return text_of(frame) if frame is not None and frame.lines is not None else ""
-
-
-def run_app(
-    host: RemotePluginHost,
-    settings: Settings,
-    client: redis.Redis,
-    steps: Callable[[RwqApp, Pilot[None]], Awaitable[None]],
-) -> None:
-    """The app over ``host`` (its plugin active) driven by ``steps``."""
-    wait_for(lambda: active(host), "the counter to be active")
-    app = RwqApp(settings, client, host=host, address="t", poll_interval=0.2)
-
-    async def run(pilot: Pilot[None]) -> None:
-        await steps(app, pilot)
-
-    try:
-        drive(app, run)
-    finally:
-        host.toast = None  # the app is gone
-
-
-def test_the_app_shows_the_panel_rendered_by_the_process(
-    granted: RemotePluginHost, plugin_settings: Settings, redis_client: redis.Redis
-) -> None:
-    async def steps(app: RwqApp, pilot: Pilot[None]) -> None:
-        await pilot.press("4")
-        panel = app.query_one(f"#panel-{PLUGIN}", PluginPanel)
-        await until(pilot, lambda: "count=0" in panel_text(panel), timeout=DEADLINE)
-        assert panel.border_title == "Counter"
-        for _ in range(3):
-            await pilot.press("tab")
-            if panel.has_focus:
-                break
-        assert panel.has_focus
-        await pilot.press("i")  # the button's key, handled in the process
-        await until(pilot, lambda: "count=1" in panel_text(panel), timeout=DEADLINE)
-        await pilot.press("n")
-        await until(
-            pilot,
-            lambda: any("hello from counter" in str(n.message) for n in app._notifications),
-            timeout=DEADLINE,
-        )
-
-    run_app(granted, plugin_settings, redis_client, steps)
-
-
-def test_the_plugins_tab_shows_what_the_process_granted(
-    granted: RemotePluginHost, plugin_settings: Settings, redis_client: redis.Redis
-) -> None:
-    async def steps(app: RwqApp, pilot: Pilot[None]) -> None:
-        await pilot.press("5")
-        table = app.query_one("#plugins-table", DataTable)
-        await until(
-            pilot,
-            lambda: any(r[0] == PLUGIN and "2 granted" in r for r in rows(table)),
-            timeout=10,
-        )
-
-    run_app(granted, plugin_settings, redis_client, steps)
-
-
-def test_the_panels_view_says_when_the_process_died_and_shows_it_again(
-    granted: RemotePluginHost, plugin_settings: Settings, redis_client: redis.Redis
-) -> None:
-    async def steps(app: RwqApp, pilot: Pilot[None]) -> None:
-        def empty_text() -> str:
-            return str(app.query_one("#panels-empty", Label).render())
-
-        await pilot.press("4")
-        panel = app.query_one(f"#panel-{PLUGIN}", PluginPanel)
-        await until(pilot, lambda: "count=0" in panel_text(panel), timeout=DEADLINE)
-        assert granted.process is not None
-        granted.process.kill()
-        await until(pilot, lambda: not app.query(PluginPanel), timeout=DEADLINE)
-        await until(pilot, lambda: "plugin host process stopped" in empty_text())
-        assert str(granted.log_path) in empty_text() and "restarting" in empty_text()
-        await until(
-            pilot,
-            lambda: any(
-                "restarting" in str(n.message) and n.severity == "warning"
-                for n in app._notifications
-            ),
-        )
-        # it comes back by itself, and so does the panel
-        await until(pilot, lambda: bool(app.query(PluginPanel)), timeout=DEADLINE)
-        panel = app.query_one(f"#panel-{PLUGIN}", PluginPanel)
-        await until(pilot, lambda: "count=0" in panel_text(panel), timeout=DEADLINE)
-
-    run_app(granted, plugin_settings, redis_client, steps)
-
-
 def test_a_plugin_that_notifies_while_it_starts_does_not_stop_the_start(
     plugin_settings: Settings, policy_file: Path, tmp_path: Path
 ) -> None:
@@ -528,7 +435,7 @@ def test_a_plugin_that_notifies_while_it_starts_does_not_stop_the_start(
     host.toast = toasts
     try:
         host.start()
-        assert host.gone is None and host.manager.plugins() == [PLUGIN]
+        assert host.gone is None and host.plugins() == [PLUGIN]
         assert toasts.any(PLUGIN, "hello at start", "info")
     finally:
         host.stop()

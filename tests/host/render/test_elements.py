@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.segment import Segment
 
 from hostile_text import assert_shown_safely, hostile_text
+from rwq.host.render.elements import PanelView, Target, build_panel, input_event, rich_style
+from rwq.host.render.renderer import draw_view
 from rwq.plugins.contract.ui import ElementError, validate_elements
-from rwq.tui.elements import PanelView, Target, build_panel, input_event, rich_style
-from rwq.tui.panels import draw_view
 
 WIDTH = 40
 

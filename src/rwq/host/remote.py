@@ -1,10 +1,9 @@
-"""The TUI's end of its plugin host process (:mod:`rwq.tui.plugin_process`).
+"""A plugin host in a process of its own (:mod:`rwq.host.process`), seen from the screen.
 
-:class:`RemotePluginHost` starts the process and stands in for :class:`~rwq.tui.host.PluginHost`
-in the app: its ``manager`` answers the calls the views make (plugins, snapshots, approvals,
-permissions, enable / disable / reload, input) by asking the process, and its renderer factory gives
-the panels view a renderer that tells the process which panels are on screen at what size and
-hands the finished frames it sends back to the panels. The UI process then only paints.
+:class:`RemotePluginHost` starts the process, answers every :class:`~rwq.host.api.PluginHost`
+call by asking it (errors come back as the same error types), restarts it when it dies, and
+gives the panels a renderer that says which panels are on screen at what size and hands back
+the frames the process draws.
 """
 
 from __future__ import annotations
@@ -19,15 +18,35 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rwq.config import Settings
 from rwq.errors import RwqError
-from rwq.tui.frame_wire import FrameDecoder
-from rwq.tui.link import Link, LinkClosed
+from rwq.host.api import Cursors, Deliver, Permissions, Sizes, Toast
+from rwq.host.frame_wire import FrameDecoder
+from rwq.host.link import Link, LinkClosed
+from rwq.host.messages import (
+    Call,
+    Failed,
+    Forget,
+    Frames,
+    Init,
+    Message,
+    Notification,
+    Raised,
+    Ready,
+    Returned,
+    Stop,
+    View,
+)
+from rwq.plugins.lifecycle import PluginState
+from rwq.plugins.manager import PendingApproval, SwapResult
+from rwq.plugins.manifest import PluginManifest
+from rwq.plugins.metrics import PluginSnapshot
+from rwq.plugins.reloader import ReloadAttempt
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +66,6 @@ RESTART_WINDOW = 120.0
 RESTART_DELAY = 1.0
 """Seconds before the first restart; each further restart in the window waits twice as long."""
 
-Sizes = Callable[[str], "tuple[int, int, bool] | None"]
-Cursors = Callable[[str], "int | None"]
-Deliver = Callable[[list[Any]], None]
-Toast = Callable[[str, str, str], None]
-
 
 class PluginHostGone(RwqError):
     """The plugin host process is not running (it failed, or the TUI is closing)."""
@@ -64,15 +78,12 @@ class PluginHostBusy(RwqError):
 @dataclass
 class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
-    ok: bool = False
     value: Any = None
+    error: RwqError | None = None
 
 
 class RemotePluginHost:
     """A plugin host in a process of its own, seen from the TUI."""
-
-    notice = None
-    """Reload notices are drawn by the process itself (see ``PanelsView``)."""
 
     def __init__(
         self, settings: Settings, *, policy_path: Path | None = None, watch: bool = True
@@ -82,12 +93,11 @@ class RemotePluginHost:
         self.watch = watch
         self.toast: Toast | None = None
         """Set by the app once it runs; until then notifications are only logged."""
-        self.manager = RemoteManager(self)
-        self.logs = RemoteLogs(self)
-        self.reloader = RemoteReloader(self)
         self.process: subprocess.Popen[bytes] | None = None
-        self.gone: str | None = None
+        self.down: str | None = None
         """Why the process is not serving (None while it is)."""
+        self._last: dict[str, list[Any]] = {}
+        """The last answer of each polled listing."""
         self._link: Link | None = None
         self._deliver: Deliver | None = None
         self._pending: dict[int, _Pending] = {}
@@ -119,7 +129,7 @@ class RemotePluginHost:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "rwq.tui.plugin_process", str(theirs.fileno())],
+                [sys.executable, "-m", "rwq.host.process", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
@@ -129,22 +139,26 @@ class RemotePluginHost:
         link = self._link = Link(ours)
         ours.settimeout(START_TIMEOUT)
         try:
-            link.send(("init", self.settings, self.policy_path, self.watch))
+            link.send(Init(self.settings, self.policy_path, self.watch))
             reply = link.recv()
-            while reply[0] == "toast":  # a plugin notified while it started (initialize)
-                self._notify(*reply[1:])
+            while isinstance(reply, Notification):  # a plugin notified in its initialize
+                self._notify(reply.plugin, reply.message, reply.level)
                 reply = link.recv()
         except LinkClosed as exc:
             self._abandon()
             raise RwqError(
                 f"the plugin host process did not start ({exc}); see {self.log_path}"
             ) from None
-        if reply[0] != "ready":
+        if not isinstance(reply, Ready):
             self._abandon()
-            why = reply[1] if reply[0] == "error" else f"unexpected {reply[0]!r}"
+            if isinstance(reply, Failed):
+                kind = reply.error.type.rsplit(".", 1)[-1]
+                why = f"{kind}: {reply.error.message}"
+            else:
+                why = f"unexpected {type(reply).__name__}"
             raise RwqError(f"the plugin host process failed: {why}; see {self.log_path}")
         ours.settimeout(None)
-        self.gone = None  # serving (again): a death from now on is noticed by the reader
+        self.down = None  # serving (again): a death from now on is noticed by the reader
         self._reader = threading.Thread(target=self._read, name="rwq-host-link", daemon=True)
         self._reader.start()
 
@@ -154,7 +168,7 @@ class RemotePluginHost:
         self._halt.set()  # no restart from now on
         if link is not None:
             with contextlib.suppress(LinkClosed):
-                link.send(("stop",))
+                link.send(Stop())
         if process is not None:
             try:
                 process.wait(timeout=STOP_TIMEOUT)
@@ -174,7 +188,7 @@ class RemotePluginHost:
             self.process.wait()
         if self._link is not None:
             self._link.close()
-        self.gone = "it did not start"
+        self.down = "it did not start"
 
     # -- death and restart -------------------------------------------------------------------
 
@@ -186,16 +200,16 @@ class RemotePluginHost:
         while self._restarts and now - self._restarts[0] > RESTART_WINDOW:
             self._restarts.popleft()
         if len(self._restarts) >= RESTARTS:
-            self.gone = (
+            self.down = (
                 f"{cause}; it stopped {RESTARTS + 1} times in {RESTART_WINDOW:g}s, so it is not "
                 "started again"
             )
-            self._record(f"giving up: {self.gone}")
-            self._notify("plugin host", f"the plugin host stopped ({self.gone}); see "
+            self._record(f"giving up: {self.down}")
+            self._notify("plugin host", f"the plugin host stopped ({self.down}); see "
                          f"{self.log_path}", "error")  # fmt: skip
             return
         delay = RESTART_DELAY * 2 ** len(self._restarts)
-        self.gone = f"{cause}; restarting in {delay:g}s"
+        self.down = f"{cause}; restarting in {delay:g}s"
         self._record(f"restarting in {delay:g}s")
         self._notify("plugin host", f"the plugin host stopped ({cause}); restarting it in "
                      f"{delay:g}s (its log: {self.log_path})", "warning")  # fmt: skip
@@ -256,10 +270,10 @@ class RemotePluginHost:
 
     # -- messages ----------------------------------------------------------------------------
 
-    def send(self, message: Any) -> None:
+    def send(self, message: Message) -> None:
         link = self._link
-        if link is None or self.gone is not None:
-            raise PluginHostGone(f"the plugin host is not running ({self.gone or 'not started'})")
+        if link is None or self.down is not None:
+            raise PluginHostGone(f"the plugin host is not running ({self.down or 'not started'})")
         try:
             link.send(message)
         except LinkClosed as exc:
@@ -270,9 +284,9 @@ class RemotePluginHost:
         """Run host operation ``name`` in the process; its result.
 
         Raises:
-            RwqError: the operation failed there (its message), or the process is gone
-                (:class:`PluginHostGone`), or it did not answer in :data:`CALL_TIMEOUT`
-                (:class:`PluginHostBusy`).
+            RwqError: the operation failed there (the same error type, with its fields), or
+                the process is gone (:class:`PluginHostGone`), or it did not answer in
+                :data:`CALL_TIMEOUT` (:class:`PluginHostBusy`).
         """
         return self.call_within(CALL_TIMEOUT, name, *args, **kwargs)
 
@@ -283,14 +297,14 @@ class RemotePluginHost:
             call_id = next(self._ids)
             self._pending[call_id] = pending
         try:
-            self.send(("call", call_id, name, args, kwargs))
+            self.send(Call(call_id, name, args, kwargs))
             if not pending.done.wait(timeout):
                 raise PluginHostBusy(f"the plugin host did not answer {name} in {timeout:g}s")
         finally:
             with self._lock:
                 self._pending.pop(call_id, None)
-        if not pending.ok:
-            raise RwqError(str(pending.value))
+        if pending.error is not None:
+            raise pending.error
         return pending.value
 
     def _read(self) -> None:
@@ -307,10 +321,9 @@ class RemotePluginHost:
                 log.exception("the plugin host sent an unreadable message")
                 self._closed(f"unreadable message: {exc}")
                 return
-            kind = message[0]
-            if kind == "frames":
+            if isinstance(message, Frames):
                 try:
-                    frames = decoder.decode(message[1])  # kept in step even while not shown
+                    frames = decoder.decode(message.frames)  # kept in step even while not shown
                 except Exception as exc:  # out of step with the process: a bug, said plainly
                     log.exception("the plugin host sent frames that do not follow")
                     self._closed(f"frames out of step: {exc}")
@@ -321,15 +334,21 @@ class RemotePluginHost:
                         deliver(frames)
                     except Exception:  # the app is shutting down
                         log.debug("panel frames dropped", exc_info=True)
-            elif kind == "result":
-                _, call_id, ok, value = message
-                with self._lock:
-                    pending = self._pending.get(call_id)
-                if pending is not None:
-                    pending.ok, pending.value = ok, value
-                    pending.done.set()
-            elif kind == "toast":
-                self._notify(*message[1:])
+            elif isinstance(message, Returned | Raised):
+                self._answered(message)
+            elif isinstance(message, Notification):
+                self._notify(message.plugin, message.message, message.level)
+
+    def _answered(self, reply: Returned | Raised) -> None:
+        with self._lock:
+            pending = self._pending.get(reply.id)
+        if pending is None:
+            return  # it timed out
+        if isinstance(reply, Raised):
+            pending.error = reply.error.rebuild()
+        else:
+            pending.value = reply.value
+        pending.done.set()
 
     def _notify(self, plugin: str, text: str, level: str) -> None:
         toast = self.toast
@@ -344,32 +363,123 @@ class RemotePluginHost:
     def _closed(self, why: str) -> None:
         """The process stopped serving: every waiting call fails, the user is told once."""
         with self._lock:
-            if self.gone is not None:
+            if self.down is not None:
                 return
             if self._stopping:
                 why = "the TUI closed"
-            self.gone = why
+            self.down = why
             pending, self._pending = list(self._pending.values()), {}
         for waiting in pending:
-            waiting.ok, waiting.value = False, f"the plugin host stopped ({why})"
+            waiting.error = PluginHostGone(f"the plugin host stopped ({why})")
             waiting.done.set()
         if why != "the TUI closed":
             self._died(why)
 
-    # -- the panels ----------------------------------------------------------------------------
+    # -- the PluginHost protocol ------------------------------------------------------------
 
-    def renderer_factory(self, sizes: Sizes, deliver: Deliver, cursors: Cursors) -> RemoteRenderer:
-        return RemoteRenderer(self, sizes, deliver, cursors)
+    @property
+    def gone(self) -> str | None:
+        why = self.down
+        if why is None or why == "the TUI closed":
+            return None
+        return f"the plugin host process stopped ({why}); its log: {self.log_path}"
+
+    def _listing(self, name: str) -> list[Any]:
+        """A list the views poll on the UI thread: empty once the process is gone (they show
+        no plugins), the last answer while it is too busy to answer within
+        :data:`POLL_TIMEOUT` (the screen never waits long for it)."""
+        if self.down is not None:
+            return []
+        try:
+            result: list[Any] = self.call_within(POLL_TIMEOUT, name)
+        except PluginHostGone:
+            return []
+        except PluginHostBusy:
+            log.warning("the plugin host is slow to answer %s: showing its last answer", name)
+            return list(self._last.get(name, []))
+        self._last[name] = result
+        return result
+
+    def plugins(self) -> list[str]:
+        return self._listing("plugins")
+
+    def pending_approvals(self) -> list[PendingApproval]:
+        return self._listing("pending_approvals")
+
+    def snapshot(self) -> list[PluginSnapshot]:
+        return self._listing("snapshot")
+
+    def state(self, name: str) -> PluginState:
+        state: PluginState = self.call("state", name)
+        return state
+
+    def manifest(self, name: str) -> PluginManifest | None:
+        """The manifest of ``name``; None when the process cannot say now (asked on the UI
+        thread when a panel is added: it gets the plugin's name for a title)."""
+        try:
+            manifest: PluginManifest | None = self.call_within(POLL_TIMEOUT, "manifest", name)
+        except (PluginHostGone, PluginHostBusy):
+            return None
+        return manifest
+
+    def permissions(self, name: str) -> Permissions:
+        summary: Permissions = self.call("permissions", name)
+        return summary
+
+    def log_text(self, name: str) -> str:
+        text: str = self.call("log_text", name)
+        return text
+
+    def audit_path(self) -> Path:
+        path: Path = self.call("audit_path")
+        return path
+
+    def reload_history(self, name: str) -> list[ReloadAttempt]:
+        if self.down is not None:
+            return []
+        history: list[ReloadAttempt] = self.call("reload_history", name)
+        return history
+
+    def approve(self, name: str, permissions: Sequence[str] | None = None) -> PluginState:
+        state: PluginState = self.call("approve", name, permissions)
+        return state
+
+    def deny(self, name: str, permissions: Sequence[str] | None = None) -> PluginState:
+        state: PluginState = self.call("deny", name, permissions)
+        return state
+
+    def revoke(
+        self, name: str, permissions: Sequence[str] | None = None, *, revoked_by: str = "user"
+    ) -> frozenset[str]:
+        removed: frozenset[str] = self.call("revoke", name, permissions, revoked_by=revoked_by)
+        return removed
+
+    def enable(self, name: str) -> PluginState:
+        state: PluginState = self.call("enable", name)
+        return state
+
+    def disable(self, name: str, reason: str = "disabled by the user") -> None:
+        self.call("disable", name, reason)
+
+    def reload_now(self, name: str) -> SwapResult:
+        result: SwapResult = self.call("reload_now", name)
+        return result
 
     def reload(self, name: str) -> str:
-        """Reload ``name`` as a file save would (probation and rollback included)."""
-        result: str = self.call("reload", name)
-        return result
+        line: str = self.call("reload", name)
+        return line
+
+    def on_input(self, name: str, event: Mapping[str, Any]) -> bool:
+        changed: bool = self.call("on_input", name, dict(event))
+        return changed
+
+    def renderer(self, sizes: Sizes, deliver: Deliver, cursors: Cursors) -> RemoteRenderer:
+        return RemoteRenderer(self, sizes, deliver, cursors)
 
 
 class RemoteRenderer:
-    """The panels view's renderer when the panels are rendered by the plugin host process: it
-    says which panels are on screen at what size (and cursor), and hands back the frames."""
+    """The panels' renderer when the plugin host process renders them: it says which panels
+    are on screen at what size (and cursor), and hands back the frames."""
 
     def __init__(
         self, host: RemotePluginHost, sizes: Sizes, deliver: Deliver, cursors: Cursors
@@ -389,7 +499,7 @@ class RemoteRenderer:
         """Called on the UI thread: draw ``plugin`` again (its size, focus or cursor changed,
         or it is new on screen)."""
         with contextlib.suppress(PluginHostGone):  # said once already
-            self.host.send(("view", plugin, self.sizes(plugin), self.cursors(plugin)))
+            self.host.send(View(plugin, self.sizes(plugin), self.cursors(plugin)))
 
     def mark_all(self, plugins: Iterable[str]) -> None:
         for plugin in plugins:
@@ -397,123 +507,10 @@ class RemoteRenderer:
 
     def forget(self, plugin: str) -> None:
         with contextlib.suppress(PluginHostGone):
-            self.host.send(("forget", plugin))
+            self.host.send(Forget(plugin))
 
     def stats(self) -> tuple[list[float], list[float], int]:
         """The process renderer's latest render times, their host part, and how many
         renders so far (for ``rwq bench tui``)."""
         stats: tuple[list[float], list[float], int] = self.host.call("renderer_stats")
         return stats
-
-
-class RemoteManager:
-    """The plugin manager operations the views use, answered by the plugin host process."""
-
-    def __init__(self, host: RemotePluginHost) -> None:
-        self.host = host
-        self.audit = RemoteAudit(host)
-        self._last: dict[str, list[Any]] = {}
-        """The last answer of each polled listing."""
-
-    @property
-    def gone(self) -> str | None:
-        """Why there are no plugins any more (the process stopped), for the views to say."""
-        why = self.host.gone
-        if why is None or why == "the TUI closed":
-            return None
-        return f"the plugin host process stopped ({why}); its log: {self.host.log_path}"
-
-    def _listing(self, name: str) -> list[Any]:
-        """A list the views poll on the UI thread: empty once the process is gone (they show
-        no plugins), the last answer while it is too busy to answer within
-        :data:`POLL_TIMEOUT` (the screen never waits long for it)."""
-        if self.host.gone is not None:
-            return []
-        try:
-            result: list[Any] = self.host.call_within(POLL_TIMEOUT, name)
-        except PluginHostGone:
-            return []
-        except PluginHostBusy:
-            log.warning("the plugin host is slow to answer %s: showing its last answer", name)
-            return list(self._last.get(name, []))
-        self._last[name] = result
-        return result
-
-    def plugins(self) -> list[str]:
-        return self._listing("plugins")
-
-    def pending_approvals(self) -> list[Any]:
-        return self._listing("pending_approvals")
-
-    def snapshot(self) -> list[Any]:
-        return self._listing("snapshot")
-
-    def state(self, name: str) -> Any:
-        return self.host.call("state", name)
-
-    def manifest(self, name: str) -> Any:
-        """The manifest of ``name``; None when the process cannot say now (asked on the UI
-        thread when a panel is added: it gets the plugin's name for a title)."""
-        try:
-            return self.host.call_within(POLL_TIMEOUT, "manifest", name)
-        except (PluginHostGone, PluginHostBusy):
-            return None
-
-    def approve(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        return self.host.call("approve", name, *args, **kwargs)
-
-    def deny(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        return self.host.call("deny", name, *args, **kwargs)
-
-    def revoke(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        return self.host.call("revoke", name, *args, **kwargs)
-
-    def enable(self, name: str) -> Any:
-        return self.host.call("enable", name)
-
-    def disable(self, name: str, *args: Any) -> None:
-        self.host.call("disable", name, *args)
-
-    def reload(self, name: str) -> Any:
-        return self.host.call("reload_now", name)
-
-    def permissions_summary(self, name: str) -> Any:
-        """Granted, pending and denied permissions of ``name`` (the plugins view's column)."""
-        return self.host.call("permissions_summary", name)
-
-    def on_input(self, name: str, event: Any) -> bool:
-        changed: bool = self.host.call("on_input", name, dict(event))
-        return changed
-
-
-class RemoteAudit:
-    def __init__(self, host: RemotePluginHost) -> None:
-        self.host = host
-
-    def flush(self) -> None:
-        self.host.call("audit_path")  # flushes, then says where
-
-    @property
-    def path(self) -> Path:
-        path: Path = self.host.call("audit_path")
-        return path
-
-
-class RemoteLogs:
-    def __init__(self, host: RemotePluginHost) -> None:
-        self.host = host
-
-    def text(self, plugin: str) -> str:
-        text: str = self.host.call("logs_text", plugin)
-        return text
-
-
-class RemoteReloader:
-    def __init__(self, host: RemotePluginHost) -> None:
-        self.host = host
-
-    def history(self, name: str) -> list[Any]:
-        if self.host.gone is not None:
-            return []
-        result: list[Any] = self.host.call("reload_history", name)
-        return result

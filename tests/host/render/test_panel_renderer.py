@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rwq.host.render import renderer as panels
+from rwq.host.render.renderer import BUSY, PanelRenderer
 from rwq.plugins.lifecycle import PluginState
 from rwq.plugins.manager import RenderResult
-from rwq.tui import panels
-from rwq.tui.panels import BUSY, PanelRenderer
 
 ELEMENTS = [{"type": "text", "text": "hello"}]
 

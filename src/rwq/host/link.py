@@ -1,8 +1,8 @@
-"""The channel between the TUI and its plugin host process: whole messages over a Unix socket.
+"""The channel between a screen and its plugin host process: whole messages
+(:mod:`rwq.host.messages`) over a Unix socket, each a 4-byte big-endian length and a pickle.
 
-Each message is a 4-byte big-endian length and a pickle. Both ends are rwq's own processes,
-started together (the host process inherits one end of a socket pair): plugins never write to
-this channel — they live in sandboxes further down, behind their own checked channels.
+Both ends are rwq's own processes, started together (the host process inherits one end of a
+socket pair): plugins never write to this channel — they live in sandboxes further down.
 """
 
 from __future__ import annotations
@@ -12,8 +12,11 @@ import pickle
 import socket
 import struct
 import threading
-from typing import Any
+from typing import cast, get_args
 
+from rwq.host.messages import Message
+
+KINDS = get_args(Message)
 HEADER = struct.Struct(">I")
 MAX_MESSAGE = 256 * 1024 * 1024
 """The largest message accepted (a corrupt length must not allocate gigabytes)."""
@@ -31,7 +34,7 @@ class Link:
         self.sock = sock
         self._send_lock = threading.Lock()
 
-    def send(self, message: Any) -> None:
+    def send(self, message: Message) -> None:
         body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         try:
             with self._send_lock:
@@ -39,11 +42,14 @@ class Link:
         except OSError as exc:
             raise LinkClosed(str(exc)) from None
 
-    def recv(self) -> Any:
+    def recv(self) -> Message:
         (size,) = HEADER.unpack(self._exactly(HEADER.size))
         if size > MAX_MESSAGE:
             raise LinkClosed(f"a message of {size} bytes, over the {MAX_MESSAGE}-byte cap")
-        return pickle.loads(self._exactly(size))
+        message: object = pickle.loads(self._exactly(size))
+        if not isinstance(message, KINDS):
+            raise LinkClosed(f"not a message: {type(message).__name__}")
+        return cast(Message, message)
 
     def _exactly(self, count: int) -> bytes:
         chunks = []

@@ -1,10 +1,9 @@
-"""The headless plugin harness behind ``rwq plugin check``: one plugin loaded outside the TUI,
-fed events from a file, rendered after each batch, and reported on.
+"""``rwq plugin check``: one plugin hosted by the same builder as the TUI's, fed events from a
+file, rendered after each batch, and reported on.
 
-It runs the plugin through the same :class:`~rwq.plugins.manager.PluginManager` path as the
-TUI, with a plugins dir holding only this bundle and a temporary state dir (grants, audit,
-extracted bundles), so the user's grants and audit log are never touched. The runtime is
-wrapped to time every hook call and record every fault the sandbox raises.
+The host gets a plugins dir holding only this bundle and a temporary state dir, so the user's
+grants and audit log are never touched; the runtime is wrapped to time every hook call and
+record every fault the sandbox raises.
 """
 
 from __future__ import annotations
@@ -414,23 +413,21 @@ def _run(
     timeout: float,
     companions: Sequence[Bundle] = (),
 ) -> None:
+    from rwq.host.build import HostOptions, build_host
     from rwq.plugins import audit
-    from rwq.plugins.contract.ui import validate_elements
     from rwq.plugins.lifecycle import FaultPolicy, PluginState
-    from rwq.plugins.manager import PluginManager
 
     name = bundle.name
     observer = _Observer()
-    manager = PluginManager(
-        settings,
-        {runtime.kind: _ObservedRuntime(runtime, observer, name)},
-        client,
+    options = HostOptions(
         policy_path=policy,
+        reloads=False,
         feeds=False,  # only the events file reaches the plugin
+        runtimes=lambda: {runtime.kind: _ObservedRuntime(runtime, observer, name)},
         fault_policy=FaultPolicy(backoff_initial=3600.0),  # no automatic reload mid-check
         max_batch=batch_size,
-        element_validator=validate_elements,  # a render the TUI would refuse is an error here
     )
+    manager = build_host(settings, client, options).manager
     fed = taken = 0
     started = time.perf_counter()
     try:

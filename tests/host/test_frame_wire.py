@@ -6,10 +6,10 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+from rwq.host.frame_wire import FrameDecoder, FrameEncoder, WireFrame
+from rwq.host.render.elements import build_panel
+from rwq.host.render.renderer import PanelFrame
 from rwq.plugins.lifecycle import PluginState
-from rwq.tui.elements import build_panel
-from rwq.tui.frame_wire import FrameDecoder, FrameEncoder, WireFrame
-from rwq.tui.panels import PanelFrame
 
 
 def table(first: int, rows: int = 6, *, selectable: bool = False) -> list[dict[str, Any]]:

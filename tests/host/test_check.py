@@ -15,7 +15,7 @@ import redis
 import yaml
 
 from rwq.config import Settings
-from rwq.plugins.harness import EventsFileError, check_plugin, read_events
+from rwq.host.check import EventsFileError, check_plugin, read_events
 
 ROOT = Path(__file__).parents[2]
 SDK = ROOT / "sdk"

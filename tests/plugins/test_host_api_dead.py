@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from test_host_api import Host, host  # noqa: F401  (the host API fixture)
 
-from rwq.plugins.contract.errors import HostPermissionDenied, InvalidArgument, NotFound, ReadOnly
+from rwq.plugins.contract.errors import HostCallError, InvalidArgument, NotFound, PermissionDenied
 
 
 def ids(page: dict[str, object]) -> set[str]:
@@ -27,7 +27,7 @@ def test_list_dead_takes_a_queue_glob(host: Host) -> None:  # noqa: F811
         host.call("alpha", "list_dead", {"queue": "tenant.zz"})
     # A glob reaching past the grant is refused, and so is an exact queue outside it.
     for queue in ("*", "t*", "other"):
-        with pytest.raises(HostPermissionDenied):
+        with pytest.raises(PermissionDenied):
             host.call("alpha", "list_dead", {"queue": queue})
     assert other
 
@@ -76,15 +76,16 @@ def test_delete_dead_removes_exactly_the_chosen_dead_letters(host: Host) -> None
 def test_delete_dead_is_checked_refused_read_only_and_validated(host: Host) -> None:  # noqa: F811
     inside, outside = host.seed("tenant.a"), host.seed("other")
     host.grant("alpha", "admin.queue.purge", queues=("tenant.*",))
-    with pytest.raises(HostPermissionDenied) as denied:
+    with pytest.raises(PermissionDenied) as denied:
         host.call("alpha", "delete_dead", {"queue": "other", "ids": outside})
     assert denied.value.permission == "admin.queue.purge"
     with pytest.raises(InvalidArgument) as empty:
         host.call("alpha", "delete_dead", {"queue": "tenant.a", "ids": []})
     assert empty.value.argument == "ids"
     host.api.read_only = True
-    with pytest.raises(ReadOnly):
+    with pytest.raises(HostCallError) as refused:
         host.call("alpha", "delete_dead", {"queue": "tenant.a", "ids": inside})
+    assert refused.value.code == "read_only"
     host.api.read_only = False
     client = host.broker.client
     assert client.zcard(host.broker.queue_keys("other").dead) == 2

@@ -56,18 +56,6 @@ def grants_path(settings: Settings) -> Path:
     return settings.state_dir / "plugins" / "grants.json"
 
 
-class PermissionDenied(RwqError):
-    """A plugin used a capability it was not granted (or not for this resource)."""
-
-    def __init__(self, plugin: str, permission: str, resource: str | None, reason: str) -> None:
-        self.plugin = plugin
-        self.permission = permission
-        self.resource = resource
-        self.reason = reason
-        where = f" on {resource!r}" if resource else ""
-        super().__init__(f"plugin {plugin!r} may not use {permission}{where}: {reason}")
-
-
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The outcome of a capability check; truthy when allowed."""
@@ -215,30 +203,6 @@ class GrantStore:
         )
         self._audit_check(plugin, permission, queue, operation, resource, decision)
         return decision
-
-    def require(
-        self,
-        plugin: str,
-        permission: str,
-        *,
-        queue: str | None = None,
-        operation: str | None = None,
-        resource: str | None = None,
-        version: str | None = None,
-        bundle_hash: str | None = None,
-    ) -> None:
-        """Like :meth:`check`, but raise :class:`PermissionDenied` when not allowed."""
-        decision = self.check(
-            plugin,
-            permission,
-            queue=queue,
-            operation=operation,
-            resource=resource,
-            version=version,
-            bundle_hash=bundle_hash,
-        )
-        if not decision.allowed:
-            raise PermissionDenied(plugin, permission, queue or resource, decision.reason)
 
     def check_chain(
         self,

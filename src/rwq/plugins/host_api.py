@@ -30,14 +30,14 @@ from rwq.plugins.audit import AuditLog
 from rwq.plugins.bus import BusError, EventBus
 from rwq.plugins.contract.arguments import validate_arguments
 from rwq.plugins.contract.errors import (
+    ErrorCode,
     HostCallError,
-    HostPermissionDenied,
     InternalError,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     QuotaExceeded,
     RateLimited,
-    ReadOnly,
     UnknownFunction,
 )
 from rwq.plugins.contract.events import (
@@ -57,7 +57,7 @@ from rwq.plugins.contract.host_functions import (
 from rwq.plugins.contract.permissions import CATALOG
 from rwq.plugins.feed import HealthSampler
 from rwq.plugins.grants import GrantStore
-from rwq.plugins.storage import PluginStorage, StorageError, StorageQuotaExceeded
+from rwq.plugins.storage import PluginStorage
 from rwq.plugins.timers import TimerTable
 from rwq.queue.admin import Admin, AdminError, ReadOnlyMode, UnknownQueue
 from rwq.queue.job import JobError
@@ -251,7 +251,7 @@ class HostAPI:
             binding = self.bindings(plugin) if isinstance(plugin, str) else None
             if binding is None:
                 raise self._refused(
-                    HostPermissionDenied(str(plugin), spec.name, None, None, "not loaded"),
+                    PermissionDenied(str(plugin), spec.name, None, None, "not loaded"),
                     str(plugin),
                     self._operation(spec),
                     delegated,
@@ -263,11 +263,7 @@ class HostAPI:
                 raise self._refused(exc, plugin, self._operation(spec), delegated) from None
             if spec.writes and self.read_only:
                 raise self._refused(
-                    ReadOnly(
-                        "the host is in read-only mode; nothing changed",
-                        plugin=plugin,
-                        function=spec.name,
-                    ),
+                    self._translate(ReadOnlyMode(spec.name), plugin, spec),
                     plugin,
                     self._operation(spec),
                     delegated,
@@ -281,8 +277,8 @@ class HostAPI:
                     function=spec.name,
                 )
             return json_safe(self._handlers[spec.name](c, values))
-        except HostCallError:
-            raise
+        except HostCallError as exc:
+            raise exc.made_by(str(plugin), spec.name if spec is not None else "") from None
         except Exception as exc:
             raise self._translate(exc, plugin, spec) from None
 
@@ -304,12 +300,8 @@ class HostAPI:
         if isinstance(exc, UnknownQueue):
             return NotFound(str(exc), plugin=plugin, function=function, argument="queue")
         if isinstance(exc, ReadOnlyMode):
-            return ReadOnly(str(exc), plugin=plugin, function=function)
-        if isinstance(exc, StorageQuotaExceeded):
-            return QuotaExceeded(str(exc), plugin=plugin, function=function)
-        if isinstance(exc, StorageError):
-            return InvalidArgument(str(exc), plugin=plugin, function=function,
-                                   argument=exc.argument)  # fmt: skip
+            code = ErrorCode.READ_ONLY
+            return HostCallError(str(exc), code=code, plugin=plugin, function=function)
         if isinstance(exc, AdminError | JobError | InvalidQueueName):
             return InvalidArgument(str(exc), plugin=plugin, function=function)
         if isinstance(exc, BusError | EventTypeError):
@@ -354,7 +346,7 @@ class HostAPI:
                     bundle_hash=c.binding.bundle_hash,
                 )
             if not decision.allowed:
-                raise HostPermissionDenied(
+                raise PermissionDenied(
                     c.plugin, spec.name, permission, queue, decision.reason, c.chain
                 )
 
@@ -364,7 +356,7 @@ class HostAPI:
             binding = c.binding if member == c.plugin else self.bindings(member)
             if binding is None:
                 raise self._refused(
-                    HostPermissionDenied(
+                    PermissionDenied(
                         c.plugin,
                         spec.name,
                         spec.permission,
@@ -405,7 +397,7 @@ class HostAPI:
                     reason=reason,
                     chain=c.chain,
                 )
-                raise HostPermissionDenied(c.plugin, spec.name, permission, glob, reason, c.chain)
+                raise PermissionDenied(c.plugin, spec.name, permission, glob, reason, c.chain)
 
     def _authorize_dependency(self, c: _Call, target: str, function: str) -> None:
         chain = (*(c.chain or (c.plugin,)), target)
@@ -423,7 +415,7 @@ class HostAPI:
             target, operation, "", not reason, reason=reason or "declared dependency", chain=chain
         )
         if reason:
-            raise HostPermissionDenied(c.plugin, "call_dependency", None, target, reason, chain)
+            raise PermissionDenied(c.plugin, "call_dependency", None, target, reason, chain)
 
     # -- events ---------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from rwq.plugins.audit import AuditLog
-from rwq.plugins.contract.errors import HostPermissionDenied
+from rwq.plugins.contract.errors import PermissionDenied
 from rwq.plugins.host_api import HostAPI, PluginBinding
 from rwq.plugins.runtimes.base import HostCall
 
@@ -75,7 +75,7 @@ def host_call_for(
         if refusal:
             what = str(function)[:64]
             audit.record(slot.name, f"none:{what}", "", False, reason=refusal)
-            raise HostPermissionDenied(slot.name, what, None, None, refusal)
+            raise PermissionDenied(slot.name, what, None, None, refusal)
         token = _ACTING.set(MappingProxyType({**_ACTING.get(), slot.name: slot}))
         try:
             # The chain goes explicitly: a runtime may make host calls from another thread

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rwq.errors import RwqError
+from rwq.plugins.contract.errors import InvalidArgument, QuotaExceeded
 from rwq.queue.keys import Keys, check_plugin_name
 
 MAX_KEY_LENGTH = 256
@@ -24,19 +24,17 @@ MAX_LIST = 1000
 """Most keys one :meth:`PluginStorage.list` returns."""
 
 
-class StorageError(RwqError):
+class StorageError(InvalidArgument):
     """A storage call was given a bad key or value; ``argument`` names it."""
 
     def __init__(self, message: str, argument: str | None = None) -> None:
-        super().__init__(message)
-        self.argument = argument
+        super().__init__(message, argument=argument)
 
 
-class StorageQuotaExceeded(StorageError):
+class StorageQuotaExceeded(QuotaExceeded):
     """A write would take the plugin past its quota of keys or bytes; nothing changed."""
 
     def __init__(self, plugin: str, quota: str, limit: int, requested: int) -> None:
-        self.plugin = plugin
         self.quota = quota
         """``keys`` or ``bytes``."""
         self.limit = limit
@@ -44,7 +42,8 @@ class StorageQuotaExceeded(StorageError):
         """What the plugin would hold after the write."""
         super().__init__(
             f"plugin {plugin!r} storage quota exceeded: {requested} {quota} > {limit} allowed"
-            " (raise resources.max_storage / max_storage_keys in the manifest)"
+            " (raise resources.max_storage / max_storage_keys in the manifest)",
+            plugin=plugin,
         )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rwq.plugins.contract.errors import HostPermissionDenied, InvalidArgument
+from rwq.plugins.contract.errors import InvalidArgument, PermissionDenied
 from rwq.plugins.manifest import load_manifest
 from rwq.plugins.runtimes.base import FaultKind, Hook, PluginFault, ResourceLimits
 from rwq.plugins.runtimes.starlark import StarlarkPlugin, StarlarkRuntime, render_markdown
@@ -159,7 +159,7 @@ def test_host_function_reference_is_generated() -> None:
 
 
 def test_host_calls_round_trip_and_errors_are_values(runtime: StarlarkRuntime) -> None:
-    denied = HostPermissionDenied(
+    denied = PermissionDenied(
         "host-calls", "purge_queue", "admin.queue.purge", "emails", "not granted"
     )
     host = Host(

@@ -22,7 +22,7 @@ import wasmtime
 from rwq.config import Settings
 from rwq.plugins.audit import AuditLog, read
 from rwq.plugins.bus import EventBus
-from rwq.plugins.contract.errors import HostPermissionDenied
+from rwq.plugins.contract.errors import PermissionDenied
 from rwq.plugins.contract.host_functions import HOST_FUNCTIONS
 from rwq.plugins.grants import GrantStore
 from rwq.plugins.host_api import HostAPI, PluginBinding
@@ -233,7 +233,7 @@ def test_host_calls_are_made_as_the_loaded_plugin_and_answer_in_its_memory(
 def test_host_errors_reach_the_plugin_as_error_results(
     runtime: WasmRuntime, tmp_path: Path
 ) -> None:
-    denied = HostPermissionDenied("echo", "enqueue_job", "admin.queue.enqueue", "q", "not granted")
+    denied = PermissionDenied("echo", "enqueue_job", "admin.queue.enqueue", "q", "not granted")
     host = FakeHost(enqueue_job=denied)
     plugin = runtime.load("echo", save(tmp_path, PASSTHROUGH), LIMITS, host)
     error = plugin.call(Hook.ON_INPUT, {"queue": "q"})["error"]

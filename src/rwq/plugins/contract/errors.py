@@ -1,9 +1,9 @@
-"""The errors a host call can return to a plugin: one class per :class:`ErrorCode`."""
+"""The errors a host call can return to a plugin, each with its :class:`ErrorCode`."""
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any
 
 from rwq.errors import RwqError
 
@@ -11,13 +11,12 @@ __all__ = [
     "ERROR_DESCRIPTIONS",
     "ErrorCode",
     "HostCallError",
-    "HostPermissionDenied",
     "InternalError",
     "InvalidArgument",
     "NotFound",
+    "PermissionDenied",
     "QuotaExceeded",
     "RateLimited",
-    "ReadOnly",
     "UnknownFunction",
     "error_result",
 ]
@@ -52,24 +51,38 @@ ERROR_DESCRIPTIONS = {
 
 
 class HostCallError(RwqError):
-    """A host call failed; ``code`` says how (:class:`ErrorCode`)."""
+    """A host call failed; ``code`` says how (:class:`ErrorCode`): its subclass's, or the one
+    given when a failure of the queue is handed on (``read_only``)."""
 
-    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
+    code: ErrorCode = ErrorCode.INTERNAL
 
     def __init__(
         self,
         message: str,
         *,
+        code: ErrorCode | None = None,
         plugin: str = "",
         function: str = "",
         permission: str | None = None,
         argument: str | None = None,
     ) -> None:
+        if code is not None:
+            self.code = code
         self.plugin = plugin
         self.function = function
         self.permission = permission
         self.argument = argument
         super().__init__(f"{function}: {message}" if function else message)
+
+    def made_by(self, plugin: str, function: str) -> HostCallError:
+        """This error as raised by a call of ``function`` by ``plugin`` (a service raised it
+        without knowing the call): the fields it lacks are set, the message names the
+        function."""
+        if not self.function and function:
+            self.function = function
+            self.args = (f"{function}: {self}",)
+        self.plugin = self.plugin or plugin
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """The ``error`` object a plugin receives."""
@@ -81,7 +94,7 @@ class HostCallError(RwqError):
         return out
 
 
-class HostPermissionDenied(HostCallError):
+class PermissionDenied(HostCallError):
     """The call needs a permission the caller (or its chain) was not granted here."""
 
     code = ErrorCode.PERMISSION_DENIED
@@ -113,10 +126,6 @@ class InvalidArgument(HostCallError):
 
 class NotFound(HostCallError):
     code = ErrorCode.NOT_FOUND
-
-
-class ReadOnly(HostCallError):
-    code = ErrorCode.READ_ONLY
 
 
 class QuotaExceeded(HostCallError):

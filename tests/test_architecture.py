@@ -75,6 +75,8 @@ RULES = {
     "rwq.plugins": ("rwq.plugins", "rwq.queue", *BASE),
     # A plugin host serves screens without being one.
     "rwq.host": ("rwq.host", "rwq.plugins", "rwq.queue", *BASE),
+    # The screen sees plugins through the host; the command line hands it what it runs.
+    "rwq.tui": ("rwq.tui", "rwq.host", "rwq.plugins", "rwq.queue", "rwq.valkey", *BASE),
 }
 SCREENLESS = ("rwq.valkey", "rwq.queue", "rwq.plugins", "rwq.host")
 """Packages that never import Textual: the plugin host process runs them without a screen."""
@@ -114,3 +116,51 @@ def test_the_plugin_host_process_loads_no_textual() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+def _package_of(module: str) -> str:
+    """The top-level package under ``rwq`` a module belongs to (``rwq.errors`` is its own)."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def _package_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for path in sorted((SRC / "rwq").rglob("*.py")):
+        source = _package_of(_module_name(path))
+        for name in _imports(path):
+            target = _package_of(name)
+            if target not in (source, "rwq"):
+                graph.setdefault(source, set()).add(target)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle found by a depth-first walk (each reported once, from where it closes)."""
+    found: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the walk's path, 2: done
+    path: list[str] = []
+
+    def walk(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                found.append([*path[path.index(target) :], target])
+            elif target not in state:
+                walk(target)
+        path.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            walk(node)
+    return found
+
+
+def test_no_import_cycle_between_packages() -> None:
+    assert _cycles(_package_graph()) == []
+
+
+def test_the_cycle_finder_sees_a_cycle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]

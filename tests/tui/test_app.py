@@ -9,6 +9,7 @@ from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Label, Static, TabbedContent
 
+from rwq.bench.queue import run_queue_bench
 from rwq.config import Settings
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
@@ -215,7 +216,9 @@ def test_bench_form_runs_and_reports(settings: Settings, redis_client: redis.Red
             assert "jobs" in str(exc)
         else:
             raise AssertionError(bad)
-    app = RwqApp(settings, redis_client, address="t", poll_interval=0.5)
+    app = RwqApp(
+        settings, redis_client, address="t", poll_interval=0.5, queue_bench=run_queue_bench
+    )
 
     async def steps(pilot: Pilot[None]) -> None:
         app.query_one("#queue-table", DataTable).focus()

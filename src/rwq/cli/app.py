@@ -348,13 +348,14 @@ def tui_cmd(
     plugins_dir: PluginsDir = None,
 ) -> None:
     """The dashboard: queues, charts, dead letters, workers, plugin panels."""
+    from rwq.bench.queue import run_queue_bench
     from rwq.tui.launch import launch
 
     settings = with_plugin_dirs(context_of(ctx).settings, plugins_dir, "--plugins-dir")
     if read_only:
         settings = settings.replace(read_only=True)
     with keeping_embedded(settings):
-        launch(settings, plugins=plugins, policy=policy, watch=watch)
+        launch(settings, plugins=plugins, policy=policy, watch=watch, queue_bench=run_queue_bench)
 
 
 # -- demo and bench --------------------------------------------------------------------------
@@ -398,10 +399,14 @@ def demo_cmd(
     settings = with_plugin_dirs(context_of(ctx).settings, [plugins or SAMPLES_DIR], "--plugins")
     dashboard: Dashboard | None = None
     if tui and sys.stdout.isatty() and not as_json:
+        from rwq.bench.queue import run_queue_bench
         from rwq.tui.launch import launch
 
         def dashboard(target: Settings, client: Any, seconds: float | None) -> None:
-            launch(target, client=client, policy=policy, quit_after=seconds)
+            launch(
+                target, client=client, policy=policy, quit_after=seconds,
+                queue_bench=run_queue_bench,
+            )  # fmt: skip
 
     def host_plugins(target: Settings, client: Any) -> LocalPluginHost:
         return build_host(target, client, HostOptions(policy_path=policy, watch=False))

@@ -23,7 +23,7 @@ from rwq.printable import printable
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
 from rwq.tui.approval import ApprovalScreen, Decision, apply
-from rwq.tui.bench_form import BenchScreen
+from rwq.tui.bench_form import BenchScreen, QueueBench
 from rwq.tui.dead_letters import DeadLettersView
 from rwq.tui.dialogs import HELP, ConfirmScreen, TextScreen, job_text
 from rwq.tui.panels import PanelsView, PluginPanel
@@ -79,6 +79,7 @@ class RwqApp(App[None]):
         address: str = "",
         poll_interval: float = 1.0,
         quit_after: float | None = None,
+        queue_bench: QueueBench | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -88,6 +89,8 @@ class RwqApp(App[None]):
         self.source = DashboardSource(self.admin)
         self.history = History()
         self.host = host
+        self.queue_bench = queue_bench
+        """``rwq bench queue``, run from the bench form (none: the form is not offered)."""
         self.address = address
         self.poll_interval = poll_interval
         self.quit_after = quit_after
@@ -286,7 +289,10 @@ class RwqApp(App[None]):
         if self.read_only and self.settings.redis_url:
             self.notify("read-only mode: the bench writes to the server", severity="warning")
             return
-        self.push_screen(BenchScreen(self.settings))
+        if self.queue_bench is None:
+            self.notify("the queue bench is not available here", severity="warning")
+            return
+        self.push_screen(BenchScreen(self.settings, self.queue_bench))
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.refresh_bindings()  # g is offered on the panels tab only

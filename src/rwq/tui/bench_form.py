@@ -1,11 +1,9 @@
-"""The bench form: how many jobs, run, a progress bar, the figures.
-
-It runs ``rwq bench queue`` in a worker thread: on a throwaway Valkey when rwq uses the embedded
-one, else under a private key prefix of the configured server (removed afterwards).
-"""
+"""The bench form: how many jobs, run, a progress bar, the figures of ``rwq bench queue``, which
+the command line hands the app (the TUI does not depend on the bench)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich import box
@@ -18,7 +16,6 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, ProgressBar, Static
 
-from rwq.bench.queue import run_queue_bench
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.printable import plain_text
@@ -26,6 +23,12 @@ from rwq.units import format_figure
 
 MIN_JOBS = 100
 MAX_JOBS = 1_000_000
+
+Progress = Callable[[str, float], None]
+"""``(phase, done from 0 to 1)``."""
+QueueBench = Callable[..., dict[str, Any]]
+"""``(settings, *, jobs, progress) -> figures``: ``rwq bench queue`` (on a throwaway Valkey when
+rwq uses the embedded one, else under a private key prefix of the configured server)."""
 
 
 def parse_jobs(text: str) -> int:
@@ -42,9 +45,10 @@ def parse_jobs(text: str) -> int:
 class BenchScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape", "close", "Close")]
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, bench: QueueBench) -> None:
         super().__init__()
         self.settings = settings
+        self.bench = bench
         self.running = False
 
     def compose(self) -> ComposeResult:
@@ -87,7 +91,7 @@ class BenchScreen(ModalScreen[None]):
             self.app.call_from_thread(self._progress, phase, done)
 
         try:
-            result = run_queue_bench(self.settings, jobs=jobs, progress=progress)
+            result = self.bench(self.settings, jobs=jobs, progress=progress)
             shown: Table | Text = figures_table(result)
         except (RwqError, OSError) as exc:
             shown = plain_text(f"bench failed: {exc}", "red")

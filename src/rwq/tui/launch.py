@@ -9,6 +9,7 @@ from rwq.config import Settings
 from rwq.connection import connect, redact
 from rwq.host.remote import RemotePluginHost
 from rwq.tui.app import RwqApp
+from rwq.tui.bench_form import QueueBench
 from rwq.valkey.embedded import EmbeddedServer
 
 
@@ -27,6 +28,7 @@ def launch(
     watch: bool = True,
     client: Any = None,
     quit_after: float | None = None,
+    queue_bench: QueueBench | None = None,
 ) -> None:
     """Run the TUI until the user quits (or ``quit_after`` seconds); the plugin host process
     is started before and stopped after it."""
@@ -34,7 +36,10 @@ def launch(
     client = connect(settings) if own else client
     try:
         host = RemotePluginHost(settings, policy_path=policy, watch=watch) if plugins else None
-        app = RwqApp(settings, client, host=host, address=address(settings), quit_after=quit_after)
+        app = RwqApp(
+            settings, client, host=host, address=address(settings), quit_after=quit_after,
+            queue_bench=queue_bench,
+        )  # fmt: skip
         if host is not None:
             host.start()  # its own process: the UI process only paints
         try:

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install toolchains demo test test-fast fuzz lint bench clean
+.PHONY: install toolchains demo test test-fast fuzz lint docs bench clean
 
 install: $(STAMP)
 
@@ -61,6 +61,11 @@ lint: install
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
 	$(VENV)/bin/mypy
+
+# The reference docs generated from the code (events, host API, permissions, UI elements, the
+# Starlark host functions); a test fails when one is out of date.
+docs: install
+	$(PY) -m rwq.docs
 
 bench: install
 	$(VENV)/bin/rwq bench queue --json

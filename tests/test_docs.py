@@ -1,29 +1,38 @@
-"""Docs that are generated from code stay in step with it."""
+"""Docs that are generated from code stay in step with it; the README starts as it should."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
-from rwq.queue.events import render_markdown
+import pytest
+
+from rwq.docs import GENERATED, stale, write
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_events_doc_is_generated_from_the_module() -> None:
-    doc = (ROOT / "docs" / "events.md").read_text(encoding="utf-8")
-    assert doc == render_markdown(), "run: python -m rwq.queue.events > docs/events.md"
+@pytest.mark.parametrize("name", sorted(GENERATED))
+def test_a_generated_doc_is_what_its_code_renders(name: str) -> None:
+    doc = (ROOT / name).read_text(encoding="utf-8")
+    assert doc == GENERATED[name](), "run: make docs"
+
+
+def test_make_docs_rewrites_what_is_stale_and_check_says_so(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "sdk" / "starlark").mkdir(parents=True)
+    assert stale(tmp_path) == sorted(GENERATED, key=list(GENERATED).index)
+    check = [sys.executable, "-m", "rwq.docs", "--check"]
+    out = subprocess.run(check, cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert out.returncode == 1 and "docs/events.md is out of date: run `make docs`" in out.stderr
+    assert write(tmp_path) == list(GENERATED)
+    assert stale(tmp_path) == []
+    out = subprocess.run(check, cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert out.returncode == 0 and out.stderr == ""
 
 
 def test_readme_starts_with_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     first_block = readme.split("```sh", 1)[1].split("```", 1)[0]
     assert "make demo" in first_block and "make test" in first_block
-
-
-def test_permissions_doc_is_generated_from_the_catalog() -> None:
-    from rwq.plugins.contract.permissions import render_markdown as permissions_doc
-
-    doc = (ROOT / "docs" / "permissions.md").read_text(encoding="utf-8")
-    assert doc == permissions_doc(), (
-        "run: python -m rwq.plugins.contract.permissions > docs/permissions.md"
-    )

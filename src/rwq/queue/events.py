@@ -155,7 +155,7 @@ def render_markdown() -> str:
     lines = [
         "# Queue events",
         "",
-        "<!-- Generated from src/rwq/queue/events.py by `python -m rwq.queue.events`. -->",
+        "<!-- Generated from src/rwq/queue/events.py by `make docs`. -->",
         "",
         "Every job transition appends an event to its queue's capped Redis Stream in the same",
         "atomic step (the Lua script that makes the transition), so every UI and plugin host",
@@ -197,7 +197,3 @@ def render_markdown() -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(render_markdown(), end="")

@@ -20,19 +20,11 @@ from rwq.plugins.contract.events import (
     is_known_type,
     local_event,
     plugin_event_type,
-    render_markdown,
 )
 from rwq.queue.admin import QueueStats
 from rwq.queue.events import Event, EventType
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def test_doc_is_generated_from_the_module() -> None:
-    doc = (ROOT / "docs" / "plugin-events.md").read_text(encoding="utf-8")
-    assert doc == render_markdown(), (
-        "run: python -m rwq.plugins.contract.events > docs/plugin-events.md"
-    )
 
 
 def test_catalog_covers_every_queue_event_and_the_host_types() -> None:

@@ -227,13 +227,6 @@ def test_validator_plugs_into_the_manager_caps() -> None:
     assert validate_elements(cap_elements(result)) == EVERY_TYPE
 
 
-def test_doc_is_generated_from_the_catalog() -> None:
-    doc = (ROOT / "docs" / "ui-elements.md").read_text(encoding="utf-8")
-    assert doc == render_markdown(), (
-        "run: python -m rwq.plugins.contract.ui_doc > docs/ui-elements.md"
-    )
-
-
 def test_doc_covers_every_type_and_field() -> None:
     doc = render_markdown()
     for spec in TYPES.values():

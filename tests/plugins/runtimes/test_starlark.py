@@ -16,7 +16,7 @@ import pytest
 from rwq.plugins.contract.errors import InvalidArgument, PermissionDenied
 from rwq.plugins.manifest import load_manifest
 from rwq.plugins.runtimes.base import FaultKind, Hook, PluginFault, ResourceLimits
-from rwq.plugins.runtimes.starlark import StarlarkPlugin, StarlarkRuntime, render_markdown
+from rwq.plugins.runtimes.starlark import StarlarkPlugin, StarlarkRuntime
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).with_name("starlark_plugins")
@@ -146,13 +146,6 @@ def test_sdk_bundles_are_valid_and_load(runtime: StarlarkRuntime, bundle: Path) 
         plugin.call(Hook.INITIALIZE, manifest.config)
     assert isinstance(plugin.call(Hook.RENDER, SIZE), list)
     plugin.close()
-
-
-def test_host_function_reference_is_generated() -> None:
-    doc = (ROOT / "sdk" / "starlark" / "host-functions.md").read_text(encoding="utf-8")
-    assert doc == render_markdown(), (
-        "run: python -m rwq.plugins.runtimes.starlark > sdk/starlark/host-functions.md"
-    )
 
 
 # -- host calls and state ---------------------------------------------------------------------

@@ -3,7 +3,7 @@ subscribe to, in one place.
 
 The event bus (:mod:`rwq.plugins.bus`) carries :class:`BusEvent` envelopes; runtimes hand a
 plugin ``BusEvent.to_dict()``. ``docs/plugin-events.md`` is generated from this module
-(``python -m rwq.plugins.contract.events > docs/plugin-events.md``) and a test keeps the two equal.
+(written by ``make docs``) and a test keeps the two equal.
 """
 
 from __future__ import annotations
@@ -273,7 +273,7 @@ def render_markdown() -> str:
         "# Plugin events",
         "",
         "<!-- Generated from src/rwq/plugins/contract/events.py by",
-        "`python -m rwq.plugins.contract.events`. -->",
+        "`make docs`. -->",
         "",
         "Plugins subscribe to events by type pattern and queue glob (in the manifest's",
         "`events:` list or through the host API) and receive them in batches: the bus keeps a",
@@ -345,7 +345,3 @@ def render_markdown() -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(render_markdown(), end="")

@@ -1,5 +1,5 @@
 """``docs/host-api.md``, generated from the host-function declarations
-(``python -m rwq.plugins.contract.host_api_doc > docs/host-api.md``)."""
+(written by ``make docs``)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def render_markdown() -> str:
         "# Host API",
         "",
         "<!-- Generated from src/rwq/plugins/contract/host_functions.py by",
-        "`python -m rwq.plugins.contract.host_api_doc`. -->",
+        "`make docs`. -->",
         "",
         "The functions a plugin may call. Every call acts as the calling plugin (the runtime",
         "binds it; an argument can never change it), is validated against the table below",
@@ -107,7 +107,3 @@ def render_markdown() -> str:
                 )
             lines.append("")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(render_markdown(), end="")

@@ -117,8 +117,7 @@ def render_markdown() -> str:
     lines = [
         "# Plugin permissions",
         "",
-        "<!-- Generated from src/rwq/plugins/contract/permissions.py by"
-        " `python -m rwq.plugins.contract.permissions`. -->",
+        "<!-- Generated from src/rwq/plugins/contract/permissions.py by `make docs`. -->",
         "",
         "A plugin lists the permissions it needs in its manifest; the user approves them (or a",
         "policy file pre-grants them). Granting a level (`observer`, `operator`,",
@@ -136,7 +135,3 @@ def render_markdown() -> str:
         )
     lines.append("")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(render_markdown(), end="")

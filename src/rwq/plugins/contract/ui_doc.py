@@ -1,5 +1,5 @@
 """``docs/ui-elements.md``, generated from the element catalog
-(``python -m rwq.plugins.contract.ui_doc > docs/ui-elements.md``)."""
+(written by ``make docs``)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def render_markdown() -> str:
         "# Plugin UI elements",
         "",
         "<!-- Generated from src/rwq/plugins/contract/ui.py by",
-        "`python -m rwq.plugins.contract.ui_doc`. -->",
+        "`make docs`. -->",
         "",
         'A plugin\'s `render({"width": W, "height": H, "focused": bool})` returns a JSON list',
         "of elements. Each element is an object with a `type` and the fields of its type below.",
@@ -107,7 +107,3 @@ def render_markdown() -> str:
         lines.append(f"| `{i.kind}` | {fields} | {i.description} | `{i.example}` |")
     lines.append("")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(render_markdown(), end="")

@@ -12,7 +12,9 @@ against the host's own counters (bus drops, events held back while over ``max_cp
 The runtime is wrapped to note, at each ``on_event`` call, how old each event is (now minus
 its stream entry's time): the delivery latency. That costs the host one clock read per call
 and a subtraction per event. Host CPU is this process's (every thread; the load runs
-elsewhere), sandbox CPU the sum over the plugins' processes, both read from ``/proc``.
+elsewhere), sandbox CPU the sum over the plugins' processes, both read from ``/proc``; the
+whole machine's busy time (``machine_cpu_pct``, 100 a core) is reported beside them, so a run
+on a shared machine can be told from a quiet one.
 """
 
 from __future__ import annotations
@@ -381,6 +383,19 @@ class _Mark:
         pids = [getattr(i, "pid", 0) for i in runtime.instances.values()]
         self.sandboxes = sum(cpu_seconds(pid) or 0.0 for pid in pids)
         self.load = cpu_seconds(load_pid) or 0.0
+        self.machine = _machine_busy()
+
+
+def _machine_busy() -> float:
+    """CPU seconds every core of the machine has been busy (``/proc/stat``; 0 elsewhere):
+    what else ran meanwhile shows as the machine's figure minus this run's."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _figures(
@@ -433,6 +448,7 @@ def _figures(
         },
         "sandbox_cpu_pct": round(100 * (end.sandboxes - start.sandboxes) / window, 1),
         "load_cpu_pct": round(100 * (end.load - start.load) / window, 1),
+        "machine_cpu_pct": round(100 * (end.machine - start.machine) / window, 1),
         "delivery_ms": _quantiles(lags),
         "on_event_calls": len(calls),
         "batch_events": {

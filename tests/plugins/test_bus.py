@@ -9,8 +9,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from rwq.plugins.bus import BusError, Dispatcher, EventBus
+from rwq.plugins.bus import BusError, Dispatcher, EventBus, _Inbox
 from rwq.plugins.contract.events import (
     QUEUE_STATS,
     SYSTEM_HEALTH,
@@ -193,6 +195,83 @@ def test_a_full_inbox_drops_the_oldest_ordinary_event(clock: FakeClock) -> None:
         ("job.completed", 5),
     ]
     assert bus.stats("p").dropped == 4
+
+
+_STEPS = st.lists(
+    st.one_of(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["job.completed", "job.started", QUEUE_STATS, SYSTEM_HEALTH]),
+                st.sampled_from(["q1", "q2"]),
+            ),
+            min_size=1,
+            max_size=12,
+        ),
+        st.tuples(st.sampled_from(["all", "jobs", "q1"]), st.integers(1, 4)),  # a drain
+    ),
+    max_size=30,
+)
+
+
+@given(steps=_STEPS, maxlen=st.integers(1, 6))
+def test_publishing_a_batch_is_publishing_its_events_in_turn(steps: list[Any], maxlen: int) -> None:
+    """Runs of ordinary events go into each inbox at once; the outcome (what each plugin
+    drains, in which order, and the counters) is that of one publish per event."""
+
+    def run(batched: bool) -> list[Any]:
+        bus = EventBus(maxlen=maxlen, clock=lambda: 0.0)
+        bus.subscribe("all", "*", interval=0.2)
+        bus.subscribe("jobs", "job.*")
+        bus.subscribe("q1", "job.completed", queues=["q1"])
+        seen: list[Any] = []
+        n = 0
+        for step in steps:
+            if isinstance(step, tuple):
+                plugin, limit = step
+                seen.append([(e.type, e.data["n"]) for e in bus.drain(plugin, limit)])
+                continue
+            batch = []
+            for type_, queue in step:
+                batch.append(ev(type_, queue, n=n))
+                n += 1
+            if batched:
+                seen.append(bus.publish_many(batch))
+            else:
+                seen.append(sum(bus.publish(e) for e in batch))
+        for plugin in ("all", "jobs", "q1"):
+            seen.append([(e.type, e.data["n"]) for e in bus.drain(plugin)])
+            seen.append(bus.stats(plugin))
+        return seen
+
+    assert run(batched=True) == run(batched=False)
+
+
+@given(steps=_STEPS, maxlen=st.integers(1, 6))
+def test_an_inbox_takes_a_run_as_it_takes_each_event_in_turn(steps: list[Any], maxlen: int) -> None:
+    one_by_one, by_runs = _Inbox(maxlen), _Inbox(maxlen)
+    n = 0
+    for step in steps:
+        if isinstance(step, tuple):
+            limit = step[1]
+            assert one_by_one.take(limit) == by_runs.take(limit)
+            continue
+        run: list[BusEvent] = []
+        for type_, queue in step:
+            event = ev(type_, queue, n=n)
+            n += 1
+            one_by_one.put(event)
+            if event.type in (QUEUE_STATS, SYSTEM_HEALTH):
+                if run:
+                    by_runs.put_many(run)
+                    run = []
+                by_runs.put(event)
+            else:
+                run.append(event)
+        if run:
+            by_runs.put_many(run)
+    assert one_by_one.take(100) == by_runs.take(100)
+    counters = ("delivered", "dropped", "coalesced")
+    assert [getattr(one_by_one, c) for c in counters] == [getattr(by_runs, c) for c in counters]
 
 
 def test_publishing_never_blocks_on_a_plugin_that_never_drains(bus: EventBus) -> None:

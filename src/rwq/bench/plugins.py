@@ -1,7 +1,8 @@
 """``rwq bench plugins``: the plugin core's figures: capability checks, event delivery and
 host API calls; the runtimes' (:mod:`rwq.bench.runtimes`): load times, ``on_event``
-throughput, memory per plugin and 200 plugins at once, for WASM and Starlark; and hot reload,
-from a file written to the new version serving."""
+throughput, memory per plugin and 200 plugins at once, for WASM and Starlark; hot reload,
+from a file written to the new version serving; and the scale scenario
+(:mod:`rwq.bench.scale`): 100 and 200 Starlark plugins on ``job.*`` under real queue traffic."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from rwq.bench.bus import _summary, bench_dispatch, bench_stream
 from rwq.bench.queue import bench_target
 from rwq.bench.runtimes import SDK, bench_runtimes
+from rwq.bench.scale import run_scale_bench
 from rwq.config import Settings
 from rwq.connection import connect
 from rwq.plugins.audit import AuditLog
@@ -266,13 +268,24 @@ def bench_reload(
     return result
 
 
-def run_plugins_bench(settings: Settings) -> dict[str, Any]:
-    """Measure the plugin core and return the figures."""
-    result: dict[str, Any] = {"event_delivery": bench_dispatch()}
+def run_plugins_bench(
+    settings: Settings,
+    *,
+    scale_plugins: Sequence[int] = (100, 200),
+    scale_seconds: float = 10.0,
+    only_scale: bool = False,
+) -> dict[str, Any]:
+    """Measure the plugin core and return the figures: the scale scenario once per count of
+    ``scale_plugins`` (none if empty), and only that if ``only_scale``."""
+    result: dict[str, Any] = {} if only_scale else {"event_delivery": bench_dispatch()}
     with bench_target(settings) as (target, server_kind), tempfile.TemporaryDirectory() as tmp:
         result["server"] = server_kind
-        result["stream"] = bench_stream(target)
-        result["host_api"] = bench_host(target, Path(tmp))
-        result["hot_reload"] = bench_reload(target)
-    result["runtimes"] = bench_runtimes()
+        if not only_scale:
+            result["stream"] = bench_stream(target)
+            result["host_api"] = bench_host(target, Path(tmp))
+            result["hot_reload"] = bench_reload(target)
+        if scale_plugins:
+            result["scale"] = run_scale_bench(target, plugins=scale_plugins, seconds=scale_seconds)
+    if not only_scale:
+        result["runtimes"] = bench_runtimes()
     return result

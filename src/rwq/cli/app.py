@@ -445,11 +445,37 @@ def bench_queue_cmd(
 
 
 @bench_app.command("plugins")
-def bench_plugins_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """Capability checks, event delivery and host API calls of the plugin core."""
+def bench_plugins_cmd(
+    ctx: typer.Context,
+    scale: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--scale",
+            min=0,
+            help="Plugins in the scale scenario (repeat for several runs; 0 skips it). "
+            "Default: 100 and 200.",
+        ),
+    ] = None,
+    scale_seconds: Annotated[
+        float, typer.Option("--scale-seconds", min=1.0, help="Load time of each scale run.")
+    ] = 10.0,
+    only_scale: Annotated[
+        bool, typer.Option("--only-scale", help="Run the scale scenario alone.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Capability checks, event delivery, host API calls and reloads of the plugin core, the
+    runtimes, and the scale scenario: many Starlark plugins on job.* under 1,000 job events
+    a second."""
     from rwq.bench.plugins import run_plugins_bench
 
-    result = run_plugins_bench(context_of(ctx).settings)
+    counts = [n for n in (scale if scale is not None else [100, 200]) if n > 0]
+    result = run_plugins_bench(
+        context_of(ctx).settings,
+        scale_plugins=counts,
+        scale_seconds=scale_seconds,
+        only_scale=only_scale,
+    )
     if as_json:
         print_json_out(result)
         return

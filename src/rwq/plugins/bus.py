@@ -112,10 +112,12 @@ Target = tuple[str, tuple[_Subscriber, ...]]
 class _Route:
     """The subscribers of one event type, indexed by queue glob; targets cached per queue."""
 
-    __slots__ = ("anywhere", "by_queue", "cache", "globs", "subscribers")
+    __slots__ = ("anywhere", "by_queue", "cache", "globs", "subscribers", "unlimited")
 
     def __init__(self, subscribers: list[_Subscriber]) -> None:
         self.subscribers = subscribers
+        self.unlimited = all(s.sub.rate_limit is None for s in subscribers)
+        """No subscription of this type is rate-limited: every target takes every event."""
         self.anywhere: list[_Subscriber] = []
         self.by_queue: dict[str, list[_Subscriber]] = {}
         globs: dict[str, list[_Subscriber]] = {}
@@ -146,9 +148,11 @@ class _Route:
         per_plugin: dict[str, dict[str, _Subscriber]] = {}
         for s in matched:
             per_plugin.setdefault(s.sub.plugin, {})[s.sub.id] = s
-        found = tuple(
-            (plugin, tuple(sorted(subs.values(), key=lambda s: -s.sub.priority)))
-            for plugin, subs in per_plugin.items()
+        found = bus.intern_targets(
+            tuple(
+                (plugin, tuple(sorted(subs.values(), key=lambda s: -s.sub.priority)))
+                for plugin, subs in per_plugin.items()
+            )
         )
         if len(self.cache) >= _CACHE_LIMIT:
             self.cache.clear()
@@ -159,12 +163,17 @@ class _Route:
 @dataclass
 class _Inbox:
     """One plugin's bounded inbox: ordinary events in a deque, sampled ones keyed by
-    (type, queue) so a newer one replaces the older; ``seq`` keeps the publish order."""
+    (type, queue) so a newer one replaces the older. A sampled event keeps its place among the
+    ordinary ones as ``(ordinal, tick)``: how many ordinary events had been added before it,
+    and its arrival among the sampled ones. Ordinary events are stored as they are, no wrapper
+    per event (the garbage collector would have to walk millions of them at scale)."""
 
     maxlen: int
-    events: deque[tuple[int, BusEvent]] = field(default_factory=deque)
-    latest: dict[tuple[str, str], tuple[int, BusEvent]] = field(default_factory=dict)
-    seq: int = 0
+    events: deque[BusEvent] = field(default_factory=deque)
+    latest: dict[tuple[str, str], tuple[int, int, BusEvent]] = field(default_factory=dict)
+    appended: int = 0
+    """Ordinary events ever added: ``events[0]`` is number ``appended - len(events)``."""
+    ticks: int = 0
     delivered: int = 0
     dropped: int = 0
     coalesced: int = 0
@@ -176,18 +185,37 @@ class _Inbox:
     def put(self, event: BusEvent) -> bool:
         """Add ``event``; True if the inbox was empty (the dispatcher must be woken)."""
         was_empty = not self.events and not self.latest
-        self.seq += 1
         if event.type in SAMPLED:
             key = (event.type, event.queue)
+            self.ticks += 1
             if key in self.latest:
-                self.latest[key] = (self.seq, event)
+                self.latest[key] = (self.appended, self.ticks, event)
                 self.coalesced += 1
                 return False
             self._make_room()
-            self.latest[key] = (self.seq, event)
+            self.latest[key] = (self.appended, self.ticks, event)
         else:
             self._make_room()
-            self.events.append((self.seq, event))
+            self.events.append(event)
+            self.appended += 1
+        return was_empty
+
+    def put_many(self, events: list[BusEvent]) -> bool:
+        """Add ordinary (not sampled) ``events``, with the same outcome as :meth:`put` of each
+        in turn; True if the inbox was empty."""
+        queue, latest = self.events, self.latest
+        was_empty = not queue and not latest
+        over = len(queue) + len(latest) + len(events) - self.maxlen
+        if over > 0:
+            self.dropped += over
+            if not queue and len(latest) >= self.maxlen:
+                # one by one, only the first put finds no ordinary event to drop
+                self._drop_oldest_sampled()
+                over -= 1
+        queue.extend(events)
+        self.appended += len(events)
+        for _ in range(over):
+            queue.popleft()
         return was_empty
 
     def _make_room(self) -> None:
@@ -196,30 +224,36 @@ class _Inbox:
         if self.events:
             self.events.popleft()
         else:  # only sampled events wait: drop the oldest of them
-            oldest = min(self.latest, key=lambda k: self.latest[k][0])
-            del self.latest[oldest]
+            self._drop_oldest_sampled()
         self.dropped += 1
+
+    def _drop_oldest_sampled(self) -> None:
+        latest = self.latest
+        del latest[min(latest, key=lambda k: latest[k][:2])]
 
     def take(self, limit: int) -> list[BusEvent]:
         events = self.events
+        out: list[BusEvent]
         if not self.latest:
             if limit >= len(events):
-                out = [e for _, e in events]
+                out = list(events)
                 events.clear()
             else:
-                out = [events.popleft()[1] for _ in range(limit)]
+                out = [events.popleft() for _ in range(limit)]
         else:
-            sampled = sorted(self.latest.values(), key=lambda item: item[0])
+            head = self.appended - len(events)
+            sampled = sorted(self.latest.values(), key=lambda item: item[:2])
             out = []
             i = 0
             while len(out) < limit and (events or i < len(sampled)):
-                if i < len(sampled) and (not events or sampled[i][0] < events[0][0]):
-                    event = sampled[i][1]
+                if i < len(sampled) and (not events or sampled[i][0] <= head):
+                    event = sampled[i][2]
                     del self.latest[(event.type, event.queue)]
                     out.append(event)
                     i += 1
                 else:
-                    out.append(events.popleft()[1])
+                    out.append(events.popleft())
+                    head += 1
         self.delivered += len(out)
         return out
 
@@ -256,6 +290,9 @@ class EventBus:
         self._exact: dict[str, dict[str, _Subscriber]] = {}
         self._wild: dict[str, tuple[Callable[[str], bool], dict[str, _Subscriber]]] = {}
         self._routes: dict[str, _Route] = {}
+        self._targets: dict[tuple[Target, ...], tuple[Target, ...]] = {}
+        """Equal target lists of different routes as one object (``job.*`` reaches the same
+        plugins for each job event type), so publishing tells a run by identity."""
         self._inboxes: dict[str, _Inbox] = {}
         self._priorities: dict[str, int] = {}
         self._work_listeners: tuple[WorkListener, ...] = ()
@@ -357,6 +394,7 @@ class EventBus:
 
     def _changed(self, plugin: str) -> None:
         self._routes.clear()
+        self._targets.clear()
         mine = self._by_plugin.get(plugin, {})
         self._priorities[plugin] = max((s.sub.priority for s in mine.values()), default=0)
 
@@ -383,6 +421,12 @@ class EventBus:
             subscribers = self._route(event_type).subscribers
             return min((s.sub.sample_interval for s in subscribers), default=None)
 
+    def intern_targets(self, targets: tuple[Target, ...]) -> tuple[Target, ...]:
+        """The one object equal to ``targets`` (lock held)."""
+        if len(self._targets) >= _CACHE_LIMIT:
+            self._targets.clear()
+        return self._targets.setdefault(targets, targets)
+
     def _route(self, event_type: str) -> _Route:
         route = self._routes.get(event_type)
         if route is None:
@@ -404,17 +448,31 @@ class EventBus:
         return self.publish_many((event,))
 
     def publish_many(self, events: Iterable[BusEvent]) -> int:
-        """Publish a batch under one lock and wake each plugin's dispatcher at most once."""
+        """Publish a batch under one lock and wake each plugin's dispatcher at most once.
+
+        Consecutive events that reach the same plugins, none of them rate-limited, and are
+        not sampled (a run of job events from one stream) go into each inbox together: the
+        cost is per plugin per run, not per plugin per event."""
         woken: list[str] = []
         taken = 0
         now = self.clock()
         with self._lock:
             routes = self._routes
+            run: list[BusEvent] = []
+            run_targets: tuple[Target, ...] = ()
             for event in events:
                 route = routes.get(event.type) or self._route(event.type)
                 targets = route.cache.get(event.queue)
                 if targets is None:
                     targets = route.targets(event.queue, self)
+                if event.type not in SAMPLED and route.unlimited:
+                    if targets is not run_targets:
+                        taken += self._put_run(run, run_targets, woken)
+                        run, run_targets = [], targets
+                    run.append(event)
+                    continue
+                taken += self._put_run(run, run_targets, woken)
+                run, run_targets = [], ()
                 sampled = event.type in SAMPLED
                 for plugin, subscribers in targets:
                     inbox = self._inboxes[plugin]
@@ -423,6 +481,7 @@ class EventBus:
                     taken += 1
                     if inbox.put(event):
                         woken.append(plugin)
+            taken += self._put_run(run, run_targets, woken)
         for plugin in woken:
             for listener in self._work_listeners:
                 try:
@@ -430,6 +489,15 @@ class EventBus:
                 except Exception:  # a listener must never break publishing
                     log.exception("event bus work listener failed")
         return taken
+
+    def _put_run(self, run: list[BusEvent], targets: tuple[Target, ...], woken: list[str]) -> int:
+        """Put ``run`` (ordinary events every target admits) into each target's inbox."""
+        if not run:
+            return 0
+        for plugin, _ in targets:
+            if self._inboxes[plugin].put_many(run):
+                woken.append(plugin)
+        return len(run) * len(targets)
 
     @staticmethod
     def _admit(

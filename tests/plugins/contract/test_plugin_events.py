@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import fields
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from rwq.plugins.contract.events import (
     QUEUE_STATS,
     SYSTEM_HEALTH,
     BusEvent,
+    EventPayload,
     EventTypeError,
     check_pattern,
     from_queue_event,
@@ -21,6 +23,7 @@ from rwq.plugins.contract.events import (
     local_event,
     plugin_event_type,
 )
+from rwq.plugins.runtimes.base import to_guest_json
 from rwq.queue.admin import QueueStats
 from rwq.queue.events import Event, EventType
 
@@ -69,6 +72,27 @@ def test_to_dict_is_json_safe() -> None:
     assert back["data"]["ratio"] is None and back["data"]["tags"] == ["a", "b"]
     assert sorted(back["data"]["3"]["nested"]) == [1, 2]
     assert back["id"].startswith("local:")
+
+
+def test_every_subscriber_shares_one_payload_encoded_once() -> None:
+    event = local_event("job.completed", {"job_id": "j1", "odd": "\ud800"}, queue="q")
+    payload = event.to_dict()
+    assert event.to_dict() is payload  # made once, whichever plugin asks first
+    with pytest.raises(TypeError, match="read-only"):
+        payload["type"] = "job.failed"
+    with pytest.raises(TypeError, match="read-only"):
+        payload.update(queue="other")
+    copy = dict(payload)
+    copy["type"] = "job.failed"  # a copy is the caller's own
+    assert event.to_dict()["type"] == "job.completed"
+    other = local_event("job.started", {"n": 1}, queue="q").to_dict()
+    batch = to_guest_json([payload, other])
+    assert payload.encoded is not None  # kept for the next subscriber
+    assert to_guest_json([other, payload]) == b"[%s,%s]" % (other.encoded, payload.encoded)
+    assert json.loads(batch) == [{**payload, "data": {"job_id": "j1", "odd": "\ufffd"}}, other]
+    assert to_guest_json([payload, {"x": 1}]) == to_guest_json([dict(payload), {"x": 1}])
+    revived = pickle.loads(pickle.dumps(event))
+    assert revived == event and type(revived.to_dict()) is EventPayload
 
 
 def test_plugin_emitted_types() -> None:

@@ -147,16 +147,49 @@ class BusEvent:
     id: str = ""
     """The stream entry id (``<ms>-<seq>``, unique per queue) or ``local:<n>`` for local events."""
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (what a plugin receives)."""
-        return {
-            "id": self.id,
-            "type": self.type,
-            "ts": self.ts,
-            "source": self.source,
-            "queue": self.queue,
-            "data": json_safe(self.data),
-        }
+    def to_dict(self) -> EventPayload:
+        """What a plugin receives: a JSON-safe dict, made once per event and shared by every
+        subscriber (so read-only), whose JSON a runtime encodes once for all of them."""
+        payload: EventPayload | None = self.__dict__.get("_payload")
+        if payload is None:  # two threads may both make it: equal values, one is kept
+            payload = EventPayload(
+                id=self.id,
+                type=self.type,
+                ts=self.ts,
+                source=self.source,
+                queue=self.queue,
+                data=json_safe(self.data),
+            )
+            object.__setattr__(self, "_payload", payload)
+        return payload
+
+    def __getstate__(self) -> dict[str, Any]:  # a pickle carries the fields, not the payload
+        state = dict(self.__dict__)
+        state.pop("_payload", None)
+        return state
+
+
+class EventPayload(dict[str, Any]):
+    """One event as plugins receive it (:meth:`BusEvent.to_dict`): shared by every plugin the
+    event reaches, so it refuses changes (a copy, ``dict(payload)``, may be changed; the
+    nested ``data`` is shared too and must be left alone). ``encoded`` is its guest JSON once a
+    runtime has encoded it (:func:`rwq.plugins.runtimes.base.to_guest_json`): a batch for
+    one more plugin costs a join of those bytes, not an encoding."""
+
+    __slots__ = ("encoded",)
+
+    def __init__(self, **fields: Any) -> None:
+        super().__init__(**fields)
+        self.encoded: bytes | None = None
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("an event handed to plugins is shared and read-only: copy it first")
+
+    __setitem__ = __delitem__ = _read_only
+    clear = pop = popitem = setdefault = update = __ior__ = _read_only  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copies and pickles are plain dicts
+        return (dict, (dict(self),))
 
 
 MAX_DEPTH = 64

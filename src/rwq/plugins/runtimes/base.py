@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rwq.errors import RwqError
+from rwq.plugins.contract.events import EventPayload
 
 
 class Hook(StrEnum):
@@ -171,7 +172,29 @@ class PluginRuntime(Protocol):
 def to_guest_json(value: Any) -> bytes:
     """``value`` as the UTF-8 JSON a sandbox reads. A lone surrogate (a payload's or another
     plugin's ``"\\ud800"``) is not text a guest can decode: it becomes U+FFFD, so one bad
-    string never costs a plugin its whole batch."""
+    string never costs a plugin its whole batch.
+
+    A batch of events (a list of :class:`~rwq.plugins.contract.events.EventPayload`) is the
+    join of each event's encoding, made once per event whichever plugin needs it first and
+    reused for every other subscriber."""
+    if type(value) is list and value and type(value[0]) is EventPayload:
+        return _batch_json(value)
+    return _encode(value)
+
+
+def _batch_json(events: list[Any]) -> bytes:
+    parts = []
+    for event in events:
+        if type(event) is not EventPayload:  # a mixed list: encode it as any value
+            return _encode(events)
+        encoded = event.encoded
+        if encoded is None:  # two threads may both encode it: equal bytes, one is kept
+            encoded = event.encoded = _encode(event)
+        parts.append(encoded)
+    return b"[" + b",".join(parts) + b"]"
+
+
+def _encode(value: Any) -> bytes:
     try:
         return _GUEST_JSON.encode(value).encode("utf-8")
     except UnicodeEncodeError:

@@ -24,7 +24,6 @@ OPTIONAL = {"tenant", "run_at", "reason", "from_queue", "labels"}
 """Fields ``events.FIELDS`` allows to be absent or empty."""
 
 
-
 def check_fields(event_type: str, fields: dict[str, Any]) -> None:
     declared = set(FIELDS[EventType(event_type)])
     present = set(fields) - set(COMMON_FIELDS)

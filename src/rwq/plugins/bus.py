@@ -81,6 +81,10 @@ class InboxStats:
     """Events refused by the subscription's rate limit."""
     queued: int
     """Events waiting now."""
+    first_drop: float = 0.0
+    """When the inbox first dropped an event (``time.time()``; 0: never)."""
+    last_drop: float = 0.0
+    """When it last dropped one."""
 
 
 class _Subscriber:
@@ -176,6 +180,8 @@ class _Inbox:
     ticks: int = 0
     delivered: int = 0
     dropped: int = 0
+    first_drop: float = 0.0
+    last_drop: float = 0.0
     coalesced: int = 0
     throttled: int = 0
 
@@ -207,7 +213,7 @@ class _Inbox:
         was_empty = not queue and not latest
         over = len(queue) + len(latest) + len(events) - self.maxlen
         if over > 0:
-            self.dropped += over
+            self._dropped(over)
             if not queue and len(latest) >= self.maxlen:
                 # one by one, only the first put finds no ordinary event to drop
                 self._drop_oldest_sampled()
@@ -225,7 +231,14 @@ class _Inbox:
             self.events.popleft()
         else:  # only sampled events wait: drop the oldest of them
             self._drop_oldest_sampled()
-        self.dropped += 1
+        self._dropped(1)
+
+    def _dropped(self, count: int) -> None:
+        now = time.time()
+        if not self.dropped:
+            self.first_drop = now
+        self.last_drop = now
+        self.dropped += count
 
     def _drop_oldest_sampled(self) -> None:
         latest = self.latest
@@ -557,8 +570,9 @@ class EventBus:
             if inbox is None:
                 return InboxStats(0, 0, 0, 0, 0)
             return InboxStats(
-                inbox.delivered, inbox.dropped, inbox.coalesced, inbox.throttled, len(inbox)
-            )
+                inbox.delivered, inbox.dropped, inbox.coalesced, inbox.throttled, len(inbox),
+                inbox.first_drop, inbox.last_drop,
+            )  # fmt: skip
 
     def discard(self, plugin: str) -> int:
         """Drop ``plugin``'s inbox and counters (after it unloads); return the events lost.

@@ -1,11 +1,15 @@
-"""The panel renderer's scheduling: a busy plugin does not hold up the other panels."""
+"""The panel renderer: a busy plugin does not hold up the other panels, and a panel's border says
+what else its plugin goes through (throttled, dropping events)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rwq.host.render import renderer as panels
-from rwq.host.render.renderer import BUSY, PanelRenderer
+from rwq.host.render.renderer import BUSY, PanelRenderer, about, drop_note
+from rwq.plugins.bus import EventBus, InboxStats
+from rwq.plugins.contract.events import BusEvent
 from rwq.plugins.lifecycle import PluginState
 from rwq.plugins.manager import RenderResult
 
@@ -20,6 +24,7 @@ class Plugins:
         self.waits: list[tuple[str, float | None]] = []
         self.views: dict[str, Any] = {}
         self.throttled: set[str] = set()
+        self.bus = EventBus(maxlen=10)
 
     def set_view(self, name: str, view: Any) -> None:
         self.views[name] = view
@@ -77,3 +82,36 @@ def test_a_throttled_plugin_says_so_on_its_panel() -> None:
     assert hot.view is not None and hot.lines is not None  # its last elements still show
     cool = r.frame("cool")
     assert cool is not None and cool.note == ""
+
+
+def test_a_panel_says_how_many_events_its_plugin_dropped_and_since_when() -> None:
+    plugins = Plugins()
+    plugins.bus.subscribe("busy", "job.*")
+    r = renderer(plugins)
+    quiet = r.frame("busy")
+    assert quiet is not None and quiet is not BUSY and quiet.note == ""
+    events = [BusEvent("job.completed", float(i), "queue", "q", {}) for i in range(2510)]
+    plugins.bus.publish_many(events)  # nobody drains the inbox of 10: 2,500 dropped
+    frame = r.frame("busy")
+    assert frame is not None and frame is not BUSY
+    assert frame.note.startswith("dropping events: 2.5k lost since ")
+    assert frame.lines is not None  # the panel still shows its elements
+    first = plugins.bus.stats("busy").first_drop
+    assert frame.note.endswith(time.strftime("%H:%M:%S", time.localtime(first)))
+
+
+def test_the_drop_note_counts_roughly_and_says_when_drops_stopped() -> None:
+    assert [about(n) for n in (0, 999, 1000, 24_113, 1_234_567)] == [
+        "0",
+        "999",
+        "1.0k",
+        "24k",
+        "1.2M",
+    ]
+    assert drop_note(InboxStats(5, 0, 0, 0, 0), 1000.0) == ""
+    stats = InboxStats(5, 24_113, 0, 0, 10, first_drop=1000.0, last_drop=1030.0)
+    since, until = (time.strftime("%H:%M:%S", time.localtime(t)) for t in (1000.0, 1030.0))
+    assert drop_note(stats, 1031.0) == f"dropping events: 24k lost since {since}"
+    assert drop_note(stats, 1030.0 + panels.DROPS_RECENT + 1) == (
+        f"dropped 24k events {since}-{until}"
+    )

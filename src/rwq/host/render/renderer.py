@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.segment import Segment
 
 from rwq.host.render.elements import PanelView, SegmentLines, Target, build_panel
+from rwq.plugins.bus import InboxStats
 from rwq.plugins.lifecycle import PluginState
 from rwq.plugins.manager import PluginManager, RenderResult
 
@@ -29,8 +30,10 @@ changing faster shows its latest state."""
 TIMINGS_KEPT = 20_000
 """Latest render times kept for ``rwq bench tui``."""
 NOTICES_EVERY = 1.0
-"""Seconds between looks at the panels' notices (a failed reload: no plugin state changes then,
-so nothing else would draw the panel again)."""
+"""Seconds between looks at the panels' notices (a failed reload, dropped events: no plugin
+state changes then, so nothing else would draw the panel again)."""
+DROPS_RECENT = 60.0
+"""Seconds after its last drop a panel still says its plugin *is* dropping events."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,27 @@ def _targets(frame: PanelFrame) -> tuple[Target, ...]:
 
 
 THROTTLED_NOTE = "throttled: over its CPU budget, events held back"
+
+
+def about(n: int) -> str:
+    """``n`` in two significant figures past a thousand: ``980``, ``24k``, ``1.2M``."""
+    for size, unit in ((1_000_000, "M"), (1_000, "k")):
+        if n >= size:
+            value = n / size
+            return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
+    return str(n)
+
+
+def drop_note(stats: InboxStats, now: float) -> str:
+    """What a panel's border says of the events its plugin's full inbox dropped: how many,
+    since when, and until when once it has stopped."""
+    if not stats.dropped:
+        return ""
+    since = time.strftime("%H:%M:%S", time.localtime(stats.first_drop))
+    if now - stats.last_drop > DROPS_RECENT:
+        until = time.strftime("%H:%M:%S", time.localtime(stats.last_drop))
+        return f"dropped {about(stats.dropped)} events {since}-{until}"
+    return f"dropping events: {about(stats.dropped)} lost since {since}"
 
 
 def state_note(result: RenderResult) -> str:
@@ -156,14 +180,14 @@ class PanelRenderer:
 
     def _run(self) -> None:
         while not self._halt.is_set():
-            self._wake.wait(NOTICES_EVERY if self.notices is not None else None)
+            self._wake.wait(NOTICES_EVERY)
             self._wake.clear()
             if self._halt.is_set():
                 return
             started = time.monotonic()
-            if self.notices is not None and started - self._notices_at >= NOTICES_EVERY:
+            if started - self._notices_at >= NOTICES_EVERY:
                 self._notices_at = started
-                self._check_notices(self.notices)
+                self._check_notices()
             with self._lock:
                 dirty, self._dirty = self._dirty, set()
             frames = []
@@ -216,7 +240,7 @@ class PanelRenderer:
         view = None
         lines = None
         note = state_note(result)
-        notice = self.notices(plugin) if self.notices is not None else ""
+        notice = self.notice(plugin)
         if notice:
             note = f"{notice} · {note}" if note else notice
         if result.elements or (result.state is PluginState.ACTIVE and not result.error):
@@ -231,10 +255,17 @@ class PanelRenderer:
         self.renders += 1
         return PanelFrame(plugin, view, result.state, note, elapsed, lines)
 
-    def _check_notices(self, notices: Callable[[str], str]) -> None:
-        """Draw again the panels on screen whose notice came or went."""
+    def notice(self, plugin: str) -> str:
+        """What a panel's border says besides its plugin's state: a failed reload, events
+        dropped."""
+        reload = self.notices(plugin) if self.notices is not None else ""
+        drops = drop_note(self.manager.bus.stats(plugin), time.time())
+        return " · ".join(part for part in (reload, drops) if part)
+
+    def _check_notices(self) -> None:
+        """Draw again the panels on screen whose notice changed."""
         for name in list(self._last):
-            notice = notices(name)
+            notice = self.notice(name)
             if notice != self._noticed.get(name, ""):
                 self._noticed[name] = notice
                 with self._lock:

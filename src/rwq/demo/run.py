@@ -38,6 +38,7 @@ from rwq.queue.admin import Admin, QueueStats
 from rwq.queue.broker import Broker
 from rwq.queue.events import Event, EventType
 from rwq.queue.producer import Producer
+from rwq.queue.stream import StreamReader
 from rwq.units import format_age
 from rwq.valkey.embedded import EmbeddedServer
 
@@ -150,35 +151,19 @@ class EventTail:
     """Reads the queues' event streams from where they stood when it was made."""
 
     def __init__(self, broker: Broker, queues: Sequence[str], size: int = 6) -> None:
-        self.client = broker.client
-        self.streams = {broker.queue_keys(q).events: q for q in queues}
+        self.reader = StreamReader(broker.client, count=1000)
+        self.reader.follow({broker.queue_keys(q).events: q for q in queues})
         self.recent: deque[Event] = deque(maxlen=size)
         self.problems: deque[Event] = deque(maxlen=size)
         self.counts: Counter[str] = Counter()
-        pipe = self.client.pipeline(transaction=False)
-        for key in self.streams:
-            pipe.xrevrange(key, count=1)
-        self.last = {
-            key: rows[0][0] if rows else "0-0"
-            for key, rows in zip(self.streams, pipe.execute(), strict=True)
-        }
 
-    def poll(self, count: int = 1000) -> None:
-        """Take in every event added since the last poll (up to ``count`` per queue)."""
-        # One XREAD per stream: in a cluster each queue's stream lives in its own slot.
-        pipe = self.client.pipeline(transaction=False)
-        for key, last in self.last.items():
-            pipe.xread({key: last}, count=count)
-        new: list[Event] = []
-        for reply in pipe.execute():
-            for key, entries in reply or []:
-                for entry_id, data in entries:
-                    self.last[key] = entry_id
-                    event = Event.from_entry(entry_id, data, self.streams[key])
-                    self.counts[event.type] += 1
-                    if event.type in TAIL_TYPES:
-                        new.append(event)
-        new.sort(key=lambda e: (e.ts, e.id))
+    def poll(self) -> None:
+        """Take in every event added since the last poll (up to 1,000 per queue)."""
+        new = []
+        for event in self.reader.read():
+            self.counts[event.type] += 1
+            if event.type in TAIL_TYPES:
+                new.append(event)
         self.recent.extend(new)
         self.problems.extend(e for e in new if e.type in PROBLEM_TYPES)
 

@@ -32,8 +32,8 @@ from rwq.plugins.contract.events import (
     local_event,
 )
 from rwq.queue.admin import Admin
-from rwq.queue.events import Event
 from rwq.queue.keys import InvalidQueueName, Keys
+from rwq.queue.stream import StreamReader
 
 __all__ = ["HealthSampler", "StatsSampler", "StreamFeed", "publish_local"]
 
@@ -172,12 +172,7 @@ class StreamFeed(_Loop):
         self.discover_interval = discover_interval
         self.idle_sleep = idle_sleep
         self._idle = _IDLE_MIN
-        self.cluster = is_cluster(client)
-        self.events_read = 0
-        self._positions: dict[str, str] = {}
-        """Stream key -> id of the last entry seen."""
-        self._queues: dict[str, str] = {}
-        """Stream key -> queue name (``""`` for the system stream)."""
+        self.reader = StreamReader(client, count=count)
         self._next_discovery = 0.0
 
     def start(self) -> None:
@@ -185,7 +180,7 @@ class StreamFeed(_Loop):
 
         If Redis is unreachable now the thread keeps trying and starts from when it gets in.
         """
-        if self._thread is None and not self._positions:
+        if self._thread is None and not self.reader.positions:
             try:
                 self._begin()
             except _REDIS_ERRORS as exc:
@@ -193,24 +188,21 @@ class StreamFeed(_Loop):
         super().start()
 
     @property
+    def cluster(self) -> bool:
+        return self.reader.cluster
+
+    @property
     def queues(self) -> list[str]:
         """The queues followed so far."""
-        return sorted(q for q in list(self._queues.values()) if q)
+        return sorted(q for q in list(self.reader.queues.values()) if q)
 
     def _begin(self) -> None:
-        names = sorted(self.client.smembers(self.keys.queues))
         streams = {self.keys.system_events: ""}
-        for name in names:
+        for name in sorted(self.client.smembers(self.keys.queues)):
             key = self._stream_key(name)
             if key is not None:
                 streams[key] = name
-        pipe = self.client.pipeline(transaction=False)
-        for key in streams:
-            pipe.xrevrange(key, "+", "-", count=1)
-        lasts = pipe.execute()
-        for (key, queue), last in zip(streams.items(), lasts, strict=True):
-            self._positions[key] = last[0][0] if last else "0-0"
-            self._queues[key] = queue
+        self.reader.follow(streams)
         self._next_discovery = time.monotonic() + self.discover_interval
 
     def _stream_key(self, queue: str) -> str | None:
@@ -222,15 +214,14 @@ class StreamFeed(_Loop):
 
     def _discover(self) -> None:
         self._next_discovery = time.monotonic() + self.discover_interval
-        known = set(self._queues.values())
+        known = set(self.reader.queues.values())
+        found = {}
         for name in self.client.smembers(self.keys.queues):
-            if name in known:
-                continue
-            key = self._stream_key(name)
-            if key is not None:
-                # Registered after we started: every event of it is new.
-                self._positions[key] = "0-0"
-                self._queues[key] = name
+            if name not in known:
+                key = self._stream_key(name)
+                if key is not None:
+                    found[key] = name
+        self.reader.follow(found, from_start=True)  # registered after we started: all new
 
     def _recover(self) -> None:
         if not self.cluster:
@@ -241,74 +232,19 @@ class StreamFeed(_Loop):
             log.debug("%s: cluster map refresh failed: %s", self.name, exc)
 
     def _step(self) -> None:
-        if not self._positions:
+        if not self.reader.positions:
             self._begin()
         if time.monotonic() >= self._next_discovery:
             self._discover()
-        found = self._read_cluster() if self.cluster else self._read()
+        events = self.reader.read(block_ms=self.block_ms)
+        if events:
+            self.bus.publish_many([from_queue_event(event) for event in events])
         if self.cluster:
-            if found:
+            if events:
                 self._idle = _IDLE_MIN
             else:
                 self._stop.wait(self._idle)
                 self._idle = min(self._idle * 2, self.idle_sleep)
-
-    def _read(self) -> int:
-        reply = self.client.xread(self._positions, count=self.count, block=self.block_ms)
-        return self._publish(_stream_replies(reply))
-
-    def _read_cluster(self) -> int:
-        client: RedisCluster = self.client
-        by_node: dict[str, tuple[Any, list[str]]] = {}
-        for key in self._positions:
-            node = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
-            entry = by_node.get(node.name)
-            if entry is None:
-                entry = by_node[node.name] = (client.get_redis_connection(node), [])
-            entry[1].append(key)
-        replies: list[tuple[str, list[tuple[str, dict[str, str]]]]] = []
-        for connection, keys in by_node.values():
-            pipe = connection.pipeline(transaction=False)
-            for key in keys:
-                pipe.xread({key: self._positions[key]}, count=self.count)
-            for key, result in zip(keys, pipe.execute(raise_on_error=False), strict=True):
-                if isinstance(result, redis.ResponseError):
-                    # MOVED/ASK after a resharding: the cluster client follows the redirect
-                    # and refreshes its slot map for the next poll.
-                    result = client.xread({key: self._positions[key]}, count=self.count)
-                elif isinstance(result, Exception):
-                    raise result
-                replies.extend(_stream_replies(result))
-        return self._publish(replies)
-
-    def _publish(self, replies: list[tuple[str, list[tuple[str, dict[str, str]]]]]) -> int:
-        events: list[BusEvent] = []
-        for key, entries in replies:
-            if not entries:
-                continue
-            queue = self._queues.get(key, "")
-            events.extend(
-                from_queue_event(Event.from_entry(entry_id, fields, queue))
-                for entry_id, fields in entries
-            )
-            self._positions[key] = entries[-1][0]
-        if not events:
-            return 0
-        if len(replies) > 1:
-            events.sort(key=lambda e: e.ts)  # stable: each stream's order is kept
-        self.events_read += len(events)
-        self.bus.publish_many(events)
-        return len(events)
-
-
-def _stream_replies(reply: Any) -> list[tuple[str, list[tuple[str, dict[str, str]]]]]:
-    """XREAD's reply as ``[(key, [(id, fields), ...]), ...]`` (RESP2 list or RESP3 dict)."""
-    if not reply:
-        return []
-    if isinstance(reply, dict):
-        items = list(reply.items())
-        return [(k, v[0] if v and isinstance(v[0], list) else v) for k, v in items]
-    return [(key, entries) for key, entries in reply]
 
 
 class _Sampler(_Loop):

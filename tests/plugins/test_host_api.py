@@ -612,7 +612,6 @@ def test_notifications_are_rate_limited_per_plugin(host: Host) -> None:
         host.call("alpha", "show_notification", {"message": "one too many"})
     assert error_result(refused.value)["error"]["code"] == "rate_limited"
     host.call("beta", "show_notification", {"message": "mine", "level": "warning"})
-    assert host.api.rate_limited[("alpha", "show_notification")] == 1
     host.clock.now += 2.0  # 5 per 10 s: one more after 2 s
     host.call("alpha", "show_notification", {"message": "later"})
     with pytest.raises(RateLimited):

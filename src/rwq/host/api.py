@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.manager import PendingApproval, SwapResult
+from rwq.plugins.manager import PendingApproval
 from rwq.plugins.manifest import PluginManifest
 from rwq.plugins.metrics import PluginSnapshot
 from rwq.plugins.reloader import ReloadAttempt
@@ -111,8 +111,6 @@ class PluginHost(Protocol):
     ) -> frozenset[str]: ...
     def enable(self, name: str) -> PluginState: ...
     def disable(self, name: str, reason: str = "disabled by the user") -> None: ...
-    def reload_now(self, name: str) -> SwapResult:
-        """Replace ``name`` by its bundle on disk now (enable it when stopped)."""
 
     def reload(self, name: str) -> str:
         """Reload ``name`` as a save would (probation and rollback); a line saying how."""
@@ -139,7 +137,6 @@ CALLS = frozenset(
         "revoke",
         "enable",
         "disable",
-        "reload_now",
         "reload",
         "on_input",
     }

@@ -13,7 +13,7 @@ from rwq.host.logs import PluginLogs
 from rwq.host.render.renderer import PanelRenderer
 from rwq.plugins.control import ControlServer
 from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.manager import PendingApproval, PluginManager, SwapResult
+from rwq.plugins.manager import PendingApproval, PluginManager
 from rwq.plugins.manifest import PluginManifest
 from rwq.plugins.metrics import PluginSnapshot
 from rwq.plugins.reloader import HotReloader, ReloadAttempt
@@ -153,9 +153,6 @@ class LocalPluginHost:
 
     def disable(self, name: str, reason: str = "disabled by the user") -> None:
         self.manager.disable(name, reason)
-
-    def reload_now(self, name: str) -> SwapResult:
-        return self.manager.reload(name)
 
     def reload(self, name: str) -> str:
         if self.reloader is None:

@@ -43,7 +43,7 @@ from rwq.host.messages import (
     View,
 )
 from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.manager import PendingApproval, SwapResult
+from rwq.plugins.manager import PendingApproval
 from rwq.plugins.manifest import PluginManifest
 from rwq.plugins.metrics import PluginSnapshot
 from rwq.plugins.reloader import ReloadAttempt
@@ -460,10 +460,6 @@ class RemotePluginHost:
 
     def disable(self, name: str, reason: str = "disabled by the user") -> None:
         self.call("disable", name, reason)
-
-    def reload_now(self, name: str) -> SwapResult:
-        result: SwapResult = self.call("reload_now", name)
-        return result
 
     def reload(self, name: str) -> str:
         line: str = self.call("reload", name)

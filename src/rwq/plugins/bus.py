@@ -649,7 +649,6 @@ class Dispatcher:
         self.deliver = deliver
         self.max_batch = max_batch
         self.on_error = on_error
-        self.batches = 0
         self.errors = 0
         self._cond = threading.Condition()
         self._ready: list[tuple[int, int, str]] = []
@@ -695,7 +694,6 @@ class Dispatcher:
                     failed = True
                     self._report(plugin, exc)
             with self._cond:
-                self.batches += bool(batch)
                 self.errors += failed
                 # Checked under the lock the work listener takes, so a publish between the
                 # drain and here either finds the plugin scheduled or is seen by pending().

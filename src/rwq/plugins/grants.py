@@ -173,11 +173,6 @@ class GrantStore:
         state = self._state
         return sorted({g.plugin for g in state.grants} | {d.plugin for d in state.denials})
 
-    def current_binding(self, plugin: str) -> Binding | None:
-        """The binding of ``plugin``'s most recent grant, used when a check names none."""
-        self._maybe_reload()
-        return self._state.current.get(plugin)
-
     # -- checks -----------------------------------------------------------------------------
 
     def check(

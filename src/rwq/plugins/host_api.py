@@ -20,7 +20,6 @@ import fnmatch
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,7 +82,6 @@ class _Buckets:
         self._clock = clock
         self._lock = threading.Lock()
         self._state: dict[tuple[str, str], tuple[float, float]] = {}
-        self.refused: Counter[tuple[str, str]] = Counter()
 
     def take(self, plugin: str, function: str, rate: Rate) -> bool:
         key = (plugin, function)
@@ -93,7 +91,6 @@ class _Buckets:
             tokens = min(float(rate.count), tokens + (now - stamp) * rate.count / rate.per)
             if tokens < 1.0:
                 self._state[key] = (tokens, now)
-                self.refused[key] += 1
                 return False
             self._state[key] = (tokens - 1.0, now)
             return True
@@ -206,11 +203,6 @@ class HostAPI:
         if self.health is None:
             # A sampler of its own (never started, on a bus of its own): only ``measure``.
             self.health = HealthSampler(self.admin.client, EventBus()).measure
-
-    @property
-    def rate_limited(self) -> Counter[tuple[str, str]]:
-        """Calls refused by rate limits, per (plugin, function)."""
-        return self._buckets.refused
 
     def release(self, plugin: str) -> None:
         """Drop what ``plugin`` holds through the API (timers, subscriptions, rate-limit

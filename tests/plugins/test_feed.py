@@ -47,6 +47,13 @@ class Collector:
         return [(e.type, e.queue) for e in self.seen]
 
 
+def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
 def has(type_: str, queue: str, n: int = 1) -> Callable[[list[BusEvent]], bool]:
     return lambda events: sum(e.type == type_ and e.queue == queue for e in events) >= n
 
@@ -204,7 +211,7 @@ def test_stats_are_sampled_only_while_subscribed(broker: Broker) -> None:
     sampler = StatsSampler(Admin(broker), bus)
     sampler.start()
     try:
-        time.sleep(0.3)
+        wait_for(lambda: sampler.parked == 1)  # asleep with no sample planned
         assert sampler.samples == 0
         sink = Collector(bus, QUEUE_STATS, interval=0.2)
         events = sink.wait(has(QUEUE_STATS, "emails", 2), "two samples")
@@ -212,10 +219,8 @@ def test_stats_are_sampled_only_while_subscribed(broker: Broker) -> None:
         assert sample.source == "sampler" and sample.data["pending"] == 1
         assert "queue" not in sample.data
         bus.unsubscribe(sink.sub)
-        time.sleep(0.05)  # a sample already under way may finish
-        taken = sampler.samples
-        time.sleep(0.5)
-        assert sampler.samples == taken
+        wait_for(lambda: sampler.parked == 2)  # a sample under way finished, none planned
+        assert bus.sample_interval(QUEUE_STATS) is None
     finally:
         sampler.stop()
 

@@ -257,6 +257,8 @@ class _Sampler(_Loop):
         super().__init__()
         self.bus = bus
         self.samples = 0
+        self.parked = 0
+        """Times it went to sleep with no sample planned (nobody subscribes)."""
         self._changed = threading.Event()
         self._last: float | None = None
         bus.add_change_listener(self._changed.set)
@@ -273,6 +275,7 @@ class _Sampler(_Loop):
         interval = self.bus.sample_interval(self.event_type)
         if interval is None:
             self._last = None
+            self.parked += 1
             self._changed.wait()
             return
         now = time.monotonic()

@@ -107,11 +107,13 @@ def snapshot(**changes: Any) -> Snapshot:
         failed_1m=25,
     )  # fmt: skip
     dead = Event(
-        "job.dead_lettered", 1.7e12, "tenant.initech",
+        "job.dead_lettered", 1.7e12, "queue", "tenant.initech",
         {"job_id": "01a2b3c4d5e6f7a8b9c0d1e2f3", "attempt": 3,
          "error": "MemoryError: report worker ran out of memory"},
     )  # fmt: skip
-    done = Event("job.completed", 1.7e12, "tenant.acme", {"job_id": "x1", "duration_ms": 42.0})
+    done = Event(
+        "job.completed", 1.7e12, "queue", "tenant.acme", {"job_id": "x1", "duration_ms": 42.0}
+    )
     values: dict[str, Any] = {
         "elapsed": 12.0, "remaining": 18.0, "rate": 50.0, "enqueued": 600,
         "run": Totals(500, 60, 7), "queues": [stats], "registered_workers": 2,

@@ -17,10 +17,10 @@ from rwq.plugins.bus import BusError, Dispatcher, EventBus, InboxStats, _Inbox
 from rwq.plugins.contract.events import (
     QUEUE_STATS,
     SYSTEM_HEALTH,
-    BusEvent,
     EventTypeError,
     local_event,
 )
+from rwq.queue.events import Event
 
 WAIT = 10.0
 """Generous upper bound for a thread to make progress; tests never sleep it out on success."""
@@ -34,11 +34,11 @@ class FakeClock:
         return self.now
 
 
-def ev(type_: str, queue: str = "", **data: Any) -> BusEvent:
+def ev(type_: str, queue: str = "", **data: Any) -> Event:
     return local_event(type_, data, source="queue", queue=queue)
 
 
-def types(events: list[BusEvent]) -> list[str]:
+def types(events: list[Event]) -> list[str]:
     return [e.type for e in events]
 
 
@@ -56,7 +56,7 @@ def bus(clock: FakeClock) -> EventBus:
 def start_dispatcher(bus: EventBus) -> Iterator[Callable[..., Dispatcher]]:
     started: list[Dispatcher] = []
 
-    def start(deliver: Callable[[str, list[BusEvent]], None], **options: Any) -> Dispatcher:
+    def start(deliver: Callable[[str, list[Event]], None], **options: Any) -> Dispatcher:
         dispatcher = Dispatcher(bus, deliver, **options)
         started.append(dispatcher)
         return dispatcher
@@ -262,7 +262,7 @@ def test_an_inbox_takes_a_run_as_it_takes_each_event_in_turn(steps: list[Any], m
             limit = step[1]
             assert one_by_one.take(limit) == by_runs.take(limit)
             continue
-        run: list[BusEvent] = []
+        run: list[Event] = []
         for type_, queue in step:
             event = ev(type_, queue, n=n)
             n += 1
@@ -406,10 +406,10 @@ def test_a_slow_plugin_does_not_delay_the_others(
     fast_got = threading.Event()
     concurrent = Counter[str]()
     most_concurrent = Counter[str]()
-    batches: dict[str, list[list[BusEvent]]] = {"slow": [], "fast": []}
+    batches: dict[str, list[list[Event]]] = {"slow": [], "fast": []}
     lock = threading.Lock()
 
-    def deliver(plugin: str, batch: list[BusEvent]) -> None:
+    def deliver(plugin: str, batch: list[Event]) -> None:
         with lock:
             concurrent[plugin] += 1
             most_concurrent[plugin] = max(most_concurrent[plugin], concurrent[plugin])
@@ -447,10 +447,10 @@ def test_deliver_errors_are_reported_and_the_dispatcher_goes_on(
     bus.subscribe("bad", "job.*")
     bus.subscribe("good", "job.*")
     errors: list[tuple[str, str]] = []
-    good: list[BusEvent] = []
+    good: list[Event] = []
     done = threading.Event()
 
-    def deliver(plugin: str, batch: list[BusEvent]) -> None:
+    def deliver(plugin: str, batch: list[Event]) -> None:
         if plugin == "bad":
             raise RuntimeError("trap")
         good.extend(batch)
@@ -478,7 +478,7 @@ def test_higher_priority_plugins_are_served_first(
     release = threading.Event()
     order: list[str] = []
 
-    def deliver(plugin: str, batch: list[BusEvent]) -> None:
+    def deliver(plugin: str, batch: list[Event]) -> None:
         if plugin == "blocker":
             inside.set()
             release.wait(WAIT)
@@ -498,7 +498,7 @@ def test_events_published_before_the_dispatcher_starts_are_delivered(
 ) -> None:
     bus.subscribe("p", "job.*")
     bus.publish(ev("job.completed", "a"))
-    got: list[BusEvent] = []
+    got: list[Event] = []
     start_dispatcher(lambda plugin, batch: got.extend(batch))
     wait_for(lambda: len(got) == 1)
 
@@ -511,7 +511,7 @@ def test_concurrent_publishers_and_dispatcher() -> None:
     got: Counter[str] = Counter()
     lock = threading.Lock()
 
-    def deliver(plugin: str, batch: list[BusEvent]) -> None:
+    def deliver(plugin: str, batch: list[Event]) -> None:
         with lock:
             got[plugin] += len(batch)
 

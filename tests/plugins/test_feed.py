@@ -13,10 +13,11 @@ import redis
 
 from rwq.config import Settings
 from rwq.plugins.bus import EventBus
-from rwq.plugins.contract.events import QUEUE_STATS, SYSTEM_HEALTH, BusEvent, EventTypeError
+from rwq.plugins.contract.events import QUEUE_STATS, SYSTEM_HEALTH, EventTypeError
 from rwq.plugins.feed import HealthSampler, StatsSampler, StreamFeed, publish_local
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
+from rwq.queue.events import Event
 from rwq.queue.producer import Producer
 from rwq.queue.worker import Worker, WorkerOptions
 
@@ -29,13 +30,13 @@ class Collector:
     def __init__(self, bus: EventBus | None = None, pattern: str = "*", **options: Any) -> None:
         self.bus = bus or EventBus(maxlen=100_000)
         self.sub = self.bus.subscribe("collector", pattern, **options)
-        self.seen: list[BusEvent] = []
+        self.seen: list[Event] = []
 
-    def events(self) -> list[BusEvent]:
+    def events(self) -> list[Event]:
         self.seen.extend(self.bus.drain("collector", 100_000))
         return self.seen
 
-    def wait(self, predicate: Callable[[list[BusEvent]], bool], what: str) -> list[BusEvent]:
+    def wait(self, predicate: Callable[[list[Event]], bool], what: str) -> list[Event]:
         deadline = time.monotonic() + WAIT
         while not predicate(self.events()):
             if time.monotonic() > deadline:
@@ -54,7 +55,7 @@ def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
-def has(type_: str, queue: str, n: int = 1) -> Callable[[list[BusEvent]], bool]:
+def has(type_: str, queue: str, n: int = 1) -> Callable[[list[Event]], bool]:
     return lambda events: sum(e.type == type_ and e.queue == queue for e in events) >= n
 
 
@@ -108,7 +109,7 @@ def test_job_labels_reach_plugins_as_an_object(
     plain = producer.enqueue("emails", {"n": 2})
     broker.complete("emails", "w1", [(j.id, 1.0) for j in broker.fetch("emails", "w1", 2).jobs])
     events = sink.wait(has("job.completed", "emails", 2), "two completions")
-    by_job: dict[str, list[BusEvent]] = {}
+    by_job: dict[str, list[Event]] = {}
     for event in events:
         by_job.setdefault(event.data["job_id"], []).append(event)
     assert [e.type for e in by_job[labelled.id]] == ["job.enqueued", "job.started", "job.completed"]

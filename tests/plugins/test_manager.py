@@ -20,12 +20,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from rwq.config import Settings
 from rwq.plugins.audit import read
 from rwq.plugins.bundle import open_bundle
-from rwq.plugins.contract.events import BusEvent, local_event
+from rwq.plugins.contract.events import local_event
 from rwq.plugins.contract.ui import cap_elements
 from rwq.plugins.grants import GrantStore, grants_path
 from rwq.plugins.lifecycle import FaultPolicy, IllegalTransition, PluginState, check_transition
 from rwq.plugins.manager import LifecycleError, PluginManager
 from rwq.plugins.user_config import PluginConfigError
+from rwq.queue.events import Event
 
 WAIT = 15.0
 
@@ -38,7 +39,7 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout: float = WAIT) ->
         time.sleep(0.005)
 
 
-def job_event(n: int, queue: str = "q") -> BusEvent:
+def job_event(n: int, queue: str = "q") -> Event:
     return local_event("job.completed", {"job_id": f"j{n}"}, source="queue", queue=queue)
 
 
@@ -118,7 +119,7 @@ class Host:
         return self.runtime.latest(name)
 
 
-def publish(manager: PluginManager, events: list[BusEvent]) -> None:
+def publish(manager: PluginManager, events: list[Event]) -> None:
     manager.bus.publish_many(events)
 
 

@@ -174,8 +174,9 @@ def test_from_entry_parses_numbers_and_keeps_text() -> None:
         "id": "1700000000123-4",
         "type": "job.completed",
         "ts": 1700000000123.0,
+        "source": "queue",
         "queue": "emails",
-        **event.data,
+        "data": event.data,
     }
 
 

@@ -24,12 +24,12 @@ import yaml
 from rwq.config import Settings
 from rwq.host.check import CheckReport, check_plugin
 from rwq.plugins.bundle import open_bundle
-from rwq.plugins.contract.events import BusEvent
 from rwq.plugins.lifecycle import FaultPolicy, PluginState
 from rwq.plugins.manager import PluginManager
 from rwq.plugins.runtimes.base import FaultKind, PluginRuntime
 from rwq.plugins.runtimes.starlark import StarlarkRuntime
 from rwq.plugins.runtimes.wasm import WasmRuntime
+from rwq.queue.events import Event
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -126,10 +126,10 @@ EXPECTED: dict[str, Contained] = {
 }
 
 
-def job_events(n: int) -> list[BusEvent]:
+def job_events(n: int) -> list[Event]:
     kinds = ("job.completed", "job.failed")
     return [
-        BusEvent(
+        Event(
             type=kinds[i % 2],
             ts=time.time() * 1000,
             source="host",

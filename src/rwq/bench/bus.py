@@ -17,8 +17,9 @@ from rwq.bench.queue import _percentile, bench_target
 from rwq.config import Settings
 from rwq.connection import connect
 from rwq.plugins.bus import Dispatcher, EventBus
-from rwq.plugins.contract.events import BusEvent, local_event
+from rwq.plugins.contract.events import local_event
 from rwq.plugins.feed import StreamFeed
+from rwq.queue.events import Event
 from rwq.queue.keys import Keys
 
 
@@ -47,7 +48,7 @@ def bench_dispatch(
     done = threading.Event()
     expected = events * plugins
 
-    def deliver(plugin: str, batch: list[BusEvent]) -> None:
+    def deliver(plugin: str, batch: list[Event]) -> None:
         now = time.perf_counter()
         with lock:
             latencies.extend((now - e.data["t0"]) * 1000 for e in batch if e.data["t0"])

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins.bus import DEFAULT_INBOX
-from rwq.plugins.contract.events import CATALOG, BusEvent, is_known_type
+from rwq.plugins.contract.events import CATALOG, is_known_type
 from rwq.plugins.runtimes.base import (
     FaultKind,
     Hook,
@@ -34,6 +34,7 @@ from rwq.plugins.runtimes.base import (
     ResourceLimits,
 )
 from rwq.plugins.seed import SeedJob, plant
+from rwq.queue.events import Event
 
 if TYPE_CHECKING:
     from rwq.plugins.bundle import Bundle
@@ -117,7 +118,7 @@ class CheckReport:
         return out
 
 
-def read_events(path: Path) -> list[BusEvent]:
+def read_events(path: Path) -> list[Event]:
     """The events of a JSON-lines file: one object per line with ``type`` and optional
     ``queue``, ``data``, ``ts`` (epoch ms), ``source`` and ``id``; blank lines are skipped.
 
@@ -147,7 +148,7 @@ def _finite(text: str) -> float:
     return value
 
 
-def _event(path: Path, number: int, line: str) -> BusEvent:
+def _event(path: Path, number: int, line: str) -> Event:
     def bad(reason: str) -> EventsFileError:
         return EventsFileError(path, number, reason)
 
@@ -174,7 +175,7 @@ def _event(path: Path, number: int, line: str) -> BusEvent:
         raise bad(f"'ts' must be a number of epoch milliseconds, got {str(ts)[:24]}")
     spec = CATALOG.get(kind)
     default_source = spec.source if spec is not None and "<" not in spec.source else "host"
-    return BusEvent(
+    return Event(
         type=kind,
         ts=float(ts),
         source=raw.get("source") or default_source,
@@ -305,7 +306,7 @@ def check_plugin(
     *,
     grants: Sequence[str] = (),
     policy: Path | None = None,
-    events: Sequence[BusEvent] = (),
+    events: Sequence[Event] = (),
     batch_size: int = 100,
     timeout: float = 60.0,
     client: Any = None,
@@ -408,7 +409,7 @@ def _run(
     bundle: Bundle,
     grants: Sequence[str],
     policy: Path | None,
-    events: Sequence[BusEvent],
+    events: Sequence[Event],
     batch_size: int,
     timeout: float,
     companions: Sequence[Bundle] = (),

@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from rwq.errors import RwqError
-from rwq.plugins.contract.events import SAMPLED, BusEvent, check_pattern, glob_matcher, is_glob
+from rwq.plugins.contract.events import SAMPLED, check_pattern, glob_matcher, is_glob
+from rwq.queue.events import Event
 
 __all__ = [
     "DEFAULT_INBOX",
@@ -173,8 +174,8 @@ class _Inbox:
     per event (the garbage collector would have to walk millions of them at scale)."""
 
     maxlen: int
-    events: deque[BusEvent] = field(default_factory=deque)
-    latest: dict[tuple[str, str], tuple[int, int, BusEvent]] = field(default_factory=dict)
+    events: deque[Event] = field(default_factory=deque)
+    latest: dict[tuple[str, str], tuple[int, int, Event]] = field(default_factory=dict)
     appended: int = 0
     """Ordinary events ever added: ``events[0]`` is number ``appended - len(events)``."""
     ticks: int = 0
@@ -188,7 +189,7 @@ class _Inbox:
     def __len__(self) -> int:
         return len(self.events) + len(self.latest)
 
-    def put(self, event: BusEvent) -> bool:
+    def put(self, event: Event) -> bool:
         """Add ``event``; True if the inbox was empty (the dispatcher must be woken)."""
         was_empty = not self.events and not self.latest
         if event.type in SAMPLED:
@@ -206,7 +207,7 @@ class _Inbox:
             self.appended += 1
         return was_empty
 
-    def put_many(self, events: list[BusEvent]) -> bool:
+    def put_many(self, events: list[Event]) -> bool:
         """Add ordinary (not sampled) ``events``, with the same outcome as :meth:`put` of each
         in turn; True if the inbox was empty."""
         queue, latest = self.events, self.latest
@@ -244,9 +245,9 @@ class _Inbox:
         latest = self.latest
         del latest[min(latest, key=lambda k: latest[k][:2])]
 
-    def take(self, limit: int) -> list[BusEvent]:
+    def take(self, limit: int) -> list[Event]:
         events = self.events
-        out: list[BusEvent]
+        out: list[Event]
         if not self.latest:
             if limit >= len(events):
                 out = list(events)
@@ -456,11 +457,11 @@ class EventBus:
 
     # -- events ------------------------------------------------------------------------------
 
-    def publish(self, event: BusEvent) -> int:
+    def publish(self, event: Event) -> int:
         """Route ``event`` into every matching plugin's inbox; return how many took it."""
         return self.publish_many((event,))
 
-    def publish_many(self, events: Iterable[BusEvent]) -> int:
+    def publish_many(self, events: Iterable[Event]) -> int:
         """Publish a batch under one lock and wake each plugin's dispatcher at most once.
 
         Consecutive events that reach the same plugins, none of them rate-limited, and are
@@ -471,7 +472,7 @@ class EventBus:
         now = self.clock()
         with self._lock:
             routes = self._routes
-            run: list[BusEvent] = []
+            run: list[Event] = []
             run_targets: tuple[Target, ...] = ()
             for event in events:
                 route = routes.get(event.type) or self._route(event.type)
@@ -503,7 +504,7 @@ class EventBus:
                     log.exception("event bus work listener failed")
         return taken
 
-    def _put_run(self, run: list[BusEvent], targets: tuple[Target, ...], woken: list[str]) -> int:
+    def _put_run(self, run: list[Event], targets: tuple[Target, ...], woken: list[str]) -> int:
         """Put ``run`` (ordinary events every target admits) into each target's inbox."""
         if not run:
             return 0
@@ -515,7 +516,7 @@ class EventBus:
     @staticmethod
     def _admit(
         subscribers: tuple[_Subscriber, ...],
-        event: BusEvent,
+        event: Event,
         now: float,
         sampled: bool,
         inbox: _Inbox,
@@ -543,7 +544,7 @@ class EventBus:
             inbox.throttled += 1
         return False
 
-    def drain(self, plugin: str, max_batch: int = DEFAULT_INBOX) -> list[BusEvent]:
+    def drain(self, plugin: str, max_batch: int = DEFAULT_INBOX) -> list[Event]:
         """Take up to ``max_batch`` waiting events of ``plugin``, oldest first."""
         with self._lock:
             inbox = self._inboxes.get(plugin)
@@ -613,7 +614,7 @@ class EventBus:
                 log.exception("event bus change listener failed")
 
 
-Deliver = Callable[[str, list[BusEvent]], None]
+Deliver = Callable[[str, list[Event]], None]
 ErrorHandler = Callable[[str, BaseException], None]
 
 

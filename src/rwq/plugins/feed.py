@@ -25,13 +25,12 @@ from rwq.plugins.bus import EventBus
 from rwq.plugins.contract.events import (
     QUEUE_STATS,
     SYSTEM_HEALTH,
-    BusEvent,
     EventTypeError,
-    from_queue_event,
     is_known_type,
     local_event,
 )
 from rwq.queue.admin import Admin
+from rwq.queue.events import Event
 from rwq.queue.keys import InvalidQueueName, Keys
 from rwq.queue.stream import StreamReader
 
@@ -52,7 +51,7 @@ def publish_local(
     *,
     source: str = "host",
     queue: str = "",
-) -> BusEvent:
+) -> Event:
     """Publish an event made in this process (an admin operation, a lifecycle change, an
     event a plugin emitted) and return it.
 
@@ -238,7 +237,7 @@ class StreamFeed(_Loop):
             self._discover()
         events = self.reader.read(block_ms=self.block_ms)
         if events:
-            self.bus.publish_many([from_queue_event(event) for event in events])
+            self.bus.publish_many(events)
         if self.cluster:
             if events:
                 self._idle = _IDLE_MIN

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -87,14 +88,21 @@ _NUMERIC = {"priority", "attempt", "wait_ms", "duration_ms", "run_at", "count", 
 
 @dataclass(frozen=True)
 class Event:
-    """One event as read back from a stream."""
+    """The envelope of every event: read back from a stream (:meth:`from_entry`), or made by a
+    host process (samplers, admin operations, plugin lifecycle, plugins); shared by every
+    reader, so treat as read-only."""
 
     type: str
     ts: float
-    queue: str
-    data: dict[str, Any] = field(default_factory=dict)
+    """Epoch milliseconds: the stream entry's time (server clock) or the local publish time."""
+    source: str
+    """Where it comes from: ``queue`` (a queue's stream), ``worker`` (the system stream),
+    ``sampler``, ``admin``, ``host`` or ``plugin:<name>`` (see ``docs/plugin-events.md``)."""
+    queue: str = ""
+    """The queue the event is about; ``""`` if none."""
+    data: Mapping[str, Any] = field(default_factory=dict)
     id: str = ""
-    """The stream entry id (``<ms>-<seq>``), unique per stream."""
+    """The stream entry id (``<ms>-<seq>``, unique per queue) or ``local:<n>`` for local events."""
 
     @classmethod
     def from_entry(cls, entry_id: str, fields: dict[str, str], queue: str = "") -> Event:
@@ -111,16 +119,79 @@ class Event:
                 data[key] = _number(value)
             else:
                 data[key] = value
+        kind = fields.get("type", "")
         return cls(
-            type=fields.get("type", ""),
+            type=kind,
             ts=entry_ms(entry_id),
+            source="worker" if kind == EventType.WORKER_STATUS else "queue",
             queue=queue,
             data=data,
             id=entry_id,
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "type": self.type, "ts": self.ts, "queue": self.queue, **self.data}
+    def to_dict(self) -> EventPayload:
+        """What a plugin receives: a JSON-safe dict, made once per event and shared by every
+        subscriber (so read-only), whose JSON a runtime encodes once for all of them."""
+        payload: EventPayload | None = self.__dict__.get("_payload")
+        if payload is None:  # two threads may both make it: equal values, one is kept
+            payload = EventPayload(
+                id=self.id,
+                type=self.type,
+                ts=self.ts,
+                source=self.source,
+                queue=self.queue,
+                data=json_safe(self.data),
+            )
+            object.__setattr__(self, "_payload", payload)
+        return payload
+
+    def __getstate__(self) -> dict[str, Any]:  # a pickle carries the fields, not the payload
+        state = dict(self.__dict__)
+        state.pop("_payload", None)
+        return state
+
+
+class EventPayload(dict[str, Any]):
+    """One event as plugins receive it (:meth:`BusEvent.to_dict`): shared by every plugin the
+    event reaches, so it refuses changes (a copy, ``dict(payload)``, may be changed; the
+    nested ``data`` is shared too and must be left alone). ``encoded`` is its guest JSON once a
+    runtime has encoded it (:func:`rwq.plugins.runtimes.base.to_guest_json`): a batch for
+    one more plugin costs a join of those bytes, not an encoding."""
+
+    __slots__ = ("encoded",)
+
+    def __init__(self, **fields: Any) -> None:
+        super().__init__(**fields)
+        self.encoded: bytes | None = None
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("an event handed to plugins is shared and read-only: copy it first")
+
+    __setitem__ = __delitem__ = _read_only
+    clear = pop = popitem = setdefault = update = __ior__ = _read_only  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copies and pickles are plain dicts
+        return (dict, (dict(self),))
+
+
+MAX_DEPTH = 64
+"""Event data nests at most this deep; deeper parts are replaced by a note."""
+
+
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """``value`` made JSON-safe: string keys, lists for sequences, no NaN/inf, nothing nested
+    deeper than :data:`MAX_DEPTH`, else ``str``."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth >= MAX_DEPTH:
+        return f"(nested deeper than {MAX_DEPTH} levels)"
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(v, depth + 1) for v in value]
+    return str(value)
 
 
 def entry_ms(entry_id: str) -> float:

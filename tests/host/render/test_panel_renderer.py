@@ -9,9 +9,9 @@ from typing import Any
 from rwq.host.render import renderer as panels
 from rwq.host.render.renderer import BUSY, PanelRenderer, about, drop_note
 from rwq.plugins.bus import EventBus, InboxStats
-from rwq.plugins.contract.events import BusEvent
 from rwq.plugins.lifecycle import PluginState
 from rwq.plugins.manager import RenderResult
+from rwq.queue.events import Event
 
 ELEMENTS = [{"type": "text", "text": "hello"}]
 
@@ -90,7 +90,7 @@ def test_a_panel_says_how_many_events_its_plugin_dropped_and_since_when() -> Non
     r = renderer(plugins)
     quiet = r.frame("busy")
     assert quiet is not None and quiet is not BUSY and quiet.note == ""
-    events = [BusEvent("job.completed", float(i), "queue", "q", {}) for i in range(2510)]
+    events = [Event("job.completed", float(i), "queue", "q", {}) for i in range(2510)]
     plugins.bus.publish_many(events)  # nobody drains the inbox of 10: 2,500 dropped
     frame = r.frame("busy")
     assert frame is not None and frame is not BUSY

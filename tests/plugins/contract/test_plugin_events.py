@@ -13,11 +13,9 @@ from rwq.plugins.contract.events import (
     CATALOG,
     QUEUE_STATS,
     SYSTEM_HEALTH,
-    BusEvent,
     EventPayload,
     EventTypeError,
     check_pattern,
-    from_queue_event,
     glob_matcher,
     is_known_type,
     local_event,
@@ -46,8 +44,8 @@ def test_catalog_covers_every_queue_event_and_the_host_types() -> None:
 
 def test_queue_events_convert_to_envelopes() -> None:
     fields_ = {"type": "job.completed", "job_id": "j1", "attempt": "1", "duration_ms": "2.5"}
-    event = from_queue_event(Event.from_entry("1700000000000-3", fields_, "emails"))
-    assert event == BusEvent(
+    event = Event.from_entry("1700000000000-3", fields_, "emails")
+    assert event == Event(
         type="job.completed",
         ts=1700000000000.0,
         source="queue",
@@ -55,7 +53,7 @@ def test_queue_events_convert_to_envelopes() -> None:
         data={"job_id": "j1", "attempt": 1, "duration_ms": 2.5},
         id="1700000000000-3",
     )
-    status = from_queue_event(Event.from_entry("5-0", {"type": "worker.status", "pid": "7"}))
+    status = Event.from_entry("5-0", {"type": "worker.status", "pid": "7"})
     assert (status.source, status.queue, status.data) == ("worker", "", {"pid": 7})
 
 

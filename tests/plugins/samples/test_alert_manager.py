@@ -31,9 +31,9 @@ from wasm_samples import (
 
 from rwq.config import Settings
 from rwq.host.check import CheckReport, check_plugin, read_events
-from rwq.plugins.contract.events import BusEvent
 from rwq.plugins.manager import PluginManager
 from rwq.plugins.user_config import PluginConfigError
+from rwq.queue.events import Event
 
 EVENTS = FIXTURES / "alert-manager.jsonl"
 TIMES = "\N{MULTIPLICATION SIGN}"  # "CRIT <times>3": raised three times
@@ -129,17 +129,17 @@ def test_without_storage_and_notifications_it_still_works_and_says_so(
 # -- in a real manager ------------------------------------------------------------------------
 
 
-def raised(manager: PluginManager, events: list[BusEvent]) -> None:
+def raised(manager: PluginManager, events: list[Event]) -> None:
     manager.bus.publish_many(events)
 
 
 def alert(
     ts: float, frm: str, severity: str, title: str, key: str | None = None, message: str = "",
     *, repeat: bool = False,
-) -> BusEvent:  # fmt: skip
+) -> Event:  # fmt: skip
     data = {"from": frm, "severity": severity, "title": title, "message": message, "key": key,
             "repeat": repeat}  # fmt: skip
-    return BusEvent(
+    return Event(
         type="alert.raised", ts=ts, source=f"plugin:{frm}", queue="", data=data,
         id=f"a:{next(SEQ)}",
     )  # fmt: skip

@@ -18,11 +18,11 @@ from sample_panels import Panel, find, start_plugin, validated
 
 from rwq.config import Settings
 from rwq.host.check import check_plugin, read_events
-from rwq.plugins.contract.events import BusEvent
 from rwq.plugins.manager import PluginManager
 from rwq.plugins.runtimes.starlark import StarlarkRuntime
 from rwq.plugins.storage import PluginStorage
 from rwq.plugins.user_config import PluginConfigError
+from rwq.queue.events import Event
 from rwq.queue.keys import Keys
 from rwq.samples import SAMPLES_DIR
 
@@ -180,8 +180,8 @@ def test_bad_metrics_refuse_to_start_naming_the_metric_and_field(
 # -- a real manager -------------------------------------------------------------------------
 
 
-def job_event(kind: str, tenant: str, **data: Any) -> BusEvent:
-    return BusEvent(
+def job_event(kind: str, tenant: str, **data: Any) -> Event:
+    return Event(
         type=kind,
         ts=time.time() * 1000,
         source="queue",

@@ -41,10 +41,10 @@ from wasm_samples import (
 
 from rwq.config import Settings
 from rwq.host.check import CheckReport, check_plugin, read_events
-from rwq.plugins.contract.events import BusEvent
 from rwq.plugins.lifecycle import PluginState
 from rwq.plugins.manager import PluginManager
 from rwq.plugins.user_config import PluginConfigError
+from rwq.queue.events import Event
 
 EVENTS = FIXTURES / "tenant-sla-monitor.jsonl"
 SEQ = itertools.count()
@@ -200,7 +200,7 @@ def test_the_tenant_cap_keeps_memory_bounded(
 def publish(manager: PluginManager, events: list[dict[str, Any]], handled: int) -> None:
     """Publish events and wait until the SLA monitor has handled ``handled`` in all."""
     manager.bus.publish_many(
-        BusEvent(
+        Event(
             type=e["type"], ts=e["ts"], source="queue", queue=e["queue"], data=e["data"],
             id=f"t:{next(SEQ)}",
         )

@@ -1,19 +1,18 @@
 """The plugin-side event contract: the envelope plugins receive and every type they may
 subscribe to, in one place.
 
-The event bus (:mod:`rwq.plugins.bus`) carries :class:`BusEvent` envelopes; runtimes hand a
-plugin ``BusEvent.to_dict()``. ``docs/plugin-events.md`` is generated from this module
-(written by ``make docs``) and a test keeps the two equal.
+The event bus (:mod:`rwq.plugins.bus`) carries :class:`rwq.queue.events.Event`, the one
+envelope of every event; runtimes hand a plugin ``Event.to_dict()``. ``docs/plugin-events.md``
+is generated from this module (written by ``make docs``) and a test keeps the two equal.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any
 
@@ -21,7 +20,35 @@ from rwq.errors import RwqError
 from rwq.queue.admin import QueueStats
 from rwq.queue.events import DESCRIPTIONS as QUEUE_DESCRIPTIONS
 from rwq.queue.events import FIELDS as QUEUE_FIELDS
-from rwq.queue.events import Event, EventType
+from rwq.queue.events import Event, EventPayload, EventType, json_safe
+
+__all__ = [
+    "ALERT_RAISED",
+    "CATALOG",
+    "PLUGIN_FAULTED",
+    "PLUGIN_LOADED",
+    "PLUGIN_RELOADED",
+    "PLUGIN_UNLOADED",
+    "QUEUE_STATS",
+    "SAMPLED",
+    "SOURCES",
+    "SYSTEM_HEALTH",
+    "BusEvent",
+    "Event",
+    "EventPayload",
+    "EventSpec",
+    "EventTypeError",
+    "check_pattern",
+    "glob_matcher",
+    "is_glob",
+    "is_known_type",
+    "json_safe",
+    "local_event",
+    "plugin_event_type",
+    "render_markdown",
+]
+
+BusEvent = Event  # the name the plugin manager still uses; one class
 
 QUEUE_STATS = "queue.stats"
 SYSTEM_HEALTH = "system.health"
@@ -37,7 +64,7 @@ the latest one per (type, queue), and a subscription's ``interval`` sets how oft
 """
 
 SOURCES = ("queue", "worker", "sampler", "admin", "host", "plugin:<name>")
-"""Where an event comes from (:attr:`BusEvent.source`)."""
+"""Where an event comes from (:attr:`Event.source`)."""
 
 _SOURCE_DESCRIPTIONS = {
     "queue": "a queue's event stream: a job transition or an admin operation on the queue, "
@@ -132,86 +159,6 @@ CATALOG: dict[str, EventSpec] = {
 :func:`plugin_event_type`)."""
 
 
-@dataclass(frozen=True)
-class BusEvent:
-    """The envelope of every event on the bus; shared by every inbox, so treat as read-only."""
-
-    type: str
-    ts: float
-    """Epoch milliseconds: the stream entry's time (server clock) or the local publish time."""
-    source: str
-    """One of :data:`SOURCES`."""
-    queue: str = ""
-    """The queue the event is about; ``""`` if none."""
-    data: Mapping[str, Any] = field(default_factory=dict)
-    id: str = ""
-    """The stream entry id (``<ms>-<seq>``, unique per queue) or ``local:<n>`` for local events."""
-
-    def to_dict(self) -> EventPayload:
-        """What a plugin receives: a JSON-safe dict, made once per event and shared by every
-        subscriber (so read-only), whose JSON a runtime encodes once for all of them."""
-        payload: EventPayload | None = self.__dict__.get("_payload")
-        if payload is None:  # two threads may both make it: equal values, one is kept
-            payload = EventPayload(
-                id=self.id,
-                type=self.type,
-                ts=self.ts,
-                source=self.source,
-                queue=self.queue,
-                data=json_safe(self.data),
-            )
-            object.__setattr__(self, "_payload", payload)
-        return payload
-
-    def __getstate__(self) -> dict[str, Any]:  # a pickle carries the fields, not the payload
-        state = dict(self.__dict__)
-        state.pop("_payload", None)
-        return state
-
-
-class EventPayload(dict[str, Any]):
-    """One event as plugins receive it (:meth:`BusEvent.to_dict`): shared by every plugin the
-    event reaches, so it refuses changes (a copy, ``dict(payload)``, may be changed; the
-    nested ``data`` is shared too and must be left alone). ``encoded`` is its guest JSON once a
-    runtime has encoded it (:func:`rwq.plugins.runtimes.base.to_guest_json`): a batch for
-    one more plugin costs a join of those bytes, not an encoding."""
-
-    __slots__ = ("encoded",)
-
-    def __init__(self, **fields: Any) -> None:
-        super().__init__(**fields)
-        self.encoded: bytes | None = None
-
-    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError("an event handed to plugins is shared and read-only: copy it first")
-
-    __setitem__ = __delitem__ = _read_only
-    clear = pop = popitem = setdefault = update = __ior__ = _read_only  # type: ignore[assignment]
-
-    def __reduce__(self) -> tuple[Any, ...]:  # copies and pickles are plain dicts
-        return (dict, (dict(self),))
-
-
-MAX_DEPTH = 64
-"""Event data nests at most this deep; deeper parts are replaced by a note."""
-
-
-def json_safe(value: Any, depth: int = 0) -> Any:
-    """``value`` made JSON-safe: string keys, lists for sequences, no NaN/inf, nothing nested
-    deeper than :data:`MAX_DEPTH`, else ``str``."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if depth >= MAX_DEPTH:
-        return f"(nested deeper than {MAX_DEPTH} levels)"
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [json_safe(v, depth + 1) for v in value]
-    return str(value)
-
-
 _local_ids = itertools.count(1)
 
 
@@ -222,27 +169,15 @@ def local_event(
     source: str = "host",
     queue: str = "",
     ts: float | None = None,
-) -> BusEvent:
+) -> Event:
     """An event made in this process (sampler, admin operation, lifecycle, plugin-emitted)."""
-    return BusEvent(
+    return Event(
         type=type,
         ts=time.time() * 1000 if ts is None else ts,
         source=source,
         queue=queue,
         data=dict(data or {}),
         id=f"local:{next(_local_ids)}",
-    )
-
-
-def from_queue_event(event: Event) -> BusEvent:
-    """The envelope of an event read from a queue's (or the system) stream."""
-    return BusEvent(
-        type=event.type,
-        ts=event.ts,
-        source="worker" if event.type == EventType.WORKER_STATUS else "queue",
-        queue=event.queue,
-        data=event.data,
-        id=event.id,
     )
 
 

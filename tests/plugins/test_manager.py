@@ -804,7 +804,7 @@ def test_a_change_after_the_early_render_makes_it_stale(host: Host) -> None:
 def test_changes_faster_than_the_early_renders_are_rendered_on_demand(
     host: Host, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("rwq.plugins.manager.PRERENDER_EVERY", 3600.0)
+    monkeypatch.setattr("rwq.plugins.engine.panels.PRERENDER_EVERY", 3600.0)
     manager, inst = on_screen_counter(host)
     publish(manager, [job_event(0)])
     wait_for(lambda: len(inst.events) == 1 and len(renders_of(inst)) == 1, "the early render")

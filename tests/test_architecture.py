@@ -61,6 +61,8 @@ BASE = (
 )
 """The bottom layer: every package may import it."""
 
+_PLUGIN_BASE = ("rwq.plugins.contract", "rwq.queue", *BASE)
+
 RULES = {
     # Valkey processes know settings and nothing of the queue above them.
     "rwq.valkey": ("rwq.valkey", *BASE),
@@ -73,6 +75,28 @@ RULES = {
     "rwq.plugins.runtimes": ("rwq.plugins.runtimes", "rwq.plugins.contract", "rwq.errors"),
     # The plugin system needs no screen and no command line.
     "rwq.plugins": ("rwq.plugins", "rwq.queue", *BASE),
+    # Inside it, from the bottom up: plugins as files, trust, the event bus stand on the
+    # contract alone; the host API service on them and the runtimes; the engine on all of
+    # those; operations on a running host on the engine.
+    "rwq.plugins.package": ("rwq.plugins.package", *_PLUGIN_BASE),
+    "rwq.plugins.trust": ("rwq.plugins.trust", *_PLUGIN_BASE),
+    "rwq.plugins.eventbus": ("rwq.plugins.eventbus", *_PLUGIN_BASE),
+    "rwq.plugins.host_api": (
+        "rwq.plugins.host_api",
+        "rwq.plugins.trust",
+        "rwq.plugins.eventbus",
+        "rwq.plugins.runtimes",
+        *_PLUGIN_BASE,
+    ),
+    "rwq.plugins.engine": (
+        "rwq.plugins.engine",
+        "rwq.plugins.package",
+        "rwq.plugins.trust",
+        "rwq.plugins.eventbus",
+        "rwq.plugins.host_api",
+        "rwq.plugins.runtimes",
+        *_PLUGIN_BASE,
+    ),
     # A plugin host serves screens without being one.
     "rwq.host": ("rwq.host", "rwq.plugins", "rwq.queue", *BASE),
     # The screen sees plugins through the host; the command line hands it what it runs.
@@ -119,8 +143,11 @@ def test_the_plugin_host_process_loads_no_textual() -> None:
 
 
 def _package_of(module: str) -> str:
-    """The top-level package under ``rwq`` a module belongs to (``rwq.errors`` is its own)."""
+    """The package a module belongs to for the cycle check: a top-level one under ``rwq``
+    (``rwq.errors`` is its own), or a sub-package of ``rwq.plugins``."""
     parts = module.split(".")
+    if parts[:2] == ["rwq", "plugins"] and len(parts) > 2:
+        return ".".join(parts[:3])
     return ".".join(parts[:2])
 
 

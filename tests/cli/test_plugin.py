@@ -304,9 +304,9 @@ def test_remove_keeps_data_unless_purged(tmp_path: Path) -> None:
     assert rwq("plugin", "grant", "alert-manager", "storage.read").returncode == 0
     from rwq.config import Settings
     from rwq.connection import connect
-    from rwq.plugins.grants import GrantStore
-    from rwq.plugins.storage import PluginStorage
-    from rwq.plugins.user_config import ConfigStore
+    from rwq.plugins.host_api.storage import PluginStorage
+    from rwq.plugins.package.user_config import ConfigStore
+    from rwq.plugins.trust.grants import GrantStore
     from rwq.queue.keys import Keys
 
     try:

@@ -255,7 +255,7 @@ def test_a_seed_gives_the_plugins_admin_calls_something_to_see(
 ) -> None:
     """A check ran under a private prefix: admin calls saw no queues. --seed creates jobs and
     dead letters there first (and they go with the prefix afterwards)."""
-    from rwq.plugins.seed import SeedFileError, read_seed
+    from rwq.plugins.ops.seed import SeedFileError, read_seed
     from rwq.samples import SAMPLES_DIR
 
     seed = tmp_path / "seed.jsonl"

@@ -9,7 +9,7 @@ from typing import Any
 from rwq.host.frame_wire import FrameDecoder, FrameEncoder, WireFrame
 from rwq.host.render.elements import build_panel
 from rwq.host.render.renderer import PanelFrame
-from rwq.plugins.lifecycle import PluginState
+from rwq.plugins.engine.lifecycle import PluginState
 
 
 def table(first: int, rows: int = 6, *, selectable: bool = False) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from rwq.host.messages import (
     Returned,
     Stop,
 )
-from rwq.plugins.manager import LifecycleError, UnknownPlugin
+from rwq.plugins.engine.manager import LifecycleError, UnknownPlugin
 
 
 @pytest.fixture
@@ -40,7 +40,9 @@ def pair() -> Iterator[tuple[Link, Link]]:
 
 def test_messages_round_trip_in_order(pair: tuple[Link, Link]) -> None:
     left, right = pair
-    error = ErrorInfo("rwq.plugins.manager.UnknownPlugin", "no plugin named 'x'", {"plugin": "x"})
+    error = ErrorInfo(
+        "rwq.plugins.engine.manager.UnknownPlugin", "no plugin named 'x'", {"plugin": "x"}
+    )
     messages: list[Any] = [
         Call(1, "approve", ("x", ["storage.read"]), {"granted_by": "t"}),
         Frames([b"\x00\xff", "text", 1.5, None]),

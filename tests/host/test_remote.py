@@ -23,8 +23,8 @@ from rwq.host import remote as remote_module
 from rwq.host.messages import RemoteError
 from rwq.host.remote import PluginHostBusy, PluginHostGone, RemotePluginHost
 from rwq.plugins.contract.ui import button_input, key_input
-from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.manager import LifecycleError, UnknownPlugin
+from rwq.plugins.engine.lifecycle import PluginState
+from rwq.plugins.engine.manager import LifecycleError, UnknownPlugin
 from rwq.tui.panels import PanelFrame
 
 FIXTURES = Path(__file__).parents[1] / "tui" / "fixtures"
@@ -281,8 +281,8 @@ def test_a_killed_process_is_reaped_logged_and_restarted(remote: RemotePluginHos
     renderer.mark(PLUGIN)  # quietly nothing while it is down
     renderer.stop()
 
-    wait_for(lambda: remote.gone is None, "the restart")
-    assert remote.restarted == 1 and remote.process is not dead
+    wait_for(lambda: remote.restarted == 1 and remote.gone is None, "the restart")
+    assert remote.process is not dead
     assert remote.plugins() == [PLUGIN]
     assert toasts.any("plugin host", "restarted", "info")
     log_text = remote.log_path.read_text(encoding="utf-8")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from test_manager import Host
+from manager_host import Host
 
 from rwq.config import Settings
 

@@ -23,9 +23,9 @@ import yaml
 
 from rwq.config import Settings
 from rwq.host.check import CheckReport, check_plugin
-from rwq.plugins.bundle import open_bundle
-from rwq.plugins.lifecycle import FaultPolicy, PluginState
-from rwq.plugins.manager import PluginManager
+from rwq.plugins.engine.lifecycle import FaultPolicy, PluginState
+from rwq.plugins.engine.manager import PluginManager
+from rwq.plugins.package.bundle import open_bundle
 from rwq.plugins.runtimes.base import FaultKind, PluginRuntime
 from rwq.plugins.runtimes.starlark import StarlarkRuntime
 from rwq.plugins.runtimes.wasm import WasmRuntime

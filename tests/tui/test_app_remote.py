@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Label
 
 from rwq.config import Settings
 from rwq.host.remote import RemotePluginHost
-from rwq.plugins.lifecycle import PluginState
+from rwq.plugins.engine.lifecycle import PluginState
 from rwq.tui.app import RwqApp
 from rwq.tui.panels import PluginPanel
 

@@ -19,8 +19,8 @@ from hostile_text import assert_shown_safely
 from rwq.config import Settings
 from rwq.host.build import HostOptions, build_host
 from rwq.host.local import LocalPluginHost
-from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.manifest import load_manifest
+from rwq.plugins.engine.lifecycle import PluginState
+from rwq.plugins.package.manifest import load_manifest
 from rwq.tui.app import RwqApp
 from rwq.tui.approval import ApprovalScreen
 from rwq.tui.audit_view import AuditScreen

@@ -18,7 +18,7 @@ from textual.widget import Widget
 from rwq.host.render.elements import SegmentLines, build_panel
 from rwq.host.render.renderer import THROTTLED_NOTE, PanelFrame
 from rwq.plugins.contract.ui import validate_elements
-from rwq.plugins.lifecycle import PluginState
+from rwq.plugins.engine.lifecycle import PluginState
 from rwq.printable import printable
 from rwq.tui.panels import PluginPanel
 

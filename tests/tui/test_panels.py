@@ -17,8 +17,8 @@ from textual.widgets import DataTable, Label, SelectionList, Static
 from rwq.config import Settings
 from rwq.host.build import HostOptions, build_host
 from rwq.host.local import LocalPluginHost
-from rwq.plugins.grants import GrantStore
-from rwq.plugins.lifecycle import PluginState
+from rwq.plugins.engine.lifecycle import PluginState
+from rwq.plugins.trust.grants import GrantStore
 from rwq.tui.app import RwqApp
 from rwq.tui.approval import ApprovalScreen
 from rwq.tui.audit_view import AuditScreen

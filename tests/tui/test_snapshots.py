@@ -23,7 +23,7 @@ from textual.widgets import DataTable, TabbedContent
 
 from rwq.config import Settings
 from rwq.host.build import HostOptions, build_host
-from rwq.plugins.lifecycle import PluginState
+from rwq.plugins.engine.lifecycle import PluginState
 from rwq.queue.broker import Broker
 from rwq.queue.producer import Producer
 from rwq.tui.app import RwqApp

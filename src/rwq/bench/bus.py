@@ -2,7 +2,7 @@
 
 Two figures: ``publish`` to the event being in a batch handed over by the dispatcher in
 another thread (with many subscriptions), and a Redis ``XADD`` to a queue's stream to the
-event being in a plugin's inbox (through :class:`~rwq.plugins.feed.StreamFeed`).
+event being in a plugin's inbox (through :class:`~rwq.plugins.eventbus.feed.StreamFeed`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 from rwq.bench.queue import _percentile, bench_target
 from rwq.config import Settings
 from rwq.connection import connect
-from rwq.plugins.bus import Dispatcher, EventBus
 from rwq.plugins.contract.events import local_event
-from rwq.plugins.feed import StreamFeed
+from rwq.plugins.eventbus.bus import Dispatcher, EventBus
+from rwq.plugins.eventbus.feed import StreamFeed
 from rwq.queue.events import Event
 from rwq.queue.keys import Keys
 

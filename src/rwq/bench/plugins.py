@@ -21,15 +21,15 @@ from rwq.bench.runtimes import SDK, bench_runtimes
 from rwq.bench.scale import run_scale_bench
 from rwq.config import Settings
 from rwq.connection import connect
-from rwq.plugins.audit import AuditLog
-from rwq.plugins.bus import EventBus
-from rwq.plugins.grants import GrantStore
-from rwq.plugins.host_api import HostAPI, PluginBinding
-from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.manager import PluginManager
-from rwq.plugins.reloader import HotReloader
+from rwq.plugins.engine.lifecycle import PluginState
+from rwq.plugins.engine.manager import PluginManager
+from rwq.plugins.eventbus.bus import EventBus
+from rwq.plugins.host_api.service import HostAPI, PluginBinding
+from rwq.plugins.host_api.storage import PluginStorage
+from rwq.plugins.ops.reloader import HotReloader
 from rwq.plugins.runtimes.base import PluginRuntime
-from rwq.plugins.storage import PluginStorage
+from rwq.plugins.trust.audit import AuditLog
+from rwq.plugins.trust.grants import GrantStore
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
 from rwq.queue.producer import Producer

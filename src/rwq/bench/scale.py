@@ -3,8 +3,8 @@ while real queue traffic makes about 1,000 job events a second.
 
 A load process (a producer pacing jobs and a worker running them, ``job.enqueued``,
 ``job.started`` and ``job.completed`` each) writes to one queue's stream; this process runs a
-real :class:`~rwq.plugins.manager.PluginManager` whose :class:`~rwq.plugins.feed.StreamFeed`
-reads that stream into the bus, the dispatcher handing each plugin its inbox as batches. Each
+real plugin manager whose stream feed reads that stream into the bus, the dispatcher handing
+each plugin its inbox as batches. Each
 plugin counts the events it sees in its ``state`` and renders the count, so the share dropped
 is ``1 - received / (published x plugins)`` from what the plugins saw, and it is checked
 against the host's own counters (bus drops, events held back while over ``max_cpu``).
@@ -38,7 +38,7 @@ from rwq.bench.queue import _percentile, bench_target, noop
 from rwq.config import Settings
 from rwq.connection import connect
 from rwq.errors import RwqError
-from rwq.plugins.lifecycle import PluginState
+from rwq.plugins.engine.lifecycle import PluginState
 from rwq.plugins.runtimes.base import Hook, HostCall, PluginInstance, ResourceLimits
 from rwq.plugins.runtimes.sandbox import cpu_seconds
 from rwq.procfs import thread_cpu
@@ -282,7 +282,7 @@ def run_scale(
     """Run ``plugins`` Starlark plugins on ``job.*`` while a load makes ``events_per_s`` job
     events a second for ``seconds``; the figures (``settings`` must point at the server to
     use, under a private prefix: see :func:`~rwq.bench.queue.bench_target`)."""
-    from rwq.plugins.manager import PluginManager
+    from rwq.plugins.engine.manager import PluginManager
 
     if plugins < 1 or events_per_s <= 0 or seconds <= 0:
         raise RwqError("scale: plugins, events_per_s and seconds must be positive")

@@ -452,7 +452,7 @@ class _Load:
         view.query_one("#panel-grid", VerticalScroll).styles.grid_size_columns = self.columns
 
     def _measure(self) -> dict[str, Any]:
-        from rwq.plugins.lifecycle import PluginState
+        from rwq.plugins.engine.lifecycle import PluginState
 
         manager = self.host
         active = PluginState.ACTIVE

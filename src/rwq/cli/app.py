@@ -31,7 +31,7 @@ from rwq.cli.context import (
 from rwq.cli.plugin import PluginsDir, plugin_app
 from rwq.config import Settings
 from rwq.errors import RwqError
-from rwq.plugins.paths import with_plugin_dirs
+from rwq.plugins.package.paths import with_plugin_dirs
 from rwq.printable import log_to_stderr, marked
 from rwq.queue.job import DEFAULT_PRIORITY
 from rwq.queue.producer import Producer

@@ -17,15 +17,15 @@ from rich.text import Text
 from rwq.cli.table import TableColumn, fitted_table
 from rwq.config import Settings
 from rwq.errors import RwqError
-from rwq.plugins.paths import PluginPaths, with_plugin_dirs
+from rwq.plugins.package.paths import PluginPaths, with_plugin_dirs
 from rwq.printable import PlainConsole, marked, print_json
 from rwq.units import counted, parse_duration
 
 if TYPE_CHECKING:
-    from rwq.plugins.audit import AuditLog
-    from rwq.plugins.bundle import Bundle
-    from rwq.plugins.control import ControlResult
-    from rwq.plugins.grants import GrantStore
+    from rwq.plugins.ops.control import ControlResult
+    from rwq.plugins.package.bundle import Bundle
+    from rwq.plugins.trust.audit import AuditLog
+    from rwq.plugins.trust.grants import GrantStore
 
 # The plugin modules are imported inside the commands: `rwq worker` and friends should not
 # pay for (or depend on) the plugin system.
@@ -56,15 +56,15 @@ def _settings(ctx: typer.Context) -> Settings:
 
 
 def _store(settings: Settings) -> tuple[GrantStore, AuditLog]:
-    from rwq.plugins.audit import AuditLog
-    from rwq.plugins.grants import GrantStore
+    from rwq.plugins.trust.audit import AuditLog
+    from rwq.plugins.trust.grants import GrantStore
 
     log = AuditLog.from_settings(settings)
     return GrantStore.from_settings(settings, audit=log), log
 
 
 def _find(settings: Settings, name: str) -> Bundle:
-    from rwq.plugins.registry import discover
+    from rwq.plugins.package.registry import discover
 
     paths = PluginPaths(settings)
     found = discover(paths.search, paths.extracted)
@@ -83,7 +83,7 @@ def validate_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Check one plugin's manifest and bundle (dependencies resolve when plugins load)."""
-    from rwq.plugins.bundle import open_bundle
+    from rwq.plugins.package.bundle import open_bundle
 
     bundle = open_bundle(path, extract_dir=PluginPaths(_settings(ctx)).extracted)
     m = bundle.manifest
@@ -105,7 +105,7 @@ def validate_cmd(
 @plugin_app.command("list")
 def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Installed plugins, their load order and permission state."""
-    from rwq.plugins.registry import discover, load_order
+    from rwq.plugins.package.registry import discover, load_order
 
     settings = _settings(ctx)
     paths = PluginPaths(settings)
@@ -175,7 +175,7 @@ def install_cmd(
     ] = False,
 ) -> None:
     """Validate a bundle and copy it into the user's plugin directory."""
-    from rwq.plugins.bundle import open_bundle
+    from rwq.plugins.package.bundle import open_bundle
 
     paths = PluginPaths(_settings(ctx))
     bundle = open_bundle(bundle_path, extract_dir=paths.extracted)
@@ -249,7 +249,7 @@ def remove_cmd(
     ] = False,
 ) -> None:
     """Uninstall a plugin from your plugin directory; running hosts unload it."""
-    from rwq.plugins.user_config import ConfigStore
+    from rwq.plugins.package.user_config import ConfigStore
     from rwq.queue.keys import check_plugin_name
 
     settings = _settings(ctx)
@@ -266,7 +266,7 @@ def remove_cmd(
         out.print("its data, grants and configuration are kept (--purge-data deletes them)")
         return
     from rwq.connection import connect
-    from rwq.plugins.storage import PluginStorage
+    from rwq.plugins.host_api.storage import PluginStorage
     from rwq.queue.keys import Keys
 
     PluginStorage(connect(settings), Keys(settings.prefix), name, max_keys=0, max_bytes=0).clear()
@@ -342,7 +342,7 @@ def audit_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """The audit log: grants, revokes, denials and capability checks."""
-    from rwq.plugins import audit
+    from rwq.plugins.trust import audit
 
     records = audit.read(
         audit.audit_path(_settings(ctx)), plugin=plugin, denied_only=denied, limit=limit
@@ -402,7 +402,7 @@ def check_cmd(
     Exit 0 when it ran cleanly, 1 when it faulted (and was contained), 2 for bad input.
     """
     from rwq.host.check import CheckReport, check_plugin, grant_names, read_events
-    from rwq.plugins.seed import read_seed
+    from rwq.plugins.ops.seed import read_seed
 
     settings = _settings(ctx)
     try:
@@ -577,7 +577,7 @@ def reload_cmd(
     the reload failed or was rolled back, or a host did not answer in time.
     """
     from rwq.connection import connect
-    from rwq.plugins.control import request_reload
+    from rwq.plugins.ops.control import request_reload
     from rwq.queue.keys import Keys
 
     settings = _settings(ctx)

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.manager import PendingApproval
-from rwq.plugins.manifest import PluginManifest
-from rwq.plugins.metrics import PluginSnapshot
-from rwq.plugins.reloader import ReloadAttempt
+from rwq.plugins.engine.lifecycle import PluginState
+from rwq.plugins.engine.manager import PendingApproval
+from rwq.plugins.engine.metrics import PluginSnapshot
+from rwq.plugins.ops.reloader import ReloadAttempt
+from rwq.plugins.package.manifest import PluginManifest
 
 if TYPE_CHECKING:
     from rwq.host.render.renderer import PanelFrame

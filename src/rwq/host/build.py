@@ -12,12 +12,12 @@ from typing import Any
 from rwq.config import Settings
 from rwq.host.local import LocalPluginHost
 from rwq.host.logs import PluginLogs
-from rwq.plugins.bus import DEFAULT_INBOX
 from rwq.plugins.contract.ui import validate_elements
-from rwq.plugins.control import ControlServer
-from rwq.plugins.lifecycle import FaultPolicy
-from rwq.plugins.manager import PluginManager
-from rwq.plugins.reloader import HotReloader
+from rwq.plugins.engine.lifecycle import FaultPolicy
+from rwq.plugins.engine.manager import PluginManager
+from rwq.plugins.eventbus.bus import DEFAULT_INBOX
+from rwq.plugins.ops.control import ControlServer
+from rwq.plugins.ops.reloader import HotReloader
 from rwq.plugins.runtimes.base import PluginRuntime
 
 Runtimes = Callable[[], dict[str, PluginRuntime]]

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from rwq.config import Settings
 from rwq.errors import RwqError
-from rwq.plugins.bus import DEFAULT_INBOX
 from rwq.plugins.contract.events import CATALOG, is_known_type
+from rwq.plugins.eventbus.bus import DEFAULT_INBOX
+from rwq.plugins.ops.seed import SeedJob, plant
 from rwq.plugins.runtimes.base import (
     FaultKind,
     Hook,
@@ -33,12 +34,11 @@ from rwq.plugins.runtimes.base import (
     PluginRuntime,
     ResourceLimits,
 )
-from rwq.plugins.seed import SeedJob, plant
 from rwq.queue.events import Event
 
 if TYPE_CHECKING:
-    from rwq.plugins.bundle import Bundle
-    from rwq.plugins.manager import PluginManager
+    from rwq.plugins.engine.manager import PluginManager
+    from rwq.plugins.package.bundle import Bundle
 
 __all__ = [
     "CheckReport",
@@ -330,9 +330,9 @@ def check_plugin(
         seed: jobs and dead letters created (under the check's own key prefix) before the
             plugin loads, for its admin calls to see.
     """
-    from rwq.plugins.bundle import open_bundle
     from rwq.plugins.contract.permissions import expand
-    from rwq.plugins.policy import load_policy
+    from rwq.plugins.package.bundle import open_bundle
+    from rwq.plugins.trust.policy import load_policy
 
     if not 1 <= batch_size <= DEFAULT_INBOX:
         return CheckReport("invalid", errors=[f"--batch must be 1..{DEFAULT_INBOX}"])
@@ -415,8 +415,8 @@ def _run(
     companions: Sequence[Bundle] = (),
 ) -> None:
     from rwq.host.build import HostOptions, build_host
-    from rwq.plugins import audit
-    from rwq.plugins.lifecycle import FaultPolicy, PluginState
+    from rwq.plugins.engine.lifecycle import FaultPolicy, PluginState
+    from rwq.plugins.trust import audit
 
     name = bundle.name
     observer = _Observer()
@@ -533,7 +533,7 @@ def _handled(
 ) -> bool:
     """Wait until every routed event was handed to ``on_event`` or discarded, or the plugin
     stopped running; False after ``timeout``."""
-    from rwq.plugins.lifecycle import PluginState
+    from rwq.plugins.engine.lifecycle import PluginState
 
     deadline = time.monotonic() + timeout
     with observer.changed:

@@ -11,12 +11,12 @@ from typing import Any
 from rwq.host.api import Cursors, Deliver, Permissions, Sizes, Toast
 from rwq.host.logs import PluginLogs
 from rwq.host.render.renderer import PanelRenderer
-from rwq.plugins.control import ControlServer
-from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.manager import PendingApproval, PluginManager
-from rwq.plugins.manifest import PluginManifest
-from rwq.plugins.metrics import PluginSnapshot
-from rwq.plugins.reloader import HotReloader, ReloadAttempt
+from rwq.plugins.engine.lifecycle import PluginState
+from rwq.plugins.engine.manager import PendingApproval, PluginManager
+from rwq.plugins.engine.metrics import PluginSnapshot
+from rwq.plugins.ops.control import ControlServer
+from rwq.plugins.ops.reloader import HotReloader, ReloadAttempt
+from rwq.plugins.package.manifest import PluginManifest
 
 NOTICE_FOR = 120.0
 """Seconds a failed reload is shown on the plugin's panel."""

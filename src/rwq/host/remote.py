@@ -42,11 +42,11 @@ from rwq.host.messages import (
     Stop,
     View,
 )
-from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.manager import PendingApproval
-from rwq.plugins.manifest import PluginManifest
-from rwq.plugins.metrics import PluginSnapshot
-from rwq.plugins.reloader import ReloadAttempt
+from rwq.plugins.engine.lifecycle import PluginState
+from rwq.plugins.engine.manager import PendingApproval
+from rwq.plugins.engine.metrics import PluginSnapshot
+from rwq.plugins.ops.reloader import ReloadAttempt
+from rwq.plugins.package.manifest import PluginManifest
 
 log = logging.getLogger(__name__)
 

@@ -152,7 +152,7 @@ class Event:
 
 
 class EventPayload(dict[str, Any]):
-    """One event as plugins receive it (:meth:`BusEvent.to_dict`): shared by every plugin the
+    """One event as plugins receive it (:meth:`Event.to_dict`): shared by every plugin the
     event reaches, so it refuses changes (a copy, ``dict(payload)``, may be changed; the
     nested ``data`` is shared too and must be left alone). ``encoded`` is its guest JSON once a
     runtime has encoded it (:func:`rwq.plugins.runtimes.base.to_guest_json`): a batch for

@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.host.api import PluginHost
-from rwq.plugins.manager import PendingApproval
+from rwq.plugins.engine.manager import PendingApproval
 from rwq.printable import printable
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker

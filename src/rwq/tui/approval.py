@@ -17,8 +17,8 @@ from textual.widgets.selection_list import Selection
 
 from rwq.host.api import PluginHost
 from rwq.plugins.contract.permissions import CATALOG
-from rwq.plugins.manager import PendingApproval
-from rwq.plugins.review import ReviewItem
+from rwq.plugins.engine.manager import PendingApproval
+from rwq.plugins.trust.review import ReviewItem
 from rwq.printable import printable_text
 
 Choice = Literal["allow", "deny", "later"]

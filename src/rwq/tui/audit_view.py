@@ -13,7 +13,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
-from rwq.plugins.audit import AuditRecord
+from rwq.plugins.trust.audit import AuditRecord
 from rwq.printable import plain_text
 from rwq.units import counted
 

@@ -31,7 +31,7 @@ from textual.widgets import Label, Tab, Tabs
 from rwq.host.api import PluginHost, Renderer
 from rwq.host.render.elements import Target, input_event
 from rwq.host.render.renderer import TIMINGS_KEPT, PanelFrame
-from rwq.plugins.lifecycle import PluginState
+from rwq.plugins.engine.lifecycle import PluginState
 from rwq.printable import plain_text
 
 log = logging.getLogger(__name__)

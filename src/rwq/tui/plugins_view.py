@@ -17,9 +17,9 @@ from textual.widgets import Button, DataTable, Label, OptionList
 
 from rwq.errors import RwqError
 from rwq.host.api import PluginHost
-from rwq.plugins import audit
-from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.metrics import PluginSnapshot
+from rwq.plugins.engine.lifecycle import PluginState
+from rwq.plugins.engine.metrics import PluginSnapshot
+from rwq.plugins.trust import audit
 from rwq.tui.audit_view import SHOWN as AUDIT_SHOWN
 from rwq.tui.audit_view import AuditFilter, AuditScreen
 from rwq.tui.dialogs import TextScreen

@@ -8,9 +8,9 @@ from typing import Any
 
 from rwq.host.render import renderer as panels
 from rwq.host.render.renderer import BUSY, PanelRenderer, about, drop_note
-from rwq.plugins.bus import EventBus, InboxStats
-from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.manager import RenderResult
+from rwq.plugins.engine.lifecycle import PluginState
+from rwq.plugins.engine.manager import RenderResult
+from rwq.plugins.eventbus.bus import EventBus, InboxStats
 from rwq.queue.events import Event
 
 ELEMENTS = [{"type": "text", "text": "hello"}]

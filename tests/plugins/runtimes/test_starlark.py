@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from rwq.plugins.contract.errors import InvalidArgument, PermissionDenied
-from rwq.plugins.manifest import load_manifest
+from rwq.plugins.package.manifest import load_manifest
 from rwq.plugins.runtimes.base import FaultKind, Hook, PluginFault, ResourceLimits
 from rwq.plugins.runtimes.starlark import StarlarkPlugin, StarlarkRuntime
 

@@ -20,17 +20,17 @@ import redis
 import wasmtime
 
 from rwq.config import Settings
-from rwq.plugins.audit import AuditLog, read
-from rwq.plugins.bus import EventBus
 from rwq.plugins.contract.errors import PermissionDenied
 from rwq.plugins.contract.host_functions import HOST_FUNCTIONS
-from rwq.plugins.grants import GrantStore
-from rwq.plugins.host_api import HostAPI, PluginBinding
-from rwq.plugins.manifest import load_manifest
+from rwq.plugins.eventbus.bus import EventBus
+from rwq.plugins.host_api.service import HostAPI, PluginBinding
+from rwq.plugins.host_api.storage import PluginStorage
+from rwq.plugins.package.manifest import load_manifest
 from rwq.plugins.runtimes.base import HOOKS, FaultKind, Hook, PluginFault, ResourceLimits
 from rwq.plugins.runtimes.budget import CpuBudget
 from rwq.plugins.runtimes.wasm import Deterministic, WasmInstance, WasmRuntime
-from rwq.plugins.storage import PluginStorage
+from rwq.plugins.trust.audit import AuditLog, read
+from rwq.plugins.trust.grants import GrantStore
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
 from rwq.queue.producer import Producer

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from rwq.config import Settings
-from rwq.plugins.bundle import open_bundle
 from rwq.plugins.contract.ui import validate_elements
-from rwq.plugins.manager import PluginManager
+from rwq.plugins.engine.manager import PluginManager
+from rwq.plugins.package.bundle import open_bundle
 from rwq.plugins.runtimes.base import PluginRuntime
 
 WAIT = 15.0

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import redis
-from test_manager import Host
+from manager_host import Host
 from wasm_samples import (
     ALERTS,
     FIXTURES,
@@ -31,8 +31,8 @@ from wasm_samples import (
 
 from rwq.config import Settings
 from rwq.host.check import CheckReport, check_plugin, read_events
-from rwq.plugins.manager import PluginManager
-from rwq.plugins.user_config import PluginConfigError
+from rwq.plugins.engine.manager import PluginManager
+from rwq.plugins.package.user_config import PluginConfigError
 from rwq.queue.events import Event
 
 EVENTS = FIXTURES / "alert-manager.jsonl"

@@ -17,9 +17,9 @@ from sample_panels import Panel, find, start_plugin, texts, validated
 
 from rwq.config import Settings
 from rwq.host.check import check_plugin, read_events
-from rwq.plugins.manager import PluginManager
+from rwq.plugins.engine.manager import PluginManager
+from rwq.plugins.package.user_config import PluginConfigError
 from rwq.plugins.runtimes.starlark import StarlarkRuntime
-from rwq.plugins.user_config import PluginConfigError
 from rwq.queue.broker import Broker, Failure
 from rwq.queue.producer import Producer
 from rwq.samples import SAMPLES_DIR

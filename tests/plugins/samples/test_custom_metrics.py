@@ -18,10 +18,10 @@ from sample_panels import Panel, find, start_plugin, validated
 
 from rwq.config import Settings
 from rwq.host.check import check_plugin, read_events
-from rwq.plugins.manager import PluginManager
+from rwq.plugins.engine.manager import PluginManager
+from rwq.plugins.host_api.storage import PluginStorage
+from rwq.plugins.package.user_config import PluginConfigError
 from rwq.plugins.runtimes.starlark import StarlarkRuntime
-from rwq.plugins.storage import PluginStorage
-from rwq.plugins.user_config import PluginConfigError
 from rwq.queue.events import Event
 from rwq.queue.keys import Keys
 from rwq.samples import SAMPLES_DIR

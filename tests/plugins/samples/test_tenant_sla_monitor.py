@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis
 import yaml
-from test_manager import Host
+from manager_host import Host
 from wasm_samples import (
     ALERTS,
     FIXTURES,
@@ -41,9 +41,9 @@ from wasm_samples import (
 
 from rwq.config import Settings
 from rwq.host.check import CheckReport, check_plugin, read_events
-from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.manager import PluginManager
-from rwq.plugins.user_config import PluginConfigError
+from rwq.plugins.engine.lifecycle import PluginState
+from rwq.plugins.engine.manager import PluginManager
+from rwq.plugins.package.user_config import PluginConfigError
 from rwq.queue.events import Event
 
 EVENTS = FIXTURES / "tenant-sla-monitor.jsonl"

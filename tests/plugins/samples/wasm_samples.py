@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from manager_host import Host
 from sample_panels import find, validated
-from test_manager import Host
 
 from rwq.demo.workload import PROFILES, DemoHandler, TenantProfile
 from rwq.plugins.contract.ui import validate_elements
-from rwq.plugins.manager import PluginManager
+from rwq.plugins.engine.manager import PluginManager
 from rwq.plugins.runtimes.wasm import WasmRuntime
 from rwq.queue.job import Job
 from rwq.queue.worker import PermanentFailure

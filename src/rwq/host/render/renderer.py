@@ -17,9 +17,9 @@ from rich.console import Console
 from rich.segment import Segment
 
 from rwq.host.render.elements import PanelView, SegmentLines, Target, build_panel
-from rwq.plugins.bus import InboxStats
-from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.manager import PluginManager, RenderResult
+from rwq.plugins.engine.lifecycle import PluginState
+from rwq.plugins.engine.manager import PluginManager, RenderResult
+from rwq.plugins.eventbus.bus import InboxStats
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The plugin-side event contract: the envelope plugins receive and every type they may
 subscribe to, in one place.
 
-The event bus (:mod:`rwq.plugins.bus`) carries :class:`rwq.queue.events.Event`, the one
+The event bus (:mod:`rwq.plugins.eventbus.bus`) carries :class:`rwq.queue.events.Event`, the one
 envelope of every event; runtimes hand a plugin ``Event.to_dict()``. ``docs/plugin-events.md``
 is generated from this module (written by ``make docs``) and a test keeps the two equal.
 """
@@ -33,7 +33,6 @@ __all__ = [
     "SAMPLED",
     "SOURCES",
     "SYSTEM_HEALTH",
-    "BusEvent",
     "Event",
     "EventPayload",
     "EventSpec",
@@ -47,8 +46,6 @@ __all__ = [
     "plugin_event_type",
     "render_markdown",
 ]
-
-BusEvent = Event  # the name the plugin manager still uses; one class
 
 QUEUE_STATS = "queue.stats"
 SYSTEM_HEALTH = "system.health"

@@ -8,15 +8,15 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from rwq.plugins.bundle import Bundle
+from rwq.plugins.engine.lifecycle import PluginState
 from rwq.plugins.engine.loading import Loader, awaiting_reason
 from rwq.plugins.engine.records import LifecycleError, PluginRecord, PluginTable
 from rwq.plugins.engine.subscriptions import Subscriptions
 from rwq.plugins.engine.swap import HotSwap, SwapResult
-from rwq.plugins.grants import GrantStore
-from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.manifest import PluginManifest
-from rwq.plugins.review import Review
+from rwq.plugins.package.bundle import Bundle
+from rwq.plugins.package.manifest import PluginManifest
+from rwq.plugins.trust.grants import GrantStore
+from rwq.plugins.trust.review import Review
 
 log = logging.getLogger(__name__)
 

@@ -7,12 +7,12 @@ import threading
 from typing import Any
 
 from rwq.errors import RwqError
+from rwq.plugins.engine.lifecycle import RUNNING
 from rwq.plugins.engine.records import PluginTable
-from rwq.plugins.host_api import PluginBinding
-from rwq.plugins.lifecycle import RUNNING
-from rwq.plugins.manifest import PluginManifest
-from rwq.plugins.slots import acting
-from rwq.plugins.storage import PluginStorage
+from rwq.plugins.host_api.service import PluginBinding
+from rwq.plugins.host_api.slots import acting
+from rwq.plugins.host_api.storage import PluginStorage
+from rwq.plugins.package.manifest import PluginManifest
 from rwq.queue.keys import Keys
 
 

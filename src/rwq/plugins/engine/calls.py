@@ -8,12 +8,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rwq.plugins.bus import EventBus
 from rwq.plugins.contract.errors import InternalError, NotFound, RateLimited
 from rwq.plugins.contract.events import PLUGIN_FAULTED
+from rwq.plugins.engine.lifecycle import FaultPolicy, PluginState
 from rwq.plugins.engine.records import PluginRecord, PluginTable
-from rwq.plugins.feed import publish_local
-from rwq.plugins.lifecycle import FaultPolicy, PluginState
+from rwq.plugins.eventbus.bus import EventBus
+from rwq.plugins.eventbus.feed import publish_local
 from rwq.plugins.runtimes.base import FaultKind, Hook, PluginFault, PluginInstance
 
 log = logging.getLogger(__name__)

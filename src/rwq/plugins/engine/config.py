@@ -7,15 +7,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from rwq.plugins.engine.calls import Calls
+from rwq.plugins.engine.lifecycle import PluginState
 from rwq.plugins.engine.records import PluginTable
-from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.runtimes.base import Hook, PluginFault
-from rwq.plugins.user_config import (
+from rwq.plugins.package.user_config import (
     ConfigStore,
     PluginConfigError,
     check_config,
     effective_config,
 )
+from rwq.plugins.runtimes.base import Hook, PluginFault
 
 
 class Configuration:

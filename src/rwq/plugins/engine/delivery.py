@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from rwq.plugins.bus import DEFAULT_INBOX, Dispatcher, EventBus
-from rwq.plugins.contract.events import SAMPLED, BusEvent
+from rwq.plugins.contract.events import SAMPLED
 from rwq.plugins.engine.calls import Calls, panel_changed
+from rwq.plugins.engine.lifecycle import PluginState
 from rwq.plugins.engine.records import PluginRecord, PluginTable
 from rwq.plugins.engine.subscriptions import Subscriptions
-from rwq.plugins.lifecycle import PluginState
+from rwq.plugins.eventbus.bus import DEFAULT_INBOX, Dispatcher, EventBus
 from rwq.plugins.runtimes.base import Hook, PluginFault
+from rwq.queue.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class Delivery:
         if self._dispatcher is not None:
             self._dispatcher.stop()
 
-    def deliver(self, name: str, batch: list[BusEvent]) -> None:
+    def deliver(self, name: str, batch: list[Event]) -> None:
         """Hand ``batch`` (and any events held back before it) to the ``on_event`` of
         ``name``; unless it may not receive or is over its CPU budget."""
         rec = self._table.find(name)
@@ -110,11 +111,11 @@ class Delivery:
             self._table.mark_dirty(rec, prerendered=True)
 
 
-def _defer(rec: PluginRecord, batch: list[BusEvent]) -> int:
+def _defer(rec: PluginRecord, batch: list[Event]) -> int:
     """Add ``batch`` to the held-back events: sampled events keep only the latest per
     (type, queue), the rest the newest ``DEFAULT_INBOX``. Returns how many were dropped."""
-    held: dict[tuple[str, str], BusEvent] = {}
-    kept: list[BusEvent] = []
+    held: dict[tuple[str, str], Event] = {}
+    kept: list[Event] = []
     for event in [*rec.deferred, *batch]:
         if event.type in SAMPLED:
             held[(event.type, event.queue)] = event

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rwq.plugins.engine.calls import Calls
+from rwq.plugins.engine.lifecycle import PluginState
 from rwq.plugins.engine.records import PluginTable
-from rwq.plugins.lifecycle import PluginState
 from rwq.plugins.runtimes.base import Hook, PluginFault
 
 

@@ -8,15 +8,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rwq.plugins.audit import AuditLog
-from rwq.plugins.bundle import Bundle
-from rwq.plugins.bus import EventBus
 from rwq.plugins.engine.calls import timed_call
 from rwq.plugins.engine.records import PluginRecord, cpu_seconds
 from rwq.plugins.engine.subscriptions import subscribe_scope
-from rwq.plugins.host_api import HostAPI, PluginBinding
-from rwq.plugins.manifest import PluginManifest
-from rwq.plugins.review import Review
+from rwq.plugins.eventbus.bus import EventBus
+from rwq.plugins.host_api.service import HostAPI, PluginBinding
+from rwq.plugins.host_api.slots import Slot, host_call_for
+from rwq.plugins.package.bundle import Bundle
+from rwq.plugins.package.manifest import PluginManifest
+from rwq.plugins.package.user_config import ConfigStore, PluginConfigError, effective_config
 from rwq.plugins.runtimes.base import (
     Hook,
     PluginFault,
@@ -24,8 +24,8 @@ from rwq.plugins.runtimes.base import (
     PluginRuntime,
     ResourceLimits,
 )
-from rwq.plugins.slots import Slot, host_call_for
-from rwq.plugins.user_config import ConfigStore, PluginConfigError, effective_config
+from rwq.plugins.trust.audit import AuditLog
+from rwq.plugins.trust.review import Review
 
 log = logging.getLogger(__name__)
 

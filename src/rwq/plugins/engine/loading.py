@@ -9,21 +9,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rwq.errors import RwqError
-from rwq.plugins.bundle import Bundle, open_bundle
-from rwq.plugins.bus import EventBus
 from rwq.plugins.contract.events import PLUGIN_LOADED, PLUGIN_UNLOADED
 from rwq.plugins.engine.calls import timed_call
 from rwq.plugins.engine.instances import Instances, LoadFailed, close, start_budget
+from rwq.plugins.engine.lifecycle import RUNNING, PluginState
 from rwq.plugins.engine.records import LifecycleError, PluginRecord, PluginTable, cpu_seconds
 from rwq.plugins.engine.subscriptions import Subscriptions
-from rwq.plugins.feed import publish_local
-from rwq.plugins.grants import GrantStore
-from rwq.plugins.lifecycle import RUNNING, PluginState
-from rwq.plugins.manifest import PluginManifest
-from rwq.plugins.policy import Policy
-from rwq.plugins.registry import Discovery, DuplicatePlugin, load_order
-from rwq.plugins.review import Review
+from rwq.plugins.eventbus.bus import EventBus
+from rwq.plugins.eventbus.feed import publish_local
+from rwq.plugins.package.bundle import Bundle, open_bundle
+from rwq.plugins.package.manifest import PluginManifest
+from rwq.plugins.package.registry import Discovery, DuplicatePlugin, load_order
 from rwq.plugins.runtimes.base import Hook, PluginFault
+from rwq.plugins.trust.grants import GrantStore
+from rwq.plugins.trust.policy import Policy
+from rwq.plugins.trust.review import Review
 
 log = logging.getLogger(__name__)
 

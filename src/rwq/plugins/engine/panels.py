@@ -10,8 +10,8 @@ from typing import Any
 
 from rwq.plugins.contract.ui import cap_elements
 from rwq.plugins.engine.calls import Calls, panel_changed
+from rwq.plugins.engine.lifecycle import PluginState
 from rwq.plugins.engine.records import PluginRecord, PluginTable
-from rwq.plugins.lifecycle import PluginState
 from rwq.plugins.runtimes.base import Hook, PluginFault
 
 PRERENDER_EVERY = 0.02

@@ -10,16 +10,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rwq.errors import RwqError
-from rwq.plugins.bundle import Bundle
-from rwq.plugins.bus import InboxStats
-from rwq.plugins.contract.events import BusEvent
-from rwq.plugins.lifecycle import PluginState, check_transition
-from rwq.plugins.manifest import PluginManifest
-from rwq.plugins.metrics import PluginMetrics, PluginSnapshot
-from rwq.plugins.review import Review
+from rwq.plugins.engine.lifecycle import PluginState, check_transition
+from rwq.plugins.engine.metrics import PluginMetrics, PluginSnapshot
+from rwq.plugins.eventbus.bus import InboxStats
+from rwq.plugins.host_api.slots import Slot
+from rwq.plugins.host_api.timers import TimerFired
+from rwq.plugins.package.bundle import Bundle
+from rwq.plugins.package.manifest import PluginManifest
 from rwq.plugins.runtimes.base import Hook, PluginInstance
-from rwq.plugins.slots import Slot
-from rwq.plugins.timers import TimerFired
+from rwq.plugins.trust.review import Review
+from rwq.queue.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class PluginRecord:
     prerendered_at: float = float("-inf")
     timers_pending: list[TimerFired] = field(default_factory=list)
     timers_scheduled: bool = False
-    deferred: list[BusEvent] = field(default_factory=list)
+    deferred: list[Event] = field(default_factory=list)
     """Events held back while the plugin is over its CPU budget (coalesced)."""
     cpu_throttled: bool = False
     throttle_note: str = ""

@@ -6,15 +6,15 @@ from __future__ import annotations
 import logging
 import time
 
-from rwq.plugins.audit import AuditLog
-from rwq.plugins.bus import BusError, EventBus
+from rwq.plugins.engine.lifecycle import PluginState
 from rwq.plugins.engine.records import PluginRecord, PluginTable
-from rwq.plugins.grants import GrantStore
-from rwq.plugins.host_api import PluginBinding
-from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.manifest import PluginManifest
-from rwq.plugins.review import Review
-from rwq.plugins.scope import narrow
+from rwq.plugins.eventbus.bus import BusError, EventBus
+from rwq.plugins.host_api.service import PluginBinding
+from rwq.plugins.package.manifest import PluginManifest
+from rwq.plugins.trust.audit import AuditLog
+from rwq.plugins.trust.grants import GrantStore
+from rwq.plugins.trust.review import Review
+from rwq.plugins.trust.scope import narrow
 
 log = logging.getLogger(__name__)
 

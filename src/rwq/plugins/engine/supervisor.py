@@ -9,13 +9,13 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from rwq.plugins.contract.events import BusEvent
 from rwq.plugins.engine.calls import Calls, panel_changed
+from rwq.plugins.engine.lifecycle import FaultPolicy, PluginState
 from rwq.plugins.engine.records import PluginRecord, PluginTable
 from rwq.plugins.engine.subscriptions import Subscriptions
-from rwq.plugins.lifecycle import FaultPolicy, PluginState
+from rwq.plugins.host_api.timers import TimerFired, TimerTable
 from rwq.plugins.runtimes.base import Hook, PluginFault
-from rwq.plugins.timers import TimerFired, TimerTable
+from rwq.queue.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class Supervisor:
         calls: Calls,
         subscriptions: Subscriptions,
         *,
-        deliver: Callable[[str, list[BusEvent]], None],
+        deliver: Callable[[str, list[Event]], None],
         restart: Callable[[PluginRecord], None],
     ) -> None:
         self._table = table

@@ -10,20 +10,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rwq.errors import RwqError
-from rwq.plugins.bundle import Bundle, open_bundle
-from rwq.plugins.bus import EventBus
 from rwq.plugins.contract.events import PLUGIN_RELOADED
 from rwq.plugins.engine.calls import Calls, timed_call
 from rwq.plugins.engine.instances import Candidate, Instances, LoadFailed, start_budget
+from rwq.plugins.engine.lifecycle import PluginState
 from rwq.plugins.engine.loading import Loader, awaiting_reason
 from rwq.plugins.engine.records import LifecycleError, PluginRecord, PluginTable
 from rwq.plugins.engine.subscriptions import Subscriptions
-from rwq.plugins.feed import publish_local
-from rwq.plugins.lifecycle import PluginState
-from rwq.plugins.manifest import PluginManifest
-from rwq.plugins.review import Review
+from rwq.plugins.eventbus.bus import EventBus
+from rwq.plugins.eventbus.feed import publish_local
+from rwq.plugins.host_api.timers import TimerTable
+from rwq.plugins.package.bundle import Bundle, open_bundle
+from rwq.plugins.package.manifest import PluginManifest
 from rwq.plugins.runtimes.base import Hook, PluginFault
-from rwq.plugins.timers import TimerTable
+from rwq.plugins.trust.review import Review
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,197 @@
+"""Reviews: what one binding of a plugin may do of what it asks for, and what awaits approval.
+
+When a new binding (an update) asks for the same or fewer permissions than the previous
+binding was granted, :func:`plan_rebind` carries those grants over (keeping their approved
+scopes); when it asks for more, the new binding is pending and the old one stays valid, so
+the running old version keeps working until the update is approved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal, Protocol
+
+from rwq.plugins.contract.permissions import expand
+from rwq.plugins.trust.grant_file import Binding, Denial, Grant, show_binding
+from rwq.plugins.trust.scope import QUEUE_SCOPED
+
+Status = Literal["granted", "pending", "denied"]
+
+Wanted = Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]
+"""Requested permission name to the (queue globs, operation globs) asked for."""
+
+
+class RequestedPermission(Protocol):
+    """A permission a manifest asks for (``rwq.plugins.package.manifest.PermissionRequest`` is one);
+    an ``operations`` attribute, when present, is honoured too."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def queues(self) -> Sequence[str]: ...
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """The state of one requested permission for one binding."""
+
+    permission: str
+    queues: tuple[str, ...]
+    """The queues asked for (``("*",)`` for permissions that are not queue-scoped)."""
+    status: Status
+    reason: str
+    granted_queues: tuple[str, ...] = ()
+    """When granted: the approved queue scope, which may be narrower than asked."""
+    operations: tuple[str, ...] = ("*",)
+    """The operation globs asked for."""
+
+
+@dataclass(frozen=True)
+class Review:
+    """What a binding of a plugin may do, what awaits approval and what was refused."""
+
+    plugin: str
+    version: str
+    bundle_hash: str
+    items: tuple[ReviewItem, ...]
+    rebound_from: Binding | None = None
+    """Set when this review carried the previous binding's grants over to this one."""
+
+    def _names(self, status: Status) -> frozenset[str]:
+        return frozenset(i.permission for i in self.items if i.status == status)
+
+    @property
+    def granted(self) -> frozenset[str]:
+        return self._names("granted")
+
+    @property
+    def pending(self) -> frozenset[str]:
+        return self._names("pending")
+
+    @property
+    def denied(self) -> frozenset[str]:
+        return self._names("denied")
+
+    @property
+    def complete(self) -> bool:
+        """Whether nothing awaits approval."""
+        return not self.pending
+
+
+def expand_requests(requested: Sequence[RequestedPermission | str]) -> Wanted:
+    """Requested permission names (levels expanded) to the queues and operations asked for."""
+    queues: dict[str, list[str]] = {}
+    operations: dict[str, list[str]] = {}
+    for item in requested:
+        globs: tuple[str, ...]
+        ops: tuple[str, ...]
+        if isinstance(item, str):
+            name, globs, ops = item, ("*",), ("*",)
+        else:
+            name, globs = item.name, tuple(item.queues) or ("*",)
+            ops = tuple(getattr(item, "operations", None) or ("*",))
+        for perm in sorted(expand([name])):
+            queues.setdefault(perm, []).extend(globs if perm in QUEUE_SCOPED else ("*",))
+            operations.setdefault(perm, []).extend(ops)
+    return {
+        name: (tuple(dict.fromkeys(queues[name])), tuple(dict.fromkeys(operations[name])))
+        for name in queues
+    }
+
+
+def plan_rebind(
+    grants: Sequence[Grant],
+    denied: Mapping[str, Denial],
+    plugin: str,
+    wanted: Wanted,
+    binding: Binding,
+    now: float,
+) -> tuple[Binding, tuple[Grant, ...]] | None:
+    """The previous binding and the grants to carry from it to ``binding``, if the request
+    asks for no more than it was granted; ``None`` otherwise.
+
+    ``grants`` are every stored grant, ``denied`` the plugin's denials by permission.
+    """
+    live = [g for g in grants if g.plugin == plugin and not g.expired(now)]
+    if any(g.binding == binding for g in live):
+        return None
+    previous = _previous_binding(live, plugin, binding)
+    if previous is None:
+        return None
+    prev_grants = [g for g in live if g.binding == previous]
+    carry = frozenset(wanted) - denied.keys()
+    if not carry or not carry <= frozenset().union(*(g.permissions for g in prev_grants)):
+        return None
+    version, bundle_hash = binding
+    carried = tuple(
+        replace(
+            g,
+            permissions=g.permissions & carry,
+            granted_at=now,
+            plugin_version=version,
+            bundle_hash=bundle_hash,
+            rebound_from=g.binding,
+        )
+        for g in prev_grants
+        if g.permissions & carry
+    )
+    return previous, carried
+
+
+def build_review(
+    grants: Sequence[Grant],
+    denied: Mapping[str, Denial],
+    plugin: str,
+    wanted: Wanted,
+    binding: Binding,
+    now: float,
+    rebound: Binding | None,
+) -> Review:
+    """The review of ``wanted`` for ``binding`` of ``plugin``.
+
+    ``grants`` are every stored grant, ``denied`` the plugin's denials by permission.
+    """
+    live = _live((g for g in grants if g.plugin == plugin and g.binding == binding), now)
+    previous = None if live else _previous_binding(_live(grants, now), plugin, binding)
+    prev_names: frozenset[str] = frozenset()
+    if previous is not None:
+        prev_grants = (g for g in grants if g.plugin == plugin and g.binding == previous)
+        prev_names = frozenset().union(*(g.permissions for g in _live(prev_grants, now)))
+    more = ", ".join(sorted(set(wanted) - prev_names - denied.keys()))
+    items = []
+    for name, (queues, operations) in wanted.items():
+        granted = [g for g in live if name in g.permissions]
+        if name in denied:
+            why = f"denied by {denied[name].denied_by}"
+            items.append(ReviewItem(name, queues, "denied", why, operations=operations))
+        elif granted:
+            scope = tuple(dict.fromkeys(q for g in granted for q in g.scope.queues))
+            why = "granted by " + ", ".join(sorted({g.granted_by for g in granted}))
+            items.append(ReviewItem(name, queues, "granted", why, scope, operations))
+        elif name in prev_names and previous is not None:
+            why = f"granted to {show_binding(previous)}; the update also asks for {more}"
+            items.append(ReviewItem(name, queues, "pending", why, operations=operations))
+        else:
+            why = "awaiting approval"
+            items.append(ReviewItem(name, queues, "pending", why, operations=operations))
+    version, bundle_hash = binding
+    return Review(plugin, version, bundle_hash, tuple(items), rebound)
+
+
+def _live(grants: Iterable[Grant], now: float) -> tuple[Grant, ...]:
+    return tuple(g for g in grants if not g.expired(now))
+
+
+def _previous_binding(grants: Iterable[Grant], plugin: str, binding: Binding) -> Binding | None:
+    """The most recently granted binding of ``plugin`` other than ``binding``."""
+    best: Grant | None = None
+    for g in grants:
+        if (
+            g.plugin == plugin
+            and g.binding != binding
+            and (best is None or g.granted_at >= best.granted_at)
+        ):
+            best = g
+    return None if best is None else best.binding

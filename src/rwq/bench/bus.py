@@ -17,7 +17,8 @@ from rwq.bench.queue import _percentile, bench_target
 from rwq.config import Settings
 from rwq.connection import connect
 from rwq.plugins.contract.events import local_event
-from rwq.plugins.eventbus.bus import Dispatcher, EventBus
+from rwq.plugins.eventbus.bus import EventBus
+from rwq.plugins.eventbus.dispatcher import Dispatcher
 from rwq.plugins.eventbus.feed import StreamFeed
 from rwq.queue.events import Event
 from rwq.queue.keys import Keys

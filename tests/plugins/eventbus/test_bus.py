@@ -19,7 +19,8 @@ from rwq.plugins.contract.events import (
     EventTypeError,
     local_event,
 )
-from rwq.plugins.eventbus.bus import BusError, Dispatcher, EventBus, InboxStats, _Inbox
+from rwq.plugins.eventbus.bus import BusError, EventBus, InboxStats, _Inbox
+from rwq.plugins.eventbus.dispatcher import Dispatcher
 from rwq.queue.events import Event
 
 WAIT = 10.0

@@ -11,7 +11,8 @@ from rwq.plugins.engine.calls import Calls, panel_changed
 from rwq.plugins.engine.lifecycle import PluginState
 from rwq.plugins.engine.records import PluginRecord, PluginTable
 from rwq.plugins.engine.subscriptions import Subscriptions
-from rwq.plugins.eventbus.bus import DEFAULT_INBOX, Dispatcher, EventBus
+from rwq.plugins.eventbus.bus import DEFAULT_INBOX, EventBus
+from rwq.plugins.eventbus.dispatcher import Dispatcher
 from rwq.plugins.runtimes.base import Hook, PluginFault
 from rwq.queue.events import Event
 

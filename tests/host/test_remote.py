@@ -17,24 +17,17 @@ from typing import Any
 import pytest
 import redis
 
+from remote_counter import PERMISSIONS, PLUGIN, counter_settings, granting_policy, running
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.host import remote as remote_module
 from rwq.host.messages import RemoteError
 from rwq.host.remote import PluginHostBusy, PluginHostGone, RemotePluginHost
+from rwq.host.render.renderer import PanelFrame
 from rwq.plugins.contract.ui import button_input, key_input
 from rwq.plugins.engine.lifecycle import PluginState
 from rwq.plugins.engine.manager import LifecycleError, UnknownPlugin
-from rwq.tui.panels import PanelFrame
 
-FIXTURES = Path(__file__).parents[1] / "tui" / "fixtures"
-PLUGIN = "counter"
-PERMISSIONS = ["ui.notifications", "storage.read"]
-POLICY = """\
-plugins:
-  counter:
-    grant: [ui.notifications, storage.read]
-"""
 DEADLINE = 30.0
 
 
@@ -83,28 +76,12 @@ class Toasts:
 
 @pytest.fixture
 def plugin_settings(settings: Settings, redis_client: redis.Redis, tmp_path: Path) -> Settings:
-    root = tmp_path / "plugins"
-    shutil.copytree(FIXTURES / "counter", root / "counter")
-    return settings.replace(plugin_dirs=str(root))
+    return counter_settings(settings, tmp_path)
 
 
 @pytest.fixture
 def policy_file(tmp_path: Path) -> Path:
-    path = tmp_path / "policy.yaml"
-    path.write_text(POLICY, encoding="utf-8")
-    return path
-
-
-def running(settings: Settings, policy: Path | None) -> Iterator[RemotePluginHost]:
-    host = RemotePluginHost(settings, policy_path=policy, watch=False)
-    try:
-        host.start()
-        yield host
-    finally:
-        host.stop()
-        if host.process is not None and host.process.poll() is None:  # never leave it behind
-            host.process.kill()
-            host.process.wait()
+    return granting_policy(tmp_path)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ permissions it granted, and what the panels view says while the process is down.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import redis
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Label
 
+from remote_counter import PLUGIN, counter_settings, granting_policy, running
 from rwq.config import Settings
 from rwq.host.remote import RemotePluginHost
 from rwq.plugins.engine.lifecycle import PluginState
@@ -20,37 +20,18 @@ from rwq.tui.panels import PluginPanel
 
 from .driving import drive, rows, until
 
-FIXTURES = Path(__file__).parent / "fixtures"
-PLUGIN = "counter"
-POLICY = """\
-plugins:
-  counter:
-    grant: [ui.notifications, storage.read]
-"""
 DEADLINE = 30.0
 
 
 @pytest.fixture
 def plugin_settings(settings: Settings, redis_client: redis.Redis, tmp_path: Path) -> Settings:
-    root = tmp_path / "plugins"
-    shutil.copytree(FIXTURES / "counter", root / "counter")
-    return settings.replace(plugin_dirs=str(root))
+    return counter_settings(settings, tmp_path)
 
 
 @pytest.fixture
 def granted(plugin_settings: Settings, tmp_path: Path) -> Iterator[RemotePluginHost]:
     """A started plugin host process whose policy grants the counter what it asks."""
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY, encoding="utf-8")
-    host = RemotePluginHost(plugin_settings, policy_path=policy, watch=False)
-    try:
-        host.start()
-        yield host
-    finally:
-        host.stop()
-        if host.process is not None and host.process.poll() is None:  # never leave it behind
-            host.process.kill()
-            host.process.wait()
+    yield from running(plugin_settings, granting_policy(tmp_path))
 
 
 def text_of(panel: PluginPanel) -> str:

@@ -31,17 +31,10 @@ from rwq.plugins.contract.permissions import expand
 from rwq.plugins.trust.audit import AuditLog, Kind
 from rwq.plugins.trust.checks import Decision, GrantChecker
 from rwq.plugins.trust.grant_file import Binding, Denial, Grant, show_binding, show_time
-from rwq.plugins.trust.grant_state import StoredGrants, denied_index
+from rwq.plugins.trust.grant_state import StoredGrants
 from rwq.plugins.trust.policy import Policy
-from rwq.plugins.trust.review import (
-    RequestedPermission,
-    Review,
-    Wanted,
-    build_review,
-    expand_requests,
-    plan_rebind,
-)
-from rwq.plugins.trust.scope import QUEUE_SCOPED, Scope, narrow
+from rwq.plugins.trust.review import RequestedPermission, Review, Reviewer
+from rwq.plugins.trust.scope import Scope
 
 
 def grants_path(settings: Settings) -> Path:
@@ -76,6 +69,7 @@ class GrantStore:
         self._clock = clock
         self._stored = StoredGrants(path, clock=clock, reload_interval=reload_interval)
         self._checker = GrantChecker(self._stored.current, clock=clock, audit=audit)
+        self._reviewer = Reviewer(self._stored, clock=clock, audit=audit)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, audit: AuditLog | None = None) -> GrantStore:
@@ -291,48 +285,7 @@ class GrantStore:
         failed to load was reviewed in between). Otherwise the new permissions — and the
         carried-over ones — are pending.
         """
-        wanted = expand_requests(requested)
-        binding = (version, bundle_hash)
-        with self._stored.mutex:
-            state = self._stored.fresh()
-            rebound: Binding | None = None
-            denied = state.denied.get(plugin, {})
-            if plan_rebind(state.grants, denied, plugin, wanted, binding, self._clock()):
-                rebound = self._rebind(plugin, wanted, binding, frozenset(keep))
-                state = self._stored.fresh()
-        denied = state.denied.get(plugin, {})
-        return build_review(state.grants, denied, plugin, wanted, binding, self._clock(), rebound)
-
-    def _rebind(
-        self, plugin: str, wanted: Wanted, binding: Binding, also_keep: frozenset[Binding]
-    ) -> Binding | None:
-        done: list[tuple[Binding, tuple[Grant, ...]]] = []
-
-        def change(grants: list[Grant], denials: list[Denial]) -> None:
-            # Decided again under the file lock: another process may have just done it.
-            denied = denied_index(denials).get(plugin, {})
-            plan = plan_rebind(grants, denied, plugin, wanted, binding, self._clock())
-            if plan is not None:
-                previous, carried = plan
-                keep = {binding, previous, *also_keep}
-                grants[:] = [g for g in grants if g.plugin != plugin or g.binding in keep]
-                grants.extend(carried)
-                done.append(plan)
-
-        self._stored.change(change)
-        if not done:
-            return None
-        previous, carried = done[0]
-        self._audit(
-            "grant",
-            plugin,
-            frozenset().union(*(g.permissions for g in carried)),
-            "",
-            True,
-            f"rebound from {show_binding(previous)} to {show_binding(binding)}:"
-            " same or fewer permissions requested",
-        )
-        return previous
+        return self._reviewer.review(plugin, requested, version, bundle_hash, keep=keep)
 
     def approve(
         self,
@@ -377,32 +330,24 @@ class GrantStore:
         policy's. Returns the review after the policy applied.
         """
         review = self.review(plugin, requested, version, bundle_hash)
-        pending = {i.permission: i for i in review.items if i.status == "pending"}
+        pending = {
+            i.permission: (i.queues, i.operations) for i in review.items if i.status == "pending"
+        }
+        to_deny, to_grant = policy.decide(plugin, pending)
         by = f"policy:{policy.path}"
-        to_deny = sorted(n for rule in policy.rules_for(plugin) for n in rule.deny if n in pending)
         if to_deny:
             self.deny(plugin, to_deny, version=version, bundle_hash=bundle_hash, denied_by=by)
-        done = set(to_deny)
-        for rule in policy.rules_for(plugin):
-            groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
-            for name in sorted(rule.grant & (pending.keys() - done)):
-                item = pending[name]
-                queues = narrow(item.queues, rule.queues) if name in QUEUE_SCOPED else ("*",)
-                operations = narrow(item.operations, rule.operations)
-                if queues and operations:
-                    groups.setdefault((queues, operations), []).append(name)
-            for (queues, operations), names in groups.items():
-                self.grant(
-                    plugin,
-                    names,
-                    version=version,
-                    bundle_hash=bundle_hash,
-                    queues=queues,
-                    operations=operations,
-                    expires_in=rule.expires_in,
-                    granted_by=by,
-                )
-                done.update(names)
+        for g in to_grant:
+            self.grant(
+                plugin,
+                g.permissions,
+                version=version,
+                bundle_hash=bundle_hash,
+                queues=g.queues,
+                operations=g.operations,
+                expires_in=g.expires_in,
+                granted_by=by,
+            )
         return self.review(plugin, requested, version, bundle_hash)
 
     def _audit(

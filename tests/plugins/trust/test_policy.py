@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rwq.plugins.trust.grants import GrantStore
-from rwq.plugins.trust.policy import Policy, PolicyError, load_policy
+from rwq.plugins.trust.policy import Policy, PolicyError, PolicyGrant, load_policy
 
 V1 = ("1.2.3", "sha256:" + "a" * 64)
 V2 = ("1.3.0", "sha256:" + "b" * 64)
@@ -118,6 +118,25 @@ def test_a_requested_queue_inside_the_policy_scope_is_kept(
     (grant,) = store.grants_for("tenant-sla-monitor")
     # inside the policy: kept; outside: dropped; wider: cut down to the policy's globs
     assert grant.scope.queues == ("tenant.acme", "tenant.*")
+
+
+def test_decide_denies_first_then_grants_by_the_first_rule_cut_to_its_scope(
+    policy: Policy,
+) -> None:
+    anywhere = (("*",), ("*",))
+    pending = {
+        "admin.queue.peek": (("tenant.acme", "billing"), ("*",)),
+        "admin.stats.read": anywhere,
+    }
+    assert policy.decide("tenant-sla-monitor", pending) == (
+        [],
+        [
+            PolicyGrant(("admin.queue.peek",), ("tenant.acme",), ("*",), 24 * 3600),
+            PolicyGrant(("admin.stats.read",), ("*",), ("*",), None),
+        ],
+    )
+    to_deny, to_grant = policy.decide("bulk-ops", {"admin.queue.purge": anywhere})
+    assert (to_deny, to_grant) == (["admin.queue.purge"], [])
 
 
 def test_applying_twice_grants_once(store: GrantStore, policy: Policy) -> None:

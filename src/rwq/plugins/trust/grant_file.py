@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -35,6 +36,11 @@ def show_binding(binding: Binding) -> str:
     """A binding as messages show it: the version and the start of the bundle hash."""
     version, bundle_hash = binding
     return f"{version} ({bundle_hash[:19]})"
+
+
+def show_time(when: float) -> str:
+    """A wall-clock time as messages show it: local ISO 8601 to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(when))
 
 
 class GrantStoreError(RwqError):

@@ -20,90 +20,26 @@ A policy file (:mod:`rwq.plugins.trust.policy`) pre-grants and pre-denies for he
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from rwq.config import Settings
 from rwq.errors import RwqError
-from rwq.plugins.contract.permissions import CATALOG, expand
-from rwq.plugins.trust import grant_file
+from rwq.plugins.contract.permissions import expand
 from rwq.plugins.trust.audit import AuditLog, Kind
-from rwq.plugins.trust.grant_file import (
-    Binding,
-    Denial,
-    Grant,
-    GrantStoreError,
-    Stamp,
-    show_binding,
-)
+from rwq.plugins.trust.checks import Decision, GrantChecker
+from rwq.plugins.trust.grant_file import Binding, Denial, Grant, show_binding, show_time
+from rwq.plugins.trust.grant_state import StoredGrants
 from rwq.plugins.trust.policy import Policy
-from rwq.plugins.trust.review import (
-    RequestedPermission,
-    Review,
-    Wanted,
-    build_review,
-    expand_requests,
-    plan_rebind,
-)
-from rwq.plugins.trust.scope import QUEUE_SCOPED, Scope, narrow
+from rwq.plugins.trust.review import RequestedPermission, Review, Reviewer
+from rwq.plugins.trust.scope import Scope
 
 
 def grants_path(settings: Settings) -> Path:
     """Where the grants of ``settings`` live: ``<state_dir>/plugins/grants.json``."""
     return settings.state_dir / "plugins" / "grants.json"
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The outcome of a capability check; truthy when allowed."""
-
-    allowed: bool
-    reason: str
-
-    def __bool__(self) -> bool:
-        return self.allowed
-
-
-# -- the store ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _State:
-    """An immutable snapshot of the file plus the indexes checks read."""
-
-    grants: tuple[Grant, ...] = ()
-    denials: tuple[Denial, ...] = ()
-    stamp: Stamp | None = None
-    error: str | None = None
-    by_binding: dict[str, dict[Binding, tuple[Grant, ...]]] = field(default_factory=dict)
-    current: dict[str, Binding] = field(default_factory=dict)
-    denied: dict[str, dict[str, Denial]] = field(default_factory=dict)
-
-    @classmethod
-    def build(
-        cls,
-        grants: Iterable[Grant],
-        denials: Iterable[Denial],
-        stamp: Stamp | None,
-    ) -> _State:
-        grants, denials = tuple(grants), tuple(denials)
-        by_binding: dict[str, dict[Binding, list[Grant]]] = {}
-        latest: dict[str, Grant] = {}
-        for g in grants:
-            by_binding.setdefault(g.plugin, {}).setdefault(g.binding, []).append(g)
-            if g.plugin not in latest or g.granted_at >= latest[g.plugin].granted_at:
-                latest[g.plugin] = g
-        return cls(
-            grants=grants,
-            denials=denials,
-            stamp=stamp,
-            by_binding={p: {b: tuple(gs) for b, gs in bs.items()} for p, bs in by_binding.items()},
-            current={p: g.binding for p, g in latest.items()},
-            denied=_denied_index(denials),
-        )
 
 
 class GrantStore:
@@ -131,12 +67,9 @@ class GrantStore:
         self.path = path
         self.audit = audit
         self._clock = clock
-        self._reload_interval = reload_interval
-        self._mutex = threading.RLock()
-        self._state = self._read()
-        if self._state.error is not None:
-            raise GrantStoreError(path, self._state.error)
-        self._stat_at = time.monotonic()
+        self._stored = StoredGrants(path, clock=clock, reload_interval=reload_interval)
+        self._checker = GrantChecker(self._stored.current, clock=clock, audit=audit)
+        self._reviewer = Reviewer(self._stored, clock=clock, audit=audit)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, audit: AuditLog | None = None) -> GrantStore:
@@ -151,26 +84,19 @@ class GrantStore:
         Raises:
             GrantStoreError: the file is no longer a valid grants file (checks then deny).
         """
-        with self._mutex:
-            self._stat_at = time.monotonic()
-            self._reload_if_changed()
-        if self._state.error is not None:
-            raise GrantStoreError(self.path, self._state.error)
+        self._stored.reload()
 
     def grants_for(self, plugin: str) -> tuple[Grant, ...]:
         """Every stored grant of ``plugin``, all bindings, oldest first."""
-        self._maybe_reload()
-        return tuple(g for g in self._state.grants if g.plugin == plugin)
+        return tuple(g for g in self._stored.current().grants if g.plugin == plugin)
 
     def denials_for(self, plugin: str) -> tuple[Denial, ...]:
         """Every remembered denial of ``plugin``."""
-        self._maybe_reload()
-        return tuple(d for d in self._state.denials if d.plugin == plugin)
+        return tuple(d for d in self._stored.current().denials if d.plugin == plugin)
 
     def plugins(self) -> list[str]:
         """Names of plugins with grants or denials."""
-        self._maybe_reload()
-        state = self._state
+        state = self._stored.current()
         return sorted({g.plugin for g in state.grants} | {d.plugin for d in state.denials})
 
     # -- checks -----------------------------------------------------------------------------
@@ -193,11 +119,15 @@ class GrantStore:
         ``resource``. Without ``version``/``bundle_hash`` the plugin's current binding is
         used; hosts should pass both. Never raises; the check is audited.
         """
-        decision = self._decide(
-            plugin, permission, queue, operation, resource, version, bundle_hash
+        return self._checker.check(
+            plugin,
+            permission,
+            queue=queue,
+            operation=operation,
+            resource=resource,
+            version=version,
+            bundle_hash=bundle_hash,
         )
-        self._audit_check(plugin, permission, queue, operation, resource, decision)
-        return decision
 
     def check_chain(
         self,
@@ -215,72 +145,14 @@ class GrantStore:
         their grants). Declaring the dependency is the plugin manager's check. One audit
         record names the whole chain.
         """
-        versions = versions or {}
-        decision = Decision(False, "empty delegation chain")
-        for plugin in chain:
-            version, bundle_hash = versions.get(plugin, (None, None))
-            decision = self._decide(
-                plugin, permission, queue, operation, resource, version, bundle_hash
-            )
-            if not decision.allowed:
-                decision = Decision(False, f"{plugin}: {decision.reason}")
-                break
-        else:
-            if chain:
-                decision = Decision(True, "every plugin in the chain is allowed")
-        acting = chain[-1] if chain else ""
-        self._audit_check(acting, permission, queue, operation, resource, decision, tuple(chain))
-        return decision
-
-    def _decide(
-        self,
-        plugin: str,
-        permission: str,
-        queue: str | None,
-        operation: str | None,
-        resource: str | None,
-        version: str | None,
-        bundle_hash: str | None,
-    ) -> Decision:
-        self._maybe_reload()
-        state = self._state
-        if state.error is not None:
-            return Decision(False, f"grant store unreadable: {state.error}")
-        if permission not in CATALOG:
-            return Decision(False, f"unknown permission {permission!r}")
-        bindings = state.by_binding.get(plugin)
-        if not bindings:
-            return self._refusal(state, plugin, permission, "not granted")
-        if version is None or bundle_hash is None:
-            current = state.current[plugin]
-            binding = (version or current[0], bundle_hash or current[1])
-        else:
-            binding = (version, bundle_hash)
-        grants = bindings.get(binding)
-        if not grants:
-            return self._refusal(
-                state, plugin, permission, f"nothing granted to {show_binding(binding)} (pending)"
-            )
-        now = self._clock()
-        queue_scoped = permission in QUEUE_SCOPED
-        reason = "not granted"
-        for g in grants:
-            if permission not in g.permissions:
-                continue
-            if g.expires_at is not None and g.expires_at <= now:
-                reason = f"grant expired at {_show_time(g.expires_at)}"
-                continue
-            if g.scope.allows(queue, operation, resource, check_queue=queue_scoped):
-                return Decision(True, f"granted by {g.granted_by}")
-            reason = "outside the granted scope"
-        return self._refusal(state, plugin, permission, reason)
-
-    @staticmethod
-    def _refusal(state: _State, plugin: str, permission: str, reason: str) -> Decision:
-        denial = state.denied.get(plugin, {}).get(permission)
-        if denial is not None:
-            return Decision(False, f"denied by {denial.denied_by}")
-        return Decision(False, reason)
+        return self._checker.check_chain(
+            chain,
+            permission,
+            queue=queue,
+            operation=operation,
+            resource=resource,
+            versions=versions,
+        )
 
     # -- changes ----------------------------------------------------------------------------
 
@@ -326,7 +198,7 @@ class GrantStore:
             grants.append(new)
             denials[:] = _without_denied(denials, plugin, names)
 
-        self._mutate(change)
+        self._stored.change(change)
         self._audit(
             "policy" if granted_by.startswith("policy:") else "grant",
             plugin,
@@ -334,7 +206,7 @@ class GrantStore:
             ",".join(new.scope.queues),
             True,
             f"by {granted_by} to {show_binding(new.binding)}"
-            + ("" if new.expires_at is None else f", expires {_show_time(new.expires_at)}"),
+            + ("" if new.expires_at is None else f", expires {show_time(new.expires_at)}"),
         )
         return new
 
@@ -356,7 +228,7 @@ class GrantStore:
             grants[:] = _without_granted(grants, plugin, names)
             denials[:] = [*_without_denied(denials, plugin, names), denial]
 
-        self._mutate(change)
+        self._stored.change(change)
         where = show_binding((version, bundle_hash))
         self._audit("deny", plugin, names, "", False, f"by {denied_by} at {where}")
         return denial
@@ -378,7 +250,7 @@ class GrantStore:
                     removed.update(g.permissions if names is None else g.permissions & names)
             grants[:] = _without_granted(grants, plugin, names)
 
-        self._mutate(change)
+        self._stored.change(change)
         if removed:
             self._audit("revoke", plugin, frozenset(removed), "", True, f"by {revoked_by}")
         return frozenset(removed)
@@ -390,7 +262,7 @@ class GrantStore:
             grants[:] = [g for g in grants if g.plugin != plugin]
             denials[:] = [d for d in denials if d.plugin != plugin]
 
-        self._mutate(change)
+        self._stored.change(change)
         self._audit("forget", plugin, frozenset(), "", True, f"grants and denials, by {by}")
 
     # -- reviews and policies ---------------------------------------------------------------
@@ -413,48 +285,7 @@ class GrantStore:
         failed to load was reviewed in between). Otherwise the new permissions — and the
         carried-over ones — are pending.
         """
-        wanted = expand_requests(requested)
-        binding = (version, bundle_hash)
-        with self._mutex:
-            state = self._fresh()
-            rebound: Binding | None = None
-            denied = state.denied.get(plugin, {})
-            if plan_rebind(state.grants, denied, plugin, wanted, binding, self._clock()):
-                rebound = self._rebind(plugin, wanted, binding, frozenset(keep))
-                state = self._state
-        denied = state.denied.get(plugin, {})
-        return build_review(state.grants, denied, plugin, wanted, binding, self._clock(), rebound)
-
-    def _rebind(
-        self, plugin: str, wanted: Wanted, binding: Binding, also_keep: frozenset[Binding]
-    ) -> Binding | None:
-        done: list[tuple[Binding, tuple[Grant, ...]]] = []
-
-        def change(grants: list[Grant], denials: list[Denial]) -> None:
-            # Decided again under the file lock: another process may have just done it.
-            denied = _denied_index(denials).get(plugin, {})
-            plan = plan_rebind(grants, denied, plugin, wanted, binding, self._clock())
-            if plan is not None:
-                previous, carried = plan
-                keep = {binding, previous, *also_keep}
-                grants[:] = [g for g in grants if g.plugin != plugin or g.binding in keep]
-                grants.extend(carried)
-                done.append(plan)
-
-        self._mutate(change)
-        if not done:
-            return None
-        previous, carried = done[0]
-        self._audit(
-            "grant",
-            plugin,
-            frozenset().union(*(g.permissions for g in carried)),
-            "",
-            True,
-            f"rebound from {show_binding(previous)} to {show_binding(binding)}:"
-            " same or fewer permissions requested",
-        )
-        return previous
+        return self._reviewer.review(plugin, requested, version, bundle_hash, keep=keep)
 
     def approve(
         self,
@@ -499,104 +330,25 @@ class GrantStore:
         policy's. Returns the review after the policy applied.
         """
         review = self.review(plugin, requested, version, bundle_hash)
-        pending = {i.permission: i for i in review.items if i.status == "pending"}
+        pending = {
+            i.permission: (i.queues, i.operations) for i in review.items if i.status == "pending"
+        }
+        to_deny, to_grant = policy.decide(plugin, pending)
         by = f"policy:{policy.path}"
-        to_deny = sorted(n for rule in policy.rules_for(plugin) for n in rule.deny if n in pending)
         if to_deny:
             self.deny(plugin, to_deny, version=version, bundle_hash=bundle_hash, denied_by=by)
-        done = set(to_deny)
-        for rule in policy.rules_for(plugin):
-            groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
-            for name in sorted(rule.grant & (pending.keys() - done)):
-                item = pending[name]
-                queues = narrow(item.queues, rule.queues) if name in QUEUE_SCOPED else ("*",)
-                operations = narrow(item.operations, rule.operations)
-                if queues and operations:
-                    groups.setdefault((queues, operations), []).append(name)
-            for (queues, operations), names in groups.items():
-                self.grant(
-                    plugin,
-                    names,
-                    version=version,
-                    bundle_hash=bundle_hash,
-                    queues=queues,
-                    operations=operations,
-                    expires_in=rule.expires_in,
-                    granted_by=by,
-                )
-                done.update(names)
-        return self.review(plugin, requested, version, bundle_hash)
-
-    # -- persistence ------------------------------------------------------------------------
-
-    def _maybe_reload(self) -> None:
-        now = time.monotonic()
-        if now - self._stat_at < self._reload_interval:
-            return
-        self._stat_at = now
-        # A change in progress in this process will install a fresher state itself.
-        if self._mutex.acquire(blocking=False):
-            try:
-                self._reload_if_changed()
-            finally:
-                self._mutex.release()
-
-    def _reload_if_changed(self) -> None:
-        if grant_file.stamp(self.path) != self._state.stamp:
-            self._state = self._read()
-
-    def _fresh(self) -> _State:
-        self._reload_if_changed()
-        if self._state.error is not None:
-            raise GrantStoreError(self.path, self._state.error)
-        return self._state
-
-    def _read(self) -> _State:
-        try:
-            raw, stamp = grant_file.read(self.path)
-        except FileNotFoundError:
-            return _State.build((), (), None)
-        except OSError as exc:
-            return _State(error=f"cannot read: {exc}")
-        try:
-            grants, denials = grant_file.parse(raw)
-        except ValueError as exc:
-            return _State(
-                stamp=stamp, error=f"{exc}; fix or move the file away (rwq will not overwrite it)"
-            )
-        return _State.build(grants, denials, stamp)
-
-    def _mutate(self, change: Callable[[list[Grant], list[Denial]], None]) -> None:
-        """Apply ``change`` to the file's current content and write it back atomically."""
-        with self._mutex, grant_file.locked(self.path):
-            state = self._fresh()  # another process may have changed it since we read it
-            now = self._clock()
-            grants = [g for g in state.grants if not g.expired(now)]
-            denials = list(state.denials)
-            change(grants, denials)
-            grant_file.write(self.path, grants, denials)
-            self._stat_at = time.monotonic()
-            self._state = self._read()
-
-    def _audit_check(
-        self,
-        plugin: str,
-        permission: str,
-        queue: str | None,
-        operation: str | None,
-        resource: str | None,
-        decision: Decision,
-        chain: tuple[str, ...] = (),
-    ) -> None:
-        if self.audit is not None:
-            self.audit.record(
+        for g in to_grant:
+            self.grant(
                 plugin,
-                permission if operation is None else f"{permission}:{operation}",
-                queue if queue is not None else (resource or ""),
-                decision.allowed,
-                reason=decision.reason,
-                chain=chain,
+                g.permissions,
+                version=version,
+                bundle_hash=bundle_hash,
+                queues=g.queues,
+                operations=g.operations,
+                expires_in=g.expires_in,
+                granted_by=by,
             )
+        return self.review(plugin, requested, version, bundle_hash)
 
     def _audit(
         self, kind: Kind, plugin: str, names: frozenset[str], resource: str, allowed: bool, why: str
@@ -627,16 +379,3 @@ def _without_denied(denials: Sequence[Denial], plugin: str, names: frozenset[str
         elif d.permissions - names:
             out.append(replace(d, permissions=d.permissions - names))
     return out
-
-
-def _denied_index(denials: Iterable[Denial]) -> dict[str, dict[str, Denial]]:
-    """Plugin to permission to the denial that refused it (the last one, if several)."""
-    denied: dict[str, dict[str, Denial]] = {}
-    for d in denials:
-        for name in d.permissions:
-            denied.setdefault(d.plugin, {})[name] = d
-    return denied
-
-
-def _show_time(when: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(when))

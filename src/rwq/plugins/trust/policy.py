@@ -1,7 +1,7 @@
 """Policy files: grants and denials decided ahead of time, for hosts with no one to ask.
 
-:meth:`rwq.plugins.trust.grants.GrantStore.apply_policy` applies a :class:`Policy` to a plugin's
-pending requests.
+:meth:`Policy.decide` picks from a plugin's pending requests;
+:meth:`rwq.plugins.trust.grants.GrantStore.apply_policy` grants and denies that.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from typing import Any
 
 from rwq.errors import ConfigError
 from rwq.plugins.contract.permissions import Level, UnknownPermission, expand
+from rwq.plugins.trust.review import Wanted
+from rwq.plugins.trust.scope import QUEUE_SCOPED, narrow
 from rwq.units import UnitError, parse_duration
 from rwq.yaml_input import YamlInputError, read_yaml
 
@@ -42,6 +44,38 @@ class Policy:
     def rules_for(self, plugin: str) -> list[PolicyRule]:
         """The plugin's own rule and the ``*`` rule; their grants add up."""
         return [self.rules[key] for key in (plugin, "*") if key in self.rules]
+
+    def decide(self, plugin: str, pending: Wanted) -> tuple[list[str], list[PolicyGrant]]:
+        """What this policy denies and grants of the ``pending`` requests of ``plugin``.
+
+        Never grants more than was requested: queue and operation globs are cut to the
+        policy's. A denial wins over a grant; of two rules, the first to grant decides.
+        """
+        to_deny = sorted(n for rule in self.rules_for(plugin) for n in rule.deny if n in pending)
+        done = set(to_deny)
+        to_grant: list[PolicyGrant] = []
+        for rule in self.rules_for(plugin):
+            groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
+            for name in sorted(rule.grant & (pending.keys() - done)):
+                asked_queues, asked_operations = pending[name]
+                queues = narrow(asked_queues, rule.queues) if name in QUEUE_SCOPED else ("*",)
+                operations = narrow(asked_operations, rule.operations)
+                if queues and operations:
+                    groups.setdefault((queues, operations), []).append(name)
+            for (queues, operations), names in groups.items():
+                to_grant.append(PolicyGrant(tuple(names), queues, operations, rule.expires_in))
+                done.update(names)
+        return to_deny, to_grant
+
+
+@dataclass(frozen=True)
+class PolicyGrant:
+    """Permissions a policy grants together: one queue and operation scope, one expiry."""
+
+    permissions: tuple[str, ...]
+    queues: tuple[str, ...]
+    operations: tuple[str, ...]
+    expires_in: float | None
 
 
 MAX_POLICY_BYTES = 1024 * 1024

@@ -3,17 +3,20 @@
 When a new binding (an update) asks for the same or fewer permissions than the previous
 binding was granted, :func:`plan_rebind` carries those grants over (keeping their approved
 scopes); when it asks for more, the new binding is pending and the old one stays valid, so
-the running old version keeps working until the update is approved.
+the running old version keeps working until the update is approved. A :class:`Reviewer` does
+the review against the stored grants and writes the carry-over.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 from rwq.plugins.contract.permissions import expand
+from rwq.plugins.trust.audit import AuditLog
 from rwq.plugins.trust.grant_file import Binding, Denial, Grant, show_binding
+from rwq.plugins.trust.grant_state import StoredGrants, denied_index
 from rwq.plugins.trust.scope import QUEUE_SCOPED
 
 Status = Literal["granted", "pending", "denied"]
@@ -178,6 +181,79 @@ def build_review(
             items.append(ReviewItem(name, queues, "pending", why, operations=operations))
     version, bundle_hash = binding
     return Review(plugin, version, bundle_hash, tuple(items), rebound)
+
+
+class Reviewer:
+    """Reviews a binding's requests against the stored grants, carrying the previous
+    binding's grants over (audited) when an update asks for no more.
+
+    Args:
+        stored: the grants file the review reads and the carry-over is written to.
+        clock: the wall clock for grant times and expiry.
+        audit: where a carry-over is recorded.
+    """
+
+    def __init__(
+        self, stored: StoredGrants, *, clock: Callable[[], float], audit: AuditLog | None
+    ) -> None:
+        self._stored = stored
+        self._clock = clock
+        self._audit = audit
+
+    def review(
+        self,
+        plugin: str,
+        requested: Sequence[RequestedPermission | str],
+        version: str,
+        bundle_hash: str,
+        *,
+        keep: Iterable[Binding] = (),
+    ) -> Review:
+        """See :meth:`rwq.plugins.trust.grants.GrantStore.review`."""
+        wanted = expand_requests(requested)
+        binding = (version, bundle_hash)
+        with self._stored.mutex:
+            state = self._stored.fresh()
+            rebound: Binding | None = None
+            denied = state.denied.get(plugin, {})
+            if plan_rebind(state.grants, denied, plugin, wanted, binding, self._clock()):
+                rebound = self._rebind(plugin, wanted, binding, frozenset(keep))
+                state = self._stored.fresh()
+        denied = state.denied.get(plugin, {})
+        return build_review(state.grants, denied, plugin, wanted, binding, self._clock(), rebound)
+
+    def _rebind(
+        self, plugin: str, wanted: Wanted, binding: Binding, also_keep: frozenset[Binding]
+    ) -> Binding | None:
+        done: list[tuple[Binding, tuple[Grant, ...]]] = []
+
+        def change(grants: list[Grant], denials: list[Denial]) -> None:
+            # Decided again under the file lock: another process may have just done it.
+            denied = denied_index(denials).get(plugin, {})
+            plan = plan_rebind(grants, denied, plugin, wanted, binding, self._clock())
+            if plan is not None:
+                previous, carried = plan
+                keep = {binding, previous, *also_keep}
+                grants[:] = [g for g in grants if g.plugin != plugin or g.binding in keep]
+                grants.extend(carried)
+                done.append(plan)
+
+        self._stored.change(change)
+        if not done:
+            return None
+        previous, carried = done[0]
+        if self._audit is not None:
+            names: frozenset[str] = frozenset().union(*(g.permissions for g in carried))
+            self._audit.record(
+                plugin,
+                ",".join(sorted(names)),
+                "",
+                True,
+                reason=f"rebound from {show_binding(previous)} to {show_binding(binding)}:"
+                " same or fewer permissions requested",
+                kind="grant",
+            )
+        return previous
 
 
 def _live(grants: Iterable[Grant], now: float) -> tuple[Grant, ...]:

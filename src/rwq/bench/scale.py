@@ -1,21 +1,5 @@
 """The scale scenario of ``rwq bench plugins``: many Starlark plugins subscribed to ``job.*``
-while real queue traffic makes about 1,000 job events a second.
-
-A load process (a producer pacing jobs and a worker running them, ``job.enqueued``,
-``job.started`` and ``job.completed`` each) writes to one queue's stream; this process runs a
-real plugin manager whose stream feed reads that stream into the bus, the dispatcher handing
-each plugin its inbox as batches. Each
-plugin counts the events it sees in its ``state`` and renders the count, so the share dropped
-is ``1 - received / (published x plugins)`` from what the plugins saw, and it is checked
-against the host's own counters (bus drops, events held back while over ``max_cpu``).
-
-The runtime is wrapped to note, at each ``on_event`` call, how old each event is (now minus
-its stream entry's time): the delivery latency. That costs the host one clock read per call
-and a subtraction per event. Host CPU is this process's (every thread; the load runs
-elsewhere), sandbox CPU the sum over the plugins' processes, both read from ``/proc``; the
-whole machine's busy time (``machine_cpu_pct``, 100 a core) is reported beside them, so a run
-on a shared machine can be told from a quiet one.
-"""
+while real queue traffic makes about 1,000 job events a second."""
 
 from __future__ import annotations
 
@@ -128,7 +112,8 @@ def write_plugins(root: Path, count: int, max_cpu: str) -> list[str]:
 
 class _Recorded:
     """A plugin instance that notes, per ``on_event`` call, the batch size, the call's time and
-    how old each event is when it is handed over; everything else goes to the instance."""
+    how old each event is when it is handed over (now minus its stream entry's time: one clock
+    read per call and a subtraction per event); everything else goes to the instance."""
 
     def __init__(self, inner: PluginInstance) -> None:
         self.inner = inner
@@ -281,7 +266,19 @@ def run_scale(
 ) -> dict[str, Any]:
     """Run ``plugins`` Starlark plugins on ``job.*`` while a load makes ``events_per_s`` job
     events a second for ``seconds``; the figures (``settings`` must point at the server to
-    use, under a private prefix: see :func:`~rwq.bench.queue.bench_target`)."""
+    use, under a private prefix: see :func:`~rwq.bench.queue.bench_target`).
+
+    A load process (a producer pacing jobs and a worker running them: ``job.enqueued``,
+    ``job.started`` and ``job.completed`` each) writes to one queue's stream; this process
+    runs a real plugin manager whose stream feed reads that stream into the bus. Each plugin
+    counts the events it sees in its ``state`` and renders the count, so the share dropped is
+    ``1 - received / (published x plugins)`` from what the plugins saw, checked against the
+    host's own counters (bus drops, events held back while over ``max_cpu``). The delivery
+    latency is each event's age when ``on_event`` is called (:class:`_Recorded`). Host CPU is
+    this process's (every thread; the load runs elsewhere), sandbox CPU the sum over the
+    plugins' processes; the whole machine's busy time (``machine_cpu_pct``, 100 a core) is
+    reported beside them, so a run on a shared machine can be told from a quiet one.
+    """
     from rwq.plugins.engine.manager import PluginManager
 
     if plugins < 1 or events_per_s <= 0 or seconds <= 0:

@@ -1,17 +1,5 @@
-"""``rwq bench tui``: many plugin panels changing many times a second, in a real terminal.
-
-The TUI runs in a child process attached to a pseudo-terminal of a fixed size (the real
-terminal driver, not Textual's headless mode), with its plugin host process as ``rwq tui``
-runs it; the parent drains the terminal's output and, once the panels are on screen, adds
-``job.completed`` events to the queues' Redis streams at ``rate`` a second for each of
-``panels`` Starlark plugins. Every event takes the real path: Redis stream -> the host's feed ->
-``on_event`` in the sandbox -> changed -> render (in the host process) -> frame -> paint. After
-a warm-up the child measures the CPU of the UI process (every thread) and of the plugin host
-process, the sandboxes' CPU, frames shown and painted per panel per second, render times and
-paint times, and writes them as JSON for the parent.
-
-Everything runs on a throwaway Valkey in a temporary state dir: the user's data is untouched.
-"""
+"""``rwq bench tui``: many plugin panels changing many times a second, in a real terminal
+(what runs and what is measured: ``docs/performance.md``)."""
 
 from __future__ import annotations
 
@@ -156,7 +144,15 @@ def run_tui_bench(
     settings: Settings, *, panels: int = 20, rate: float = 30.0, seconds: float = 10.0
 ) -> dict[str, Any]:
     """Run the TUI with ``panels`` plugins changing ``rate`` times a second in a pty; the
-    figures of ``seconds`` measured after a warm-up."""
+    figures of ``seconds`` measured after a warm-up.
+
+    The TUI runs in a child process attached to a pseudo-terminal of a fixed size (the real
+    terminal driver, not Textual's headless mode), with its plugin host process as ``rwq tui``
+    runs it. This process drains the terminal's output and, once the panels are on screen,
+    adds ``job.completed`` events to the queues' streams, so every event takes the real path
+    to the screen; the child measures and writes its figures as JSON for this process. All of
+    it runs on a throwaway Valkey in a temporary state dir: the user's data is untouched.
+    """
     if panels < 1:
         raise RwqError(f"--panels: must be at least 1, got {panels}")
     if rate <= 0:

@@ -1,14 +1,5 @@
-"""How panel frames cross from the plugin host process to the screen's process.
-
-A busy panel's next frame mostly repeats lines of its previous one, often moved (a table whose
-rows move down a line as a new one comes in on top). So each frame's lines are sent as
-references to the lines of the plugin's previous frame where they are the same, and as
-segments only where they are new: the UI process unpickles a few lines per frame instead of
-all of them, and reuses the line objects it already has (its painted-line cache finds them).
-
-Both ends keep the previous frame's lines per plugin; the channel is ordered and loses nothing,
-so they stay in step. A frame without lines resets the plugin on both ends.
-"""
+"""How panel frames cross from the plugin host process to the screen's process: each line
+sent as a reference to the same line of the plugin's previous frame, or as new segments."""
 
 from __future__ import annotations
 
@@ -37,7 +28,11 @@ class WireFrame:
 
 
 class FrameEncoder:
-    """The plugin host's end: remembers each plugin's last lines sent."""
+    """The plugin host's end: remembers each plugin's last lines sent.
+
+    The channel is ordered and loses nothing, so the two ends stay in step; a frame without
+    lines resets the plugin on both ends.
+    """
 
     def __init__(self) -> None:
         self._sent: dict[str, dict[tuple[Segment, ...], int]] = {}

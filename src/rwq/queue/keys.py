@@ -171,7 +171,7 @@ class Keys:
     @property
     def plugin_control(self) -> str:
         """Pub/sub channel: requests to the running plugin hosts (``rwq plugin reload``),
-        JSON ``{"id", "op", "plugin"}``."""
+        JSON ``{"id", "op", "plugin", "settle"}``."""
         return f"{self.prefix}:plugin-control"
 
     def plugin_control_reply(self, request_id: str) -> str:

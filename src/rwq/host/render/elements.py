@@ -1,13 +1,6 @@
 """Plugin UI elements drawn with Rich: a validated element list
 (:mod:`rwq.plugins.contract.ui`) becomes one renderable for a panel body, plus the panel's
-interaction targets (buttons, list items, rows of tables with an ``id``) in document order.
-
-Plugin text is never read as markup: every string becomes a :class:`rich.text.Text`, with
-control and bidi characters escaped visibly (:func:`rwq.printable.printable`), so ``[bold]``
-or ``[@click=app.quit]`` shows as written and no escape sequence reaches the terminal.
-Each target's text carries ``Style(meta={"rwq_target": n})``, which a Textual click handler
-reads from ``event.style.meta``.
-"""
+interaction targets (buttons, list items, rows of tables with an ``id``) in document order."""
 
 from __future__ import annotations
 
@@ -132,7 +125,9 @@ def cells_of(text: str) -> int:
 
 def plain(value: str) -> str:
     """Plugin text as shown: control, bidi and other hidden characters escaped visibly
-    (``\\n`` and ``\\t`` kept)."""
+    (``\\n`` and ``\\t`` kept). Nor is it read as markup: the builder makes every string a
+    :class:`rich.text.Text`, so ``[bold]`` or ``[@click=app.quit]`` shows as written and no
+    escape sequence reaches the terminal."""
     return printable(value, multiline=True)
 
 
@@ -193,7 +188,9 @@ class _Builder:
         }
 
     def target(self, target: Target) -> Style:
-        """Register ``target``; the style its text carries (click meta, cursor highlight)."""
+        """Register ``target``; the style its text carries (cursor highlight, and
+        ``meta={"rwq_target": n}``, which a Textual click handler reads from
+        ``event.style.meta``)."""
         n = len(self.targets)
         self.targets.append(target)
         meta = Style(meta={"rwq_target": n})

@@ -1,19 +1,5 @@
 """The plugin lifecycle: the states a plugin passes through, the moves allowed between them,
-and the policy that disables a plugin that keeps failing.
-
-::
-
-    discovered -> validated -> [awaiting_approval ->] loading -> ready -> active
-         any of them, on a refusal or failure -> error
-         active -> disabled (faults, the user) | unloaded (the user, a denial, shutdown)
-         error | disabled | unloaded -> validated (enable, reload, automatic retry)
-
-A plugin is ``active`` once it was initialized, activated and its event subscriptions were
-registered. ``disabled`` is reached by faults (then it is reloaded once after a backoff) or by
-the user; ``unloaded`` by the user, a denial or shutdown; ``error`` by a refusal (invalid
-bundle, dependency problem, missing runtime) or a load that failed. From those three a plugin
-can be enabled again, which validates its bundle anew.
-"""
+and the policy that disables a plugin that keeps failing (see ``docs/architecture.md``)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,5 @@
-"""Instance slots: who a loaded plugin instance is at the host API.
-
-Every instance the lifecycle manager loads gets a :class:`Slot` and is loaded with
-:func:`host_call_for` its slot. The slot fixes the instance's identity, its binding (the
-version and bundle hash its calls are checked against) and, while it serves a dependency call,
-the delegation chain. Two instances of one plugin can so run side by side during a hot swap,
-each checked against its own grants, and a replaced or unloaded instance loses its access at
-once. While a host call is in progress its slot is *acting* in that context
-(:func:`acting`): the host API's binding lookup prefers it over the plugin's record.
-"""
+"""Instance slots: who a loaded plugin instance is at the host API, so that two instances of
+one plugin are each checked against their own binding."""
 
 from __future__ import annotations
 
@@ -52,7 +44,8 @@ class Slot:
 
 
 def acting(name: str) -> Slot | None:
-    """The slot of ``name`` whose host call is in progress in this context, if any."""
+    """The slot of ``name`` whose host call is in progress in this context, if any: the host
+    API's binding lookup prefers it over the plugin's record."""
     return _ACTING.get().get(name)
 
 

@@ -1,18 +1,5 @@
 """The control channel from ``rwq plugin reload`` to the running plugin hosts: requests over
-Redis pub/sub, one answer per host on a reply channel of the request's own.
-
-A host (``rwq plugin run``, the TUI) runs a :class:`ControlServer` beside its manager and hot
-reloader; the CLI calls :func:`request_reload`, which learns from ``PUBLISH`` how many hosts
-received the request and waits for that many answers.
-
-Request (on :attr:`~rwq.queue.keys.Keys.plugin_control`)::
-
-    {"id": "<1-64 of [A-Za-z0-9-]>", "op": "reload", "plugin": "<name>", "settle": false}
-
-Answer (on :meth:`~rwq.queue.keys.Keys.plugin_control_reply` of the id): a
-:class:`ControlReply` as JSON. A message that is not JSON, not an object or has no valid id is
-logged and ignored (there is nowhere to answer); any other bad request is answered.
-"""
+Redis pub/sub, one answer per host on a reply channel of the request's own."""
 
 from __future__ import annotations
 
@@ -226,7 +213,8 @@ class ControlServer:
                     pubsub.close()
 
     def _received(self, data: Any) -> None:
-        """Check a message; answer a bad request, hand a good one to the pool."""
+        """Check a message; answer a bad request, hand a good one to the pool. A message
+        without a valid id is logged and ignored: there is nowhere to answer."""
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
         try:
             raw = json.loads(text)

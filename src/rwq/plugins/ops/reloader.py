@@ -1,16 +1,5 @@
 """Hot reload: watch the plugin directories and swap a changed plugin in while the old keeps
-serving, with a probation period that rolls a faulting new version back.
-
-The swap itself is :meth:`PluginManager.replace` (atomic, events buffered in the inbox, state
-handed over); this module decides *when* to swap, :mod:`rwq.plugins.ops.probation` what to do
-when it goes wrong, and :mod:`rwq.plugins.ops.attempts` keeps the attempts so a UI can show why
-a version did not take over.
-
-Every swap of the manager is put on probation, whoever made it (a save, :meth:`HotReloader.
-request` from ``rwq plugin reload``, ``PluginManager.reload``, an update approved later): the
-manager tells the reloader through its swap listener. A host that does not watch its plugin
-directories still runs a reloader (``watch=False``) for that.
-"""
+serving, with a probation period that rolls a faulting new version back."""
 
 from __future__ import annotations
 

@@ -1,16 +1,5 @@
-"""Sandbox processes: a zygote the host starts once, and the per-plugin processes it forks.
-
-The zygote (``starlark_child.py``) is started with an empty environment, ``/dev/null`` for its
-standard descriptors, its own session, and one ``SOCK_SEQPACKET`` control socket. For each
-plugin the host makes a socket pair, hands one end to the zygote (``SCM_RIGHTS``), and the
-zygote forks a sandbox that keeps only that end (see the child module for the caps it
-applies). Forking a warmed-up interpreter makes a sandbox cheap to start and to keep: what the
-zygote built is shared copy-on-write, so a sandbox owns only what its plugin touches.
-
-A sandbox is always killed by the host before the zygote reaps it, so its pid cannot be
-reused while the host holds it. Frames on a channel are a 4-byte big-endian length, a type
-byte and a body.
-"""
+"""Sandbox processes: a zygote the host starts once, and the per-plugin processes it forks
+(see ``docs/starlark.md``, "The sandbox")."""
 
 from __future__ import annotations
 
@@ -120,7 +109,11 @@ def cpu_seconds(pid: int) -> float | None:
 
 class Sandbox:
     """One sandbox process and the host's end of its channel. Not thread-safe: one
-    conversation at a time."""
+    conversation at a time.
+
+    The host always kills a sandbox before its zygote reaps it, so its pid cannot be reused
+    while the host holds it.
+    """
 
     def __init__(self, zygote: Zygote, pid: int, channel: socket.socket, spawn_rss: int) -> None:
         self.pid = pid
@@ -142,7 +135,7 @@ class Sandbox:
         return self._status is None
 
     def send(self, kind: bytes, body: bytes) -> None:
-        """Send one frame.
+        """Send one frame: a 4-byte big-endian length, the type byte and the body.
 
         Raises:
             SandboxGone: the channel is closed.

@@ -1,24 +1,5 @@
-"""The Starlark runtime: each plugin runs in a sandbox process of its own, never in the host.
-
-starlark-pyo3 has no memory cap (``[1] * 1000000000`` grows a process until the kernel kills
-it), so Starlark only runs in sandboxes forked from a zygote (:mod:`.sandbox`, child side
-``starlark_child.py``), each capped by ``RLIMIT_AS`` at its manifest's ``max_memory``.
-A hook call is a small conversation on the sandbox's channel::
-
-    host -> sandbox   C  hook \\n timeout_ms \\n argument JSON
-    sandbox -> host   H  {"f": function, "a": {arguments}}     (any number of host calls)
-    host -> sandbox   A  result JSON, or {"error": {...}}      (each answered)
-    sandbox -> host   R  result JSON   |   E  {"kind", "reason", "fatal"}
-
-Loading is the same with ``L {"file", "source", "timeout_ms", "max_output_bytes"}``
-answered by ``X {"exports": [...]}``; a call's deadline covers the host calls it makes. The
-sandbox stops evaluation itself at the deadline (``check_cancelled``); the host's watchdog
-kills it ``WATCHDOG_GRACE_S`` later if it is stuck in a builtin. Plugins see host functions
-as ``rwq.<name>(...)``, keep state between calls in ``state`` (module globals are frozen
-after loading) and cannot ``load``: see ``docs/starlark.md``.
-``make docs`` writes the Starlark host function reference
-(``sdk/starlark/host-functions.md``).
-"""
+"""The Starlark runtime: each plugin runs in a sandbox process of its own, never in the host;
+this is the host's side of the conversation with it (see ``docs/starlark.md``)."""
 
 from __future__ import annotations
 

@@ -1,19 +1,5 @@
-"""The sandbox side of the Starlark runtime: a zygote that forks one sandbox per plugin.
-
-The host starts this file as ``python -I starlark_child.py FD`` with an empty environment, no
-descriptor but ``FD`` (a ``SOCK_SEQPACKET`` control socket) and ``/dev/null`` for standard
-input and output. The zygote imports starlark-pyo3, freezes the prelude every plugin loads
-(``rwq``, ``state``, ``print``) and runs a plugin through the real frame handling until
-CPython has specialised it, so all of that is shared copy-on-write. Each ``spawn`` request
-then brings one end of a fresh socket pair and forks a sandbox that keeps only that channel,
-caps its address space (``RLIMIT_AS``), CPU time, files and processes, drops root, and serves
-one plugin, trimming its heap when idle. The zygote reaps a sandbox only when the host asks
-(so its pid stays reserved until then).
-
-One self-contained file: a sandbox cannot import rwq (nor open files). The host side is
-:mod:`rwq.plugins.runtimes.sandbox` (processes) and :mod:`rwq.plugins.runtimes.starlark`
-(the conversation, whose docstring describes the frames).
-"""
+"""The sandbox side of the Starlark runtime: a zygote that forks one sandbox per plugin, in one
+self-contained file because a sandbox can neither import rwq nor open files."""
 
 from __future__ import annotations
 

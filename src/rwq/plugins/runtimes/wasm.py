@@ -1,17 +1,5 @@
-"""The WASM runtime: plugins compiled to WebAssembly, run by wasmtime under ABI v1.
-
-``docs/abi.md`` is the contract a module meets: it exports ``memory``, ``rwq_alloc``,
-``rwq_abi_version`` and one ``rwq_<hook>`` per hook it implements; it imports host functions
-from module ``rwq`` (one import per catalog function) and WASI preview 1; every value crossing
-the boundary is UTF-8 JSON in linear memory, addressed by ``(ptr, len)``.
-
-One :class:`WasmRuntime` holds one engine, its epoch ticker and its module cache
-(:mod:`.wasm_cache`); each plugin gets a :class:`~.wasm_instance.WasmInstance` with a store of
-its own: memory capped by the manifest, each call preempted at its deadline (epochs, or fuel
-in deterministic mode), its CPU time counted against ``max_cpu``, WASI with nothing of the
-host's (no directories, environment, arguments, sockets or clocks to sleep on) and
-stdout/stderr captured into its log. :mod:`.wasm_abi` checks modules against the ABI.
-"""
+"""The WASM runtime: plugins compiled to WebAssembly, run by wasmtime under ABI v1 (the
+contract a module meets is ``docs/abi.md``)."""
 
 from __future__ import annotations
 
@@ -51,6 +39,10 @@ class Deterministic:
 
 class WasmRuntime:
     """The ``wasm`` runtime: one wasmtime engine shared by every plugin it loads.
+
+    It holds the engine, its epoch ticker and its module cache (:mod:`.wasm_cache`); each plugin
+    gets a :class:`~.wasm_instance.WasmInstance` with a store of its own, whose limits are
+    those of ``docs/abi.md``. :mod:`.wasm_abi` checks modules against the ABI.
 
     Args:
         cache_dir: compiled modules are cached in ``<cache_dir>/wasm/``; None keeps them in

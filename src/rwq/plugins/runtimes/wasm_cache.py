@@ -1,18 +1,5 @@
-"""Compiled WASM modules, cached in memory and on disk, keyed by what they were compiled from.
-
-Compiling a module with Cranelift takes tens of milliseconds; loading a compiled one takes a
-fraction of one. A compiled module (``.cwasm``) is native code, and wasmtime's deserialisation
-trusts it completely: whoever can write a cache file can run code in the host. So the cache
-is a directory only we can write (created ``0700``, owned by us, not group- or
-world-writable), files are written atomically (a temporary file renamed into place), and a
-file is used only when the directory and the file pass those checks; otherwise the module is
-compiled again and the cache left alone. Each file starts with a digest of its payload so a
-torn or corrupted file is recompiled, not loaded.
-
-A file's name is the sha256 of the module's bytes, the wasmtime version and the engine's
-configuration, so a changed module (or another wasmtime, or another engine setting) is never
-served from a stale entry.
-"""
+"""Compiled WASM modules, cached in memory and on disk, keyed by what they were compiled
+from."""
 
 from __future__ import annotations
 
@@ -50,6 +37,13 @@ class CacheStats:
 
 class ModuleCache:
     """Compiled modules of one engine.
+
+    A module's key is the sha256 of its bytes, the wasmtime version and the engine's
+    configuration, so a changed module, wasmtime or engine setting never gets a stale entry.
+    A ``.cwasm`` file is native code that wasmtime's deserialisation trusts completely, so a
+    file is used only when it and its directory are ours and writable by no one else (the
+    directory is created ``0700``); files are written atomically and start with a digest of
+    their payload, so a torn or corrupted file is compiled again rather than loaded.
 
     Args:
         engine: the engine modules are compiled for.
@@ -159,7 +153,7 @@ class ModuleCache:
             self.stats.refused += 1
             return None
         try:
-            # Safe only because the bytes are ours: see the module docstring.
+            # Safe only because the bytes are ours: see the class docstring.
             return wasmtime.Module.deserialize(self.engine, payload)
         except wasmtime.WasmtimeError:
             self.stats.refused += 1

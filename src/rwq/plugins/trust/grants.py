@@ -1,22 +1,5 @@
-"""Grants: what each plugin may do, bound to its version and bundle hash, kept on disk.
-
-A :class:`GrantStore` holds grants and remembered denials in one file (see
-:mod:`rwq.plugins.trust.grant_file`) that every change rewrites atomically under a file lock. Checks
-read an in-memory index (reloaded when the file changes) and are audited. The rules:
-
-* A grant is bound to a plugin version *and* bundle hash; a check passes only for that binding.
-* An update that asks for no more than the previous binding was granted inherits its grants;
-  one that asks for more is pending while the old binding stays valid (see
-  :mod:`rwq.plugins.trust.review`).
-* A denial is remembered per plugin and permission across versions (the user is not asked
-  again on each start or update) until that permission is granted explicitly.
-* A grant's :class:`~rwq.plugins.trust.scope.Scope` limits where it applies; a queue scope limits
-  only queue-scoped permissions.
-* A delegated call (:meth:`GrantStore.check_chain`) passes only if every plugin in the chain
-  passes on its own: the intersection of their grants.
-
-A policy file (:mod:`rwq.plugins.trust.policy`) pre-grants and pre-denies for headless use.
-"""
+"""Grants: what each plugin may do, bound to its version and bundle hash, kept on disk (the
+rules: ``docs/architecture.md``, "Trust and grants")."""
 
 from __future__ import annotations
 

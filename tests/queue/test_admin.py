@@ -43,7 +43,7 @@ def test_stats_of_an_idle_queue(producer: Producer, admin: Admin) -> None:
 def test_stats_count_every_state(producer: Producer, broker: Broker, admin: Admin) -> None:
     producer.enqueue_many("q", [JobSpec(i, max_retries=1) for i in range(6)])
     worker = Worker(broker, ["q"], {"*": print}, WorkerOptions(name="w1"))
-    worker._register()  # a registered worker's processing set is counted
+    worker._lease.register()  # a registered worker's processing set is counted
     a, b, c, _running = broker.fetch("q", "w1", 4).jobs
     broker.complete("q", "w1", [(a.id, 2.0)])
     broker.fail("q", "w1", [Failure(b.id, 1.0, "retry me", delay_ms=60_000)])
@@ -84,7 +84,7 @@ def test_throughput_per_second(producer: Producer, broker: Broker, admin: Admin)
 def test_peek_every_target(producer: Producer, broker: Broker, admin: Admin) -> None:
     pending = producer.enqueue_many("q", ["p1", "p2", "p3"])
     later = producer.enqueue("q", "s1", delay=60)
-    Worker(broker, ["q"], {"*": print}, WorkerOptions(name="w1"))._register()
+    Worker(broker, ["q"], {"*": print}, WorkerOptions(name="w1"))._lease.register()
     first, second = broker.fetch("q", "w1", 2).jobs
     broker.complete("q", "w1", [(first.id, 1.0)])
     producer.enqueue("q", "d1")
@@ -309,7 +309,7 @@ def test_workers_lists_registered_workers_and_their_jobs(
 ) -> None:
     job = producer.enqueue("q", 1)
     worker = Worker(broker, ["q", "r"], {"*": print}, WorkerOptions(name="w1", concurrency=3))
-    worker._register()
+    worker._lease.register()
     broker.fetch("q", "w1", 1)
     (info,) = admin.workers()
     assert (info.id, info.queues, info.concurrency, info.alive, info.state) == (

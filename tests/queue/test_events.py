@@ -49,7 +49,7 @@ def test_every_transition_emits_its_declared_fields(
     producer.enqueue("q", "later", delay=60, tenant="acme")
     # job.started, job.completed
     worker = Worker(broker, ["q"], {"*": print}, WorkerOptions(name="w1"))
-    worker._register()  # worker.status ("starting")
+    worker._lease.register()  # worker.status ("starting")
     a, b, c, d = broker.fetch("q", "w1", 4).jobs
     broker.complete("q", "w1", [(a.id, 1.5)])
     # job.failed + job.retried; job.failed + job.dead_lettered
@@ -63,7 +63,7 @@ def test_every_transition_emits_its_declared_fields(
     broker.release("q", "w1", "shutdown", "")
     # job.requeued (worker_lost) and job.dead_lettered by the reaper; worker.status "dead"
     lost = Worker(broker, ["q"], {"*": print}, WorkerOptions(name="lost"))
-    lost._register()
+    lost._lease.register()
     producer.enqueue("q", "last chance", max_retries=0)
     broker.fetch("q", "lost", 10)
     wait_until(lambda: not broker.client.exists(keys.heartbeat("lost")), what="expiry")

@@ -58,7 +58,7 @@ def test_every_job_event_carries_the_labels(
 
     # started + completed; failed + retried; failed + dead_lettered; requeued (operator,
     # moved to another queue, shutdown, worker lost); dead_lettered by the reaper.
-    Worker(broker, ["q"], {"*": print}, WorkerOptions(name="w1"))._register()
+    Worker(broker, ["q"], {"*": print}, WorkerOptions(name="w1"))._lease.register()
     a, b, c, _ = broker.fetch("q", "w1", 4).jobs
     assert a.labels == LABELS  # the worker's job has them too
     broker.complete("q", "w1", [(a.id, 1.5)])
@@ -72,7 +72,7 @@ def test_every_job_event_carries_the_labels(
     admin.requeue([c.id], to="elsewhere")
     assert json.loads(stored_labels(broker, "elsewhere", c.id) or "") == LABELS
     broker.release("q", "w1", "shutdown", "")
-    Worker(broker, ["q"], {"*": print}, WorkerOptions(name="lost"))._register()
+    Worker(broker, ["q"], {"*": print}, WorkerOptions(name="lost"))._lease.register()
     last = producer.enqueue("q", {"kind": "last", "type": 7}, max_retries=0)
     held = broker.fetch("q", "lost", 10).jobs
     assert last.id in {j.id for j in held}

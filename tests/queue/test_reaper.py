@@ -22,7 +22,7 @@ ReadEvents = Callable[[str], list[Event]]
 def register(broker: Broker, name: str, queues: list[str]) -> Worker:
     """A worker that registers (as ``run()`` does) and then never heartbeats again."""
     worker = Worker(broker, queues, {"*": print}, WorkerOptions(name=name))
-    worker._register()
+    worker._lease.register()
     return worker
 
 

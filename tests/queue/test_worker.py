@@ -18,7 +18,8 @@ from rwq.queue.events import Event
 from rwq.queue.job import Job
 from rwq.queue.producer import JobSpec, Producer
 from rwq.queue.reaper import reap
-from rwq.queue.worker import PermanentFailure, Worker, WorkerError, WorkerOptions, backoff_ms
+from rwq.queue.runner import backoff_ms
+from rwq.queue.worker import PermanentFailure, Worker, WorkerError, WorkerOptions
 
 ReadEvents = Callable[[str], list[Event]]
 StartWorker = Callable[..., Any]  # conftest.start_worker -> RunningWorker
@@ -120,7 +121,7 @@ def test_an_empty_high_queue_does_not_stall_a_lower_one(
     # A long idle wait: only the wake-up published by enqueue can make the worker look again.
     handle = start_worker(["high", "low"], {"*": lambda job: done.append(job.payload)},
                           idle_wait=60.0)  # fmt: skip
-    wait_until(lambda: handle.worker._state == "running", what="the worker to start")
+    wait_until(lambda: handle.worker._lease.state == "running", what="the worker to start")
     producer.enqueue("low", "only-low")
     wait_until(lambda: done == ["only-low"], what="the low job to run")
     producer.enqueue("high", "then-high")

@@ -1,52 +1,46 @@
 """The worker: takes jobs from queues in priority order, runs their handlers, records results.
 
-One loop thread fetches and records in batches (one round trip per queue per batch); handlers
-run inline (``concurrency=1``) or in a thread pool. A heartbeat thread keeps the worker's
-lease alive, a listener thread wakes the loop when an empty queue gets work, so the loop never
-blocks on one empty queue while another has jobs, and never polls in a tight loop.
+One loop thread fetches and records in batches (:mod:`rwq.queue.runner`); handlers run inline
+(``concurrency=1``) or in a thread pool. A heartbeat thread keeps the worker's lease alive
+(:mod:`rwq.queue.lease`), a listener thread wakes the loop when an empty queue gets work, so
+the loop never blocks on one empty queue while another has jobs, and never polls in a tight
+loop.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import queue as queue_mod
-import random
 import signal
 import socket
 import threading
 import time
-import traceback as traceback_mod
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
-
-import redis
 
 from rwq.errors import RwqError
-from rwq.queue.breaker import BreakerPolicy, BreakerState, CircuitBreaker
-from rwq.queue.broker import Broker, Failure
-from rwq.queue.job import Job
+from rwq.queue.breaker import BreakerPolicy, CircuitBreaker
+from rwq.queue.broker import Broker
 from rwq.queue.keys import check_queue_name
+from rwq.queue.lease import Lease
 from rwq.queue.metrics import WorkerMetrics
-from rwq.queue.reaper import reap
+from rwq.queue.runner import REDIS_ERRORS, Handler, JobRunner, PermanentFailure
+
+__all__ = [
+    "EXIT_ABANDONED",
+    "Handler",
+    "PermanentFailure",
+    "Worker",
+    "WorkerError",
+    "WorkerOptions",
+]
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Job], Any]
-"""A job handler: returns normally on success, raises on failure."""
-
-REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 EXIT_ABANDONED = 3
 """The exit status of a process whose stuck handlers were abandoned at shutdown."""
-
-
-class PermanentFailure(RwqError):
-    """Raise from a handler to dead-letter the job at once, without retries."""
 
 
 class WorkerError(RwqError):
@@ -68,25 +62,6 @@ class WorkerOptions:
     name: str | None = None
     shutdown_timeout: float | None = None
     """Seconds a stopping worker waits for its running handlers; None: the setting's."""
-
-
-@dataclass
-class _Outcome:
-    queue: str
-    job: Job
-    ok: bool
-    duration_ms: float
-    error: str = ""
-    traceback: str = ""
-    permanent: bool = False
-    skipped: bool = False
-    """Never started (the worker was stopping): still held, handed back at shutdown."""
-
-
-def backoff_ms(attempt: int, base: float, cap: float) -> int:
-    """Exponential backoff with jitter: half the step fixed, half random."""
-    step = min(cap, base * (2 ** max(attempt - 1, 0)))
-    return int((step / 2 + random.random() * step / 2) * 1000)
 
 
 class Worker:
@@ -119,27 +94,17 @@ class Worker:
         self.id = self.options.name or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self.metrics = WorkerMetrics()
         self.breakers = {q: CircuitBreaker(self.options.breaker) for q in self.queues}
-        self.processed = 0
-        self.failed = 0
         self._stop = threading.Event()
         self._finished = threading.Event()
         """Set once shutdown is complete: the heartbeat runs until then, so a long graceful
         drain keeps its lease."""
         self._subscribed = threading.Event()
-        self._inbox: queue_mod.Queue[_Outcome | None] = queue_mod.Queue()
-        self._pending: list[_Outcome] = []
-        self._inflight = 0
-        self._running: set[tuple[str, str]] = set()
-        """(queue, job id) of pooled jobs whose outcome is not recorded yet."""
-        self._unsure = False
-        """A fetch failed: its jobs may be held under our id without our knowing."""
-        self._info: dict[str, Any] = {}
-        self._registry_lock = threading.Lock()
-        self._state = "starting"
-        self._last_reap = 0.0
-        self._pool: ThreadPoolExecutor | None = None
-        self._flush_unsure = False
-        """A flush failed: its results may have been recorded with only the reply lost."""
+        self._runner = JobRunner(
+            broker, self.id, self.queues, self.handlers, self.breakers, self.metrics, self._stop,
+            concurrency=self.options.concurrency, prefetch=self.options.prefetch,
+            idle_wait=self.options.idle_wait,
+        )  # fmt: skip
+        self._lease = Lease(broker, self.id, self.queues, self.options.concurrency, self._runner)
         self._abandon_lock = threading.Lock()
         self._running_loop = threading.Event()
         self.abandoned = False
@@ -150,14 +115,26 @@ class Worker:
 
     # -- public ------------------------------------------------------------------------------
 
+    @property
+    def processed(self) -> int:
+        """Jobs this worker completed."""
+        return self._runner.processed
+
+    @property
+    def failed(self) -> int:
+        """Runs of this worker's jobs that failed (retried or dead-lettered)."""
+        return self._runner.failed
+
     def run(self, *, max_jobs: int | None = None, duration: float | None = None) -> None:
         """Work until :meth:`stop`, a signal, ``max_jobs`` results, or ``duration`` seconds."""
         self._install_signals()
         self._running_loop.set()
         deadline = time.monotonic() + duration if duration else None
-        self._register()
+        self._lease.register()
         threads = [
-            threading.Thread(target=self._heartbeat_loop, name="rwq-heartbeat", daemon=True),
+            threading.Thread(
+                target=self._lease.renew, args=(self._finished,), name="rwq-heartbeat", daemon=True
+            ),
             threading.Thread(target=self._listen_loop, name="rwq-listener", daemon=True),
         ]
         for t in threads:
@@ -165,18 +142,18 @@ class Worker:
         self._subscribed.wait(timeout=5.0)
         if self.options.metrics_port:
             self.metrics.serve(self.options.metrics_port)
-        if self.options.concurrency > 1:
-            self._pool = ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="rwq-job")
-        self._state = "running"
+        runner = self._runner
+        runner.start_pool()
+        self._lease.state = "running"
         log.info("worker %s serving %s", self.id, ", ".join(self.queues))
         try:
             while not self._stop.is_set():
                 if deadline and time.monotonic() >= deadline:
                     break
-                if max_jobs is not None and self.processed + self.failed >= max_jobs:
+                if max_jobs is not None and runner.processed + runner.failed >= max_jobs:
                     break
                 try:
-                    self._step(deadline)
+                    runner.step(deadline)
                 except REDIS_ERRORS as exc:
                     self._wait_for_redis(exc)
         finally:
@@ -197,7 +174,7 @@ class Worker:
         queues, not lost and never recorded as done, and :attr:`on_abandoned` is called."""
         first = not self._stop.is_set()
         self._stop.set()
-        self._inbox.put(None)
+        self._runner.wake()
         if first:
             threading.Thread(target=self._watch_shutdown, name="rwq-shutdown", daemon=True).start()
 
@@ -212,287 +189,22 @@ class Worker:
             if self._finished.is_set() or self.abandoned:
                 return
             self.abandoned = True
-        running = self._inflight or 1
+        running = self._runner.inflight or 1
         log.warning(
             "worker %s: %d handler(s) still running after %gs; their jobs go back to their "
             "queues", self.id, running, self.shutdown_timeout,
         )  # fmt: skip
         try:
-            with self._registry_lock:  # no heartbeat may register us again after this
-                self._state = "stopped"
-                for qname in self.queues:
-                    self.broker.release(qname, self.id, "shutdown", "")
-                self._publish_status()
-                keys = self.broker.keys
-                self.broker.client.delete(keys.heartbeat(self.id))
-                self.broker.client.hdel(keys.workers, self.id)
+            with self._lease.lock:  # no heartbeat may register us again after this
+                self._lease.state = "stopped"  # even if handing back fails: no renewal
+                self._lease.leave()
         except REDIS_ERRORS as exc:  # the reaper hands them back once our lease expires
             log.error("could not hand back the running jobs: %s", exc)
         finally:
             self._finished.set()
             self.on_abandoned()
 
-    # -- the loop ----------------------------------------------------------------------------
-
-    def _step(self, deadline: float | None) -> None:
-        self._drain_inbox(block=False)
-        self._flush()
-        self._maybe_reap()
-        free = self.options.concurrency - self._inflight
-        taken, next_due = self._take(free) if free > 0 else ([], None)
-        if taken:
-            if self._pool is None:
-                self._run_inline(taken)
-            else:
-                for qname, job in taken:
-                    self._inflight += 1
-                    self._running.add((qname, job.id))
-                    self.metrics.inflight.inc()
-                    self._pool.submit(self._run_pooled, qname, job)
-            return
-        timeout = self.options.idle_wait
-        if next_due is not None:
-            timeout = min(timeout, max(0.0, next_due / 1000 - time.time()))
-        if deadline is not None:
-            timeout = min(timeout, max(0.0, deadline - time.monotonic()))
-        self._drain_inbox(block=True, timeout=max(timeout, 0.001))
-
-    def _take(self, free: int) -> tuple[list[tuple[str, Job]], float | None]:
-        """Fetch up to ``free`` (+prefetch) jobs, highest-priority queue first."""
-        want = free + self.options.prefetch
-        taken: list[tuple[str, Job]] = self._reclaim() if self._unsure else []
-        want -= len(taken)
-        next_due: float | None = None
-        for qname in self.queues:
-            breaker = self.breakers[qname]
-            allowance = breaker.allowance()
-            self.metrics.breaker_open.labels(qname).set(
-                0 if breaker.state is BreakerState.CLOSED else 1
-            )
-            if allowance == 0:
-                continue
-            count = want if allowance < 0 else min(want, allowance)
-            try:
-                fetched = self.broker.fetch(qname, self.id, count)
-            except REDIS_ERRORS:
-                # The script may have run and only its reply been lost, and jobs already in
-                # `taken` are dropped with this error: we may hold jobs we do not know of.
-                self._unsure = True
-                raise
-            if fetched.next_due_ms is not None:
-                next_due = min(next_due or fetched.next_due_ms, fetched.next_due_ms)
-            if fetched.jobs and allowance > 0:
-                breaker.probe_taken()
-            taken.extend((qname, job) for job in fetched.jobs)
-            want -= len(fetched.jobs)
-            if want <= 0:
-                break
-        return taken, next_due
-
-    def _reclaim(self) -> list[tuple[str, Job]]:
-        """Jobs held under our id that the loop does not know of, to run them now."""
-        known = self._running | {(o.queue, o.job.id) for o in self._pending}
-        client = self.broker.client
-        found: list[tuple[str, Job]] = []
-        for qname in self.queues:
-            qk = self.broker.queue_keys(qname)
-            for job_id in client.zrange(qk.processing(self.id), 0, -1):
-                if (qname, job_id) not in known and (fields := client.hgetall(qk.job(job_id))):
-                    found.append((qname, Job.from_fields(fields, job_id, qname)))
-        self._unsure = False
-        if found:
-            log.warning("reclaimed %d job(s) whose fetch reply was lost", len(found))
-        return found
-
-    def _run_inline(self, taken: list[tuple[str, Job]]) -> None:
-        for qname, job in taken:
-            if self._stop.is_set():
-                break  # the rest go back to their queues in _shutdown
-            self._record(self._execute(qname, job))
-        self._flush()
-
-    def _run_pooled(self, qname: str, job: Job) -> None:
-        if self._stop.is_set():  # not started before stop(): _shutdown hands it back
-            self._inbox.put(_Outcome(qname, job, False, 0.0, skipped=True))
-            return
-        self._inbox.put(self._execute(qname, job))
-
-    def _execute(self, qname: str, job: Job) -> _Outcome:
-        handler = self.handlers.get(qname) or self.handlers["*"]
-        started = time.perf_counter()
-        try:
-            handler(job)
-        except Exception as exc:  # a handler's failure is data, not a worker crash
-            return _Outcome(
-                qname,
-                job,
-                False,
-                (time.perf_counter() - started) * 1000,
-                f"{type(exc).__name__}: {_describe(exc)}",
-                _storable(traceback_mod.format_exc()),
-                isinstance(exc, PermanentFailure),
-            )
-        return _Outcome(qname, job, True, (time.perf_counter() - started) * 1000)
-
-    def _drain_inbox(self, *, block: bool, timeout: float = 0.0) -> None:
-        try:
-            item = (
-                self._inbox.get(block=block, timeout=timeout) if block else self._inbox.get_nowait()
-            )
-        except queue_mod.Empty:
-            return
-        while True:
-            if item is not None:
-                self._inflight -= 1
-                self._running.discard((item.queue, item.job.id))
-                self.metrics.inflight.dec()
-                if not item.skipped:
-                    self._record(item)
-            try:
-                item = self._inbox.get_nowait()
-            except queue_mod.Empty:
-                return
-
-    def _record(self, outcome: _Outcome) -> None:
-        self._pending.append(outcome)
-        self.breakers[outcome.queue].record(outcome.ok)
-        self.metrics.duration.labels(outcome.queue).observe(outcome.duration_ms / 1000)
-
-    def _flush(self) -> None:
-        """Write every recorded outcome in one round trip; kept for a retry if Redis fails."""
-        if not self._pending:
-            return
-        settings = self.broker.settings
-        by_queue: dict[str, tuple[list[tuple[str, float]], list[Failure]]] = {}
-        for o in self._pending:
-            done, failures = by_queue.setdefault(o.queue, ([], []))
-            if o.ok:
-                done.append((o.job.id, o.duration_ms))
-            else:
-                delay = backoff_ms(o.job.attempts, settings.backoff_base, settings.backoff_max)
-                failures.append(
-                    Failure(o.job.id, o.duration_ms, o.error, o.traceback, delay, o.permanent)
-                )
-        order: list[tuple[str, str]] = []
-
-        def build(pipe: Any) -> None:
-            order.clear()
-            for qname, (done, failures) in by_queue.items():
-                if done:
-                    self.broker.complete(qname, self.id, done, client=pipe)
-                    order.append((qname, "completed"))
-                if failures:
-                    self.broker.fail(qname, self.id, failures, client=pipe)
-                    order.append((qname, "failed"))
-
-        retried, self._flush_unsure = self._flush_unsure, True
-        results = self.broker.execute(build)
-        self._flush_unsure = False
-        self._pending.clear()
-        for (qname, kind), flags in zip(order, results, strict=True):
-            applied = sum(1 for f in flags if f)
-            stale = len(flags) - applied
-            if kind == "completed":
-                self.processed += applied
-            else:
-                self.failed += applied
-            self.metrics.jobs.labels(qname, kind).inc(applied)
-            if stale:
-                self.metrics.stale_acks.inc(stale)
-                if retried:
-                    log.info(
-                        "%d %s result(s) on %s were recorded already: the reply to the "
-                        "previous attempt was lost", stale, kind, qname,
-                    )  # fmt: skip
-                else:
-                    log.warning(
-                        "%d %s result(s) on %s were refused: the job was no longer held by "
-                        "this worker (its lease expired and it was reaped; it may run again)",
-                        stale, kind, qname,
-                    )  # fmt: skip
-
-    def _maybe_reap(self) -> None:
-        now = time.monotonic()
-        if now - self._last_reap < self.broker.settings.reaper_interval:
-            return
-        self._last_reap = now
-        reap(self.broker, owner=self.id)
-
     # -- lifecycle ---------------------------------------------------------------------------
-
-    def _register(self) -> None:
-        keys = self.broker.keys
-        info = {
-            "id": self.id,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "queues": self.queues,
-            "concurrency": self.options.concurrency,
-            "started_at": time.time() * 1000,
-        }
-        ttl = int(self.broker.settings.heartbeat_ttl * 1000)
-        self._info = info
-        pipe = self.broker.client.pipeline(transaction=False)
-        pipe.set(keys.heartbeat(self.id), self._status_json(), px=ttl)
-        pipe.hset(keys.workers, self.id, self._info_json())
-        pipe.sadd(keys.queues, *self.queues)
-        pipe.execute()
-        self._publish_status()
-
-    def _info_json(self) -> str:
-        """The registry entry; carries the counts so a reaper can report them."""
-        return json.dumps({**self._info, "processed": self.processed, "failed": self.failed})
-
-    def _status_json(self) -> str:
-        return json.dumps(
-            {
-                "state": self._state,
-                "current": self._inflight,
-                "processed": self.processed,
-                "failed": self.failed,
-                "ts": time.time() * 1000,
-            }
-        )
-
-    def _publish_status(self) -> None:
-        self.broker.client.xadd(
-            self.broker.keys.system_events,
-            {
-                "type": "worker.status",
-                "worker": self.id,
-                "state": self._state,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "queues": ",".join(self.queues),
-                "current": self._inflight,
-                "processed": self.processed,
-            },
-            maxlen=self.broker.settings.events_maxlen,
-            approximate=True,
-        )
-
-    def _heartbeat_loop(self) -> None:
-        settings = self.broker.settings
-        keys = self.broker.keys
-        while not self._finished.wait(settings.heartbeat_interval):
-            try:
-                with self._registry_lock:
-                    if self._state == "stopped":
-                        return
-                    pipe = self.broker.client.pipeline(transaction=False)
-                    pipe.set(
-                        keys.heartbeat(self.id),
-                        self._status_json(),
-                        px=int(settings.heartbeat_ttl * 1000),
-                    )
-                    # Again each time: a reaper that found our lease expired (say Redis was
-                    # away for longer than the TTL) forgot us, and forgotten workers' jobs
-                    # could never be reaped.
-                    pipe.hset(keys.workers, self.id, self._info_json())
-                    pipe.execute()
-                self._publish_status()
-            except REDIS_ERRORS as exc:
-                log.warning("heartbeat failed: %s", exc)
 
     def _listen_loop(self) -> None:
         """Wake the loop when one of our queues goes from empty to non-empty."""
@@ -509,7 +221,7 @@ class Worker:
                     if msg["type"] == "subscribe":
                         self._subscribed.set()
                     elif msg["type"] == "message" and msg["data"] in wanted:
-                        self._inbox.put(None)
+                        self._runner.wake()
             except REDIS_ERRORS:
                 time.sleep(0.2)
             finally:
@@ -531,28 +243,16 @@ class Worker:
                 delay = min(delay * 2, 2.0)
 
     def _shutdown(self) -> None:
-        self._state = "stopping"
-        if self._pool is not None:
-            while self._inflight > 0 and not self.abandoned:
-                self._drain_inbox(block=True, timeout=0.5)
-                with contextlib.suppress(*REDIS_ERRORS):
-                    self._flush()  # results of finished handlers survive an abandon
-            if self.abandoned:
-                return
-            self._pool.shutdown(wait=True)
+        self._lease.state = "stopping"
+        if not self._runner.finish_pooled(lambda: self.abandoned):
+            return
         for attempt in range(50):
             try:
-                self._flush()
-                keys = self.broker.keys
-                with self._registry_lock:  # no heartbeat may register us again after this
+                self._runner.flush()
+                with self._lease.lock:  # no heartbeat may register us again after this
                     if self.abandoned:
                         return
-                    for qname in self.queues:
-                        self.broker.release(qname, self.id, "shutdown", "")
-                    self._state = "stopped"
-                    self._publish_status()
-                    self.broker.client.delete(keys.heartbeat(self.id))
-                    self.broker.client.hdel(keys.workers, self.id)
+                    self._lease.leave()
                 return
             except REDIS_ERRORS as exc:
                 if attempt == 49:
@@ -577,22 +277,6 @@ class Worker:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-
-
-def _describe(exc: BaseException) -> str:
-    """The exception's message as text Redis can store: one whose ``str()`` raises is named
-    by its type, and lone surrogates (from a payload's ``"\\ud800"``) are escaped."""
-    try:
-        text = str(exc)
-    except Exception:  # a handler's exception is hostile input too
-        text = f"<{type(exc).__name__} whose message cannot be read>"
-    return _storable(text)
-
-
-def _storable(text: str) -> str:
-    if text.isascii():
-        return text
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _exit_abandoned() -> None:

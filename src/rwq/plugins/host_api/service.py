@@ -15,7 +15,6 @@ What each function takes and returns is declared in :mod:`rwq.plugins.contract`;
 
 from __future__ import annotations
 
-import contextvars
 import fnmatch
 import logging
 import threading
@@ -33,17 +32,10 @@ from rwq.plugins.contract.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
-    QuotaExceeded,
     RateLimited,
     UnknownFunction,
 )
-from rwq.plugins.contract.events import (
-    ALERT_RAISED,
-    EventTypeError,
-    json_safe,
-    local_event,
-    plugin_event_type,
-)
+from rwq.plugins.contract.events import EventTypeError, json_safe
 from rwq.plugins.contract.host_functions import (
     HOST_FUNCTIONS,
     MAX_CHAIN,
@@ -54,6 +46,18 @@ from rwq.plugins.contract.host_functions import (
 from rwq.plugins.contract.permissions import CATALOG
 from rwq.plugins.eventbus.bus import BusError, EventBus
 from rwq.plugins.eventbus.feed import HealthSampler
+from rwq.plugins.host_api.caller import DELEGATION, Caller, PluginBinding
+from rwq.plugins.host_api.functions import (
+    DependencyCall,
+    DependencyFunctions,
+    EventFunctions,
+    LogSink,
+    NoticeFunctions,
+    Notify,
+    QueueFunctions,
+    StorageFunctions,
+    TimerFunctions,
+)
 from rwq.plugins.host_api.storage import PluginStorage
 from rwq.plugins.host_api.timers import TimerTable
 from rwq.plugins.trust.audit import AuditLog
@@ -66,10 +70,6 @@ from rwq.queue.producer import Producer
 __all__ = ["DependencyCall", "HostAPI", "LogSink", "Notify", "PluginBinding"]
 
 log = logging.getLogger(__name__)
-
-_CHAIN: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
-    "rwq_host_call_chain", default=()
-)
 
 
 # -- rate limits ----------------------------------------------------------------------------
@@ -104,28 +104,6 @@ class _Buckets:
 # -- the API --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PluginBinding:
-    """What the host loaded of a plugin: checks run against this version and bundle hash."""
-
-    version: str
-    bundle_hash: str
-    queues: tuple[str, ...] = ("*",)
-    """The plugin's queue scope (what its grant of ``events.subscribe`` is limited to): the
-    default ``queues`` of a ``subscribe`` call."""
-
-
-DependencyCall = Callable[[tuple[str, ...], str, str, Any], Any]
-"""``call_plugin(chain, plugin, function, args) -> result``: run ``function`` of the loaded
-plugin ``plugin`` (the lifecycle manager provides it). ``chain`` is the caller first and
-``plugin`` last; the callee's own host calls must reach :meth:`HostAPI.call` in the same
-thread (the chain travels in a context variable) or pass ``chain=``."""
-
-Notify = Callable[[str, str, str], None]
-"""``(plugin, message, level)``."""
-LogSink = Callable[[str, str, str], None]
-"""``(plugin, level, message)``."""
-
 _LOG_LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -142,20 +120,21 @@ def _notify_to_logging(plugin: str, message: str, level: str) -> None:
     log.info("notification from %s (%s): %s", plugin, level, message)
 
 
-@dataclass(frozen=True)
-class _Call:
-    plugin: str
-    binding: PluginBinding
-    chain: tuple[str, ...]
-    """The delegation chain ending with ``plugin``; empty for a direct call."""
-
-
-Handler = Callable[[_Call, dict[str, Any]], Any]
+Handler = Callable[[Caller, dict[str, Any]], Any]
 
 
 @dataclass(eq=False)
-class HostAPI:
-    """The capability-gated host API; :meth:`call` is the runtimes' ``HostCall``.
+class HostAPI(
+    QueueFunctions,
+    EventFunctions,
+    StorageFunctions,
+    TimerFunctions,
+    NoticeFunctions,
+    DependencyFunctions,
+):
+    """The capability-gated host API; :meth:`call` is the runtimes' ``HostCall``, which runs
+    every check and then the function's body (one class per family, in
+    :mod:`rwq.plugins.host_api.functions`).
 
     Args:
         grants: the grant store; it must audit to ``audit`` (every check is recorded).
@@ -228,7 +207,7 @@ class HostAPI:
             HostCallError: always this tree, with a ``code`` (see :class:`ErrorCode`).
         """
         spec = HOST_FUNCTIONS.get(function) if isinstance(function, str) else None
-        delegated = tuple(_CHAIN.get() if chain is None else chain)
+        delegated = tuple(DELEGATION.get() if chain is None else chain)
         if not delegated or delegated[-1] != plugin:
             delegated = ()
         try:
@@ -260,7 +239,7 @@ class HostAPI:
                     self._operation(spec),
                     delegated,
                 )
-            c = _Call(plugin, binding, delegated)
+            c = Caller(plugin, binding, delegated)
             self._authorize(spec, c, values)
             if spec.rate is not None and not self._buckets.take(plugin, spec.name, spec.rate):
                 raise RateLimited(
@@ -303,7 +282,7 @@ class HostAPI:
 
     # -- checks ---------------------------------------------------------------------------
 
-    def _authorize(self, spec: HostFunctionSpec, c: _Call, values: Mapping[str, Any]) -> None:
+    def _authorize(self, spec: HostFunctionSpec, c: Caller, values: Mapping[str, Any]) -> None:
         if spec.name == "call_dependency":
             self._authorize_dependency(c, values["plugin"], values["function"])
             return
@@ -342,7 +321,7 @@ class HostAPI:
                     c.plugin, spec.name, permission, queue, decision.reason, c.chain
                 )
 
-    def _versions(self, spec: HostFunctionSpec, c: _Call) -> dict[str, tuple[str, str]]:
+    def _versions(self, spec: HostFunctionSpec, c: Caller) -> dict[str, tuple[str, str]]:
         versions: dict[str, tuple[str, str]] = {}
         for member in c.chain:
             binding = c.binding if member == c.plugin else self.bindings(member)
@@ -363,7 +342,7 @@ class HostAPI:
             versions[member] = (binding.version, binding.bundle_hash)
         return versions
 
-    def _check_glob(self, spec: HostFunctionSpec, c: _Call, permission: str, glob: str) -> None:
+    def _check_glob(self, spec: HostFunctionSpec, c: Caller, permission: str, glob: str) -> None:
         """A queue glob passes the grant store only as a name; it must also lie inside the
         granted globs, or ``t*`` would pass a grant of ``t?`` and reach every ``t...``."""
         now = time.time()
@@ -391,7 +370,7 @@ class HostAPI:
                 )
                 raise PermissionDenied(c.plugin, spec.name, permission, glob, reason, c.chain)
 
-    def _authorize_dependency(self, c: _Call, target: str, function: str) -> None:
+    def _authorize_dependency(self, c: Caller, target: str, function: str) -> None:
         chain = (*(c.chain or (c.plugin,)), target)
         operation = f"dependency:{function}"
         reason = ""
@@ -408,186 +387,6 @@ class HostAPI:
         )
         if reason:
             raise PermissionDenied(c.plugin, "call_dependency", None, target, reason, chain)
-
-    # -- events ---------------------------------------------------------------------------
-
-    def _do_subscribe(self, c: _Call, a: dict[str, Any]) -> Any:
-        if len(self.bus.subscriptions(c.plugin)) >= self.max_subscriptions:
-            raise QuotaExceeded(
-                f"plugin {c.plugin!r} already has {self.max_subscriptions} subscriptions",
-                plugin=c.plugin,
-                function="subscribe",
-            )
-        sub_id = self.bus.subscribe(
-            c.plugin,
-            a["type"],
-            queues=a["queues"],
-            interval=a["interval"],
-            rate_limit=a["rate_limit"],
-        )
-        return {"id": sub_id}
-
-    def _do_unsubscribe(self, c: _Call, a: dict[str, Any]) -> Any:
-        mine = {s.id for s in self.bus.subscriptions(c.plugin)}
-        if a["id"] not in mine or not self.bus.unsubscribe(a["id"]):
-            raise NotFound(
-                f"plugin {c.plugin!r} has no subscription {a['id']!r}",
-                plugin=c.plugin,
-                function="unsubscribe",
-                argument="id",
-            )
-        return None
-
-    def _do_emit(self, c: _Call, a: dict[str, Any]) -> Any:
-        event = local_event(
-            plugin_event_type(c.plugin, a["type"]), a["data"], source=f"plugin:{c.plugin}"
-        )
-        self.bus.publish(event)
-        return {"id": event.id, "type": event.type}
-
-    def _do_send_alert(self, c: _Call, a: dict[str, Any]) -> Any:
-        data = {"from": c.plugin, **a}
-        if c.chain:
-            data["chain"] = list(c.chain)
-        event = local_event(ALERT_RAISED, data, source=f"plugin:{c.plugin}")
-        self.bus.publish(event)
-        return {"id": event.id}
-
-    # -- queues ---------------------------------------------------------------------------
-
-    def _do_enqueue_job(self, c: _Call, a: dict[str, Any]) -> Any:
-        job = self.producer.enqueue(
-            a["queue"], a["payload"], priority=a["priority"], tenant=a["tenant"], delay=a["delay"]
-        )
-        return job.to_dict()
-
-    def _do_peek_job(self, c: _Call, a: dict[str, Any]) -> Any:
-        return [job.to_dict() for job in self.admin.peek(a["queue"], a["n"], a["state"])]
-
-    def _do_list_dead(self, c: _Call, a: dict[str, Any]) -> Any:
-        page = self.admin.dlq_list(
-            queue=a["queue"],
-            tenant=a["tenant"],
-            error=a["error"],
-            older_than_s=a["older_than_s"],
-            newer_than_s=a["newer_than_s"],
-            offset=a["offset"],
-            limit=a["limit"],
-        )
-        return {"total": page.total, "jobs": [job.to_dict() for job in page.jobs]}
-
-    def _do_requeue_job(self, c: _Call, a: dict[str, Any]) -> Any:
-        if not self.admin.requeue([a["job_id"]], queue=a["queue"]):
-            raise NotFound(
-                f"no dead job {a['job_id']!r} in queue {a['queue']!r}",
-                plugin=c.plugin,
-                function="requeue_job",
-                argument="job_id",
-            )
-        return {"requeued": 1}
-
-    def _do_requeue_jobs(self, c: _Call, a: dict[str, Any]) -> Any:
-        if bool(a["ids"]) == a["all"]:
-            raise InvalidArgument(
-                "give either ids or all=true", plugin=c.plugin, function="requeue_jobs"
-            )
-        n = self.admin.requeue(a["ids"], all_jobs=a["all"], queue=a["queue"], to=a["to"])
-        return {"requeued": n}
-
-    def _do_purge_queue(self, c: _Call, a: dict[str, Any]) -> Any:
-        queue, target = a["queue"], a["target"]
-        if target != "pending":
-            return {"purged": self.admin.purge(target, queue=queue)}
-        # Not admin.purge(queue): a queue named "dead" or "all" would be read as that target
-        # and purge every queue.
-        broker = self.admin.broker
-        if not broker.queue_exists(queue):
-            raise UnknownQueue(queue, broker.queues())
-        if broker.settings.read_only:
-            raise ReadOnlyMode("purge")
-        return {"purged": broker.purge(queue, "pending") + broker.purge(queue, "scheduled")}
-
-    def _do_delete_dead(self, c: _Call, a: dict[str, Any]) -> Any:
-        if not a["ids"]:
-            raise InvalidArgument(
-                "give the ids of the dead letters to delete",
-                plugin=c.plugin,
-                function="delete_dead",
-                argument="ids",
-            )
-        return {"deleted": self.admin.delete_dead(a["queue"], a["ids"])}
-
-    def _do_pause_queue(self, c: _Call, a: dict[str, Any]) -> Any:
-        return {"changed": self.admin.pause(a["queue"])}
-
-    def _do_resume_queue(self, c: _Call, a: dict[str, Any]) -> Any:
-        return {"changed": self.admin.resume(a["queue"])}
-
-    def _do_get_queue_stats(self, c: _Call, a: dict[str, Any]) -> Any:
-        queue = a["queue"]
-        return self.admin.stats([queue] if queue is not None else None).to_dict()
-
-    def _do_get_system_stats(self, c: _Call, a: dict[str, Any]) -> Any:
-        assert self.health is not None
-        keys = self.admin.broker.keys
-        client = self.admin.client
-        return {
-            "workers": int(client.hlen(keys.workers)),
-            "queues": int(client.scard(keys.queues)),
-            **self.health(),
-            "taken_at": time.time(),
-        }
-
-    # -- the plugin's own things ----------------------------------------------------------
-
-    def _do_log(self, c: _Call, a: dict[str, Any]) -> Any:
-        self.on_log(c.plugin, a["level"], a["message"])
-        return None
-
-    def _do_show_notification(self, c: _Call, a: dict[str, Any]) -> Any:
-        self.on_notify(c.plugin, a["message"], a["level"])
-        return None
-
-    def _do_set_timer(self, c: _Call, a: dict[str, Any]) -> Any:
-        self.timers.set(c.plugin, a["id"], a["interval_ms"], a["repeat"])
-        return None
-
-    def _do_clear_timer(self, c: _Call, a: dict[str, Any]) -> Any:
-        return {"cleared": self.timers.clear(c.plugin, a["id"])}
-
-    def _do_storage_get(self, c: _Call, a: dict[str, Any]) -> Any:
-        return self.storage(c.plugin).get(a["key"])
-
-    def _do_storage_set(self, c: _Call, a: dict[str, Any]) -> Any:
-        return self.storage(c.plugin).set(a["key"], a["value"]).to_dict()
-
-    def _do_storage_delete(self, c: _Call, a: dict[str, Any]) -> Any:
-        return {"deleted": self.storage(c.plugin).delete(a["key"])}
-
-    def _do_storage_list(self, c: _Call, a: dict[str, Any]) -> Any:
-        return self.storage(c.plugin).list(a["prefix"], a["limit"])
-
-    def _do_storage_usage(self, c: _Call, a: dict[str, Any]) -> Any:
-        return self.storage(c.plugin).usage().to_dict()
-
-    def _do_call_dependency(self, c: _Call, a: dict[str, Any]) -> Any:
-        target, function = a["plugin"], a["function"]
-        if self.call_plugin is None:
-            raise NotFound(
-                "this host runs no plugin dependencies", plugin=c.plugin, function="call_dependency"
-            )
-        chain = (*(c.chain or (c.plugin,)), target)
-        token = _CHAIN.set(chain)
-        try:
-            return self.call_plugin(chain, target, function, a["args"])
-        except HostCallError:
-            raise
-        except RwqError as exc:
-            raise InternalError(
-                f"{target}.{function} failed: {exc}", plugin=c.plugin, function="call_dependency"
-            ) from None
-        finally:
-            _CHAIN.reset(token)
 
 
 def _glob_within(requested: str, granted: str) -> bool:

@@ -325,6 +325,11 @@ def run_scale(
                     raise RwqError(f"scale: the load failed: {child.stderr.read()[-500:]}")
             load = json.loads(tail.strip().splitlines()[-1])
             published = int(client.xlen(stream))
+            if not published:  # the load ran against another server than the one read here
+                raise RwqError(
+                    f"scale: the load processed {load.get('processed', 0)} jobs but no event "
+                    f"reached {stream}: give the scenario a server of its own (bench_target)"
+                )
             drain_s = _drain(runtime, published)
             received = {n: _rendered_total(manager, n) for n in names}
             snapshot = {s.name: s for s in manager.snapshot() if s.name in received}

@@ -283,6 +283,8 @@ def run_scale(
 
     if plugins < 1 or events_per_s <= 0 or seconds <= 0:
         raise RwqError("scale: plugins, events_per_s and seconds must be positive")
+    if not settings.redis_url:  # else each process would start an embedded server of its own
+        raise RwqError("scale: needs a server of its own (redis_url; see bench_target)")
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rwq-bench-scale-") as tmp:
         work = Path(tmp)

@@ -10,7 +10,7 @@ from rwq.host.render import renderer as panels
 from rwq.host.render.renderer import BUSY, PanelRenderer, about, drop_note
 from rwq.plugins.engine.lifecycle import PluginState
 from rwq.plugins.engine.manager import RenderResult
-from rwq.plugins.eventbus.bus import EventBus, InboxStats
+from rwq.plugins.eventbus.bus import EventBus
 from rwq.queue.events import Event
 
 ELEMENTS = [{"type": "text", "text": "hello"}]
@@ -108,8 +108,8 @@ def test_the_drop_note_counts_roughly_and_says_when_drops_stopped() -> None:
         "24k",
         "1.2M",
     ]
-    assert drop_note(InboxStats(5, 0, 0, 0, 0), 1000.0) == ""
-    stats = InboxStats(5, 24_113, 0, 0, 10, first_drop=1000.0, last_drop=1030.0)
+    assert drop_note((0, 0.0, 0.0), 1000.0) == ""
+    stats = (24_113, 1000.0, 1030.0)
     since, until = (time.strftime("%H:%M:%S", time.localtime(t)) for t in (1000.0, 1030.0))
     assert drop_note(stats, 1031.0) == f"dropping events: 24k lost since {since}"
     assert drop_note(stats, 1030.0 + panels.DROPS_RECENT + 1) == (

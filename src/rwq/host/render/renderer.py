@@ -19,7 +19,6 @@ from rich.segment import Segment
 from rwq.host.render.elements import PanelView, SegmentLines, Target, build_panel
 from rwq.plugins.engine.lifecycle import PluginState
 from rwq.plugins.engine.manager import PluginManager, RenderResult
-from rwq.plugins.eventbus.bus import InboxStats
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +90,18 @@ def about(n: int) -> str:
     return str(n)
 
 
-def drop_note(stats: InboxStats, now: float) -> str:
-    """What a panel's border says of the events its plugin's full inbox dropped: how many,
-    since when, and until when once it has stopped."""
-    if not stats.dropped:
+def drop_note(drops: tuple[int, float, float], now: float) -> str:
+    """What a panel's border says of the events its plugin's full inbox dropped (``(count,
+    first, last)``, :meth:`EventBus.drops`): how many, since when, and until when once it has
+    stopped."""
+    dropped, first, last = drops
+    if not dropped:
         return ""
-    since = time.strftime("%H:%M:%S", time.localtime(stats.first_drop))
-    if now - stats.last_drop > DROPS_RECENT:
-        until = time.strftime("%H:%M:%S", time.localtime(stats.last_drop))
-        return f"dropped {about(stats.dropped)} events {since}-{until}"
-    return f"dropping events: {about(stats.dropped)} lost since {since}"
+    since = time.strftime("%H:%M:%S", time.localtime(first))
+    if now - last > DROPS_RECENT:
+        until = time.strftime("%H:%M:%S", time.localtime(last))
+        return f"dropped {about(dropped)} events {since}-{until}"
+    return f"dropping events: {about(dropped)} lost since {since}"
 
 
 def state_note(result: RenderResult) -> str:
@@ -259,7 +260,7 @@ class PanelRenderer:
         """What a panel's border says besides its plugin's state: a failed reload, events
         dropped."""
         reload = self.notices(plugin) if self.notices is not None else ""
-        drops = drop_note(self.manager.bus.stats(plugin), time.time())
+        drops = drop_note(self.manager.bus.drops(plugin), time.time())
         return " · ".join(part for part in (reload, drops) if part)
 
     def _check_notices(self) -> None:

@@ -573,6 +573,15 @@ class EventBus:
                 inbox.first_drop, inbox.last_drop,
             )  # fmt: skip
 
+    def drops(self, plugin: str) -> tuple[int, float, float]:
+        """How many events ``plugin``'s inbox dropped, the first and the last time; read
+        without the bus lock (a panel asks at every frame: each figure is read whole, and
+        a drop made meanwhile shows at the next frame)."""
+        inbox = self._inboxes.get(plugin)
+        if inbox is None:
+            return 0, 0.0, 0.0
+        return inbox.dropped, inbox.first_drop, inbox.last_drop
+
     def discard(self, plugin: str) -> int:
         """Drop ``plugin``'s inbox and counters (after it unloads); return the events lost.
         A plugin that still has subscriptions keeps an empty inbox."""

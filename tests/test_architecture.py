@@ -38,7 +38,10 @@ def _imports(path: Path, root: str = "rwq") -> set[str]:
 
 
 def _package_files(package: str) -> list[Path]:
-    return sorted((SRC / Path(*package.split("."))).rglob("*.py"))
+    path = SRC / Path(*package.split("."))
+    if path.with_suffix(".py").is_file():  # a module of its own
+        return [path.with_suffix(".py")]
+    return sorted(path.rglob("*.py"))
 
 
 def _violations(package: str, allowed: tuple[str, ...]) -> list[str]:
@@ -50,22 +53,24 @@ def _violations(package: str, allowed: tuple[str, ...]) -> list[str]:
     return out
 
 
-BASE = (
+PURE_BASE = (
     "rwq.errors",
     "rwq.units",
     "rwq.printable",
     "rwq.yaml_input",
     "rwq.config",
-    "rwq.connection",
     "rwq.procfs",
 )
-"""The bottom layer: every package may import it."""
+"""The bottom layer: it imports only itself."""
+BASE = (*PURE_BASE, "rwq.connection")
+"""What every package above the Valkey processes may import (``rwq.connection`` starts the
+embedded Valkey)."""
 
 _PLUGIN_BASE = ("rwq.plugins.contract", "rwq.queue", *BASE)
 
 RULES = {
     # Valkey processes know settings and nothing of the queue above them.
-    "rwq.valkey": ("rwq.valkey", *BASE),
+    "rwq.valkey": ("rwq.valkey", *PURE_BASE),
     # The queue stands alone: plugins, the TUI and the command line are built on it.
     "rwq.queue": ("rwq.queue", *BASE),
     # The contract is what plugins and runtimes agree on: it stands on the queue's data and
@@ -99,6 +104,23 @@ RULES = {
     ),
     # A plugin host serves screens without being one.
     "rwq.host": ("rwq.host", "rwq.plugins", "rwq.queue", *BASE),
+    "rwq.plugins.ops": (
+        "rwq.plugins.ops",
+        "rwq.plugins.engine",
+        "rwq.plugins.package",
+        *_PLUGIN_BASE,
+    ),
+    "rwq.demo": ("rwq.demo", "rwq.queue", "rwq.valkey", *BASE),
+    "rwq.docs": ("rwq.docs", "rwq.plugins", "rwq.queue", *BASE),
+    "rwq.bench": (
+        "rwq.bench",
+        "rwq.tui",
+        "rwq.host",
+        "rwq.plugins",
+        "rwq.queue",
+        "rwq.valkey",
+        *BASE,
+    ),
     # The screen sees plugins through the host; the command line hands it what it runs.
     "rwq.tui": ("rwq.tui", "rwq.host", "rwq.plugins", "rwq.queue", "rwq.valkey", *BASE),
 }
@@ -110,6 +132,15 @@ SCREENLESS = ("rwq.valkey", "rwq.queue", "rwq.plugins", "rwq.host")
 def test_a_package_imports_only_what_its_rule_allows(package: str) -> None:
     assert _package_files(package), f"{package} has no modules"
     assert _violations(package, RULES[package]) == []
+
+
+@pytest.mark.parametrize("module", PURE_BASE)
+def test_the_bottom_layer_imports_only_itself(module: str) -> None:
+    assert _violations(module, PURE_BASE) == []
+
+
+def test_connection_stands_on_the_bottom_layer_and_the_valkey_processes() -> None:
+    assert _violations("rwq.connection", (*BASE, "rwq.valkey")) == []
 
 
 def test_the_checker_sees_a_forbidden_import() -> None:

@@ -64,7 +64,7 @@ def _store(settings: Settings) -> tuple[GrantStore, AuditLog]:
 
 
 def _find(settings: Settings, name: str) -> Bundle:
-    from rwq.plugins.package.registry import discover
+    from rwq.plugins.package.discovery import discover
 
     paths = PluginPaths(settings)
     found = discover(paths.search, paths.extracted)
@@ -105,7 +105,7 @@ def validate_cmd(
 @plugin_app.command("list")
 def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Installed plugins, their load order and permission state."""
-    from rwq.plugins.package.registry import discover, load_order
+    from rwq.plugins.package.discovery import discover, load_order
 
     settings = _settings(ctx)
     paths = PluginPaths(settings)

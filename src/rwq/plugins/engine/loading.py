@@ -18,8 +18,8 @@ from rwq.plugins.engine.subscriptions import Subscriptions
 from rwq.plugins.eventbus.bus import EventBus
 from rwq.plugins.eventbus.feed import publish_local
 from rwq.plugins.package.bundle import Bundle, open_bundle
+from rwq.plugins.package.discovery import Discovery, DuplicatePlugin, load_order
 from rwq.plugins.package.manifest import PluginManifest
-from rwq.plugins.package.registry import Discovery, DuplicatePlugin, load_order
 from rwq.plugins.runtimes.base import Hook, PluginFault
 from rwq.plugins.trust.grants import GrantStore
 from rwq.plugins.trust.policy import Policy

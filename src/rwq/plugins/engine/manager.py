@@ -30,9 +30,9 @@ from rwq.plugins.eventbus.bus import DEFAULT_INBOX, EventBus
 from rwq.plugins.eventbus.feed import HealthSampler, StatsSampler, StreamFeed
 from rwq.plugins.host_api.service import HostAPI, LogSink, Notify
 from rwq.plugins.package.bundle import Bundle
+from rwq.plugins.package.discovery import discover
 from rwq.plugins.package.manifest import PluginManifest
 from rwq.plugins.package.paths import PluginPaths
-from rwq.plugins.package.registry import discover
 from rwq.plugins.package.user_config import ConfigStore
 from rwq.plugins.runtimes.base import PluginRuntime
 from rwq.plugins.trust.audit import AuditLog

@@ -9,8 +9,8 @@ from typing import Any
 import yaml
 
 from rwq.plugins.package.bundle import Bundle, BundleError, open_bundle
+from rwq.plugins.package.discovery import DependencyError, DuplicatePlugin, discover, load_order
 from rwq.plugins.package.manifest import ManifestError, parse_manifest
-from rwq.plugins.package.registry import DependencyError, DuplicatePlugin, discover, load_order
 
 DESIGN_EXAMPLE = Path(__file__).parents[1] / "fixtures" / "design-example"
 

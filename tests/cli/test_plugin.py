@@ -55,6 +55,43 @@ def test_validate_install_grant_revoke_audit(tmp_path: Path) -> None:
     assert [r["kind"] for r in records if r["kind"] in {"grant", "revoke"}] == ["grant", "revoke"]
 
 
+SCOPED_MANIFEST = """\
+name: enqueuer
+version: "1.0.0"
+api_version: v1
+runtime: starlark
+entry_point: main.star
+permissions:
+  - name: admin.queue.enqueue
+    scope:
+      queues: ["a.*"]
+"""
+
+
+def test_a_cli_grant_is_never_wider_than_the_manifest_asks(tmp_path: Path) -> None:
+    """`rwq plugin grant` used to grant on every queue, and any permission it was given."""
+    plugin = tmp_path / "enqueuer"
+    plugin.mkdir()
+    (plugin / "manifest.yaml").write_text(SCOPED_MANIFEST, encoding="utf-8")
+    (plugin / "main.star").write_text("def render(size):\n    return []\n", encoding="utf-8")
+    assert rwq("plugin", "install", str(plugin)).returncode == 0
+
+    wider = rwq("plugin", "grant", "enqueuer", "admin.queue.enqueue", "--queues", "b.*")
+    assert wider.returncode == 1 and "Traceback" not in wider.stderr
+    assert "--queues b.*: enqueuer asks for admin.queue.enqueue on a.* only" in wider.stderr
+    unasked = rwq("plugin", "grant", "enqueuer", "admin.queue.purge")
+    assert unasked.returncode == 1
+    assert "enqueuer does not ask for admin.queue.purge" in unasked.stderr
+    [listed] = json.loads(rwq("plugin", "list", "--json").stdout)["plugins"]
+    assert listed["granted"] == []  # nothing granted by the refused grants
+
+    granted = rwq("plugin", "grant", "enqueuer", "admin.queue.enqueue")
+    assert granted.returncode == 0, granted.stderr
+    assert "granted admin.queue.enqueue to enqueuer 1.0.0 on a.*" in granted.stdout
+    narrowed = rwq("plugin", "grant", "enqueuer", "admin.queue.enqueue", "--queues", "a.x")
+    assert "on a.x" in narrowed.stdout
+
+
 def test_invalid_manifest_names_file_and_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     shutil.copytree(FIXTURE, bad)

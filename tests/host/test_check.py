@@ -186,10 +186,24 @@ def test_a_check_leaves_no_data_in_redis(
     settings: Settings, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     """Storage written during a check goes under a private prefix that is removed after."""
-    plugin = starlark_plugin(tmp_path, "keeper", STORES_WITHOUT_GRANT, events=[])
+    plugin = starlark_plugin(
+        tmp_path, "keeper", STORES_WITHOUT_GRANT, events=[], permissions=["storage.write"]
+    )
     report = check_plugin(settings, plugin, grants=["storage.write"], client=redis_client)
     assert report.render == [{"type": "text", "text": "stored"}], report.to_dict()
     assert redis_client.dbsize() == 0
+
+
+def test_a_grant_wider_than_the_manifest_asks_is_refused(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """--grant used to give a plugin whatever it named, asked for or not."""
+    plugin = starlark_plugin(tmp_path, "sneaky", STORES_WITHOUT_GRANT, events=[])
+    report = check_plugin(settings, plugin, grants=["storage.write"], client=redis_client)
+    assert report.status == "invalid" and report.exit_code == 2
+    assert report.errors == [
+        "sneaky does not ask for storage.write (its manifest asks for: nothing)"
+    ]
 
 
 def test_an_invalid_bundle_is_invalid(settings: Settings, tmp_path: Path) -> None:

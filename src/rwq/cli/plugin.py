@@ -283,34 +283,44 @@ def remove_cmd(
 def grant_cmd(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Plugin name.")],
-    permissions: Annotated[list[str], typer.Argument(help="Permissions or levels.")],
+    permissions: Annotated[
+        list[str], typer.Argument(help="Permissions its manifest asks for, or levels.")
+    ],
     queues: Annotated[
-        list[str] | None, typer.Option("--queues", help="Limit to queue globs (repeat).")
+        list[str] | None,
+        typer.Option("--queues", help="Narrow the queues it asked for to these globs (repeat)."),
     ] = None,
     expires: Annotated[str | None, typer.Option("--expires", help="e.g. 24h")] = None,
 ) -> None:
-    """Grant permissions to the installed version of a plugin."""
+    """Grant the installed version of a plugin what its manifest asks for (a level grants the
+    permissions of that level it asks for), on the queues it asked for or fewer."""
     settings = _settings(ctx)
     bundle = _find(settings, name)
     store, log = _store(settings)
     try:
-        grant = store.grant(
+        grants = store.grant_requested(
             name,
+            bundle.manifest.permissions,
             permissions,
             version=str(bundle.version),
             bundle_hash=bundle.sha256,
-            queues=tuple(queues) if queues else ("*",),
+            queues=tuple(queues) if queues else None,
             expires_in=parse_duration(expires, "--expires") if expires else None,
             granted_by="cli",
         )
     finally:
         log.close()
-    until = (
-        f" until {time.strftime('%Y-%m-%d %H:%M', time.localtime(grant.expires_at))}"
-        if grant.expires_at
-        else ""
-    )
-    out.print(f"granted {', '.join(sorted(grant.permissions))} to {name} {bundle.version}{until}")
+    for grant in grants:
+        until = (
+            f" until {time.strftime('%Y-%m-%d %H:%M', time.localtime(grant.expires_at))}"
+            if grant.expires_at
+            else ""
+        )
+        where = f" on {', '.join(grant.scope.queues)}" if grant.scope.queues != ("*",) else ""
+        out.print(
+            f"granted {', '.join(sorted(grant.permissions))} to {name} {bundle.version}"
+            f"{where}{until}"
+        )
 
 
 @plugin_app.command("revoke")

@@ -333,6 +333,7 @@ def check_plugin(
     from rwq.plugins.contract.permissions import expand
     from rwq.plugins.package.bundle import open_bundle
     from rwq.plugins.trust.policy import load_policy
+    from rwq.plugins.trust.review import requested_grants
 
     if not 1 <= batch_size <= DEFAULT_INBOX:
         return CheckReport("invalid", errors=[f"--batch must be 1..{DEFAULT_INBOX}"])
@@ -344,6 +345,8 @@ def check_plugin(
                 load_policy(policy)
             bundle = open_bundle(path, extract_dir=scratch / "extract")
             others = [open_bundle(p, extract_dir=scratch / "extract") for p in companions]
+            if grants:  # never wider than the manifest asks: said before anything runs
+                requested_grants(bundle.name, bundle.manifest.permissions, list(grants))
         except RwqError as exc:
             return CheckReport("invalid", errors=[str(exc)])
         m = bundle.manifest
@@ -433,10 +436,10 @@ def _run(
     started = time.perf_counter()
     try:
         if grants:
-            version, sha = str(bundle.version), bundle.sha256
-            manager.grants.grant(
-                name, grants, version=version, bundle_hash=sha, granted_by="rwq plugin check"
-            )
+            manager.grants.grant_requested(
+                name, bundle.manifest.permissions, grants, version=str(bundle.version),
+                bundle_hash=bundle.sha256, granted_by="rwq plugin check",
+            )  # fmt: skip
         for other in companions:
             asked = [p.name for p in other.manifest.permissions]
             if asked and other.name != name:

@@ -8,6 +8,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from itertools import count
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from rwq.plugins.contract.permissions import CATALOG, Level, UnknownPermission, 
 from rwq.plugins.package.manifest import PermissionRequest
 from rwq.plugins.trust.grant_file import GrantStoreError
 from rwq.plugins.trust.grants import GrantStore, grants_path
+from rwq.plugins.trust.review import GrantWiderThanAsked
 from rwq.plugins.trust.scope import Scope
 
 V1 = ("1.0.0", "sha256:" + "a" * 64)
@@ -216,6 +218,51 @@ def test_approve_grants_each_permission_its_requested_queues(store: GrantStore) 
     assert allowed(store, "admin.queue.peek", queue="tenant.x")
     assert not allowed(store, "admin.queue.peek", queue="other")
     assert allowed(store, "ui.notifications")
+
+
+def request(name: str, *queues: str) -> PermissionRequest:
+    scope = {"scope": {"queues": list(queues)}} if queues else {}
+    return PermissionRequest.model_validate({"name": name, **scope})
+
+
+def test_a_grant_of_what_was_requested_keeps_the_requested_scope(store: GrantStore) -> None:
+    """A CLI grant used to be on every queue unless --queues said otherwise."""
+    asked = [request("admin.queue.enqueue", "a.*"), request("ui.notifications")]
+    names = ["admin.queue.enqueue", "ui.notifications"]
+    store.grant_requested("p", asked, names, version=V1[0], bundle_hash=V1[1])
+    assert allowed(store, "admin.queue.enqueue", queue="a.x")
+    assert not allowed(store, "admin.queue.enqueue", queue="b.x")
+    assert allowed(store, "ui.notifications")
+
+
+def test_queues_may_narrow_a_requested_scope_never_widen_it(store: GrantStore) -> None:
+    asked = [request("admin.queue.enqueue", "a.*")]
+    grant = partial(
+        store.grant_requested, "p", asked, ["admin.queue.enqueue"], version=V1[0],
+        bundle_hash=V1[1],
+    )  # fmt: skip
+    widened = r"--queues b\.\*: p asks for admin\.queue\.enqueue on a\.\* only"
+    with pytest.raises(GrantWiderThanAsked, match=widened):
+        grant(queues=["b.*"])
+    with pytest.raises(GrantWiderThanAsked, match=r"--queues \*"):
+        grant(queues=["a.x", "*"])
+    assert store.grants_for("p") == ()  # a refused grant grants nothing
+    grant(queues=["a.x"])
+    assert allowed(store, "admin.queue.enqueue", queue="a.x")
+    assert not allowed(store, "admin.queue.enqueue", queue="a.y")
+
+
+def test_a_permission_not_requested_is_never_granted(store: GrantStore) -> None:
+    asked = [request("admin.stats.read"), request("admin.queue.peek")]
+    with pytest.raises(GrantWiderThanAsked, match=r"p does not ask for admin\.queue\.purge"):
+        store.grant_requested("p", asked, ["admin.queue.purge"], version=V1[0], bundle_hash=V1[1])
+    # a level stands for the permissions of it the manifest asks for (peek is sensitive:
+    # in no level)
+    store.grant_requested("p", asked, ["observer"], version=V1[0], bundle_hash=V1[1])
+    (grant,) = store.grants_for("p")
+    assert grant.permissions == frozenset({"admin.stats.read"})
+    with pytest.raises(GrantWiderThanAsked, match="no permission of level 'observer'"):
+        store.grant_requested("q", [], ["observer"], version=V1[0], bundle_hash=V1[1])
 
 
 def test_manifest_requests_are_reviewed_with_their_queues_and_operations(

@@ -16,7 +16,7 @@ from rwq.plugins.trust.checks import Decision, GrantChecker
 from rwq.plugins.trust.grant_file import Binding, Denial, Grant, show_binding, show_time
 from rwq.plugins.trust.grant_state import StoredGrants
 from rwq.plugins.trust.policy import Policy
-from rwq.plugins.trust.review import RequestedPermission, Review, Reviewer
+from rwq.plugins.trust.review import RequestedPermission, Review, Reviewer, requested_grants
 from rwq.plugins.trust.scope import Scope
 
 
@@ -269,6 +269,40 @@ class GrantStore:
         carried-over ones — are pending.
         """
         return self._reviewer.review(plugin, requested, version, bundle_hash, keep=keep)
+
+    def grant_requested(
+        self,
+        plugin: str,
+        requested: Sequence[RequestedPermission | str],
+        asked: Sequence[str],
+        *,
+        version: str,
+        bundle_hash: str,
+        queues: Sequence[str] | None = None,
+        expires_in: float | None = None,
+        granted_by: str = "user",
+    ) -> list[Grant]:
+        """Grant ``asked`` (permission or level names) to one binding of ``plugin``, each
+        permission with the scope its manifest requested (``queues`` may only narrow it).
+
+        Raises:
+            GrantWiderThanAsked: the grant would be wider than the request (nothing granted).
+            UnknownPermission: a name is neither a permission nor a level.
+        """
+        groups = requested_grants(plugin, requested, asked, queues)
+        return [
+            self.grant(
+                plugin,
+                names,
+                version=version,
+                bundle_hash=bundle_hash,
+                queues=globs,
+                operations=operations,
+                expires_in=expires_in,
+                granted_by=granted_by,
+            )
+            for (globs, operations), names in groups.items()
+        ]
 
     def approve(
         self,

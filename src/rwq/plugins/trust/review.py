@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
+from rwq.errors import RwqError
 from rwq.plugins.contract.permissions import expand
 from rwq.plugins.trust.audit import AuditLog
 from rwq.plugins.trust.grant_file import Binding, Denial, Grant, show_binding
 from rwq.plugins.trust.grant_state import StoredGrants, denied_index
-from rwq.plugins.trust.scope import QUEUE_SCOPED
+from rwq.plugins.trust.scope import QUEUE_SCOPED, narrow
 
 Status = Literal["granted", "pending", "denied"]
 
@@ -102,6 +103,57 @@ def expand_requests(requested: Sequence[RequestedPermission | str]) -> Wanted:
         name: (tuple(dict.fromkeys(queues[name])), tuple(dict.fromkeys(operations[name])))
         for name in queues
     }
+
+
+class GrantWiderThanAsked(RwqError):
+    """A grant would give a plugin more than its manifest asks for."""
+
+
+def requested_grants(
+    plugin: str,
+    requested: Sequence[RequestedPermission | str],
+    asked: Sequence[str],
+    queues: Sequence[str] | None = None,
+) -> dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]]:
+    """What to grant ``plugin`` of ``asked`` (permission or level names), grouped by the
+    (queues, operations) scope each permission was requested with: never a permission the
+    manifest does not ask for (a level stands for those of it the manifest asks for), never
+    wider than asked; ``queues`` may only narrow a queue-scoped permission's scope.
+
+    Raises:
+        GrantWiderThanAsked: a permission is not requested, a level names none that is, or a
+            queue glob reaches beyond what was asked (each named).
+        UnknownPermission: a name is neither a permission nor a level.
+    """
+    wanted = expand_requests(requested)
+    names: set[str] = set()
+    for name in asked:
+        expanded = expand([name])
+        if len(expanded) == 1 and name in expanded:  # a permission, not a level
+            if name not in wanted:
+                listed = ", ".join(sorted(wanted)) or "nothing"
+                raise GrantWiderThanAsked(
+                    f"{plugin} does not ask for {name} (its manifest asks for: {listed})"
+                )
+            names.add(name)
+            continue
+        of_level = expanded & wanted.keys()
+        if not of_level:
+            raise GrantWiderThanAsked(f"{plugin} asks for no permission of level {name!r}")
+        names |= of_level
+    groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
+    for name in sorted(names):
+        globs, operations = wanted[name]
+        if queues and name in QUEUE_SCOPED:
+            beyond = [g for g in queues if narrow([g], globs) != (g,)]
+            if beyond:
+                raise GrantWiderThanAsked(
+                    f"--queues {', '.join(beyond)}: {plugin} asks for {name} on "
+                    f"{', '.join(globs)} only (--queues may narrow that, not widen it)"
+                )
+            globs = tuple(dict.fromkeys(queues))
+        groups.setdefault((globs, operations), []).append(name)
+    return groups
 
 
 def plan_rebind(

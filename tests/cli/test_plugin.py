@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -90,6 +91,21 @@ def test_a_cli_grant_is_never_wider_than_the_manifest_asks(tmp_path: Path) -> No
     assert "granted admin.queue.enqueue to enqueuer 1.0.0 on a.*" in granted.stdout
     narrowed = rwq("plugin", "grant", "enqueuer", "admin.queue.enqueue", "--queues", "a.x")
     assert "on a.x" in narrowed.stdout
+
+
+def test_pack_writes_a_bundle_that_installs(tmp_path: Path) -> None:
+    packed = rwq("plugin", "pack", str(SDK_STARLARK_HELLO), "-o", str(tmp_path), "--json")
+    assert packed.returncode == 0, packed.stderr
+    result = json.loads(packed.stdout)
+    bundle = Path(result["bundle"])
+    assert bundle == tmp_path / "hello-starlark-0.1.0.zip"
+    assert result["sha256"] == hashlib.sha256(bundle.read_bytes()).hexdigest()
+    again = rwq("plugin", "pack", str(SDK_STARLARK_HELLO), "-o", str(tmp_path / "again"), "--json")
+    assert json.loads(again.stdout)["sha256"] == result["sha256"]  # byte-identical
+    assert rwq("plugin", "install", str(bundle)).returncode == 0
+    missing = rwq("plugin", "pack", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1 and "nowhere: does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr
 
 
 def test_invalid_manifest_names_file_and_field(tmp_path: Path) -> None:

@@ -102,6 +102,28 @@ def validate_cmd(
         out.print(f"{m.name} {m.version} ({m.runtime}) is valid; sha256 {bundle.sha256[:16]}…")
 
 
+@plugin_app.command("pack")
+def pack_cmd(
+    path: Annotated[Path, typer.Argument(help="A plugin directory.")],
+    out_dir: Annotated[
+        Path, typer.Option("-o", "--out", help="Where to write NAME-VERSION.zip.")
+    ] = Path("."),
+    as_json: JsonFlag = False,
+) -> None:
+    """Pack a plugin directory into a reproducible zip bundle (sorted entries, fixed times and
+    modes) with a list of every file's SHA-256 inside (FILES.sha256)."""
+    import hashlib
+
+    from rwq.plugins.package.pack import pack
+
+    target = pack(path, out_dir)
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    if as_json:
+        print_json({"bundle": str(target), "sha256": digest}, out.file)
+    else:
+        out.print(f"packed {target} (sha256 {digest})")
+
+
 @plugin_app.command("list")
 def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Installed plugins, their load order and permission state."""
@@ -187,7 +209,8 @@ def install_cmd(
             f"with {bundle.version} from {bundle_path}"
         )
     target = paths.installed / (f"{bundle.name}.zip" if bundle.kind == "zip" else bundle.name)
-    staging = target.with_name(f".{target.name}.tmp")
+    # Hidden (discovery skips it) and, for a zip, still a .zip (it is opened to be checked).
+    staging = target.with_name(f".{target.stem}.installing{target.suffix}")
     _remove(staging)
     try:
         if bundle.kind == "zip":

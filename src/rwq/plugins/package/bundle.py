@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 from rwq.errors import RwqError
+from rwq.plugins.package.file_list import FileListError, verify_files
 from rwq.plugins.package.manifest import (
     MANIFEST_NAMES,
     MAX_MANIFEST_BYTES,
@@ -124,14 +125,24 @@ def open_bundle(
     """
     path = Path(path)
     if path.is_dir():
-        return _open_dir(path, limits)
+        return _listed(_open_dir(path, limits))
     if path.is_file() and path.suffix.lower() == ".zip":
         if extract_dir is None:
             raise BundleError(path, "a zip bundle needs a directory to extract to")
-        return _open_zip(path, Path(extract_dir), limits)
+        return _listed(_open_zip(path, Path(extract_dir), limits))
     if not path.exists():
         raise BundleError(path, "does not exist")
     raise BundleError(path, "not a bundle: expected a directory or a .zip file")
+
+
+def _listed(bundle: Bundle) -> Bundle:
+    """``bundle`` once its files are those its file list names, if it has one (a packed
+    bundle): a file added, removed or changed since it was packed is refused, named."""
+    try:
+        verify_files(bundle.path, bundle.root, bundle.files)
+    except FileListError as exc:
+        raise BundleError(bundle.path, exc.reason) from None
+    return bundle
 
 
 # -- directories ---------------------------------------------------------------------------

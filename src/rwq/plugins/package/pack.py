@@ -1,0 +1,54 @@
+"""``rwq plugin pack``: a plugin directory as a reproducible zip bundle with its file list (the
+same files give byte-identical archives)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+from rwq.plugins.package.bundle import BundleError, open_bundle
+from rwq.plugins.package.file_list import FILE_LIST, file_list
+
+__all__ = ["pack"]
+
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+"""Every entry's time: the zip format's earliest."""
+FILE_MODE = 0o100644
+COMPRESS_LEVEL = 9
+
+
+def pack(source: Path, out_dir: Path) -> Path:
+    """Pack the plugin directory ``source`` into ``<out_dir>/<name>-<version>.zip``: its
+    files in path order with fixed times and modes, then the file list. The archive is
+    written whole or not at all.
+
+    Raises:
+        BundleError: ``source`` is not a valid plugin directory (named).
+    """
+    source = Path(source)
+    if not source.exists():
+        raise BundleError(source, "does not exist")
+    if not source.is_dir():
+        raise BundleError(source, "rwq plugin pack takes a plugin directory")
+    bundle = open_bundle(source)
+    files = tuple(f for f in bundle.files if f != FILE_LIST)
+    listing = file_list(bundle.root, files)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{bundle.name}-{bundle.version}.zip"
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=out_dir)
+    try:
+        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w") as archive:
+            for rel in (*files, FILE_LIST):
+                data = listing if rel == FILE_LIST else (bundle.root / rel).read_bytes()
+                info = zipfile.ZipInfo(rel, date_time=ZIP_TIME)
+                info.external_attr = FILE_MODE << 16
+                info.create_system = 3  # unix: the mode above is read as such
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, data, compresslevel=COMPRESS_LEVEL)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

@@ -84,7 +84,7 @@ RULES = {
     # contract alone; the host API service on them and the runtimes; the engine on all of
     # those; operations on a running host on the engine.
     "rwq.plugins.package": ("rwq.plugins.package", *_PLUGIN_BASE),
-    "rwq.plugins.trust": ("rwq.plugins.trust", *_PLUGIN_BASE),
+    "rwq.plugins.trust": ("rwq.plugins.trust", "rwq.plugins.package", *_PLUGIN_BASE),
     "rwq.plugins.eventbus": ("rwq.plugins.eventbus", *_PLUGIN_BASE),
     "rwq.plugins.host_api": (
         "rwq.plugins.host_api",

@@ -108,6 +108,35 @@ def test_pack_writes_a_bundle_that_installs(tmp_path: Path) -> None:
     assert "Traceback" not in missing.stderr
 
 
+def test_keygen_sign_verify_and_trust(tmp_path: Path) -> None:
+    key = tmp_path / "acme"
+    made = rwq("plugin", "keygen", str(key), "--name", "acme")
+    assert made.returncode == 0, made.stderr
+    fingerprint = re.search(r"sha256:[0-9a-f]{32}", made.stdout)
+    assert fingerprint is not None
+    bundle = tmp_path / "hello-starlark-0.1.0.zip"
+    assert rwq("plugin", "pack", str(SDK_STARLARK_HELLO), "-o", str(tmp_path)).returncode == 0
+    unsigned = rwq("plugin", "verify", str(bundle))
+    assert unsigned.returncode == 1 and "unsigned" in unsigned.stdout
+
+    signed = rwq("plugin", "sign", str(bundle), "--key", str(key))
+    assert signed.returncode == 0, signed.stderr
+    verified = json.loads(rwq("plugin", "verify", str(bundle), "--json").stdout)
+    assert (verified["state"], verified["signer"], verified["trusted"]) == ("signed", "acme", False)
+    assert verified["fingerprint"] == fingerprint.group()
+
+    assert rwq("plugin", "trust", "add", f"{key}.pub").returncode == 0
+    listed = json.loads(rwq("plugin", "trust", "list", "--json").stdout)
+    assert listed == [{"name": "acme", "fingerprint": fingerprint.group()}]
+    assert json.loads(rwq("plugin", "verify", str(bundle), "--json").stdout)["trusted"] is True
+    assert rwq("plugin", "trust", "remove", fingerprint.group()).returncode == 0
+    assert json.loads(rwq("plugin", "trust", "list", "--json").stdout) == []
+
+    again = rwq("plugin", "keygen", str(key), "--name", "acme")
+    assert again.returncode == 1 and "never overwritten" in again.stderr
+    assert "Traceback" not in again.stderr
+
+
 def test_invalid_manifest_names_file_and_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     shutil.copytree(FIXTURE, bad)

@@ -9,11 +9,13 @@ from pathlib import Path
 
 from rwq.errors import RwqError
 
-__all__ = ["FILE_LIST", "FileListError", "file_list", "read_file_list", "verify_files"]
+__all__ = ["FILE_LIST", "SIGNATURE", "FileListError", "file_list", "read_file_list", "verify_files"]
 
 FILE_LIST = "FILES.sha256"
 """The file list inside a packed bundle: ``<sha256>  <path>`` per file, sorted by path (the
 format of ``sha256sum``, so ``sha256sum -c FILES.sha256`` checks an unpacked bundle)."""
+SIGNATURE = "SIGNATURE.json"
+"""A signed bundle's signature (``rwq plugin sign``): beside the file list, not in it."""
 _LINE = re.compile(r"^([0-9a-f]{64})  (\S(?:.*\S)?)$")
 
 
@@ -29,7 +31,7 @@ class FileListError(RwqError):
 def file_list(root: Path, files: tuple[str, ...]) -> bytes:
     """The file list of ``files`` (relative POSIX paths under ``root``), the list left out."""
     lines = []
-    for rel in sorted(f for f in files if f != FILE_LIST):
+    for rel in sorted(f for f in files if f not in (FILE_LIST, SIGNATURE)):
         digest = hashlib.sha256()
         with (root / rel).open("rb") as fh:
             while chunk := fh.read(1 << 20):
@@ -66,7 +68,7 @@ def verify_files(bundle: Path, root: Path, files: tuple[str, ...]) -> dict[str, 
     if FILE_LIST not in files:
         return None
     listed = read_file_list(bundle, (root / FILE_LIST).read_bytes())
-    present = {f for f in files if f != FILE_LIST}
+    present = {f for f in files if f not in (FILE_LIST, SIGNATURE)}
     added = sorted(present - listed.keys())
     if added:
         raise FileListError(bundle, f"{added[0]} is not in {FILE_LIST} (added since packed)")

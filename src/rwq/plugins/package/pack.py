@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 from rwq.plugins.package.bundle import BundleError, open_bundle
-from rwq.plugins.package.file_list import FILE_LIST, file_list
+from rwq.plugins.package.file_list import FILE_LIST, SIGNATURE, file_list
 
 __all__ = ["pack"]
 
@@ -33,7 +33,7 @@ def pack(source: Path, out_dir: Path) -> Path:
     if not source.is_dir():
         raise BundleError(source, "rwq plugin pack takes a plugin directory")
     bundle = open_bundle(source)
-    files = tuple(f for f in bundle.files if f != FILE_LIST)
+    files = tuple(f for f in bundle.files if f not in (FILE_LIST, SIGNATURE))
     listing = file_list(bundle.root, files)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{bundle.name}-{bundle.version}.zip"

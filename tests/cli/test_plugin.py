@@ -129,6 +129,9 @@ def test_keygen_sign_verify_and_trust(tmp_path: Path) -> None:
     listed = json.loads(rwq("plugin", "trust", "list", "--json").stdout)
     assert listed == [{"name": "acme", "fingerprint": fingerprint.group()}]
     assert json.loads(rwq("plugin", "verify", str(bundle), "--json").stdout)["trusted"] is True
+    assert rwq("plugin", "install", str(bundle)).returncode == 0
+    [plugin] = json.loads(rwq("plugin", "list", "--json").stdout)["plugins"]
+    assert plugin["signature"] == f"signed by acme ({fingerprint.group()}, trusted)"
     assert rwq("plugin", "trust", "remove", fingerprint.group()).returncode == 0
     assert json.loads(rwq("plugin", "trust", "list", "--json").stdout) == []
 

@@ -126,8 +126,9 @@ def pack_cmd(
 
 @plugin_app.command("list")
 def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """Installed plugins, their load order and permission state."""
+    """Installed plugins, their load order, signature and permission state."""
     from rwq.plugins.package.discovery import discover, load_order
+    from rwq.plugins.trust.signing import TrustStore, bundle_signature
 
     settings = _settings(ctx)
     paths = PluginPaths(settings)
@@ -136,9 +137,11 @@ def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     store, log = _store(settings)
     rows: list[dict[str, Any]] = []
     by_name = {b.name: b for b in found.bundles}
+    trusted = TrustStore.from_settings(settings)
     for name in [*(b.name for b in plan.order), *sorted(plan.refused)]:
         bundle = by_name[name]
         m = bundle.manifest
+        signature = bundle_signature(bundle.root, bundle.files, name, str(m.version), trusted)
         review = store.review(name, list(m.permissions), str(m.version), bundle.sha256)
         refused = plan.refused.get(name)
         rows.append(
@@ -149,6 +152,7 @@ def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
                 "path": str(bundle.path),
                 "sha256": bundle.sha256,
                 "state": "refused" if refused else "installed",
+                "signature": str(signature),
                 "reason": str(refused) if refused else "; ".join(plan.notes.get(name, ())),
                 "granted": sorted(review.granted),
                 "pending": sorted(review.pending),
@@ -171,6 +175,9 @@ def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
                     TableColumn("version", [r["version"] for r in rows], priority=3),
                     TableColumn("runtime", [r["runtime"] for r in rows], priority=5),
                     TableColumn("state", [r["state"] for r in rows], priority=1),
+                    TableColumn(
+                        "signature", [r["signature"] for r in rows], priority=3, shortest=8
+                    ),
                     TableColumn(
                         "granted", [", ".join(r["granted"]) for r in rows], priority=2, shortest=12
                     ),

@@ -12,7 +12,6 @@ import typer
 
 from rwq.cli.context import JsonFlag, out
 from rwq.cli.plugin import _settings, plugin_app
-from rwq.config import Settings
 from rwq.plugins.trust.signing import (
     SigningError,
     TrustStore,
@@ -27,11 +26,6 @@ trust_app = typer.Typer(help="The publisher keys you trust.", no_args_is_help=Tr
 plugin_app.add_typer(trust_app, name="trust")
 
 PASSPHRASE_VARIABLE = "RWQ_KEY_PASSPHRASE"
-
-
-def trust_store(settings: Settings) -> TrustStore:
-    """The trusted publisher keys of ``settings``: ``<state_dir>/plugins/trusted-keys.json``."""
-    return TrustStore(settings.state_dir / "plugins" / "trusted-keys.json")
 
 
 def _passphrase(ask: bool, *, twice: bool) -> bytes | None:
@@ -101,7 +95,11 @@ def verify_cmd(
     settings = _settings(ctx)
     opened = open_bundle(bundle, extract_dir=PluginPaths(settings).extracted)
     status = bundle_signature(
-        opened.root, opened.files, opened.name, str(opened.version), trust_store(settings)
+        opened.root,
+        opened.files,
+        opened.name,
+        str(opened.version),
+        TrustStore.from_settings(settings),
     )
     if as_json:
         print_json({"bundle": str(bundle), "plugin": opened.name, "version": str(opened.version),
@@ -121,7 +119,7 @@ def trust_add_cmd(
 ) -> None:
     """Trust a publisher's key: plugins it signed show as signed by a trusted publisher."""
     publisher = read_public_key(key)
-    added = trust_store(_settings(ctx)).add(publisher)
+    added = TrustStore.from_settings(_settings(ctx)).add(publisher)
     said = "now trusted" if added else "already trusted"
     out.print(f"{publisher.name} ({publisher.fingerprint}): {said}")
 
@@ -129,7 +127,7 @@ def trust_add_cmd(
 @trust_app.command("list")
 def trust_list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """The publisher keys you trust."""
-    keys = trust_store(_settings(ctx)).keys()
+    keys = TrustStore.from_settings(_settings(ctx)).keys()
     if as_json:
         print_json([{"name": k.name, "fingerprint": k.fingerprint} for k in keys], out.file)
         return
@@ -145,5 +143,5 @@ def trust_remove_cmd(
     which: Annotated[str, typer.Argument(help="A publisher name or fingerprint (sha256:...).")],
 ) -> None:
     """Stop trusting a publisher's key."""
-    for k in trust_store(_settings(ctx)).remove(which):
+    for k in TrustStore.from_settings(_settings(ctx)).remove(which):
         out.print(f"{k.name} ({k.fingerprint}): no longer trusted")

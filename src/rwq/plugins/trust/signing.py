@@ -19,6 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins.package.file_list import FILE_LIST, SIGNATURE
 
@@ -294,6 +295,11 @@ class TrustStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TrustStore:
+        """The trusted keys of ``settings``: ``<state_dir>/plugins/trusted-keys.json``."""
+        return cls(settings.state_dir / "plugins" / "trusted-keys.json")
 
     def keys(self) -> list[PublisherKey]:
         """Every trusted key, in the order added.

@@ -53,6 +53,10 @@ class Settings:
     plugin_dirs: str = ""
     """Directories searched for plugins besides the user's installed ones, separated by ':'.
     Nothing else is searched: the current directory never is."""
+    plugin_signatures: str = "warn"
+    """What a plugin's signature must be for it to load: ``off`` (not looked at), ``warn``
+    (unsigned, untrusted or invalid plugins load, said in their reason and the log) or
+    ``require`` (only plugins signed by a trusted publisher key load)."""
     event_labels: str = "kind,type"
     """Top-level payload fields copied (scalars only) into a job's ``labels``, which every
     job event carries: at most 4, comma-separated (a list in ``rwq.yaml``); empty disables."""
@@ -65,6 +69,12 @@ class Settings:
         object.__setattr__(self, "event_labels", labels)
         for name in _LIMITS:
             check_range("settings", name, getattr(self, name))
+        if self.plugin_signatures not in SIGNATURE_MODES:
+            raise ConfigError(
+                "settings",
+                "plugin_signatures",
+                f"one of {', '.join(SIGNATURE_MODES)}, got {self.plugin_signatures!r}",
+            )
         if not _PREFIX.fullmatch(self.prefix):
             raise ConfigError(
                 "settings",
@@ -159,6 +169,8 @@ _PAIRED = {"heartbeat_ttl": "heartbeat_interval", "backoff_max": "backoff_base"}
 """Settings checked against each other: when one is left at its default, the other is
 named."""
 _PREFIX = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+SIGNATURE_MODES = ("off", "warn", "require")
+"""The values of ``plugin_signatures``."""
 
 
 def check_range(source: str, name: str, value: float) -> None:

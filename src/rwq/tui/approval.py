@@ -99,6 +99,9 @@ class ApprovalScreen(ModalScreen[Decision]):
         head.append(f"\nauthor: {manifest.author or '-' if manifest else '-'}")
         if manifest is not None and manifest.description:
             head.append(f"\n{manifest.description}", style="italic")
+        if p.signature is not None:
+            style = "green" if p.signature.trusted else "yellow"
+            head.append(f"\nsignature: {p.signature}", style=style)
         head.append(f"\nbundle sha256: {review.bundle_hash}", style="dim")
         granted = [i for i in review.items if i.status == "granted"]
         denied = [i for i in review.items if i.status == "denied"]

@@ -172,6 +172,9 @@ class PluginsView(Vertical):
         text.append(f"{snap.name} {snap.version}", style="bold")
         if snap.reason:
             text.append(f" — {snap.reason}", style="yellow")
+        if snap.signature is not None:
+            style = "green" if snap.signature.trusted else "yellow"
+            text.append(f"\nsignature: {snap.signature}", style=style)
         text.append(f"\ngranted: {', '.join(sorted(perms.granted)) or '-'}")
         if perms.pending:
             text.append(f"\npending: {', '.join(sorted(perms.pending))}", style="yellow")

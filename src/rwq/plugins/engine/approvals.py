@@ -17,6 +17,7 @@ from rwq.plugins.package.bundle import Bundle
 from rwq.plugins.package.manifest import PluginManifest
 from rwq.plugins.trust.grants import GrantStore
 from rwq.plugins.trust.review import Review
+from rwq.plugins.trust.signing import SignatureStatus
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ class PendingApproval:
     """A new version of a running plugin; the running one stays until it is approved."""
     manifest: PluginManifest | None = None
     """The manifest of the version waiting (its author and description for the dialog)."""
+    signature: SignatureStatus | None = None
+    """The signature of the version waiting (None when not judged)."""
 
 
 class Approvals:
@@ -72,12 +75,18 @@ class Approvals:
                     bundle, review = rec.update
                     out.append(
                         PendingApproval(
-                            rec.name, str(bundle.version), review, True, bundle.manifest
+                            rec.name,
+                            str(bundle.version),
+                            review,
+                            True,
+                            bundle.manifest,
                         )
                     )
                 elif rec.state is PluginState.AWAITING_APPROVAL and rec.review is not None:
                     out.append(
-                        PendingApproval(rec.name, rec.version, rec.review, False, rec.manifest)
+                        PendingApproval(
+                            rec.name, rec.version, rec.review, False, rec.manifest, rec.signature
+                        )
                     )
         return out
 

@@ -24,6 +24,7 @@ from rwq.plugins.runtimes.base import Hook, PluginFault
 from rwq.plugins.trust.grants import GrantStore
 from rwq.plugins.trust.policy import Policy
 from rwq.plugins.trust.review import Review
+from rwq.plugins.trust.signing import SignaturePolicy
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class Loader:
         release: Callable[[str], None],
         declared: dict[str, set[str]],
         extracted: Path,
+        signatures: SignaturePolicy | None = None,
     ) -> None:
         self._table = table
         self._ops = ops
@@ -71,6 +73,7 @@ class Loader:
         self._release = release
         self._declared = declared
         self._extracted = extracted
+        self._signatures = signatures
 
     # -- the host's and the user's operations -----------------------------------------------
 
@@ -207,6 +210,10 @@ class Loader:
         """Validate, review and (when nothing is pending) load a stopped plugin."""
         rec.bundle = bundle
         self._table.set_state(rec, PluginState.VALIDATED)
+        refusal = self._judge_signature(rec, bundle)
+        if refusal:
+            self._table.set_state(rec, PluginState.ERROR, refusal)
+            return
         manifest = bundle.manifest
         if not self._instances.has_runtime(manifest.runtime):
             reason = f"this host has no {manifest.runtime} runtime"
@@ -229,6 +236,18 @@ class Loader:
             self._table.set_state(rec, PluginState.AWAITING_APPROVAL, awaiting_reason(review))
             return
         self.load(rec, bundle, review)
+
+    def _judge_signature(self, rec: PluginRecord, bundle: Bundle) -> str:
+        """Note the bundle's signature on ``rec``; why it may not load ("" when it may)."""
+        if self._signatures is None:
+            return ""
+        status, refusal = self._signatures.judge(
+            bundle.root, bundle.files, bundle.name, str(bundle.version)
+        )
+        rec.signature = status
+        if status is not None and not refusal and not (status.state == "signed" and status.trusted):
+            log.warning("plugin %s %s is %s", bundle.name, bundle.version, status)
+        return refusal
 
     def check_update(self, rec: PluginRecord, bundle: Bundle) -> Review:
         """Validate and review ``bundle`` as the next version of running ``rec``.

@@ -38,6 +38,7 @@ from rwq.plugins.runtimes.base import PluginRuntime
 from rwq.plugins.trust.audit import AuditLog
 from rwq.plugins.trust.grants import GrantStore
 from rwq.plugins.trust.policy import load_policy
+from rwq.plugins.trust.signing import SignaturePolicy
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
 from rwq.queue.producer import Producer
@@ -128,6 +129,7 @@ class PluginManager:
         self._loader = loader = Loader(
             table, ops, instances, subs, self.grants, self.bus, policy=policy,
             release=self.host_api.release, declared=declared, extracted=self.paths.extracted,
+            signatures=SignaturePolicy.from_settings(settings),
         )  # fmt: skip
         retire = partial(loader.retire, graceful=False, event="disabled")
         self._calls = calls = Calls(table, self.bus, fault_policy, retire=retire, wake=wake.set)

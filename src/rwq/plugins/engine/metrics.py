@@ -16,6 +16,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from rwq.plugins.engine.lifecycle import PluginState
+from rwq.plugins.trust.signing import SignatureStatus
 
 LATENCY_WINDOW = 1024
 """Latest call durations kept per plugin for the quantiles."""
@@ -161,6 +162,9 @@ class PluginSnapshot:
     retry_in: float | None = None
     """Seconds until the automatic reload of a plugin disabled by faults."""
     dirty: bool = False
+    signature: SignatureStatus | None = None
+    """Its bundle's signature: signed by whom (trusted or not), unsigned or invalid; None
+    when ``plugin_signatures`` is off."""
 
     @property
     def calls_total(self) -> int:

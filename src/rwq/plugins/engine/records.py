@@ -19,6 +19,7 @@ from rwq.plugins.package.bundle import Bundle
 from rwq.plugins.package.manifest import PluginManifest
 from rwq.plugins.runtimes.base import Hook, PluginInstance
 from rwq.plugins.trust.review import Review
+from rwq.plugins.trust.signing import SignatureStatus
 from rwq.queue.events import Event
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class PluginRecord:
     state: PluginState = PluginState.DISCOVERED
     reason: str = ""
     notes: tuple[str, ...] = ()
+    signature: SignatureStatus | None = None
+    """Its bundle's signature (None when ``plugin_signatures`` is off)."""
     lock: threading.RLock = field(default_factory=threading.RLock)
     """Serialises every call into the instance."""
     metrics: PluginMetrics = field(default_factory=PluginMetrics)
@@ -236,6 +239,7 @@ class PluginTable:
             dirty=rec.dirty,
             cpu_throttled=rec.cpu_throttled,
             throttle_note=rec.throttle_note,
+            signature=rec.signature,
             **rec.metrics.view(),
         )
 

@@ -25,6 +25,7 @@ from rwq.plugins.package.file_list import FILE_LIST, SIGNATURE
 
 __all__ = [
     "PublisherKey",
+    "SignaturePolicy",
     "SignatureStatus",
     "SigningError",
     "TrustStore",
@@ -285,6 +286,34 @@ def bundle_signature(
         fingerprint=publisher.fingerprint,
         trusted=known is not None,
     )
+
+
+@dataclass(frozen=True)
+class SignaturePolicy:
+    """What ``plugin_signatures`` lets load: ``off``, ``warn`` or ``require`` (see
+    :class:`rwq.config.Settings`), judged against the trusted keys."""
+
+    mode: str
+    trust: TrustStore
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SignaturePolicy:
+        return cls(settings.plugin_signatures, TrustStore.from_settings(settings))
+
+    def judge(
+        self, root: Path, files: tuple[str, ...], plugin: str, version: str
+    ) -> tuple[SignatureStatus | None, str]:
+        """The bundle's signature status (None when ``off``) and why it may not load ("" when
+        it may)."""
+        if self.mode == "off":
+            return None, ""
+        try:
+            status = bundle_signature(root, files, plugin, version, self.trust)
+        except SigningError as exc:  # the trust store itself is unreadable
+            status = SignatureStatus("invalid", reason=str(exc))
+        if self.mode == "require" and not (status.state == "signed" and status.trusted):
+            return status, f"plugin_signatures is require and {plugin} is {status}"
+        return status, ""
 
 
 # -- the trust store -------------------------------------------------------------------------

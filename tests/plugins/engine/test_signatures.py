@@ -9,6 +9,7 @@ from pathlib import Path
 from manager_host import Host, write_plugin
 
 from rwq.plugins.engine.lifecycle import PluginState
+from rwq.plugins.package.bundle import open_bundle
 from rwq.plugins.package.pack import pack
 from rwq.plugins.trust.signing import TrustStore, generate_key, sign_bundle
 
@@ -73,3 +74,17 @@ def test_an_approval_request_shows_the_signature(host: Host, tmp_path: Path) -> 
     manager = host.started()
     (pending,) = manager.pending_approvals()
     assert pending.signature is not None and pending.signature.state == "unsigned"
+
+
+def test_require_keeps_an_unsigned_new_version_from_replacing_a_signed_one(
+    host: Host, tmp_path: Path
+) -> None:
+    host.settings = host.settings.replace(plugin_signatures="require")
+    signed(host, tmp_path, "trusted", trust=True)
+    manager = host.started()
+    assert manager.state("trusted") is PluginState.ACTIVE
+    unsigned = write_plugin(tmp_path / "next", "trusted", version="1.1.0")
+    result = manager.replace("trusted", open_bundle(unsigned))
+    assert not result.ok and "require and trusted is unsigned" in result.reason
+    assert manager.state("trusted") is PluginState.ACTIVE  # the signed version keeps running
+    assert manager.snapshot()[0].signature.trusted  # type: ignore[union-attr]

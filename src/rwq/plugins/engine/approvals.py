@@ -80,6 +80,7 @@ class Approvals:
                             review,
                             True,
                             bundle.manifest,
+                            rec.update_signature,
                         )
                     )
                 elif rec.state is PluginState.AWAITING_APPROVAL and rec.review is not None:

@@ -24,7 +24,7 @@ from rwq.plugins.runtimes.base import Hook, PluginFault
 from rwq.plugins.trust.grants import GrantStore
 from rwq.plugins.trust.policy import Policy
 from rwq.plugins.trust.review import Review
-from rwq.plugins.trust.signing import SignaturePolicy
+from rwq.plugins.trust.signing import SignaturePolicy, SignatureStatus
 
 log = logging.getLogger(__name__)
 
@@ -237,13 +237,16 @@ class Loader:
             return
         self.load(rec, bundle, review)
 
+    def signature(self, bundle: Bundle) -> tuple[SignatureStatus | None, str]:
+        """``bundle``'s signature (None when not looked at) and why ``plugin_signatures``
+        keeps it from loading ("" when it may load)."""
+        if self._signatures is None:
+            return None, ""
+        return self._signatures.judge(bundle.root, bundle.files, bundle.name, str(bundle.version))
+
     def _judge_signature(self, rec: PluginRecord, bundle: Bundle) -> str:
         """Note the bundle's signature on ``rec``; why it may not load ("" when it may)."""
-        if self._signatures is None:
-            return ""
-        status, refusal = self._signatures.judge(
-            bundle.root, bundle.files, bundle.name, str(bundle.version)
-        )
+        status, refusal = self.signature(bundle)
         rec.signature = status
         if status is not None and not refusal and not (status.state == "signed" and status.trusted):
             log.warning("plugin %s %s is %s", bundle.name, bundle.version, status)
@@ -267,6 +270,9 @@ class Loader:
         problem = self.dependant_problem(rec.name, bundle)
         if problem:
             raise LifecycleError(rec.name, problem)
+        _, refusal = self.signature(bundle)  # a new version is held to the setting too
+        if refusal:
+            raise LifecycleError(rec.name, refusal)
         try:
             return self.review(rec.name, bundle)
         except RwqError as exc:

@@ -67,6 +67,8 @@ class PluginRecord:
     review: Review | None = None
     update: tuple[Bundle, Review] | None = None
     """A new version awaiting approval while this one runs."""
+    update_signature: SignatureStatus | None = None
+    """The signature of the version in :attr:`update`."""
     manifest_subs: list[str] = field(default_factory=list)
     receiving: bool = False
     """The manifest's subscriptions are registered (``events.subscribe`` is granted)."""

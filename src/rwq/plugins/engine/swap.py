@@ -139,6 +139,7 @@ class HotSwap:
                 return SwapResult(name, False, exc.reason, version, str(bundle.version))
             if review.pending:
                 rec.update = (bundle, review)
+                rec.update_signature = self._loader.signature(bundle)[0]
                 self._table.notify(name)
                 return SwapResult(
                     name,
@@ -247,6 +248,7 @@ class HotSwap:
             with self._table.lock:
                 rec.instance, rec.slot, rec.exports = cand.instance, cand.slot, cand.exports
                 rec.bundle, rec.review, rec.update = cand.bundle, cand.review, None
+                rec.signature = self._loader.signature(cand.bundle)[0]
                 rec.manifest_subs, rec.receiving = new_subs, receiving
                 rec.consecutive = 0
                 rec.dirty = True

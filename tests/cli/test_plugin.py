@@ -140,6 +140,22 @@ def test_keygen_sign_verify_and_trust(tmp_path: Path) -> None:
     assert "Traceback" not in again.stderr
 
 
+def test_require_refuses_to_install_an_unsigned_bundle(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RWQ_")}
+    install = [sys.executable, "-m", "rwq", "plugin", "install", str(SDK_STARLARK_HELLO)]
+    refused = subprocess.run(
+        install, capture_output=True, text=True, timeout=60,
+        env={**env, "RWQ_PLUGIN_SIGNATURES": "require"},
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert "not installed: plugin_signatures is require and hello-starlark is unsigned" in (
+        refused.stderr
+    )
+    warned = rwq("plugin", "install", str(SDK_STARLARK_HELLO))  # warn, the default
+    assert warned.returncode == 0
+    assert "warning: hello-starlark 0.1.0 is unsigned: no signature" in warned.stderr
+
+
 def test_invalid_manifest_names_file_and_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     shutil.copytree(FIXTURE, bad)

@@ -203,11 +203,22 @@ def install_cmd(
         bool, typer.Option("--replace", help="Replace the installed copy of this plugin.")
     ] = False,
 ) -> None:
-    """Validate a bundle and copy it into the user's plugin directory."""
+    """Validate a bundle (and its signature, under plugin_signatures: require) and copy it
+    into the user's plugin directory."""
     from rwq.plugins.package.bundle import open_bundle
+    from rwq.plugins.trust.signing import SignaturePolicy
 
-    paths = PluginPaths(_settings(ctx))
+    settings = _settings(ctx)
+    paths = PluginPaths(settings)
     bundle = open_bundle(bundle_path, extract_dir=paths.extracted)
+    version = str(bundle.version)
+    status, refusal = SignaturePolicy.from_settings(settings).judge(
+        bundle.root, bundle.files, bundle.name, version
+    )
+    if refusal:
+        raise PluginCliError(f"{bundle_path}: not installed: {refusal}")
+    if status is not None and not (status.state == "signed" and status.trusted):
+        err.print(f"warning: {bundle.name} {version} is {status}")
     paths.installed.mkdir(parents=True, exist_ok=True)
     existing = _installed(paths, bundle.name)
     if existing is not None and not replace:

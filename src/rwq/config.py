@@ -55,8 +55,9 @@ class Settings:
     Nothing else is searched: the current directory never is."""
     plugin_signatures: str = "warn"
     """What a plugin's signature must be for it to load: ``off`` (not looked at), ``warn``
-    (unsigned, untrusted or invalid plugins load, said in their reason and the log) or
-    ``require`` (only plugins signed by a trusted publisher key load)."""
+    (unsigned, untrusted or invalid plugins load; their signature is shown wherever the plugin
+    is, and ``rwq plugin install`` warns) or ``require`` (only plugins signed by a trusted
+    publisher key load)."""
     event_labels: str = "kind,type"
     """Top-level payload fields copied (scalars only) into a job's ``labels``, which every
     job event carries: at most 4, comma-separated (a list in ``rwq.yaml``); empty disables."""

@@ -249,7 +249,7 @@ class Loader:
         status, refusal = self.signature(bundle)
         rec.signature = status
         if status is not None and not refusal and not (status.state == "signed" and status.trusted):
-            log.warning("plugin %s %s is %s", bundle.name, bundle.version, status)
+            log.info("plugin %s %s is %s", bundle.name, bundle.version, status)
         return refusal
 
     def check_update(self, rec: PluginRecord, bundle: Bundle) -> Review:

@@ -54,6 +54,7 @@ def _violations(package: str, allowed: tuple[str, ...]) -> list[str]:
 
 
 PURE_BASE = (
+    "rwq.atomic_file",
     "rwq.errors",
     "rwq.units",
     "rwq.printable",

@@ -3,15 +3,15 @@ same files give byte-identical archives)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 import zipfile
 from pathlib import Path
 
+from rwq.atomic_file import write_atomically
 from rwq.plugins.package.bundle import BundleError, open_bundle
 from rwq.plugins.package.file_list import FILE_LIST, SIGNATURE, file_list
 
-__all__ = ["pack"]
+__all__ = ["pack", "zip_entry"]
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 """Every entry's time: the zip format's earliest."""
@@ -22,7 +22,7 @@ COMPRESS_LEVEL = 9
 def pack(source: Path, out_dir: Path) -> Path:
     """Pack the plugin directory ``source`` into ``<out_dir>/<name>-<version>.zip``: its
     files in path order with fixed times and modes, then the file list. The archive is
-    written whole or not at all.
+    written whole or not at all (an existing one is replaced).
 
     Raises:
         BundleError: ``source`` is not a valid plugin directory (named).
@@ -37,18 +37,19 @@ def pack(source: Path, out_dir: Path) -> Path:
     listing = file_list(bundle.root, files)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{bundle.name}-{bundle.version}.zip"
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=out_dir)
-    try:
-        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w") as archive:
-            for rel in (*files, FILE_LIST):
-                data = listing if rel == FILE_LIST else (bundle.root / rel).read_bytes()
-                info = zipfile.ZipInfo(rel, date_time=ZIP_TIME)
-                info.external_attr = FILE_MODE << 16
-                info.create_system = 3  # unix: the mode above is read as such
-                info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, data, compresslevel=COMPRESS_LEVEL)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    archive_bytes = io.BytesIO()  # bundles are at most tens of MB (BundleLimits)
+    with zipfile.ZipFile(archive_bytes, "w") as archive:
+        for rel in (*files, FILE_LIST):
+            data = listing if rel == FILE_LIST else (bundle.root / rel).read_bytes()
+            archive.writestr(zip_entry(rel), data, compresslevel=COMPRESS_LEVEL)
+    write_atomically(target, archive_bytes.getvalue())
     return target
+
+
+def zip_entry(name: str) -> zipfile.ZipInfo:
+    """A bundle entry as ``rwq plugin pack`` writes it: fixed time and mode, deflated."""
+    info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
+    info.external_attr = FILE_MODE << 16
+    info.create_system = 3  # unix: the mode above is read as such
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info

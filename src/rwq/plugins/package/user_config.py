@@ -7,13 +7,11 @@ this on top (:func:`effective_config`).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from rwq.atomic_file import write_atomically
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.queue.keys import check_plugin_name
@@ -96,16 +94,6 @@ class ConfigStore:
         path = self._path(plugin)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{path.name}.", suffix=".tmp")
+            write_atomically(path, json.dumps(data, indent=2, sort_keys=True).encode("utf-8"))
         except OSError as exc:
-            raise PluginConfigError(plugin, f"cannot write {path}: {exc}") from None
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent=2, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            with suppress(FileNotFoundError):
-                os.unlink(tmp)
             raise PluginConfigError(plugin, f"cannot write {path}: {exc}") from None

@@ -10,15 +10,15 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
+from rwq.atomic_file import write_atomically
 from rwq.errors import RwqError
 from rwq.plugins.trust.scope import Scope
 
@@ -182,32 +182,7 @@ def write(path: Path, grants: Sequence[Grant], denials: Sequence[Denial]) -> Non
     Raises:
         GrantStoreError: the file could not be written (the old one is left as it was).
     """
-    payload = _dump(grants, denials)
-    directory = path.parent
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+        write_atomically(path, _dump(grants, denials))
     except OSError as exc:
         raise GrantStoreError(path, f"cannot write: {exc}") from exc
-    try:
-        try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise GrantStoreError(path, f"cannot write: {exc}") from exc
-    # Make the rename durable. Some filesystems cannot fsync a directory; the file is
-    # complete either way, so that is not worth failing a change already in place.
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass

@@ -6,9 +6,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import json
 import os
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -19,9 +19,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from rwq.atomic_file import write_atomically
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins.package.file_list import FILE_LIST, SIGNATURE
+from rwq.plugins.package.pack import zip_entry
 
 __all__ = [
     "PublisherKey",
@@ -39,7 +41,6 @@ PUBLIC_PREFIX = "rwq-ed25519"
 """A public key file is one line: ``rwq-ed25519 <base64 of the 32 key bytes> <publisher name>``."""
 _CONTEXT = b"rwq bundle signature v1\n"
 """What every signed message starts with (a signature made for something else never fits)."""
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 class SigningError(RwqError):
@@ -226,20 +227,15 @@ def sign_bundle(
         "signed_at": int(time.time()),
         "signature": base64.b64encode(key.sign(_message(plugin, version, listing))).decode(),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{bundle.name}.", dir=bundle.parent)
+    signed = io.BytesIO()
+    with zipfile.ZipFile(signed, "w") as out:
+        for info, data in kept:
+            out.writestr(info, data)
+        out.writestr(zip_entry(SIGNATURE), json.dumps(document, indent=2, sort_keys=True) + "\n")
     try:
-        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w") as out:
-            for info, data in kept:
-                out.writestr(info, data)
-            info = zipfile.ZipInfo(SIGNATURE, date_time=_ZIP_TIME)
-            info.external_attr = 0o100644 << 16
-            info.create_system = 3
-            info.compress_type = zipfile.ZIP_DEFLATED
-            out.writestr(info, json.dumps(document, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, bundle)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_atomically(bundle, signed.getvalue())
+    except OSError as exc:
+        raise SigningError(f"{bundle}: cannot write the signed bundle: {exc.strerror}") from None
     return publisher
 
 
@@ -377,13 +373,11 @@ class TrustStore:
         return gone
 
     def _write(self, keys: list[PublisherKey]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"format": 1, "keys": [k.line().strip() for k in keys]}, indent=2) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=".trusted-keys.", dir=self.path.parent)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(self.path, text.encode("utf-8"))
+        except OSError as exc:
+            raise SigningError(
+                f"{self.path}: cannot write the trusted keys: {exc.strerror}"
+            ) from None

@@ -19,6 +19,7 @@ import tempfile
 import unicodedata
 import zipfile
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
@@ -125,7 +126,7 @@ def open_bundle(
     """
     path = Path(path)
     if path.is_dir():
-        return _listed(_open_dir(path, limits))
+        return _open_dir(path, limits)
     if path.is_file() and path.suffix.lower() == ".zip":
         if extract_dir is None:
             raise BundleError(path, "a zip bundle needs a directory to extract to")
@@ -135,11 +136,12 @@ def open_bundle(
     raise BundleError(path, "not a bundle: expected a directory or a .zip file")
 
 
-def _listed(bundle: Bundle) -> Bundle:
+def _listed(bundle: Bundle, digests: Mapping[str, str] | None = None) -> Bundle:
     """``bundle`` once its files are those its file list names, if it has one (a packed
-    bundle): a file added, removed or changed since it was packed is refused, named."""
+    bundle): a file added, removed or changed since it was packed is refused, named.
+    ``digests``: each file's SHA-256 hex, when the caller hashed them already."""
     try:
-        verify_files(bundle.path, bundle.root, bundle.files)
+        verify_files(bundle.path, bundle.root, bundle.files, digests)
     except FileListError as exc:
         raise BundleError(bundle.path, exc.reason) from None
     return bundle
@@ -155,8 +157,10 @@ def _open_dir(path: Path, limits: BundleLimits) -> Bundle:
     manifest_name = _manifest_name(path, [rel for rel, _ in found])
     manifest_text = b""
     total = 0
+    digests: dict[str, str] = {}
     for rel, size in found:
         data_hash, data = _hash_file(path, root, rel, size, keep=rel == manifest_name)
+        digests[rel] = data_hash.hex()
         # Framing (name, NUL, size) keeps ("ab", "c") and ("a", "bc") from colliding.
         digest.update(rel.encode("utf-8") + b"\0" + size.to_bytes(8, "big") + data_hash)
         total += size
@@ -165,7 +169,7 @@ def _open_dir(path: Path, limits: BundleLimits) -> Bundle:
     manifest = parse_manifest_yaml(manifest_text, root / manifest_name)
     files = tuple(rel for rel, _ in found)
     _require_entry_point(path, manifest, files)
-    return Bundle(
+    bundle = Bundle(
         path=path,
         manifest=manifest,
         sha256=digest.hexdigest(),
@@ -175,6 +179,7 @@ def _open_dir(path: Path, limits: BundleLimits) -> Bundle:
         size=total,
         files=files,
     )
+    return _listed(bundle, digests)
 
 
 def _scan_dir(path: Path, root: Path, limits: BundleLimits) -> list[tuple[str, int]]:

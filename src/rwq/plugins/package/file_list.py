@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from rwq.errors import RwqError
@@ -58,9 +59,12 @@ def read_file_list(bundle: Path, text: bytes) -> dict[str, str]:
     return listed
 
 
-def verify_files(bundle: Path, root: Path, files: tuple[str, ...]) -> dict[str, str] | None:
+def verify_files(
+    bundle: Path, root: Path, files: tuple[str, ...], digests: Mapping[str, str] | None = None
+) -> dict[str, str] | None:
     """The file list of the bundle at ``bundle`` (its ``files`` under ``root``) once every
-    file matches it; None when it has none.
+    file matches it; None when it has none. ``digests`` (path -> SHA-256 hex) saves hashing
+    the files again when the caller has.
 
     Raises:
         FileListError: a file was added, removed or changed since the list was made (named).
@@ -75,7 +79,9 @@ def verify_files(bundle: Path, root: Path, files: tuple[str, ...]) -> dict[str, 
     missing = sorted(listed.keys() - present)
     if missing:
         raise FileListError(bundle, f"{missing[0]} is in {FILE_LIST} but not in the bundle")
-    actual = read_file_list(bundle, file_list(root, files))
+    actual = (
+        dict(digests) if digests is not None else read_file_list(bundle, file_list(root, files))
+    )
     changed = sorted(rel for rel, digest in listed.items() if actual[rel] != digest)
     if changed:
         raise FileListError(bundle, f"{changed[0]} changed since it was packed")

@@ -163,8 +163,11 @@ def test_the_demo_in_a_real_terminal(terminal: Terminal) -> None:
         tops = [line.rstrip() for line in screen.splitlines() if line.startswith("╭─ ")]
         return bool(tops) and all(line.endswith("╮") and len(line) > 90 for line in tops)
 
-    screen = terminal.wait_for("one column of panels as wide as the screen", one_column, 30)
-    assert titles[0] in screen
+    screen = terminal.wait_for(
+        "one column of panels as wide as the screen, the first one's title at the top",
+        lambda s: one_column(s) and titles[0] in s,
+        30,
+    )
     assert "throttled" not in screen
     terminal.tmux("resize-window", "-t", "demo", "-x", "220", "-y", "55")
 
@@ -210,8 +213,11 @@ def test_a_hostile_plugin_in_a_real_terminal(tmp_path: Path) -> None:
         else:
             raise AssertionError("the panel never took the keys (Tab, then n)")
         term.press("f")  # every render fails from now on: three faults disable it
-        screen = term.wait_for("the disabled panel", lambda s: "faults in a row" in s, 60)
-        assert "Queues [1]" in screen and EXITED not in screen  # the TUI is up
+        screen = term.wait_for(
+            "the disabled panel in the running TUI",
+            lambda s: "faults in a row" in s and "Queues [1]" in s and EXITED not in s,
+            60,
+        )
         assert term.tmux("display-message", "-p", "-t", "demo", "#{pane_title}") == title
         term.press("Escape")  # leave the panel (keys go to its plugin while it has focus)
         time.sleep(0.5)  # else the terminal reads Escape and q as one key, alt+q

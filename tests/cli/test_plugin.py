@@ -88,7 +88,7 @@ def test_a_cli_grant_is_never_wider_than_the_manifest_asks(tmp_path: Path) -> No
 
     granted = rwq("plugin", "grant", "enqueuer", "admin.queue.enqueue")
     assert granted.returncode == 0, granted.stderr
-    assert "granted admin.queue.enqueue to enqueuer 1.0.0 on a.*" in granted.stdout
+    assert "granted admin.queue.enqueue to enqueuer 1.0.0 (unsigned) on a.*" in granted.stdout
     narrowed = rwq("plugin", "grant", "enqueuer", "admin.queue.enqueue", "--queues", "a.x")
     assert "on a.x" in narrowed.stdout
 

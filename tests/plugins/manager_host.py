@@ -88,7 +88,7 @@ class Host:
 
     def grant(self, bundle_dir: Path, *permissions: str, queues: tuple[str, ...] = ("*",)) -> None:
         """Grant ahead of the manager's start, as ``rwq plugin grant`` would."""
-        bundle = open_bundle(bundle_dir)
+        bundle = open_bundle(bundle_dir, extract_dir=self.root.parent / "granted")
         GrantStore(grants_path(self.settings)).grant(
             bundle.name,
             permissions,

@@ -18,6 +18,7 @@ from rwq.config import Settings
 from rwq.host.build import HostOptions, build_host
 from rwq.host.local import LocalPluginHost
 from rwq.plugins.engine.lifecycle import PluginState
+from rwq.plugins.package.bundle import open_bundle
 from rwq.plugins.trust.grants import GrantStore
 from rwq.tui.app import RwqApp
 from rwq.tui.approval import ApprovalScreen
@@ -43,6 +44,18 @@ def plugin_host(
     host.start()
     yield host
     host.stop()
+
+
+def grant_as_asked(settings: Settings, bundle_dir: Path) -> None:
+    """Grant what the bundle's manifest asks for, as ``rwq plugin grant`` would."""
+    bundle = open_bundle(bundle_dir)
+    GrantStore.from_settings(settings).grant_requested(
+        bundle.name,
+        bundle.manifest.permissions,
+        [p.name for p in bundle.manifest.permissions],
+        version=str(bundle.version),
+        bundle_hash=bundle.sha256,
+    )
 
 
 def text_of(panel: PluginPanel) -> str:
@@ -101,6 +114,28 @@ def test_the_approval_dialog_grants_only_what_is_checked_and_it_persists(
     denied = {p for d in store.denials_for("counter") for p in d.permissions}
     assert granted == {"ui.notifications"}
     assert denied == {"storage.read"}
+
+
+def test_changed_unsigned_code_is_asked_about_again_showing_what_changed(
+    plugin_host: LocalPluginHost, settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    app = app_for(plugin_host, settings, redis_client)
+    source = tmp_path / "plugins" / "counter" / "main.star"
+
+    async def steps(pilot: Pilot[None]) -> None:
+        await approve_all(app, pilot)
+        with source.open("a") as fh:
+            fh.write("\n# changed after it was granted\n")
+        assert "awaits approval" in app.host.reload("counter")
+        await until_screen(pilot, ApprovalScreen)
+        text = str(app.screen.query_one("#approval-plugin").render())
+        assert "update of a running plugin" in text
+        assert "changed since it was granted" in text
+        assert "granted: 1.0.0 (" in text and "now:     1.0.0 (" in text
+        assert text.count("unsigned") >= 2
+        assert app.host.state("counter") is PluginState.ACTIVE  # the old code keeps serving
+
+    drive(app, steps)
 
 
 def test_deny_leaves_the_plugin_unloaded_and_its_panel_says_so(
@@ -250,6 +285,7 @@ def test_a_failed_reload_keeps_the_old_version_and_the_view_says_why(
         await until(pilot, lambda: table.row_count == 1)
         await until(pilot, lambda: str(table.get_row("counter")[1]) == "active")
         source.write_text("def render(size:\n", encoding="utf-8")  # a syntax error
+        grant_as_asked(manager.settings, source.parent)  # changed unsigned code: approved
         await pilot.press("l")
         await until(pilot, lambda: any("reload" in str(n.message) for n in app._notifications))
         detail = app.query_one("#plugins-detail")

@@ -335,8 +335,17 @@ def grant_cmd(
 ) -> None:
     """Grant the installed version of a plugin what its manifest asks for (a level grants the
     permissions of that level it asks for), on the queues it asked for or fewer."""
+    from rwq.plugins.trust.grant_file import show_signer
+    from rwq.plugins.trust.signing import SignaturePolicy
+
     settings = _settings(ctx)
     bundle = _find(settings, name)
+    version = str(bundle.version)
+    signer = (
+        SignaturePolicy.from_settings(settings)
+        .status(bundle.root, bundle.files, name, version)
+        .publisher
+    )
     store, log = _store(settings)
     try:
         grants = store.grant_requested(
@@ -348,6 +357,7 @@ def grant_cmd(
             queues=tuple(queues) if queues else None,
             expires_in=parse_duration(expires, "--expires") if expires else None,
             granted_by="cli",
+            signer=signer,
         )
     finally:
         log.close()
@@ -359,8 +369,8 @@ def grant_cmd(
         )
         where = f" on {', '.join(grant.scope.queues)}" if grant.scope.queues != ("*",) else ""
         out.print(
-            f"granted {', '.join(sorted(grant.permissions))} to {name} {bundle.version}"
-            f"{where}{until}"
+            f"granted {', '.join(sorted(grant.permissions))} to {name} {bundle.version} "
+            f"({show_signer(signer)}){where}{until}"
         )
 
 

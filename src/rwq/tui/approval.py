@@ -18,6 +18,7 @@ from textual.widgets.selection_list import Selection
 from rwq.host.api import PluginHost
 from rwq.plugins.contract.permissions import CATALOG
 from rwq.plugins.engine.manager import PendingApproval
+from rwq.plugins.trust.grant_file import show_binding, show_signer
 from rwq.plugins.trust.review import ReviewItem
 from rwq.printable import printable_text
 
@@ -103,6 +104,11 @@ class ApprovalScreen(ModalScreen[Decision]):
             style = "green" if p.signature.trusted else "yellow"
             head.append(f"\nsignature: {p.signature}", style=style)
         head.append(f"\nbundle sha256: {review.bundle_hash}", style="dim")
+        if review.previous is not None:  # granted before: say what changed since
+            head.append("\nchanged since it was granted:", style="bold yellow")
+            head.append(f"\n  granted: {review.previous}")
+            now = show_binding((review.version, review.bundle_hash))
+            head.append(f"\n  now:     {now}, {show_signer(review.signer)}")
         granted = [i for i in review.items if i.status == "granted"]
         denied = [i for i in review.items if i.status == "denied"]
         with Vertical(classes="dialog wide", id="approval"):

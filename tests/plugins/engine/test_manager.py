@@ -309,6 +309,7 @@ def test_swap_hands_over_state_and_delivers_every_event_exactly_once(
     old = host.instance("counter")
     v2 = subscriber(tmp_path / "v2", "counter", {"block": {"import_state": "swap"}},
                     version="1.1.0")  # fmt: skip
+    host.grant(v2, "events.subscribe")  # approved ahead (unsigned changes are asked about)
     sent: list[str] = []
 
     def send(n: int) -> None:
@@ -354,6 +355,7 @@ def test_a_failed_replacement_keeps_the_old_instance_running(host: Host, tmp_pat
     old = host.instance("counter")
     bad = subscriber(tmp_path / "bad", "counter", {"initialize": {"error": "broken config"}},
                      version="2.0.0")  # fmt: skip
+    host.grant(bad, "events.subscribe")
     result = manager.replace("counter", open_bundle(bad))
     assert not result.ok and "broken config" in result.reason
     assert host.instance("counter").closed and host.instance("counter") is not old
@@ -365,6 +367,7 @@ def test_a_failed_replacement_keeps_the_old_instance_running(host: Host, tmp_pat
 
     crashing = subscriber(tmp_path / "crash", "counter",
                           {"faults": {"activate": {"kind": "crash"}}}, version="2.0.1")  # fmt: skip
+    host.grant(crashing, "events.subscribe")
     result = manager.replace("counter", open_bundle(crashing))
     assert not result.ok and "activate faulted" in result.reason
     publish(manager, [job_event(2)])
@@ -413,6 +416,7 @@ def test_reload_replaces_a_running_plugin_from_its_bundle_on_disk(host: Host) ->
     write_plugin(host.root, "counter", {"render": [{"type": "text", "text": "v2"}]},
                  version="1.0.1", permissions=["events.subscribe"],
                  events=[{"type": "job.completed"}])  # fmt: skip
+    host.grant(host.root / "counter", "events.subscribe")
     result = manager.reload("counter")
     assert result.ok and result.new_version == "1.0.1" and first.closed
     assert manager.render("counter", 10, 3).elements == [{"type": "text", "text": "v2"}]

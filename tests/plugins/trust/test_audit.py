@@ -12,6 +12,7 @@ import pytest
 
 from rwq.config import Settings
 from rwq.plugins.trust.audit import AuditLog, AuditRecord, audit_path, read
+from rwq.plugins.trust.grant_file import Signer
 from rwq.plugins.trust.grants import GrantStore
 from rwq.plugins.trust.policy import load_policy
 
@@ -79,12 +80,16 @@ def test_grants_revokes_denials_and_policy_are_recorded(
 
 
 def test_a_rebind_is_recorded(store: GrantStore, log: AuditLog, log_path: Path) -> None:
-    store.grant("p", ["ui.notifications"], version=V1[0], bundle_hash=V1[1])
-    store.review("p", ["ui.notifications"], "1.0.1", "sha256:" + "b" * 64)
+    alice = Signer("alice", "sha256:" + "1" * 32)
+    store.grant("p", ["ui.notifications"], version=V1[0], bundle_hash=V1[1], signer=alice)
+    store.review(
+        "p", ["ui.notifications"], "1.0.1", "sha256:" + "b" * 64, signer=alice, trusted=True
+    )
     log.flush()
     (rebind,) = [r for r in read(log_path, kinds=["grant"]) if "rebound" in r.reason]
     assert "1.0.0" in rebind.reason
     assert "1.0.1" in rebind.reason
+    assert "signed by alice" in rebind.reason
 
 
 def test_filters(log: AuditLog, log_path: Path) -> None:

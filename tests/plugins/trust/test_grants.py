@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import multiprocessing
 import os
 import tempfile
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from rwq.errors import RwqError
 from rwq.plugins.contract.permissions import CATALOG, Level, UnknownPermission, expand
 from rwq.plugins.package.manifest import PermissionRequest
-from rwq.plugins.trust.grant_file import GrantStoreError
+from rwq.plugins.trust.grant_file import GrantStoreError, Signer
 from rwq.plugins.trust.grants import GrantStore, grants_path
 from rwq.plugins.trust.review import GrantWiderThanAsked
 from rwq.plugins.trust.scope import Scope
@@ -27,6 +28,10 @@ from rwq.plugins.trust.scope import Scope
 V1 = ("1.0.0", "sha256:" + "a" * 64)
 V2 = ("1.1.0", "sha256:" + "b" * 64)
 V3 = ("2.0.0", "sha256:" + "c" * 64)
+ALICE = Signer("alice", "sha256:" + "1" * 32)
+MALLORY = Signer("mallory", "sha256:" + "2" * 32)
+BY_ALICE = {"signer": ALICE, "trusted": True}
+"""A review of code that alice's trusted key signed."""
 
 
 class FakeClock:
@@ -162,32 +167,77 @@ def test_a_grant_is_bound_to_version_and_bundle_hash(store: GrantStore) -> None:
     assert store.check("p", "ui.notifications").allowed
 
 
-def test_an_update_asking_the_same_keeps_its_grants(store: GrantStore) -> None:
+def test_an_update_signed_by_the_same_trusted_key_asking_the_same_keeps_its_grants(
+    store: GrantStore,
+) -> None:
     requested = ["events.subscribe", "admin.queue.peek"]
-    store.grant("p", requested, version=V1[0], bundle_hash=V1[1], queues=["tenant.*"])
-    review = store.review("p", requested, *V2)
+    store.grant("p", requested, version=V1[0], bundle_hash=V1[1], queues=["tenant.*"], signer=ALICE)
+    review = store.review("p", requested, *V2, signer=ALICE, trusted=True)
     assert review.complete
     assert review.granted == frozenset(requested)
     assert review.rebound_from == V1
     assert allowed(store, "admin.queue.peek", V2, queue="tenant.a")
     assert not allowed(store, "admin.queue.peek", V2, queue="billing")  # approved scope kept
     assert allowed(store, "admin.queue.peek", V1, queue="tenant.a")  # old version still runs
-    again = store.review("p", requested, *V2)
+    assert {g.signer for g in store.grants_for("p")} == {ALICE}
+    again = store.review("p", requested, *V2, signer=ALICE, trusted=True)
     assert again.complete
     assert again.rebound_from is None
 
 
+@pytest.mark.parametrize(
+    ("granted_to", "signer", "trusted", "why"),
+    [
+        (None, None, False, "this code is unsigned"),
+        (ALICE, None, False, "this code is unsigned"),
+        (ALICE, MALLORY, True, "the code granted was signed by alice"),
+        (None, ALICE, True, "the code granted was unsigned"),
+        (ALICE, ALICE, False, "no longer trusted"),
+    ],
+    ids=["unsigned", "signed-then-unsigned", "another-signer", "newly-signed", "untrusted"],
+)
+def test_any_other_change_awaits_approval_and_the_old_binding_keeps_its_grants(
+    store: GrantStore, granted_to: Signer | None, signer: Signer | None, trusted: bool, why: str
+) -> None:
+    store.grant("p", ["admin.queue.enqueue"], version=V1[0], bundle_hash=V1[1], signer=granted_to)
+    review = store.review("p", ["admin.queue.enqueue"], *V2, signer=signer, trusted=trusted)
+    assert review.pending == {"admin.queue.enqueue"}
+    assert review.rebound_from is None
+    assert review.previous is not None
+    assert review.previous.binding == V1
+    assert review.previous.signer == granted_to
+    assert review.signer == signer
+    (item,) = review.items
+    assert why in item.reason
+    assert not allowed(store, "admin.queue.enqueue", V2, queue="q")  # the changed code: no
+    assert allowed(store, "admin.queue.enqueue", V1, queue="q")  # the running code: still yes
+    store.approve(review)
+    assert allowed(store, "admin.queue.enqueue", V2, queue="q")
+    assert {g.signer for g in store.grants_for("p") if g.binding == V2} == {signer}
+
+
+def test_the_same_content_under_another_signature_is_another_binding(store: GrantStore) -> None:
+    """A signature is a file of the bundle, so re-signing changes the bundle hash: a grant of
+    the code alice signed does not pass to the same files signed by mallory."""
+    store.grant("p", ["ui.notifications"], version=V1[0], bundle_hash=V1[1], signer=ALICE)
+    review = store.review("p", ["ui.notifications"], V1[0], V2[1], signer=MALLORY, trusted=True)
+    assert review.pending == {"ui.notifications"}
+
+
 def test_an_update_asking_fewer_is_rebound_with_only_those(store: GrantStore) -> None:
-    store.grant("p", ["events.subscribe", "ui.notifications"], version=V1[0], bundle_hash=V1[1])
-    review = store.review("p", ["ui.notifications"], *V2)
+    store.grant(
+        "p", ["events.subscribe", "ui.notifications"], version=V1[0], bundle_hash=V1[1],
+        signer=ALICE,
+    )  # fmt: skip
+    review = store.review("p", ["ui.notifications"], *V2, **BY_ALICE)
     assert review.complete
     assert allowed(store, "ui.notifications", V2)
     assert not allowed(store, "events.subscribe", V2, queue="q")
 
 
 def test_an_update_asking_more_is_pending_and_the_old_binding_stays(store: GrantStore) -> None:
-    store.grant("p", ["events.subscribe"], version=V1[0], bundle_hash=V1[1])
-    review = store.review("p", ["events.subscribe", "admin.queue.purge"], *V2)
+    store.grant("p", ["events.subscribe"], version=V1[0], bundle_hash=V1[1], signer=ALICE)
+    review = store.review("p", ["events.subscribe", "admin.queue.purge"], *V2, **BY_ALICE)
     assert not review.complete
     assert review.pending == {"events.subscribe", "admin.queue.purge"}
     assert review.rebound_from is None
@@ -197,7 +247,7 @@ def test_an_update_asking_more_is_pending_and_the_old_binding_stays(store: Grant
     assert allowed(store, "events.subscribe", V1, queue="q")
 
     store.approve(review)
-    assert store.review("p", ["events.subscribe", "admin.queue.purge"], *V2).complete
+    assert store.review("p", ["events.subscribe", "admin.queue.purge"], *V2, **BY_ALICE).complete
     assert allowed(store, "admin.queue.purge", V2, queue="q")
     assert allowed(store, "events.subscribe", V1, queue="q")
 
@@ -281,9 +331,9 @@ def test_manifest_requests_are_reviewed_with_their_queues_and_operations(
 
 
 def test_a_rebind_keeps_only_the_previous_and_the_new_binding(store: GrantStore) -> None:
-    store.grant("p", ["ui.notifications"], version=V1[0], bundle_hash=V1[1])
-    store.review("p", ["ui.notifications"], *V2)
-    store.review("p", ["ui.notifications"], *V3)
+    store.grant("p", ["ui.notifications"], version=V1[0], bundle_hash=V1[1], signer=ALICE)
+    store.review("p", ["ui.notifications"], *V2, **BY_ALICE)
+    store.review("p", ["ui.notifications"], *V3, **BY_ALICE)
     bindings = {g.binding for g in store.grants_for("p")}
     assert bindings == {V2, V3}
 
@@ -294,10 +344,10 @@ def test_a_rebind_keeps_only_the_previous_and_the_new_binding(store: GrantStore)
 def test_denials_are_remembered_across_versions_and_restarts(
     store: GrantStore, make_store: Callable[..., GrantStore]
 ) -> None:
-    store.grant("p", ["events.subscribe"], version=V1[0], bundle_hash=V1[1])
+    store.grant("p", ["events.subscribe"], version=V1[0], bundle_hash=V1[1], signer=ALICE)
     store.deny("p", ["admin.queue.purge"], version=V1[0], bundle_hash=V1[1], denied_by="alice")
     restarted = make_store()
-    review = restarted.review("p", ["events.subscribe", "admin.queue.purge"], *V2)
+    review = restarted.review("p", ["events.subscribe", "admin.queue.purge"], *V2, **BY_ALICE)
     assert review.denied == {"admin.queue.purge"}
     assert review.granted == {"events.subscribe"}  # the rest was the same: re-bound
     assert review.complete
@@ -373,6 +423,21 @@ def test_grants_persist_across_restarts(
     assert again.denials_for("p") == store.denials_for("p")
     assert allowed(again, "admin.queue.peek", queue="t.x")
     assert oct(path.stat().st_mode & 0o777) == oct(0o600)
+
+
+def test_the_signer_persists_and_a_file_written_before_signers_reads_as_unsigned(
+    store: GrantStore, make_store: Callable[..., GrantStore], path: Path
+) -> None:
+    store.grant("p", ["ui.notifications"], version=V1[0], bundle_hash=V1[1], signer=ALICE)
+    assert make_store().grants_for("p")[0].signer == ALICE
+    data = json.loads(path.read_text())
+    assert data["grants"][0]["signer"] == {"name": "alice", "fingerprint": ALICE.fingerprint}
+    del data["grants"][0]["signer"]  # a grants file of an rwq that did not record signers
+    path.write_text(json.dumps(data))
+    old = make_store()
+    assert old.grants_for("p")[0].signer is None
+    assert allowed(old, "ui.notifications", V1)  # still valid for the code it was given to
+    assert old.review("p", ["ui.notifications"], *V2, **BY_ALICE).pending == {"ui.notifications"}
 
 
 def test_grants_path_is_in_the_state_dir(tmp_path: Path) -> None:

@@ -100,7 +100,9 @@ def test_policy_denials_are_remembered(store: GrantStore, policy: Policy) -> Non
     review = store.apply_policy(policy, "bulk-ops", ["admin.queue.purge", "ui.notifications"], *V1)
     assert review.denied == {"admin.queue.purge"}
     assert review.granted == {"ui.notifications"}
-    assert store.review("bulk-ops", ["admin.queue.purge", "ui.notifications"], *V2).complete
+    again = store.apply_policy(policy, "bulk-ops", ["admin.queue.purge", "ui.notifications"], *V2)
+    assert again.complete
+    assert again.denied == {"admin.queue.purge"}  # remembered, not asked again
 
 
 def test_a_requested_queue_inside_the_policy_scope_is_kept(

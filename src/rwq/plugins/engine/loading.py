@@ -323,12 +323,26 @@ class Loader:
         rec = self._table.find(name)
         slot = rec.slot if rec is not None else None
         running = [(slot.binding.version, slot.binding.bundle_hash)] if slot is not None else []
-        review = self._grants.review(name, requested, str(m.version), bundle.sha256, keep=running)
+        signed = self.signer(bundle)
+        version = str(m.version)
+        review = self._grants.review(
+            name, requested, version, bundle.sha256, keep=running, signer=signed.publisher,
+            trusted=signed.trusted,
+        )  # fmt: skip
         if review.pending and policy and self._policy is not None:
             review = self._grants.apply_policy(
-                self._policy, name, requested, str(m.version), bundle.sha256
-            )
+                self._policy, name, requested, version, bundle.sha256, signer=signed.publisher,
+                trusted=signed.trusted,
+            )  # fmt: skip
         return review
+
+    def signer(self, bundle: Bundle) -> SignatureStatus:
+        """Who signed ``bundle``, whatever ``plugin_signatures`` says: its grants are bound
+        to that signer."""
+        if self._signatures is None:
+            return SignatureStatus("unsigned", reason="signatures are not checked here")
+        version = str(bundle.version)
+        return self._signatures.status(bundle.root, bundle.files, bundle.name, version)
 
     def declare(self, name: str, manifest: PluginManifest) -> None:
         """Take the dependencies ``manifest`` declares as those ``name`` may call."""

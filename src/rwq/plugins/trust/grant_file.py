@@ -23,7 +23,8 @@ from rwq.errors import RwqError
 from rwq.plugins.trust.scope import Scope
 
 FORMAT = 1
-"""Version of the grants file format this module reads and writes."""
+"""Version of the grants file format this module reads and writes. Fields added with a
+default (``Grant.signer``) keep it: an older file reads as it was written."""
 
 Binding = tuple[str, str]
 """A plugin's ``(version, bundle_hash)``."""
@@ -36,6 +37,11 @@ def show_binding(binding: Binding) -> str:
     """A binding as messages show it: the version and the start of the bundle hash."""
     version, bundle_hash = binding
     return f"{version} ({bundle_hash[:19]})"
+
+
+def show_signer(signer: Signer | None) -> str:
+    """Who signed a binding, as messages show it."""
+    return "unsigned" if signer is None else f"signed by {signer.name} ({signer.fingerprint})"
 
 
 def show_time(when: float) -> str:
@@ -56,6 +62,14 @@ class GrantStoreError(RwqError):
 
 
 @dataclass(frozen=True)
+class Signer:
+    """The publisher key whose valid signature a bundle carried when it was granted."""
+
+    name: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
 class Grant:
     """Permissions given to one binding (version + bundle hash) of a plugin."""
 
@@ -70,6 +84,9 @@ class Grant:
     bundle_hash: str
     rebound_from: Binding | None = None
     """The binding these grants were carried over from by an update, if any."""
+    signer: Signer | None = None
+    """Whose valid signature the binding carried (None: unsigned, or not validly signed).
+    Grants carry over to a new binding only when a trusted key with this fingerprint signs it."""
 
     @property
     def binding(self) -> Binding:

@@ -13,7 +13,15 @@ from rwq.errors import RwqError
 from rwq.plugins.contract.permissions import expand
 from rwq.plugins.trust.audit import AuditLog, Kind
 from rwq.plugins.trust.checks import Decision, GrantChecker
-from rwq.plugins.trust.grant_file import Binding, Denial, Grant, show_binding, show_time
+from rwq.plugins.trust.grant_file import (
+    Binding,
+    Denial,
+    Grant,
+    Signer,
+    show_binding,
+    show_signer,
+    show_time,
+)
 from rwq.plugins.trust.grant_state import StoredGrants
 from rwq.plugins.trust.policy import Policy
 from rwq.plugins.trust.review import RequestedPermission, Review, Reviewer, requested_grants
@@ -151,8 +159,10 @@ class GrantStore:
         resources: Sequence[str] = (),
         expires_in: float | None = None,
         granted_by: str = "user",
+        signer: Signer | None = None,
     ) -> Grant:
-        """Grant ``permissions`` (names or level names) to one binding of ``plugin``.
+        """Grant ``permissions`` (names or level names) to one binding of ``plugin``, whose
+        bundle ``signer`` signed (None: unsigned or not validly signed).
 
         Clears remembered denials of these permissions. ``granted_by`` starting with
         ``policy:`` is audited as kind ``policy``.
@@ -175,6 +185,7 @@ class GrantStore:
             granted_at=now,
             plugin_version=version,
             bundle_hash=bundle_hash,
+            signer=signer,
         )
 
         def change(grants: list[Grant], denials: list[Denial]) -> None:
@@ -188,7 +199,7 @@ class GrantStore:
             names,
             ",".join(new.scope.queues),
             True,
-            f"by {granted_by} to {show_binding(new.binding)}"
+            f"by {granted_by} to {show_binding(new.binding)}, {show_signer(signer)}"
             + ("" if new.expires_at is None else f", expires {show_time(new.expires_at)}"),
         )
         return new
@@ -258,17 +269,25 @@ class GrantStore:
         bundle_hash: str,
         *,
         keep: Iterable[Binding] = (),
+        signer: Signer | None = None,
+        trusted: bool = False,
     ) -> Review:
-        """What the binding ``version``/``bundle_hash`` of ``plugin`` may do of ``requested``.
+        """What the binding ``version``/``bundle_hash`` of ``plugin``, signed by ``signer``
+        (None: unsigned or invalid; ``trusted``: a key in the trust store), may do of
+        ``requested``.
 
-        If this binding has no grants yet and every requested permission was granted to the
-        previous binding (or is denied), those grants are re-bound to this one (audited); the
-        previous binding stays valid for the still-running old version, older ones are
-        dropped except those in ``keep`` (the binding actually running, when an update that
-        failed to load was reviewed in between). Otherwise the new permissions — and the
-        carried-over ones — are pending.
+        If this binding has no grants yet, is signed by the trusted key that signed the
+        previous binding, and every requested permission was granted to that binding (or is
+        denied), those grants are re-bound to this one (audited); the previous binding stays
+        valid for the still-running old version, older ones are dropped except those in
+        ``keep`` (the binding actually running, when an update that failed to load was
+        reviewed in between). Otherwise — more permissions, unsigned code, another signer —
+        every permission not granted to this binding is pending, and the review says what
+        changed.
         """
-        return self._reviewer.review(plugin, requested, version, bundle_hash, keep=keep)
+        return self._reviewer.review(
+            plugin, requested, version, bundle_hash, keep=keep, signer=signer, trusted=trusted
+        )
 
     def grant_requested(
         self,
@@ -281,6 +300,7 @@ class GrantStore:
         queues: Sequence[str] | None = None,
         expires_in: float | None = None,
         granted_by: str = "user",
+        signer: Signer | None = None,
     ) -> list[Grant]:
         """Grant ``asked`` (permission or level names) to one binding of ``plugin``, each
         permission with the scope its manifest requested (``queues`` may only narrow it).
@@ -300,6 +320,7 @@ class GrantStore:
                 operations=operations,
                 expires_in=expires_in,
                 granted_by=granted_by,
+                signer=signer,
             )
             for (globs, operations), names in groups.items()
         ]
@@ -329,6 +350,7 @@ class GrantStore:
                 operations=operations,
                 expires_in=expires_in,
                 granted_by=granted_by,
+                signer=review.signer,
             )
             for (queues, operations), names in groups.items()
         ]
@@ -340,13 +362,18 @@ class GrantStore:
         requested: Sequence[RequestedPermission | str],
         version: str,
         bundle_hash: str,
+        *,
+        signer: Signer | None = None,
+        trusted: bool = False,
     ) -> Review:
         """Grant (and deny) what ``policy`` decides for the pending requests of ``plugin``.
 
         Never grants more than was requested: queue and operation globs are cut to the
         policy's. Returns the review after the policy applied.
         """
-        review = self.review(plugin, requested, version, bundle_hash)
+        review = self.review(
+            plugin, requested, version, bundle_hash, signer=signer, trusted=trusted
+        )
         pending = {
             i.permission: (i.queues, i.operations) for i in review.items if i.status == "pending"
         }
@@ -364,8 +391,9 @@ class GrantStore:
                 operations=g.operations,
                 expires_in=g.expires_in,
                 granted_by=by,
+                signer=signer,
             )
-        return self.review(plugin, requested, version, bundle_hash)
+        return self.review(plugin, requested, version, bundle_hash, signer=signer, trusted=trusted)
 
     def _audit(
         self, kind: Kind, plugin: str, names: frozenset[str], resource: str, allowed: bool, why: str

@@ -1,10 +1,12 @@
 """Reviews: what one binding of a plugin may do of what it asks for, and what awaits approval.
 
-When a new binding (an update) asks for the same or fewer permissions than the previous
-binding was granted, :func:`plan_rebind` carries those grants over (keeping their approved
-scopes); when it asks for more, the new binding is pending and the old one stays valid, so
-the running old version keeps working until the update is approved. A :class:`Reviewer` does
-the review against the stored grants and writes the carry-over.
+When a new binding (an update, or changed files) is signed by the trusted key that signed the
+previous binding and asks for the same or fewer permissions than it was granted,
+:func:`plan_rebind` carries those grants over (keeping their approved scopes). Any other
+change — more permissions, unsigned code, another signer, an invalid signature, a key no
+longer trusted — leaves the new binding pending, and the old one stays valid, so the running
+old version keeps working until the change is approved. A :class:`Reviewer` does the review
+against the stored grants and writes the carry-over.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Literal, Protocol
 from rwq.errors import RwqError
 from rwq.plugins.contract.permissions import expand
 from rwq.plugins.trust.audit import AuditLog
-from rwq.plugins.trust.grant_file import Binding, Denial, Grant, show_binding
+from rwq.plugins.trust.grant_file import Binding, Denial, Grant, Signer, show_binding, show_signer
 from rwq.plugins.trust.grant_state import StoredGrants, denied_index
 from rwq.plugins.trust.scope import QUEUE_SCOPED, narrow
 
@@ -53,6 +55,18 @@ class ReviewItem:
 
 
 @dataclass(frozen=True)
+class PreviousBinding:
+    """The binding a plugin's grants were last given to, beside the one under review: what
+    changed since is shown to whoever approves."""
+
+    binding: Binding
+    signer: Signer | None
+
+    def __str__(self) -> str:
+        return f"{show_binding(self.binding)}, {show_signer(self.signer)}"
+
+
+@dataclass(frozen=True)
 class Review:
     """What a binding of a plugin may do, what awaits approval and what was refused."""
 
@@ -62,6 +76,11 @@ class Review:
     items: tuple[ReviewItem, ...]
     rebound_from: Binding | None = None
     """Set when this review carried the previous binding's grants over to this one."""
+    signer: Signer | None = None
+    """Whose valid signature the reviewed binding carries (None: unsigned or invalid); grants
+    made from this review record it."""
+    previous: PreviousBinding | None = None
+    """The binding granted before, when this one holds no grants of its own yet."""
 
     def _names(self, status: Status) -> frozenset[str]:
         return frozenset(i.permission for i in self.items if i.status == status)
@@ -163,9 +182,12 @@ def plan_rebind(
     wanted: Wanted,
     binding: Binding,
     now: float,
+    signer: Signer | None,
 ) -> tuple[Binding, tuple[Grant, ...]] | None:
-    """The previous binding and the grants to carry from it to ``binding``, if the request
-    asks for no more than it was granted; ``None`` otherwise.
+    """The previous binding and the grants to carry from it to ``binding``, if ``binding`` is
+    signed by the trusted key that signed every grant of the previous one (``signer``: None
+    when it is unsigned, invalid or its key is not trusted) and asks for no more than it was
+    granted; ``None`` otherwise.
 
     ``grants`` are every stored grant, ``denied`` the plugin's denials by permission.
     """
@@ -176,6 +198,8 @@ def plan_rebind(
     if previous is None:
         return None
     prev_grants = [g for g in live if g.binding == previous]
+    if signer is None or not all(_same_key(g.signer, signer) for g in prev_grants):
+        return None
     carry = frozenset(wanted) - denied.keys()
     if not carry or not carry <= frozenset().union(*(g.permissions for g in prev_grants)):
         return None
@@ -188,6 +212,7 @@ def plan_rebind(
             plugin_version=version,
             bundle_hash=bundle_hash,
             rebound_from=g.binding,
+            signer=signer,
         )
         for g in prev_grants
         if g.permissions & carry
@@ -203,18 +228,33 @@ def build_review(
     binding: Binding,
     now: float,
     rebound: Binding | None,
+    signer: Signer | None = None,
+    trusted: bool = False,
 ) -> Review:
-    """The review of ``wanted`` for ``binding`` of ``plugin``.
+    """The review of ``wanted`` for ``binding`` of ``plugin``, signed by ``signer`` (a
+    ``trusted`` key or not).
 
     ``grants`` are every stored grant, ``denied`` the plugin's denials by permission.
     """
     live = _live((g for g in grants if g.plugin == plugin and g.binding == binding), now)
-    previous = None if live else _previous_binding(_live(grants, now), plugin, binding)
+    before: PreviousBinding | None = None
     prev_names: frozenset[str] = frozenset()
-    if previous is not None:
-        prev_grants = (g for g in grants if g.plugin == plugin and g.binding == previous)
-        prev_names = frozenset().union(*(g.permissions for g in _live(prev_grants, now)))
+    if not live:
+        alive = _live(grants, now)
+        previous = _previous_binding(alive, plugin, binding)
+        if previous is not None:
+            prev_grants = [g for g in alive if g.plugin == plugin and g.binding == previous]
+            prev_names = frozenset().union(*(g.permissions for g in prev_grants))
+            latest = max(prev_grants, key=lambda g: g.granted_at)
+            before = PreviousBinding(previous, latest.signer)
     more = ", ".join(sorted(set(wanted) - prev_names - denied.keys()))
+    changed = ""
+    if before is not None:
+        changed = (
+            f"the update also asks for {more}"
+            if more
+            else rebind_refusal(before.signer, signer, trusted)
+        )
     items = []
     for name, (queues, operations) in wanted.items():
         granted = [g for g in live if name in g.permissions]
@@ -225,14 +265,32 @@ def build_review(
             scope = tuple(dict.fromkeys(q for g in granted for q in g.scope.queues))
             why = "granted by " + ", ".join(sorted({g.granted_by for g in granted}))
             items.append(ReviewItem(name, queues, "granted", why, scope, operations))
-        elif name in prev_names and previous is not None:
-            why = f"granted to {show_binding(previous)}; the update also asks for {more}"
+        elif name in prev_names and before is not None:
+            why = f"granted to {show_binding(before.binding)}; {changed}"
             items.append(ReviewItem(name, queues, "pending", why, operations=operations))
         else:
             why = "awaiting approval"
             items.append(ReviewItem(name, queues, "pending", why, operations=operations))
     version, bundle_hash = binding
-    return Review(plugin, version, bundle_hash, tuple(items), rebound)
+    return Review(plugin, version, bundle_hash, tuple(items), rebound, signer, before)
+
+
+def rebind_refusal(before: Signer | None, now: Signer | None, trusted: bool) -> str:
+    """Why grants given to code signed by ``before`` do not pass to code signed by ``now``
+    (asking for no more)."""
+    if now is None:
+        return "this code is unsigned (or its signature is invalid), so a change needs approval"
+    if before is None:
+        return f"the code granted was unsigned; this code is {show_signer(now)}"
+    if before.fingerprint != now.fingerprint:
+        return f"the code granted was {show_signer(before)}; this code is {show_signer(now)}"
+    if not trusted:
+        return f"this code is {show_signer(now)}, a key that is no longer trusted"
+    return "its previous grants could not be carried over"
+
+
+def _same_key(granted: Signer | None, signer: Signer) -> bool:
+    return granted is not None and granted.fingerprint == signer.fingerprint
 
 
 class Reviewer:
@@ -260,29 +318,39 @@ class Reviewer:
         bundle_hash: str,
         *,
         keep: Iterable[Binding] = (),
+        signer: Signer | None = None,
+        trusted: bool = False,
     ) -> Review:
         """See :meth:`rwq.plugins.trust.grants.GrantStore.review`."""
         wanted = expand_requests(requested)
         binding = (version, bundle_hash)
+        carrier = signer if trusted else None
         with self._stored.mutex:
             state = self._stored.fresh()
             rebound: Binding | None = None
             denied = state.denied.get(plugin, {})
-            if plan_rebind(state.grants, denied, plugin, wanted, binding, self._clock()):
-                rebound = self._rebind(plugin, wanted, binding, frozenset(keep))
+            if plan_rebind(state.grants, denied, plugin, wanted, binding, self._clock(), carrier):
+                rebound = self._rebind(plugin, wanted, binding, frozenset(keep), carrier)
                 state = self._stored.fresh()
         denied = state.denied.get(plugin, {})
-        return build_review(state.grants, denied, plugin, wanted, binding, self._clock(), rebound)
+        return build_review(
+            state.grants, denied, plugin, wanted, binding, self._clock(), rebound, signer, trusted
+        )
 
     def _rebind(
-        self, plugin: str, wanted: Wanted, binding: Binding, also_keep: frozenset[Binding]
+        self,
+        plugin: str,
+        wanted: Wanted,
+        binding: Binding,
+        also_keep: frozenset[Binding],
+        signer: Signer | None,
     ) -> Binding | None:
         done: list[tuple[Binding, tuple[Grant, ...]]] = []
 
         def change(grants: list[Grant], denials: list[Denial]) -> None:
             # Decided again under the file lock: another process may have just done it.
             denied = denied_index(denials).get(plugin, {})
-            plan = plan_rebind(grants, denied, plugin, wanted, binding, self._clock())
+            plan = plan_rebind(grants, denied, plugin, wanted, binding, self._clock(), signer)
             if plan is not None:
                 previous, carried = plan
                 keep = {binding, previous, *also_keep}
@@ -302,7 +370,7 @@ class Reviewer:
                 "",
                 True,
                 reason=f"rebound from {show_binding(previous)} to {show_binding(binding)}:"
-                " same or fewer permissions requested",
+                f" {show_signer(signer)} as before, same or fewer permissions requested",
                 kind="grant",
             )
         return previous

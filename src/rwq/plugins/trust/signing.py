@@ -24,6 +24,7 @@ from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins.package.file_list import FILE_LIST, SIGNATURE
 from rwq.plugins.package.pack import zip_entry
+from rwq.plugins.trust.grant_file import Signer
 
 __all__ = [
     "PublisherKey",
@@ -73,6 +74,12 @@ class SignatureStatus:
     fingerprint: str = ""
     trusted: bool = False
     reason: str = ""
+
+    @property
+    def publisher(self) -> Signer | None:
+        """The key whose valid signature the bundle carries (trusted or not); None when it is
+        unsigned or the signature is invalid."""
+        return Signer(self.signer, self.fingerprint) if self.state == "signed" else None
 
     def __str__(self) -> str:
         if self.state == "signed":
@@ -303,13 +310,20 @@ class SignaturePolicy:
         it may)."""
         if self.mode == "off":
             return None, ""
-        try:
-            status = bundle_signature(root, files, plugin, version, self.trust)
-        except SigningError as exc:  # the trust store itself is unreadable
-            status = SignatureStatus("invalid", reason=str(exc))
+        status = self.status(root, files, plugin, version)
         if self.mode == "require" and not (status.state == "signed" and status.trusted):
             return status, f"plugin_signatures is require and {plugin} is {status}"
         return status, ""
+
+    def status(
+        self, root: Path, files: tuple[str, ...], plugin: str, version: str
+    ) -> SignatureStatus:
+        """The bundle's signature status whatever the mode (grants are bound to the signer
+        even when ``plugin_signatures`` is ``off``)."""
+        try:
+            return bundle_signature(root, files, plugin, version, self.trust)
+        except SigningError as exc:  # the trust store itself is unreadable
+            return SignatureStatus("invalid", reason=str(exc))
 
 
 # -- the trust store -------------------------------------------------------------------------

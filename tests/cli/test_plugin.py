@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,14 @@ def test_keygen_sign_verify_and_trust(tmp_path: Path) -> None:
     verified = json.loads(rwq("plugin", "verify", str(bundle), "--json").stdout)
     assert (verified["state"], verified["signer"], verified["trusted"]) == ("signed", "acme", False)
     assert verified["fingerprint"] == fingerprint.group()
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(bundle) as archive:
+        archive.extractall(unpacked)
+    with (unpacked / "main.star").open("a") as fh:
+        fh.write("# changed after signing\n")
+    modified = rwq("plugin", "verify", str(unpacked))
+    assert modified.returncode == 1
+    assert "modified since signed: main.star" in modified.stdout
 
     assert rwq("plugin", "trust", "add", f"{key}.pub").returncode == 0
     listed = json.loads(rwq("plugin", "trust", "list", "--json").stdout)

@@ -142,7 +142,10 @@ def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         bundle = by_name[name]
         m = bundle.manifest
         signature = bundle_signature(bundle.root, bundle.files, name, str(m.version), trusted)
-        review = store.review(name, list(m.permissions), str(m.version), bundle.sha256)
+        review = store.review(
+            name, list(m.permissions), str(m.version), bundle.sha256,
+            signer=signature.publisher, trusted=signature.trusted,
+        )  # fmt: skip
         refused = plan.refused.get(name)
         rows.append(
             {

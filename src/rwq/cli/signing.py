@@ -88,12 +88,21 @@ def verify_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Check a bundle's files against its file list and its signature against its publisher
-    key; exit 1 unless it is signed and the signature holds."""
-    from rwq.plugins.package.bundle import open_bundle
+    key; exit 1 unless it is signed and the signature holds (a file changed, added or removed
+    since it was signed: "modified since signed")."""
+    from rwq.plugins.package.bundle import BundleModified, open_bundle
     from rwq.plugins.package.paths import PluginPaths
 
     settings = _settings(ctx)
-    opened = open_bundle(bundle, extract_dir=PluginPaths(settings).extracted)
+    try:
+        opened = open_bundle(bundle, extract_dir=PluginPaths(settings).extracted)
+    except BundleModified as exc:
+        state = "modified since signed" if exc.signed else "modified since packed"
+        if as_json:
+            print_json({"bundle": str(bundle), "state": state, "reason": exc.reason}, out.file)
+        else:
+            out.print(f"{bundle}: {state}: {exc.reason}")
+        raise typer.Exit(1) from None
     status = bundle_signature(
         opened.root,
         opened.files,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 from rwq.errors import RwqError
-from rwq.plugins.package.file_list import FileListError, verify_files
+from rwq.plugins.package.file_list import SIGNATURE, FileListError, verify_files
 from rwq.plugins.package.manifest import (
     MANIFEST_NAMES,
     MAX_MANIFEST_BYTES,
@@ -77,6 +77,15 @@ class BundleError(RwqError):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class BundleModified(BundleError):
+    """A packed bundle's files are not those its file list names: changed since it was packed
+    (and signed, when it carries a signature)."""
+
+    def __init__(self, path: Path | str, reason: str, signed: bool) -> None:
+        self.signed = signed
+        super().__init__(path, reason)
 
 
 @dataclass(frozen=True)
@@ -143,7 +152,7 @@ def _listed(bundle: Bundle, digests: Mapping[str, str] | None = None) -> Bundle:
     try:
         verify_files(bundle.path, bundle.root, bundle.files, digests)
     except FileListError as exc:
-        raise BundleError(bundle.path, exc.reason) from None
+        raise BundleModified(bundle.path, exc.reason, SIGNATURE in bundle.files) from None
     return bundle
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -238,7 +239,8 @@ def test_a_worker_restarts_the_embedded_server_it_runs_on(
     make_embedded: MakeEmbedded, tmp_path: Path
 ) -> None:
     """A long-running process on the embedded Valkey retried a dead server forever (only the
-    next CLI command restarted it): the worker starts it again itself and goes on."""
+    next CLI command restarted it): the worker starts it again itself and goes on, even when
+    the server dies as the worker joins the registry."""
     state = tmp_path / "xdg"
     server = make_embedded(state / "rwq")
     server.ensure()
@@ -246,13 +248,17 @@ def test_a_worker_restarts_the_embedded_server_it_runs_on(
     assert before is not None
     (tmp_path / "keeper_app.py").write_text(WORKER_APP)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RWQ_")}
-    env.update(XDG_STATE_HOME=str(state), RWQ_PERSISTENCE="false", PYTHONPATH=str(tmp_path))
+    env.update(XDG_STATE_HOME=str(state), RWQ_PERSISTENCE="false", PYTHONPATH=str(tmp_path),
+               PYTHONUNBUFFERED="1")  # fmt: skip
     worker = subprocess.Popen(
         [sys.executable, "-m", "rwq", "worker", "-q", "q", "--app", "keeper_app:handle"],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        time.sleep(1.0)  # it is serving
+        assert worker.stderr is not None
+        ready, _, _ = select.select([worker.stderr], [], [], 60)
+        assert ready, "the worker never said it was serving"
+        assert "serving q" in worker.stderr.readline()  # on this server: now kill it
         os.kill(before.pid, signal.SIGKILL)
         deadline = time.monotonic() + 20
         after = server.record()

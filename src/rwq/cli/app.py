@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import sys
+import traceback
 from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import datetime
@@ -526,6 +527,8 @@ def main() -> None:
         err.print(marked("error:", "red", exc), soft_wrap=True)
         sys.exit(1)
     except redis.RedisError as exc:
+        if os.environ.get("RWQ_DEBUG"):
+            traceback.print_exc()
         err.print(marked("error:", "red", f"redis: {exc}"), soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:

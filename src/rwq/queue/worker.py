@@ -130,7 +130,9 @@ class Worker:
         self._install_signals()
         self._running_loop.set()
         deadline = time.monotonic() + duration if duration else None
-        self._lease.register()
+        if not self._register():
+            self._finished.set()  # stopped before the server could be reached
+            return
         threads = [
             threading.Thread(
                 target=self._lease.renew, args=(self._finished,), name="rwq-heartbeat", daemon=True
@@ -228,6 +230,17 @@ class Worker:
                 # Closing a broken connection may raise anything; it is being dropped anyway.
                 with contextlib.suppress(Exception):
                     pubsub.close()
+
+    def _register(self) -> bool:
+        """Join the worker registry, waiting for Redis if it is unreachable now (a server
+        restarting as the worker starts); False when stopped meanwhile."""
+        while not self._stop.is_set():
+            try:
+                self._lease.register()
+                return True
+            except REDIS_ERRORS as exc:
+                self._wait_for_redis(exc)
+        return False
 
     def _wait_for_redis(self, exc: Exception) -> None:
         log.warning("redis unavailable (%s); retrying", exc)

@@ -8,7 +8,7 @@ import abc
 import os
 import stat
 from pathlib import Path
-from typing import IO
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -26,12 +26,19 @@ __all__ = [
     "DirectorySource",
     "HttpSource",
     "RegistrySource",
+    "Sink",
     "open_source",
 ]
 
 TIMEOUT_S = 30.0
 """Longest wait for a connection or for the next bytes of a response."""
 _CHUNK = 64 * 1024
+
+
+class Sink(Protocol):
+    """Where downloaded bytes go (a file opened for writing, or anything that takes them)."""
+
+    def write(self, data: bytes, /) -> int: ...
 
 
 class RegistrySource(abc.ABC):
@@ -54,7 +61,7 @@ class RegistrySource(abc.ABC):
         self._stream(rel, limit, _Collect(chunks))
         return b"".join(chunks)
 
-    def download(self, rel: str, limit: int, target: IO[bytes]) -> int:
+    def download(self, rel: str, limit: int, target: Sink) -> int:
         """Write the file ``rel`` to ``target``, refusing it once it passes ``limit`` bytes;
         the bytes written."""
         return self._stream(rel, min(limit, MAX_BUNDLE_BYTES), target)
@@ -64,7 +71,7 @@ class RegistrySource(abc.ABC):
         return f"{self.location.rstrip('/')}/{rel}"
 
     @abc.abstractmethod
-    def _stream(self, rel: str, limit: int, target: IO[bytes] | _Collect) -> int: ...
+    def _stream(self, rel: str, limit: int, target: Sink) -> int: ...
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -99,7 +106,7 @@ class DirectorySource(RegistrySource):
         self.location = location
         self.root = root
 
-    def _stream(self, rel: str, limit: int, target: IO[bytes] | _Collect) -> int:
+    def _stream(self, rel: str, limit: int, target: Sink) -> int:
         where = self.describe(rel)
         if not self.root.is_dir():
             raise RegistryError(self.location, "no such registry directory")
@@ -145,7 +152,7 @@ class HttpSource(RegistrySource):
             trust_env=True,
         )
 
-    def _stream(self, rel: str, limit: int, target: IO[bytes] | _Collect) -> int:
+    def _stream(self, rel: str, limit: int, target: Sink) -> int:
         url = self.base + rel  # rel is plain names joined by '/', checked by the index
         written = 0
         try:

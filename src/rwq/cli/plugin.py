@@ -193,37 +193,6 @@ def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         out.print(marked("invalid", "red", f"{path}: {err}"), soft_wrap=True)
 
 
-@plugin_app.command("install")
-def install_cmd(
-    ctx: typer.Context,
-    bundle_path: Annotated[Path, typer.Argument(help="A .zip bundle or plugin directory.")],
-    replace: Annotated[
-        bool, typer.Option("--replace", help="Replace the installed copy of this plugin.")
-    ] = False,
-) -> None:
-    """Validate a bundle (and its signature, under plugin_signatures: require) and copy it
-    into the user's plugin directory."""
-    from rwq.plugins.package.bundle import open_bundle
-    from rwq.plugins.package.install import Installation
-    from rwq.plugins.trust.signing import SignaturePolicy
-
-    settings = _settings(ctx)
-    paths = PluginPaths(settings)
-    bundle = open_bundle(bundle_path, extract_dir=paths.extracted)
-    version = str(bundle.version)
-    status, refusal = SignaturePolicy.from_settings(settings).judge(
-        bundle.root, bundle.files, bundle.name, version
-    )
-    if refusal:
-        raise PluginCliError(f"{bundle_path}: not installed: {refusal}")
-    if status is not None and not (status.state == "signed" and status.trusted):
-        err.print(f"warning: {bundle.name} {version} is {status}")
-    with Installation(paths) as installation:
-        staged = installation.stage(bundle_path, bundle, replace=replace)
-        installation.commit()
-    out.print(f"installed {bundle.name} {bundle.version} to {staged.target}")
-
-
 @plugin_app.command("remove")
 def remove_cmd(
     ctx: typer.Context,

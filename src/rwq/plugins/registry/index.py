@@ -50,7 +50,6 @@ MAX_PLUGINS = 10_000
 MAX_VERSIONS = 1_000
 MAX_DEPENDENCIES = 64
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 _BUNDLE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]{0,127}\Z")
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})\Z")
 _HIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
@@ -118,7 +117,7 @@ class Signer(_Model):
     """Who signed a version's bundle when it was published (as its signature says)."""
 
     name: ShortText
-    fingerprint: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{32}\Z")]
+    fingerprint: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{32}$")]
 
 
 class Release(_Model):
@@ -126,7 +125,7 @@ class Release(_Model):
 
     bundle: Annotated[str, Field(max_length=1024), AfterValidator(_bundle_path)]
     """The bundle's path, relative to the registry's root."""
-    sha256: Annotated[str, Field(pattern=_SHA256.pattern)]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]  # pydantic's regex: $ ends text
     size: Annotated[int, Field(ge=1, le=MAX_BUNDLE_BYTES)]
     api_version: Annotated[str, Field(max_length=32), AfterValidator(_shown_text)]
     dependencies: Annotated[dict[PluginName, RangeText], Field(max_length=MAX_DEPENDENCIES)] = {}

@@ -158,7 +158,8 @@ class HttpSource(RegistrySource):
         try:
             with self.client.stream("GET", url) as response:
                 if response.status_code != 200:
-                    reason = response.reason_phrase or "error"
+                    # The standard phrase, not the server's words.
+                    reason = httpx.codes.get_reason_phrase(response.status_code) or "error"
                     raise RegistryError(
                         self.location, f"{rel}: HTTP {response.status_code} {reason}"
                     )

@@ -287,4 +287,5 @@ def update_cmd(
             return
         installer = RegistryInstaller(settings, catalog, _warn)
         plan = update_plan(found.plugins, catalog, requests)
+        installer.check_outside(plan, found)
         _print_installed(plan, installer.install(plan))

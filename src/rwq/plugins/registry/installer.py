@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rwq.config import Settings
+from rwq.errors import RwqError
 from rwq.plugins.package.bundle import Bundle, open_bundle
 from rwq.plugins.package.discovery import discover
 from rwq.plugins.package.install import Installation, StagedBundle
@@ -90,10 +91,16 @@ class RegistryInstaller:
                         f"{request.name}` installs a newer version, --replace reinstalls",
                     )
         plan = resolve(requests, self.catalog, found.plugins, prerelease=prerelease)
-        self._check_outside(plan, found)
+        self.check_outside(plan, found)
         return plan, found
 
-    def _check_outside(self, plan: Plan, found: Found) -> None:
+    def check_outside(self, plan: Plan, found: Found) -> None:
+        """Refuse a plan that would install a plugin found in ``plugin_dirs`` (the copy in
+        the plugin directory would make two, and neither would load).
+
+        Raises:
+            ResolutionError: naming the plugin and where it is.
+        """
         for candidate in plan.install:
             where = found.outside.get(candidate.name)
             if where is not None:
@@ -147,7 +154,7 @@ class RegistryInstaller:
             )
         try:
             bundle = open_bundle(path, extract_dir=self.paths.extracted)
-        except Exception as exc:  # BundleError, ManifestError: say which registry served it
+        except RwqError as exc:  # BundleError, ManifestError: say which registry served it
             raise refuse(str(exc)) from None
         if bundle.name != candidate.name or bundle.version != candidate.version:
             raise refuse(f"{where} holds {bundle.name} {bundle.version}, not what the index says")

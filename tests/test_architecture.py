@@ -86,6 +86,13 @@ RULES = {
     # those; operations on a running host on the engine.
     "rwq.plugins.package": ("rwq.plugins.package", *_PLUGIN_BASE),
     "rwq.plugins.trust": ("rwq.plugins.trust", "rwq.plugins.package", *_PLUGIN_BASE),
+    # Registries hand out bundles: plugins as files, checked by their signatures.
+    "rwq.plugins.registry": (
+        "rwq.plugins.registry",
+        "rwq.plugins.package",
+        "rwq.plugins.trust",
+        *_PLUGIN_BASE,
+    ),
     "rwq.plugins.eventbus": ("rwq.plugins.eventbus", *_PLUGIN_BASE),
     "rwq.plugins.host_api": (
         "rwq.plugins.host_api",

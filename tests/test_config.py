@@ -147,3 +147,32 @@ def test_a_rule_across_settings_names_where_the_value_came_from() -> None:
         Settings.load(env={}, heartbeat_ttl=1.5)
     with pytest.raises(ConfigError, match=r"^settings: reaper_interval"):
         Settings(reaper_interval=0)
+
+
+def test_plugin_registries_are_a_list_in_the_file_and_commas_in_the_environment(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "rwq.yaml"
+    path.write_text("plugin_registries: [https://plugins.example.com/rwq, /srv/rwq]\n")
+    loaded = Settings.load(path, env={})
+    assert loaded.plugin_registries == ("https://plugins.example.com/rwq", "/srv/rwq")
+    from_env = Settings.load(env={"RWQ_PLUGIN_REGISTRIES": "http://127.0.0.1:8000/, file:///r"})
+    assert from_env.plugin_registries == ("http://127.0.0.1:8000/", "file:///r")
+    assert Settings.load(env={"RWQ_PLUGIN_REGISTRIES": ""}).plugin_registries == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("[ftp://example.com/r]", "a registry URL is http://, https:// or file://"),
+        ("[https:///r]", "the URL names no host"),
+        ("[3]", "a registry is an http(s):// URL or a directory"),
+        ("{a: 1}", "expected a list of registry URLs or directories"),
+    ],
+)
+def test_a_bad_plugin_registry_names_the_setting(tmp_path: Path, value: str, reason: str) -> None:
+    path = tmp_path / "rwq.yaml"
+    path.write_text(f"plugin_registries: {value}\n")
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(path, env={})
+    assert caught.value.field == "plugin_registries" and reason in caught.value.reason

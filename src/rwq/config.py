@@ -58,6 +58,11 @@ class Settings:
     (unsigned, untrusted or invalid plugins load; their signature is shown wherever the plugin
     is, and ``rwq plugin install`` warns) or ``require`` (only plugins signed by a trusted
     publisher key load)."""
+    plugin_registries: tuple[str, ...] = ()
+    """Plugin registries ``rwq plugin search|install|outdated|update`` read, in order: each an
+    ``http://`` or ``https://`` URL, or a directory (a path or a ``file://`` URL). A list in
+    ``rwq.yaml``; ``RWQ_PLUGIN_REGISTRIES`` separates them with commas. A plugin name belongs
+    to the first registry that lists it."""
     event_labels: str = "kind,type"
     """Top-level payload fields copied (scalars only) into a job's ``labels``, which every
     job event carries: at most 4, comma-separated (a list in ``rwq.yaml``); empty disables."""
@@ -70,6 +75,11 @@ class Settings:
         object.__setattr__(self, "event_labels", labels)
         for name in _LIMITS:
             check_range("settings", name, getattr(self, name))
+        try:
+            registries = parse_registries(self.plugin_registries)
+        except ValueError as exc:
+            raise ConfigError("settings", "plugin_registries", str(exc)) from None
+        object.__setattr__(self, "plugin_registries", registries)
         if self.plugin_signatures not in SIGNATURE_MODES:
             raise ConfigError(
                 "settings",
@@ -185,9 +195,51 @@ def check_range(source: str, name: str, value: float) -> None:
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
-_LIST_SETTINGS = _EMPTY_IS_A_VALUE = {"event_labels"}
+_LIST_SETTINGS = _EMPTY_IS_A_VALUE = {"event_labels", "plugin_registries"}
 """Settings given as a list or a comma-separated string, whose empty ``RWQ_*`` variable
 means "none" rather than "not set"."""
+MAX_REGISTRIES = 16
+_REGISTRY_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def parse_registries(raw: Any) -> tuple[str, ...]:
+    """The registries of ``plugin_registries``, from a list or a comma-separated string.
+
+    Raises:
+        ValueError: an entry is empty, too long, holds control characters, has a scheme other
+            than ``http``, ``https`` or ``file``, or is a URL without a host; or there are
+            more than :data:`MAX_REGISTRIES`.
+    """
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        entries = [e.strip() for e in raw.split(",")] if raw.strip() else []
+    elif isinstance(raw, list | tuple):
+        entries = list(raw)
+    else:
+        raise ValueError(f"expected a list of registry URLs or directories, got {_shown(raw)}")
+    for entry in entries:
+        if not isinstance(entry, str) or not entry or len(entry) > 2048:
+            raise ValueError(
+                f"a registry is an http(s):// URL or a directory of 1-2048 characters, got "
+                f"{_shown(entry)}"
+            )
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in entry) or entry != entry.strip():
+            raise ValueError(
+                f"a registry may not hold control characters or edge spaces: {entry!r}"
+            )
+        scheme = _REGISTRY_SCHEME.match(entry)
+        if scheme is None:
+            continue  # a directory
+        kind = scheme.group(1).lower()
+        if kind not in ("http", "https", "file"):
+            raise ValueError(f"{entry!r}: a registry URL is http://, https:// or file://")
+        rest = entry[scheme.end() :]
+        if kind != "file" and not rest.split("/", 1)[0]:
+            raise ValueError(f"{entry!r}: the URL names no host")
+    if len(entries) > MAX_REGISTRIES:
+        raise ValueError(f"at most {MAX_REGISTRIES} registries, got {len(entries)}")
+    return tuple(dict.fromkeys(entries))
 
 
 def parse_event_labels(raw: Any) -> tuple[str, ...]:
@@ -241,6 +293,8 @@ def _coerce(source: str, name: str, raw: Any, type_: Any) -> Any:
     """``raw`` (from a file, a variable or a flag) as the type of setting ``name``."""
     kind = str(type_)
     try:
+        if name == "plugin_registries":
+            return parse_registries(raw)
         if name in _LIST_SETTINGS:
             return ",".join(parse_event_labels(raw))
         if "bool" in kind:

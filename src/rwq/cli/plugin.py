@@ -3,8 +3,6 @@ and reload them in the running hosts."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -198,87 +196,6 @@ def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         out.print(marked("invalid", "red", f"{path}: {err}"), soft_wrap=True)
 
 
-@plugin_app.command("install")
-def install_cmd(
-    ctx: typer.Context,
-    bundle_path: Annotated[Path, typer.Argument(help="A .zip bundle or plugin directory.")],
-    replace: Annotated[
-        bool, typer.Option("--replace", help="Replace the installed copy of this plugin.")
-    ] = False,
-) -> None:
-    """Validate a bundle (and its signature, under plugin_signatures: require) and copy it
-    into the user's plugin directory."""
-    from rwq.plugins.package.bundle import open_bundle
-    from rwq.plugins.trust.signing import SignaturePolicy
-
-    settings = _settings(ctx)
-    paths = PluginPaths(settings)
-    bundle = open_bundle(bundle_path, extract_dir=paths.extracted)
-    version = str(bundle.version)
-    status, refusal = SignaturePolicy.from_settings(settings).judge(
-        bundle.root, bundle.files, bundle.name, version
-    )
-    if refusal:
-        raise PluginCliError(f"{bundle_path}: not installed: {refusal}")
-    if status is not None and not (status.state == "signed" and status.trusted):
-        err.print(f"warning: {bundle.name} {version} is {status}")
-    paths.installed.mkdir(parents=True, exist_ok=True)
-    existing = _installed(paths, bundle.name)
-    if existing is not None and not replace:
-        raise PluginCliError(
-            f"{bundle.name} is already installed at {existing}; use --replace to replace it "
-            f"with {bundle.version} from {bundle_path}"
-        )
-    target = paths.installed / (f"{bundle.name}.zip" if bundle.kind == "zip" else bundle.name)
-    # Hidden (discovery skips it) and, for a zip, still a .zip (it is opened to be checked).
-    staging = target.with_name(f".{target.stem}.installing{target.suffix}")
-    _remove(staging)
-    try:
-        if bundle.kind == "zip":
-            shutil.copyfile(bundle_path, staging)
-        else:
-            _copy_files(bundle.root, bundle.files, staging)
-        copied = open_bundle(staging, extract_dir=paths.extracted)
-    except (OSError, RwqError) as exc:
-        _remove(staging)
-        raise PluginCliError(f"{bundle_path}: cannot install: {exc}") from None
-    if copied.sha256 != bundle.sha256:
-        _remove(staging)
-        raise PluginCliError(f"{bundle_path} changed while it was being installed; try again")
-    for old in (existing, target):
-        if old is not None:
-            _remove(old)
-    staging.rename(target)
-    out.print(f"installed {bundle.name} {bundle.version} to {target}")
-
-
-def _remove(path: Path) -> None:
-    """Delete a file or directory tree, if it is there."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _copy_files(root: Path, files: tuple[str, ...], target: Path) -> None:
-    """Copy exactly the checked ``files`` of a bundle directory (never what it ignores, such
-    as ``.git``, nor a link swapped in since it was checked)."""
-    for rel in files:
-        destination = target / rel
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(root / rel, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as source, destination.open("wb") as out_file:
-            shutil.copyfileobj(source, out_file)
-
-
-def _installed(paths: PluginPaths, name: str) -> Path | None:
-    """Where ``name`` is installed (a directory or a zip), if it is."""
-    for candidate in (paths.installed / name, paths.installed / f"{name}.zip"):
-        if candidate.exists():
-            return candidate
-    return None
-
-
 @plugin_app.command("remove")
 def remove_cmd(
     ctx: typer.Context,
@@ -293,18 +210,19 @@ def remove_cmd(
     ] = False,
 ) -> None:
     """Uninstall a plugin from your plugin directory; running hosts unload it."""
+    from rwq.plugins.package.install import installed_path, remove_path
     from rwq.plugins.package.user_config import ConfigStore
     from rwq.queue.keys import check_plugin_name
 
     settings = _settings(ctx)
     check_plugin_name(name)
     paths = PluginPaths(settings)
-    installed = _installed(paths, name)
+    installed = installed_path(paths, name)
     if installed is None:
         elsewhere = [d for d in paths.search[:-1] if (d / name).exists()]
         where = f"; it is in {elsewhere[0]} (plugin_dirs or --plugins-dir)" if elsewhere else ""
         raise PluginCliError(f"{name} is not installed in {paths.installed}{where}")
-    _remove(installed)
+    remove_path(installed)
     out.print(f"removed {name} from {paths.installed}")
     if not purge_data:
         out.print("its data, grants and configuration are kept (--purge-data deletes them)")

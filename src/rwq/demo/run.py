@@ -290,7 +290,12 @@ def worker_env(settings: Settings, redis_url: str) -> dict[str, str]:
         value = redis_url if f.name == "redis_url" else getattr(settings, f.name)
         if value is None:
             continue
-        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, tuple):  # a list setting: comma-separated, as it is read
+            text = ",".join(map(str, value))
+        else:
+            text = str(value)
         env[ENV_PREFIX + f.name.upper()] = text
     env["PYTHONUNBUFFERED"] = "1"
     return env

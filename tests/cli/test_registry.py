@@ -1,0 +1,182 @@
+"""``rwq plugin publish|search|install NAME|outdated|update`` against a registry served over
+HTTP by a real server on 127.0.0.1, in an isolated state dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from plugin_registry import make_bundle, serve
+from rwq.plugins.registry.publish import publish
+
+
+def rwq(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RWQ_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "rwq", *args],
+        capture_output=True, text=True, env={**base, **env}, timeout=60,
+    )  # fmt: skip
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Path:
+    """A directory registry: alerts 1.0.0, 1.1.0, 2.0.0-rc.1 and sla 1.0.0, 1.2.0 (^1.1)."""
+    root = tmp_path / "registry"
+    root.mkdir()
+    for name, version, deps in [
+        ("alerts", "1.0.0", {}),
+        ("alerts", "1.1.0", {}),
+        ("alerts", "2.0.0-rc.1", {}),
+        ("sla", "1.0.0", {"alerts": "^1"}),
+        ("sla", "1.2.0", {"alerts": "^1.1"}),
+    ]:
+        bundle = make_bundle(tmp_path / "work" / f"{name}-{version}", name, version, deps)
+        assert publish(bundle, root, tmp_path / "publish-extracted").added
+    return root
+
+
+@pytest.fixture
+def url(registry: Path) -> Iterator[str]:
+    with serve(registry) as served:
+        yield served
+
+
+def _installed() -> dict[str, str]:
+    listed = json.loads(rwq("plugin", "list", "--json").stdout)["plugins"]
+    return {p["name"]: p["version"] for p in listed}
+
+
+def test_search_install_outdated_and_update_over_http(url: str, registry: Path) -> None:
+    found = rwq("plugin", "search", "sla", "--registry", url, "--json")
+    assert found.returncode == 0, found.stderr
+    [sla] = json.loads(found.stdout)
+    assert sla["latest"] == "1.2.0" and sla["versions"] == ["1.0.0", "1.2.0"]
+    assert sla["signer"] is None and sla["publisher"] == "registry tests"
+    table = rwq("plugin", "search", "--registry", url)
+    assert "alerts" in table.stdout and "1.1.0" in table.stdout and "unsigned" in table.stdout
+
+    installed = rwq("plugin", "install", "sla@~1.0", "--registry", url)
+    assert installed.returncode == 0, installed.stderr
+    assert installed.stdout.splitlines()[0].startswith("installed alerts 1.1.0 to ")
+    assert "installed sla 1.0.0 to" in installed.stdout and f"(from {url})" in installed.stdout
+    assert "warning: alerts 1.1.0 is unsigned" in installed.stderr
+    assert _installed() == {"alerts": "1.1.0", "sla": "1.0.0"}
+
+    # The registry from the setting this time.
+    settings = {"RWQ_PLUGIN_REGISTRIES": url}
+    outdated = rwq("plugin", "outdated", "--json", **settings)
+    assert json.loads(outdated.stdout) == [
+        {"name": "sla", "current": "1.0.0", "wanted": "1.2.0", "latest": "1.2.0", "registry": url}
+    ]  # alerts 2.0.0-rc.1 is a prerelease: not offered for a release
+    updated = rwq("plugin", "update", **settings)
+    assert updated.returncode == 0, updated.stderr
+    assert "installed sla 1.2.0" in updated.stdout and "kept alerts 1.1.0" in updated.stdout
+    assert _installed() == {"alerts": "1.1.0", "sla": "1.2.0"}
+    assert "every installed plugin is up to date" in rwq("plugin", "outdated", **settings).stdout
+    assert "sla is up to date" in rwq("plugin", "update", "sla", **settings).stdout
+
+    again = rwq("plugin", "install", "sla", **settings)
+    assert again.returncode == 1 and "sla 1.2.0 is installed already" in again.stderr
+
+
+def test_an_installed_dependency_pins_what_update_installs(url: str, tmp_path: Path) -> None:
+    assert rwq("plugin", "install", "alerts@1.0.0", "--registry", url).returncode == 0
+    pinned = make_bundle(tmp_path / "pin", "pinned", "1.0.0", {"alerts": "<1.1"})
+    assert rwq("plugin", "install", str(pinned)).returncode == 0
+    [row] = json.loads(rwq("plugin", "outdated", "--json", "--registry", url).stdout)
+    assert (row["current"], row["wanted"], row["latest"]) == ("1.0.0", None, "1.1.0")
+    update = rwq("plugin", "update", "--registry", url)
+    assert "do not allow a newer version" in update.stdout
+    assert _installed()["alerts"] == "1.0.0"
+
+
+def test_a_tampered_bundle_is_refused_before_it_is_opened(
+    url: str, registry: Path, tmp_path: Path
+) -> None:
+    bundle = registry / "bundles" / "alerts" / "alerts-1.1.0.zip"
+    data = bytearray(bundle.read_bytes())
+    data[40] ^= 0xFF  # same size, other bytes
+    bundle.write_bytes(bytes(data))
+    refused = rwq("plugin", "install", "sla@1.2.0", "--registry", url)
+    assert refused.returncode == 1
+    assert "alerts 1.1.0: " in refused.stderr and "tampered with or corrupt" in refused.stderr
+    assert _installed() == {}  # not sla either: nothing half-installed
+    extracted = Path(os.environ["XDG_STATE_HOME"]) / "rwq" / "plugins" / "extracted"
+    assert not list(extracted.glob("alerts-*"))  # never unpacked
+
+
+def test_a_bundle_larger_than_the_index_says_is_refused(url: str, registry: Path) -> None:
+    bundle = registry / "bundles" / "alerts" / "alerts-1.0.0.zip"
+    bundle.write_bytes(bundle.read_bytes() + b"\0" * 100)
+    refused = rwq("plugin", "install", "alerts@1.0.0", "--registry", url)
+    assert refused.returncode == 1
+    assert "alerts-1.0.0.zip is larger than" in refused.stderr and "refused" in refused.stderr
+    assert _installed() == {}
+
+
+def test_a_path_out_of_the_registry_and_a_broken_index_are_refused(
+    url: str, registry: Path
+) -> None:
+    index = json.loads((registry / "index.json").read_text())
+    index["plugins"]["alerts"]["versions"]["1.1.0"]["bundle"] = "../../etc/passwd.zip"
+    (registry / "index.json").write_text(json.dumps(index))
+    refused = rwq("plugin", "install", "alerts", "--registry", url)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(f"error: {url}index.json: index.json: plugins.alerts.")
+    assert "not a path inside the registry" in refused.stderr
+    (registry / "index.json").write_text("{")
+    broken = rwq("plugin", "search", "x", "--registry", url)
+    assert broken.returncode == 1 and "index.json is not JSON" in broken.stderr
+    (registry / "index.json").unlink()
+    missing = rwq("plugin", "search", "x", "--registry", url)
+    assert missing.returncode == 1 and f"{url}: index.json: HTTP 404 Not Found" in missing.stderr
+    nothing = rwq("plugin", "search", "x")
+    assert nothing.returncode == 1 and "no plugin registry: set plugin_registries" in nothing.stderr
+
+
+def test_require_signatures_refuses_unsigned_and_takes_trusted(
+    url: str, registry: Path, tmp_path: Path
+) -> None:
+    require = {"RWQ_PLUGIN_SIGNATURES": "require"}
+    refused = rwq("plugin", "install", "alerts", "--registry", url, **require)
+    assert refused.returncode == 1
+    assert "plugin_signatures is require and alerts is unsigned" in refused.stderr
+    assert _installed() == {}
+
+    key = tmp_path / "acme"
+    assert rwq("plugin", "keygen", str(key), "--name", "acme").returncode == 0
+    signed = make_bundle(tmp_path / "signed", "alerts", "1.2.0")
+    assert rwq("plugin", "sign", str(signed), "--key", str(key)).returncode == 0
+    published = rwq("plugin", "publish", str(signed), "--registry", str(registry))
+    assert published.stdout.startswith("published alerts 1.2.0 to ")
+    assert "(signed by acme (sha256:" in published.stdout
+    same = rwq("plugin", "publish", str(signed), "--registry", str(registry))
+    assert "alerts 1.2.0 is published already with the same contents" in same.stdout
+    found = json.loads(rwq("plugin", "search", "alerts", "--registry", url, "--json").stdout)
+    assert found[0]["signer"]["name"] == "acme"
+
+    untrusted = rwq("plugin", "install", "alerts", "--registry", url, **require)
+    assert untrusted.returncode == 1 and "not trusted" in untrusted.stderr
+    assert rwq("plugin", "trust", "add", f"{key}.pub").returncode == 0
+    trusted = rwq("plugin", "install", "alerts", "--registry", url, **require)
+    assert trusted.returncode == 0, trusted.stderr
+    assert "installed alerts 1.2.0" in trusted.stdout and "warning" not in trusted.stderr
+
+
+def test_a_bundle_path_is_still_a_bundle_and_a_missing_one_is_named(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "local", "1.0.0")
+    assert rwq("plugin", "install", str(bundle)).returncode == 0
+    missing = rwq("plugin", "install", str(tmp_path / "gone.zip"))
+    assert missing.returncode == 1 and "gone.zip: no such bundle" in missing.stderr
+    bad = rwq("plugin", "install", "Not_A_Name")
+    assert bad.returncode == 1 and "Not_A_Name" in bad.stderr
+    bad_range = rwq("plugin", "install", "local@^^1", "--registry", str(tmp_path))
+    assert bad_range.returncode == 1 and "^^1" in bad_range.stderr

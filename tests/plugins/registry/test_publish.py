@@ -73,8 +73,11 @@ def test_only_packed_zips_are_published(tmp_path: Path, registry: Path) -> None:
     bundle = make_bundle(tmp_path, "p", "1.0.0")
     with pytest.raises(RegistryError, match=r"publish takes a \.zip bundle"):
         publish(tmp_path / "src" / "p-1.0.0", registry, tmp_path / "x")
-    with pytest.raises(RegistryError, match="no such registry directory"):
-        publish(bundle, tmp_path / "nowhere", tmp_path / "x")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(RegistryError, match="a-file: not a directory"):
+        publish(bundle, tmp_path / "a-file", tmp_path / "x")
+    assert publish(bundle, tmp_path / "new" / "registry", tmp_path / "x").name == "p"
+    assert (tmp_path / "new" / "registry" / "index.json").is_file()  # the first publish made it
     (registry / "index.json").write_text("{broken")
     with pytest.raises(RegistryError, match=r"index\.json is not JSON"):
         publish(bundle, registry, tmp_path / "x")

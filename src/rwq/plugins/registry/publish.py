@@ -90,8 +90,12 @@ def publish(bundle_path: Path, registry: Path, extract_dir: Path) -> Published:
     if status.state == "invalid":
         raise BundleError(bundle_path, f"its signature does not verify: {status.reason}")
     signer = Signer(name=status.signer, fingerprint=status.fingerprint) if status.signer else None
-    if not registry.is_dir():
-        raise RegistryError(str(registry), "no such registry directory (create it first)")
+    if registry.exists() and not registry.is_dir():
+        raise RegistryError(str(registry), "not a directory: a registry is a directory")
+    try:
+        registry.mkdir(parents=True, exist_ok=True)  # the first publish makes the registry
+    except OSError as exc:
+        raise RegistryError(str(registry), f"cannot create the registry: {exc}") from None
     rel = f"bundles/{name}/{name}-{version}.zip"
     try:
         with _locked(registry):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rwq.bench.bus import _summary, bench_dispatch, bench_stream
+from rwq.bench.distribution import bench_distribution
 from rwq.bench.queue import bench_target
 from rwq.bench.runtimes import SDK, bench_runtimes
 from rwq.bench.scale import run_scale_bench
@@ -284,6 +285,7 @@ def run_plugins_bench(
             result["stream"] = bench_stream(target)
             result["host_api"] = bench_host(target, Path(tmp))
             result["hot_reload"] = bench_reload(target)
+            result["distribution"] = bench_distribution(target, Path(tmp) / "distribution")
         if scale_plugins:
             result["scale"] = run_scale_bench(target, plugins=scale_plugins, seconds=scale_seconds)
     if not only_scale:

@@ -4,8 +4,10 @@ fake runtime, a real manager and Valkey. Waits are generous upper bounds, never 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from manager_host import (
@@ -21,6 +23,10 @@ from manager_host import (
 from rwq.plugins.engine.lifecycle import PluginState
 from rwq.plugins.engine.manager import LifecycleError, PluginManager
 from rwq.plugins.ops.reloader import HotReloader
+from rwq.plugins.package.bundle import open_bundle
+from rwq.plugins.package.install import Installation
+from rwq.plugins.package.pack import pack
+from rwq.plugins.package.paths import PluginPaths
 
 
 @pytest.fixture
@@ -350,3 +356,35 @@ def test_a_removed_plugin_is_unloaded_from_the_running_host(
     assert host.runtime.all_of("q")[0].closed
     assert [a.outcome for a in reloader.history("q")] == ["removed"]
     assert manager.state("p") is PluginState.ACTIVE
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["directory", "zip"])
+def test_an_install_replacing_a_running_plugin_reloads_it(
+    host: Host, reloaders: list[HotReloader], tmp_path: Path, packed: bool
+) -> None:
+    """`rwq plugin update` stages the new copy under a hidden name, then moves it into place:
+    the host took the hidden copy for the plugin, then unloaded the plugin when the copy was
+    moved away (and logged a traceback a millisecond while it was on probation)."""
+    paths = PluginPaths(host.settings)
+
+    def install(version: str) -> None:
+        source = write_plugin(tmp_path / f"src-{version}", "p", version=version)
+        bundle_path = pack(source, tmp_path / "dist") if packed else source
+        bundle = open_bundle(bundle_path, extract_dir=paths.extracted)
+        with Installation(paths) as installation:
+            installation.stage(bundle_path, bundle, replace=True)
+            time.sleep(0.3)  # the staged copy sits there a while (checks, other bundles)
+            installation.commit()
+
+    install("1.0.0")
+    manager = host.started()
+    assert version_of(manager, "p") == "1.0.0"
+    reloader = watching(manager, reloaders)
+    install("1.1.0")
+    wait_for(lambda: version_of(manager, "p") == "1.1.0", "the installed version serving")
+    install("1.2.0")  # while 1.1.0 is on probation
+    wait_for(lambda: version_of(manager, "p") == "1.2.0", "the next one serving")
+    wait_for(lambda: not reloader.in_probation("p"), "the probation passed")
+    assert manager.state("p") is PluginState.ACTIVE
+    outcomes = [a.outcome for a in reloader.history("p")]
+    assert "removed" not in outcomes and outcomes.count("reloaded") == 2, outcomes

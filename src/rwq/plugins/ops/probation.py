@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rwq.errors import RwqError
 from rwq.plugins.engine.lifecycle import PluginState
-from rwq.plugins.engine.manager import LifecycleError, PluginManager
+from rwq.plugins.engine.manager import LifecycleError, PluginManager, UnknownPlugin
 from rwq.plugins.engine.metrics import PluginSnapshot
 from rwq.plugins.ops.attempts import ReloadAttempt, ReloadHistory, settle, unrecorded
 from rwq.plugins.package.bundle import Bundle, open_bundle
@@ -159,6 +159,16 @@ class Probations:
                 probation.waiters = []
         return waiting
 
+    def forget(self, name: str) -> None:
+        """``name`` was unloaded (its bundle removed): end its probation, drop its copies."""
+        with self._cond:
+            probation = self._probation.pop(name, None)
+            good = self._good.pop(name, None)
+        if probation is not None:
+            settle(probation.waiters, unrecorded(name, str(probation.bundle.version), "removed"))
+            self._forget(probation.snapshot)
+        self._forget(good)
+
     def check(self) -> None:
         """End the probations that faulted (rolled back), were stopped or passed."""
         now = time.monotonic()
@@ -168,7 +178,11 @@ class Probations:
             if not probation.copied:
                 probation.snapshot, probation.copied = self._keep(probation.bundle), True
             probation.suspect = False
-            snap = self._manager.status(name)
+            try:
+                snap = self._manager.status(name)
+            except UnknownPlugin:  # unloaded meanwhile: nothing to watch or roll back
+                self.forget(name)
+                continue
             counted = fault_count(snap) > probation.faults or snap.disables > probation.disables
             if not counted and snap.state in (PluginState.DISABLED, PluginState.UNLOADED):
                 # stopped by the user (a fault would have been counted): no rollback

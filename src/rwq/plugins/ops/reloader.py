@@ -207,16 +207,20 @@ class HotReloader:
                 self._probations.check()
             except Exception:
                 log.exception("checking plugins in probation failed")
+                self._stop.wait(1.0)  # not again at once: a lasting failure would flood
 
     def _reload(self, path: Path, *, force: bool = False) -> ReloadAttempt | None:
         """Try the bundle at ``path``; the attempt, or None when there was nothing to do."""
         record = self._history.record
         known = self._names.get(path)
-        if known is not None and not path.exists() and known in self.manager.plugins():
+        if known is not None and not path.exists():
+            self._names.pop(path, None)
+            if self._paths.get(known) != path or known not in self.manager.plugins():
+                return None  # it moved (a zip replaced by a directory, or the reverse)
             # its bundle left the plugin directories (rwq plugin remove): unload it here too
             self.manager.forget(known)
-            self._names.pop(path, None)
             self._paths.pop(known, None)
+            self._probations.forget(known)
             with self._cond:
                 self._seen.pop(known, None)
             return record(known, "", "removed", f"{path} was removed")
@@ -230,6 +234,9 @@ class HotReloader:
         if known is not None and name != known:
             return record(known, str(bundle.version), "invalid", f"{path} now holds {name}")
         version = str(bundle.version)
+        elsewhere = self._paths.get(name)
+        if elsewhere is not None and elsewhere != path and elsewhere.exists():
+            return unrecorded(name, version, f"{path} is ignored: {name} runs from {elsewhere}")
         if name not in self.manager.plugins():
             log.info("hot reload: %s is new (plugin %s): taking it in", path, name)
             self._names[path], self._paths[name] = name, path

@@ -76,7 +76,9 @@ class BundleWatcher:
                             continue
                         for root in roots:
                             if path != root and path.is_relative_to(root):
-                                self._changed(root / path.relative_to(root).parts[0])
+                                top = path.relative_to(root).parts[0]
+                                if not top.startswith("."):  # hidden: an install staging
+                                    self._changed(root / top)
                                 break
         except Exception:
             if not stop.is_set():

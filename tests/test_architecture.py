@@ -120,8 +120,9 @@ RULES = {
     ),
     "rwq.demo": ("rwq.demo", "rwq.queue", "rwq.valkey", *BASE),
     "rwq.docs": ("rwq.docs", "rwq.plugins", "rwq.queue", *BASE),
-    "rwq.bench": (
+    "rwq.bench": (  # measures the shipped sample plugins too
         "rwq.bench",
+        "rwq.samples",
         "rwq.tui",
         "rwq.host",
         "rwq.plugins",

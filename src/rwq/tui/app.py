@@ -334,7 +334,8 @@ class RwqApp(App[None]):
         return True
 
     def on_descendant_focus(self, _: object) -> None:
-        self.refresh_bindings()  # g dims while a panel has the keys
+        if self.screen_stack:  # a focus event may arrive while the app closes its screens
+            self.refresh_bindings()  # g dims while a panel has the keys
 
     def action_panels_layout(self) -> None:
         self.query_one(PanelsView).action_layout()

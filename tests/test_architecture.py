@@ -118,6 +118,8 @@ RULES = {
         "rwq.plugins.package",
         *_PLUGIN_BASE,
     ),
+    # The plugin author's toolkit stands on the plugin host (a snapshot is its renderer's).
+    "rwq.toolkit": ("rwq.toolkit", "rwq.host", "rwq.plugins", "rwq.queue", *BASE),
     "rwq.demo": ("rwq.demo", "rwq.queue", "rwq.valkey", *BASE),
     "rwq.docs": ("rwq.docs", "rwq.plugins", "rwq.queue", *BASE),
     "rwq.bench": (  # measures the shipped sample plugins too
@@ -133,7 +135,7 @@ RULES = {
     # The screen sees plugins through the host; the command line hands it what it runs.
     "rwq.tui": ("rwq.tui", "rwq.host", "rwq.plugins", "rwq.queue", "rwq.valkey", *BASE),
 }
-SCREENLESS = ("rwq.valkey", "rwq.queue", "rwq.plugins", "rwq.host")
+SCREENLESS = ("rwq.valkey", "rwq.queue", "rwq.plugins", "rwq.host", "rwq.toolkit")
 """Packages that never import Textual: the plugin host process runs them without a screen."""
 
 

@@ -51,5 +51,17 @@ def test_the_wheel_runs_the_demo_with_its_sample_plugins(tmp_path: Path) -> None
             "alert-manager": "active", "bulk-operations": "active",
             "custom-metrics": "active", "tenant-sla-monitor": "active",
         }  # fmt: skip
+        # rwq plugin new writes from the templates the wheel ships, and the plugin checks clean
+        for language in ("c", "assemblyscript", "starlark"):
+            made = run(rwq, "plugin", "new", f"new-{language}", "--lang", language, cwd=away,
+                       env=env, timeout=60)  # fmt: skip
+            assert made.returncode == 0, made.stderr
+        assert (away / "new-c" / "rwq.h").is_file() and (away / "new-c" / "build.sh").is_file()
+        assert (away / "new-assemblyscript" / "lib" / "rwq.ts").is_file()
+        fixtures = away / "new-starlark" / "fixtures"
+        checked = run(rwq, "plugin", "check", "new-starlark", "--grant", "observer", "--events",
+                      fixtures / "events.jsonl", "--seed", fixtures / "seed.jsonl", "--snapshot",
+                      fixtures / "panel.snapshot", cwd=away, env=env, timeout=300)  # fmt: skip
+        assert checked.returncode == 0, checked.stdout + checked.stderr
     finally:
         run(rwq, "server", "stop", cwd=away, env=env, timeout=60)

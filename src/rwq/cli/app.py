@@ -32,6 +32,7 @@ from rwq.cli.context import (
 from rwq.cli.plugin import PluginsDir, plugin_app
 from rwq.cli.registry import install_cmd  # noqa: F401  (registers install, publish, search...)
 from rwq.cli.signing import trust_app  # noqa: F401  (registers keygen, sign, verify, trust)
+from rwq.cli.toolkit import new_cmd  # noqa: F401  (registers new, build, check)
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins.package.paths import with_plugin_dirs

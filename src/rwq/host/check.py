@@ -312,6 +312,7 @@ def check_plugin(
     client: Any = None,
     companions: Sequence[Path] = (),
     seed: Sequence[SeedJob] = (),
+    render_size: tuple[int, int] = RENDER_SIZE,
 ) -> CheckReport:
     """Load the plugin at ``path`` (directory or zip), feed it ``events`` in batches, render
     after each batch and report.
@@ -329,6 +330,7 @@ def check_plugin(
             manifest asks for; they get the events too, and are not reported on.
         seed: jobs and dead letters created (under the check's own key prefix) before the
             plugin loads, for its admin calls to see.
+        render_size: the panel body size (columns, rows) ``render`` is called with.
     """
     from rwq.plugins.contract.permissions import expand
     from rwq.plugins.package.bundle import open_bundle
@@ -356,6 +358,7 @@ def check_plugin(
                 "name": bundle.name,
                 "version": str(bundle.version),
                 "runtime": m.runtime,
+                "title": m.ui.panel_title or bundle.name,
                 "path": str(path),
                 "sha256": bundle.sha256,
             },
@@ -396,7 +399,7 @@ def check_plugin(
                 return report
             _run(
                 report, local, runtime, client, bundle, grants, policy, events, batch_size,
-                timeout, others,
+                timeout, others, render_size,
             )  # fmt: skip
         finally:
             for key in list(client.scan_iter(match=f"{prefix}:*", count=1000)):
@@ -416,6 +419,7 @@ def _run(
     batch_size: int,
     timeout: float,
     companions: Sequence[Bundle] = (),
+    render_size: tuple[int, int] = RENDER_SIZE,
 ) -> None:
     from rwq.host.build import HostOptions, build_host
     from rwq.plugins.engine.lifecycle import FaultPolicy, PluginState
@@ -453,7 +457,7 @@ def _run(
             manager.deny(name, sorted(pending[0].review.pending), denied_by="rwq plugin check")
         report.load_ms = round((time.perf_counter() - started) * 1000, 3)
         if manager.state(name) is PluginState.ACTIVE:
-            _render(manager, name, report)
+            _render(manager, name, report, render_size)
             for first in range(0, len(events), batch_size):
                 batch = events[first : first + batch_size]
                 fed += len(batch)
@@ -464,9 +468,9 @@ def _run(
                     break
                 if manager.state(name) is not PluginState.ACTIVE:
                     break
-                _render(manager, name, report)
+                _render(manager, name, report, render_size)
             if _timers_fired(manager) and manager.state(name) is PluginState.ACTIVE:
-                _render(manager, name, report)
+                _render(manager, name, report, render_size)
         report.state = manager.state(name).value
         if manager.state(name) is not PluginState.ACTIVE:
             report.errors.append(f"{name} is {report.state}: {manager.reason(name)}")
@@ -552,8 +556,8 @@ def _handled(
             observer.changed.wait(min(left, 0.05))
 
 
-def _render(manager: PluginManager, name: str, report: CheckReport) -> None:
-    result = manager.render(name, *RENDER_SIZE)
+def _render(manager: PluginManager, name: str, report: CheckReport, size: tuple[int, int]) -> None:
+    result = manager.render(name, *size)
     if result.error is None:
         report.render = result.elements
     elif result.error not in report.errors:

@@ -40,9 +40,10 @@ _EOCD = struct.Struct("<4s4H2LH")  # end of central directory record
 _ZIP64_LOCATOR = b"PK\x06\x07"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-IGNORED_NAMES = frozenset({".git", ".hg", ".svn", "__pycache__", ".DS_Store"})
-"""Entries of a directory bundle that are skipped (version control and OS litter); they are
-neither hashed nor readable through the bundle."""
+IGNORED_NAMES = frozenset({".git", ".hg", ".svn", "__pycache__", ".DS_Store", "node_modules"})
+"""Entries of a directory bundle that are skipped (version control, OS and build litter: an
+AssemblyScript plugin's compiler lives in its ``node_modules``); they are neither hashed nor
+readable through the bundle."""
 
 
 @dataclass(frozen=True)

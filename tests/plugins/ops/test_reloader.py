@@ -112,7 +112,10 @@ def test_a_version_faulting_in_probation_is_rolled_back(
 def test_quick_saves_coalesce_into_one_reload(host: Host, reloaders: list[HotReloader]) -> None:
     write_plugin(host.root, "p")
     manager = host.started()
-    reloader = watching(manager, reloaders)
+    # A quiet time longer than a loaded machine takes between two saves (5 ms by default).
+    reloader = HotReloader(manager, probation_s=0.5, debounce_ms=3000, step_ms=500)
+    reloaders.append(reloader)
+    reloader.start()
     loads = len(host.runtime.all_of("p"))
     for minor in (1, 2, 3):
         write_plugin(host.root, "p", version=f"1.{minor}.0")

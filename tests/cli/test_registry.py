@@ -180,3 +180,24 @@ def test_a_bundle_path_is_still_a_bundle_and_a_missing_one_is_named(tmp_path: Pa
     assert bad.returncode == 1 and "Not_A_Name" in bad.stderr
     bad_range = rwq("plugin", "install", "local@^^1", "--registry", str(tmp_path))
     assert bad_range.returncode == 1 and "^^1" in bad_range.stderr
+
+
+def test_publish_writes_to_a_directory_only(tmp_path: Path) -> None:
+    """A URL given to publish used to make a folder named `http:` in the current directory."""
+    bundle = make_bundle(tmp_path / "work", "alerts", "1.0.0")
+    for url in ("http://127.0.0.1:8765/", "https://example.org/reg"):
+        refused = subprocess.run(
+            [sys.executable, "-m", "rwq", "plugin", "publish", str(bundle), "--registry", url],
+            capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        )  # fmt: skip
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert f"--registry {url}: publish writes to a directory" in refused.stderr
+        assert "static file server" in refused.stderr
+    assert not (tmp_path / "http:").exists() and not (tmp_path / "https:").exists()
+
+    registry = tmp_path / "reg"
+    published = rwq("plugin", "publish", str(bundle), "--registry", registry.as_uri())
+    assert published.returncode == 0, published.stderr
+    assert (registry / "index.json").is_file()
+    assert f"to {registry}/bundles/alerts/alerts-1.0.0.zip" in published.stdout
+

@@ -120,7 +120,10 @@ def publish_cmd(
     ctx: typer.Context,
     bundle: Annotated[Path, typer.Argument(help="A .zip bundle made by rwq plugin pack.")],
     registry: Annotated[
-        Path, typer.Option("--registry", help="The registry directory to publish to.")
+        str,
+        typer.Option(
+            "--registry", help="The registry directory to publish to (a path or file:// URL)."
+        ),
     ],
     as_json: JsonFlag = False,
 ) -> None:
@@ -128,8 +131,15 @@ def publish_cmd(
     copied under bundles/NAME/, its version added to index.json atomically. A version is
     never replaced: publishing it again with other contents is refused."""
     from rwq.plugins.registry.publish import publish
+    from rwq.plugins.registry.source import registry_directory
 
-    done = publish(bundle, registry, PluginPaths(_settings(ctx)).extracted)
+    directory = registry_directory(registry)
+    if directory is None:
+        raise PluginCliError(
+            f"--registry {registry}: publish writes to a directory, not a URL: publish to a "
+            "directory, then serve it with any static file server"
+        )
+    done = publish(bundle, directory, PluginPaths(_settings(ctx)).extracted)
     signer = "unsigned"
     if done.signer is not None:
         signer = f"signed by {done.signer.name} ({done.signer.fingerprint})"

@@ -28,6 +28,7 @@ __all__ = [
     "RegistrySource",
     "Sink",
     "open_source",
+    "registry_directory",
 ]
 
 TIMEOUT_S = 30.0
@@ -188,20 +189,34 @@ def open_source(location: str, *, timeout: float = TIMEOUT_S) -> RegistrySource:
     Raises:
         RegistryError: another scheme, or a URL without a host.
     """
+    directory = registry_directory(location)
+    if directory is not None:
+        return DirectorySource(location, directory)
+    parts = urlsplit(location)
+    if not parts.hostname:
+        raise RegistryError(location, "the URL names no host")
+    if parts.query or parts.fragment:
+        raise RegistryError(location, "a registry URL has no query or fragment")
+    return HttpSource(location, timeout=timeout)
+
+
+def registry_directory(location: str) -> Path | None:
+    """The directory of the registry at ``location`` (a path or a ``file://`` URL); None when
+    it is an ``http(s)://`` URL.
+
+    Raises:
+        RegistryError: another scheme, or a ``file://`` URL naming another host.
+    """
     parts = urlsplit(location)
     scheme = parts.scheme.lower() if "://" in location else ""
     if scheme in ("http", "https"):
-        if not parts.hostname:
-            raise RegistryError(location, "the URL names no host")
-        if parts.query or parts.fragment:
-            raise RegistryError(location, "a registry URL has no query or fragment")
-        return HttpSource(location, timeout=timeout)
+        return None
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise RegistryError(location, "a file:// registry is on this machine (file:///PATH)")
-        return DirectorySource(location, Path(unquote(parts.path)))
+        return Path(unquote(parts.path))
     if scheme:
         raise RegistryError(
             location, "a registry is an http://, https:// or file:// URL, or a directory"
         )
-    return DirectorySource(location, Path(location).expanduser())
+    return Path(location).expanduser()

@@ -201,3 +201,8 @@ def test_publish_writes_to_a_directory_only(tmp_path: Path) -> None:
     assert (registry / "index.json").is_file()
     assert f"to {registry}/bundles/alerts/alerts-1.0.0.zip" in published.stdout
 
+
+def test_publish_names_a_missing_bundle(tmp_path: Path) -> None:
+    missing = rwq("plugin", "publish", str(tmp_path / "nothere.zip"), "--registry", str(tmp_path))
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == f"error: {tmp_path / 'nothere.zip'}: does not exist"

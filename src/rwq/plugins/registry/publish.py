@@ -72,6 +72,8 @@ def publish(bundle_path: Path, registry: Path, extract_dir: Path) -> Published:
         BundleError, ManifestError: the bundle is invalid.
     """
     bundle_path = Path(bundle_path)
+    if not bundle_path.exists():
+        raise RegistryError("", f"{bundle_path}: does not exist")
     if bundle_path.suffix.lower() != ".zip" or not bundle_path.is_file():
         raise RegistryError(
             str(registry), f"{bundle_path}: publish takes a .zip bundle made by rwq plugin pack"

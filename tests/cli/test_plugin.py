@@ -460,3 +460,20 @@ def test_install_copies_only_the_checked_files(tmp_path: Path) -> None:
         p.name for p in plugin.iterdir() if p.name != ".git"
     )
     assert not any("top secret" in p.read_text() for p in target.rglob("*") if p.is_file())
+
+
+def test_revoke_names_an_unknown_plugin_and_still_takes_a_removed_ones_grants() -> None:
+    """A typo used to say "had none of those permissions" and exit 0."""
+    assert rwq("plugin", "install", str(SDK_STARLARK_HELLO)).returncode == 0
+    typo = rwq("plugin", "revoke", "hello-starlrk")
+    assert typo.returncode == 1 and "Traceback" not in typo.stderr
+    assert "no plugin named 'hello-starlrk'" in typo.stderr
+    assert "(known: hello-starlark)" in typo.stderr
+    none = rwq("plugin", "revoke", "hello-starlark")  # installed, nothing granted
+    assert none.returncode == 0 and "had none of those permissions" in none.stdout
+
+    assert rwq("plugin", "grant", "hello-starlark", "events.subscribe").returncode == 0
+    assert rwq("plugin", "remove", "hello-starlark").returncode == 0
+    leftover = rwq("plugin", "revoke", "hello-starlark")  # its grants were kept
+    assert leftover.returncode == 0, leftover.stderr
+    assert "revoked events.subscribe from hello-starlark" in leftover.stdout

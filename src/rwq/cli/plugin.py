@@ -303,9 +303,21 @@ def revoke_cmd(
         list[str] | None, typer.Argument(help="Permissions to take (default: all).")
     ] = None,
 ) -> None:
-    """Revoke permissions (all by default); running hosts notice within a fraction of a second."""
-    store, log = _store(_settings(ctx))
+    """Revoke permissions (all by default); running hosts notice within a fraction of a second.
+    A removed plugin's grants, kept for a later install, can be revoked too."""
+    from rwq.plugins.package.discovery import discover
+
+    settings = _settings(ctx)
+    store, log = _store(settings)
     try:
+        if name not in store.plugins():
+            paths = PluginPaths(settings)
+            installed = {b.name for b in discover(paths.search, paths.extracted).bundles}
+            if name not in installed:
+                known = ", ".join(sorted(installed | set(store.plugins()))) or "none"
+                raise PluginCliError(
+                    f"no plugin named {name!r} is installed or has grants (known: {known})"
+                )
         removed = store.revoke(name, permissions or None, revoked_by="cli")
     finally:
         log.close()

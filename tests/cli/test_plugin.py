@@ -477,3 +477,22 @@ def test_revoke_names_an_unknown_plugin_and_still_takes_a_removed_ones_grants() 
     leftover = rwq("plugin", "revoke", "hello-starlark")  # its grants were kept
     assert leftover.returncode == 0, leftover.stderr
     assert "revoked events.subscribe from hello-starlark" in leftover.stdout
+
+
+def test_sign_names_a_missing_private_key_and_a_public_key_given_for_it(tmp_path: Path) -> None:
+    """`--key nokey` said "nokey.pub is missing: give --name"; `--key acme.pub` said
+    "acme.pub.pub is missing"."""
+    assert rwq("plugin", "pack", str(SDK_STARLARK_HELLO), "-o", str(tmp_path)).returncode == 0
+    bundle = tmp_path / "hello-starlark-0.1.0.zip"
+    key = tmp_path / "acme"
+    assert rwq("plugin", "keygen", str(key), "--name", "acme").returncode == 0
+    missing = rwq("plugin", "sign", str(bundle), "--key", str(tmp_path / "nokey"))
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert f"--key {tmp_path / 'nokey'}: the private key file does not exist" in missing.stderr
+    for extra in ((), ("--name", "acme")):
+        public = rwq("plugin", "sign", str(bundle), "--key", f"{key}.pub", *extra)
+        assert public.returncode == 1 and "Traceback" not in public.stderr
+        assert "that is a public key; --key takes the private key (acme, without .pub)" in (
+            public.stderr
+        )
+    assert rwq("plugin", "sign", str(bundle), "--key", str(key)).returncode == 0

@@ -33,6 +33,7 @@ __all__ = [
     "SigningError",
     "TrustStore",
     "bundle_signature",
+    "check_private_key_file",
     "generate_key",
     "read_public_key",
     "sign_bundle",
@@ -132,6 +133,30 @@ def _raw(public: Ed25519PublicKey) -> bytes:
     return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
+def check_private_key_file(path: Path) -> None:
+    """Refuse, before it is read, a private key path that does not exist or is a public key.
+
+    Raises:
+        SigningError: says which, and for a public key which file the private key is.
+    """
+    if not path.exists():
+        raise SigningError(f"--key {path}: the private key file does not exist")
+    try:
+        with path.open("rb") as fh:
+            start = fh.read(len(PUBLIC_PREFIX) + 1)
+    except OSError:
+        return  # reading it says why
+    if start == PUBLIC_PREFIX.encode() + b" ":
+        private = (
+            f"{path.name.removesuffix('.pub')}, without .pub"
+            if path.name.endswith(".pub")
+            else "the file rwq plugin keygen wrote beside KEY.pub"
+        )
+        raise SigningError(
+            f"--key {path}: that is a public key; --key takes the private key ({private})"
+        )
+
+
 def load_private_key(path: Path, passphrase: bytes | None) -> Ed25519PrivateKey:
     """The private key at ``path``.
 
@@ -139,6 +164,7 @@ def load_private_key(path: Path, passphrase: bytes | None) -> Ed25519PrivateKey:
         SigningError: unreadable, readable by others, not an ed25519 key, or the passphrase
             is missing or wrong.
     """
+    check_private_key_file(path)
     try:
         mode = path.stat().st_mode
         data = path.read_bytes()

@@ -496,3 +496,14 @@ def test_sign_names_a_missing_private_key_and_a_public_key_given_for_it(tmp_path
             public.stderr
         )
     assert rwq("plugin", "sign", str(bundle), "--key", str(key)).returncode == 0
+
+
+def test_keygen_makes_the_missing_folders_private(tmp_path: Path) -> None:
+    """`rwq plugin keygen ~/.rwq/acme` failed on a fresh machine: no such file or directory."""
+    key = tmp_path / "home" / ".rwq" / "acme"
+    made = rwq("plugin", "keygen", str(key), "--name", "acme")
+    assert made.returncode == 0, made.stderr
+    assert key.is_file() and key.with_name("acme.pub").is_file()
+    for folder in (tmp_path / "home", key.parent):
+        assert folder.stat().st_mode & 0o777 == 0o700
+    assert key.stat().st_mode & 0o777 == 0o600

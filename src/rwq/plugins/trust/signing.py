@@ -118,6 +118,7 @@ def generate_key(path: Path, name: str, passphrase: bytes | None = None) -> Publ
     )
     publisher = PublisherKey(name, _raw(key.public_key()))
     try:
+        _make_private_dirs(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(pem)
@@ -127,6 +128,17 @@ def generate_key(path: Path, name: str, passphrase: bytes | None = None) -> Publ
             f"{exc.filename or path}: cannot write the key: {exc.strerror}"
         ) from None
     return publisher
+
+
+def _make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and its missing parents, each readable by its owner only (mode
+    0700: they hold a private key); existing ones are left as they are."""
+    missing: list[Path] = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    for made in reversed(missing):
+        made.mkdir(mode=0o700)
 
 
 def _raw(public: Ed25519PublicKey) -> bytes:

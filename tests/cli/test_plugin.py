@@ -21,8 +21,8 @@ FIXTURE = Path(__file__).parents[1] / "plugins" / "fixtures" / "design-example"
 SDK_STARLARK_HELLO = Path(__file__).parents[2] / "sdk" / "starlark" / "hello"
 
 
-def rwq(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RWQ_")}
+def rwq(*args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RWQ_")} | settings
     return subprocess.run(
         [sys.executable, "-m", "rwq", *args], capture_output=True, text=True, env=env, timeout=60
     )
@@ -507,3 +507,47 @@ def test_keygen_makes_the_missing_folders_private(tmp_path: Path) -> None:
     for folder in (tmp_path / "home", key.parent):
         assert folder.stat().st_mode & 0o777 == 0o700
     assert key.stat().st_mode & 0o777 == 0o600
+
+
+def _installed_dir() -> Path:
+    return Path(os.environ["XDG_STATE_HOME"]) / "rwq" / "plugins" / "installed"
+
+
+def _tamper(bundle: Path) -> None:
+    """Change main.star inside the zip ``bundle`` (its file list no longer matches)."""
+    with zipfile.ZipFile(bundle) as archive:
+        entries = {info.filename: archive.read(info) for info in archive.infolist()}
+    entries["main.star"] += b"# edited inside the zip\n"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+
+
+def test_list_says_no_valid_plugins_and_names_an_invalid_bundle_once(tmp_path: Path) -> None:
+    """It said "no plugins installed", then "invalid PATH: PATH: main.star changed…"."""
+    assert rwq("plugin", "pack", str(SDK_STARLARK_HELLO), "-o", str(tmp_path)).returncode == 0
+    assert rwq("plugin", "install", str(tmp_path / "hello-starlark-0.1.0.zip")).returncode == 0
+    installed = _installed_dir() / "hello-starlark.zip"
+    _tamper(installed)
+    listed = rwq("plugin", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "no plugins installed" not in listed.stdout
+    assert listed.stdout.startswith("no valid plugins")
+    assert f"invalid {installed}: main.star changed" in listed.stdout
+    assert listed.stdout.count(str(installed)) == 1
+
+
+def test_list_shows_a_plugin_require_refuses(tmp_path: Path) -> None:
+    """Under plugin_signatures: require an unsigned plugin was listed as installed, with no
+    reason, though no host loads it."""
+    assert rwq("plugin", "install", str(SDK_STARLARK_HELLO)).returncode == 0
+    [plugin] = json.loads(rwq("plugin", "list", "--json").stdout)["plugins"]
+    assert (plugin["state"], plugin["reason"]) == ("installed", "")
+    require = {"RWQ_PLUGIN_SIGNATURES": "require"}
+    [plugin] = json.loads(rwq("plugin", "list", "--json", **require).stdout)["plugins"]
+    assert plugin["state"] == "refused"
+    assert plugin["reason"] == (
+        "plugin_signatures is require and hello-starlark is unsigned: no signature"
+    )
+    table = rwq("plugin", "list", **require)
+    assert "refused hello-starlark: plugin_signatures is require" in table.stdout

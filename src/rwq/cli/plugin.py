@@ -126,7 +126,7 @@ def pack_cmd(
 def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Installed plugins, their load order, signature and permission state."""
     from rwq.plugins.package.discovery import discover, load_order
-    from rwq.plugins.trust.signing import TrustStore, bundle_signature
+    from rwq.plugins.trust.signing import SignaturePolicy
 
     settings = _settings(ctx)
     paths = PluginPaths(settings)
@@ -135,16 +135,17 @@ def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     store, log = _store(settings)
     rows: list[dict[str, Any]] = []
     by_name = {b.name: b for b in found.bundles}
-    trusted = TrustStore.from_settings(settings)
+    policy = SignaturePolicy.from_settings(settings)
     for name in [*(b.name for b in plan.order), *sorted(plan.refused)]:
         bundle = by_name[name]
         m = bundle.manifest
-        signature = bundle_signature(bundle.root, bundle.files, name, str(m.version), trusted)
+        judged, unsigned = policy.judge(bundle.root, bundle.files, name, str(m.version))
+        signature = judged or policy.status(bundle.root, bundle.files, name, str(m.version))
         review = store.review(
             name, list(m.permissions), str(m.version), bundle.sha256,
             signer=signature.publisher, trusted=signature.trusted,
         )  # fmt: skip
-        refused = plan.refused.get(name)
+        refused = str(plan.refused.get(name) or "") or unsigned
         rows.append(
             {
                 "name": name,
@@ -154,7 +155,7 @@ def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
                 "sha256": bundle.sha256,
                 "state": "refused" if refused else "installed",
                 "signature": str(signature),
-                "reason": str(refused) if refused else "; ".join(plan.notes.get(name, ())),
+                "reason": refused or "; ".join(plan.notes.get(name, ())),
                 "granted": sorted(review.granted),
                 "pending": sorted(review.pending),
                 "denied": sorted(review.denied),
@@ -166,7 +167,11 @@ def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         print_json({"plugins": rows, "errors": errors}, out.file)
         return
     if not rows:
-        out.print("no plugins installed (rwq plugin install PATH)")
+        out.print(
+            "no valid plugins (those below cannot be opened)"
+            if errors
+            else "no plugins installed (rwq plugin install PATH)"
+        )
     else:
         out.print(
             fitted_table(
@@ -192,8 +197,22 @@ def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
                 out.width,
             )
         )
-    for path, err in errors.items():
-        out.print(marked("invalid", "red", f"{path}: {err}"), soft_wrap=True)
+        for row in rows:
+            if row["state"] == "refused":
+                out.print(
+                    marked("refused", "yellow", f"{row['name']}: {row['reason']}"),
+                    soft_wrap=True,
+                )
+    _print_invalid(errors)
+
+
+def _print_invalid(errors: dict[str, str]) -> None:
+    """One line per bundle discovery could not open: its path, why (said once)."""
+    for path, reason in errors.items():
+        out.print(
+            marked("invalid", "red", f"{path}: {reason.removeprefix(f'{path}: ')}"),
+            soft_wrap=True,
+        )
 
 
 @plugin_app.command("remove")

@@ -515,9 +515,14 @@ def _installed_dir() -> Path:
 
 def _tamper(bundle: Path) -> None:
     """Change main.star inside the zip ``bundle`` (its file list no longer matches)."""
+    _tamper_file(bundle, "main.star")
+
+
+def _tamper_file(bundle: Path, name: str) -> None:
+    """Change the file ``name`` inside the zip ``bundle`` (its file list no longer matches)."""
     with zipfile.ZipFile(bundle) as archive:
         entries = {info.filename: archive.read(info) for info in archive.infolist()}
-    entries["main.star"] += b"# edited inside the zip\n"
+    entries[name] += b"# edited inside the zip\n"
     with zipfile.ZipFile(bundle, "w") as archive:
         for name, data in entries.items():
             archive.writestr(name, data)
@@ -551,3 +556,25 @@ def test_list_shows_a_plugin_require_refuses(tmp_path: Path) -> None:
     )
     table = rwq("plugin", "list", **require)
     assert "refused hello-starlark: plugin_signatures is require" in table.stdout
+
+
+def test_run_says_why_a_plugin_is_refused_and_which_bundles_are_invalid(
+    tmp_path: Path, valkey_url: str, redis_client: object
+) -> None:
+    """Text output showed only "hello-starlark: error", and nothing of an invalid bundle."""
+    plugins = tmp_path / "plugins"
+    shutil.copytree(SDK_STARLARK_HELLO, plugins / "hello-starlark")
+    assert rwq("plugin", "pack", str(FIXTURE), "-o", str(tmp_path)).returncode == 0
+    [packed] = tmp_path.glob("tenant-sla-monitor-*.zip")
+    broken = plugins / "broken.zip"
+    shutil.copy(packed, broken)
+    _tamper_file(broken, "manifest.yaml")
+    ran = rwq(
+        "plugin", "run", "--duration", "1s", "--no-watch", "--plugins-dir", str(plugins),
+        RWQ_REDIS_URL=valkey_url, RWQ_PLUGIN_SIGNATURES="require",
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    refusal = "plugin_signatures is require and hello-starlark is unsigned: no signature"
+    assert f"hello-starlark: error: {refusal}" in ran.stdout
+    assert f"hello-starlark: error ({refusal}), 0 calls" in ran.stdout
+    assert f"invalid {broken}: manifest.yaml changed since it was packed" in ran.stdout

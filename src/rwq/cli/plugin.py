@@ -550,7 +550,9 @@ def run_cmd(
             start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
         if not as_json:
             for name, state in host.states().items():
-                out.print(f"{name}: {state}")
+                reason = host.manager.reason(name)
+                out.print(f"{name}: {state}" + (f": {reason}" if reason else ""))
+            _print_invalid({str(path): why for path, why in host.manager.invalid.items()})
             if host.control is not None and host.control.listening:
                 out.print(f"control: listening as {host.control.identity}")
         done.wait(parse_duration(duration, "--duration") if duration else None)
@@ -560,8 +562,10 @@ def run_cmd(
     else:
         for snap in snapshots:
             calls = sum(snap["calls"].values())
+            reason = f" ({snap['reason']})" if snap["reason"] else ""
             out.print(
-                f"{snap['name']}: {snap['state']}, {calls} calls, {snap['events_delivered']} events"
+                f"{snap['name']}: {snap['state']}{reason}, {calls} calls, "
+                f"{snap['events_delivered']} events"
             )
 
 

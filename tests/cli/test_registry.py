@@ -206,3 +206,43 @@ def test_publish_names_a_missing_bundle(tmp_path: Path) -> None:
     missing = rwq("plugin", "publish", str(tmp_path / "nothere.zip"), "--registry", str(tmp_path))
     assert missing.returncode == 1
     assert missing.stderr.strip() == f"error: {tmp_path / 'nothere.zip'}: does not exist"
+
+
+def test_install_says_when_the_grants_do_not_carry_over(tmp_path: Path) -> None:
+    """An update that asked for more, or was signed by no one or another key, printed only
+    "installed …" and then waited for approval unannounced."""
+    key = tmp_path / "acme"
+    assert rwq("plugin", "keygen", str(key), "--name", "acme").returncode == 0
+    assert rwq("plugin", "trust", "add", f"{key}.pub").returncode == 0
+    registry = tmp_path / "registry"
+    for version, signed, permissions in [
+        ("1.0.0", True, ("events.subscribe",)),
+        ("1.1.0", True, ("events.subscribe",)),
+        ("1.2.0", False, ("events.subscribe",)),
+        ("1.3.0", False, ("events.subscribe", "storage.write")),
+    ]:
+        bundle = make_bundle(tmp_path / version, "alerts", version, permissions=permissions)
+        if signed:
+            assert rwq("plugin", "sign", str(bundle), "--key", str(key)).returncode == 0
+        assert rwq("plugin", "publish", str(bundle), "--registry", str(registry)).returncode == 0
+
+    def install(version: str) -> str:
+        done = rwq("plugin", "install", f"alerts@{version}", "--replace", "--registry",
+                   str(registry))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert f"installed alerts {version}" in done.stdout
+        return done.stdout
+
+    assert "approval" not in install("1.0.0")  # nothing granted yet: nothing to carry
+    assert rwq("plugin", "grant", "alerts", "events.subscribe").returncode == 0
+    assert "approval" not in install("1.1.0")  # the same trusted key, no more asked
+    [listed] = json.loads(rwq("plugin", "list", "--json").stdout)["plugins"]
+    assert listed["granted"] == ["events.subscribe"]
+    assert (
+        "alerts 1.2.0: its grants do not carry over (this code is unsigned (or its signature "
+        "is invalid), so a change needs approval): it waits for approval (rwq plugin grant, "
+        "or the TUI's dialog)"
+    ) in install("1.2.0")
+    assert (
+        "alerts 1.3.0 asks for storage.write besides what was granted: it waits for approval"
+    ) in install("1.3.0")

@@ -80,7 +80,7 @@ def install_cmd(
     with _catalog(settings, registry) as catalog:
         installer = RegistryInstaller(settings, catalog, _warn)
         plan, _found = installer.plan([request], replace=replace, prerelease=prerelease)
-        _print_installed(plan, installer.install(plan))
+        _print_installed(settings, plan, installer.install(plan))
 
 
 def _install_bundle(settings: Settings, bundle_path: Path, replace: bool) -> None:
@@ -102,9 +102,10 @@ def _install_bundle(settings: Settings, bundle_path: Path, replace: bool) -> Non
         staged = installation.stage(bundle_path, bundle, replace=replace)
         installation.commit()
     out.print(f"installed {bundle.name} {bundle.version} to {staged.target}")
+    _print_grant_notes(settings, [staged.target])
 
 
-def _print_installed(plan: Plan, done: list[StagedBundle]) -> None:
+def _print_installed(settings: Settings, plan: Plan, done: list[StagedBundle]) -> None:
     sources = {c.name: c.source.location for c in plan.install}
     for staged in done:
         out.print(
@@ -113,6 +114,59 @@ def _print_installed(plan: Plan, done: list[StagedBundle]) -> None:
         )
     for name, version in sorted(plan.kept.items()):
         out.print(f"kept {name} {version} (installed; satisfies what needs it)")
+    _print_grant_notes(settings, [staged.target for staged in done])
+
+
+WAITS = "it waits for approval (rwq plugin grant, or the TUI's dialog)"
+
+
+def _print_grant_notes(settings: Settings, installed: list[Path]) -> None:
+    """A line for each newly installed plugin that had grants whose grants do not pass to the
+    new version: it asks for more, or its signer is not the one the grants were given to.
+
+    The review carries the grants over when they do pass, as a host loading it would.
+    """
+    import time
+
+    from rwq.plugins.package.bundle import open_bundle
+    from rwq.plugins.trust.audit import AuditLog
+    from rwq.plugins.trust.grants import GrantStore
+    from rwq.plugins.trust.review import rebind_refusal
+    from rwq.plugins.trust.signing import SignaturePolicy
+
+    log = AuditLog.from_settings(settings)
+    store = GrantStore.from_settings(settings, audit=log)
+    policy = SignaturePolicy.from_settings(settings)
+    extracted = PluginPaths(settings).extracted
+    now = time.time()
+    try:
+        for path in installed:
+            bundle = open_bundle(path, extract_dir=extracted)
+            name, version = bundle.name, str(bundle.version)
+            live = [g for g in store.grants_for(name) if not g.expired(now)]
+            before = frozenset().union(*(g.permissions for g in live))
+            if not before:
+                continue  # nothing granted: approval was always going to be asked
+            signature = policy.status(bundle.root, bundle.files, name, version)
+            review = store.review(
+                name, list(bundle.manifest.permissions), version, bundle.sha256,
+                signer=signature.publisher, trusted=signature.trusted,
+            )  # fmt: skip
+            if not review.pending:
+                continue
+            more = sorted(review.pending - before)
+            if more:
+                out.print(f"{name} {version} asks for {', '.join(more)} besides what was granted: "
+                          f"{WAITS}")  # fmt: skip
+            else:
+                why = (
+                    rebind_refusal(review.previous.signer, signature.publisher, signature.trusted)
+                    if review.previous is not None
+                    else "they were given to another version"
+                )
+                out.print(f"{name} {version}: its grants do not carry over ({why}): {WAITS}")
+    finally:
+        log.close()
 
 
 @plugin_app.command("publish")
@@ -298,4 +352,4 @@ def update_cmd(
         installer = RegistryInstaller(settings, catalog, _warn)
         plan = update_plan(found.plugins, catalog, requests)
         installer.check_outside(plan, found)
-        _print_installed(plan, installer.install(plan))
+        _print_installed(settings, plan, installer.install(plan))

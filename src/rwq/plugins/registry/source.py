@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import abc
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Protocol
@@ -175,11 +176,21 @@ class HttpSource(RegistrySource):
         except httpx.TimeoutException:
             raise RegistryError(self.location, f"{rel}: timed out") from None
         except httpx.HTTPError as exc:
-            raise RegistryError(self.location, f"{rel}: {type(exc).__name__}: {exc}") from None
+            raise RegistryError(self.location, f"{rel}: {_failure(exc)}") from None
         return written
 
     def close(self) -> None:
         self.client.close()
+
+
+def _failure(exc: httpx.HTTPError) -> str:
+    """What went wrong in words, without the exception class or the errno:
+    ``cannot connect (connection refused)``."""
+    said = re.sub(r"^\[Errno -?\d+\] ", "", str(exc).strip()).rstrip(".")
+    said = said[:1].lower() + said[1:]
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({said})" if said else "cannot connect"
+    return said or type(exc).__name__
 
 
 def open_source(location: str, *, timeout: float = TIMEOUT_S) -> RegistrySource:

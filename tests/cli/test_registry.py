@@ -3,10 +3,12 @@ HTTP by a real server on 127.0.0.1, in an isolated state dir."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -246,3 +248,28 @@ def test_install_says_when_the_grants_do_not_carry_over(tmp_path: Path) -> None:
     assert (
         "alerts 1.3.0 asks for storage.write besides what was granted: it waits for approval"
     ) in install("1.3.0")
+
+
+def test_a_bundle_changed_inside_is_named_by_where_the_registry_serves_it(
+    tmp_path: Path,
+) -> None:
+    """The error named the temporary file it was downloaded to (.download-XXXX/…)."""
+    registry = tmp_path / "registry"
+    assert publish(make_bundle(tmp_path / "work", "alerts", "1.0.0"), registry,
+                   tmp_path / "publish-extracted").added  # fmt: skip
+    bundle = registry / "bundles" / "alerts" / "alerts-1.0.0.zip"
+    with zipfile.ZipFile(bundle) as archive:
+        entries = {info.filename: archive.read(info) for info in archive.infolist()}
+    entries["main.star"] += b"# changed after it was packed\n"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    index = json.loads((registry / "index.json").read_text())
+    release = index["plugins"]["alerts"]["versions"]["1.0.0"]
+    release["sha256"] = hashlib.sha256(bundle.read_bytes()).hexdigest()  # the index agrees
+    release["size"] = bundle.stat().st_size
+    (registry / "index.json").write_text(json.dumps(index))
+    refused = rwq("plugin", "install", "alerts", "--registry", str(registry))
+    assert refused.returncode == 1
+    assert ".download-" not in refused.stderr
+    assert f"{bundle}: main.star changed since it was packed; not installed" in refused.stderr

@@ -578,3 +578,13 @@ def test_run_says_why_a_plugin_is_refused_and_which_bundles_are_invalid(
     assert f"hello-starlark: error: {refusal}" in ran.stdout
     assert f"hello-starlark: error ({refusal}), 0 calls" in ran.stdout
     assert f"invalid {broken}: manifest.yaml changed since it was packed" in ran.stdout
+
+
+def test_trust_add_names_a_missing_key_file(tmp_path: Path) -> None:
+    """It showed "cannot read the public key: [Errno 2] No such file or directory: …"."""
+    missing = rwq("plugin", "trust", "add", str(tmp_path / "missing.pub"))
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == f"error: {tmp_path / 'missing.pub'} does not exist"
+    (tmp_path / "binary.pub").write_bytes(b"\xff\xfe")
+    binary = rwq("plugin", "trust", "add", str(tmp_path / "binary.pub"))
+    assert binary.returncode == 1 and "not a public key" in binary.stderr

@@ -207,8 +207,12 @@ def read_public_key(path: Path) -> PublisherKey:
     """
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SigningError(f"{path}: cannot read the public key: {exc}") from None
+    except FileNotFoundError:
+        raise SigningError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise SigningError(f"{path}: cannot read the public key: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SigningError(f"{path}: not a public key (not text)") from None
     return _parse_public(text.strip(), str(path))
 
 

@@ -273,3 +273,30 @@ def test_a_bundle_changed_inside_is_named_by_where_the_registry_serves_it(
     assert refused.returncode == 1
     assert ".download-" not in refused.stderr
     assert f"{bundle}: main.star changed since it was packed; not installed" in refused.stderr
+
+
+def test_bundles_and_registry_files_are_readable_by_others_keys_are_not(tmp_path: Path) -> None:
+    """Packed, signed and published bundles and index.json were written 0600."""
+    before = os.umask(0o022)
+    try:
+        made = make_bundle(tmp_path / "made", "alerts", "1.0.0", permissions=("storage.read",))
+        source = made.parent.parent / "src"
+        packed = rwq("plugin", "pack", str(source / "alerts-1.0.0"), "-o", str(tmp_path / "dist"))
+        assert packed.returncode == 0, packed.stderr
+        bundle = tmp_path / "dist" / "alerts-1.0.0.zip"
+        assert bundle.stat().st_mode & 0o777 == 0o644
+        key = tmp_path / "keys" / "acme"
+        assert rwq("plugin", "keygen", str(key), "--name", "acme").returncode == 0
+        assert rwq("plugin", "sign", str(bundle), "--key", str(key)).returncode == 0
+        assert bundle.stat().st_mode & 0o777 == 0o644
+        registry = tmp_path / "registry"
+        assert rwq("plugin", "publish", str(bundle), "--registry", str(registry)).returncode == 0
+        assert rwq("plugin", "install", str(bundle)).returncode == 0
+        assert rwq("plugin", "grant", "alerts", "storage.read").returncode == 0
+    finally:
+        os.umask(before)
+    for public in (registry / "index.json", registry / "bundles/alerts/alerts-1.0.0.zip"):
+        assert public.stat().st_mode & 0o777 == 0o644, public
+    assert key.stat().st_mode & 0o777 == 0o600
+    grants = Path(os.environ["XDG_STATE_HOME"]) / "rwq" / "plugins" / "grants.json"
+    assert grants.stat().st_mode & 0o777 == 0o600

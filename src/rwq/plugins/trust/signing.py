@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from rwq.atomic_file import write_atomically
+from rwq.atomic_file import PUBLIC_FILE, write_atomically
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins.package.file_list import FILE_LIST, SIGNATURE
@@ -282,7 +282,7 @@ def sign_bundle(
             out.writestr(info, data)
         out.writestr(zip_entry(SIGNATURE), json.dumps(document, indent=2, sort_keys=True) + "\n")
     try:
-        write_atomically(bundle, signed.getvalue())
+        write_atomically(bundle, signed.getvalue(), mode=PUBLIC_FILE)
     except OSError as exc:
         raise SigningError(f"{bundle}: cannot write the signed bundle: {exc.strerror}") from None
     return publisher

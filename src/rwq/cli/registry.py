@@ -154,10 +154,9 @@ def _print_grant_notes(settings: Settings, installed: list[Path]) -> None:
             )  # fmt: skip
             if not review.pending:
                 continue
-            more = sorted(review.pending - before)
+            more = ", ".join(sorted(review.pending - before))
             if more:
-                out.print(f"{name} {version} asks for {', '.join(more)} besides what was granted: "
-                          f"{WAITS}")  # fmt: skip
+                out.print(f"{name} {version} asks for {more} besides what was granted: {WAITS}")
             else:
                 why = (
                     rebind_refusal(review.previous.signer, signature.publisher, signature.trusted)

@@ -23,9 +23,11 @@ def make_bundle(
     *,
     description: str = "",
     extra: bytes = b"",
+    permissions: tuple[str, ...] = (),
 ) -> Path:
     """A Starlark plugin packed into ``work/dist/NAME-VERSION.zip`` by ``rwq plugin pack``'s
-    code; ``extra`` adds a file of those bytes (to make a bundle larger or different)."""
+    code; ``extra`` adds a file of those bytes (to make a bundle larger or different),
+    ``permissions`` are what its manifest asks for."""
     source = work / "src" / f"{name}-{version}"
     source.mkdir(parents=True)
     lines = [
@@ -37,6 +39,8 @@ def make_bundle(
         f"description: {description or name + ' for the registry tests'}",
         "author: registry tests",
     ]
+    if permissions:
+        lines.append(f"permissions: [{', '.join(permissions)}]")
     if dependencies:
         lines.append("dependencies:")
         lines += [

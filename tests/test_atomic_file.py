@@ -38,3 +38,20 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_nothing(
 def test_a_missing_directory_is_an_os_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         write_atomically(tmp_path / "nowhere" / "file", b"x")
+
+
+@pytest.mark.parametrize(("umask", "expected"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o644)])
+def test_a_public_file_takes_its_mode_less_the_umask(
+    tmp_path: Path, umask: int, expected: int
+) -> None:
+    """Bundles and a registry's index were written 0600: a web server running as another
+    user could not serve them."""
+    before = os.umask(umask)
+    try:
+        write_atomically(tmp_path / "index.json", b"{}", mode=0o644)
+        write_atomically(tmp_path / "grants.json", b"{}")
+    finally:
+        os.umask(before)
+    assert (tmp_path / "index.json").stat().st_mode & 0o777 == expected
+    assert (tmp_path / "grants.json").stat().st_mode & 0o777 == 0o600  # private by default
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grants.json", "index.json"]

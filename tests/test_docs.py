@@ -36,3 +36,9 @@ def test_readme_starts_with_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     first_block = readme.split("```sh", 1)[1].split("```", 1)[0]
     assert "make demo" in first_block and "make test" in first_block
+    assert "make install" in first_block  # installing without opening the dashboard
+
+
+def test_readme_says_what_make_demo_does_without_a_terminal() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "Without a terminal" in readme and "headless" in readme and "until\nCtrl-C" in readme

@@ -21,8 +21,8 @@ FIXTURE = Path(__file__).parents[1] / "plugins" / "fixtures" / "design-example"
 SDK_STARLARK_HELLO = Path(__file__).parents[2] / "sdk" / "starlark" / "hello"
 
 
-def rwq(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RWQ_")}
+def rwq(*args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RWQ_")} | settings
     return subprocess.run(
         [sys.executable, "-m", "rwq", *args], capture_output=True, text=True, env=env, timeout=60
     )
@@ -460,3 +460,131 @@ def test_install_copies_only_the_checked_files(tmp_path: Path) -> None:
         p.name for p in plugin.iterdir() if p.name != ".git"
     )
     assert not any("top secret" in p.read_text() for p in target.rglob("*") if p.is_file())
+
+
+def test_revoke_names_an_unknown_plugin_and_still_takes_a_removed_ones_grants() -> None:
+    """A typo used to say "had none of those permissions" and exit 0."""
+    assert rwq("plugin", "install", str(SDK_STARLARK_HELLO)).returncode == 0
+    typo = rwq("plugin", "revoke", "hello-starlrk")
+    assert typo.returncode == 1 and "Traceback" not in typo.stderr
+    assert "no plugin named 'hello-starlrk'" in typo.stderr
+    assert "(known: hello-starlark)" in typo.stderr
+    none = rwq("plugin", "revoke", "hello-starlark")  # installed, nothing granted
+    assert none.returncode == 0 and "had none of those permissions" in none.stdout
+
+    assert rwq("plugin", "grant", "hello-starlark", "events.subscribe").returncode == 0
+    assert rwq("plugin", "remove", "hello-starlark").returncode == 0
+    leftover = rwq("plugin", "revoke", "hello-starlark")  # its grants were kept
+    assert leftover.returncode == 0, leftover.stderr
+    assert "revoked events.subscribe from hello-starlark" in leftover.stdout
+
+
+def test_sign_names_a_missing_private_key_and_a_public_key_given_for_it(tmp_path: Path) -> None:
+    """`--key nokey` said "nokey.pub is missing: give --name"; `--key acme.pub` said
+    "acme.pub.pub is missing"."""
+    assert rwq("plugin", "pack", str(SDK_STARLARK_HELLO), "-o", str(tmp_path)).returncode == 0
+    bundle = tmp_path / "hello-starlark-0.1.0.zip"
+    key = tmp_path / "acme"
+    assert rwq("plugin", "keygen", str(key), "--name", "acme").returncode == 0
+    missing = rwq("plugin", "sign", str(bundle), "--key", str(tmp_path / "nokey"))
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert f"--key {tmp_path / 'nokey'}: the private key file does not exist" in missing.stderr
+    for extra in ((), ("--name", "acme")):
+        public = rwq("plugin", "sign", str(bundle), "--key", f"{key}.pub", *extra)
+        assert public.returncode == 1 and "Traceback" not in public.stderr
+        assert "that is a public key; --key takes the private key (acme, without .pub)" in (
+            public.stderr
+        )
+    assert rwq("plugin", "sign", str(bundle), "--key", str(key)).returncode == 0
+
+
+def test_keygen_makes_the_missing_folders_private(tmp_path: Path) -> None:
+    """`rwq plugin keygen ~/.rwq/acme` failed on a fresh machine: no such file or directory."""
+    key = tmp_path / "home" / ".rwq" / "acme"
+    made = rwq("plugin", "keygen", str(key), "--name", "acme")
+    assert made.returncode == 0, made.stderr
+    assert key.is_file() and key.with_name("acme.pub").is_file()
+    for folder in (tmp_path / "home", key.parent):
+        assert folder.stat().st_mode & 0o777 == 0o700
+    assert key.stat().st_mode & 0o777 == 0o600
+
+
+def _installed_dir() -> Path:
+    return Path(os.environ["XDG_STATE_HOME"]) / "rwq" / "plugins" / "installed"
+
+
+def _tamper(bundle: Path) -> None:
+    """Change main.star inside the zip ``bundle`` (its file list no longer matches)."""
+    _tamper_file(bundle, "main.star")
+
+
+def _tamper_file(bundle: Path, name: str) -> None:
+    """Change the file ``name`` inside the zip ``bundle`` (its file list no longer matches)."""
+    with zipfile.ZipFile(bundle) as archive:
+        entries = {info.filename: archive.read(info) for info in archive.infolist()}
+    entries[name] += b"# edited inside the zip\n"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+
+
+def test_list_says_no_valid_plugins_and_names_an_invalid_bundle_once(tmp_path: Path) -> None:
+    """It said "no plugins installed", then "invalid PATH: PATH: main.star changed…"."""
+    assert rwq("plugin", "pack", str(SDK_STARLARK_HELLO), "-o", str(tmp_path)).returncode == 0
+    assert rwq("plugin", "install", str(tmp_path / "hello-starlark-0.1.0.zip")).returncode == 0
+    installed = _installed_dir() / "hello-starlark.zip"
+    _tamper(installed)
+    listed = rwq("plugin", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "no plugins installed" not in listed.stdout
+    assert listed.stdout.startswith("no valid plugins")
+    assert f"invalid {installed}: main.star changed" in listed.stdout
+    assert listed.stdout.count(str(installed)) == 1
+
+
+def test_list_shows_a_plugin_require_refuses(tmp_path: Path) -> None:
+    """Under plugin_signatures: require an unsigned plugin was listed as installed, with no
+    reason, though no host loads it."""
+    assert rwq("plugin", "install", str(SDK_STARLARK_HELLO)).returncode == 0
+    [plugin] = json.loads(rwq("plugin", "list", "--json").stdout)["plugins"]
+    assert (plugin["state"], plugin["reason"]) == ("installed", "")
+    require = {"RWQ_PLUGIN_SIGNATURES": "require"}
+    [plugin] = json.loads(rwq("plugin", "list", "--json", **require).stdout)["plugins"]
+    assert plugin["state"] == "refused"
+    assert plugin["reason"] == (
+        "plugin_signatures is require and hello-starlark is unsigned: no signature"
+    )
+    table = rwq("plugin", "list", **require)
+    assert "refused hello-starlark: plugin_signatures is require" in table.stdout
+
+
+def test_run_says_why_a_plugin_is_refused_and_which_bundles_are_invalid(
+    tmp_path: Path, valkey_url: str, redis_client: object
+) -> None:
+    """Text output showed only "hello-starlark: error", and nothing of an invalid bundle."""
+    plugins = tmp_path / "plugins"
+    shutil.copytree(SDK_STARLARK_HELLO, plugins / "hello-starlark")
+    assert rwq("plugin", "pack", str(FIXTURE), "-o", str(tmp_path)).returncode == 0
+    [packed] = tmp_path.glob("tenant-sla-monitor-*.zip")
+    broken = plugins / "broken.zip"
+    shutil.copy(packed, broken)
+    _tamper_file(broken, "manifest.yaml")
+    ran = rwq(
+        "plugin", "run", "--duration", "1s", "--no-watch", "--plugins-dir", str(plugins),
+        RWQ_REDIS_URL=valkey_url, RWQ_PLUGIN_SIGNATURES="require",
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    refusal = "plugin_signatures is require and hello-starlark is unsigned: no signature"
+    assert f"hello-starlark: error: {refusal}" in ran.stdout
+    assert f"hello-starlark: error ({refusal}), 0 calls" in ran.stdout
+    assert f"invalid {broken}: manifest.yaml changed since it was packed" in ran.stdout
+
+
+def test_trust_add_names_a_missing_key_file(tmp_path: Path) -> None:
+    """It showed "cannot read the public key: [Errno 2] No such file or directory: …"."""
+    missing = rwq("plugin", "trust", "add", str(tmp_path / "missing.pub"))
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == f"error: {tmp_path / 'missing.pub'} does not exist"
+    (tmp_path / "binary.pub").write_bytes(b"\xff\xfe")
+    binary = rwq("plugin", "trust", "add", str(tmp_path / "binary.pub"))
+    assert binary.returncode == 1 and "not a public key" in binary.stderr

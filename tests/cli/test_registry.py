@@ -3,10 +3,12 @@ HTTP by a real server on 127.0.0.1, in an isolated state dir."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -180,3 +182,121 @@ def test_a_bundle_path_is_still_a_bundle_and_a_missing_one_is_named(tmp_path: Pa
     assert bad.returncode == 1 and "Not_A_Name" in bad.stderr
     bad_range = rwq("plugin", "install", "local@^^1", "--registry", str(tmp_path))
     assert bad_range.returncode == 1 and "^^1" in bad_range.stderr
+
+
+def test_publish_writes_to_a_directory_only(tmp_path: Path) -> None:
+    """A URL given to publish used to make a folder named `http:` in the current directory."""
+    bundle = make_bundle(tmp_path / "work", "alerts", "1.0.0")
+    for url in ("http://127.0.0.1:8765/", "https://example.org/reg"):
+        refused = subprocess.run(
+            [sys.executable, "-m", "rwq", "plugin", "publish", str(bundle), "--registry", url],
+            capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        )  # fmt: skip
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert f"--registry {url}: publish writes to a directory" in refused.stderr
+        assert "static file server" in refused.stderr
+    assert not (tmp_path / "http:").exists() and not (tmp_path / "https:").exists()
+
+    registry = tmp_path / "reg"
+    published = rwq("plugin", "publish", str(bundle), "--registry", registry.as_uri())
+    assert published.returncode == 0, published.stderr
+    assert (registry / "index.json").is_file()
+    assert f"to {registry}/bundles/alerts/alerts-1.0.0.zip" in published.stdout
+
+
+def test_publish_names_a_missing_bundle(tmp_path: Path) -> None:
+    missing = rwq("plugin", "publish", str(tmp_path / "nothere.zip"), "--registry", str(tmp_path))
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == f"error: {tmp_path / 'nothere.zip'}: does not exist"
+
+
+def test_install_says_when_the_grants_do_not_carry_over(tmp_path: Path) -> None:
+    """An update that asked for more, or was signed by no one or another key, printed only
+    "installed …" and then waited for approval unannounced."""
+    key = tmp_path / "acme"
+    assert rwq("plugin", "keygen", str(key), "--name", "acme").returncode == 0
+    assert rwq("plugin", "trust", "add", f"{key}.pub").returncode == 0
+    registry = tmp_path / "registry"
+    for version, signed, permissions in [
+        ("1.0.0", True, ("events.subscribe",)),
+        ("1.1.0", True, ("events.subscribe",)),
+        ("1.2.0", False, ("events.subscribe",)),
+        ("1.3.0", False, ("events.subscribe", "storage.write")),
+    ]:
+        bundle = make_bundle(tmp_path / version, "alerts", version, permissions=permissions)
+        if signed:
+            assert rwq("plugin", "sign", str(bundle), "--key", str(key)).returncode == 0
+        assert rwq("plugin", "publish", str(bundle), "--registry", str(registry)).returncode == 0
+
+    def install(version: str) -> str:
+        done = rwq("plugin", "install", f"alerts@{version}", "--replace", "--registry",
+                   str(registry))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert f"installed alerts {version}" in done.stdout
+        return done.stdout
+
+    assert "approval" not in install("1.0.0")  # nothing granted yet: nothing to carry
+    assert rwq("plugin", "grant", "alerts", "events.subscribe").returncode == 0
+    assert "approval" not in install("1.1.0")  # the same trusted key, no more asked
+    [listed] = json.loads(rwq("plugin", "list", "--json").stdout)["plugins"]
+    assert listed["granted"] == ["events.subscribe"]
+    assert (
+        "alerts 1.2.0: its grants do not carry over (this code is unsigned (or its signature "
+        "is invalid), so a change needs approval): it waits for approval (rwq plugin grant, "
+        "or the TUI's dialog)"
+    ) in install("1.2.0")
+    assert (
+        "alerts 1.3.0 asks for storage.write besides what was granted: it waits for approval"
+    ) in install("1.3.0")
+
+
+def test_a_bundle_changed_inside_is_named_by_where_the_registry_serves_it(
+    tmp_path: Path,
+) -> None:
+    """The error named the temporary file it was downloaded to (.download-XXXX/…)."""
+    registry = tmp_path / "registry"
+    assert publish(make_bundle(tmp_path / "work", "alerts", "1.0.0"), registry,
+                   tmp_path / "publish-extracted").added  # fmt: skip
+    bundle = registry / "bundles" / "alerts" / "alerts-1.0.0.zip"
+    with zipfile.ZipFile(bundle) as archive:
+        entries = {info.filename: archive.read(info) for info in archive.infolist()}
+    entries["main.star"] += b"# changed after it was packed\n"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    index = json.loads((registry / "index.json").read_text())
+    release = index["plugins"]["alerts"]["versions"]["1.0.0"]
+    release["sha256"] = hashlib.sha256(bundle.read_bytes()).hexdigest()  # the index agrees
+    release["size"] = bundle.stat().st_size
+    (registry / "index.json").write_text(json.dumps(index))
+    refused = rwq("plugin", "install", "alerts", "--registry", str(registry))
+    assert refused.returncode == 1
+    assert ".download-" not in refused.stderr
+    assert f"{bundle}: main.star changed since it was packed; not installed" in refused.stderr
+
+
+def test_bundles_and_registry_files_are_readable_by_others_keys_are_not(tmp_path: Path) -> None:
+    """Packed, signed and published bundles and index.json were written 0600."""
+    before = os.umask(0o022)
+    try:
+        made = make_bundle(tmp_path / "made", "alerts", "1.0.0", permissions=("storage.read",))
+        source = made.parent.parent / "src"
+        packed = rwq("plugin", "pack", str(source / "alerts-1.0.0"), "-o", str(tmp_path / "dist"))
+        assert packed.returncode == 0, packed.stderr
+        bundle = tmp_path / "dist" / "alerts-1.0.0.zip"
+        assert bundle.stat().st_mode & 0o777 == 0o644
+        key = tmp_path / "keys" / "acme"
+        assert rwq("plugin", "keygen", str(key), "--name", "acme").returncode == 0
+        assert rwq("plugin", "sign", str(bundle), "--key", str(key)).returncode == 0
+        assert bundle.stat().st_mode & 0o777 == 0o644
+        registry = tmp_path / "registry"
+        assert rwq("plugin", "publish", str(bundle), "--registry", str(registry)).returncode == 0
+        assert rwq("plugin", "install", str(bundle)).returncode == 0
+        assert rwq("plugin", "grant", "alerts", "storage.read").returncode == 0
+    finally:
+        os.umask(before)
+    for public in (registry / "index.json", registry / "bundles/alerts/alerts-1.0.0.zip"):
+        assert public.stat().st_mode & 0o777 == 0o644, public
+    assert key.stat().st_mode & 0o777 == 0o600
+    grants = Path(os.environ["XDG_STATE_HOME"]) / "rwq" / "plugins" / "grants.json"
+    assert grants.stat().st_mode & 0o777 == 0o600

@@ -124,7 +124,7 @@ def pack_cmd(
 def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Installed plugins, their load order, signature and permission state."""
     from rwq.plugins.package.discovery import discover, load_order
-    from rwq.plugins.trust.signing import TrustStore, bundle_signature
+    from rwq.plugins.trust.signing import SignaturePolicy
 
     settings = _settings(ctx)
     paths = PluginPaths(settings)
@@ -133,16 +133,17 @@ def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     store, log = _store(settings)
     rows: list[dict[str, Any]] = []
     by_name = {b.name: b for b in found.bundles}
-    trusted = TrustStore.from_settings(settings)
+    policy = SignaturePolicy.from_settings(settings)
     for name in [*(b.name for b in plan.order), *sorted(plan.refused)]:
         bundle = by_name[name]
         m = bundle.manifest
-        signature = bundle_signature(bundle.root, bundle.files, name, str(m.version), trusted)
+        judged, unsigned = policy.judge(bundle.root, bundle.files, name, str(m.version))
+        signature = judged or policy.status(bundle.root, bundle.files, name, str(m.version))
         review = store.review(
             name, list(m.permissions), str(m.version), bundle.sha256,
             signer=signature.publisher, trusted=signature.trusted,
         )  # fmt: skip
-        refused = plan.refused.get(name)
+        refused = str(plan.refused.get(name) or "") or unsigned
         rows.append(
             {
                 "name": name,
@@ -152,7 +153,7 @@ def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
                 "sha256": bundle.sha256,
                 "state": "refused" if refused else "installed",
                 "signature": str(signature),
-                "reason": str(refused) if refused else "; ".join(plan.notes.get(name, ())),
+                "reason": refused or "; ".join(plan.notes.get(name, ())),
                 "granted": sorted(review.granted),
                 "pending": sorted(review.pending),
                 "denied": sorted(review.denied),
@@ -164,7 +165,11 @@ def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         print_json({"plugins": rows, "errors": errors}, out.file)
         return
     if not rows:
-        out.print("no plugins installed (rwq plugin install PATH)")
+        out.print(
+            "no valid plugins (those below cannot be opened)"
+            if errors
+            else "no plugins installed (rwq plugin install PATH)"
+        )
     else:
         out.print(
             fitted_table(
@@ -190,8 +195,22 @@ def list_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
                 out.width,
             )
         )
-    for path, err in errors.items():
-        out.print(marked("invalid", "red", f"{path}: {err}"), soft_wrap=True)
+        for row in rows:
+            if row["state"] == "refused":
+                out.print(
+                    marked("refused", "yellow", f"{row['name']}: {row['reason']}"),
+                    soft_wrap=True,
+                )
+    _print_invalid(errors)
+
+
+def _print_invalid(errors: dict[str, str]) -> None:
+    """One line per bundle discovery could not open: its path, why (said once)."""
+    for path, reason in errors.items():
+        out.print(
+            marked("invalid", "red", f"{path}: {reason.removeprefix(f'{path}: ')}"),
+            soft_wrap=True,
+        )
 
 
 @plugin_app.command("remove")
@@ -301,9 +320,21 @@ def revoke_cmd(
         list[str] | None, typer.Argument(help="Permissions to take (default: all).")
     ] = None,
 ) -> None:
-    """Revoke permissions (all by default); running hosts notice within a fraction of a second."""
-    store, log = _store(_settings(ctx))
+    """Revoke permissions (all by default); running hosts notice within a fraction of a second.
+    A removed plugin's grants, kept for a later install, can be revoked too."""
+    from rwq.plugins.package.discovery import discover
+
+    settings = _settings(ctx)
+    store, log = _store(settings)
     try:
+        if name not in store.plugins():
+            paths = PluginPaths(settings)
+            installed = {b.name for b in discover(paths.search, paths.extracted).bundles}
+            if name not in installed:
+                known = ", ".join(sorted(installed | set(store.plugins()))) or "none"
+                raise PluginCliError(
+                    f"no plugin named {name!r} is installed or has grants (known: {known})"
+                )
         removed = store.revoke(name, permissions or None, revoked_by="cli")
     finally:
         log.close()
@@ -375,7 +406,9 @@ def run_cmd(
             start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
         if not as_json:
             for name, state in host.states().items():
-                out.print(f"{name}: {state}")
+                reason = host.manager.reason(name)
+                out.print(f"{name}: {state}" + (f": {reason}" if reason else ""))
+            _print_invalid({str(path): why for path, why in host.manager.invalid.items()})
             if host.control is not None and host.control.listening:
                 out.print(f"control: listening as {host.control.identity}")
         done.wait(parse_duration(duration, "--duration") if duration else None)
@@ -385,8 +418,10 @@ def run_cmd(
     else:
         for snap in snapshots:
             calls = sum(snap["calls"].values())
+            reason = f" ({snap['reason']})" if snap["reason"] else ""
             out.print(
-                f"{snap['name']}: {snap['state']}, {calls} calls, {snap['events_delivered']} events"
+                f"{snap['name']}: {snap['state']}{reason}, {calls} calls, "
+                f"{snap['events_delivered']} events"
             )
 
 

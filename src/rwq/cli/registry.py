@@ -80,7 +80,7 @@ def install_cmd(
     with _catalog(settings, registry) as catalog:
         installer = RegistryInstaller(settings, catalog, _warn)
         plan, _found = installer.plan([request], replace=replace, prerelease=prerelease)
-        _print_installed(plan, installer.install(plan))
+        _print_installed(settings, plan, installer.install(plan))
 
 
 def _install_bundle(settings: Settings, bundle_path: Path, replace: bool) -> None:
@@ -102,9 +102,10 @@ def _install_bundle(settings: Settings, bundle_path: Path, replace: bool) -> Non
         staged = installation.stage(bundle_path, bundle, replace=replace)
         installation.commit()
     out.print(f"installed {bundle.name} {bundle.version} to {staged.target}")
+    _print_grant_notes(settings, [staged.target])
 
 
-def _print_installed(plan: Plan, done: list[StagedBundle]) -> None:
+def _print_installed(settings: Settings, plan: Plan, done: list[StagedBundle]) -> None:
     sources = {c.name: c.source.location for c in plan.install}
     for staged in done:
         out.print(
@@ -113,6 +114,58 @@ def _print_installed(plan: Plan, done: list[StagedBundle]) -> None:
         )
     for name, version in sorted(plan.kept.items()):
         out.print(f"kept {name} {version} (installed; satisfies what needs it)")
+    _print_grant_notes(settings, [staged.target for staged in done])
+
+
+WAITS = "it waits for approval (rwq plugin grant, or the TUI's dialog)"
+
+
+def _print_grant_notes(settings: Settings, installed: list[Path]) -> None:
+    """A line for each newly installed plugin that had grants whose grants do not pass to the
+    new version: it asks for more, or its signer is not the one the grants were given to.
+
+    The review carries the grants over when they do pass, as a host loading it would.
+    """
+    import time
+
+    from rwq.plugins.package.bundle import open_bundle
+    from rwq.plugins.trust.audit import AuditLog
+    from rwq.plugins.trust.grants import GrantStore
+    from rwq.plugins.trust.review import rebind_refusal
+    from rwq.plugins.trust.signing import SignaturePolicy
+
+    log = AuditLog.from_settings(settings)
+    store = GrantStore.from_settings(settings, audit=log)
+    policy = SignaturePolicy.from_settings(settings)
+    extracted = PluginPaths(settings).extracted
+    now = time.time()
+    try:
+        for path in installed:
+            bundle = open_bundle(path, extract_dir=extracted)
+            name, version = bundle.name, str(bundle.version)
+            live = [g for g in store.grants_for(name) if not g.expired(now)]
+            before = frozenset().union(*(g.permissions for g in live))
+            if not before:
+                continue  # nothing granted: approval was always going to be asked
+            signature = policy.status(bundle.root, bundle.files, name, version)
+            review = store.review(
+                name, list(bundle.manifest.permissions), version, bundle.sha256,
+                signer=signature.publisher, trusted=signature.trusted,
+            )  # fmt: skip
+            if not review.pending:
+                continue
+            more = ", ".join(sorted(review.pending - before))
+            if more:
+                out.print(f"{name} {version} asks for {more} besides what was granted: {WAITS}")
+            else:
+                why = (
+                    rebind_refusal(review.previous.signer, signature.publisher, signature.trusted)
+                    if review.previous is not None
+                    else "they were given to another version"
+                )
+                out.print(f"{name} {version}: its grants do not carry over ({why}): {WAITS}")
+    finally:
+        log.close()
 
 
 @plugin_app.command("publish")
@@ -120,7 +173,10 @@ def publish_cmd(
     ctx: typer.Context,
     bundle: Annotated[Path, typer.Argument(help="A .zip bundle made by rwq plugin pack.")],
     registry: Annotated[
-        Path, typer.Option("--registry", help="The registry directory to publish to.")
+        str,
+        typer.Option(
+            "--registry", help="The registry directory to publish to (a path or file:// URL)."
+        ),
     ],
     as_json: JsonFlag = False,
 ) -> None:
@@ -128,8 +184,15 @@ def publish_cmd(
     copied under bundles/NAME/, its version added to index.json atomically. A version is
     never replaced: publishing it again with other contents is refused."""
     from rwq.plugins.registry.publish import publish
+    from rwq.plugins.registry.source import registry_directory
 
-    done = publish(bundle, registry, PluginPaths(_settings(ctx)).extracted)
+    directory = registry_directory(registry)
+    if directory is None:
+        raise PluginCliError(
+            f"--registry {registry}: publish writes to a directory, not a URL: publish to a "
+            "directory, then serve it with any static file server"
+        )
+    done = publish(bundle, directory, PluginPaths(_settings(ctx)).extracted)
     signer = "unsigned"
     if done.signer is not None:
         signer = f"signed by {done.signer.name} ({done.signer.fingerprint})"
@@ -288,4 +351,4 @@ def update_cmd(
         installer = RegistryInstaller(settings, catalog, _warn)
         plan = update_plan(found.plugins, catalog, requests)
         installer.check_outside(plan, found)
-        _print_installed(plan, installer.install(plan))
+        _print_installed(settings, plan, installer.install(plan))

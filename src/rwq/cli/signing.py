@@ -16,6 +16,7 @@ from rwq.plugins.trust.signing import (
     SigningError,
     TrustStore,
     bundle_signature,
+    check_private_key_file,
     generate_key,
     read_public_key,
     sign_bundle,
@@ -71,11 +72,12 @@ def sign_cmd(
     ] = False,
 ) -> None:
     """Sign a packed bundle: the signature covers its file list, name and version."""
+    check_private_key_file(key)
     signer = name
     if signer is None:
         public = key.with_name(key.name + ".pub")
         if not public.is_file():
-            raise SigningError(f"{public} is missing: give --name")
+            raise SigningError(f"{public} is missing: give the publisher name with --name")
         signer = read_public_key(public).name
     publisher = sign_bundle(bundle, key, _passphrase(passphrase, twice=False), signer)
     out.print(f"signed {bundle} as {signer} ({publisher.fingerprint})")

@@ -150,3 +150,19 @@ def test_bounds_agree_with_ordering(a: Version, b: Version) -> None:
     assert parse_range(f">={b}").contains(a) == (a >= b)
     assert parse_range(f">{b}").contains(a) == (a > b)
     assert parse_range(f"<={b}").contains(a) == (a <= b)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (">=abc", "'>=abc': not a version range; expected forms like >=1.0.0"),
+        (">=1 <abc", "'>=1 <abc': cannot read '<abc'; expected forms like >=1.0.0"),
+        ("1.2.x-rc.1", "'1.2.x-rc.1': a prerelease needs a full MAJOR.MINOR.PATCH"),
+        (">=1 1.2.x-rc.1", "'>=1 1.2.x-rc.1': '1.2.x-rc.1': a prerelease needs a full"),
+    ],
+)
+def test_a_range_error_quotes_the_input_once(spec: str, message: str) -> None:
+    """It said "'>=abc': cannot read '>=abc'; …"."""
+    with pytest.raises(VersionError) as info:
+        parse_range(spec)
+    assert str(info.value).startswith(message)

@@ -124,3 +124,15 @@ def test_one_version_spelled_twice_is_refused() -> None:
     versions["1.0.0+build"] = versions["1.0.0"]
     with pytest.raises(RegistryError, match="same version"):
         _parse(document)
+
+
+def test_an_unknown_field_is_named_not_hidden_behind_the_field_it_misspells() -> None:
+    """`version` for `versions` said "plugins.a.versions: Field required (and 1 more)"."""
+    document = _index()
+    document["plugins"]["a"]["version"] = document["plugins"]["a"].pop("versions")
+    with pytest.raises(RegistryError) as caught:
+        _parse(document)
+    assert str(caught.value) == (
+        "https://r.example/index.json: index.json: plugins.a.version: unknown field; "
+        "plugins.a.versions: Field required"
+    )

@@ -7,7 +7,7 @@ import io
 import zipfile
 from pathlib import Path
 
-from rwq.atomic_file import write_atomically
+from rwq.atomic_file import PUBLIC_FILE, write_atomically
 from rwq.plugins.package.bundle import BundleError, open_bundle
 from rwq.plugins.package.file_list import FILE_LIST, SIGNATURE, file_list
 
@@ -42,7 +42,7 @@ def pack(source: Path, out_dir: Path) -> Path:
         for rel in (*files, FILE_LIST):
             data = listing if rel == FILE_LIST else (bundle.root / rel).read_bytes()
             archive.writestr(zip_entry(rel), data, compresslevel=COMPRESS_LEVEL)
-    write_atomically(target, archive_bytes.getvalue())
+    write_atomically(target, archive_bytes.getvalue(), mode=PUBLIC_FILE)
     return target
 
 

@@ -157,10 +157,12 @@ def _parse_comparator(text: str, part: str) -> list[Comparator]:
     assert op_match is not None  # the pattern matches any string
     op, rest = op_match.group(1) or "", op_match.group(2)
     match = _PARTIAL.match(rest)
+    # The whole range is quoted first: name the part only when there are others.
+    whole = part == text.strip()
     if match is None:
+        which = "not a version range" if whole else f"cannot read {part!r}"
         raise VersionError(
-            text,
-            f"cannot read {part!r}; expected forms like >=1.0.0, <2, ^1.2.3, ~1.2, 1.x or *",
+            text, f"{which}; expected forms like >=1.0.0, <2, ^1.2.3, ~1.2, 1.x or *"
         )
     numbers: list[int] = []
     for name in ("major", "minor", "patch"):
@@ -170,7 +172,8 @@ def _parse_comparator(text: str, part: str) -> list[Comparator]:
         numbers.append(int(value))
     pre = match.group("pre")
     if pre and len(numbers) < 3:
-        raise VersionError(text, f"{part!r}: a prerelease needs a full MAJOR.MINOR.PATCH")
+        which = "" if whole else f"{part!r}: "
+        raise VersionError(text, f"{which}a prerelease needs a full MAJOR.MINOR.PATCH")
     prerelease = tuple(pre.split(".")) if pre else ()
     lower = _padded(numbers, prerelease)
     upper = _next(numbers)  # first version past the partial one; None for "*"

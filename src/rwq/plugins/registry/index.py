@@ -189,11 +189,28 @@ def parse_index(data: bytes, source: str) -> RegistryIndex:
     try:
         return RegistryIndex.model_validate(document)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top)"
-        reason = str(first["msg"]).removeprefix("Value error, ")
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise RegistryError(source, f"{INDEX_FILE}: {where}: {reason}{more}") from None
+        raise RegistryError(source, f"{INDEX_FILE}: {_problems(exc)}") from None
+
+
+SHOWN_PROBLEMS = 5
+"""Most problems of an index one error message lists."""
+
+
+def _problems(error: ValidationError) -> str:
+    """Every problem of ``error`` on one line, unknown fields first (a misspelt field is
+    also a missing one: the unknown name says which)."""
+    found = sorted(error.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
+    said = []
+    for problem in found[:SHOWN_PROBLEMS]:
+        where = ".".join(str(p) for p in problem["loc"]) or "(top)"
+        reason = (
+            "unknown field"
+            if problem["type"] == "extra_forbidden"
+            else str(problem["msg"]).removeprefix("Value error, ")
+        )
+        said.append(f"{where}: {reason}")
+    more = f"; and {len(found) - SHOWN_PROBLEMS} more" if len(found) > SHOWN_PROBLEMS else ""
+    return "; ".join(said) + more
 
 
 def dump_index(index: RegistryIndex) -> bytes:

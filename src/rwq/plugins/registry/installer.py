@@ -155,7 +155,8 @@ class RegistryInstaller:
         try:
             bundle = open_bundle(path, extract_dir=self.paths.extracted)
         except RwqError as exc:  # BundleError, ManifestError: say which registry served it
-            raise refuse(str(exc)) from None
+            # Named by where the registry serves it, not the temporary file it was saved to.
+            raise refuse(str(exc).replace(str(path), where)) from None
         if bundle.name != candidate.name or bundle.version != candidate.version:
             raise refuse(f"{where} holds {bundle.name} {bundle.version}, not what the index says")
         if bundle.manifest.api_version != release.api_version:

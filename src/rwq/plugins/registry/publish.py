@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rwq.atomic_file import write_atomically
+from rwq.atomic_file import PUBLIC_FILE, write_atomically
 from rwq.plugins.package.bundle import BundleError, open_bundle
 from rwq.plugins.package.file_list import FILE_LIST
 from rwq.plugins.registry.errors import RegistryError
@@ -72,6 +72,8 @@ def publish(bundle_path: Path, registry: Path, extract_dir: Path) -> Published:
         BundleError, ManifestError: the bundle is invalid.
     """
     bundle_path = Path(bundle_path)
+    if not bundle_path.exists():
+        raise RegistryError("", f"{bundle_path}: does not exist")
     if bundle_path.suffix.lower() != ".zip" or not bundle_path.is_file():
         raise RegistryError(
             str(registry), f"{bundle_path}: publish takes a .zip bundle made by rwq plugin pack"
@@ -139,6 +141,7 @@ def publish(bundle_path: Path, registry: Path, extract_dir: Path) -> Published:
                 dump_index(
                     RegistryIndex(format=INDEX_FORMAT, plugins=dict(sorted(plugins.items())))
                 ),
+                mode=PUBLIC_FILE,
             )
     except OSError as exc:
         raise RegistryError(str(registry), f"cannot write: {exc}") from None
@@ -161,4 +164,4 @@ def _same_version(entry: PluginEntry, version: object) -> Release | None:
 
 def _write_bundle(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, data)
+    write_atomically(path, data, mode=PUBLIC_FILE)

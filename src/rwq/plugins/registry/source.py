@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import abc
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Protocol
@@ -28,6 +29,7 @@ __all__ = [
     "RegistrySource",
     "Sink",
     "open_source",
+    "registry_directory",
 ]
 
 TIMEOUT_S = 30.0
@@ -174,11 +176,21 @@ class HttpSource(RegistrySource):
         except httpx.TimeoutException:
             raise RegistryError(self.location, f"{rel}: timed out") from None
         except httpx.HTTPError as exc:
-            raise RegistryError(self.location, f"{rel}: {type(exc).__name__}: {exc}") from None
+            raise RegistryError(self.location, f"{rel}: {_failure(exc)}") from None
         return written
 
     def close(self) -> None:
         self.client.close()
+
+
+def _failure(exc: httpx.HTTPError) -> str:
+    """What went wrong in words, without the exception class or the errno:
+    ``cannot connect (connection refused)``."""
+    said = re.sub(r"^\[Errno -?\d+\] ", "", str(exc).strip()).rstrip(".")
+    said = said[:1].lower() + said[1:]
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({said})" if said else "cannot connect"
+    return said or type(exc).__name__
 
 
 def open_source(location: str, *, timeout: float = TIMEOUT_S) -> RegistrySource:
@@ -188,20 +200,34 @@ def open_source(location: str, *, timeout: float = TIMEOUT_S) -> RegistrySource:
     Raises:
         RegistryError: another scheme, or a URL without a host.
     """
+    directory = registry_directory(location)
+    if directory is not None:
+        return DirectorySource(location, directory)
+    parts = urlsplit(location)
+    if not parts.hostname:
+        raise RegistryError(location, "the URL names no host")
+    if parts.query or parts.fragment:
+        raise RegistryError(location, "a registry URL has no query or fragment")
+    return HttpSource(location, timeout=timeout)
+
+
+def registry_directory(location: str) -> Path | None:
+    """The directory of the registry at ``location`` (a path or a ``file://`` URL); None when
+    it is an ``http(s)://`` URL.
+
+    Raises:
+        RegistryError: another scheme, or a ``file://`` URL naming another host.
+    """
     parts = urlsplit(location)
     scheme = parts.scheme.lower() if "://" in location else ""
     if scheme in ("http", "https"):
-        if not parts.hostname:
-            raise RegistryError(location, "the URL names no host")
-        if parts.query or parts.fragment:
-            raise RegistryError(location, "a registry URL has no query or fragment")
-        return HttpSource(location, timeout=timeout)
+        return None
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise RegistryError(location, "a file:// registry is on this machine (file:///PATH)")
-        return DirectorySource(location, Path(unquote(parts.path)))
+        return Path(unquote(parts.path))
     if scheme:
         raise RegistryError(
             location, "a registry is an http://, https:// or file:// URL, or a directory"
         )
-    return DirectorySource(location, Path(location).expanduser())
+    return Path(location).expanduser()

@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from rwq.atomic_file import write_atomically
+from rwq.atomic_file import PUBLIC_FILE, write_atomically
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins.package.file_list import FILE_LIST, SIGNATURE
@@ -33,6 +33,7 @@ __all__ = [
     "SigningError",
     "TrustStore",
     "bundle_signature",
+    "check_private_key_file",
     "generate_key",
     "read_public_key",
     "sign_bundle",
@@ -117,6 +118,7 @@ def generate_key(path: Path, name: str, passphrase: bytes | None = None) -> Publ
     )
     publisher = PublisherKey(name, _raw(key.public_key()))
     try:
+        _make_private_dirs(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(pem)
@@ -128,8 +130,43 @@ def generate_key(path: Path, name: str, passphrase: bytes | None = None) -> Publ
     return publisher
 
 
+def _make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and its missing parents, each readable by its owner only (mode
+    0700: they hold a private key); existing ones are left as they are."""
+    missing: list[Path] = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    for made in reversed(missing):
+        made.mkdir(mode=0o700)
+
+
 def _raw(public: Ed25519PublicKey) -> bytes:
     return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def check_private_key_file(path: Path) -> None:
+    """Refuse, before it is read, a private key path that does not exist or is a public key.
+
+    Raises:
+        SigningError: says which, and for a public key which file the private key is.
+    """
+    if not path.exists():
+        raise SigningError(f"--key {path}: the private key file does not exist")
+    try:
+        with path.open("rb") as fh:
+            start = fh.read(len(PUBLIC_PREFIX) + 1)
+    except OSError:
+        return  # reading it says why
+    if start == PUBLIC_PREFIX.encode() + b" ":
+        private = (
+            f"{path.name.removesuffix('.pub')}, without .pub"
+            if path.name.endswith(".pub")
+            else "the file rwq plugin keygen wrote beside KEY.pub"
+        )
+        raise SigningError(
+            f"--key {path}: that is a public key; --key takes the private key ({private})"
+        )
 
 
 def load_private_key(path: Path, passphrase: bytes | None) -> Ed25519PrivateKey:
@@ -139,6 +176,7 @@ def load_private_key(path: Path, passphrase: bytes | None) -> Ed25519PrivateKey:
         SigningError: unreadable, readable by others, not an ed25519 key, or the passphrase
             is missing or wrong.
     """
+    check_private_key_file(path)
     try:
         mode = path.stat().st_mode
         data = path.read_bytes()
@@ -169,8 +207,12 @@ def read_public_key(path: Path) -> PublisherKey:
     """
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SigningError(f"{path}: cannot read the public key: {exc}") from None
+    except FileNotFoundError:
+        raise SigningError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise SigningError(f"{path}: cannot read the public key: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SigningError(f"{path}: not a public key (not text)") from None
     return _parse_public(text.strip(), str(path))
 
 
@@ -240,7 +282,7 @@ def sign_bundle(
             out.writestr(info, data)
         out.writestr(zip_entry(SIGNATURE), json.dumps(document, indent=2, sort_keys=True) + "\n")
     try:
-        write_atomically(bundle, signed.getvalue())
+        write_atomically(bundle, signed.getvalue(), mode=PUBLIC_FILE)
     except OSError as exc:
         raise SigningError(f"{bundle}: cannot write the signed bundle: {exc.strerror}") from None
     return publisher

@@ -494,9 +494,13 @@ def _print_reload(result: ControlResult) -> None:
             )
         else:
             version = f" {r.new_version}" if r.new_version else ""
+            running = f" (running {r.running_version})" if r.running_version else ""
+            if r.new_hash and r.running_hash and r.new_version == r.running_version:
+                # one version number, two codes: tell them apart by their bundle hashes
+                version += f" ({r.new_hash[:12]})"
+                running = f" (running {r.running_version} ({r.running_hash[:12]}))"
             out.print(
-                f"{r.host}: {r.plugin}{version} {r.outcome}: {r.reason}"
-                + (f" (running {r.running_version})" if r.running_version else ""),
+                f"{r.host}: {r.plugin}{version} {r.outcome}: {r.reason}{running}",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -85,6 +85,22 @@ def test_a_reload_request_swaps_the_new_version_in_and_each_host_answers(
     wait_for(lambda: server.handled == 1, "the answer counted")
 
 
+def test_changed_code_of_the_same_version_awaiting_approval_is_told_apart_by_its_hash(
+    host: Host, serve: Callable[..., ControlServer]
+) -> None:
+    d = write_plugin(host.root, "p", permissions=["ui.notifications"])
+    host.grant(d, "ui.notifications")
+    manager = host.started()
+    serve(manager)
+    running = manager.status("p").bundle_hash
+    write_plugin(host.root, "p", {"render": []}, permissions=["ui.notifications"])  # unsigned
+    [reply] = request_reload(host.client, keys(host), "p").replies
+    assert reply.outcome == "awaiting approval"
+    assert reply.new_version == reply.running_version == "1.0.0"
+    assert reply.running_hash == running
+    assert reply.new_hash and reply.new_hash != running
+
+
 def test_two_hosts_each_answer(host: Host, serve: Callable[..., ControlServer]) -> None:
     write_plugin(host.root, "p")
     serve(host.started(), identity="a:1")

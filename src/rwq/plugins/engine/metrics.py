@@ -165,6 +165,8 @@ class PluginSnapshot:
     signature: SignatureStatus | None = None
     """Its bundle's signature: signed by whom (trusted or not), unsigned or invalid; None
     when ``plugin_signatures`` is off."""
+    bundle_hash: str = ""
+    """The SHA-256 of the bundle it runs (or was last loaded from)."""
 
     @property
     def calls_total(self) -> int:

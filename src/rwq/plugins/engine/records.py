@@ -242,6 +242,7 @@ class PluginTable:
             cpu_throttled=rec.cpu_throttled,
             throttle_note=rec.throttle_note,
             signature=rec.signature,
+            bundle_hash=rec.bundle.sha256 if rec.bundle is not None else "",
             **rec.metrics.view(),
         )
 

@@ -73,6 +73,10 @@ class ControlReply:
     """The version the reload tried."""
     running_version: str = ""
     """The version running when the host answered (the old one, or the one rolled back to)."""
+    running_hash: str = ""
+    """The bundle hash of the running version (old and new code of one version differ here)."""
+    new_hash: str = ""
+    """The bundle hash of a new version awaiting approval."""
     elapsed_ms: float = 0.0
     probation_s: float = 0.0
     """Seconds the new version stays on probation (0 if it ended: ``settle``)."""
@@ -266,9 +270,19 @@ class ControlServer:
             ok: bool = False,
             probation: float = 0.0,
         ) -> None:
-            running = ""
+            running = running_hash = new_hash = ""
             with contextlib.suppress(RwqError):
-                running = self.manager.status(plugin).version if old else ""
+                if old:
+                    status = self.manager.status(plugin)
+                    running, running_hash = status.version, status.bundle_hash
+                new_hash = next(
+                    (
+                        p.review.bundle_hash
+                        for p in self.manager.pending_approvals()
+                        if p.plugin == plugin and p.update
+                    ),
+                    "",
+                )
             answer = ControlReply(
                 request_id,
                 self.identity,
@@ -279,6 +293,8 @@ class ControlServer:
                 old_version=old,
                 new_version=new,
                 running_version=running,
+                running_hash=running_hash,
+                new_hash=new_hash if outcome == "awaiting approval" else "",
                 elapsed_ms=round((time.perf_counter() - start) * 1000, 3),
                 probation_s=probation,
             )

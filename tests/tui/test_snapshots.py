@@ -57,9 +57,22 @@ def screen_text(app: App[object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def check(name: str, app: App[object]) -> None:
-    app.clear_notifications()
+async def settled_text(pilot: Pilot[None], app: App[object]) -> str:
+    """The screen once two readings 0.1 s apart agree and the footer is drawn (a reading
+    taken mid-refresh missed the key hints)."""
     text = screen_text(app)
+    for _ in range(50):
+        await pilot.pause(0.1)
+        again = screen_text(app)
+        if again == text and text.rstrip("\n").rsplit("\n", 1)[-1].strip():
+            return text
+        text = again
+    return text
+
+
+async def check(pilot: Pilot[None], name: str, app: App[object]) -> None:
+    app.clear_notifications()
+    text = await settled_text(pilot, app)
     path = SNAPSHOTS / f"{name}.txt"
     if UPDATE or not path.exists():
         path.parent.mkdir(exist_ok=True)
@@ -91,16 +104,16 @@ def test_main_screens(filled: Settings, redis_client: redis.Redis) -> None:
         table = app.query_one("#queue-table", DataTable)
         await until(pilot, lambda: table.row_count == 2)
         await pilot.pause(0.3)
-        check("queues", app)
+        await check(pilot, "queues", app)
         await pilot.press("2")
         await until(pilot, lambda: app.query_one("#dead-table", DataTable).row_count == 2)
-        check("dead-letters", app)
+        await check(pilot, "dead-letters", app)
         await pilot.press("3")
         await pilot.pause(0.3)
-        check("workers", app)
+        await check(pilot, "workers", app)
         await pilot.press("question_mark")
         await pilot.pause(0.1)
-        check("help", app)
+        await check(pilot, "help", app)
 
     drive(app, steps)
 
@@ -117,7 +130,7 @@ def test_plugin_screens(settings: Settings, redis_client: redis.Redis, tmp_path:
     async def steps(pilot: Pilot[None]) -> None:
         await until_screen(pilot, ApprovalScreen)
         await pilot.pause(0.2)
-        check("approval", app)
+        await check(pilot, "approval", app)
         await pilot.press("a")
         await until(pilot, lambda: host.manager.state("counter") is PluginState.ACTIVE)
         await pilot.press("4")
@@ -125,11 +138,11 @@ def test_plugin_screens(settings: Settings, redis_client: redis.Redis, tmp_path:
         panel = app.query_one("#panel-counter", PluginPanel)
         await until(pilot, lambda: panel.frame is not None and panel.frame.view is not None)
         await pilot.pause(0.2)
-        check("panels", app)
+        await check(pilot, "panels", app)
         await pilot.press("escape", "5")  # escape leaves the panel: its keys go to the plugin
         await until(pilot, lambda: app.query_one("#plugins-table", DataTable).row_count == 1)
         await pilot.pause(0.2)
-        check("plugins", app)
+        await check(pilot, "plugins", app)
 
     try:
         drive(app, steps)

@@ -29,6 +29,7 @@ from rwq.cli.context import (
     out,
     print_json_out,
 )
+from rwq.cli.dev import dev_cmd  # noqa: F401  (registers plugin dev)
 from rwq.cli.plugin import PluginsDir, plugin_app
 from rwq.cli.registry import install_cmd  # noqa: F401  (registers install, publish, search...)
 from rwq.cli.signing import trust_app  # noqa: F401  (registers keygen, sign, verify, trust)

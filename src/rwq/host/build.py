@@ -54,6 +54,11 @@ class HostOptions:
     fault_policy: FaultPolicy | None = None
     max_batch: int = DEFAULT_INBOX
     """Most events handed to one ``on_event`` call."""
+    with_installed: bool = True
+    """Host the user's installed plugins besides ``plugin_dirs``."""
+    granted_as_asked: frozenset[str] = frozenset()
+    """Plugins granted what each version's manifest asks for, as asked, without a dialog
+    (``rwq plugin dev``'s plugin; never another)."""
     screen: bool = False
     """A screen shows the plugins' log lines and notifications (kept in the host's
     :class:`~rwq.host.logs.PluginLogs`); without one they go to the process's log."""
@@ -75,6 +80,8 @@ def build_host(
         fault_policy=options.fault_policy,
         max_batch=options.max_batch,
         element_validator=validate_elements,
+        with_installed=options.with_installed,
+        granted_as_asked=options.granted_as_asked,
         **shown,
     )
     reloader = control = None

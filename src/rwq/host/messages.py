@@ -100,6 +100,9 @@ class Init:
     settings: Settings
     policy_path: Path | None
     watch: bool
+    with_installed: bool = True
+    granted_as_asked: frozenset[str] = frozenset()
+    """The :class:`rwq.host.build.HostOptions` fields of the same names."""
 
 
 @dataclass(frozen=True)

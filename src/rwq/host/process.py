@@ -67,7 +67,13 @@ class HostProcess:
             self.link.send(Failed(ErrorInfo.of(exc)))
             return
         try:
-            options = HostOptions(policy_path=init.policy_path, watch=init.watch, screen=True)
+            options = HostOptions(
+                policy_path=init.policy_path,
+                watch=init.watch,
+                with_installed=init.with_installed,
+                granted_as_asked=init.granted_as_asked,
+                screen=True,
+            )
             host = build_host(init.settings, client, options)
         except Exception as exc:  # a bad policy file, an unreadable plugins dir
             self.link.send(Failed(ErrorInfo.of(exc)))

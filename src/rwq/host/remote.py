@@ -86,11 +86,17 @@ class RemotePluginHost:
     """A plugin host in a process of its own, seen from the TUI."""
 
     def __init__(
-        self, settings: Settings, *, policy_path: Path | None = None, watch: bool = True
+        self,
+        settings: Settings,
+        *,
+        policy_path: Path | None = None,
+        watch: bool = True,
+        with_installed: bool = True,
+        granted_as_asked: frozenset[str] = frozenset(),
     ) -> None:
         self.settings = settings
-        self.policy_path = policy_path
-        self.watch = watch
+        self.init = Init(settings, policy_path, watch, with_installed, granted_as_asked)
+        """What the process is told to host, and how (its first message)."""
         self.toast: Toast | None = None
         """Set by the app once it runs; until then notifications are only logged."""
         self.process: subprocess.Popen[bytes] | None = None
@@ -139,7 +145,7 @@ class RemotePluginHost:
         link = self._link = Link(ours)
         ours.settimeout(START_TIMEOUT)
         try:
-            link.send(Init(self.settings, self.policy_path, self.watch))
+            link.send(self.init)
             reply = link.recv()
             while isinstance(reply, Notification):  # a plugin notified in its initialize
                 self._notify(reply.plugin, reply.message, reply.level)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.containers import Container
 from textual.notifications import SeverityLevel
-from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane, Tabs
 
 from rwq.config import Settings
 from rwq.errors import RwqError
@@ -25,6 +26,7 @@ from rwq.queue.broker import Broker
 from rwq.tui.approval import ApprovalScreen, Decision, apply
 from rwq.tui.bench_form import BenchScreen, QueueBench
 from rwq.tui.dead_letters import DeadLettersView
+from rwq.tui.dev import SIDE_BY_SIDE, DevPane, DevSession
 from rwq.tui.dialogs import HELP, ConfirmScreen, TextScreen, job_text
 from rwq.tui.panels import PanelsView, PluginPanel
 from rwq.tui.plugins_view import PluginsView
@@ -53,6 +55,12 @@ ModalScreen { align: center middle; }
 #approval-permissions { height: auto; max-height: 16; }
 #approval-known { height: auto; max-height: 8; }
 #bench-jobs { width: 20; }
+#dev-split { layout: horizontal; height: 1fr; }
+#dev-split PanelsView { width: 3fr; }
+#dev-split DevPane { width: 2fr; }
+#dev-split.-narrow { layout: vertical; }
+#dev-split.-narrow PanelsView { width: 1fr; height: 3fr; }
+#dev-split.-narrow DevPane { width: 1fr; height: 2fr; }
 """
 
 
@@ -80,6 +88,7 @@ class RwqApp(App[None]):
         poll_interval: float = 1.0,
         quit_after: float | None = None,
         queue_bench: QueueBench | None = None,
+        dev: DevSession | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -100,6 +109,9 @@ class RwqApp(App[None]):
         self.asking = False
         self.deciding: set[str] = set()
         """Plugins whose decision is being carried out (not asked about again meanwhile)."""
+        self.dev = dev if host is not None else None
+        """``rwq plugin dev``: the plugin in front, with its dev pane beside its panel."""
+        self._dev_in_front = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -111,7 +123,12 @@ class RwqApp(App[None]):
             with TabPane("Workers [3]", id="workers"):
                 yield WorkersView(id="workers-view")
             with TabPane("Panels [4]", id="panels"):
-                yield PanelsView(self.host, id="panels-view")
+                if self.dev is not None and self.host is not None:
+                    with Container(id="dev-split"):
+                        yield PanelsView(self.host, id="panels-view")
+                        yield DevPane(self.host, self.dev, id="dev-pane")
+                else:
+                    yield PanelsView(self.host, id="panels-view")
             with TabPane("Plugins [5]", id="plugins"):
                 yield PluginsView(self.host, id="plugins-view")
         yield Footer()
@@ -123,6 +140,9 @@ class RwqApp(App[None]):
         if self.host is not None:
             self.host.toast = self._toast_from_thread
         self.query_one("#queue-table", DataTable).focus()
+        if self.dev is not None:
+            self.action_tab("panels")
+            self._front_dev()
         self.poll()
         self.set_interval(self.poll_interval, self.poll)
         if self.quit_after is not None:
@@ -148,6 +168,7 @@ class RwqApp(App[None]):
             self.query_one(DeadLettersView).action_reload()  # new dead letters, their ages
         if self.host is not None:
             self.query_one(PanelsView).sync()
+            self._front_dev()
             if active == "plugins":  # else when shown: a hidden label's change costs a layout
                 self.query_one(PluginsView).refresh_view()
             self.ask_approvals()
@@ -172,6 +193,23 @@ class RwqApp(App[None]):
         )
 
     # -- plugins -----------------------------------------------------------------------------
+
+    def _front_dev(self) -> None:
+        """Once its panel exists: the dev plugin's panel alone in the tabs layout."""
+        if self.dev is None or self._dev_in_front:
+            return
+        view = self.query_one(PanelsView)
+        if self.dev.plugin not in view.panels:
+            return
+        self._dev_in_front = True
+        if not view.tabs_layout:
+            view.action_layout()
+        view.query_one("#panel-tabs", Tabs).active = f"tab-{self.dev.plugin}"
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.dev is not None:
+            narrow = event.size.width < SIDE_BY_SIDE
+            self.query_one("#dev-split").set_class(narrow, "-narrow")
 
     def _toast_from_thread(self, plugin: str, message: str, level: str) -> None:
         severity = NOTIFY_SEVERITY.get(level, "information")

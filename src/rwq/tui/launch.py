@@ -10,6 +10,7 @@ from rwq.connection import connect, redact
 from rwq.host.remote import RemotePluginHost
 from rwq.tui.app import RwqApp
 from rwq.tui.bench_form import QueueBench
+from rwq.tui.dev import DevSession
 from rwq.valkey.embedded import EmbeddedServer
 
 
@@ -29,16 +30,24 @@ def launch(
     client: Any = None,
     quit_after: float | None = None,
     queue_bench: QueueBench | None = None,
+    dev: DevSession | None = None,
+    with_installed: bool = True,
 ) -> None:
     """Run the TUI until the user quits (or ``quit_after`` seconds); the plugin host process
-    is started before and stopped after it."""
+    is started before and stopped after it. With ``dev`` (``rwq plugin dev``) its plugin is
+    in front and granted what it asks for; ``with_installed`` hosts the installed plugins."""
     own = client is None
     client = connect(settings) if own else client
     try:
-        host = RemotePluginHost(settings, policy_path=policy, watch=watch) if plugins else None
+        host = None
+        if plugins:
+            host = RemotePluginHost(
+                settings, policy_path=policy, watch=watch, with_installed=with_installed,
+                granted_as_asked=frozenset([dev.plugin] if dev is not None else []),
+            )  # fmt: skip
         app = RwqApp(
             settings, client, host=host, address=address(settings), quit_after=quit_after,
-            queue_bench=queue_bench,
+            queue_bench=queue_bench, dev=dev,
         )  # fmt: skip
         if host is not None:
             host.start()  # its own process: the UI process only paints

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from rwq.errors import RwqError
@@ -28,6 +29,8 @@ from rwq.plugins.trust.signing import SignaturePolicy, SignatureStatus
 
 log = logging.getLogger(__name__)
 
+AS_ASKED_BY = "rwq plugin dev"
+"""Who the grants of a plugin granted as asked are recorded as given by."""
 _STOPPED = (PluginState.DISABLED, PluginState.UNLOADED, PluginState.ERROR)
 
 
@@ -46,6 +49,8 @@ class Loader:
         declared: plugin name to the dependencies its running manifest declares (the host
             API's view); kept up to date here.
         extracted: where reopened bundles are extracted.
+        granted_as_asked: plugins granted what each version asks for, as asked, when it is
+            reviewed (``rwq plugin dev``'s), by :data:`AS_ASKED_BY`.
     """
 
     def __init__(
@@ -62,6 +67,7 @@ class Loader:
         declared: dict[str, set[str]],
         extracted: Path,
         signatures: SignaturePolicy | None = None,
+        granted_as_asked: frozenset[str] = frozenset(),
     ) -> None:
         self._table = table
         self._ops = ops
@@ -74,6 +80,7 @@ class Loader:
         self._declared = declared
         self._extracted = extracted
         self._signatures = signatures
+        self._as_asked = granted_as_asked
 
     # -- the host's and the user's operations -----------------------------------------------
 
@@ -318,17 +325,18 @@ class Loader:
         """The review of ``bundle``'s requests (the policy applied to what is pending). The
         running instance's binding keeps its grants even if an update that failed to load
         was reviewed since."""
-        m = bundle.manifest
-        requested = list(m.permissions)
-        rec = self._table.find(name)
-        slot = rec.slot if rec is not None else None
+        requested, version = list(bundle.manifest.permissions), str(bundle.manifest.version)
+        slot = getattr(self._table.find(name), "slot", None)
         running = [(slot.binding.version, slot.binding.bundle_hash)] if slot is not None else []
         signed = self.signer(bundle)
-        version = str(m.version)
-        review = self._grants.review(
-            name, requested, version, bundle.sha256, keep=running, signer=signed.publisher,
-            trusted=signed.trusted,
+        reviewed = partial(
+            self._grants.review, name, requested, version, bundle.sha256, keep=running,
+            signer=signed.publisher, trusted=signed.trusted,
         )  # fmt: skip
+        review = reviewed()
+        if review.pending and name in self._as_asked:  # the review carries the asked scopes
+            self._grants.approve(review, granted_by=AS_ASKED_BY)
+            review = reviewed()
         if review.pending and policy and self._policy is not None:
             review = self._grants.apply_policy(
                 self._policy, name, requested, version, bundle.sha256, signer=signed.publisher,

@@ -77,6 +77,9 @@ class PluginManager:
         max_batch: most events handed to one ``on_event`` call.
         on_notify, on_log: where plugin notifications and log lines go (logged by default).
         clock: monotonic seconds (backoff, timers, rate limits).
+        with_installed: host the user's installed plugins besides ``plugin_dirs``.
+        granted_as_asked: plugins granted what each version's manifest asks for when it is
+            reviewed, without asking (``rwq plugin dev``'s plugin).
     """
 
     def __init__(
@@ -94,10 +97,12 @@ class PluginManager:
         on_notify: Notify | None = None,
         on_log: LogSink | None = None,
         clock: Callable[[], float] = time.monotonic,
+        with_installed: bool = True,
+        granted_as_asked: Iterable[str] = (),
     ) -> None:
         self.settings = settings
         self.client = client
-        self.paths = PluginPaths(settings)
+        self.paths = PluginPaths(settings, with_installed=with_installed)
         policy = load_policy(policy_path) if policy_path else None
         self.broker = Broker(client, settings)
         self.audit = AuditLog.from_settings(settings)
@@ -130,6 +135,7 @@ class PluginManager:
             table, ops, instances, subs, self.grants, self.bus, policy=policy,
             release=self.host_api.release, declared=declared, extracted=self.paths.extracted,
             signatures=SignaturePolicy.from_settings(settings),
+            granted_as_asked=frozenset(granted_as_asked),
         )  # fmt: skip
         retire = partial(loader.retire, graceful=False, event="disabled")
         self._calls = calls = Calls(table, self.bus, fault_policy, retire=retire, wake=wake.set)

@@ -20,6 +20,8 @@ from rwq.plugins.trust.signing import SignatureStatus
 
 LATENCY_WINDOW = 1024
 """Latest call durations kept per plugin for the quantiles."""
+HOOK_WINDOW = 128
+"""Latest call durations kept per hook of a plugin, for its own quantiles."""
 
 
 class LatencyWindow:
@@ -56,6 +58,7 @@ class PluginMetrics:
         self.faults: Counter[str] = Counter()
         """Faults by :class:`~rwq.plugins.runtimes.base.FaultKind`."""
         self.latency = LatencyWindow()
+        self.hooks: dict[str, LatencyWindow] = {}
         self.discarded = 0
         """Events taken from the inbox but not handed over (revoked, disabled, unloaded)."""
         self.cpu_retired = 0.0
@@ -71,6 +74,10 @@ class PluginMetrics:
             if failed:
                 self.errors[hook] += 1
             self.latency.add(seconds)
+            window = self.hooks.get(hook)
+            if window is None:
+                window = self.hooks[hook] = LatencyWindow(HOOK_WINDOW)
+            window.add(seconds)
 
     def fault(self, kind: str) -> None:
         with self._lock:
@@ -113,6 +120,7 @@ class PluginMetrics:
                 "latency_p99": p99,
                 "latency_count": self.latency.count,
                 "latency_sum": self.latency.total,
+                "hook_latency": {h: w.quantiles(0.5, 0.99) for h, w in self.hooks.items()},
                 "cpu_seconds": self.cpu_retired + self.cpu_live,
                 "memory_bytes": self.memory,
                 "events_discarded": self.discarded,
@@ -141,6 +149,8 @@ class PluginSnapshot:
     latency_p99: float = 0.0
     latency_count: int = 0
     latency_sum: float = 0.0
+    hook_latency: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    """Per hook: the p50 and p99 of its latest calls, in seconds."""
     cpu_seconds: float = 0.0
     """CPU time used by every instance of the plugin so far."""
     memory_bytes: int = 0

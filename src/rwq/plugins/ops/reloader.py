@@ -78,6 +78,9 @@ class HotReloader:
         """Note the running versions and start watching."""
         dirs = self._dirs()
         for directory in dirs:
+            if is_bundle(directory):  # one plugin, given as a directory to search
+                self._learn(directory)
+                continue
             for entry in sorted(directory.iterdir()):
                 if is_bundle(entry):
                     self._learn(entry)

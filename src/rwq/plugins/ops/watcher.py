@@ -28,6 +28,12 @@ def is_bundle(entry: Path) -> bool:
     return entry.suffix.lower() == ".zip"
 
 
+def _litter(parts: tuple[str, ...]) -> bool:
+    """Whether a path inside a plugin is no part of its bundle: hidden, or installed
+    packages."""
+    return any(part.startswith(".") or part == "node_modules" for part in parts)
+
+
 class BundleWatcher:
     """Watches plugin directories and tells which bundle a burst of saves touched.
 
@@ -61,6 +67,9 @@ class BundleWatcher:
     def run(self, stop: threading.Event) -> None:
         """Pass on bursts of saves until ``stop`` is set; a failure is logged, and ends it."""
         roots = [d.resolve() for d in self._dirs]
+        # A plugin given as a directory to search: a save anywhere in it (but its hidden
+        # files and node_modules) is that plugin's.
+        single = {root for root in roots if is_bundle(root)}
         skip = self._skip.resolve()
         try:
             with self._notify:
@@ -76,9 +85,12 @@ class BundleWatcher:
                             continue
                         for root in roots:
                             if path != root and path.is_relative_to(root):
-                                top = path.relative_to(root).parts[0]
-                                if not top.startswith("."):  # hidden: an install staging
-                                    self._changed(root / top)
+                                parts = path.relative_to(root).parts
+                                if root in single:
+                                    if not _litter(parts):
+                                        self._changed(root)
+                                elif not parts[0].startswith("."):  # hidden: install staging
+                                    self._changed(root / parts[0])
                                 break
         except Exception:
             if not stop.is_set():

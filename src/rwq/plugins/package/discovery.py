@@ -70,7 +70,8 @@ class LoadPlan:
 def discover(
     dirs: Iterable[Path], extract_dir: Path, *, limits: BundleLimits = DEFAULT_LIMITS
 ) -> Discovery:
-    """Open every bundle in ``dirs``: subdirectories holding a manifest, and ``.zip`` files.
+    """Open every bundle in ``dirs``: subdirectories holding a manifest, and ``.zip`` files;
+    a directory of ``dirs`` that holds a manifest itself is that one plugin.
 
     Missing directories are skipped, as are hidden entries and ``extract_dir`` itself.
     Two bundles with one plugin name are both refused.
@@ -111,6 +112,8 @@ def discover(
 def _candidates(directory: Path, extract_dir: Path, errors: dict[Path, RwqError]) -> list[Path]:
     if not directory.exists():
         return []
+    if any((directory / name).is_file() for name in MANIFEST_NAMES):
+        return [directory]  # a plugin given as a directory to search: that plugin alone
     try:
         entries = sorted(directory.iterdir())
     except OSError as exc:

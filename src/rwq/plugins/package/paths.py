@@ -17,6 +17,9 @@ class PluginPaths:
     """Where plugins are found, installed and unpacked for one settings object."""
 
     settings: Settings
+    with_installed: bool = True
+    """Search the user's installed plugins too (``rwq plugin dev`` leaves them out unless
+    asked)."""
 
     @property
     def installed(self) -> Path:
@@ -28,9 +31,10 @@ class PluginPaths:
 
     @property
     def search(self) -> list[Path]:
-        """The directories discovery reads: ``plugin_dirs``, then the installed plugins."""
+        """The directories discovery reads: ``plugin_dirs``, then the installed plugins. A
+        directory that holds a manifest is one plugin, not a directory of plugins."""
         extra = [Path(p).expanduser().absolute() for p in self.settings.plugin_dirs.split(":") if p]
-        return [*dict.fromkeys([*extra, self.installed])]
+        return [*dict.fromkeys([*extra, *([self.installed] if self.with_installed else [])])]
 
 
 def with_plugin_dirs(settings: Settings, dirs: list[Path] | None, option: str) -> Settings:

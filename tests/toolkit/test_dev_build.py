@@ -70,6 +70,7 @@ def test_a_saved_c_plugin_is_rebuilt_a_broken_build_keeps_the_last_good_version(
         assert manager.plugins() == ["devc"]
         assert manager.state("devc") is PluginState.ACTIVE
         wait_for(lambda: "no failures yet" in panel(), "the first panel")
+        loads = manager.status("devc").loads
 
         source.write_text(source.read_text().replace("no failures yet", "nothing failed (v2)"))
         wait_for(lambda: "nothing failed (v2)" in panel(), "the rebuilt version")
@@ -86,6 +87,11 @@ def test_a_saved_c_plugin_is_rebuilt_a_broken_build_keeps_the_last_good_version(
         source.write_text(source.read_text().replace('(v3)" oops', "fixed (v3)"))
         wait_for(lambda: "fixed (v3)" in panel(), "the fixed build to take over")
         assert builds[-1].ok
+
+        # One load per good build: a save of main.c alone changes nothing the host reads
+        # (the old module with the new sources was swapped in first, then the new module).
+        time.sleep(0.5)  # any other reload would have happened by now
+        assert manager.status("devc").loads == loads + 2
     finally:
         builder.stop()
         host.stop()

@@ -4,11 +4,12 @@ serving, with a probation period that rolls a faulting new version back."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import threading
 import time
 from concurrent.futures import Future
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from rwq.errors import RwqError
 from rwq.plugins.engine.lifecycle import PluginState
@@ -17,6 +18,7 @@ from rwq.plugins.ops.attempts import Outcome, ReloadAttempt, ReloadHistory, unre
 from rwq.plugins.ops.probation import Probations, fault_count
 from rwq.plugins.ops.watcher import BundleWatcher, is_bundle
 from rwq.plugins.package.bundle import Bundle, open_bundle
+from rwq.plugins.package.manifest import MANIFEST_NAMES
 
 __all__ = ["HotReloader", "Outcome", "ReloadAttempt"]
 
@@ -69,6 +71,9 @@ class HotReloader:
         self._seen: dict[str, str] = {}
         """The sha256 of the bundle last tried per plugin (in place, failed or rolled back):
         a stray event of a save already handled does not try it again."""
+        self._code: dict[str, str | None] = {}
+        """What the host reads of each WASM plugin last tried (its manifest and module,
+        hashed): a save of its sources alone is not reloaded, its build's module is."""
         self._waiters: dict[Path, list[_Waiter]] = {}
         self._threads: list[threading.Thread] = []
 
@@ -180,7 +185,7 @@ class HotReloader:
         with self._cond:
             if self._probations.rolling_back(name):
                 return
-            self._seen[name] = bundle.sha256
+            self._note(name, bundle)
         self._probations.start(name, bundle)
 
     # -- the worker --------------------------------------------------------------------------
@@ -226,6 +231,7 @@ class HotReloader:
             self._probations.forget(known)
             with self._cond:
                 self._seen.pop(known, None)
+                self._code.pop(known, None)
             return record(known, "", "removed", f"{path} was removed")
         try:
             bundle = open_bundle(path, extract_dir=self.manager.paths.extracted)
@@ -244,7 +250,7 @@ class HotReloader:
             log.info("hot reload: %s is new (plugin %s): taking it in", path, name)
             self._names[path], self._paths[name] = name, path
             with self._cond:
-                self._seen[name] = bundle.sha256
+                self._note(name, bundle)
             try:
                 state = self.manager.add(bundle)
             except LifecycleError as exc:
@@ -255,11 +261,16 @@ class HotReloader:
                 return record(name, version, "failed", self.manager.reason(name))
             return record(name, version, "reloaded", "new plugin")
         self._names[path], self._paths[name] = name, path
+        state = self.manager.state(name)
+        code = code_of(bundle)
         with self._cond:
             if self._seen.get(name) == bundle.sha256 and not force:
                 return None  # a save that changed nothing, or a burst already taken in
-            self._seen[name] = bundle.sha256
-        state = self.manager.state(name)
+            runs_the_same = code is not None and self._code.get(name) == code
+            if runs_the_same and not force and state is PluginState.ACTIVE:
+                return None  # its sources changed: its build will write the module
+            self._note(name, bundle, code)
+
         stopped = (PluginState.DISABLED, PluginState.UNLOADED)
         if state is PluginState.ERROR or (force and state in stopped):
             state = self.manager.restore(name, bundle)
@@ -275,6 +286,12 @@ class HotReloader:
         if any(p.plugin == name and p.update for p in self.manager.pending_approvals()):
             return record(name, version, "awaiting approval", result.reason)
         return record(name, version, "failed", result.reason)
+
+    def _note(self, name: str, bundle: Bundle, code: str | None = None) -> None:
+        """Take ``bundle`` as the version of ``name`` last tried (self._cond held, or the
+        reloader not started)."""
+        self._seen[name] = bundle.sha256
+        self._code[name] = code if code is not None else code_of(bundle)
 
     def _answer(self, path: Path, waiters: list[_Waiter], attempt: ReloadAttempt | None) -> None:
         if not waiters:
@@ -298,7 +315,22 @@ class HotReloader:
         if name not in self.manager.plugins():
             return
         self._names[path], self._paths[name] = name, path
-        self._seen[name] = bundle.sha256
+        self._note(name, bundle)
         with contextlib.suppress(RwqError):
             if self.manager.state(name) is PluginState.ACTIVE:
                 self._probations.learn(name, bundle)
+
+
+def code_of(bundle: Bundle) -> str | None:
+    """A digest of what the host reads of a WASM plugin in a directory: its manifest and its
+    module, not its sources, build scripts or README (None for any other bundle)."""
+    if bundle.kind != "dir" or bundle.manifest.runtime != "wasm":
+        return None
+    entry = PurePosixPath(bundle.manifest.entry_point).as_posix()
+    digest = hashlib.sha256()
+    for rel in sorted(f for f in bundle.files if f in MANIFEST_NAMES or f == entry):
+        try:
+            digest.update(rel.encode() + b"\0" + (bundle.root / rel).read_bytes())
+        except OSError:
+            return None  # changing under us: look at it as a whole
+    return digest.hexdigest()

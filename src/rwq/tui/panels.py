@@ -550,6 +550,8 @@ class PanelsView(Vertical):
             empty.update("" if self.panels else "No plugins installed: see `rwq plugin install`.")
         empty.display = not self.panels
         if added and self.renderer is not None:
+            for name in added:  # a new panel has no frame yet, even if one was drawn before
+                self.renderer.forget(name)
             self.renderer.mark_all(added)
         self._show_active()
 

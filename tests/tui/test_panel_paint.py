@@ -9,6 +9,7 @@ import io
 from typing import Any
 
 from rich.console import Console
+from rich.segment import Segment
 from rich.style import Style
 from textual.app import App, ComposeResult
 from textual.geometry import Region
@@ -117,6 +118,41 @@ def test_a_throttled_panel_says_so_on_its_border() -> None:
             panel.show(dataclasses.replace(frame_of(2, panel.size.width, seq=2), base_seq=1))
             await pilot.pause()
             assert not panel.has_class("-throttled") and not panel.border_subtitle
+
+    asyncio.run(main())
+
+
+def test_a_frame_changing_one_line_repaints_that_line() -> None:
+    """The regions a frame marks for repaint are the rows of its changed lines: its first
+    line changed alone is drawn at once, not with the next full repaint."""
+
+    async def main() -> None:
+        app = PanelApp()
+        async with app.run_test(size=(70, 30)) as pilot:
+            panel = app.query_one(PluginPanel)
+            await pilot.pause()
+            width = panel.size.width
+            first = frame_of(1, width, seq=1)
+            panel.show(first)
+            await pilot.pause()
+            top = panel.content_offset.y
+            for line in (0, 3):
+                assert first.lines is not None
+                lines = [list(row) for row in first.lines.lines]
+                lines[line] = [Segment(f"changed line {line}")]
+                changed = dataclasses.replace(
+                    first, lines=SegmentLines(lines, width), seq=2 + line, base_seq=first.seq,
+                    changed=(line,),
+                )  # fmt: skip
+                panel.show(changed)
+                assert panel._repaint_regions == {Region(0, top + line, panel.region.width, 1)}
+                await pilot.pause()
+                painted = panel.render_lines(Region(0, top + line, panel.region.width, 1))
+                assert f"changed line {line}" in painted[0].text
+                panel.show(dataclasses.replace(first, seq=3 + line, base_seq=2 + line,
+                                               changed=(line,)))  # fmt: skip
+                first = panel.frame  # type: ignore[assignment]
+                await pilot.pause()
 
     asyncio.run(main())
 

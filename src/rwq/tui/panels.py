@@ -167,10 +167,11 @@ class PluginPanel(Widget, can_focus=True):
             # only the lines that changed are drawn again, as few regions as possible (the
             # screen renders each region apart), each as wide as the panel with its border and
             # padding: a narrower one would make the screen cut every line it writes (a new
-            # strip, drawn into escape codes again) instead of writing the line as made
-            left, top = self.content_offset
+            # strip, drawn into escape codes again) instead of writing the line as made.
+            # Regions are given relative to the content (Textual adds its offset).
+            left = self.content_offset.x
             shown = range(self.first_line, self.first_line + max(self.size.height, 0))
-            changed = tuple(y - self.first_line + top for y in frame.changed if y in shown)
+            changed = tuple(y - self.first_line for y in frame.changed if y in shown)
             self.refresh(*_spans(changed, -left, self.region.width))
         else:
             self.refresh(layout=layout)

@@ -255,6 +255,7 @@ class HotSwap:
                 self._loader.declare(name, cand.bundle.manifest)
             self._set_quota(name, cand.bundle.manifest)
             rec.metrics.count_load()
+        self._table.notify(name)  # the new version's panel first, then the old one's exit
         self._instances.wind_down(rec, old, old_slot, old_exports)
         publish_local(
             self._bus,
@@ -267,5 +268,4 @@ class HotSwap:
                 listener(result, cand.bundle)
             except Exception:
                 log.exception("plugin swap listener failed")
-        self._table.notify(name)
         return result

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -544,7 +545,16 @@ def parse_manifest(data: object, source: Path | str = "<manifest>") -> PluginMan
 
 
 def parse_manifest_yaml(text: str | bytes, source: Path | str = "<manifest>") -> PluginManifest:
-    """Parse and validate the YAML ``text`` of a manifest from ``source``."""
+    """Parse and validate the YAML ``text`` of a manifest from ``source``.
+
+    The manifests parsed last are kept by their text: a hot reload reads the manifest again
+    at every save of a plugin's code, and parsing YAML is most of what that costs. A
+    manifest is immutable, so the same one can be handed out again."""
+    return _parse_manifest_yaml(text, str(source))
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_manifest_yaml(text: str | bytes, source: str) -> PluginManifest:
     if len(text) > MAX_MANIFEST_BYTES:
         raise ManifestError(source, [("", f"larger than {MAX_MANIFEST_BYTES // 1024} KiB")])
     try:

@@ -75,6 +75,10 @@ def test_the_dev_screen_follows_edits_keeps_the_last_good_version_and_grants_as_
         await until(pilot, lambda: "no failures yet" in text_of(panel), DEADLINE)
         await until(pilot, lambda: "hook" in pane_text(app), DEADLINE)
         assert "render" in pane_text(app)  # its hook timings
+        lines = pane_text(app).splitlines()  # one line each, no newline shown escaped
+        assert "\\n" not in pane_text(app)
+        assert "build: none (Starlark runs as written)" in lines
+        assert any(line.startswith("devp 0.1.0: active") for line in lines)
 
         source.write_text(source.read_text().replace("no failures yet", "nothing failed (v2)"))
         await until(pilot, lambda: "nothing failed (v2)" in text_of(panel), DEADLINE)

@@ -509,6 +509,31 @@ def bench_tui_cmd(
     _print_figures(result)
 
 
+@bench_app.command("toolkit")
+def bench_toolkit_cmd(
+    lang: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lang", help="starlark, c or assemblyscript (repeat for several; default: all)."
+        ),
+    ] = None,
+    saves: Annotated[int, typer.Option("--saves", min=1, help="Saves timed per language.")] = 5,
+    rate: Annotated[
+        float, typer.Option("--rate", min=0.1, help="Demo jobs a second while developing.")
+    ] = 20.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """A plugin author's loop per language, in a terminal: rwq plugin new to the panel live
+    in rwq plugin dev, and each save to the new version on screen (in a temporary home)."""
+    from rwq.bench.toolkit import run_toolkit_bench
+
+    result = run_toolkit_bench(lang, saves=saves, rate=rate)
+    if as_json:
+        print_json_out(result)
+        return
+    _print_figures(result)
+
+
 def _print_figures(figures: Mapping[str, Any], indent: int = 0) -> None:
     """A benchmark's figures for people: one ``name: value`` a line, nested ones indented."""
     for key, value in figures.items():

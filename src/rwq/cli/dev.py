@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rwq.cli.plugin import PluginCliError, _settings, plugin_app
+from rwq.cli.plugin import PluginCliError, _settings, out, plugin_app
 from rwq.cli.toolkit import _fail
 from rwq.errors import RwqError
 
@@ -70,6 +70,12 @@ def dev_cmd(
     finally:
         if builder is not None:
             builder.stop()
+            if builder.builds and builder.last is not None and builder.last.ok:
+                out.print(
+                    f"{plugin.name}: the module is a development build (unoptimized); "
+                    f"rwq plugin build {path} makes the one to pack",
+                    soft_wrap=True,
+                )
 
 
 def _prepare(

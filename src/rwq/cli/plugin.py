@@ -111,7 +111,14 @@ def pack_cmd(
     import hashlib
 
     from rwq.plugins.package.pack import pack
+    from rwq.toolkit.build import dev_module
 
+    module = dev_module(path)
+    if module is not None:
+        raise PluginCliError(
+            f"{module} is a development build (rwq plugin dev builds unoptimized): "
+            f"run rwq plugin build {path} first"
+        )
     target = pack(path, out_dir)
     digest = hashlib.sha256(target.read_bytes()).hexdigest()
     if as_json:

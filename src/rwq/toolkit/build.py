@@ -10,10 +10,13 @@ missing toolchain (:class:`ToolchainMissing`) or a directory that is not a plugi
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import shutil
 import subprocess
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,26 +24,35 @@ from typing import Any, Literal
 
 from rwq.errors import RwqError
 from rwq.plugins.package.manifest import find_manifest, load_manifest
+from rwq.toolkit.asc import CompilerGone, WarmCompiler
 
 __all__ = [
     "ASC_FLAGS",
     "C_FLAGS",
+    "DEV_SECTION",
     "BuildInputError",
     "BuildResult",
     "Language",
     "ToolchainMissing",
     "build_plugin",
     "detect_language",
+    "dev_module",
+    "is_dev_build",
+    "warm_up",
 ]
 
+log = logging.getLogger(__name__)
+
 Language = Literal["starlark", "c", "assemblyscript"]
+Profile = Literal["release", "dev"]
+"""``release``: optimized, as ``rwq plugin build`` makes it. ``dev``: unoptimized, several
+times faster to build, marked as a development build (``rwq plugin dev``'s saves)."""
 
 C_FLAGS = (
     "--target=wasm32-wasi",
     # a reactor: _initialize runs the constructors once; a command module (_start) would run
     # them again on every call. Exports come from export_name attributes (rwq.h).
     "-mexec-model=reactor",
-    "-O2",
     "-Wall",
     "-Wextra",
     "-Wno-unused-parameter",
@@ -53,8 +65,16 @@ ASC_FLAGS = (
     "incremental",
     "--exportStart",
     "_initialize",  # top-level code runs once after instantiation (a WASI reactor)
-    "-O3",
 )
+OPTIMIZE: dict[tuple[Language, Profile], str] = {
+    ("c", "release"): "-O2",
+    ("c", "dev"): "-O0",
+    ("assemblyscript", "release"): "-O3",
+    ("assemblyscript", "dev"): "-O0",
+}
+DEV_SECTION = "rwq.dev-build"
+"""The custom section marking a module built by ``rwq plugin dev``: ``rwq plugin pack``
+refuses it."""
 AS_LIBRARY = "lib"
 """The plugin's folder holding the AssemblyScript SDK (``rwq.ts``, ``exports.ts``)."""
 BUILD_TIMEOUT = 300.0
@@ -87,6 +107,7 @@ class BuildResult:
     artifact: Path | None = None
     """The module written (the manifest's entry point); None when nothing was built."""
     command: tuple[str, ...] = ()
+    profile: Profile = "release"
     notes: tuple[str, ...] = field(default=())
     """What the toolkit has to add: a hint after a failure, a version mismatch."""
 
@@ -99,6 +120,7 @@ class BuildResult:
             "duration_s": round(self.duration, 3),
             "artifact": str(self.artifact) if self.artifact else None,
             "command": shlex.join(self.command) if self.command else "",
+            "profile": self.profile,
             "notes": list(self.notes),
         }
 
@@ -129,13 +151,26 @@ def detect_language(path: Path) -> tuple[Language, Path]:
     )
 
 
-def build_plugin(path: Path, *, env: dict[str, str] | None = None) -> BuildResult:
+def build_plugin(
+    path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    profile: Profile = "release",
+    warm: WarmCompiler | None = None,
+) -> BuildResult:
     """Build the plugin at ``path`` into its manifest's entry point.
+
+    The compiler writes a hidden file beside the entry point, renamed over it only when the
+    build succeeded: a failed build leaves the last module, and a hot reload never reads a
+    module half written.
 
     Args:
         path: a plugin directory.
         env: the environment the compiler runs in (default: this process's); ``PATH``
             finds the tools, ``CC`` and ``CFLAGS`` (C) or ``ASCFLAGS`` are honoured.
+        profile: ``release`` (optimized) or ``dev`` (unoptimized and marked, see
+            :data:`DEV_SECTION`).
+        warm: compile AssemblyScript in this compiler process instead of a new ``node``.
 
     Raises:
         BuildInputError: not a plugin with sources.
@@ -144,17 +179,53 @@ def build_plugin(path: Path, *, env: dict[str, str] | None = None) -> BuildResul
     environ = dict(os.environ if env is None else env)
     language, entry = detect_language(path)
     if language == "starlark":
-        return BuildResult(path, language, True)
+        return BuildResult(path, language, True, profile=profile)
+    output_file = entry.with_name(f".{entry.name}.building")
     if language == "c":
-        command, notes = _c_command(path, entry, environ)
+        command, notes = _c_command(path, output_file, environ, profile)
     else:
-        command, notes = _as_command(path, entry, environ)
+        command, notes = _as_command(path, output_file, environ, profile)
     started = time.perf_counter()
+    try:
+        ok, output = _compile(path, command, language, environ, warm)
+    except subprocess.TimeoutExpired:
+        ok, output = False, f"the build took longer than {BUILD_TIMEOUT:g}s"
+    finally:
+        duration = time.perf_counter() - started
+    ok = ok and output_file.is_file()
+    if ok:
+        if profile == "dev":
+            mark_dev_build(output_file)
+        os.replace(output_file, entry)
+    else:
+        output_file.unlink(missing_ok=True)
+        if language == "c":
+            notes.extend(_c_failure_hints(output))
+    return BuildResult(
+        path, language, ok, output, duration, entry if ok else None, tuple(command), profile,
+        tuple(notes),
+    )  # fmt: skip
+
+
+def _compile(
+    path: Path,
+    command: list[str],
+    language: Language,
+    env: dict[str, str],
+    warm: WarmCompiler | None,
+) -> tuple[bool, str]:
+    """Run the compiler: whether it succeeded, and its output."""
+    if warm is not None and language == "assemblyscript":
+        node, asc_js, *args = command
+        try:
+            return warm.compile(node, _asc_module(Path(asc_js)), path, args, BUILD_TIMEOUT)
+        except CompilerGone as exc:  # built the usual way; the next save starts another
+            log.warning("%s", exc)
     try:
         done = subprocess.run(
             command,
             cwd=path,
-            env=environ,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -163,19 +234,98 @@ def build_plugin(path: Path, *, env: dict[str, str] | None = None) -> BuildResul
         )
     except FileNotFoundError as exc:  # between the check and the run, or a broken shebang
         raise ToolchainMissing(f"cannot run {command[0]}: {exc.strerror}") from None
-    except subprocess.TimeoutExpired:
-        return BuildResult(
-            path, language, False, f"the build took longer than {BUILD_TIMEOUT:g}s",
-            time.perf_counter() - started, None, tuple(command), tuple(notes),
-        )  # fmt: skip
-    duration = time.perf_counter() - started
-    output = done.stdout.decode("utf-8", "replace")
-    ok = done.returncode == 0 and entry.is_file()
-    if not ok and language == "c":
-        notes.extend(_c_failure_hints(output))
-    return BuildResult(
-        path, language, ok, output, duration, entry if ok else None, tuple(command), tuple(notes)
-    )
+    return done.returncode == 0, done.stdout.decode("utf-8", "replace")
+
+
+def _relative(output: Path, path: Path) -> str:
+    return str(output.relative_to(path)) if output.is_relative_to(path) else str(output)
+
+
+def warm_up(path: Path, warm: WarmCompiler, rounds: int, stop: threading.Event) -> None:
+    """Compile the AssemblyScript plugin at ``path`` ``rounds`` times into a throwaway file
+    (until ``stop``): a compiler that has run a few times compiles several times faster, so
+    the author's first saves are as quick as the later ones. Failures are ignored: the
+    builds that count say what went wrong."""
+    with tempfile.TemporaryDirectory(prefix="rwq-asc-warm-") as tmp:
+        try:
+            command, _ = _as_command(path, Path(tmp) / "warm.wasm", dict(os.environ), "dev")
+        except RwqError:
+            return
+        node, asc_js, *args = command
+        for _ in range(rounds):
+            if stop.is_set():
+                return
+            try:
+                warm.compile(node, _asc_module(Path(asc_js)), path, args, BUILD_TIMEOUT)
+            except CompilerGone:
+                return
+
+
+def _asc_module(asc_bin: Path) -> Path:
+    """The compiler's module beside its ``bin/asc.js``: what the warm compiler imports."""
+    return asc_bin.parent.parent / "dist" / "asc.js"
+
+
+# -- development builds -------------------------------------------------------------------------
+
+
+def _leb128(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def mark_dev_build(module: Path) -> None:
+    """Append the :data:`DEV_SECTION` custom section to the module at ``module``."""
+    name = DEV_SECTION.encode()
+    payload = _leb128(len(name)) + name + b"rwq plugin dev: unoptimized"
+    with module.open("ab") as f:
+        f.write(b"\x00" + _leb128(len(payload)) + payload)
+
+
+def is_dev_build(module: bytes) -> bool:
+    """Whether ``module`` (a WebAssembly binary) carries the :data:`DEV_SECTION` section."""
+    if module[:4] != b"\0asm":
+        return False
+    at = 8
+    while at < len(module):
+        section, at = module[at], at + 1
+        size, at = _read_leb128(module, at)
+        end = at + size
+        if section == 0:
+            length, name_at = _read_leb128(module, at)
+            if module[name_at : name_at + length] == DEV_SECTION.encode():
+                return True
+        at = end
+    return False
+
+
+def dev_module(path: Path) -> Path | None:
+    """The module of the plugin directory ``path`` when it is a development build (None when
+    it is not, or there is no valid manifest or module to look at)."""
+    manifest_path = find_manifest(path) if path.is_dir() else None
+    if manifest_path is None:
+        return None
+    try:
+        entry = path / load_manifest(manifest_path).entry_point
+        with entry.open("rb") as f:
+            return entry if is_dev_build(f.read()) else None
+    except (RwqError, OSError):
+        return None
+
+
+def _read_leb128(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while at < len(data):
+        byte, at = data[at], at + 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    return value, at
 
 
 # -- C ----------------------------------------------------------------------------------------
@@ -185,7 +335,9 @@ def _c_sources(path: Path) -> list[Path]:
     return sorted(path.glob("*.c")) or sorted((path / "src").glob("*.c"))
 
 
-def _c_command(path: Path, entry: Path, env: dict[str, str]) -> tuple[list[str], list[str]]:
+def _c_command(
+    path: Path, output: Path, env: dict[str, str], profile: Profile
+) -> tuple[list[str], list[str]]:
     compiler = env.get("CC") or "clang"
     found = shutil.which(compiler, path=env.get("PATH", os.defpath))
     if found is None:
@@ -195,8 +347,8 @@ def _c_command(path: Path, entry: Path, env: dict[str, str]) -> tuple[list[str],
     sources = [str(s.relative_to(path)) for s in _c_sources(path)]
     includes = ["-I."] + (["-Isrc"] if (path / "src").is_dir() else [])
     command = [
-        found, *C_FLAGS, *shlex.split(env.get("CFLAGS", "")), *includes, *C_LINK_FLAGS,
-        "-o", str(entry.relative_to(path)), *sources,
+        found, *C_FLAGS, OPTIMIZE["c", profile], *shlex.split(env.get("CFLAGS", "")),
+        *includes, *C_LINK_FLAGS, "-o", _relative(output, path), *sources,
     ]  # fmt: skip
     return command, []
 
@@ -244,7 +396,9 @@ def _pinned_version(path: Path) -> str | None:
     return pinned if isinstance(pinned, str) else None
 
 
-def _as_command(path: Path, entry: Path, env: dict[str, str]) -> tuple[list[str], list[str]]:
+def _as_command(
+    path: Path, output: Path, env: dict[str, str], profile: Profile
+) -> tuple[list[str], list[str]]:
     node = shutil.which("node", path=env.get("PATH", os.defpath))
     if node is None:
         raise ToolchainMissing(
@@ -280,8 +434,8 @@ def _as_command(path: Path, entry: Path, env: dict[str, str]) -> tuple[list[str]
         )
     command = [
         node, str(asc), f"{AS_LIBRARY}/exports.ts", str(source.relative_to(path)),
-        "--lib", AS_LIBRARY, *ASC_FLAGS, *shlex.split(env.get("ASCFLAGS", "")),
-        "-o", str(entry.relative_to(path)),
+        "--lib", AS_LIBRARY, *ASC_FLAGS, OPTIMIZE["assemblyscript", profile],
+        *shlex.split(env.get("ASCFLAGS", "")), "-o", _relative(output, path),
     ]  # fmt: skip
     return command, notes
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from watchfiles._rust_notify import RustNotify
 
 from rwq.errors import RwqError
-from rwq.toolkit.build import BuildResult, Language, build_plugin, detect_language
+from rwq.toolkit.asc import WarmCompiler
+from rwq.toolkit.build import BuildResult, Language, build_plugin, detect_language, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ DEBOUNCE_MS = 60
 """Longest a burst of saves is collected before the build starts."""
 STEP_MS = 15
 """Quiet time that ends a burst earlier."""
+WARM_UP_ROUNDS = 3
+"""AssemblyScript: throwaway compiles after the first build, before the author saves."""
 
 
 def is_source(plugin: Path, path: Path) -> bool:
@@ -93,6 +96,8 @@ class DevBuilder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._notify: RustNotify | None = None
+        self._warm = WarmCompiler() if self.language == "assemblyscript" else None
+        """AssemblyScript: the compiler kept loaded between builds."""
 
     @property
     def compiled(self) -> bool:
@@ -107,7 +112,8 @@ class DevBuilder:
                 outcome (a toolchain gone missing, a manifest broken by a save).
         """
         try:
-            outcome = DevBuild.of(build_plugin(self.path), trigger)
+            result = build_plugin(self.path, profile="dev", warm=self._warm)
+            outcome = DevBuild.of(result, trigger)
         except RwqError as exc:
             if strict:
                 raise
@@ -128,11 +134,18 @@ class DevBuilder:
         self._notify = RustNotify([str(self.path)], False, False, 300, True, False)
         self._thread = threading.Thread(target=self._run, name="rwq-dev-build", daemon=True)
         self._thread.start()
+        if self._warm is not None:
+            threading.Thread(
+                target=warm_up, args=(self.path, self._warm, WARM_UP_ROUNDS, self._stop),
+                name="rwq-dev-warm-up", daemon=True,
+            ).start()  # fmt: skip
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10.0)
+        if self._warm is not None:
+            self._warm.close()
 
     def _run(self) -> None:
         notify = self._notify

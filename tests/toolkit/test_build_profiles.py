@@ -3,39 +3,16 @@ every build writes its module whole or not at all; the warm AssemblyScript compi
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import wasmtime
+from toolchain import NODE_MODULES, needs_asc, needs_clang, rwq
 
 from rwq.toolkit.asc import CompilerGone, WarmCompiler
 from rwq.toolkit.build import DEV_SECTION, build_plugin, dev_module, is_dev_build
 from rwq.toolkit.scaffold import new_plugin
-
-REPO = Path(__file__).parents[2]
-NODE_MODULES = REPO / "sdk" / "assemblyscript" / "node_modules"
-
-
-def rwq(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RWQ_")}
-    return subprocess.run(
-        [sys.executable, "-m", "rwq", *args], capture_output=True, text=True, env=env,
-        timeout=300,
-    )  # fmt: skip
-
-
-def needs_clang() -> None:
-    if shutil.which("clang") is None or shutil.which("wasm-ld") is None:
-        pytest.fail("clang and wasm-ld build C plugins: run `make toolchains`")
-
-
-def needs_asc() -> None:
-    if shutil.which("node") is None or not (NODE_MODULES / "assemblyscript").is_dir():
-        pytest.fail("node and the AssemblyScript compiler build these plugins: make toolchains")
 
 
 def test_a_dev_build_is_unoptimized_marked_and_still_a_valid_module(tmp_path: Path) -> None:

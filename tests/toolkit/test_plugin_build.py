@@ -4,34 +4,15 @@ is missing (PATH without it), the compiler fails, or the path is no plugin."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from toolchain import NODE_MODULES, needs_clang, rwq
 
 from rwq.toolkit.build import ToolchainMissing, build_plugin, detect_language
 from rwq.toolkit.scaffold import new_plugin
-
-REPO = Path(__file__).parents[2]
-NODE_MODULES = REPO / "sdk" / "assemblyscript" / "node_modules"
-
-
-def rwq(*args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RWQ_")}
-    if path is not None:
-        env["PATH"] = path
-    return subprocess.run(
-        [sys.executable, "-m", "rwq", *args], capture_output=True, text=True, env=env,
-        timeout=300,
-    )  # fmt: skip
-
-
-def needs_clang() -> None:
-    if shutil.which("clang") is None or shutil.which("wasm-ld") is None:
-        pytest.fail("clang and wasm-ld build C plugins: run `make toolchains`")
 
 
 def test_a_c_build_returns_its_module_output_and_duration(tmp_path: Path) -> None:

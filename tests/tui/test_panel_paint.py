@@ -4,8 +4,10 @@ what it paints must be what Textual's own styles cache paints, cell by cell, in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import io
+from collections.abc import AsyncIterator
 from typing import Any
 
 from rich.console import Console
@@ -13,6 +15,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual.app import App, ComposeResult
 from textual.geometry import Region
+from textual.pilot import Pilot
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -56,12 +59,19 @@ class PanelApp(App[None]):
         yield PluginPanel("p", "Panel", min_width=30, min_height=12, resizable=True)
 
 
+@contextlib.asynccontextmanager
+async def shown_panel() -> AsyncIterator[tuple[PanelApp, Pilot[None], PluginPanel]]:
+    """A panel on a 70x30 screen, mounted and laid out."""
+    app = PanelApp()
+    async with app.run_test(size=(70, 30)) as pilot:
+        panel = app.query_one(PluginPanel)
+        await pilot.pause()
+        yield app, pilot, panel
+
+
 def test_the_panels_own_body_lines_match_textuals() -> None:
     async def main() -> None:
-        app = PanelApp()
-        async with app.run_test(size=(70, 30)) as pilot:
-            panel = app.query_one(PluginPanel)
-            await pilot.pause()
+        async with shown_panel() as (app, pilot, panel):
             width = panel.size.width
             checked = 0
             for k, (focused, problem, note) in enumerate(
@@ -92,10 +102,7 @@ def test_the_panels_own_body_lines_match_textuals() -> None:
 
 def test_a_partial_width_is_left_to_textual() -> None:
     async def main() -> None:
-        app = PanelApp()
-        async with app.run_test(size=(70, 30)) as pilot:
-            panel = app.query_one(PluginPanel)
-            await pilot.pause()
+        async with shown_panel() as (_app, pilot, panel):
             panel.show(frame_of(1, panel.size.width, seq=1))
             await pilot.pause()
             assert panel._body_lines(Region(3, 0, 10, 5)) is None
@@ -106,10 +113,7 @@ def test_a_partial_width_is_left_to_textual() -> None:
 
 def test_a_throttled_panel_says_so_on_its_border() -> None:
     async def main() -> None:
-        app = PanelApp()
-        async with app.run_test(size=(70, 30)) as pilot:
-            panel = app.query_one(PluginPanel)
-            await pilot.pause()
+        async with shown_panel() as (_app, pilot, panel):
             calm = frame_of(1, panel.size.width, seq=1)
             panel.show(dataclasses.replace(calm, note=THROTTLED_NOTE))
             await pilot.pause()
@@ -127,10 +131,7 @@ def test_a_frame_changing_one_line_repaints_that_line() -> None:
     line changed alone is drawn at once, not with the next full repaint."""
 
     async def main() -> None:
-        app = PanelApp()
-        async with app.run_test(size=(70, 30)) as pilot:
-            panel = app.query_one(PluginPanel)
-            await pilot.pause()
+        async with shown_panel() as (_app, pilot, panel):
             width = panel.size.width
             first = frame_of(1, width, seq=1)
             panel.show(first)

@@ -148,10 +148,6 @@ def _host_errors(h: Harness) -> str:
         if refusal is None:
             guest.call(Hook.ACTIVATE)
             _drive(h, guest)
-    except CaseFailed as failed:
-        made = guest.calls.made
-        after = f" after {made[-1]} answered an error" if made else ""
-        raise CaseFailed(f"{failed}{after}") from None
     finally:
         guest.close()
     made = guest.calls.made
@@ -161,8 +157,7 @@ def _host_errors(h: Harness) -> str:
     names = sorted({c.function for c in made})
     refused = "; initialize refused to start, a valid answer" if refusal is not None else ""
     return (f"{counted(len(made), 'host call')} ({', '.join(names)}) answered errors "
-            f"({', '.join(codes)}) "
-            f"and every hook answered{refused}")  # fmt: skip
+            f"({', '.join(codes)}) and every hook answered{refused}")  # fmt: skip
 
 
 def _permission_denied(h: Harness) -> str:
@@ -189,9 +184,12 @@ def _storage_quota(h: Harness) -> str:
                            "is answered permission_denied (see permission-denied)")  # fmt: skip
     usage = h.fill_storage()
     full = f"{usage.bytes:,} of {usage.max_bytes:,} bytes, {usage.keys} of {usage.max_keys} keys"
-    with h.started() as guest:
-        _drive(h, guest)
-        made = [c for c in guest.calls.made if c.function == "storage_set"]
+    try:
+        with h.started() as guest:
+            _drive(h, guest)
+            made = [c for c in guest.calls.made if c.function == "storage_set"]
+    except CaseFailed as failed:
+        raise CaseFailed(f"with its store full ({full}): {failed}") from None
     if not made:
         raise NotExercised("it called storage_set in none of its hooks")
     refused = [c for c in made if c.code == ErrorCode.QUOTA_EXCEEDED.value]

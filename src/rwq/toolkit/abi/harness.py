@@ -120,10 +120,13 @@ class Guest:
         Raises:
             CaseFailed: the call faulted, or the answer is not one of ``hook``.
         """
+        first = len(self.calls.made)
         try:
             result = self.faulting(hook, argument)
         except PluginFault as fault:
-            raise CaseFailed(fault_text(fault)) from None
+            refused = [c for c in self.calls.made[first:] if c.code is not None]
+            after = f" after {refused[-1].function} answered {refused[-1].code}" if refused else ""
+            raise CaseFailed(fault_text(fault) + after) from None
         why = check_answer(hook, result) if hook in self.hooks else None
         if why is not None:
             raise CaseFailed(f"{hook.value} answered {shown(result)}: {why}")

@@ -102,10 +102,12 @@ def batch_bytes(events: list[EventPayload]) -> int:
 def large_batch(max_bytes: int) -> list[EventPayload]:
     """:data:`MAX_BATCH` job events with errors as long as fit in ``max_bytes`` of JSON (at most
     the error a job keeps, :data:`MAX_ERROR_CHARS`): the largest batch of job events, or as
-    large as ``max_bytes`` allows."""
+    large as ``max_bytes`` allows (fewer events when even short ones do not fit)."""
     base = batch_bytes(job_events(MAX_BATCH, error=""))
+    if base > max_bytes:
+        return job_events(max(1, MAX_BATCH * max_bytes // base), error="")
     per_event = (max_bytes - base) // MAX_BATCH
-    length = max(0, min(MAX_ERROR_CHARS, per_event * 3 // 2))  # a third of the events fail
+    length = min(MAX_ERROR_CHARS, per_event * 3 // 2)  # a third of the events carry an error
     return job_events(MAX_BATCH, error="x" * length)
 
 

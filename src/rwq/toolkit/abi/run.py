@@ -102,13 +102,16 @@ def run_conformance(
             return report
         if client is None:
             client = _connect(settings, runtime)
-        with hosted(settings, bundle, path, others, client, scratch, runtime, shape) as h:
-            _loads(report, h)
-            if h.manager.state(h.name) is PluginState.ACTIVE:
-                for case in CASES:
-                    report.add(case.name, *_run(case, h))
-            else:
-                _skip_all(report, "not run: the host did not start it (see loads)")
+        try:
+            with hosted(settings, bundle, path, others, client, scratch, runtime, shape) as h:
+                _loads(report, h)
+                if h.manager.state(h.name) is PluginState.ACTIVE:
+                    for case in CASES:
+                        report.add(case.name, *_run(case, h))
+                else:
+                    _skip_all(report, "not run: the host did not start it (see loads)")
+        finally:
+            runtime.close()  # the host closes it too, unless building the host failed
         return report
 
 

@@ -18,6 +18,7 @@ from rwq.units import counted, parse_duration
 
 if TYPE_CHECKING:
     from rwq.host.check import CheckReport
+    from rwq.toolkit.abi import AbiReport
     from rwq.toolkit.build import BuildResult
     from rwq.toolkit.snapshot import SnapshotResult
 
@@ -180,12 +181,21 @@ def check_cmd(
     size: Annotated[
         str, typer.Option("--size", help="The panel's size for --snapshot, COLUMNSxROWS.")
     ] = "80x24",
+    abi: Annotated[
+        bool,
+        typer.Option(
+            "--abi",
+            help="Run the conformance cases of WASM plugin ABI v1 on its compiled module "
+            "instead (docs/abi.md); takes --with, --plugins-dir and --json only.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Run one plugin headless: load it, feed it events, render, and report.
+    """Run one plugin headless: load it, feed it events, render, and report; or, with --abi,
+    check its compiled module against the WASM plugin ABI case by case.
 
-    Exit 0 when it ran cleanly (and its panel matches --snapshot), 1 when it faulted (and was
-    contained) or the panel differs, 2 for bad input.
+    Exit 0 when it ran cleanly (and its panel matches --snapshot; with --abi, no case failed),
+    1 when it faulted (and was contained), the panel differs or a case failed, 2 for bad input.
     """
     from rwq.host.check import CheckReport, check_plugin, grant_names, read_events
     from rwq.host.render.text import body_size
@@ -193,6 +203,8 @@ def check_cmd(
     from rwq.toolkit.snapshot import DEFAULT_SIZE, parse_size, require_snapshot
 
     settings = _settings(ctx)
+    if abi:
+        _abi_check(ctx, path, companion or [], plugins_dir or [], as_json)
     panel = DEFAULT_SIZE
     try:
         if update and snapshot is None:
@@ -237,6 +249,78 @@ def check_cmd(
     if code == 0 and compared is not None and not compared.ok:
         code = 1
     raise typer.Exit(code)
+
+
+ABI_FLAGS = {"companion", "plugins_dir", "as_json", "abi", "path"}
+"""The parameters of ``rwq plugin check`` that --abi takes."""
+
+
+def _abi_check(
+    ctx: typer.Context, path: Path, companions: list[Path], directories: list[Path], as_json: bool
+) -> None:
+    """``rwq plugin check PATH --abi``: print the cases' verdicts and exit 0 (none failed), 1
+    (one did) or 2 (bad input)."""
+    from rwq.toolkit.abi import AbiInputError, run_conformance
+
+    given = [
+        param
+        for param in ctx.command.params
+        if param.name not in ABI_FLAGS and _given(ctx, param.name or "")
+    ]
+    try:
+        if given:
+            flag = given[0].opts[0]
+            raise AbiInputError(
+                f"--abi runs its own cases: {flag} does not combine with it "
+                "(--abi takes --with, --plugins-dir and --json)"
+            )
+        companions = [*companions, *_bundles_in(directories, path)]
+        report = run_conformance(_settings(ctx), path, companions=companions)
+    except (AbiInputError, PluginCliError) as exc:
+        if as_json:
+            print_json({"plugin": {"path": str(path)}, "ok": False, "error": str(exc)}, out.file)
+            raise typer.Exit(2) from None
+        raise _fail(str(exc)) from None
+    if as_json:
+        print_json(report.to_dict(), out.file)
+    else:
+        _print_abi(report)
+    raise typer.Exit(report.exit_code)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the parameter ``name`` was given (on the command line or otherwise), not left
+    at its default."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+_VERDICT_STYLES = {"pass": "green", "fail": "bold red", "skip": "yellow"}
+
+
+def _print_abi(report: AbiReport) -> None:
+    from rich.table import Table
+
+    from rwq.printable import plain_text
+
+    plugin = report.plugin
+    out.print(
+        f"{plugin['name']} {plugin['version']}: WASM plugin ABI v1 conformance ({plugin['path']})"
+    )
+    table = Table(box=box.SIMPLE_HEAD, expand=False)
+    table.add_column("case", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("reason", overflow="fold")
+    for case in report.cases:
+        table.add_row(case.name, plain_text(case.verdict, _VERDICT_STYLES[case.verdict]),
+                      case.reason)  # fmt: skip
+    out.print(table)
+    counts = report.counts()
+    summary = f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped"
+    if report.ok:
+        out.print(marked("abi:", "green", summary), soft_wrap=True)
+    else:
+        err.print(marked("abi:", "red", summary), soft_wrap=True)
 
 
 def _compare(

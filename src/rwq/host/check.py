@@ -15,7 +15,8 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -46,6 +47,7 @@ __all__ = [
     "FaultRecord",
     "HookStats",
     "check_plugin",
+    "isolated",
     "read_events",
 ]
 
@@ -377,20 +379,8 @@ def check_plugin(
             report.status = "invalid"
             report.errors.append(f"no {m.runtime} runtime in this host")
             return report
-        plugins = scratch / "plugins"
-        plugins.mkdir()
-        for b, source in [(bundle, path), *zip(others, companions, strict=True)]:
-            if b.kind == "zip":
-                shutil.copyfile(source, plugins / f"{b.name}.zip")
-            else:
-                shutil.copytree(b.root, plugins / b.name, symlinks=True, dirs_exist_ok=True)
-        # A private key prefix: the checked plugin's storage and queue calls never touch the
-        # data of an installed plugin of the same name (or the user's queues).
-        prefix = f"rwqcheck{os.getpid()}x{os.urandom(3).hex()}"
-        local = settings.replace(
-            state_dir=scratch / "state", plugin_dirs=str(plugins), prefix=prefix
-        )
-        try:
+        staged = [(bundle, path), *zip(others, companions, strict=True)]
+        with isolated(settings, scratch, staged, client) as local:
             try:
                 plant(client, local, list(seed))
             except RwqError as exc:
@@ -401,10 +391,32 @@ def check_plugin(
                 report, local, runtime, client, bundle, grants, policy, events, batch_size,
                 timeout, others, render_size,
             )  # fmt: skip
-        finally:
-            for key in list(client.scan_iter(match=f"{prefix}:*", count=1000)):
-                client.delete(key)
         return report
+
+
+@contextmanager
+def isolated(
+    settings: Settings, scratch: Path, bundles: Sequence[tuple[Bundle, Path]], client: Any
+) -> Iterator[Settings]:
+    """Settings for a host that sees only ``bundles`` (each opened from its path, copied to
+    ``scratch/plugins``), keeps its state in ``scratch/state`` and its keys under a private
+    prefix, whose keys are deleted on the way out."""
+    plugins = scratch / "plugins"
+    plugins.mkdir()
+    for b, source in bundles:
+        if b.kind == "zip":
+            shutil.copyfile(source, plugins / f"{b.name}.zip")
+        else:
+            shutil.copytree(b.root, plugins / b.name, symlinks=True, dirs_exist_ok=True)
+    # A private key prefix: the checked plugin's storage and queue calls never touch the
+    # data of an installed plugin of the same name (or the user's queues).
+    prefix = f"rwqcheck{os.getpid()}x{os.urandom(3).hex()}"
+    local = settings.replace(state_dir=scratch / "state", plugin_dirs=str(plugins), prefix=prefix)
+    try:
+        yield local
+    finally:
+        for key in list(client.scan_iter(match=f"{prefix}:*", count=1000)):
+            client.delete(key)
 
 
 def _run(

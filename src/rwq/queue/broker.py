@@ -14,6 +14,11 @@ from rwq.queue.job import Job
 from rwq.queue.keys import Keys, QueueKeys
 from rwq.queue.scripts import Scripts
 
+MAX_ERROR_CHARS = 2000
+"""Characters of a failed run's error kept on the job and in its events."""
+MAX_TRACEBACK_CHARS = 8000
+"""Characters of a failed run's traceback kept (its end)."""
+
 
 @dataclass(frozen=True)
 class Fetched:
@@ -131,8 +136,8 @@ class Broker:
                 (
                     f.job_id,
                     f"{f.duration_ms:.3f}",
-                    f.error[:2000],
-                    f.traceback[-8000:],
+                    f.error[:MAX_ERROR_CHARS],
+                    f.traceback[-MAX_TRACEBACK_CHARS:],
                     int(f.delay_ms),
                     "1" if f.permanent else "0",
                 )

@@ -45,7 +45,7 @@ class HealthChecks:
         with rec.lock:
             if Hook.HEALTH_CHECK in rec.exports and rec.instance is not None:
                 try:
-                    detail = self._calls.invoke(rec, Hook.HEALTH_CHECK, None, check=_health)
+                    detail = self._calls.invoke(rec, Hook.HEALTH_CHECK, None, check=health_answer)
                 except PluginFault as fault:
                     return PluginHealth(name, rec.state, "failing", str(fault))
                 return PluginHealth(name, rec.state, detail["status"], "", detail)
@@ -54,7 +54,9 @@ class HealthChecks:
         return PluginHealth(name, rec.state, status, why)
 
 
-def _health(result: Any) -> dict[str, Any]:
+def health_answer(result: Any) -> dict[str, Any]:
+    """``result`` if it is an answer of ``health_check``: ``{"status": "ok"|"degraded"|
+    "failing", ...}``; else ValueError."""
     if isinstance(result, dict) and result.get("status") in ("ok", "degraded", "failing"):
         return result
     raise ValueError(f'expected {{"status": "ok"|"degraded"|"failing", ...}}, got {result!r}'[:200])

@@ -33,6 +33,7 @@ from rwq.plugins.runtimes.wasm_abi import (
     MASK32,
     MAX_HOST_ARGUMENT_BYTES,
     WASI_MODULE,
+    AbiVersionMismatch,
     decode_json,
     encode_json,
     error_text,
@@ -149,9 +150,7 @@ class WasmInstance:
             raise PluginFault(name, FaultKind.LOAD, reason) from None
         if abi != ABI_VERSION:
             self.close()
-            raise PluginFault(
-                name, FaultKind.LOAD, f"speaks ABI {abi}; this host speaks ABI {ABI_VERSION}"
-            )
+            raise AbiVersionMismatch(name, abi)
 
     def _start(
         self,

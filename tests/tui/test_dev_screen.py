@@ -75,6 +75,9 @@ def test_the_dev_screen_follows_edits_keeps_the_last_good_version_and_grants_as_
         await until(pilot, lambda: "no failures yet" in text_of(panel), DEADLINE)
         await until(pilot, lambda: "hook" in pane_text(app), DEADLINE)
         assert "render" in pane_text(app)  # its hook timings
+        # one fact a line: the pane's line feeds are not shown escaped
+        assert "\\n" not in pane_text(app)
+        assert "\ngranted as asked: admin.stats.read, events.subscribe\n" in pane_text(app)
 
         source.write_text(source.read_text().replace("no failures yet", "nothing failed (v2)"))
         await until(pilot, lambda: "nothing failed (v2)" in text_of(panel), DEADLINE)

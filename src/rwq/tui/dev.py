@@ -137,7 +137,7 @@ class DevPane(VerticalScroll):
         text = Text()
         text.append_text(plain_text(f"{self.session.path}", "bold"))
         if self.session.feed:
-            text.append_text(plain_text(f"\nevents: {self.session.feed}", "dim"))
+            text.append_text(_line(f"events: {self.session.feed}", "dim"))
         snap = next((s for s in host.snapshot() if s.name == name), None)
         text.append_text(self._state(snap))
         text.append_text(self._build())
@@ -154,25 +154,25 @@ class DevPane(VerticalScroll):
         if snap is None:
             gone = self.host.gone
             why = gone or "not loaded: its bundle did not open (see the build and log below)"
-            return plain_text(f"\n{self.session.plugin}: {why}", "bold red")
+            return _line(f"{self.session.plugin}: {why}", "bold red")
         style = "green" if snap.state.value == "active" else "bold red"
-        line = f"\n{snap.name} {snap.version}: {snap.state.value.replace('_', ' ')}"
-        text = plain_text(line, style)
+        line = f"{snap.name} {snap.version}: {snap.state.value.replace('_', ' ')}"
+        text = _line(line, style)
         if snap.reason:
             text.append_text(plain_text(f" — {snap.reason}", "yellow"))
         if snap.faults:
             faults = ", ".join(f"{kind} {n}" for kind, n in sorted(snap.faults.items()))
-            text.append_text(plain_text(f"\nfaults: {faults}", "red"))
+            text.append_text(_line(f"faults: {faults}", "red"))
         return text
 
     def _build(self) -> Text:
         build = self.build
         if self.session.builds is None:
-            return plain_text("\nbuild: none (Starlark runs as written)", "dim")
+            return _line("build: none (Starlark runs as written)", "dim")
         if build is None:
-            return plain_text("\nbuild: not yet", "dim")
+            return _line("build: not yet", "dim")
         stamp = time.strftime("%H:%M:%S", time.localtime(build.at))
-        text = plain_text(f"\n{stamp} {build.summary()}", "green" if build.ok else "bold red")
+        text = _line(f"{stamp} {build.summary()}", "green" if build.ok else "bold red")
         if not build.ok:
             text.append_text(plain_text("; the last good version keeps running", "red"))
             lines = build.output.splitlines()[:BUILD_OUTPUT_SHOWN]
@@ -183,22 +183,30 @@ class DevPane(VerticalScroll):
         text = Text()
         for attempt in reversed(self.host.reload_history(self.session.plugin)[-RELOADS_SHOWN:]):
             stamp = time.strftime("%H:%M:%S", time.localtime(attempt.at))
-            line = f"\nreload {stamp} {attempt.version or '?'}: {attempt.outcome}"
+            line = f"reload {stamp} {attempt.version or '?'}: {attempt.outcome}"
             if attempt.reason:
                 line += f" — {attempt.reason}"
             ok = attempt.outcome == "reloaded"
-            text.append_text(plain_text(line, "green" if ok else "bold red"))
+            text.append_text(_line(line, "green" if ok else "bold red"))
         return text
 
     def _permissions(self) -> Text:
         perms = self.host.permissions(self.session.plugin)
-        text = plain_text(f"\ngranted as asked: {', '.join(sorted(perms.granted)) or '-'}")
+        text = _line(f"granted as asked: {', '.join(sorted(perms.granted)) or '-'}")
         if perms.denied:
             denied = ", ".join(sorted(perms.denied))
             text.append_text(
-                plain_text(f"\ndenied earlier: {denied} (rwq plugin grant to allow)", "yellow")
+                _line(f"denied earlier: {denied} (rwq plugin grant to allow)", "yellow")
             )
         return text
+
+
+def _line(content: str, style: str = "") -> Text:
+    """``content`` on a new line, shown as one line of plain text (a line feed inside it is
+    escaped like any control character; the one before it is the pane's own)."""
+    text = Text("\n", end="")
+    text.append_text(plain_text(content, style))
+    return text
 
 
 def _timings(snap: PluginSnapshot) -> Text:
@@ -207,6 +215,6 @@ def _timings(snap: PluginSnapshot) -> Text:
     for hook, calls in sorted(snap.calls.items()):
         p50, p99 = (snap.hook_latency.get(hook) or (0.0, 0.0))[:2]
         failed = snap.errors.get(hook, 0)
-        line = f"\n{hook:<14}{calls:>7}{failed:>8}{p50 * 1000:>9.2f}{p99 * 1000:>9.2f}"
-        text.append_text(plain_text(line, "red" if failed else ""))
+        line = f"{hook:<14}{calls:>7}{failed:>8}{p50 * 1000:>9.2f}{p99 * 1000:>9.2f}"
+        text.append_text(_line(line, "red" if failed else ""))
     return text

@@ -44,14 +44,16 @@ def test_a_new_plugin_has_a_valid_least_privilege_manifest_and_its_fixtures(
 
 def test_the_languages_bring_what_they_build_with(tmp_path: Path) -> None:
     c = new_plugin("in-c", "c", tmp_path).path
-    assert (c / "rwq.h").read_bytes() == (REPO / "sdk" / "c" / "rwq.h").read_bytes()
+    assert (c / "rwq.h").read_bytes() == (TEMPLATES / "c" / "rwq.h").read_bytes()
+    assert not (c / "rwq.h").is_symlink()  # a file of its own, built outside rwq's tree
     assert stat.S_IMODE(os.stat(c / "build.sh").st_mode) == 0o755
     assert load_manifest(c).entry_point == "main.wasm"
 
     script = new_plugin("in-as", "assemblyscript", tmp_path).path
     sdk = REPO / "sdk" / "assemblyscript"
     for name in ("rwq.ts", "exports.ts"):
-        assert (script / "lib" / name).read_bytes() == (sdk / "assembly" / name).read_bytes()
+        copy = (script / "lib" / name).read_bytes()
+        assert copy == (TEMPLATES / "assemblyscript" / "lib" / name).read_bytes()
     package = json.loads((script / "package.json").read_text(encoding="utf-8"))
     pinned = json.loads((sdk / "package.json").read_text(encoding="utf-8"))
     assert package["name"] == "in-as"
@@ -66,12 +68,24 @@ def test_the_languages_bring_what_they_build_with(tmp_path: Path) -> None:
     assert not list(star.glob("_*"))  # the README's pieces stay in the templates
 
 
-def test_the_template_copies_of_the_sdks_are_current() -> None:
-    """The templates ship in the wheel, where sdk/ is not: they hold copies, kept equal."""
-    assert (TEMPLATES / "c" / "rwq.h").read_bytes() == (REPO / "sdk/c/rwq.h").read_bytes()
-    for name in ("rwq.ts", "exports.ts"):
-        copy = (TEMPLATES / "assemblyscript" / "lib" / name).read_bytes()
-        assert copy == (REPO / "sdk/assemblyscript/assembly" / name).read_bytes(), name
+@pytest.mark.parametrize(
+    ("sdk", "template"),
+    [
+        ("sdk/c/rwq.h", "c/rwq.h"),
+        ("sdk/assemblyscript/assembly/rwq.ts", "assemblyscript/lib/rwq.ts"),
+        ("sdk/assemblyscript/assembly/exports.ts", "assemblyscript/lib/exports.ts"),
+    ],
+)
+def test_each_sdk_file_is_one_file_the_sdk_links_to_the_templates(sdk: str, template: str) -> None:
+    """The templates ship in the wheel, where sdk/ is not: the file is the template's, and the
+    SDK's path is a relative link to it (one copy to change)."""
+    real = TEMPLATES / template
+    link = REPO / sdk
+    assert real.is_file() and not real.is_symlink()
+    assert link.is_symlink(), f"{sdk} should be a link to src/rwq/toolkit/templates/{template}"
+    target = Path(os.readlink(link))
+    assert not target.is_absolute(), target
+    assert link.resolve() == real.resolve()
 
 
 def test_a_new_plugin_opens_as_a_bundle(tmp_path: Path) -> None:

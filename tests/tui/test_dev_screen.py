@@ -79,6 +79,7 @@ def test_the_dev_screen_follows_edits_keeps_the_last_good_version_and_grants_as_
         assert "\\n" not in pane_text(app)
         assert "build: none (Starlark runs as written)" in lines
         assert any(line.startswith("devp 0.1.0: active") for line in lines)
+        assert "\ngranted as asked: admin.stats.read, events.subscribe\n" in pane_text(app)
 
         source.write_text(source.read_text().replace("no failures yet", "nothing failed (v2)"))
         await until(pilot, lambda: "nothing failed (v2)" in text_of(panel), DEADLINE)
@@ -102,3 +103,32 @@ def test_the_dev_screen_follows_edits_keeps_the_last_good_version_and_grants_as_
     grants = GrantStore.from_settings(hosted).grants_for("devp")
     assert grants and {g.granted_by for g in grants} == {AS_ASKED_BY}
     assert not GrantStore.from_settings(hosted).grants_for("counter")
+
+
+def test_the_dev_plugin_alone_has_the_keys_at_once(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """Its panel in front is focused, so its buttons' keys reach it without a click (with one
+    panel, no change of tab focuses it)."""
+    plugin = new_plugin("alone", "starlark", tmp_path).path
+    hosted = settings.replace(plugin_dirs=str(plugin))
+    host = RemotePluginHost(hosted, with_installed=False, granted_as_asked=frozenset({"alone"}))
+    app = RwqApp(
+        hosted, redis_client, host=host, address="t", poll_interval=0.2,
+        dev=DevSession("alone", plugin, None, "the tests"),
+    )  # fmt: skip
+
+    async def steps(pilot: Pilot[None]) -> None:
+        view = app.query_one(PanelsView)
+        await until(pilot, lambda: "alone" in view.panels, DEADLINE)
+        panel = view.panels["alone"]
+        await until(pilot, lambda: "no failures yet" in text_of(panel), DEADLINE)
+        await until(pilot, lambda: panel.has_focus, DEADLINE)
+        await pilot.press("d")  # Requeue dead letters: there are none
+        await until(pilot, lambda: "no dead letters to requeue" in text_of(panel), DEADLINE)
+
+    host.start()
+    try:
+        drive(app, steps)
+    finally:
+        host.stop()

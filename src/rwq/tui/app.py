@@ -205,6 +205,7 @@ class RwqApp(App[None]):
         if not view.tabs_layout:
             view.action_layout()
         view.query_one("#panel-tabs", Tabs).active = f"tab-{self.dev.plugin}"
+        view.panels[self.dev.plugin].focus()  # its keys go to the plugin: its buttons work
 
     def on_resize(self, event: events.Resize) -> None:
         if self.dev is not None:

@@ -201,11 +201,11 @@ class DevPane(VerticalScroll):
         return text
 
 
-def _line(value: str, style: str = "") -> Text:
-    """A new line of the pane: ``value`` as plain text, its control characters shown
-    escaped (a plugin's or compiler's text never breaks the pane's lines)."""
+def _line(content: str, style: str = "") -> Text:
+    """``content`` on a new line, shown as one line of plain text (a line feed inside it is
+    escaped like any control character; the one before it is the pane's own)."""
     text = Text("\n", end="")
-    text.append_text(plain_text(value, style))
+    text.append_text(plain_text(content, style))
     return text
 
 

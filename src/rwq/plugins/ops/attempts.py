@@ -47,16 +47,17 @@ class ReloadHistory:
             return list(self._attempts.get(name, ()))
 
     def record(self, name: str, version: str, outcome: Outcome, reason: str = "") -> ReloadAttempt:
-        """Keep and log an attempt that ended now; the same attempt twice in a row (a broken
-        save seen twice) is kept and logged once."""
+        """Keep and log an attempt that ended now; the same failed attempt twice in a row (a
+        broken save seen twice) is kept and logged once. Every reload that swapped code in is
+        kept: two saves of one version are two reloads."""
         attempt = ReloadAttempt(name, time.time(), version, outcome, reason)
         with self._lock:
             kept = self._attempts.setdefault(name, deque(maxlen=self._size))
             last = kept[-1] if kept else None
-            if last is not None and (last.version, last.outcome, last.reason) == (
-                version,
-                outcome,
-                reason,
+            if (
+                outcome != "reloaded"
+                and last is not None
+                and (last.version, last.outcome, last.reason) == (version, outcome, reason)
             ):
                 return attempt
             kept.append(attempt)

@@ -1,5 +1,5 @@
 // {{name}}: completed and failed jobs per queue, the failure rate over time as a sparkline,
-// the queues' depths, and the latest failures.
+// the queues' depths, the latest failures, and a button that requeues dead letters.
 //
 // Each hook is exported as rwq_<hook> and runs through `hook(ptr, len, fn)`: `fn` gets the
 // hook's JSON argument (a Json) and a Writer for its result. The SDK: lib/rwq.ts; the ABI:
@@ -12,6 +12,7 @@ const MAX_QUEUES: i32 = 32; // past this, queues are counted under "(other)"
 const MAX_FAILURES: i32 = 5; // rows of the latest-failures table
 const REFRESH_MS: i32 = 5000; // how often the queue depths are read again
 const ERROR_CHARS: i32 = 120; // an error message is cut to this many characters
+const NAMES_SHOWN: i32 = 3; // queues named in a line about the requeue; the rest are counted
 
 class QueueRow {
   completed: i64 = 0;
@@ -39,6 +40,7 @@ const bucketFailed = new Array<i64>(BUCKETS);
 let newest: i64 = -1; // the newest bucket seen
 let failures = new Array<FailureRow>(); // newest first
 let depthsError = ""; // why the depths could not be read; "" when they were
+let notes = new Array<string>(); // what the last requeue did: level, text, level, text...
 
 function reset(): void {
   for (let i = 0; i < queues.length; i++) {
@@ -53,6 +55,7 @@ function reset(): void {
   }
   newest = -1;
   failures = new Array<FailureRow>();
+  notes = new Array<string>();
 }
 
 function findQueue(name: string): QueueRow {
@@ -239,17 +242,132 @@ function render(size: Json, out: Writer): void {
     text(out, `pending and dead need admin.stats.read (${depthsError})`, "muted");
   }
   out.uiButton("reset", "Reset", "r");
+  out.uiButton("requeue", "Requeue dead letters", "d");
+  for (let i = 0; i + 1 < notes.length; i += 2) text(out, notes[i + 1], notes[i]);
   out.endArray();
+}
+
+// "a, b, c and 2 more"
+function named(names: Array<string>): string {
+  if (names.length <= NAMES_SHOWN) return names.join(", ");
+  return `${names.slice(0, NAMES_SHOWN).join(", ")} and ${names.length - NAMES_SHOWN} more`;
+}
+
+// Moves every queue's dead letters back to pending with requeue_jobs. It needs
+// admin.queue.requeue on that queue: manifest.yaml asks for it only once you uncomment it, so
+// until then (and on queues outside its scope) the call is refused with permission_denied,
+// and the panel says what to ask for.
+function requeue(): void {
+  refresh();
+  queues.sort((a: QueueRow, b: QueueRow): i32 => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  let requeued: i64 = 0;
+  const done = new Array<string>();
+  const denied = new Array<string>();
+  let failed = "";
+  for (let i = 0; i < queues.length && failed.length == 0; i++) {
+    const q = queues[i];
+    if (!q.hasDepth || q.dead == 0) continue;
+    const args = new Writer().object().key("queue").string(q.name).key("all").bool(true);
+    const result = host.requeue_jobs(args.endObject().toString());
+    if (!isError(result)) {
+      requeued += result.get("requeued").int();
+      done.push(q.name);
+    } else if (errorCode(result) == "permission_denied") {
+      denied.push(q.name);
+    } else {
+      failed = `requeue on ${q.name} failed: ${errorCode(result)}`;
+    }
+  }
+  notes = new Array<string>();
+  if (done.length) {
+    notes.push("ok");
+    notes.push(`requeued ${requeued} dead letter${requeued == 1 ? "" : "s"} from ${named(done)}`);
+  }
+  if (failed.length) {
+    notes.push("error");
+    notes.push(failed);
+  }
+  if (denied.length) {
+    notes.push("warning");
+    notes.push(`denied on ${named(denied)}: ask for admin.queue.requeue in manifest.yaml`);
+  }
+  if (notes.length == 0) {
+    notes.push("muted");
+    notes.push("no dead letters to requeue");
+  }
+  refresh();
 }
 
 export function rwq_on_input(ptr: usize, len: usize): u64 {
   return hook(ptr, len, onInput);
 }
 function onInput(event: Json, out: Writer): void {
-  // {"kind": "button", "id": "reset"} when Reset is pressed (or its key, r)
-  const pressed = event.get("kind").str() == "button" && event.get("id").str() == "reset";
-  if (pressed) reset();
-  out.object().key("changed").bool(pressed).endObject();
+  // {"kind": "button", "id": "reset"} when Reset is pressed (or its key, r);
+  // "id": "requeue" for Requeue dead letters (d)
+  const button = event.get("kind").str() == "button";
+  const id = event.get("id").str();
+  let changed = true;
+  if (button && id == "reset") reset();
+  else if (button && id == "requeue") requeue();
+  else changed = false;
+  out.object().key("changed").bool(changed).endObject();
+}
+
+// Handed to the next version on a hot reload (its import_state): the counts, the sparkline's
+// steps and the latest failures, as the Starlark and C templates hand them over.
+export function rwq_export_state(ptr: usize, len: usize): u64 {
+  return hook(ptr, len, exportState);
+}
+function exportState(arg: Json, out: Writer): void {
+  out.object().key("queues").object(); // {"queue": [completed, failed]}
+  for (let i = 0; i < queues.length; i++) {
+    const q = queues[i];
+    if (q.counted) out.key(q.name).array().int(q.completed).int(q.failed).endArray();
+  }
+  out.endObject().key("buckets").array(); // [[step, completed, failed]]
+  for (let i = 0; i < BUCKETS; i++) {
+    if (bucketIds[i] < 0 || bucketIds[i] <= newest - BUCKETS) continue;
+    out.array().int(bucketIds[i]).int(bucketCompleted[i]).int(bucketFailed[i]).endArray();
+  }
+  out.endArray().key("newest").int(newest);
+  out.key("failures").array(); // [[queue, job, attempt, error]], newest first
+  for (let i = 0; i < failures.length; i++) {
+    const f = failures[i];
+    out.array().string(f.queue).string(f.job).int(f.attempt).string(f.error).endArray();
+  }
+  out.endArray().endObject();
+}
+
+export function rwq_import_state(ptr: usize, len: usize): u64 {
+  return hook(ptr, len, importState);
+}
+function importState(arg: Json, out: Writer): void {
+  // arg: {"from_version": "0.1.0", "state": what the running version's export_state returned}
+  const saved = arg.get("state");
+  const counts = saved.get("queues");
+  for (let i = 0; i < counts.length; i++) {
+    const row = findQueue(counts.keys[i]);
+    const pair = counts.items[i];
+    row.completed = pair.at(0).int();
+    row.failed = pair.at(1).int();
+    row.counted = true;
+  }
+  newest = saved.get("newest").int(-1);
+  const steps = saved.get("buckets");
+  for (let i = 0; i < steps.length; i++) {
+    const id = steps.at(i).at(0).int(-1);
+    if (id < 0 || id <= newest - BUCKETS || id > newest) continue;
+    const slot = <i32>(id % BUCKETS);
+    bucketIds[slot] = id;
+    bucketCompleted[slot] = steps.at(i).at(1).int();
+    bucketFailed[slot] = steps.at(i).at(2).int();
+  }
+  failures = new Array<FailureRow>();
+  const rows = saved.get("failures");
+  for (let i = 0; i < rows.length && i < MAX_FAILURES; i++) {
+    const f = rows.at(i);
+    failures.push(new FailureRow(f.at(0).str(), f.at(1).str(), f.at(2).int(), f.at(3).str()));
+  }
 }
 
 export function rwq_health_check(ptr: usize, len: usize): u64 {

@@ -1,5 +1,5 @@
 /* {{name}}: completed and failed jobs per queue, the failure rate over time as a sparkline,
- * the queues' depths, and the latest failures.
+ * the queues' depths, the latest failures, and a button that requeues dead letters.
  *
  * Each hook is RWQ_HOOK(name) { ... }: `arg` is its JSON argument (read it with rwq_json_*),
  * `out` the writer of its result. The ABI: docs/abi.md; the SDK: the top of rwq.h. */
@@ -16,6 +16,8 @@
 #define REFRESH_MS 5000  /* how often the queue depths are read again */
 #define ERROR_CHARS 120  /* an error message is cut to this many characters */
 #define NAME_BYTES 129   /* a queue name is at most 128 bytes */
+#define NAMES_SHOWN 3    /* queues named in a line about the requeue; the rest are counted */
+#define NOTE_BYTES 640   /* a line about the requeue */
 
 typedef struct {
     char name[NAME_BYTES];
@@ -40,6 +42,10 @@ static int64_t newest = -1; /* the newest bucket seen */
 static failure_row failures[MAX_FAILURES];
 static int nfailures;
 static char depths_error[64]; /* why the depths could not be read; "" when they were */
+static struct {
+    const char *level; /* NULL: no line */
+    char text[NOTE_BYTES];
+} notes[4]; /* what the last requeue did */
 
 static void reset(void) {
     for (int i = 0; i < nqueues; i++) {
@@ -50,6 +56,7 @@ static void reset(void) {
     for (int i = 0; i < BUCKETS; i++) buckets[i].id = -1;
     newest = -1;
     nfailures = 0;
+    memset(notes, 0, sizeof notes);
 }
 
 static queue_row *find_queue(const char *name, bool add) {
@@ -304,18 +311,178 @@ RWQ_HOOK(render) {
         text(out, line, "muted");
     }
     rwq_ui_button(out, "reset", "Reset", 'r', NULL);
+    rwq_ui_button(out, "requeue", "Requeue dead letters", 'd', NULL);
+    for (int i = 0; i < 4 && notes[i].level; i++) text(out, notes[i].text, notes[i].level);
     rwq_w_end_array(out);
 }
 
+/* Appends `text` to note `i`, cut at its end. */
+static void add(int i, const char *text) {
+    size_t used = strlen(notes[i].text);
+    snprintf(notes[i].text + used, NOTE_BYTES - used, "%s", text);
+}
+
+/* Note `i`: `prefix`, then names[0..n) as "a, b, c and 2 more", then `suffix`. */
+static void note(int i, const char *level, const char *prefix, char names[][NAME_BYTES], int n,
+                 const char *suffix) {
+    char more[32];
+    notes[i].level = level;
+    notes[i].text[0] = 0;
+    add(i, prefix);
+    for (int k = 0; k < n && k < NAMES_SHOWN; k++) {
+        if (k) add(i, ", ");
+        add(i, names[k]);
+    }
+    if (n > NAMES_SHOWN) {
+        snprintf(more, sizeof more, " and %d more", n - NAMES_SHOWN);
+        add(i, more);
+    }
+    add(i, suffix);
+}
+
+/* Moves every queue's dead letters back to pending with requeue_jobs. It needs
+ * admin.queue.requeue on that queue: manifest.yaml asks for it only once you uncomment it, so
+ * until then (and on queues outside its scope) the call is refused with permission_denied,
+ * and the panel says what to ask for. */
+static void requeue(void) {
+    static char done[MAX_QUEUES + 1][NAME_BYTES], denied[MAX_QUEUES + 1][NAME_BYTES];
+    int ndone = 0, ndenied = 0, n = 0;
+    int64_t requeued = 0;
+    char failed[NOTE_BYTES] = "";
+    refresh();
+    qsort(queues, (size_t)nqueues, sizeof queues[0], by_name);
+    for (int i = 0; i < nqueues && !failed[0]; i++) {
+        queue_row *q = &queues[i];
+        if (!q->has_depth || q->dead == 0) continue;
+        rwq_writer args = {0};
+        rwq_w_object(&args);
+        rwq_w_key(&args, "queue");
+        rwq_w_string(&args, q->name);
+        rwq_w_key(&args, "all");
+        rwq_w_bool(&args, true);
+        rwq_w_end_object(&args);
+        rwq_result r = rwq_call(requeue_jobs, &args);
+        rwq_json code = rwq_result_error(r);
+        if (rwq_json_kind(code) == RWQ_ABSENT) {
+            requeued += rwq_json_int(rwq_json_get(r.value, "requeued"), 0);
+            strcpy(done[ndone++], q->name);
+        } else if (rwq_json_equals(code, "permission_denied")) {
+            strcpy(denied[ndenied++], q->name);
+        } else {
+            char why[64] = "error";
+            rwq_json_string(code, why, sizeof why);
+            snprintf(failed, sizeof failed, "requeue on %s failed: %s", q->name, why);
+        }
+        rwq_result_free(&r);
+    }
+    memset(notes, 0, sizeof notes);
+    if (ndone) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "requeued %lld dead letter%s from ", (long long)requeued,
+                 requeued == 1 ? "" : "s");
+        note(n++, "ok", prefix, done, ndone, "");
+    }
+    if (failed[0]) note(n++, "error", failed, NULL, 0, "");
+    if (ndenied)
+        note(n++, "warning", "denied on ", denied, ndenied,
+             ": ask for admin.queue.requeue in manifest.yaml");
+    if (n == 0) note(n++, "muted", "no dead letters to requeue", NULL, 0, "");
+    refresh();
+}
+
 RWQ_HOOK(on_input) {
-    /* {"kind": "button", "id": "reset"} when Reset is pressed (or its key, r) */
-    bool pressed = rwq_json_equals(rwq_json_get(arg, "kind"), "button") &&
-                   rwq_json_equals(rwq_json_get(arg, "id"), "reset");
-    if (pressed) reset();
+    /* {"kind": "button", "id": "reset"} when Reset is pressed (or its key, r);
+     * "id": "requeue" for Requeue dead letters (d) */
+    bool button = rwq_json_equals(rwq_json_get(arg, "kind"), "button");
+    rwq_json id = rwq_json_get(arg, "id");
+    bool changed = true;
+    if (button && rwq_json_equals(id, "reset")) reset();
+    else if (button && rwq_json_equals(id, "requeue")) requeue();
+    else changed = false;
     rwq_w_object(out);
     rwq_w_key(out, "changed");
-    rwq_w_bool(out, pressed);
+    rwq_w_bool(out, changed);
     rwq_w_end_object(out);
+}
+
+/* Handed to the next version on a hot reload (its import_state): the counts, the sparkline's
+ * steps and the latest failures, as the Starlark and AssemblyScript templates hand them over. */
+RWQ_HOOK(export_state) {
+    rwq_w_object(out);
+    rwq_w_key(out, "queues"); /* {"queue": [completed, failed]} */
+    rwq_w_object(out);
+    for (int i = 0; i < nqueues; i++) {
+        if (!queues[i].counted) continue;
+        rwq_w_key(out, queues[i].name);
+        rwq_w_array(out);
+        rwq_w_int(out, queues[i].completed);
+        rwq_w_int(out, queues[i].failed);
+        rwq_w_end_array(out);
+    }
+    rwq_w_end_object(out);
+    rwq_w_key(out, "buckets"); /* [[step, completed, failed]] */
+    rwq_w_array(out);
+    for (int i = 0; i < BUCKETS; i++) {
+        if (buckets[i].id < 0 || buckets[i].id <= newest - BUCKETS) continue;
+        rwq_w_array(out);
+        rwq_w_int(out, buckets[i].id);
+        rwq_w_int(out, buckets[i].completed);
+        rwq_w_int(out, buckets[i].failed);
+        rwq_w_end_array(out);
+    }
+    rwq_w_end_array(out);
+    rwq_w_key(out, "newest");
+    rwq_w_int(out, newest);
+    rwq_w_key(out, "failures"); /* [[queue, job, attempt, error]], newest first */
+    rwq_w_array(out);
+    for (int i = 0; i < nfailures; i++) {
+        rwq_w_array(out);
+        rwq_w_string(out, failures[i].queue);
+        rwq_w_string(out, failures[i].job);
+        rwq_w_int(out, failures[i].attempt);
+        rwq_w_string(out, failures[i].error);
+        rwq_w_end_array(out);
+    }
+    rwq_w_end_array(out);
+    rwq_w_end_object(out);
+}
+
+/* arg: {"from_version": "0.1.0", "state": what the running version's export_state returned} */
+RWQ_HOOK(import_state) {
+    rwq_json saved = rwq_json_get(arg, "state");
+    rwq_iter it = rwq_json_iter(rwq_json_get(saved, "queues"));
+    rwq_json key, counts;
+    while (rwq_json_next_member(&it, &key, &counts)) {
+        char name[NAME_BYTES];
+        if (!rwq_json_string(key, name, sizeof name)) continue;
+        queue_row *q = find_queue(name, true);
+        q->completed = rwq_json_int(rwq_json_at(counts, 0), 0);
+        q->failed = rwq_json_int(rwq_json_at(counts, 1), 0);
+        q->counted = true;
+    }
+    newest = rwq_json_int(rwq_json_get(saved, "newest"), -1);
+    it = rwq_json_iter(rwq_json_get(saved, "buckets"));
+    rwq_json step;
+    while (rwq_json_next(&it, &step)) {
+        int64_t id = rwq_json_int(rwq_json_at(step, 0), -1);
+        if (id < 0 || id <= newest - BUCKETS || id > newest) continue;
+        int slot = (int)(id % BUCKETS);
+        buckets[slot].id = id;
+        buckets[slot].completed = rwq_json_int(rwq_json_at(step, 1), 0);
+        buckets[slot].failed = rwq_json_int(rwq_json_at(step, 2), 0);
+    }
+    nfailures = 0;
+    it = rwq_json_iter(rwq_json_get(saved, "failures"));
+    rwq_json row;
+    while (nfailures < MAX_FAILURES && rwq_json_next(&it, &row)) {
+        failure_row *f = &failures[nfailures++];
+        memset(f, 0, sizeof *f);
+        rwq_json_string(rwq_json_at(row, 0), f->queue, sizeof f->queue);
+        rwq_json_string(rwq_json_at(row, 1), f->job, sizeof f->job);
+        f->attempt = rwq_json_int(rwq_json_at(row, 2), 0);
+        rwq_json_string(rwq_json_at(row, 3), f->error, sizeof f->error);
+        cut_chars(f->error, ERROR_CHARS);
+    }
 }
 
 RWQ_HOOK(health_check) {

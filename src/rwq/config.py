@@ -326,7 +326,13 @@ def parse_queue_timeouts(raw: Any) -> dict[str, float]:
 
 def format_queue_timeouts(timeouts: Mapping[str, float]) -> str:
     """The canonical text of ``queue_timeouts``, read back by :func:`parse_queue_timeouts`."""
-    return ",".join(f"{name}={seconds!r}" for name, seconds in timeouts.items())
+    return ",".join(f"{name}={_plain(seconds)}" for name, seconds in timeouts.items())
+
+
+def _plain(seconds: float) -> str:
+    """``seconds`` without an exponent (``1e-05`` is not a duration)."""
+    text = repr(float(seconds))
+    return text if "e" not in text else f"{seconds:.17f}".rstrip("0").rstrip(".")
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -265,6 +265,24 @@ def test_a_crashing_child_fails_its_job_and_the_worker_survives(
     handle.stop()
 
 
+@pytest.mark.parametrize("action", ["spin", "exit"])
+def test_jobs_handed_to_a_child_after_one_that_is_killed_or_crashes_run_in_the_next(
+    producer: Producer, start_worker: StartWorker, admin: Admin, read_events: ReadEvents,
+    wait_until: WaitUntil, action: str,
+) -> None:  # fmt: skip
+    """A child gets the jobs waiting for it in one message: those after the one it was
+    stopped or died in were never started, and run in its replacement."""
+    bad = producer.enqueue("q", {"do": action}, max_retries=0, timeout="300ms")
+    good = [producer.enqueue("q", {"do": "sleep", "seconds": 0}) for _ in range(5)]
+    start_worker(["q"], {"*": behave}, isolation="process", prefetch=10)
+    wait_until(lambda: all(admin.job("q", j.id) is None for j in good), what="the others")
+    dead = admin.job("q", bad.id)
+    assert dead is not None and dead.state == "dead"
+    events = read_events("q")
+    assert {e.data["job_id"] for e in events if e.type == "job.failed"} == {bad.id}
+    assert all(e.data["attempt"] == 1 for e in events if e.type == "job.completed")
+
+
 def test_a_child_reports_errors_and_permanent_failures_as_the_worker_does(
     producer: Producer, start_worker: StartWorker, admin: Admin, wait_until: WaitUntil,
 ) -> None:  # fmt: skip

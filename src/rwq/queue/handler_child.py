@@ -32,8 +32,9 @@ def _die_with_parent() -> None:
 
 
 def serve(conn: Connection) -> int:
-    """Load the handlers the worker sends, then run jobs until ``None`` or the end of the
-    channel; returns the exit status."""
+    """Load the handlers the worker sends, then run the jobs of each message it sends (a
+    list of ``(queue, job)``) until ``None`` or the end of the channel; returns the exit
+    status."""
     _kind, path, blob = conn.recv()
     sys.path[:] = path
     try:
@@ -49,11 +50,11 @@ def serve(conn: Connection) -> int:
             return 0  # the worker is gone
         if message is None:
             return 0
-        queue, job = message
-        handler = handlers.get(queue) or handlers["*"]
-        outcome = call_handler(handler, queue, job)
-        conn.send((outcome.ok, outcome.duration_ms, outcome.error, outcome.traceback,
-                   outcome.permanent))  # fmt: skip
+        for queue, job in message:  # one result each, as each ends: the worker times them
+            handler = handlers.get(queue) or handlers["*"]
+            outcome = call_handler(handler, queue, job)
+            conn.send((outcome.ok, outcome.duration_ms, outcome.error, outcome.traceback,
+                       outcome.permanent))  # fmt: skip
 
 
 def main() -> int:

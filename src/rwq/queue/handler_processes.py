@@ -25,6 +25,8 @@ from rwq.queue.handler_pool import Deliver, Run, timed_out
 
 log = logging.getLogger("rwq.queue.worker")  # the worker's lines: one name to configure
 
+BATCH = 16
+"""Most runs handed to a child in one message."""
 KILL_GRACE_S = 1.0
 """Seconds a child stopped at a timeout gets (SIGTERM: its ``finally`` blocks run) before
 SIGKILL."""
@@ -98,17 +100,33 @@ class _Child:
             raise ChildStartError(f"it could not load the handlers: {reply[1]}")
         return self
 
-    def run(self, run: Run) -> Outcome:
-        """Run ``run`` in the child; afterwards :attr:`dead` says whether it must be
-        replaced (it timed out or died)."""
-        run.started = time.monotonic()
+    def run(self, runs: list[Run], deliver: Deliver) -> list[Run]:
+        """Run ``runs`` in the child, in order, delivering each outcome as it comes; returns
+        the runs it never started because it timed out or died first (then :attr:`dead`).
+
+        They are sent in one message, so the child goes from one to the next without waiting
+        for the worker; a run's timeout counts from the previous one's result.
+        """
         try:
-            self.conn.send((run.queue, run.job))
-            if self.conn.poll(run.timeout):
+            self.conn.send([(run.queue, run.job) for run in runs])
+        except OSError as exc:
+            runs[0].started = time.monotonic()
+            deliver(self._crashed(runs[0], exc))
+            return runs[1:]
+        for n, run in enumerate(runs):
+            run.started = time.monotonic()
+            try:
+                if not self.conn.poll(run.timeout):
+                    deliver(self._timed_out(run))
+                    return runs[n + 1 :]
                 ok, duration_ms, error, traceback, permanent = self.conn.recv()
-                return Outcome(run.queue, run.job, ok, duration_ms, error, traceback, permanent)
-        except (EOFError, OSError) as exc:
-            return self._crashed(run, exc)
+            except (EOFError, OSError) as exc:
+                deliver(self._crashed(run, exc))
+                return runs[n + 1 :]
+            deliver(Outcome(run.queue, run.job, ok, duration_ms, error, traceback, permanent))
+        return []
+
+    def _timed_out(self, run: Run) -> Outcome:
         now = time.monotonic()
         self.kill()
         log.warning(
@@ -184,6 +202,7 @@ class ProcessHandlers:
         self._skip = skip
         self._deliver = deliver
         self._work: queue_mod.SimpleQueue[Run | None] = queue_mod.SimpleQueue()
+        self._size = size
         self._closing = threading.Event()
         self.started = 0
         """Children started, replacements included."""
@@ -235,21 +254,49 @@ class ProcessHandlers:
                 delay = min(delay * 2, 30.0)
         return None
 
-    def _serve(self, child: _Child | None) -> None:
-        while True:
-            run = self._work.get()
-            if run is None:
+    def _take(self, carried: list[Run]) -> tuple[list[Run], bool]:
+        """The next runs for one child: those ``carried`` over from a child that timed out or
+        died, else the next one waiting and, when more wait, a share of them (at most
+        :data:`BATCH`, so other children get theirs); and whether the pool is closing."""
+        if carried:
+            return carried, False
+        first = self._work.get()
+        if first is None:
+            return [], True
+        runs = [first]
+        share = min(BATCH, self._work.qsize() // self._size)
+        for _ in range(share):
+            try:
+                run = self._work.get_nowait()
+            except queue_mod.Empty:
                 break
-            skipped = self._skip(run)
-            if skipped is not None:
-                self._deliver(skipped)
+            if run is None:
+                self._work.put(None)  # this thread's stop: it stops after this batch
+                break
+            runs.append(run)
+        return runs, False
+
+    def _serve(self, child: _Child | None) -> None:
+        carried: list[Run] = []
+        while True:
+            runs, closing = self._take(carried)
+            if closing:
+                break
+            todo: list[Run] = []
+            for run in runs:
+                skipped = self._skip(run)
+                if skipped is None:
+                    todo.append(run)
+                else:
+                    self._deliver(skipped)
+            carried = []
+            if not todo:
                 continue
             if child is None:
                 child = self._replace()
                 if child is None:
                     break
-            outcome = child.run(run)
-            self._deliver(outcome)
+            carried = child.run(todo, self._deliver)
             if child.dead:
                 child = self._replace()
         self._closing.set()

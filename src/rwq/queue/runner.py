@@ -256,6 +256,8 @@ class JobRunner:
                 outcome = call_handler(handlers.get(qname) or handlers["*"], qname, job)
             else:
                 outcome = self._run_bounded(Run(qname, job, timeout))
+                if outcome.skipped:  # stopped before its thread took it: handed back
+                    break
             self._record(outcome)
         self.flush()
 

@@ -133,6 +133,7 @@ class Worker:
         )  # fmt: skip
         self._lease = Lease(broker, self.id, self.queues, self.options.concurrency, self._runner)
         self._abandon_lock = threading.Lock()
+        self._abandon_done = threading.Event()
         self._running_loop = threading.Event()
         self.abandoned = False
         """Handlers were still running at the shutdown timeout: their jobs were handed back."""
@@ -192,6 +193,10 @@ class Worker:
                     self._wait_for_redis(exc)
         finally:
             self._shutdown()
+            if self.abandoned:
+                # Handler threads do not hold up the process's exit: wait for the jobs to be
+                # handed back and on_abandoned (by default: exit with EXIT_ABANDONED).
+                self._abandon_done.wait()
             self._stop.set()
             self._finished.set()
             for t in threads:
@@ -237,6 +242,7 @@ class Worker:
         finally:
             self._finished.set()
             self.on_abandoned()
+            self._abandon_done.set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -132,6 +132,9 @@ def test_a_bad_isolation_names_the_option(valkey_url: str) -> None:
     result = rwq("worker", "-q", "q", "--app", "rwq.bench.queue:noop", "--isolation", "fork",
                  url=valkey_url)  # fmt: skip
     assert_clean_error(result, "--isolation", "thread or process", "'fork'")
+    result = rwq("worker", "-q", "q", "--app", "rwq.bench.queue:noop", "--child-max-jobs", "5",
+                 url=valkey_url)  # fmt: skip
+    assert_clean_error(result, "--child-max-jobs", "--isolation process")
 
 
 def test_a_worker_with_process_isolation_kills_a_handler_past_its_timeout(

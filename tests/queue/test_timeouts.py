@@ -283,6 +283,22 @@ def test_jobs_handed_to_a_child_after_one_that_is_killed_or_crashes_run_in_the_n
     assert all(e.data["attempt"] == 1 for e in events if e.type == "job.completed")
 
 
+def test_a_child_is_replaced_after_child_max_jobs(
+    producer: Producer, start_worker: StartWorker, admin: Admin, wait_until: WaitUntil,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    files = [tmp_path / f"pid{n}" for n in range(5)]
+    jobs = [producer.enqueue("q", {"do": "sleep", "seconds": 0, "pid_file": str(f)}) for f in files]
+    handle = start_worker(["q"], {"*": behave}, isolation="process", child_max_jobs=2)
+    wait_until(lambda: all(admin.job("q", j.id) is None for j in jobs), what="five jobs")
+    pids = [int(f.read_text()) for f in files]
+    assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
+    assert handle.worker._runner._pool.started >= 3
+    assert not _alive(pids[0])
+    with pytest.raises(WorkerError, match=r"child_max_jobs: .*under isolation process"):
+        Worker(admin.broker, ["q"], {"*": behave}, WorkerOptions(child_max_jobs=2))
+
+
 def test_a_child_reports_errors_and_permanent_failures_as_the_worker_does(
     producer: Producer, start_worker: StartWorker, admin: Admin, wait_until: WaitUntil,
 ) -> None:  # fmt: skip

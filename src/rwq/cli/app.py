@@ -346,6 +346,15 @@ def worker_cmd(
             "--concurrency slot (one past its timeout is killed; a crash fails only its job).",
         ),
     ] = "thread",
+    child_max_jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--child-max-jobs",
+            min=1,
+            help="With --isolation process: replace a child after this many jobs, giving "
+            "back what its handlers leaked.",
+        ),
+    ] = None,
 ) -> None:
     """Process jobs until interrupted: SIGTERM or Ctrl-C lets running jobs finish for up to
     shutdown_timeout (30s), then hands the rest back to their queues; a second signal at once."""
@@ -355,6 +364,8 @@ def worker_cmd(
     if isolation not in tuple(Isolation):
         raise UsageError(f"--isolation: expected thread or process, got {isolation!r}")
     seconds = _timeout_option(timeout)
+    if child_max_jobs is not None and isolation != Isolation.PROCESS:
+        raise UsageError("--child-max-jobs: only with --isolation process")
     handlers = load_handlers(app_spec)
     options = WorkerOptions(
         concurrency=concurrency,
@@ -363,6 +374,7 @@ def worker_cmd(
         breaker=BreakerPolicy(enabled=breaker),
         timeout=seconds,
         isolation=Isolation(isolation),
+        child_max_jobs=child_max_jobs,
     )
     worker = Worker(context_of(ctx).broker, queues, handlers, options)
     err.print(f"worker {worker.id} serving {', '.join(worker.queues)}")

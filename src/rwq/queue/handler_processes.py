@@ -73,6 +73,8 @@ class _Child:
             theirs.close()
         self.conn = Connection(ours.detach())
         self.dead = False
+        self.ran = 0
+        """Jobs it finished (recycled after ``max_jobs``)."""
         with contextlib.suppress(OSError):  # it died at once: ready() says how
             self.conn.send(("init", list(sys.path), blob))
 
@@ -123,6 +125,7 @@ class _Child:
             except (EOFError, OSError) as exc:
                 deliver(self._crashed(run, exc))
                 return runs[n + 1 :]
+            self.ran += 1
             deliver(Outcome(run.queue, run.job, ok, duration_ms, error, traceback, permanent))
         return []
 
@@ -188,6 +191,9 @@ class ProcessHandlers:
     """``size`` handler processes, each watched by a thread that hands it one run at a time
     and enforces the run's timeout itself (so :meth:`expire` has nothing to do).
 
+    A child is replaced after ``max_jobs`` jobs (None: never), so what its handlers leak is
+    given back.
+
     Raises:
         ChildStartError: the first child could not start or load the handlers.
     """
@@ -196,9 +202,10 @@ class ProcessHandlers:
 
     def __init__(
         self, size: int, handlers: Mapping[str, Handler], skip: Callable[[Run], Outcome | None],
-        deliver: Deliver,
+        deliver: Deliver, max_jobs: int | None = None,
     ) -> None:  # fmt: skip
         self._blob = pickled_handlers(handlers)
+        self._max_jobs = max_jobs
         self._skip = skip
         self._deliver = deliver
         self._work: queue_mod.SimpleQueue[Run | None] = queue_mod.SimpleQueue()
@@ -254,17 +261,18 @@ class ProcessHandlers:
                 delay = min(delay * 2, 30.0)
         return None
 
-    def _take(self, carried: list[Run]) -> tuple[list[Run], bool]:
+    def _take(self, carried: list[Run], room: int) -> tuple[list[Run], bool]:
         """The next runs for one child: those ``carried`` over from a child that timed out or
         died, else the next one waiting and, when more wait, a share of them (at most
-        :data:`BATCH`, so other children get theirs); and whether the pool is closing."""
+        :data:`BATCH` or ``room``, so other children get theirs); and whether the pool is
+        closing."""
         if carried:
             return carried, False
         first = self._work.get()
         if first is None:
             return [], True
         runs = [first]
-        share = min(BATCH, self._work.qsize() // self._size)
+        share = min(BATCH, room, self._work.qsize() // self._size + 1) - 1
         for _ in range(share):
             try:
                 run = self._work.get_nowait()
@@ -279,7 +287,10 @@ class ProcessHandlers:
     def _serve(self, child: _Child | None) -> None:
         carried: list[Run] = []
         while True:
-            runs, closing = self._take(carried)
+            room = BATCH
+            if self._max_jobs is not None and child is not None:
+                room = max(1, self._max_jobs - child.ran)
+            runs, closing = self._take(carried, room)
             if closing:
                 break
             todo: list[Run] = []
@@ -298,6 +309,9 @@ class ProcessHandlers:
                     break
             carried = child.run(todo, self._deliver)
             if child.dead:
+                child = self._replace()
+            elif self._max_jobs is not None and child.ran >= self._max_jobs:
+                child.stop()  # recycled: what its handlers leaked goes with it
                 child = self._replace()
         self._closing.set()
         if child is not None:

@@ -56,6 +56,7 @@ class JobRunner:
         isolation: where handlers run (:class:`~rwq.queue.timeouts.Isolation`).
         timeout: seconds a handler may run when neither its job nor the setting
             ``queue_timeouts`` says; None: no limit.
+        child_max_jobs: under process isolation, jobs a child runs before it is replaced.
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class JobRunner:
         idle_wait: float,
         isolation: Isolation = Isolation.THREAD,
         timeout: float | None = None,
+        child_max_jobs: int | None = None,
     ) -> None:
         self.broker = broker
         self.id = worker_id
@@ -85,6 +87,7 @@ class JobRunner:
         self._prefetch = prefetch
         self._idle_wait = idle_wait
         self._isolation = isolation
+        self._child_max_jobs = child_max_jobs
         self._default_timeout = timeout
         self._queue_timeouts = broker.settings.queue_timeout_map
         self._timeouts = bool(self._queue_timeouts) or timeout is not None
@@ -121,8 +124,9 @@ class JobRunner:
         """
         if self._isolation is Isolation.PROCESS:
             self._pool = ProcessHandlers(
-                self._concurrency, self.handlers, self._skip, self._inbox.put
-            )
+                self._concurrency, self.handlers, self._skip, self._inbox.put,
+                self._child_max_jobs,
+            )  # fmt: skip
         elif self._concurrency > 1:
             self._pool = ThreadHandlers(self._concurrency, self._execute_run, self._inbox.put)
 

@@ -72,6 +72,9 @@ class WorkerOptions:
     isolation: Isolation | str = Isolation.THREAD
     """``thread``: handlers run in this process (a timed-out one is abandoned); ``process``:
     in long-lived child processes (a timed-out one is killed, a crash fails only its job)."""
+    child_max_jobs: int | None = None
+    """Under process isolation: a child is replaced after this many jobs, giving back what its
+    handlers leaked; None: never."""
 
 
 class Worker:
@@ -113,6 +116,15 @@ class Worker:
             )
         except TimeoutValueError as exc:
             raise WorkerError(str(exc)) from None
+        max_jobs = self.options.child_max_jobs
+        if max_jobs is not None and (
+            self.isolation is not Isolation.PROCESS or isinstance(max_jobs, bool)
+            or not isinstance(max_jobs, int) or max_jobs < 1
+        ):  # fmt: skip
+            raise WorkerError(
+                f"child_max_jobs: a whole number of at least 1, under isolation process; got "
+                f"{max_jobs!r} with isolation {self.isolation}"
+            )
         if self.isolation is Isolation.PROCESS:
             try:
                 pickled_handlers(self.handlers)
@@ -130,6 +142,7 @@ class Worker:
             broker, self.id, self.queues, self.handlers, self.breakers, self.metrics, self._stop,
             concurrency=self.options.concurrency, prefetch=self.options.prefetch,
             idle_wait=self.options.idle_wait, isolation=self.isolation, timeout=self.timeout,
+            child_max_jobs=max_jobs,
         )  # fmt: skip
         self._lease = Lease(broker, self.id, self.queues, self.options.concurrency, self._runner)
         self._abandon_lock = threading.Lock()

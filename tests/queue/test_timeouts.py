@@ -176,6 +176,33 @@ def broker_counter(admin: Admin, queue: str, name: str) -> int:
     return int(admin.broker.client.hget(admin.broker.queue_keys(queue).counters, name) or 0)
 
 
+def test_a_stopping_worker_fails_a_stuck_handler_at_its_timeout_instead_of_waiting(
+    make_broker: Callable[..., Broker], admin: Admin, read_events: ReadEvents,
+    wait_until: WaitUntil, gate: threading.Event,
+) -> None:  # fmt: skip
+    """Stopped while a handler hangs, the worker drains: the handler's timeout fails the job
+    long before the shutdown timeout (60 s here), and the worker stops without abandoning."""
+    broker = make_broker(shutdown_timeout=60.0)
+    started = threading.Event()
+
+    def handler(job: Job) -> None:
+        started.set()
+        gate.wait(30)
+
+    job = Producer(broker).enqueue("q", "x", max_retries=0, timeout="200ms")
+    worker = Worker(broker, ["q"], {"*": handler}, WorkerOptions(concurrency=2))
+    worker.on_abandoned = lambda: None
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    assert started.wait(10)
+    worker.stop()
+    thread.join(20)
+    assert not thread.is_alive() and not worker.abandoned
+    assert _types(read_events("q"), job.id)[-3:] == [
+        "job.timed_out", "job.failed", "job.dead_lettered"
+    ]  # fmt: skip
+
+
 def test_the_abandoned_handlers_late_result_is_discarded(
     producer: Producer, start_worker: StartWorker, admin: Admin, read_events: ReadEvents,
     wait_until: WaitUntil, gate: threading.Event,

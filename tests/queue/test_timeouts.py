@@ -5,6 +5,7 @@ replaced), and a crashing child. Every test runs on a standalone server and on t
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -308,6 +309,20 @@ def test_jobs_handed_to_a_child_after_one_that_is_killed_or_crashes_run_in_the_n
     events = read_events("q")
     assert {e.data["job_id"] for e in events if e.type == "job.failed"} == {bad.id}
     assert all(e.data["attempt"] == 1 for e in events if e.type == "job.completed")
+
+
+def test_a_child_that_died_while_idle_is_replaced_without_failing_the_next_job(
+    producer: Producer, start_worker: StartWorker, admin: Admin, read_events: ReadEvents,
+    wait_until: WaitUntil, tmp_path: Path,
+) -> None:  # fmt: skip
+    pid_file = tmp_path / "pid"
+    first = producer.enqueue("q", {"do": "sleep", "seconds": 0, "pid_file": str(pid_file)})
+    start_worker(["q"], {"*": behave}, isolation="process")
+    wait_until(lambda: admin.job("q", first.id) is None, what="the first job")
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)  # the OOM killer, say
+    second = producer.enqueue("q", {"do": "sleep", "seconds": 0})
+    wait_until(lambda: admin.job("q", second.id) is None, what="the second job")
+    assert not [e for e in read_events("q") if e.type == "job.failed"]
 
 
 def test_a_child_is_replaced_after_child_max_jobs(

@@ -50,6 +50,7 @@ def serve(conn: Connection) -> int:
             return 0  # the worker is gone
         if message is None:
             return 0
+        conn.send(None)  # taken: from now on a death is a crash of these jobs
         for queue, job in message:  # one result each, as each ends: the worker times them
             handler = handlers.get(queue) or handlers["*"]
             outcome = call_handler(handler, queue, job)

@@ -1,6 +1,6 @@
 """The process-mode :class:`~rwq.queue.handler_pool.HandlerPool` (``--isolation process``):
-handlers run in long-lived child processes, one job at a time each, each watched by a thread
-of the worker. A child past its timeout is stopped (SIGTERM, SIGKILL after a grace) and
+handlers run in long-lived child processes, one job after another in each, each child watched
+by a thread of the worker. A child past its timeout is stopped (SIGTERM, SIGKILL after a grace) and
 replaced; a child that dies fails its job and is replaced; the worker lives on."""
 
 from __future__ import annotations
@@ -107,27 +107,44 @@ class _Child:
         the runs it never started because it timed out or died first (then :attr:`dead`).
 
         They are sent in one message, so the child goes from one to the next without waiting
-        for the worker; a run's timeout counts from the previous one's result.
+        for the worker; a run's timeout counts from the previous one's result. The child
+        acknowledges the message before it starts: a child that died while idle fails none
+        of them.
         """
         try:
             self.conn.send([(run.queue, run.job) for run in runs])
         except OSError as exc:
-            runs[0].started = time.monotonic()
-            deliver(self._crashed(runs[0], exc))
-            return runs[1:]
+            return self._died_idle(runs, exc)
+        acked = False
         for n, run in enumerate(runs):
             run.started = time.monotonic()
             try:
-                if not self.conn.poll(run.timeout):
-                    deliver(self._timed_out(run))
-                    return runs[n + 1 :]
-                ok, duration_ms, error, traceback, permanent = self.conn.recv()
+                while True:
+                    left = None if run.timeout is None else run.started + run.timeout
+                    wait = None if left is None else max(0.0, left - time.monotonic())
+                    if not self.conn.poll(wait):
+                        deliver(self._timed_out(run))
+                        return runs[n + 1 :]
+                    reply = self.conn.recv()
+                    if reply is not None:
+                        break
+                    acked = True  # the child has the runs: from here on they are its
             except (EOFError, OSError) as exc:
+                if not acked:
+                    return self._died_idle(runs, exc)
                 deliver(self._crashed(run, exc))
                 return runs[n + 1 :]
+            ok, duration_ms, error, traceback, permanent = reply
             self.ran += 1
             deliver(Outcome(run.queue, run.job, ok, duration_ms, error, traceback, permanent))
         return []
+
+    def _died_idle(self, runs: list[Run], exc: BaseException) -> list[Run]:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5.0)
+        log.error("a handler process died while idle (%s); starting another", self._how(exc))
+        self.kill()
+        return runs
 
     def _timed_out(self, run: Run) -> Outcome:
         now = time.monotonic()

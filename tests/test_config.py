@@ -176,3 +176,40 @@ def test_a_bad_plugin_registry_names_the_setting(tmp_path: Path, value: str, rea
     with pytest.raises(ConfigError) as caught:
         Settings.load(path, env={})
     assert caught.value.field == "plugin_registries" and reason in caught.value.reason
+
+
+def test_queue_timeouts_are_a_mapping_in_the_file_and_pairs_in_the_environment(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "rwq.yaml"
+    path.write_text("queue_timeouts: {mail: 30s, video: 10m, tiny: 0.00001}\n")
+    loaded = Settings.load(path, env={})
+    assert loaded.queue_timeout_map == {"mail": 30.0, "video": 600.0, "tiny": 0.00001}
+    assert Settings(queue_timeouts=loaded.queue_timeouts) == loaded  # its text reads back
+    from_env = Settings.load(env={"RWQ_QUEUE_TIMEOUTS": "mail=1.5, video=5m"})
+    assert from_env.queue_timeout_map == {"mail": 1.5, "video": 300.0}
+    assert Settings.load(env={"RWQ_QUEUE_TIMEOUTS": ""}).queue_timeout_map == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("{mail: 0}", "queue mail: must be more than 0 seconds"),
+        ("{mail: -1}", "queue mail: must not be negative"),
+        ("{mail: soon}", "queue mail: expected a duration"),
+        ("{mail: 31d}", "queue mail: at most 30.0d"),
+        ("{mail: [1]}", "queue mail: expected a duration"),
+        ("mail", "expected queue=duration pairs"),
+        ("[mail]", "expected a mapping of queue to duration"),
+        ("'a=1,a=2'", "queue 'a' is named twice"),
+    ],
+)
+def test_a_bad_queue_timeout_names_the_setting_and_queue(
+    tmp_path: Path, value: str, reason: str
+) -> None:
+    path = tmp_path / "rwq.yaml"
+    path.write_text(f"queue_timeouts: {value}\n")
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(path, env={})
+    assert caught.value.source == str(path) and caught.value.field == "queue_timeouts"
+    assert reason in caught.value.reason

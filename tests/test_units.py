@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rwq.units import UnitError, parse_duration, parse_size
+from rwq.units import UnitError, parse_duration, parse_positive_duration, parse_size
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,11 @@ def test_format_age_picks_the_unit() -> None:
     assert format_age(90) == "1.5m"
     assert format_age(5400) == "1.5h"
     assert format_age(3 * 86400) == "3.0d"
+
+
+def test_a_positive_duration_is_more_than_zero_and_bounded() -> None:
+    assert parse_positive_duration("1.5", "--timeout", 60) == 1.5
+    assert parse_positive_duration("250ms", "--timeout", 60) == 0.25
+    for text, reason in [("0", "more than 0"), ("0ms", "more than 0"), ("2m", "at most 30.0s")]:
+        with pytest.raises(UnitError, match=f"--timeout: .*{reason}"):
+            parse_positive_duration(text, "--timeout", 30)

@@ -8,13 +8,14 @@ from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
 from rwq.queue.job import Job
 from rwq.queue.producer import JobSpec, Producer
-from rwq.queue.worker import PermanentFailure, Worker, WorkerOptions
+from rwq.queue.worker import Isolation, PermanentFailure, Worker, WorkerOptions
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Admin",
     "Broker",
+    "Isolation",
     "Job",
     "JobSpec",
     "PermanentFailure",

@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from rwq.errors import ConfigError
-from rwq.units import UnitError, parse_duration
+from rwq.units import UnitError, parse_duration, parse_positive_duration
 from rwq.yaml_input import YamlInputError, read_yaml
 
 CONFIG_FILE = "rwq.yaml"
 ENV_PREFIX = "RWQ_"
 MAX_EVENT_LABELS = 4
 MAX_CONFIG_BYTES = 1024 * 1024
+MAX_TIMEOUT_S = 30 * 86400.0
+"""Seconds: the longest job timeout (30 days; a longer one is a typo)."""
 _LABEL_NAME = re.compile(r"^[^\s,\x00-\x1f\x7f]{1,64}\Z")
 
 
@@ -49,6 +51,10 @@ class Settings:
     shutdown_timeout: float = 30.0
     """Seconds a stopping worker waits for its running handlers before it hands their jobs
     back to their queues and exits."""
+    queue_timeouts: str = ""
+    """How long a handler of each named queue may run when its job sets no timeout of its own
+    (overriding the worker's ``--timeout``): ``queue=duration`` pairs separated by commas
+    (``mail=30s,video=10m``), or a mapping in ``rwq.yaml``. Kept in that text form."""
     read_only: bool = False
     plugin_dirs: str = ""
     """Directories searched for plugins besides the user's installed ones, separated by ':'.
@@ -73,6 +79,11 @@ class Settings:
         except ValueError as exc:
             raise ConfigError("settings", "event_labels", str(exc)) from None
         object.__setattr__(self, "event_labels", labels)
+        try:
+            timeouts = format_queue_timeouts(parse_queue_timeouts(self.queue_timeouts))
+        except ValueError as exc:
+            raise ConfigError("settings", "queue_timeouts", str(exc)) from None
+        object.__setattr__(self, "queue_timeouts", timeouts)
         for name in _LIMITS:
             check_range("settings", name, getattr(self, name))
         try:
@@ -112,6 +123,11 @@ class Settings:
     def label_fields(self) -> tuple[str, ...]:
         """The payload fields of :attr:`event_labels`, in order."""
         return tuple(self.event_labels.split(",")) if self.event_labels else ()
+
+    @property
+    def queue_timeout_map(self) -> dict[str, float]:
+        """:attr:`queue_timeouts` as queue name to seconds."""
+        return parse_queue_timeouts(self.queue_timeouts)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied; ``None`` values are ignored (unset flags)."""
@@ -195,7 +211,7 @@ def check_range(source: str, name: str, value: float) -> None:
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
-_LIST_SETTINGS = _EMPTY_IS_A_VALUE = {"event_labels", "plugin_registries"}
+_LIST_SETTINGS = _EMPTY_IS_A_VALUE = {"event_labels", "plugin_registries", "queue_timeouts"}
 """Settings given as a list or a comma-separated string, whose empty ``RWQ_*`` variable
 means "none" rather than "not set"."""
 MAX_REGISTRIES = 16
@@ -270,6 +286,55 @@ def parse_event_labels(raw: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def parse_queue_timeouts(raw: Any) -> dict[str, float]:
+    """The per-queue timeouts of ``queue_timeouts``: a mapping of queue name to duration, or
+    ``queue=duration`` pairs separated by commas (``mail=30s,video=10m``).
+
+    Raises:
+        ValueError: a pair is malformed, a queue is named twice or a timeout is not a
+            positive duration of at most 30 days.
+    """
+    if raw is None:
+        return {}
+    pairs: list[tuple[Any, Any]] = []
+    if isinstance(raw, str):
+        for item in (p.strip() for p in raw.split(",")):
+            if not item:
+                continue
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"expected queue=duration pairs, got {_shown(item)}")
+            pairs.append((name.strip(), value.strip()))
+    elif isinstance(raw, Mapping):
+        pairs = list(raw.items())
+    else:
+        raise ValueError(f"expected a mapping of queue to duration, got {_shown(raw)}")
+    out: dict[str, float] = {}
+    for name, value in pairs:
+        if not isinstance(name, str) or not 0 < len(name) <= 200 or "," in name or "=" in name:
+            raise ValueError(f"expected a queue name of 1-200 characters, got {_shown(name)}")
+        if name in out:
+            raise ValueError(f"queue {name!r} is named twice")
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ValueError(f"queue {name}: expected a duration like 30s, got {_shown(value)}")
+        try:
+            out[name] = parse_positive_duration(value, f"queue {name}", MAX_TIMEOUT_S)
+        except UnitError as exc:
+            raise ValueError(str(exc)) from None
+    return out
+
+
+def format_queue_timeouts(timeouts: Mapping[str, float]) -> str:
+    """The canonical text of ``queue_timeouts``, read back by :func:`parse_queue_timeouts`."""
+    return ",".join(f"{name}={_plain(seconds)}" for name, seconds in timeouts.items())
+
+
+def _plain(seconds: float) -> str:
+    """``seconds`` without an exponent (``1e-05`` is not a duration)."""
+    text = repr(float(seconds))
+    return text if "e" not in text else f"{seconds:.17f}".rstrip("0").rstrip(".")
+
+
 def _read_file(path: Path) -> dict[str, Any]:
     try:
         data = read_yaml(path, MAX_CONFIG_BYTES)
@@ -295,6 +360,8 @@ def _coerce(source: str, name: str, raw: Any, type_: Any) -> Any:
     try:
         if name == "plugin_registries":
             return parse_registries(raw)
+        if name == "queue_timeouts":
+            return format_queue_timeouts(parse_queue_timeouts(raw))
         if name in _LIST_SETTINGS:
             return ",".join(parse_event_labels(raw))
         if "bool" in kind:

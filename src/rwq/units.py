@@ -45,6 +45,17 @@ def parse_duration(text: str | float, what: str = "duration") -> float:
     return seconds
 
 
+def parse_positive_duration(text: str | float, what: str, maximum: float) -> float:
+    """Seconds in ``text`` as :func:`parse_duration` reads them, more than 0 and at most
+    ``maximum`` (timeouts). Raises :class:`UnitError` naming ``what`` otherwise."""
+    seconds = parse_duration(text, what)
+    if not seconds > 0:
+        raise UnitError(f"{what}: must be more than 0 seconds, got {_shown(text)}")
+    if seconds > maximum:
+        raise UnitError(f"{what}: at most {format_age(maximum)}, got {_shown(text)}")
+    return seconds
+
+
 def parse_size(text: str | int, what: str = "size") -> int:
     """Bytes in ``text``: a number or a number with B, KB, MB, GB (powers of 1000) or KiB,
     MiB, GiB (powers of 1024)."""

@@ -114,6 +114,56 @@ def test_bad_delay(valkey_url: str, delay: str) -> None:
     assert_clean_error(rwq("enqueue", "q", "1", "--delay", delay, url=valkey_url), "--delay")
 
 
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [("0", "more than 0"), ("-5s", "expected a duration"), ("soon", "expected a duration"),
+     ("40d", "at most")],
+)  # fmt: skip
+def test_bad_timeouts_name_the_option(valkey_url: str, value: str, needle: str) -> None:
+    assert_clean_error(
+        rwq("enqueue", "q", "1", f"--timeout={value}", url=valkey_url), "--timeout", needle
+    )
+    worker = rwq("worker", "-q", "q", "--app", "rwq.bench.queue:noop", f"--timeout={value}",
+                 "--isolation", "process", url=valkey_url)  # fmt: skip
+    assert_clean_error(worker, "--timeout", needle)
+
+
+def test_a_bad_isolation_names_the_option(valkey_url: str) -> None:
+    result = rwq("worker", "-q", "q", "--app", "rwq.bench.queue:noop", "--isolation", "fork",
+                 url=valkey_url)  # fmt: skip
+    assert_clean_error(result, "--isolation", "thread or process", "'fork'")
+    result = rwq("worker", "-q", "q", "--app", "rwq.bench.queue:noop", "--child-max-jobs", "5",
+                 url=valkey_url)  # fmt: skip
+    assert_clean_error(result, "--child-max-jobs", "--isolation process")
+
+
+def test_a_worker_with_process_isolation_kills_a_handler_past_its_timeout(
+    valkey_url: str, redis_client: redis.Redis
+) -> None:
+    """`rwq enqueue --timeout` and `rwq worker --isolation process --timeout`, end to end."""
+    stuck = rwq("enqueue", "q", '{"do": "spin"}', "--timeout", "300ms", "--max-retries", "0",
+                "--json", url=valkey_url)  # fmt: skip
+    assert stuck.returncode == 0, stuck.stderr
+    assert json.loads(stuck.stdout)["timeout"] == 0.3
+    rwq("enqueue", "q", '{"do": "sleep", "seconds": 0.5}', "--max-retries", "0", url=valkey_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RWQ_")}
+    env["RWQ_REDIS_URL"] = valkey_url
+    worker = subprocess.run(
+        [sys.executable, "-m", "rwq", "worker", "-q", "q", "--app", "timeout_handlers:behave",
+         "--isolation", "process", "--timeout", "100ms", "--max-jobs", "2"],
+        capture_output=True, text=True, env=env, timeout=60,
+        cwd=Path(__file__).parents[1] / "queue",
+    )  # fmt: skip
+    assert worker.returncode == 0, worker.stderr
+    assert "0 completed, 2 failed" in worker.stderr
+    dead = json.loads(rwq("admin", "peek", "q", "--state", "dead", "--json", url=valkey_url).stdout)
+    errors = sorted(job["last_error"] for job in dead)
+    assert errors == [
+        "JobTimeout: the handler ran past its timeout of 100ms (its process was killed)",
+        "JobTimeout: the handler ran past its timeout of 300ms (its process was killed)",
+    ]
+
+
 def test_worker_runs_jobs_from_cli(valkey_url: str, redis_client: redis.Redis) -> None:
     for _ in range(5):
         rwq("enqueue", "q", json.dumps({"duration_ms": 1, "fail_rate": 0}), url=valkey_url)

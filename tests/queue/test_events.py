@@ -55,6 +55,9 @@ def test_every_transition_emits_its_declared_fields(
     # job.failed + job.retried; job.failed + job.dead_lettered
     broker.fail("q", "w1", [Failure(b.id, 1.0, "E: retry", "tb", 60_000)])
     broker.fail("q", "w1", [Failure(c.id, 1.0, "E: fatal", "tb", permanent=True)])
+    # job.timed_out (then job.failed, job.retried)
+    broker.fail("q", "w1", [Failure(d.id, 30.0, "JobTimeout: t", "", 60_000, attempt=1,
+                                    timeout=0.03, stopped="killed")])  # fmt: skip
     # job.requeued: an operator's requeue, a move to another queue, a shutdown hand-back
     admin.requeue([c.id])
     broker.fetch("q", "w1", 1)

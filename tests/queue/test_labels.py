@@ -56,13 +56,16 @@ def test_every_job_event_carries_the_labels(
         assert job is not None and job.labels == LABELS
         assert job.to_dict()["labels"] == LABELS
 
-    # started + completed; failed + retried; failed + dead_lettered; requeued (operator,
+    # started + completed; failed + retried; timed_out + failed + retried; failed +
+    # dead_lettered; requeued (operator,
     # moved to another queue, shutdown, worker lost); dead_lettered by the reaper.
     Worker(broker, ["q"], {"*": print}, WorkerOptions(name="w1"))._lease.register()
-    a, b, c, _ = broker.fetch("q", "w1", 4).jobs
+    a, b, c, d = broker.fetch("q", "w1", 4).jobs
     assert a.labels == LABELS  # the worker's job has them too
     broker.complete("q", "w1", [(a.id, 1.5)])
     broker.fail("q", "w1", [Failure(b.id, 1.0, "E: retry", "tb", 60_000)])
+    broker.fail("q", "w1", [Failure(d.id, 9.0, "JobTimeout: t", "", 60_000, timeout=0.009,
+                                    stopped="abandoned")])  # fmt: skip
     broker.fail("q", "w1", [Failure(c.id, 1.0, "E: fatal", "tb", permanent=True)])
     assert [j.labels for j in admin.peek("q", target="dead")] == [LABELS]
     assert [j.labels for j in admin.peek("q", target="completed")] == [LABELS]

@@ -23,6 +23,7 @@ from rwq.connection import connect
 from rwq.queue.broker import Broker
 from rwq.queue.job import Job
 from rwq.queue.producer import Producer
+from rwq.queue.timeouts import Isolation
 from rwq.queue.worker import Worker, WorkerOptions
 
 
@@ -89,7 +90,20 @@ def run_queue_bench(
 
             report("process", 0.5)
             result["process_jobs_per_s"] = _process(broker, "bench.batch", jobs)
-            report("latency", 0.75)
+            # Every job with a timeout: in thread mode each runs in a thread the loop can give
+            # up on; under process isolation in a child that can be killed (the hard timeout).
+            bounded = min(jobs, 10_000)
+            report("process with timeouts", 0.6)
+            producer.enqueue_many("bench.timeout", payloads[:bounded])
+            result["process_timeout_jobs_per_s"] = _process(
+                broker, "bench.timeout", bounded, timeout=60.0
+            )
+            report("process isolated", 0.7)
+            producer.enqueue_many("bench.isolated", payloads[:bounded])
+            result["process_isolated_jobs_per_s"] = _process(
+                broker, "bench.isolated", bounded, timeout=60.0, isolation="process"
+            )
+            report("latency", 0.8)
             result.update(_latency(target, broker, producer))
             report("done", 1.0)
             return result
@@ -98,14 +112,20 @@ def run_queue_bench(
             client.close()
 
 
-def _process(broker: Broker, queue: str, jobs: int) -> int:
-    """No-op jobs per second through one worker: from its start until the ``jobs``-th result
-    is recorded (watched from another thread, so shutdown is not counted)."""
-    worker = Worker(broker, [queue], {"*": noop}, WorkerOptions(prefetch=100))
+def _process(broker: Broker, queue: str, jobs: int, **options: Any) -> int:
+    """No-op jobs per second through one worker (``options`` for its :class:`WorkerOptions`):
+    from its start (under process isolation: from when its handler processes are ready) until
+    the ``jobs``-th result is recorded (watched from another thread, so shutdown is not
+    counted)."""
+    worker = Worker(broker, [queue], {"*": noop}, WorkerOptions(prefetch=100, **options))
     counters = broker.keys.queue(queue).counters
     started = time.perf_counter()
     runner = threading.Thread(target=worker.run, kwargs={"max_jobs": jobs}, daemon=True)
     runner.start()
+    if worker.isolation is Isolation.PROCESS:  # it registers once its children are ready
+        while not broker.client.hexists(broker.keys.workers, worker.id) and runner.is_alive():
+            time.sleep(0.005)
+        started = time.perf_counter()
     while int(broker.client.hget(counters, "processed") or 0) < jobs and runner.is_alive():
         time.sleep(0.005)
     elapsed = time.perf_counter() - started

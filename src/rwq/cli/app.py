@@ -40,6 +40,7 @@ from rwq.plugins.package.paths import with_plugin_dirs
 from rwq.printable import log_to_stderr, marked
 from rwq.queue.job import DEFAULT_PRIORITY
 from rwq.queue.producer import Producer
+from rwq.queue.timeouts import Isolation, TimeoutValueError, parse_timeout
 from rwq.units import format_figure, parse_duration
 from rwq.valkey.embedded import keeping_embedded
 
@@ -185,9 +186,11 @@ def _enqueue(
     max_retries: int | None,
     job_id: str | None,
     trace_id: str | None,
+    timeout: str | None,
     as_json: bool,
 ) -> None:
     data = _read_payload(payload)
+    seconds = _timeout_option(timeout)
     for option, value in (("--tenant", tenant), ("--job-id", job_id), ("--trace-id", trace_id)):
         if value is not None and not _is_text(value):
             raise UsageError(f"{option}: not UTF-8 text")
@@ -202,6 +205,7 @@ def _enqueue(
         max_retries=max_retries,
         job_id=job_id,
         trace_id=trace_id,
+        timeout=seconds,
     )
     if as_json:
         stored = None if job.state == "duplicate" else context_of(ctx).admin.job(queue, job.id)
@@ -219,6 +223,11 @@ _AT = typer.Option("--at", help="Run at this time (ISO 8601 or epoch seconds).")
 _RETRIES = typer.Option("--max-retries", min=0, help="Retries before dead-lettering.")
 _JOB_ID = typer.Option("--job-id", help="Use this id (enqueue is idempotent by id).")
 _TRACE = typer.Option("--trace-id", help="Trace id carried with the job.")
+_TIMEOUT = typer.Option(
+    "--timeout",
+    help="How long its handler may run (30s, 5m); past it the run fails with JobTimeout "
+    "(then retried or dead-lettered). Default: the queue's (queue_timeouts) or the worker's.",
+)
 _PAYLOAD_HELP = "Job payload: JSON text, @file.json, or - for stdin."
 
 
@@ -234,12 +243,24 @@ def enqueue_cmd(
     max_retries: Annotated[int | None, _RETRIES] = None,
     job_id: Annotated[str | None, _JOB_ID] = None,
     trace_id: Annotated[str | None, _TRACE] = None,
+    timeout: Annotated[str | None, _TIMEOUT] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Enqueue one job."""
     _enqueue(
-        ctx, queue, payload, priority, tenant, delay, at, max_retries, job_id, trace_id, as_json
-    )
+        ctx, queue, payload, priority, tenant, delay, at, max_retries, job_id, trace_id,
+        timeout, as_json,
+    )  # fmt: skip
+
+
+def _timeout_option(text: str | None) -> float | None:
+    """The seconds of a ``--timeout`` option (a positive duration)."""
+    if text is None:
+        return None
+    try:
+        return parse_timeout(text, "--timeout")
+    except TimeoutValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 # The same command under ``rwq admin enqueue``.
@@ -308,18 +329,52 @@ def worker_cmd(
     ] = True,
     max_jobs: Annotated[int | None, typer.Option("--max-jobs", min=1)] = None,
     duration: Annotated[str | None, typer.Option("--duration", help="Stop after (60s).")] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout",
+            help="How long a handler may run (30s, 5m) when neither its job (enqueue "
+            "--timeout) nor the setting queue_timeouts says. Default: no limit.",
+        ),
+    ] = None,
+    isolation: Annotated[
+        str,
+        typer.Option(
+            "--isolation",
+            help="thread: handlers run in this process (one past its timeout fails its job "
+            "but cannot be stopped); process: in long-lived child processes, one per "
+            "--concurrency slot (one past its timeout is killed; a crash fails only its job).",
+        ),
+    ] = "thread",
+    child_max_jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--child-max-jobs",
+            min=1,
+            help="With --isolation process: replace a child after this many jobs, giving "
+            "back what its handlers leaked.",
+        ),
+    ] = None,
 ) -> None:
     """Process jobs until interrupted: SIGTERM or Ctrl-C lets running jobs finish for up to
     shutdown_timeout (30s), then hands the rest back to their queues; a second signal at once."""
     from rwq.queue.breaker import BreakerPolicy
     from rwq.queue.worker import Worker, WorkerOptions
 
+    if isolation not in tuple(Isolation):
+        raise UsageError(f"--isolation: expected thread or process, got {isolation!r}")
+    seconds = _timeout_option(timeout)
+    if child_max_jobs is not None and isolation != Isolation.PROCESS:
+        raise UsageError("--child-max-jobs: only with --isolation process")
     handlers = load_handlers(app_spec)
     options = WorkerOptions(
         concurrency=concurrency,
         prefetch=prefetch,
         metrics_port=metrics_port,
         breaker=BreakerPolicy(enabled=breaker),
+        timeout=seconds,
+        isolation=Isolation(isolation),
+        child_max_jobs=child_max_jobs,
     )
     worker = Worker(context_of(ctx).broker, queues, handlers, options)
     err.print(f"worker {worker.id} serving {', '.join(worker.queues)}")

@@ -40,6 +40,18 @@ class Failure:
     traceback: str = ""
     delay_ms: int = 0
     permanent: bool = False
+    attempt: int | None = None
+    """The attempt that failed: recorded only while the job is still at that attempt (None:
+    whatever its attempt)."""
+    timeout: float | None = None
+    """Seconds: the run was stopped at this timeout (a ``job.timed_out`` event)."""
+    stopped: str = ""
+    """What became of a timed-out handler: ``killed`` or ``abandoned``."""
+
+
+Done = tuple[str, float] | tuple[str, float, int]
+"""A completed run to record: job id, duration in ms and, to refuse a late result of an
+earlier attempt, the attempt."""
 
 
 class Broker:
@@ -109,9 +121,10 @@ class Broker:
         return parse_fetched(raw, queue)
 
     def complete(
-        self, queue: str, worker_id: str, done: Sequence[tuple[str, float]], client: Any = None
+        self, queue: str, worker_id: str, done: Sequence[Done], client: Any = None
     ) -> list[int]:
-        """Mark held jobs completed; returns 1 per job completed, 0 for a stale ack."""
+        """Mark held jobs completed; returns 1 per job completed, 0 for a stale ack (not held
+        by ``worker_id``, or no longer at the attempt given)."""
         qk = self.keys.queue(queue)
         args: list[Any] = [
             worker_id,
@@ -120,8 +133,8 @@ class Broker:
             self.settings.history_limit,
             len(done),
         ]
-        for job_id, duration_ms in done:
-            args.extend((job_id, f"{duration_ms:.3f}"))
+        for item in done:
+            args.extend((item[0], f"{item[1]:.3f}", item[2] if len(item) > 2 else ""))
         result: list[int] = self.scripts.complete(keys=[qk.tag], args=args, client=client)
         return result
 
@@ -140,6 +153,9 @@ class Broker:
                     f.traceback[-MAX_TRACEBACK_CHARS:],
                     int(f.delay_ms),
                     "1" if f.permanent else "0",
+                    "" if f.attempt is None else f.attempt,
+                    "" if f.timeout is None else f"{f.timeout * 1000:.0f}",
+                    f.stopped,
                 )
             )
         result: list[str] = self.scripts.fail(keys=[qk.tag], args=args, client=client)

@@ -21,6 +21,7 @@ class EventType(StrEnum):
     JOB_ENQUEUED = "job.enqueued"
     JOB_STARTED = "job.started"
     JOB_COMPLETED = "job.completed"
+    JOB_TIMED_OUT = "job.timed_out"
     JOB_FAILED = "job.failed"
     JOB_RETRIED = "job.retried"
     JOB_REQUEUED = "job.requeued"
@@ -39,6 +40,15 @@ FIELDS: dict[EventType, tuple[str, ...]] = {
     EventType.JOB_ENQUEUED: ("job_id", "tenant", "priority", "run_at", "labels"),
     EventType.JOB_STARTED: ("job_id", "tenant", "attempt", "worker", "wait_ms", "labels"),
     EventType.JOB_COMPLETED: ("job_id", "tenant", "attempt", "worker", "duration_ms", "labels"),
+    EventType.JOB_TIMED_OUT: (
+        "job_id",
+        "tenant",
+        "attempt",
+        "worker",
+        "timeout_ms",
+        "handler",
+        "labels",
+    ),
     EventType.JOB_FAILED: (
         "job_id",
         "tenant",
@@ -68,7 +78,11 @@ DESCRIPTIONS: dict[EventType, str] = {
     EventType.JOB_ENQUEUED: "A job was added; `run_at` is set when it is delayed.",
     EventType.JOB_STARTED: "A worker took the job; `wait_ms` is how long it waited.",
     EventType.JOB_COMPLETED: "The handler returned; the job is in the completed history.",
-    EventType.JOB_FAILED: "The handler raised; a `job.retried` or `job.dead_lettered` follows.",
+    EventType.JOB_TIMED_OUT: "The handler ran past its timeout (`timeout_ms`): `handler` is "
+    "`killed` (process isolation: its process was stopped) or `abandoned` (thread mode: its "
+    "thread runs on and its result will be discarded). A `job.failed` follows.",
+    EventType.JOB_FAILED: "The handler raised, timed out or its process died; a `job.retried` "
+    "or `job.dead_lettered` follows.",
     EventType.JOB_RETRIED: "The job waits in the scheduled set until `run_at`.",
     EventType.JOB_REQUEUED: "A job went back to pending: `reason` is `dead_letter` (an operator "
     "requeue), `worker_lost` (the reaper) or `shutdown`; `from_queue` names the queue it came "
@@ -83,7 +97,7 @@ DESCRIPTIONS: dict[EventType, str] = {
 }
 
 _NUMERIC = {"priority", "attempt", "wait_ms", "duration_ms", "run_at", "count", "pid",
-            "current", "processed"}  # fmt: skip
+            "current", "processed", "timeout_ms"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -252,7 +266,8 @@ def render_markdown() -> str:
         "",
         "Numeric fields: " + ", ".join(f"`{f}`" for f in sorted(_NUMERIC)) + ".",
         "Times (`run_at`) are epoch milliseconds on the Redis server's clock; durations",
-        "(`wait_ms`, `duration_ms`) are milliseconds with microsecond precision.",
+        "(`wait_ms`, `duration_ms`) are milliseconds with microsecond precision; `timeout_ms`",
+        "is whole milliseconds.",
         "",
         "## Labels",
         "",

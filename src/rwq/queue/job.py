@@ -151,6 +151,13 @@ def check_priority(priority: int) -> int:
     return priority
 
 
+def _timeout(value: Any) -> float | None:
+    """A stored timeout; None for none, or for one no rwq producer wrote (not positive)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf:
+        return float(value)
+    return None
+
+
 def _ms(value: str | None) -> float | None:
     return float(value) if value else None
 
@@ -180,6 +187,8 @@ class Job:
     duration_ms: float | None = None
     labels: dict[str, Any] | None = None
     """Payload fields copied at enqueue (setting ``event_labels``); every job event has them."""
+    timeout: float | None = None
+    """Seconds its handler may run (its own; None: the queue's or the worker's default)."""
 
     @classmethod
     def from_fields(cls, fields: dict[str, str], job_id: str = "", queue: str = "") -> Job:
@@ -212,6 +221,7 @@ class Job:
             worker=fields.get("worker") or None,
             duration_ms=_ms(fields.get("duration_ms")),
             labels=decode_labels(labels) if (labels := fields.get("labels")) else None,
+            timeout=_timeout(spec.get("timeout")),
         )
 
     @classmethod
@@ -243,5 +253,6 @@ class Job:
             "worker": self.worker,
             "duration_ms": self.duration_ms,
             "labels": self.labels,
+            "timeout": self.timeout,
         }
         return out

@@ -30,6 +30,17 @@ class WorkerMetrics:
             ["queue"],
             registry=self.registry,
         )
+        self.timeouts = Counter(
+            "rwq_timeouts_total",
+            "Runs stopped at their timeout, by queue",
+            ["queue"],
+            registry=self.registry,
+        )
+        self.abandoned = Gauge(
+            "rwq_handlers_abandoned",
+            "Handlers abandoned at their timeout that still run (thread isolation)",
+            registry=self.registry,
+        )
         self.stale_acks = Counter(
             "rwq_stale_acks_total",
             "Results dropped because the job was no longer held (reaped)",

@@ -23,6 +23,7 @@ from rwq.queue.job import (
     new_job_id,
     pick_labels,
 )
+from rwq.queue.timeouts import TimeoutValueError, parse_timeout
 
 
 @dataclass
@@ -39,6 +40,9 @@ class JobSpec:
     max_retries: int | None = None
     job_id: str | None = None
     trace_id: str | None = None
+    timeout: float | str | None = None
+    """How long its handler may run: seconds or a duration (``30s``, ``5m``); None: the
+    queue's timeout (setting ``queue_timeouts``) or the worker's ``--timeout``."""
 
 
 _TENANT = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,128}")
@@ -76,13 +80,15 @@ class Producer:
         max_retries: int | None = None,
         job_id: str | None = None,
         trace_id: str | None = None,
+        timeout: float | str | None = None,
     ) -> Job:
-        """Enqueue one job and return it (with its id).
+        """Enqueue one job and return it (with its id). ``timeout`` (seconds, or a duration
+        such as ``"30s"``) bounds how long its handler may run (``docs/queue.md``).
 
         Raises:
             JobError: the payload is not JSON, too large, or an option is out of range.
         """
-        spec = JobSpec(payload, priority, tenant, delay, at, max_retries, job_id, trace_id)
+        spec = JobSpec(payload, priority, tenant, delay, at, max_retries, job_id, trace_id, timeout)
         job, block = self._encode(queue, spec)
         if queue not in self._known_queues:
             self.broker.register_queues([queue])
@@ -182,6 +188,12 @@ class Producer:
             raise JobError(
                 f"job id must be 1-64 of letters, digits, '.', '_', ':' or '-', got {spec.job_id!r}"
             )
+        timeout = None
+        if spec.timeout is not None:
+            try:
+                timeout = parse_timeout(spec.timeout)
+            except TimeoutValueError as exc:
+                raise JobError(str(exc)) from None
         now = time.time()
         run_at = _run_at(spec, now)
         created_at = round(now * 1000, 3)
@@ -190,6 +202,7 @@ class Producer:
             spec_text = (
                 f'{{"payload":{JSON.encode(spec.payload)},"max_retries":{max_retries},'
                 f'"created_at":{created_at}'
+                + (f',"timeout":{timeout!r}' if timeout is not None else "")
                 + (f',"trace_id":{JSON.encode(spec.trace_id)}}}' if spec.trace_id else "}")
             )
         except (TypeError, ValueError) as exc:
@@ -210,6 +223,7 @@ class Producer:
             run_at=run_at,
             trace_id=spec.trace_id,
             labels=found,
+            timeout=timeout,
         )
         record = (
             f"{job.id}\x1f{priority}\x1f{spec.tenant or ''}\x1f"

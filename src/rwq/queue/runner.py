@@ -1,5 +1,6 @@
 """The worker's job loop: fetches jobs in priority order, runs their handlers inline or in a
-thread pool, and records their outcomes in batches (one round trip per queue per batch)."""
+handler pool (threads or child processes), fails the runs past their timeout, and records
+outcomes in batches (one round trip per queue per batch)."""
 
 from __future__ import annotations
 
@@ -9,44 +10,26 @@ import queue as queue_mod
 import random
 import threading
 import time
-import traceback as traceback_mod
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from rwq.errors import RwqError
 from rwq.queue.breaker import BreakerState, CircuitBreaker
-from rwq.queue.broker import Broker, Failure
+from rwq.queue.broker import Broker, Done, Failure
+from rwq.queue.handler import Handler, Outcome, PermanentFailure, call_handler
+from rwq.queue.handler_pool import HandlerPool, Run, ThreadHandlers
+from rwq.queue.handler_processes import ProcessHandlers
 from rwq.queue.job import Job
 from rwq.queue.metrics import WorkerMetrics
 from rwq.queue.reaper import reap
+from rwq.queue.timeouts import Isolation
 
 log = logging.getLogger("rwq.queue.worker")  # the worker's lines: one name to configure
 
-Handler = Callable[[Job], Any]
-"""A job handler: returns normally on success, raises on failure."""
+__all__ = ["REDIS_ERRORS", "Handler", "JobRunner", "PermanentFailure", "backoff_ms"]
 
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
-
-
-class PermanentFailure(RwqError):
-    """Raise from a handler to dead-letter the job at once, without retries."""
-
-
-@dataclass
-class _Outcome:
-    queue: str
-    job: Job
-    ok: bool
-    duration_ms: float
-    error: str = ""
-    traceback: str = ""
-    permanent: bool = False
-    skipped: bool = False
-    """Never started (the worker was stopping): still held, handed back at shutdown."""
 
 
 def backoff_ms(attempt: int, base: float, cap: float) -> int:
@@ -67,9 +50,13 @@ class JobRunner:
         breakers: each queue's circuit breaker.
         metrics: the worker's metrics.
         stop: set when the worker stops: jobs not started by then are handed back.
-        concurrency: handlers running at once; 1 runs them inline.
+        concurrency: handlers running at once; 1 runs them inline (thread isolation).
         prefetch: extra jobs taken per fetch beyond free slots.
         idle_wait: longest sleep when every queue is empty.
+        isolation: where handlers run (:class:`~rwq.queue.timeouts.Isolation`).
+        timeout: seconds a handler may run when neither its job nor the setting
+            ``queue_timeouts`` says; None: no limit.
+        child_max_jobs: under process isolation, jobs a child runs before it is replaced.
     """
 
     def __init__(
@@ -85,6 +72,9 @@ class JobRunner:
         concurrency: int,
         prefetch: int,
         idle_wait: float,
+        isolation: Isolation = Isolation.THREAD,
+        timeout: float | None = None,
+        child_max_jobs: int | None = None,
     ) -> None:
         self.broker = broker
         self.id = worker_id
@@ -96,12 +86,18 @@ class JobRunner:
         self._concurrency = concurrency
         self._prefetch = prefetch
         self._idle_wait = idle_wait
+        self._isolation = isolation
+        self._child_max_jobs = child_max_jobs
+        self._default_timeout = timeout
+        self._queue_timeouts = broker.settings.queue_timeout_map
+        self._timeouts = bool(self._queue_timeouts) or timeout is not None
+        """Whether a run may have a timeout besides a job's own."""
         self.processed = 0
         self.failed = 0
         self.inflight = 0
         """Pooled jobs whose outcome is not recorded yet."""
-        self._inbox: queue_mod.Queue[_Outcome | None] = queue_mod.Queue()
-        self._pending: list[_Outcome] = []
+        self._inbox: queue_mod.Queue[Outcome | None] = queue_mod.Queue()
+        self._pending: list[Outcome] = []
         self._running: set[tuple[str, str]] = set()
         """(queue, job id) of pooled jobs whose outcome is not recorded yet."""
         self._unsure = False
@@ -109,12 +105,39 @@ class JobRunner:
         self._flush_unsure = False
         """A flush failed: its results may have been recorded with only the reply lost."""
         self._last_reap = 0.0
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: HandlerPool | None = None
+        self._bounded: ThreadHandlers | None = None
+        """Inline mode: the thread a job with a timeout runs in, so the loop can give up."""
+        self._bounded_inbox: queue_mod.Queue[Outcome | None] = queue_mod.Queue()
+
+    @property
+    def abandoned(self) -> int:
+        """Handlers abandoned at their timeout that still run (thread mode)."""
+        return sum(p.abandoned for p in (self._pool, self._bounded) if p is not None)
 
     def start_pool(self) -> None:
-        """Start the handlers' thread pool, unless handlers run inline."""
-        if self._concurrency > 1:
-            self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="rwq-job")
+        """Start the handler pool, unless handlers run inline: child processes (isolation
+        ``process``, whatever the concurrency) or threads (``concurrency > 1``).
+
+        Raises:
+            ChildStartError: a handler process could not start or load the handlers.
+        """
+        if self._isolation is Isolation.PROCESS:
+            self._pool = ProcessHandlers(
+                self._concurrency, self.handlers, self._skip, self._inbox.put,
+                self._child_max_jobs,
+            )  # fmt: skip
+        elif self._concurrency > 1:
+            self._pool = ThreadHandlers(self._concurrency, self._execute_run, self._inbox.put)
+
+    def timeout_of(self, queue: str, job: Job) -> float | None:
+        """The timeout of a run: the job's own, its queue's (setting ``queue_timeouts``), or
+        the worker's default; None: no limit."""
+        if job.timeout is not None:
+            return job.timeout
+        if not self._timeouts:
+            return None
+        return self._queue_timeouts.get(queue, self._default_timeout)
 
     def wake(self) -> None:
         """End the loop's idle wait now (thread-safe)."""
@@ -123,6 +146,7 @@ class JobRunner:
     def step(self, deadline: float | None) -> None:
         """Record finished jobs, take and start new ones, or wait idle for a wake-up."""
         self._drain_inbox(block=False)
+        handler_due = self._expire()
         self.flush()
         self._maybe_reap()
         free = self._concurrency - self.inflight
@@ -135,9 +159,11 @@ class JobRunner:
                     self.inflight += 1
                     self._running.add((qname, job.id))
                     self.metrics.inflight.inc()
-                    self._pool.submit(self._run_pooled, qname, job)
+                    self._pool.submit(Run(qname, job, self.timeout_of(qname, job)))
             return
         timeout = self._idle_wait
+        if handler_due is not None:
+            timeout = min(timeout, max(0.0, handler_due - time.monotonic()))
         if next_due is not None:
             timeout = min(timeout, max(0.0, next_due / 1000 - time.time()))
         if deadline is not None:
@@ -147,16 +173,35 @@ class JobRunner:
     def finish_pooled(self, abandoned: Callable[[], bool]) -> bool:
         """Wait for the pooled handlers, recording their outcomes as they finish; False if
         the worker ``abandoned`` them meanwhile."""
+        if self._bounded is not None:
+            self._bounded.shutdown()
         if self._pool is None:
             return True
         while self.inflight > 0 and not abandoned():
-            self._drain_inbox(block=True, timeout=0.5)
+            due = self._expire()  # a stuck handler does not hold up the stop past its timeout
+            wait = 0.5 if due is None else min(0.5, max(0.001, due - time.monotonic()))
+            self._drain_inbox(block=True, timeout=wait)
             with contextlib.suppress(*REDIS_ERRORS):
                 self.flush()  # results of finished handlers survive an abandon
         if abandoned():
             return False
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown()
         return True
+
+    def _expire(self) -> float | None:
+        """Fail the pooled runs past their timeout (thread mode); when the next one is due."""
+        pool = self._pool
+        if pool is None:
+            return None
+        due = pool.next_deadline()
+        if due is None or due > time.monotonic():
+            return due
+        for outcome in pool.expire(time.monotonic()):
+            self.inflight -= 1
+            self._running.discard((outcome.queue, outcome.job.id))
+            self.metrics.inflight.dec()
+            self._record(outcome)
+        return pool.next_deadline()
 
     def _take(self, free: int) -> tuple[list[tuple[str, Job]], float | None]:
         """Fetch up to ``free`` (+prefetch) jobs, highest-priority queue first."""
@@ -206,34 +251,53 @@ class JobRunner:
         return found
 
     def _run_inline(self, taken: list[tuple[str, Job]]) -> None:
+        handlers = self.handlers
         for qname, job in taken:
             if self._stop.is_set():
                 break  # the rest go back to their queues at shutdown
-            self._record(self._execute(qname, job))
+            timeout = self.timeout_of(qname, job)
+            if timeout is None:
+                outcome = call_handler(handlers.get(qname) or handlers["*"], qname, job)
+            else:
+                outcome = self._run_bounded(Run(qname, job, timeout))
+                if outcome.skipped:  # stopped before its thread took it: handed back
+                    break
+            self._record(outcome)
         self.flush()
 
-    def _run_pooled(self, qname: str, job: Job) -> None:
-        if self._stop.is_set():  # not started before stop(): handed back at shutdown
-            self._inbox.put(_Outcome(qname, job, False, 0.0, skipped=True))
-            return
-        self._inbox.put(self._execute(qname, job))
+    def _run_bounded(self, run: Run) -> Outcome:
+        """Inline mode: run a job with a timeout in a thread of its own and wait for it, at
+        most until its timeout (then it is abandoned)."""
+        pool = self._bounded
+        if pool is None:
+            pool = self._bounded = ThreadHandlers(1, self._execute_run, self._bounded_inbox.put)
+        pool.submit(run)
+        while True:
+            due = pool.next_deadline()
+            wait = 1.0 if due is None else max(0.0, due - time.monotonic())
+            try:
+                outcome = self._bounded_inbox.get(timeout=wait)
+            except queue_mod.Empty:
+                expired = pool.expire(time.monotonic())
+                if expired:
+                    return expired[0]
+                continue
+            if outcome is not None:  # None: it started, its deadline is known now
+                return outcome
 
-    def _execute(self, qname: str, job: Job) -> _Outcome:
-        handler = self.handlers.get(qname) or self.handlers["*"]
-        started = time.perf_counter()
-        try:
-            handler(job)
-        except Exception as exc:  # a handler's failure is data, not a worker crash
-            return _Outcome(
-                qname,
-                job,
-                False,
-                (time.perf_counter() - started) * 1000,
-                f"{type(exc).__name__}: {_describe(exc)}",
-                _storable(traceback_mod.format_exc()),
-                isinstance(exc, PermanentFailure),
-            )
-        return _Outcome(qname, job, True, (time.perf_counter() - started) * 1000)
+    def _skip(self, run: Run) -> Outcome | None:
+        """The outcome of a pooled run not started before stop() (handed back at shutdown),
+        or None to run it."""
+        if self._stop.is_set():
+            return Outcome(run.queue, run.job, False, 0.0, skipped=True)
+        return None
+
+    def _execute_run(self, run: Run) -> Outcome:
+        skipped = self._skip(run)
+        if skipped is not None:
+            return skipped
+        handler = self.handlers.get(run.queue) or self.handlers["*"]
+        return call_handler(handler, run.queue, run.job)
 
     def _drain_inbox(self, *, block: bool, timeout: float = 0.0) -> None:
         try:
@@ -254,7 +318,10 @@ class JobRunner:
             except queue_mod.Empty:
                 return
 
-    def _record(self, outcome: _Outcome) -> None:
+    def _record(self, outcome: Outcome) -> None:
+        if outcome.timeout is not None:
+            self.metrics.timeouts.labels(outcome.queue).inc()
+            self.metrics.abandoned.set(self.abandoned)
         self._pending.append(outcome)
         self.breakers[outcome.queue].record(outcome.ok)
         self.metrics.duration.labels(outcome.queue).observe(outcome.duration_ms / 1000)
@@ -264,16 +331,18 @@ class JobRunner:
         if not self._pending:
             return
         settings = self.broker.settings
-        by_queue: dict[str, tuple[list[tuple[str, float]], list[Failure]]] = {}
+        by_queue: dict[str, tuple[list[Done], list[Failure]]] = {}
         for o in self._pending:
             done, failures = by_queue.setdefault(o.queue, ([], []))
+            # With its attempt: a late result of an earlier attempt is refused (as stale).
             if o.ok:
-                done.append((o.job.id, o.duration_ms))
+                done.append((o.job.id, o.duration_ms, o.job.attempts))
             else:
                 delay = backoff_ms(o.job.attempts, settings.backoff_base, settings.backoff_max)
                 failures.append(
-                    Failure(o.job.id, o.duration_ms, o.error, o.traceback, delay, o.permanent)
-                )
+                    Failure(o.job.id, o.duration_ms, o.error, o.traceback, delay, o.permanent,
+                            o.job.attempts, o.timeout, o.stopped)
+                )  # fmt: skip
         order: list[tuple[str, str]] = []
 
         def build(pipe: Any) -> None:
@@ -318,19 +387,3 @@ class JobRunner:
             return
         self._last_reap = now
         reap(self.broker, owner=self.id)
-
-
-def _describe(exc: BaseException) -> str:
-    """The exception's message as text Redis can store: one whose ``str()`` raises is named
-    by its type, and lone surrogates (from a payload's ``"\\ud800"``) are escaped."""
-    try:
-        text = str(exc)
-    except Exception:  # a handler's exception is hostile input too
-        text = f"<{type(exc).__name__} whose message cannot be read>"
-    return _storable(text)
-
-
-def _storable(text: str) -> str:
-    if text.isascii():
-        return text
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -48,6 +48,14 @@ local function max_retries(jk)
   if ok and type(decoded) == 'table' then return tonumber(decoded['max_retries']) or 0 end
   return 0
 end
+-- Whether `worker` (its processing set) holds the job now, taking it out of the set if so.
+-- With an attempt (`fence` not ''), only while the job's attempt is still that one.
+local function held(processing, jk, id, fence)
+  if fence == '' then
+    return redis.call('ZREM', processing, id) == 1 and redis.call('EXISTS', jk) == 1
+  end
+  return redis.call('HGET', jk, 'attempts') == fence and redis.call('ZREM', processing, id) == 1
+end
 local function tick(kind, n)
   if n > 0 then
     local minute = math.floor(now / 60000)
@@ -186,7 +194,10 @@ return out
 )
 
 # Complete jobs a worker holds. KEYS[1]=tag. ARGV: worker, maxlen, queue, history, n,
-# then per job: id, duration_ms. Returns 1 (completed) / 0 (not held: stale ack) per job.
+# then per job: id, duration_ms, attempt. A job is held when it is in the worker's processing
+# set and, when `attempt` is given (not ''), its attempt is still that one: a late result of
+# an earlier attempt (a handler abandoned at its timeout) is refused even when the job runs
+# again on the same worker. Returns 1 (completed) / 0 (not held: stale ack) per job.
 COMPLETE = (
     _PRELUDE
     + r"""
@@ -195,10 +206,10 @@ local worker, maxlen, queue, history, n = ARGV[1], ARGV[2], ARGV[3], tonumber(AR
 local processing = tag .. ':processing:' .. worker
 local out, done, i = {}, 0, 6
 for j = 1, n do
-  local id, duration = ARGV[i], ARGV[i + 1]
-  i = i + 2
+  local id, duration, fence = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
   local jk = tag .. ':job:' .. id
-  if redis.call('ZREM', processing, id) == 1 and redis.call('EXISTS', jk) == 1 then
+  if held(processing, jk, id, fence) then
     redis.call('HSET', jk, 'state', 'completed', 'finished_at', now_text,
                'duration_ms', duration)
     local job = redis.call('HGETALL', jk)
@@ -225,27 +236,36 @@ return out
 """
 )
 
-# Record failures of jobs a worker holds: retry with the given delay or dead-letter.
-# KEYS[1]=tag. ARGV: worker, maxlen, queue, n, then per job:
-#   id, duration_ms, error, traceback, delay_ms, permanent ('1'/'0').
+# Record failures of jobs a worker holds (as COMPLETE decides): retry with the given delay or
+# dead-letter. KEYS[1]=tag. ARGV: worker, maxlen, queue, n, then per job:
+#   id, duration_ms, error, traceback, delay_ms, permanent ('1'/'0'), attempt ('' = any),
+#   timeout_ms ('' = not a timeout), stopped ('killed' / 'abandoned').
+# A timeout emits `job.timed_out` before `job.failed`.
 # Returns per job: 'retried', 'dead' or '' (not held: stale).
 FAIL = (
     _PRELUDE
     + r"""
 local worker, maxlen, queue, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local processing = tag .. ':processing:' .. worker
-local out, failed, retried, dead, i = {}, 0, 0, 0, 5
+local out, failed, retried, dead, timed_out, i = {}, 0, 0, 0, 0, 5
 for j = 1, n do
   local id, duration, err, tb, delay, permanent =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4]), ARGV[i + 5]
-  i = i + 6
+  local fence, timeout, stopped = ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
+  i = i + 9
   local jk = tag .. ':job:' .. id
-  if redis.call('ZREM', processing, id) == 1 and redis.call('EXISTS', jk) == 1 then
+  if held(processing, jk, id, fence) then
     local v = redis.call('HMGET', jk, 'attempts', 'tenant', 'labels')
     local attempt, retries, tenant = tonumber(v[1]) or 0, max_retries(jk), v[2] or ''
     local labels = v[3]
     redis.call('HSET', jk, 'error', err, 'traceback', tb, 'finished_at', now_text,
                'duration_ms', duration)
+    if timeout ~= '' then
+      emit_job(maxlen, labels, 'type', 'job.timed_out', 'job_id', id, 'tenant', tenant,
+               'attempt', attempt, 'worker', worker, 'timeout_ms', timeout,
+               'handler', stopped)
+      timed_out = timed_out + 1
+    end
     emit_job(maxlen, labels, 'type', 'job.failed', 'job_id', id, 'tenant', tenant,
              'attempt', attempt, 'worker', worker, 'duration_ms', duration, 'error', err)
     failed = failed + 1
@@ -273,6 +293,7 @@ local c = tag .. ':counters'
 if failed > 0 then redis.call('HINCRBY', c, 'failed', failed); tick('f', failed) end
 if retried > 0 then redis.call('HINCRBY', c, 'retried', retried) end
 if dead > 0 then redis.call('HINCRBY', c, 'dead', dead) end
+if timed_out > 0 then redis.call('HINCRBY', c, 'timed_out', timed_out) end
 return out
 """
 )

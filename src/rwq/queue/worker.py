@@ -1,10 +1,11 @@
 """The worker: takes jobs from queues in priority order, runs their handlers, records results.
 
 One loop thread fetches and records in batches (:mod:`rwq.queue.runner`); handlers run inline
-(``concurrency=1``) or in a thread pool. A heartbeat thread keeps the worker's lease alive
-(:mod:`rwq.queue.lease`), a listener thread wakes the loop when an empty queue gets work, so
-the loop never blocks on one empty queue while another has jobs, and never polls in a tight
-loop.
+(``concurrency=1``), in a thread pool, or in child processes (``isolation="process"``), each
+run bounded by its timeout (:mod:`rwq.queue.timeouts`). A heartbeat thread keeps the worker's
+lease alive (:mod:`rwq.queue.lease`), a listener thread wakes the loop when an empty queue gets
+work, so the loop never blocks on one empty queue while another has jobs, and never polls in a
+tight loop.
 """
 
 from __future__ import annotations
@@ -23,14 +24,17 @@ from types import FrameType
 from rwq.errors import RwqError
 from rwq.queue.breaker import BreakerPolicy, CircuitBreaker
 from rwq.queue.broker import Broker
+from rwq.queue.handler_processes import ChildStartError, pickled_handlers
 from rwq.queue.keys import check_queue_name
 from rwq.queue.lease import Lease
 from rwq.queue.metrics import WorkerMetrics
 from rwq.queue.runner import REDIS_ERRORS, Handler, JobRunner, PermanentFailure
+from rwq.queue.timeouts import Isolation, TimeoutValueError, parse_timeout
 
 __all__ = [
     "EXIT_ABANDONED",
     "Handler",
+    "Isolation",
     "PermanentFailure",
     "Worker",
     "WorkerError",
@@ -62,6 +66,15 @@ class WorkerOptions:
     name: str | None = None
     shutdown_timeout: float | None = None
     """Seconds a stopping worker waits for its running handlers; None: the setting's."""
+    timeout: float | str | None = None
+    """How long a handler may run when neither its job nor the setting ``queue_timeouts``
+    says (seconds, or a duration such as ``"30s"``); None: no limit."""
+    isolation: Isolation | str = Isolation.THREAD
+    """``thread``: handlers run in this process (a timed-out one is abandoned); ``process``:
+    in long-lived child processes (a timed-out one is killed, a crash fails only its job)."""
+    child_max_jobs: int | None = None
+    """Under process isolation: a child is replaced after this many jobs, giving back what its
+    handlers leaked; None: never."""
 
 
 class Worker:
@@ -91,6 +104,32 @@ class Worker:
         self.options = options or WorkerOptions()
         if self.options.concurrency < 1:
             raise WorkerError("concurrency must be at least 1")
+        try:
+            self.isolation = Isolation(self.options.isolation)
+        except ValueError:
+            raise WorkerError(
+                f"isolation: expected thread or process, got {self.options.isolation!r}"
+            ) from None
+        try:
+            self.timeout = (
+                None if self.options.timeout is None else parse_timeout(self.options.timeout)
+            )
+        except TimeoutValueError as exc:
+            raise WorkerError(str(exc)) from None
+        max_jobs = self.options.child_max_jobs
+        if max_jobs is not None and (
+            self.isolation is not Isolation.PROCESS or isinstance(max_jobs, bool)
+            or not isinstance(max_jobs, int) or max_jobs < 1
+        ):  # fmt: skip
+            raise WorkerError(
+                f"child_max_jobs: a whole number of at least 1, under isolation process; got "
+                f"{max_jobs!r} with isolation {self.isolation}"
+            )
+        if self.isolation is Isolation.PROCESS:
+            try:
+                pickled_handlers(self.handlers)
+            except ChildStartError as exc:
+                raise WorkerError(str(exc)) from None
         self.id = self.options.name or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self.metrics = WorkerMetrics()
         self.breakers = {q: CircuitBreaker(self.options.breaker) for q in self.queues}
@@ -102,10 +141,12 @@ class Worker:
         self._runner = JobRunner(
             broker, self.id, self.queues, self.handlers, self.breakers, self.metrics, self._stop,
             concurrency=self.options.concurrency, prefetch=self.options.prefetch,
-            idle_wait=self.options.idle_wait,
+            idle_wait=self.options.idle_wait, isolation=self.isolation, timeout=self.timeout,
+            child_max_jobs=max_jobs,
         )  # fmt: skip
         self._lease = Lease(broker, self.id, self.queues, self.options.concurrency, self._runner)
         self._abandon_lock = threading.Lock()
+        self._abandon_done = threading.Event()
         self._running_loop = threading.Event()
         self.abandoned = False
         """Handlers were still running at the shutdown timeout: their jobs were handed back."""
@@ -128,9 +169,16 @@ class Worker:
     def run(self, *, max_jobs: int | None = None, duration: float | None = None) -> None:
         """Work until :meth:`stop`, a signal, ``max_jobs`` results, or ``duration`` seconds."""
         self._install_signals()
+        runner = self._runner
+        try:
+            runner.start_pool()  # before registering: a pool that cannot start fails the run
+        except ChildStartError as exc:
+            self._finished.set()
+            raise WorkerError(f"cannot start the handler processes: {exc}") from None
         self._running_loop.set()
         deadline = time.monotonic() + duration if duration else None
         if not self._register():
+            runner.finish_pooled(lambda: False)
             self._finished.set()  # stopped before the server could be reached
             return
         threads = [
@@ -144,8 +192,6 @@ class Worker:
         self._subscribed.wait(timeout=5.0)
         if self.options.metrics_port:
             self.metrics.serve(self.options.metrics_port)
-        runner = self._runner
-        runner.start_pool()
         self._lease.state = "running"
         log.info("worker %s serving %s", self.id, ", ".join(self.queues))
         try:
@@ -160,6 +206,10 @@ class Worker:
                     self._wait_for_redis(exc)
         finally:
             self._shutdown()
+            if self.abandoned:
+                # Handler threads do not hold up the process's exit: wait for the jobs to be
+                # handed back and on_abandoned (by default: exit with EXIT_ABANDONED).
+                self._abandon_done.wait()
             self._stop.set()
             self._finished.set()
             for t in threads:
@@ -205,6 +255,7 @@ class Worker:
         finally:
             self._finished.set()
             self.on_abandoned()
+            self._abandon_done.set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 

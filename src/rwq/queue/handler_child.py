@@ -1,0 +1,75 @@
+"""The child process of ``--isolation process``: runs the jobs its worker sends, one at a time,
+until told to stop or its worker goes away (``python -m rwq.queue.handler_child FD``)."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import pickle
+import signal
+import sys
+from multiprocessing.connection import Connection
+from types import FrameType
+
+from rwq.queue.handler import Handler, call_handler
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    # Raised in the handler, so its `finally` blocks and context managers run in the grace
+    # the worker gives before SIGKILL.
+    raise SystemExit(128 + signum)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its worker dies (even by SIGKILL), so a stuck
+    handler never outlives it; elsewhere the closed channel ends an idle child."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def serve(conn: Connection) -> int:
+    """Load the handlers the worker sends, then run the jobs of each message it sends (a
+    list of ``(queue, job)``) until ``None`` or the end of the channel; returns the exit
+    status."""
+    _kind, path, blob = conn.recv()
+    sys.path[:] = path
+    try:
+        handlers: dict[str, Handler] = pickle.loads(blob)
+    except Exception as exc:  # the worker reports it: the module could not be imported
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return 1
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return 0  # the worker is gone
+        if message is None:
+            return 0
+        conn.send(None)  # taken: from now on a death is a crash of these jobs
+        for queue, job in message:  # one result each, as each ends: the worker times them
+            handler = handlers.get(queue) or handlers["*"]
+            outcome = call_handler(handler, queue, job)
+            conn.send((outcome.ok, outcome.duration_ms, outcome.error, outcome.traceback,
+                       outcome.permanent))  # fmt: skip
+
+
+def main() -> int:
+    # Ctrl-C reaches the whole foreground group: the worker decides what stops, not the
+    # terminal. SIGTERM comes from the worker at a timeout.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop)
+    _die_with_parent()
+    conn = Connection(int(sys.argv[1]))
+    try:
+        return serve(conn)
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

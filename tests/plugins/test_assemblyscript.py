@@ -131,18 +131,25 @@ def test_the_assemblyscript_json_reader_reads_what_python_wrote(
     shutil.copytree(Path(__file__).parent / "runtimes" / "assemblyscript" / "json_reader", plugin)
     build(plugin)
     events = [
-        {"type": "job.completed", "queue": "é\"q", "data": {"job_id": "j1", "attempt": 2}},
+        {"type": "job.completed", "queue": 'é"q', "data": {"job_id": "j1", "attempt": 2}},
         {"type": "job.failed", "queue": "😀", "data": {"error": "line\nbreak\u0001", "n": [1.5]}},
     ]
     events_file = tmp_path / "events.jsonl"
     events_file.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
-    report = check_plugin(settings, plugin, grants=["events.subscribe"],
-                          events=read_events(events_file), batch_size=2, client=redis_client)  # fmt: skip
+    report = check_plugin(
+        settings,
+        plugin,
+        grants=["events.subscribe"],
+        events=read_events(events_file),
+        batch_size=2,
+        client=redis_client,
+    )
     assert report.status == "ok", report.to_dict()
     assert report.render is not None
     texts = [element["text"] for element in report.render]
     config = json.loads(texts[0])
-    assert config["clé \"q\""] == [1, -2.5, 300, 1e-7, 0, True, False, None, "", "tab\there", "😀 é \\ /"]
+    listed = [1, -2.5, 300, 1e-7, 0, True, False, None, "", "tab\there", "😀 é \\ /"]
+    assert config['clé "q"'] == listed
     assert config["nested"] == {"a": {"b": [[], {}, [{"c": "deep"}]]}, "empty": {}}
     assert config["big"] == 1733556000123 and config["label"] == "kept ✓"
     handed = json.loads(texts[1])

@@ -19,12 +19,13 @@
 //
 // What is here:
 //   - memory: rwq_alloc places what the host writes (a hook's argument, a host function's
-//     result) in an arena of its own pages (see arenaAlloc); the SDK copies the JSON bytes
-//     into a buffer the GC owns and gives the arena block back at once. A hook's result is
-//     kept in a global (a GC root) until the next hook begins.
-//   - Json: a view of a JSON value in those UTF-8 bytes (parseJson checks them once, then
-//     nothing is parsed until read); get/at/length/str/num/int/bool, never null: a missing
-//     member or a wrong kind reads as JSON null.
+//     result) in an arena of its own pages (see arenaAlloc). A hook reads its argument there,
+//     in place; a host function's result is copied into a buffer the GC owns. A hook's result
+//     is kept in a global (a GC root) until the next hook begins.
+//   - Json: a view of a JSON value in those UTF-8 bytes (checked once, then nothing is parsed
+//     until read); get/at/length/str/num/int/bool, never null: a missing member or a wrong
+//     kind reads as JSON null. A hook's argument reads as null once the hook returns: keep
+//     strings and numbers, or copy() a value.
 //   - Writer: a JSON text builder with commas placed for you, and UI element helpers
 //     (uiText, uiBadge, uiKv*, uiTable*) like the C SDK's.
 //   - host: one function per host function of docs/host-api.md, each taking the JSON text
@@ -42,10 +43,12 @@
 // memory.grow fails, and the module cannot ask how far memory may grow (max_memory is a store
 // limit) without growing it. So the host's bytes go to an arena of pages this SDK grows with
 // memory.grow, which returns -1 at the cap: rwq_alloc answers 0 then. TLSF tolerates pages
-// grown by hand (it only adds the pages it grows itself). A block is given back as soon as
-// its bytes are copied, so the arena holds one argument at a time and is reused: it grows in
-// place while it is the top of memory; when the GC's heap has grown past it, a new one (at
-// least twice the size, so what is left behind stays smaller than the arena) takes its place.
+// grown by hand (it only adds the pages it grows itself). A hook reads its argument in place
+// and the whole arena is free again when the hook returns; a host function's result is copied
+// out at once. So the arena holds one argument (and one result) at a time and is reused: it
+// grows in place while it is the top of memory; when the GC's heap has grown past it, a new
+// one (at least twice the size, so what is left behind stays smaller than the arena) takes
+// its place.
 let arenaStart: usize = 0;
 let arenaTop: usize = 0; // the next free byte
 let arenaEnd: usize = 0;
@@ -55,6 +58,9 @@ export function arenaAlloc(size: usize): usize {
   const need = (size + 7) & ~7;
   if (size == 0 || need < size) return 0;
   if (arenaEnd - arenaTop < need) {
+    // TLSF takes every page there is when it starts (at its first allocation): start it
+    // before the first arena page exists.
+    if (arenaEnd == 0) heap.free(heap.alloc(1));
     const top = <usize>memory.size() << 16;
     if (arenaEnd != 0 && arenaEnd == top) {
       const pages = <i32>((need - (arenaEnd - arenaTop) + 0xffff) >>> 16);
@@ -132,8 +138,9 @@ export function hook(ptr: usize, len: usize, fn: (arg: Json, out: Writer) => voi
 // A Json is a view (bytes, start, end) of one value in the UTF-8 text it came from: parseJson
 // checks the whole text once, without allocating, and from then on a value is read where it
 // lies: get(key) scans the object's members, an array's item offsets are noted on the first
-// at() or length, a string is decoded when str() reads it. The text stays alive as long as a
-// view of it does, so a Json kept past its hook still reads the same.
+// at() or length, a string is decoded when str() reads it. A hook's argument is read in the
+// arena, so its views read as null once the hook returns (copy() makes a value that lasts);
+// parseJson's text and host functions' results are buffers the GC keeps while a view lives.
 
 export const enum Kind {
   NULL = 0,

@@ -119,3 +119,42 @@ def test_the_assemblyscript_sdk_writes_every_ui_element(
                      "items": ["emails", "reports"], "selected": 1}  # fmt: skip
     columns = next(c for c in children if c["type"] == "columns")
     assert columns["widths"] == [1, 2] and rows["gap"] == 1
+
+
+def test_the_assemblyscript_json_reader_reads_what_python_wrote(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """The SDK's Json views (no tree: get scans, at uses offsets noted once, strings decoded on
+    read) read config and events back exactly; a copy() reads the same after its hook, the
+    argument itself as null; malformed text reads as null."""
+    plugin = tmp_path / "as-json-reader"
+    shutil.copytree(Path(__file__).parent / "runtimes" / "assemblyscript" / "json_reader", plugin)
+    build(plugin)
+    events = [
+        {"type": "job.completed", "queue": 'é"q', "data": {"job_id": "j1", "attempt": 2}},
+        {"type": "job.failed", "queue": "😀", "data": {"error": "line\nbreak\u0001", "n": [1.5]}},
+    ]
+    events_file = tmp_path / "events.jsonl"
+    events_file.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    report = check_plugin(
+        settings,
+        plugin,
+        grants=["events.subscribe"],
+        events=read_events(events_file),
+        batch_size=2,
+        client=redis_client,
+    )
+    assert report.status == "ok", report.to_dict()
+    assert report.render is not None
+    texts = [element["text"] for element in report.render]
+    config = json.loads(texts[0])
+    listed = [1, -2.5, 300, 1e-7, 0, True, False, None, "", "tab\there", "😀 é \\ /"]
+    assert config['clé "q"'] == listed
+    assert config["nested"] == {"a": {"b": [[], {}, [{"c": "deep"}]]}, "empty": {}}
+    assert config["big"] == 1733556000123 and config["label"] == "kept ✓"
+    handed = json.loads(texts[1])
+    assert [{k: e[k] for k in ("type", "queue", "data")} for e in handed] == events
+    assert texts[2] == "kept ✓"
+    assert texts[3] == "." * 24  # every malformed text reads as null
+    assert texts[4] == '[] {} 0 -500 "é😀" true null'
+    assert texts[5] == "." * 14  # misses (and the argument after its hook) read as null

@@ -18,11 +18,14 @@
 // assembly/exports.ts, which build.sh adds as a second entry file.
 //
 // What is here:
-//   - memory: rwq_alloc hands out unmanaged blocks (heap.alloc) the GC never moves or frees;
-//     a hook's argument is decoded (String.UTF8.decodeUnsafe) and freed before the hook runs,
-//     and its result is kept in a global (a GC root) until the next hook begins.
-//   - Json: a parsed JSON value (parseJson); get/at/length/str/num/int/bool, never null: a
-//     missing member or a wrong kind reads as JSON null.
+//   - memory: rwq_alloc places what the host writes (a hook's argument, a host function's
+//     result) in an arena of its own pages (see arenaAlloc). A hook reads its argument there,
+//     in place; a host function's result is copied into a buffer the GC owns. A hook's result
+//     is kept in a global (a GC root) until the next hook begins.
+//   - Json: a view of a JSON value in those UTF-8 bytes (checked once, then nothing is parsed
+//     until read); get/at/length/str/num/int/bool, never null: a missing member or a wrong
+//     kind reads as JSON null. A hook's argument reads as null once the hook returns: keep
+//     strings and numbers, or copy() a value.
 //   - Writer: a JSON text builder with commas placed for you, and UI element helpers
 //     (uiText, uiBadge, uiKv*, uiTable*) like the C SDK's.
 //   - host: one function per host function of docs/host-api.md, each taking the JSON text
@@ -34,13 +37,71 @@
 
 // ---- memory and hooks ------------------------------------------------------------------------
 
+// rwq_alloc must answer 0 when memory cannot hold `size` (docs/abi.md): the host then reports
+// a memory fault of that argument and the instance stays usable. The GC's allocator (TLSF)
+// cannot say that: when its free blocks are too small it grows memory itself and traps if
+// memory.grow fails, and the module cannot ask how far memory may grow (max_memory is a store
+// limit) without growing it. So the host's bytes go to an arena of pages this SDK grows with
+// memory.grow, which returns -1 at the cap: rwq_alloc answers 0 then. TLSF tolerates pages
+// grown by hand (it only adds the pages it grows itself). A hook reads its argument in place
+// and the whole arena is free again when the hook returns; a host function's result is copied
+// out at once. So the arena holds one argument (and one result) at a time and is reused: it
+// grows in place while it is the top of memory; when the GC's heap has grown past it, a new
+// one (at least twice the size, so what is left behind stays smaller than the arena) takes
+// its place.
+let arenaStart: usize = 0;
+let arenaTop: usize = 0; // the next free byte
+let arenaEnd: usize = 0;
+
+/** A block of `size` bytes the host may write; 0 when memory cannot grow to hold it. */
+export function arenaAlloc(size: usize): usize {
+  const need = (size + 7) & ~7;
+  if (size == 0 || need < size) return 0;
+  if (arenaEnd - arenaTop < need) {
+    // TLSF takes every page there is when it starts (at its first allocation): start it
+    // before the first arena page exists.
+    if (arenaEnd == 0) heap.free(heap.alloc(1));
+    const top = <usize>memory.size() << 16;
+    if (arenaEnd != 0 && arenaEnd == top) {
+      const pages = <i32>((need - (arenaEnd - arenaTop) + 0xffff) >>> 16);
+      if (memory.grow(pages) < 0) return 0;
+    } else {
+      const pages = <i32>((need + 0xffff) >>> 16);
+      const doubled = <i32>((arenaEnd - arenaStart) >>> 15);
+      if ((doubled <= pages || memory.grow(doubled) < 0) && memory.grow(pages) < 0) return 0;
+      arenaStart = top;
+      arenaTop = top;
+    }
+    arenaEnd = <usize>memory.size() << 16;
+  }
+  const ptr = arenaTop;
+  arenaTop += need;
+  return ptr;
+}
+
+/** Gives back a block from arenaAlloc: the arena reuses it once the blocks after it are
+ * back (and all of it at the end of each hook). */
+export function arenaFree(ptr: usize, size: usize): void {
+  if (ptr != 0 && ptr + ((size + 7) & ~7) == arenaTop) arenaTop = ptr;
+}
+
 let lastResult: ArrayBuffer | null = null;
 
-/** The JSON text at (ptr, len) the host wrote into a block from rwq_alloc; frees the block. */
+/** The JSON at (ptr, len) the host wrote into a block from rwq_alloc, copied into a buffer
+ * the GC owns (the block given back); (0, 0) is null. */
+export function takeJson(ptr: usize, len: usize): Json {
+  if (len == 0) return new Json();
+  const bytes = new ArrayBuffer(<i32>len);
+  memory.copy(changetype<usize>(bytes), ptr, len);
+  arenaFree(ptr, len);
+  return parseBytes(bytes);
+}
+
+/** The JSON text at (ptr, len) the host wrote into a block from rwq_alloc; gives the block back. */
 export function takeText(ptr: usize, len: usize): string {
   if (len == 0) return "null";
   const text = String.UTF8.decodeUnsafe(ptr, len);
-  heap.free(ptr);
+  arenaFree(ptr, len);
   return text;
 }
 
@@ -54,16 +115,32 @@ export function packResult(json: string): u64 {
   return ((<u64>changetype<usize>(bytes)) << 32) | <u64>bytes.byteLength;
 }
 
-/** Runs one hook: parses its argument, lets `fn` write the result, packs it. */
+/** Runs one hook: lets `fn` read its argument, in place in the arena (no copy), and write the
+ * result; then gives the argument's block back and packs the result. The argument's views
+ * read as null once the hook returns: keep what you need (str(), num(), or copy()). */
 export function hook(ptr: usize, len: usize, fn: (arg: Json, out: Writer) => void): u64 {
   lastResult = null; // the host has copied the previous result: it is calling again
-  const arg = parseJson(takeText(ptr, len));
+  let arg = new Json();
+  let text: Text | null = null;
+  if (len != 0) {
+    text = new Text(ptr, null);
+    arg = parseText(text, <i32>len);
+  }
   const out = new Writer();
   fn(arg, out);
+  if (text !== null) text.base = 0;
+  arenaTop = arenaStart; // nothing is left in the arena now (not even a block a trap left)
   return packResult(out.toString());
 }
 
 // ---- reading JSON ----------------------------------------------------------------------------
+//
+// A Json is a view (bytes, start, end) of one value in the UTF-8 text it came from: parseJson
+// checks the whole text once, without allocating, and from then on a value is read where it
+// lies: get(key) scans the object's members, an array's item offsets are noted on the first
+// at() or length, a string is decoded when str() reads it. A hook's argument is read in the
+// arena, so its views read as null once the hook returns (copy() makes a value that lasts);
+// parseJson's text and host functions' results are buffers the GC keeps while a view lives.
 
 export const enum Kind {
   NULL = 0,
@@ -75,12 +152,273 @@ export const enum Kind {
   OBJECT = 6,
 }
 
+const MAX_DEPTH = 512; // deeper text reads as null (the check recurses)
+
+// @ts-ignore: decorator
+@inline function byteAt(base: usize, p: i32): u32 {
+  return <u32>load<u8>(base + <usize>p);
+}
+
+function skipSpace(base: usize, p: i32, end: i32): i32 {
+  while (p < end) {
+    const c = byteAt(base, p);
+    if (c != 0x20 && c != 0x0a && c != 0x0d && c != 0x09) break;
+    p++;
+  }
+  return p;
+}
+
+function isDigit(c: u32): bool {
+  return c - 0x30 < 10;
+}
+
+function isHex(c: u32): bool {
+  return c - 0x30 < 10 || (c | 0x20) - 0x61 < 6;
+}
+
+/** The end of the string at p (its opening quote), or -1 when it is malformed. */
+function checkString(base: usize, p: i32, end: i32): i32 {
+  p++;
+  while (p < end) {
+    const c = byteAt(base, p++);
+    if (c == 0x22) return p;
+    if (c != 0x5c) continue;
+    if (p >= end) return -1;
+    const e = byteAt(base, p++);
+    if (e == 0x75) {
+      if (p + 4 > end) return -1;
+      for (let k = 0; k < 4; k++) if (!isHex(byteAt(base, p++))) return -1;
+    } else if (e != 0x22 && e != 0x5c && e != 0x2f && e != 0x62 && e != 0x66 && e != 0x6e && e != 0x72 && e != 0x74) {
+      return -1;
+    }
+  }
+  return -1;
+}
+
+function checkDigits(base: usize, p: i32, end: i32): i32 {
+  if (p >= end || !isDigit(byteAt(base, p))) return -1;
+  while (p < end && isDigit(byteAt(base, p))) p++;
+  return p;
+}
+
+/** The end of the number at p, or -1: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+function checkNumber(base: usize, p: i32, end: i32): i32 {
+  if (p < end && byteAt(base, p) == 0x2d) p++;
+  if (p < end && byteAt(base, p) == 0x30) p++;
+  else p = checkDigits(base, p, end);
+  if (p < 0) return -1;
+  if (p < end && byteAt(base, p) == 0x2e) p = checkDigits(base, p + 1, end);
+  if (p < 0) return -1;
+  if (p < end && (byteAt(base, p) | 0x20) == 0x65) {
+    p++;
+    if (p < end && (byteAt(base, p) == 0x2b || byteAt(base, p) == 0x2d)) p++;
+    p = checkDigits(base, p, end);
+  }
+  return p;
+}
+
+function checkWord(base: usize, p: i32, end: i32, word: string): i32 {
+  if (p + word.length > end) return -1;
+  for (let k = 0; k < word.length; k++) {
+    if (byteAt(base, p + k) != <u32>word.charCodeAt(k)) return -1;
+  }
+  return p + word.length;
+}
+
+/** The end of the value at p, or -1 when the text there is not one JSON value. */
+function checkValue(base: usize, p: i32, end: i32, depth: i32): i32 {
+  if (p >= end) return -1;
+  const c = byteAt(base, p);
+  if (c == 0x22) return checkString(base, p, end);
+  if (c == 0x74) return checkWord(base, p, end, "true");
+  if (c == 0x66) return checkWord(base, p, end, "false");
+  if (c == 0x6e) return checkWord(base, p, end, "null");
+  if (c != 0x7b && c != 0x5b) return checkNumber(base, p, end);
+  if (depth >= MAX_DEPTH) return -1;
+  const object = c == 0x7b;
+  const close: u32 = object ? 0x7d : 0x5d;
+  p = skipSpace(base, p + 1, end);
+  if (p < end && byteAt(base, p) == close) return p + 1;
+  while (true) {
+    if (object) {
+      if (p >= end || byteAt(base, p) != 0x22) return -1;
+      p = checkString(base, p, end);
+      if (p < 0) return -1;
+      p = skipSpace(base, p, end);
+      if (p >= end || byteAt(base, p) != 0x3a) return -1;
+      p = skipSpace(base, p + 1, end);
+    }
+    p = checkValue(base, p, end, depth + 1);
+    if (p < 0) return -1;
+    p = skipSpace(base, p, end);
+    if (p >= end) return -1;
+    const d = byteAt(base, p);
+    if (d == close) return p + 1;
+    if (d != 0x2c) return -1;
+    p = skipSpace(base, p + 1, end);
+  }
+}
+
+// The skips below walk text checkValue has accepted.
+
+function skipString(base: usize, p: i32): i32 {
+  p++;
+  while (true) {
+    const c = byteAt(base, p++);
+    if (c == 0x22) return p;
+    if (c == 0x5c) p++;
+  }
+}
+
+/** The end of the (checked) value at p, inside a container ending before `end`. */
+function skipValue(base: usize, p: i32, end: i32): i32 {
+  const c = byteAt(base, p);
+  if (c == 0x22) return skipString(base, p);
+  if (c != 0x7b && c != 0x5b) {
+    while (p < end) {
+      const d = byteAt(base, p);
+      if (d == 0x2c || d == 0x5d || d == 0x7d || d == 0x20 || d == 0x0a || d == 0x0d || d == 0x09) break;
+      p++;
+    }
+    return p;
+  }
+  let depth = 0;
+  while (true) {
+    const d = byteAt(base, p);
+    if (d == 0x22) {
+      p = skipString(base, p);
+      continue;
+    }
+    p++;
+    if (d == 0x7b || d == 0x5b) depth++;
+    else if ((d == 0x7d || d == 0x5d) && --depth == 0) return p;
+  }
+}
+
+/** The string whose (checked) text is [start, end), quotes included. */
+function decodeString(base: usize, start: i32, end: i32): string {
+  let p = start + 1;
+  const last = end - 1;
+  let run = p;
+  while (p < last && byteAt(base, p) != 0x5c) p++;
+  if (p == last) return String.UTF8.decodeUnsafe(base + <usize>run, <usize>(last - run));
+  const parts = new Array<string>();
+  while (p < last) {
+    const c = byteAt(base, p);
+    if (c != 0x5c) {
+      p++;
+      continue;
+    }
+    if (p > run) parts.push(String.UTF8.decodeUnsafe(base + <usize>run, <usize>(p - run)));
+    const e = byteAt(base, p + 1);
+    p += 2;
+    if (e == 0x6e) parts.push("\n");
+    else if (e == 0x74) parts.push("\t");
+    else if (e == 0x72) parts.push("\r");
+    else if (e == 0x62) parts.push("\b");
+    else if (e == 0x66) parts.push("\f");
+    else if (e == 0x75) {
+      let h = 0;
+      for (let k = 0; k < 4; k++) {
+        const d = byteAt(base, p++);
+        h = (h << 4) | (d <= 0x39 ? d - 0x30 : (d | 0x20) - 0x61 + 10);
+      }
+      parts.push(String.fromCharCode(h)); // surrogate pairs arrive as two escapes
+    } else parts.push(String.fromCharCode(e)); // \" \\ \/
+    run = p;
+  }
+  if (last > run) parts.push(String.UTF8.decodeUnsafe(base + <usize>run, <usize>(last - run)));
+  return parts.join("");
+}
+
+/** Whether the (checked) string text [start, end) reads as `key`, without decoding it when
+ * it is plain ASCII. */
+function keyIs(base: usize, start: i32, end: i32, key: string): bool {
+  const last = end - 1;
+  let j = 0;
+  for (let p = start + 1; p < last; p++) {
+    const c = byteAt(base, p);
+    if (c == 0x5c || c >= 0x80) return decodeString(base, start, end) == key;
+    if (j >= key.length || <u32>key.charCodeAt(j) != c) return false;
+    j++;
+  }
+  return j == key.length;
+}
+
+/** The UTF-8 text views read: a buffer the GC owns (`owner`), or a hook's argument read in
+ * place in the arena, until the hook returns (then `base` is 0 and its views read as null). */
+class Text {
+  constructor(public base: usize, public owner: ArrayBuffer | null) {}
+}
+
+/** A container's offsets, noted on first use: an array's [start, end] per item or an
+ * object's [keyStart, keyEnd, start, end] per member; its keys and items once asked for. */
+class Index {
+  offsets: Array<i32> = [];
+  keys: Array<string> | null = null;
+  items: Array<Json> | null = null;
+}
+
 export class Json {
-  kind: Kind = Kind.NULL;
-  text: string = "";
-  number: f64 = 0;
-  items: Array<Json> = [];
-  keys: Array<string> = [];
+  private kindAt: Kind = Kind.NULL;
+  private source: Text | null = null;
+  private start: i32 = 0;
+  private end: i32 = 0;
+  private found: Index | null = null;
+
+  /** The value whose checked text is [start, end) of `source`. */
+  static view(source: Text, start: i32, end: i32): Json {
+    const v = new Json();
+    v.source = source;
+    v.start = start;
+    v.end = end;
+    const c = byteAt(source.base, start);
+    v.kindAt = c == 0x7b ? Kind.OBJECT : c == 0x5b ? Kind.ARRAY : c == 0x22 ? Kind.STRING
+      : c == 0x74 ? Kind.TRUE : c == 0x66 ? Kind.FALSE : c == 0x6e ? Kind.NULL : Kind.NUMBER;
+    return v;
+  }
+
+  /** Where the text is; 0 for null or a view of a hook's argument after the hook. */
+  private get base(): usize {
+    const source = this.source;
+    return source === null ? 0 : source.base;
+  }
+
+  get kind(): Kind {
+    return this.base ? this.kindAt : Kind.NULL;
+  }
+
+  private child(start: i32, end: i32): Json {
+    return Json.view(changetype<Text>(this.source), start, end);
+  }
+
+  private index(): Index {
+    const known = this.found;
+    if (known !== null) return known;
+    const found = new Index();
+    const o = found.offsets;
+    const base = this.base;
+    const object = this.kindAt == Kind.OBJECT;
+    let p = skipSpace(base, this.start + 1, this.end);
+    if (byteAt(base, p) != (object ? 0x7d : 0x5d)) {
+      while (true) {
+        if (object) {
+          o.push(p);
+          p = skipString(base, p);
+          o.push(p);
+          p = skipSpace(base, skipSpace(base, p, this.end) + 1, this.end); // past the colon
+        }
+        o.push(p);
+        p = skipValue(base, p, this.end);
+        o.push(p);
+        p = skipSpace(base, p, this.end);
+        if (byteAt(base, p) != 0x2c) break;
+        p = skipSpace(base, p + 1, this.end);
+      }
+    }
+    this.found = found;
+    return found;
+  }
 
   isNull(): bool {
     return this.kind == Kind.NULL;
@@ -88,206 +426,142 @@ export class Json {
 
   /** The member `key` of an object; null when there is none. */
   get(key: string): Json {
-    if (this.kind == Kind.OBJECT) {
-      for (let i = 0; i < this.keys.length; i++) {
-        if (this.keys[i] == key) return this.items[i];
+    if (this.kind != Kind.OBJECT) return new Json();
+    const base = this.base;
+    const known = this.found;
+    if (known !== null) {
+      const o = known.offsets;
+      for (let i = 0; i < o.length; i += 4) {
+        if (keyIs(base, o[i], o[i + 1], key)) return this.child(o[i + 2], o[i + 3]);
       }
+      return new Json();
     }
-    return new Json();
+    let p = skipSpace(base, this.start + 1, this.end);
+    if (byteAt(base, p) == 0x7d) return new Json();
+    while (true) {
+      const keyStart = p;
+      p = skipString(base, p);
+      const keyEnd = p;
+      p = skipSpace(base, skipSpace(base, p, this.end) + 1, this.end);
+      const valueStart = p;
+      p = skipValue(base, p, this.end);
+      if (keyIs(base, keyStart, keyEnd, key)) return this.child(valueStart, p);
+      p = skipSpace(base, p, this.end);
+      if (byteAt(base, p) != 0x2c) return new Json();
+      p = skipSpace(base, p + 1, this.end);
+    }
   }
 
   /** Item `index` of an array; null when out of range. */
   at(index: i32): Json {
-    if (this.kind == Kind.ARRAY && index >= 0 && index < this.items.length) {
-      return this.items[index];
-    }
-    return new Json();
+    if (this.kind != Kind.ARRAY || index < 0) return new Json();
+    const o = this.index().offsets;
+    if (index >= o.length >> 1) return new Json();
+    return this.child(o[index << 1], o[(index << 1) + 1]);
   }
 
   /** Items of an array or members of an object. */
   get length(): i32 {
-    return this.kind == Kind.ARRAY || this.kind == Kind.OBJECT ? this.items.length : 0;
+    const kind = this.kind;
+    if (kind == Kind.ARRAY) return this.index().offsets.length >> 1;
+    if (kind == Kind.OBJECT) return this.index().offsets.length >> 2;
+    return 0;
+  }
+
+  /** An object's keys, in order (empty for any other kind). */
+  get keys(): Array<string> {
+    if (this.kind != Kind.OBJECT) return [];
+    const found = this.index();
+    let list = found.keys;
+    if (list === null) {
+      list = new Array<string>();
+      const o = found.offsets;
+      for (let i = 0; i < o.length; i += 4) list.push(decodeString(this.base, o[i], o[i + 1]));
+      found.keys = list;
+    }
+    return list;
+  }
+
+  /** An array's items or an object's member values, in order (empty for any other kind). */
+  get items(): Array<Json> {
+    const kind = this.kind;
+    if (kind != Kind.ARRAY && kind != Kind.OBJECT) return [];
+    const found = this.index();
+    let list = found.items;
+    if (list === null) {
+      list = new Array<Json>();
+      const o = found.offsets;
+      const step = kind == Kind.OBJECT ? 4 : 2;
+      for (let i = step - 2; i < o.length; i += step) list.push(this.child(o[i], o[i + 1]));
+      found.items = list;
+    }
+    return list;
+  }
+
+  /** The JSON text of this value as it came ("null" for null). */
+  toString(): string {
+    const base = this.base;
+    if (!base) return "null";
+    return String.UTF8.decodeUnsafe(base + <usize>this.start, <usize>(this.end - this.start));
+  }
+
+  /** This value in a buffer of its own: it reads the same after its hook returns. */
+  copy(): Json {
+    const base = this.base;
+    if (!base) return new Json();
+    const n = this.end - this.start;
+    const bytes = new ArrayBuffer(n);
+    memory.copy(changetype<usize>(bytes), base + <usize>this.start, <usize>n);
+    return Json.view(new Text(changetype<usize>(bytes), bytes), 0, n);
+  }
+
+  /** A string's text ("" for any other kind). */
+  get text(): string {
+    return this.str();
+  }
+
+  /** A number's value (0 for any other kind). */
+  get number(): f64 {
+    return this.num();
   }
 
   str(fallback: string = ""): string {
-    return this.kind == Kind.STRING ? this.text : fallback;
+    return this.kind == Kind.STRING ? decodeString(this.base, this.start, this.end) : fallback;
   }
 
   num(fallback: f64 = 0): f64 {
-    return this.kind == Kind.NUMBER ? this.number : fallback;
+    if (this.kind != Kind.NUMBER) return fallback;
+    return parseFloat(String.UTF8.decodeUnsafe(this.base + <usize>this.start, <usize>(this.end - this.start)));
   }
 
   int(fallback: i64 = 0): i64 {
-    return this.kind == Kind.NUMBER && isFinite(this.number) ? <i64>this.number : fallback;
+    const n = this.num(NaN);
+    return isFinite(n) ? <i64>n : fallback;
   }
 
   bool(fallback: bool = false): bool {
-    return this.kind == Kind.TRUE ? true : this.kind == Kind.FALSE ? false : fallback;
+    const kind = this.kind;
+    return kind == Kind.TRUE ? true : kind == Kind.FALSE ? false : fallback;
   }
+}
+
+/** The JSON text of `source` ([0, n)), checked once; malformed text reads as null. */
+function parseText(source: Text, n: i32): Json {
+  const base = source.base;
+  const start = skipSpace(base, 0, n);
+  const end = checkValue(base, start, n, 0);
+  if (end < 0 || skipSpace(base, end, n) != n) return new Json();
+  return Json.view(source, start, end);
+}
+
+/** The JSON text in `bytes` (UTF-8); malformed text reads as null. */
+export function parseBytes(bytes: ArrayBuffer): Json {
+  return parseText(new Text(changetype<usize>(bytes), bytes), bytes.byteLength);
 }
 
 /** Parses JSON text; malformed text reads as null. */
 export function parseJson(text: string): Json {
-  const p = new Parser(text);
-  const value = p.value();
-  p.ws();
-  return p.ok && p.i == text.length ? value : new Json();
-}
-
-class Parser {
-  i: i32 = 0;
-  ok: bool = true;
-  constructor(public s: string) {}
-
-  ws(): void {
-    while (this.i < this.s.length) {
-      const c = this.s.charCodeAt(this.i);
-      if (c != 0x20 && c != 0x0a && c != 0x0d && c != 0x09) break;
-      this.i++;
-    }
-  }
-
-  fail(): Json {
-    this.ok = false;
-    this.i = this.s.length;
-    return new Json();
-  }
-
-  word(w: string, kind: Kind): Json {
-    if (this.s.substr(this.i, w.length) != w) return this.fail();
-    this.i += w.length;
-    const v = new Json();
-    v.kind = kind;
-    return v;
-  }
-
-  value(): Json {
-    this.ws();
-    if (this.i >= this.s.length) return this.fail();
-    const c = this.s.charCodeAt(this.i);
-    if (c == 0x7b) return this.object();
-    if (c == 0x5b) return this.array();
-    if (c == 0x22) {
-      const v = new Json();
-      v.kind = Kind.STRING;
-      v.text = this.string();
-      return v;
-    }
-    if (c == 0x74) return this.word("true", Kind.TRUE);
-    if (c == 0x66) return this.word("false", Kind.FALSE);
-    if (c == 0x6e) return this.word("null", Kind.NULL);
-    return this.num();
-  }
-
-  num(): Json {
-    const start = this.i;
-    while (this.i < this.s.length) {
-      const c = this.s.charCodeAt(this.i);
-      // digits, sign, '.', 'e', 'E'
-      if (!((c >= 0x30 && c <= 0x39) || c == 0x2d || c == 0x2b || c == 0x2e || c == 0x65 || c == 0x45)) break;
-      this.i++;
-    }
-    if (this.i == start) return this.fail();
-    const v = new Json();
-    v.kind = Kind.NUMBER;
-    v.number = parseFloat(this.s.substring(start, this.i));
-    if (isNaN(v.number)) return this.fail();
-    return v;
-  }
-
-  hex4(): i32 {
-    let v = 0;
-    for (let k = 0; k < 4; k++) {
-      if (this.i >= this.s.length) return -1;
-      const c = this.s.charCodeAt(this.i++);
-      v <<= 4;
-      if (c >= 0x30 && c <= 0x39) v |= c - 0x30;
-      else if (c >= 0x61 && c <= 0x66) v |= c - 0x61 + 10;
-      else if (c >= 0x41 && c <= 0x46) v |= c - 0x41 + 10;
-      else return -1;
-    }
-    return v;
-  }
-
-  string(): string {
-    this.i++; // the opening quote
-    const parts = new Array<string>();
-    let start = this.i;
-    while (this.i < this.s.length) {
-      const c = this.s.charCodeAt(this.i);
-      if (c == 0x22) {
-        parts.push(this.s.substring(start, this.i));
-        this.i++;
-        return parts.join("");
-      }
-      if (c != 0x5c) {
-        this.i++;
-        continue;
-      }
-      parts.push(this.s.substring(start, this.i));
-      this.i++;
-      if (this.i >= this.s.length) break;
-      const e = this.s.charCodeAt(this.i++);
-      if (e == 0x6e) parts.push("\n");
-      else if (e == 0x74) parts.push("\t");
-      else if (e == 0x72) parts.push("\r");
-      else if (e == 0x62) parts.push("\b");
-      else if (e == 0x66) parts.push("\f");
-      else if (e == 0x75) {
-        const h = this.hex4();
-        if (h < 0) break;
-        parts.push(String.fromCharCode(h)); // surrogate pairs arrive as two escapes
-      } else parts.push(String.fromCharCode(e)); // \" \\ \/
-      start = this.i;
-    }
-    this.fail();
-    return "";
-  }
-
-  array(): Json {
-    this.i++;
-    const v = new Json();
-    v.kind = Kind.ARRAY;
-    this.ws();
-    if (this.i < this.s.length && this.s.charCodeAt(this.i) == 0x5d) {
-      this.i++;
-      return v;
-    }
-    while (this.ok) {
-      v.items.push(this.value());
-      this.ws();
-      if (this.i >= this.s.length) return this.fail();
-      const c = this.s.charCodeAt(this.i++);
-      if (c == 0x5d) return v;
-      if (c != 0x2c) return this.fail();
-    }
-    return v;
-  }
-
-  object(): Json {
-    this.i++;
-    const v = new Json();
-    v.kind = Kind.OBJECT;
-    this.ws();
-    if (this.i < this.s.length && this.s.charCodeAt(this.i) == 0x7d) {
-      this.i++;
-      return v;
-    }
-    while (this.ok) {
-      this.ws();
-      if (this.i >= this.s.length || this.s.charCodeAt(this.i) != 0x22) return this.fail();
-      v.keys.push(this.string());
-      this.ws();
-      if (this.i >= this.s.length || this.s.charCodeAt(this.i++) != 0x3a) return this.fail();
-      v.items.push(this.value());
-      this.ws();
-      if (this.i >= this.s.length) return this.fail();
-      const c = this.s.charCodeAt(this.i++);
-      if (c == 0x7d) return v;
-      if (c != 0x2c) return this.fail();
-    }
-    return v;
-  }
+  return parseBytes(String.UTF8.encode(text));
 }
 
 // ---- writing JSON ----------------------------------------------------------------------------
@@ -565,14 +839,13 @@ export function errorCode(result: Json): string {
 @external("rwq", "send_alert") declare function _send_alert(ptr: usize, len: usize): u64;
 @external("rwq", "call_dependency") declare function _call_dependency(ptr: usize, len: usize): u64;
 
-/** The host function's packed result, parsed (its block freed); 0 is null. */
+/** The host function's packed result, read (its block given back); 0 is null. */
 function result(packed: u64): Json {
-  if (packed == 0) return new Json();
-  return parseJson(takeText(<usize>(packed >>> 32), <usize>(packed & 0xffffffff)));
+  return takeJson(<usize>(packed >>> 32), <usize>(packed & 0xffffffff));
 }
 
-// The argument's UTF-8 bytes live in `args` (a local: reachable) for the whole call, and the
-// host's rwq_alloc calls allocate unmanaged blocks, which never run the GC.
+// The argument's UTF-8 bytes live in `a` (a local: reachable) for the whole call, and the
+// host's rwq_alloc calls place the result in the arena, which never runs the GC.
 export namespace host {
   export function subscribe(json: string): Json {
     const a = String.UTF8.encode(json);

@@ -27,6 +27,7 @@ from rwq.host.render.renderer import PanelFrame
 from rwq.plugins.contract.ui import button_input, key_input
 from rwq.plugins.engine.lifecycle import PluginState
 from rwq.plugins.engine.manager import LifecycleError, UnknownPlugin
+from rwq.plugins.trust.grants import GrantStore
 
 DEADLINE = 30.0
 
@@ -141,6 +142,20 @@ def test_permissions_are_summed_up_in_the_process(remote: RemotePluginHost) -> N
     assert after.granted == frozenset({"ui.notifications"})
     assert after.denied == frozenset({"storage.read"})
     assert after.pending == frozenset()
+
+
+def test_grants_of_other_code_of_that_name_are_not_shown_as_granted(
+    plugin_settings: Settings,
+) -> None:
+    """An earlier plugin named like this one left grants: they give this code nothing, and
+    its permissions say so (the dev pane listed them as granted)."""
+    GrantStore.from_settings(plugin_settings).grant(
+        PLUGIN, ["storage.read"], version="1.0.0", bundle_hash="0" * 64
+    )
+    for host in running(plugin_settings, None):
+        permissions = host.permissions(PLUGIN)
+        assert permissions.granted == frozenset()
+        assert permissions.pending == frozenset(PERMISSIONS)
 
 
 def test_a_policy_pre_grants_and_disable_enable_go_through(granted: RemotePluginHost) -> None:

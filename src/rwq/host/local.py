@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rwq.errors import RwqError
 from rwq.host.api import Cursors, Deliver, Permissions, Sizes, Toast
 from rwq.host.logs import PluginLogs
 from rwq.host.render.renderer import PanelRenderer
@@ -95,12 +96,20 @@ class LocalPluginHost:
         return self.manager.snapshot()
 
     def permissions(self, name: str) -> Permissions:
+        """What the running version of ``name`` was granted (grants of other versions or
+        code of that name, an earlier plugin's say, give it nothing), waits for and was
+        denied; every stored grant when it does not run."""
         grants = self.manager.grants
         now = time.time()
+        try:
+            snap = self.manager.status(name)
+            running = (snap.version, snap.bundle_hash) if snap.bundle_hash else None
+        except RwqError:  # not hosted here
+            running = None
         granted = frozenset(
             p
             for g in grants.grants_for(name)
-            if g.expires_at is None or g.expires_at > now
+            if not g.expired(now) and (running is None or g.binding == running)
             for p in g.permissions
         )
         denied = frozenset(p for d in grants.denials_for(name) for p in d.permissions)

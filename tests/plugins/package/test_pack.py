@@ -43,6 +43,20 @@ def test_the_same_files_give_the_same_bytes(plugin: Path, tmp_path: Path) -> Non
     assert {i.external_attr >> 16 for i in infos} == {0o100644}
 
 
+def test_packing_into_the_plugin_again_gives_the_same_bundle(plugin: Path) -> None:
+    """``rwq plugin pack . -o dist`` (or ``-o .``) twice: the second pack does not take the
+    first bundle in."""
+    for out in (plugin, plugin / "dist"):
+        first = pack(plugin, out).read_bytes()
+        second = pack(plugin, out)
+        assert second.read_bytes() == first
+        with zipfile.ZipFile(second) as archive:
+            assert not [n for n in archive.namelist() if n.endswith(".zip")]
+    (plugin / "dist" / "notes.zip").write_bytes(b"not ours")  # nothing under dist goes in
+    with zipfile.ZipFile(pack(plugin, plugin / "dist")) as archive:
+        assert not [n for n in archive.namelist() if n.startswith("dist/")]
+
+
 def test_the_file_list_holds_every_files_sha256(plugin: Path, tmp_path: Path) -> None:
     bundle_path = pack(plugin, tmp_path / "out")
     with zipfile.ZipFile(bundle_path) as archive:

@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 from rwq.atomic_file import PUBLIC_FILE, write_atomically
-from rwq.plugins.package.bundle import BundleError, open_bundle
+from rwq.plugins.package.bundle import Bundle, BundleError, open_bundle
 from rwq.plugins.package.file_list import FILE_LIST, SIGNATURE, file_list
 
 __all__ = ["pack", "zip_entry"]
@@ -33,7 +33,11 @@ def pack(source: Path, out_dir: Path) -> Path:
     if not source.is_dir():
         raise BundleError(source, "rwq plugin pack takes a plugin directory")
     bundle = open_bundle(source)
-    files = tuple(f for f in bundle.files if f not in (FILE_LIST, SIGNATURE))
+    files = tuple(
+        f
+        for f in bundle.files
+        if f not in (FILE_LIST, SIGNATURE) and not _packed_before(f, bundle, out_dir)
+    )
     listing = file_list(bundle.root, files)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{bundle.name}-{bundle.version}.zip"
@@ -44,6 +48,19 @@ def pack(source: Path, out_dir: Path) -> Path:
             archive.writestr(zip_entry(rel), data, compresslevel=COMPRESS_LEVEL)
     write_atomically(target, archive_bytes.getvalue(), mode=PUBLIC_FILE)
     return target
+
+
+def _packed_before(rel: str, bundle: Bundle, out_dir: Path) -> bool:
+    """Whether the file ``rel`` of ``bundle`` is output of packing it: a bundle of it at its
+    top (``rwq plugin pack . -o .``), or anything under ``out_dir`` when that is inside the
+    plugin (``-o dist``). A second pack would nest the first."""
+    if "/" not in rel and rel.startswith(f"{bundle.name}-") and rel.endswith(".zip"):
+        return True
+    root, out = bundle.root.resolve(), out_dir.resolve()
+    if out == root or not out.is_relative_to(root):
+        return False
+    inside = out.relative_to(root).as_posix()
+    return rel.startswith(f"{inside}/")
 
 
 def zip_entry(name: str) -> zipfile.ZipInfo:

@@ -101,3 +101,10 @@ def test_a_compiler_that_cannot_load_is_reported(tmp_path: Path) -> None:
         warm.compile(node, tmp_path / "missing.js", tmp_path, [], timeout=30)
     assert warm._process is None
     warm.close()
+
+
+def test_checking_an_unbuilt_plugin_says_to_build_it(tmp_path: Path) -> None:
+    plugin = new_plugin("unbuilt", "c", tmp_path).path
+    done = rwq("plugin", "check", str(plugin))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"build it first with rwq plugin build {plugin}" in done.stdout + done.stderr

@@ -54,6 +54,7 @@ def dev_cmd(
     live = settings.redis_url is not None
     feed = "the live queues" if live else f"the demo workload ({rate:g} jobs/s)"
     session = DevSession(name, plugin, builder, feed)
+    out.print(f"{name}: starting the plugin host and {feed}; the screen opens in a few seconds")
     if builder is not None:
         builder.start()
     try:
@@ -102,6 +103,7 @@ def _prepare(
         builder = DevBuilder(plugin)
         if not builder.compiled:
             return manifest.name, None
+        out.print(f"{manifest.name}: building ({builder.language}, a development build)")
         builder.build("start", strict=True)  # a compiler's error is shown in the TUI
         return manifest.name, builder
     except ToolchainMissing as exc:

@@ -413,7 +413,7 @@ def _as_command(
         ) + f" in {path}"
         raise ToolchainMissing(
             f"the AssemblyScript compiler (asc) is not installed for {path}: run {where} "
-            "(in the rwq repository: make toolchains, or npm ci --prefix sdk/assemblyscript)"
+            "(it installs the compiler package.json pins into the plugin's node_modules)"
         )
     assert compiler is not None
     notes = []

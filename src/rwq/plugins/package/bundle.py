@@ -493,6 +493,8 @@ def _manifest_name(path: Path, files: list[str]) -> str:
 
 def _require_entry_point(path: Path, manifest: PluginManifest, files: tuple[str, ...]) -> None:
     if manifest.entry_point not in files:
+        sources = manifest.runtime == "wasm" and any(f.endswith((".c", ".ts")) for f in files)
+        hint = f": build it first with rwq plugin build {path}" if sources else ""
         raise BundleError(
-            path, f"entry point {manifest.entry_point!r} named by the manifest is missing"
+            path, f"entry point {manifest.entry_point!r} named by the manifest is missing{hint}"
         )

@@ -411,7 +411,8 @@ def _print_check(report: Any) -> None:
                 f"mean {s['mean_ms']:.2f} ms, max {s['max_ms']:.2f} ms"
             )
         if report.events:
-            out.print(f"  events: {report.events}", highlight=False)
+            counts = ", ".join(f"{n} {what}" for what, n in report.events.items())
+            out.print(f"  events: {counts}", highlight=False)
         res = report.resources
         out.print(
             f"  peak memory {res.get('peak_memory_bytes', 0)} B, CPU {res.get('cpu_ms', 0)} ms"

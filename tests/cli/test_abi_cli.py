@@ -4,18 +4,16 @@ exit 0 when none failed, 1 when one did, 2 for input it cannot check, named."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import wasmtime
 
-REPO = Path(__file__).parents[2]
 Rwq = Callable[..., subprocess.CompletedProcess[str]]
+
+REPO = Path(__file__).parents[2]
 MANIFEST = """\
 name: {name}
 version: 0.1.0
@@ -24,20 +22,6 @@ description: the smallest plugin of docs/abi.md
 runtime: {runtime}
 entry_point: {entry}
 """
-
-
-@pytest.fixture
-def rwq(tmp_path: Path, valkey_url: str) -> Rwq:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RWQ_")}
-    env |= {"XDG_STATE_HOME": str(tmp_path / "state"), "RWQ_REDIS_URL": valkey_url}
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "rwq", *args], capture_output=True, text=True, env=env,
-            cwd=tmp_path, timeout=300,
-        )  # fmt: skip
-
-    return run
 
 
 def doc_example() -> str:

@@ -169,6 +169,7 @@ class RwqApp(App[None]):
         if self.host is not None:
             self.query_one(PanelsView).sync()
             self._front_dev()
+            self._keep_dev_keys()
             if active == "plugins":  # else when shown: a hidden label's change costs a layout
                 self.query_one(PluginsView).refresh_view()
             self.ask_approvals()
@@ -199,13 +200,28 @@ class RwqApp(App[None]):
         if self.dev is None or self._dev_in_front:
             return
         view = self.query_one(PanelsView)
-        if self.dev.plugin not in view.panels:
-            return
+        tabs, tab = view.query_one("#panel-tabs", Tabs), f"tab-{self.dev.plugin}"
+        if self.dev.plugin not in view.panels or not tabs.query(f"#{tab}"):
+            return  # its panel or its tab is not there yet: at the next reading
         self._dev_in_front = True
+        # Its tab first: the tabs layout then shows its panel at once. Hidden even briefly, the
+        # panel would lose the focus given below when the hiding reached it.
+        tabs.active = tab
         if not view.tabs_layout:
             view.action_layout()
-        view.query_one("#panel-tabs", Tabs).active = f"tab-{self.dev.plugin}"
         view.panels[self.dev.plugin].focus()  # its keys go to the plugin: its buttons work
+
+    def _keep_dev_keys(self) -> None:
+        """The dev plugin's panel takes the keys back when nothing has them (a panel hidden for
+        a moment while the layout changes loses the focus to nothing). Esc gives them to the
+        tabs, a click to what it clicks: those stay."""
+        if self.dev is None or not self._dev_in_front or self.focused is not None:
+            return
+        if len(self.screen_stack) > 1 or self.query_one(TabbedContent).active != "panels":
+            return
+        panel = self.query_one(PanelsView).panels.get(self.dev.plugin)
+        if panel is not None and panel.display:
+            panel.focus()
 
     def on_resize(self, event: events.Resize) -> None:
         if self.dev is not None:

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from rwq.errors import ConfigError
-from rwq.units import UnitError, parse_duration, parse_positive_duration
+from rwq.units import (
+    UnitError,
+    format_rate,
+    parse_duration,
+    parse_positive_duration,
+    parse_rate,
+)
 from rwq.yaml_input import YamlInputError, read_yaml
 
 CONFIG_FILE = "rwq.yaml"
@@ -55,6 +61,11 @@ class Settings:
     """How long a handler of each named queue may run when its job sets no timeout of its own
     (overriding the worker's ``--timeout``): ``queue=duration`` pairs separated by commas
     (``mail=30s,video=10m``), or a mapping in ``rwq.yaml``. Kept in that text form."""
+    rate_limits: str = ""
+    """How many jobs of each named queue may start per period, across all workers:
+    ``queue=count/period`` pairs separated by commas (``emails=100/1m,sms=10/1s``), or a
+    mapping in ``rwq.yaml``. A limit stored with ``rwq admin rate-limit`` wins over it. Kept in
+    that text form."""
     read_only: bool = False
     plugin_dirs: str = ""
     """Directories searched for plugins besides the user's installed ones, separated by ':'.
@@ -84,6 +95,11 @@ class Settings:
         except ValueError as exc:
             raise ConfigError("settings", "queue_timeouts", str(exc)) from None
         object.__setattr__(self, "queue_timeouts", timeouts)
+        try:
+            rates = format_rate_limits(parse_rate_limits(self.rate_limits))
+        except ValueError as exc:
+            raise ConfigError("settings", "rate_limits", str(exc)) from None
+        object.__setattr__(self, "rate_limits", rates)
         for name in _LIMITS:
             check_range("settings", name, getattr(self, name))
         try:
@@ -128,6 +144,11 @@ class Settings:
     def queue_timeout_map(self) -> dict[str, float]:
         """:attr:`queue_timeouts` as queue name to seconds."""
         return parse_queue_timeouts(self.queue_timeouts)
+
+    @property
+    def rate_limit_map(self) -> dict[str, tuple[int, float]]:
+        """:attr:`rate_limits` as queue name to (jobs, period seconds)."""
+        return parse_rate_limits(self.rate_limits)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied; ``None`` values are ignored (unset flags)."""
@@ -211,7 +232,9 @@ def check_range(source: str, name: str, value: float) -> None:
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
-_LIST_SETTINGS = _EMPTY_IS_A_VALUE = {"event_labels", "plugin_registries", "queue_timeouts"}
+_LIST_SETTINGS = _EMPTY_IS_A_VALUE = {
+    "event_labels", "plugin_registries", "queue_timeouts", "rate_limits",
+}  # fmt: skip
 """Settings given as a list or a comma-separated string, whose empty ``RWQ_*`` variable
 means "none" rather than "not set"."""
 MAX_REGISTRIES = 16
@@ -324,6 +347,49 @@ def parse_queue_timeouts(raw: Any) -> dict[str, float]:
     return out
 
 
+def parse_rate_limits(raw: Any) -> dict[str, tuple[int, float]]:
+    """The per-queue rate limits of ``rate_limits``: a mapping of queue name to rate
+    (``100/1m``), or ``queue=rate`` pairs separated by commas (``emails=100/1m,sms=10/s``).
+
+    Raises:
+        ValueError: a pair is malformed, a queue is named twice or a rate is not
+            ``count/period``.
+    """
+    if raw is None:
+        return {}
+    pairs: list[tuple[Any, Any]] = []
+    if isinstance(raw, str):
+        for item in (p.strip() for p in raw.split(",")):
+            if not item:
+                continue
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"expected queue=count/period pairs, got {_shown(item)}")
+            pairs.append((name.strip(), value.strip()))
+    elif isinstance(raw, Mapping):
+        pairs = list(raw.items())
+    else:
+        raise ValueError(f"expected a mapping of queue to count/period, got {_shown(raw)}")
+    out: dict[str, tuple[int, float]] = {}
+    for name, value in pairs:
+        if not isinstance(name, str) or not 0 < len(name) <= 200 or "," in name or "=" in name:
+            raise ValueError(f"expected a queue name of 1-200 characters, got {_shown(name)}")
+        if name in out:
+            raise ValueError(f"queue {name!r} is named twice")
+        if not isinstance(value, str):
+            raise ValueError(f"queue {name}: expected a rate like 100/1m, got {_shown(value)}")
+        try:
+            out[name] = parse_rate(value, f"queue {name}")
+        except UnitError as exc:
+            raise ValueError(str(exc)) from None
+    return out
+
+
+def format_rate_limits(limits: Mapping[str, tuple[int, float]]) -> str:
+    """The canonical text of ``rate_limits``, read back by :func:`parse_rate_limits`."""
+    return ",".join(f"{name}={format_rate(*rate)}" for name, rate in limits.items())
+
+
 def format_queue_timeouts(timeouts: Mapping[str, float]) -> str:
     """The canonical text of ``queue_timeouts``, read back by :func:`parse_queue_timeouts`."""
     return ",".join(f"{name}={_plain(seconds)}" for name, seconds in timeouts.items())
@@ -362,6 +428,8 @@ def _coerce(source: str, name: str, raw: Any, type_: Any) -> Any:
             return parse_registries(raw)
         if name == "queue_timeouts":
             return format_queue_timeouts(parse_queue_timeouts(raw))
+        if name == "rate_limits":
+            return format_rate_limits(parse_rate_limits(raw))
         if name in _LIST_SETTINGS:
             return ",".join(parse_event_labels(raw))
         if "bool" in kind:

@@ -56,6 +56,42 @@ def parse_positive_duration(text: str | float, what: str, maximum: float) -> flo
     return seconds
 
 
+MAX_RATE_COUNT = 1_000_000
+"""The most jobs a rate limit may allow per period (its window holds one entry per job)."""
+MAX_RATE_PERIOD_S = 86400.0
+"""Seconds: the longest period of a rate limit (a day)."""
+_RATE = re.compile(r"\s*(\d+)\s*/\s*(\S.*?)\s*")
+
+
+def parse_rate(text: str, what: str = "rate") -> tuple[int, float]:
+    """``(count, period seconds)`` of a rate such as ``100/1m``, ``10/s`` or ``5/500ms``: a
+    whole number of at least 1 and at most :data:`MAX_RATE_COUNT`, a slash, and a period (a
+    duration, or a bare unit meaning one of it) of at least 1 ms and at most a day. Raises
+    :class:`UnitError` naming ``what`` otherwise."""
+    match = _RATE.fullmatch(text) if isinstance(text, str) else None
+    if not match:
+        raise UnitError(f"{what}: expected jobs per period like 100/1m, 10/s or 5/500ms, got "
+                        f"{_shown(text)}")  # fmt: skip
+    count = int(match.group(1))
+    if not 1 <= count <= MAX_RATE_COUNT:
+        raise UnitError(f"{what}: the count must be 1 to {MAX_RATE_COUNT:,}, got {_shown(text)}")
+    period_text = match.group(2)
+    if period_text in _DURATION_FACTORS:
+        period_text = "1" + period_text
+    period = parse_duration(period_text, f"{what} period")
+    if not 0.001 <= period <= MAX_RATE_PERIOD_S:
+        raise UnitError(f"{what}: the period must be 1ms to 1d, got {_shown(text)}")
+    return count, period
+
+
+def format_rate(count: int, period: float) -> str:
+    """``100/1m``: a rate for people, read back by :func:`parse_rate`."""
+    for unit, factor in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if period >= factor and (period / factor).is_integer():
+            return f"{count}/{period / factor:g}{unit}"
+    return f"{count}/{period * 1000:g}ms"
+
+
 def parse_size(text: str | int, what: str = "size") -> int:
     """Bytes in ``text``: a number or a number with B, KB, MB, GB (powers of 1000) or KiB,
     MiB, GiB (powers of 1024)."""

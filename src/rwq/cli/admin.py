@@ -23,7 +23,8 @@ from rwq.cli.context import (
 from rwq.cli.table import TableColumn, fitted_table
 from rwq.queue.admin import PEEK_TARGETS
 from rwq.queue.job import Job
-from rwq.units import counted, format_age
+from rwq.queue.rate_limits import RateLimitError
+from rwq.units import counted, format_age, format_rate
 
 __all__ = ["admin_app"]
 
@@ -45,13 +46,17 @@ def stats_cmd(
         return
     table = Table(title=f"rwq queues ({stats.workers} workers)")
     table.add_column("queue", no_wrap=True)
-    for col in ("pend", "run", "sched", "dead", "done", "failed", "/min", "oldest", "paused"):
+    limited = any(q.rate_limit for q in stats.queues)
+    columns = ("pend", "run", "sched", "dead", "done", "failed", "/min", "oldest", "paused")
+    for col in columns + (("rate limit",) if limited else ()):
         table.add_column(col, justify="right")
     for q in stats.queues:
+        rate = (f"{q.rate_used}/{q.rate_limit}",) if q.rate_limit else ("",)
         table.add_row(
             q.queue, str(q.pending), str(q.processing), str(q.scheduled), str(q.dead),
             str(q.completed_total), str(q.failed_total), str(q.throughput_1m),
             format_age(q.oldest_pending_age_s), "yes" if q.paused else "",
+            *(rate if limited else ()),
         )  # fmt: skip
     out.print(table)
 
@@ -224,6 +229,49 @@ def resume_cmd(ctx: typer.Context, queue: str, as_json: JsonFlag = False) -> Non
         print_json_out({"queue": queue, "paused": False, "changed": changed})
     else:
         out.print(f"{queue} resumed" if changed else f"{queue} was not paused")
+
+
+@admin_app.command("rate-limit")
+def rate_limit_cmd(
+    ctx: typer.Context,
+    queue: Annotated[str, typer.Argument(help="Queue name.")],
+    rate: Annotated[
+        str | None,
+        typer.Argument(help="Jobs per period across all workers: 100/1m, 10/s, 5/500ms."),
+    ] = None,
+    off: Annotated[
+        bool, typer.Option("--off", help="No limit (even if the setting rate_limits has one).")
+    ] = False,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Forget the stored limit: the setting's applies.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show or set how many jobs of QUEUE may start per period, across all workers."""
+    if sum((rate is not None, off, reset)) > 1:
+        raise UsageError("rate-limit: give one of RATE, --off or --reset")
+    admin = context_of(ctx).admin
+    if rate is not None:
+        try:
+            limit = admin.set_rate_limit(queue, rate)
+        except RateLimitError as exc:
+            raise UsageError(str(exc).replace("rate:", "RATE:", 1)) from None
+    elif off:
+        limit = admin.set_rate_limit(queue, None)
+    elif reset:
+        limit = admin.reset_rate_limit(queue)
+    else:
+        limit = admin.rate_limit(queue)
+    if as_json:
+        shown = {"rate": str(limit), "count": limit.count, "period_s": limit.period,
+                 "source": limit.source} if limit else None  # fmt: skip
+        print_json_out({"queue": queue, "rate_limit": shown})
+    elif limit is None:
+        out.print(f"{queue}: no rate limit")
+    else:
+        where = "stored" if limit.source == "stored" else "from the setting rate_limits"
+        out.print(f"{queue}: at most {limit.count} job(s) start per "
+                  f"{format_rate(1, limit.period)[2:]} ({where})")  # fmt: skip
 
 
 @admin_app.command("workers")

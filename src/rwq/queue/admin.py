@@ -16,6 +16,14 @@ from typing import Any
 from rwq.errors import RwqError
 from rwq.queue.broker import Broker
 from rwq.queue.job import Job
+from rwq.queue.rate_limits import (
+    RateLimit,
+    clear_rate_limit,
+    parse_rate_limit,
+    rate_limit_of,
+    starts_in_window,
+    store_rate_limit,
+)
 
 PEEK_TARGETS = ("pending", "scheduled", "dead", "completed", "processing")
 PURGE_TARGETS = ("pending", "scheduled", "dead", "completed")
@@ -55,6 +63,12 @@ class QueueStats:
     throughput_1m: int
     """Jobs completed in the last 60 seconds."""
     failed_1m: int
+    rate_limit: str | None = None
+    """The queue's rate limit (``100/1m``), None: none."""
+    rate_limit_source: str | None = None
+    """Where the limit comes from: ``stored`` (``rwq admin rate-limit``) or ``setting``."""
+    rate_used: int | None = None
+    """Jobs started in the limit's current window."""
 
 
 @dataclass(frozen=True)
@@ -129,10 +143,12 @@ class Admin:
             for name in names:
                 qk = self.broker.queue_keys(name)
                 self.broker.scripts.stats(keys=[qk.tag], args=worker_ids, client=pipe)
+                pipe.get(qk.rate_limit)
 
-        rows = self.broker.execute(build) if names else []
+        replies = self.broker.execute(build) if names else []
+        rows, stored = replies[::2], replies[1::2]
         out = []
-        for name, row in zip(names, rows, strict=True):
+        for name, row, stored_rate in zip(names, rows, stored, strict=True):
             pending, scheduled, dead, processing, paused, oldest, now, done, failed, flat = row
             counters = dict(zip(flat[::2], (int(v) for v in flat[1::2]), strict=True))
             age = (float(now) - float(oldest)) / 1000 if oldest else None
@@ -152,9 +168,20 @@ class Admin:
                     oldest_pending_age_s=round(max(age, 0.0), 3) if age is not None else None,
                     throughput_1m=int(done),
                     failed_1m=int(failed),
+                    **self._rate_fields(name, stored_rate, float(now)),
                 )
             )
         return Stats(out, len(worker_ids), time.time())
+
+    def _rate_fields(self, queue: str, stored: str | None, now_ms: float) -> dict[str, Any]:
+        limit = rate_limit_of(self.broker, queue, stored or "")
+        if limit is None:
+            return {}
+        return {
+            "rate_limit": str(limit),
+            "rate_limit_source": limit.source,
+            "rate_used": starts_in_window(self.broker, limit, queue, now_ms),
+        }
 
     def throughput(self, queue: str, seconds: int = 60) -> tuple[list[int], list[int]]:
         """Completed and failed counts per second for the last ``seconds``, oldest first."""
@@ -417,3 +444,28 @@ class Admin:
     def resume(self, queue: str) -> bool:
         self._check_writable("resume")
         return self.broker.set_paused(self._check_queue(queue), False)
+
+    def rate_limit(self, queue: str) -> RateLimit | None:
+        """The rate limit in force on ``queue`` (stored, else the setting's); None: none."""
+        return rate_limit_of(self.broker, self._check_queue(queue))
+
+    def set_rate_limit(self, queue: str, rate: str | None) -> RateLimit | None:
+        """Store a rate limit on ``queue`` for every worker: ``rate`` like ``100/1m``, or
+        None for none (even if the setting ``rate_limits`` has one). Returns the limit now in
+        force.
+
+        Raises:
+            RateLimitError: ``rate`` is malformed.
+        """
+        self._check_writable("rate-limit")
+        name = self._check_queue(queue)
+        parsed = None if rate is None else parse_rate_limit(rate)
+        store_rate_limit(self.broker, name, parsed)
+        return rate_limit_of(self.broker, name)
+
+    def reset_rate_limit(self, queue: str) -> RateLimit | None:
+        """Forget the limit stored on ``queue``: the setting's applies again (returned)."""
+        self._check_writable("rate-limit")
+        name = self._check_queue(queue)
+        clear_rate_limit(self.broker, name)
+        return rate_limit_of(self.broker, name)

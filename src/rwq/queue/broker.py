@@ -27,7 +27,10 @@ class Fetched:
     jobs: list[Job]
     paused: bool
     next_due_ms: float | None
-    """When the queue's earliest scheduled job becomes due (None: nothing scheduled)."""
+    """When to look again: the queue's earliest scheduled job becomes due, or its rate limit
+    lets a job start (None: nothing scheduled)."""
+    limited_until_ms: float | None = None
+    """The queue's rate limit lets no job start before this epoch ms (None: not limited)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,11 @@ class Broker:
         self.keys = Keys(settings.prefix)
         self.scripts = Scripts(client)
         self._maxlen = str(settings.events_maxlen)
+        self._rates = {
+            queue: f"{count}/{max(1, round(period * 1000))}"
+            for queue, (count, period) in settings.rate_limit_map.items()
+        }
+        """The setting ``rate_limits`` as the dequeue script reads it (a stored limit wins)."""
 
     def execute(self, build: Callable[[Any], object]) -> list[Any]:
         """Run a pipeline that ``build`` fills (scripts included) in one round trip.
@@ -115,9 +123,8 @@ class Broker:
     def fetch(self, queue: str, worker_id: str, count: int, client: Any = None) -> Fetched:
         """Promote due scheduled jobs, then move up to ``count`` jobs to the worker."""
         qk = self.keys.queue(queue)
-        raw = self.scripts.dequeue(
-            keys=[qk.tag], args=[worker_id, count, self._maxlen, queue], client=client
-        )
+        args = [worker_id, count, self._maxlen, queue, self._rates.get(queue, "")]
+        raw = self.scripts.dequeue(keys=[qk.tag], args=args, client=client)
         return parse_fetched(raw, queue)
 
     def complete(
@@ -212,6 +219,10 @@ class Broker:
 
 def parse_fetched(raw: list[Any], queue: str) -> Fetched:
     state, next_due = raw[0], raw[1]
+    if state == "limited":
+        reopens = float(raw[2])
+        due = min(float(next_due), reopens) if next_due not in ("", None) else reopens
+        return Fetched(jobs=[], paused=False, next_due_ms=due, limited_until_ms=reopens)
     jobs = [Job.from_flat(flat, job_id, queue) for job_id, flat in raw[2:]]
     return Fetched(
         jobs=jobs,

@@ -101,6 +101,22 @@ class QueueKeys:
         """The queue's capped event stream."""
         return f"{self.tag}:events"
 
+    @property
+    def rate_limit(self) -> str:
+        """String ``<count>/<period ms>`` (or ``off``): the queue's rate limit as stored by
+        ``rwq admin rate-limit``; wins over the setting ``rate_limits``."""
+        return f"{self.tag}:rate_limit"
+
+    @property
+    def rate_window(self) -> str:
+        """Sorted set of ``<job id>:<attempt>`` by the epoch ms it started: the starts of the
+        rate limit's current window."""
+        return f"{self.tag}:rate_window"
+
+    def unique(self, key: str) -> str:
+        """String holding the id of the job that took the unique key ``key`` (with a TTL)."""
+        return f"{self.tag}:unique:{key}"
+
     def job(self, job_id: str) -> str:
         """Hash holding one job's fields."""
         return f"{self.tag}:job:{job_id}"
@@ -173,6 +189,12 @@ class Keys:
         """Pub/sub channel: requests to the running plugin hosts (``rwq plugin reload``),
         JSON ``{"id", "op", "plugin", "settle"}``."""
         return f"{self.prefix}:plugin-control"
+
+    @property
+    def cancel_channel(self) -> str:
+        """Pub/sub channel: a running job was cancelled, JSON ``{"queue", "job_id",
+        "worker"}`` (the worker holding it stops its handler)."""
+        return f"{self.prefix}:cancel"
 
     def plugin_control_reply(self, request_id: str) -> str:
         """Pub/sub channel where the hosts answer the control request ``request_id``."""

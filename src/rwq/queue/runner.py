@@ -30,6 +30,8 @@ log = logging.getLogger("rwq.queue.worker")  # the worker's lines: one name to c
 __all__ = ["REDIS_ERRORS", "Handler", "JobRunner", "PermanentFailure", "backoff_ms"]
 
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+LIMITED_RECHECK_S = 1.0
+"""Longest a worker goes without asking a rate-limited queue again."""
 
 
 def backoff_ms(attempt: int, base: float, cap: float) -> int:
@@ -105,6 +107,8 @@ class JobRunner:
         self._flush_unsure = False
         """A flush failed: its results may have been recorded with only the reply lost."""
         self._last_reap = 0.0
+        self._limited: dict[str, float] = {}
+        """Queues whose rate limit let no job start, to the epoch ms they are asked again."""
         self._pool: HandlerPool | None = None
         self._bounded: ThreadHandlers | None = None
         """Inline mode: the thread a job with a timeout runs in, so the loop can give up."""
@@ -217,6 +221,12 @@ class JobRunner:
             )
             if allowance == 0:
                 continue
+            if self._limited:  # rate-limited queues are not asked again before they reopen
+                until = self._limited.get(qname)
+                if until is not None and until > time.time() * 1000:
+                    next_due = until if next_due is None else min(next_due, until)
+                    continue
+                self._limited.pop(qname, None)
             count = want if allowance < 0 else min(want, allowance)
             try:
                 fetched = self.broker.fetch(qname, self.id, count)
@@ -227,6 +237,12 @@ class JobRunner:
                 raise
             if fetched.next_due_ms is not None:
                 next_due = min(next_due or fetched.next_due_ms, fetched.next_due_ms)
+            if fetched.limited_until_ms is not None:
+                # Asked again when it reopens, or within LIMITED_RECHECK_S (its limit may
+                # have been lifted meanwhile).
+                self._limited[qname] = min(
+                    fetched.limited_until_ms, time.time() * 1000 + LIMITED_RECHECK_S * 1000
+                )
             if fetched.jobs and allowance > 0:
                 breaker.probe_taken()
             taken.extend((qname, job) for job in fetched.jobs)

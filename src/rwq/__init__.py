@@ -7,7 +7,7 @@ from rwq.errors import RwqError
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
 from rwq.queue.job import Job
-from rwq.queue.producer import JobSpec, Producer
+from rwq.queue.producer import DuplicateJob, JobSpec, Producer
 from rwq.queue.worker import Isolation, PermanentFailure, Worker, WorkerOptions
 
 __version__ = "0.1.0"
@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Admin",
     "Broker",
+    "DuplicateJob",
     "Isolation",
     "Job",
     "JobSpec",

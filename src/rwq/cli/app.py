@@ -34,12 +34,19 @@ from rwq.cli.plugin import PluginsDir, plugin_app
 from rwq.cli.registry import install_cmd  # noqa: F401  (registers install, publish, search...)
 from rwq.cli.signing import trust_app  # noqa: F401  (registers keygen, sign, verify, trust)
 from rwq.cli.toolkit import new_cmd  # noqa: F401  (registers new, build, check)
+from rwq.cli.unique import (
+    ON_DUPLICATE_OPTION,
+    UNIQUE_KEY_OPTION,
+    UNIQUE_TTL_OPTION,
+    DuplicateError,
+    UniqueOptions,
+)
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins.package.paths import with_plugin_dirs
 from rwq.printable import log_to_stderr, marked
-from rwq.queue.job import DEFAULT_PRIORITY
-from rwq.queue.producer import Producer
+from rwq.queue.job import DEFAULT_PRIORITY, Job, new_job_id
+from rwq.queue.producer import DuplicateJob, Producer
 from rwq.queue.timeouts import Isolation, TimeoutValueError, parse_timeout
 from rwq.units import format_figure, parse_duration
 from rwq.valkey.embedded import keeping_embedded
@@ -188,14 +195,47 @@ def _enqueue(
     trace_id: str | None,
     timeout: str | None,
     as_json: bool,
+    unique: UniqueOptions | None = None,
 ) -> None:
     data = _read_payload(payload)
     seconds = _timeout_option(timeout)
-    for option, value in (("--tenant", tenant), ("--job-id", job_id), ("--trace-id", trace_id)):
+    unique = unique or UniqueOptions()
+    unique_ttl = unique.checked_ttl()
+    for option, value in (("--tenant", tenant), ("--job-id", job_id), ("--trace-id", trace_id),
+                          ("--unique-key", unique.key)):  # fmt: skip
         if value is not None and not _is_text(value):
             raise UsageError(f"{option}: not UTF-8 text")
     producer = Producer(context_of(ctx).broker)
-    job = producer.enqueue(
+    if unique.key is not None and job_id is None:
+        job_id = new_job_id()  # another id back means another job holds the key
+    try:
+        job = _enqueue_one(producer, queue, data, priority, tenant, delay, at, max_retries,
+                           job_id, trace_id, seconds, unique, unique_ttl)  # fmt: skip
+    except DuplicateJob as exc:
+        raise DuplicateError(f"{exc} (--on-duplicate existing prints it)") from None
+    if job.id != job_id and unique.key is not None:  # --on-duplicate existing
+        if as_json:
+            print_json_out({**job.to_dict(), "duplicate_of_unique_key": unique.key})
+        else:
+            out.print(f"job {job.id} holds unique key {unique.key!r} on {queue} ({job.state}); "
+                      "not enqueued again")  # fmt: skip
+        return
+    if as_json:
+        stored = None if job.state == "duplicate" else context_of(ctx).admin.job(queue, job.id)
+        print_json_out((stored or job).to_dict())  # as stored: with the server's enqueued_at
+    elif job.state == "duplicate":
+        out.print(f"job {job.id} already exists on {queue}; not enqueued again")
+    else:
+        out.print(f"enqueued {job.id} on {queue} ({job.state})")
+
+
+def _enqueue_one(
+    producer: Producer, queue: str, data: Any, priority: int, tenant: str | None,
+    delay: str | None, at: str | None, max_retries: int | None, job_id: str | None,
+    trace_id: str | None, seconds: float | None, unique: UniqueOptions,
+    unique_ttl: float | None,
+) -> Job:  # fmt: skip
+    return producer.enqueue(
         queue,
         data,
         priority=priority,
@@ -206,14 +246,10 @@ def _enqueue(
         job_id=job_id,
         trace_id=trace_id,
         timeout=seconds,
+        unique_key=unique.key,
+        unique_ttl=unique_ttl,
+        on_duplicate=unique.on_duplicate,
     )
-    if as_json:
-        stored = None if job.state == "duplicate" else context_of(ctx).admin.job(queue, job.id)
-        print_json_out((stored or job).to_dict())  # as stored: with the server's enqueued_at
-    elif job.state == "duplicate":
-        out.print(f"job {job.id} already exists on {queue}; not enqueued again")
-    else:
-        out.print(f"enqueued {job.id} on {queue} ({job.state})")
 
 
 _PRIORITY = typer.Option("--priority", "-p", min=0, max=9, help="0 (low) to 9 (high).")
@@ -244,12 +280,15 @@ def enqueue_cmd(
     job_id: Annotated[str | None, _JOB_ID] = None,
     trace_id: Annotated[str | None, _TRACE] = None,
     timeout: Annotated[str | None, _TIMEOUT] = None,
+    unique_key: Annotated[str | None, UNIQUE_KEY_OPTION] = None,
+    unique_ttl: Annotated[str | None, UNIQUE_TTL_OPTION] = None,
+    on_duplicate: Annotated[str, ON_DUPLICATE_OPTION] = "refuse",
     as_json: JsonFlag = False,
 ) -> None:
     """Enqueue one job."""
     _enqueue(
         ctx, queue, payload, priority, tenant, delay, at, max_retries, job_id, trace_id,
-        timeout, as_json,
+        timeout, as_json, UniqueOptions(unique_key, unique_ttl, on_duplicate),
     )  # fmt: skip
 
 

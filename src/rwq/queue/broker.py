@@ -111,13 +111,20 @@ class Broker:
     # -- transitions -------------------------------------------------------------------------
 
     def enqueue_raw(
-        self, queue: str, records: Sequence[str], *, check_ids: bool = True, client: Any = None
-    ) -> Any:
+        self, queue: str, records: Sequence[str], *, check_ids: bool = True, client: Any = None,
+        unique: tuple[str, int] | None = None,
+    ) -> Any:  # fmt: skip
         """Run the enqueue script for encoded job records (see :mod:`rwq.queue.producer`);
-        ``check_ids=False`` when every id was generated (none can exist yet)."""
+        ``check_ids=False`` when every id was generated (none can exist yet). ``unique`` is a
+        unique key and its TTL in ms, for one record: while the key lives the script refuses
+        the job and returns ``[id of the job holding it]``."""
         qk = self.keys.queue(queue)
         joined = "\x1e".join(records)
-        args = [self._maxlen, self.keys.notify_channel, queue, joined, "1" if check_ids else "0"]
+        args: list[Any] = [
+            self._maxlen, self.keys.notify_channel, queue, joined, "1" if check_ids else "0",
+        ]  # fmt: skip
+        if unique is not None:
+            args.extend(unique)
         return self.scripts.enqueue(keys=[qk.tag], args=args, client=client)
 
     def fetch(self, queue: str, worker_id: str, count: int, client: Any = None) -> Fetched:

@@ -189,6 +189,9 @@ class Job:
     """Payload fields copied at enqueue (setting ``event_labels``); every job event has them."""
     timeout: float | None = None
     """Seconds its handler may run (its own; None: the queue's or the worker's default)."""
+    unique_key: str | None = None
+    """The key no other job of its queue may hold while it lives (``unique_key=`` at
+    enqueue)."""
 
     @classmethod
     def from_fields(cls, fields: dict[str, str], job_id: str = "", queue: str = "") -> Job:
@@ -222,6 +225,7 @@ class Job:
             duration_ms=_ms(fields.get("duration_ms")),
             labels=decode_labels(labels) if (labels := fields.get("labels")) else None,
             timeout=_timeout(spec.get("timeout")),
+            unique_key=fields.get("unique_key") or None,
         )
 
     @classmethod
@@ -254,5 +258,6 @@ class Job:
             "duration_ms": self.duration_ms,
             "labels": self.labels,
             "timeout": self.timeout,
+            "unique_key": self.unique_key,
         }
         return out

@@ -49,6 +49,26 @@ _TENANT = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,128}")
 _JOB_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
+_UNIQUE_KEY = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,200}")
+DEFAULT_UNIQUE_TTL = 3600.0
+"""Seconds a unique key lives when ``unique_ttl`` is not given."""
+ON_DUPLICATE = ("refuse", "existing")
+"""What ``enqueue`` does with a job whose unique key is held: raise, or return that job."""
+
+
+class DuplicateJob(JobError):
+    """A job's unique key is held by another job of its queue (``on_duplicate="refuse"``)."""
+
+    def __init__(self, queue: str, unique_key: str, job_id: str) -> None:
+        self.queue = queue
+        self.unique_key = unique_key
+        self.job_id = job_id
+        super().__init__(
+            f"unique key {unique_key!r} is held by job {job_id} on {queue} until its TTL ends; "
+            "not enqueued"
+        )
+
+
 class BatchError(JobError):
     """A job of a batch was invalid; the ``index`` jobs before it were enqueued."""
 
@@ -81,21 +101,48 @@ class Producer:
         job_id: str | None = None,
         trace_id: str | None = None,
         timeout: float | str | None = None,
+        unique_key: str | None = None,
+        unique_ttl: float | str | None = None,
+        on_duplicate: str = "refuse",
     ) -> Job:
         """Enqueue one job and return it (with its id). ``timeout`` (seconds, or a duration
         such as ``"30s"``) bounds how long its handler may run (``docs/queue.md``).
 
+        ``unique_key`` makes the job unique on its queue for ``unique_ttl`` (seconds or a
+        duration; default an hour): while the key lives, another job with it is refused
+        (``on_duplicate="refuse"``: :class:`DuplicateJob`) or the job holding it is returned
+        instead (``"existing"``; its ``state`` is ``gone`` when it has completed or was
+        purged). The key is released at its TTL, or when its job is cancelled.
+
         Raises:
             JobError: the payload is not JSON, too large, or an option is out of range.
+            DuplicateJob: the unique key is held and ``on_duplicate`` is ``refuse``.
         """
         spec = JobSpec(payload, priority, tenant, delay, at, max_retries, job_id, trace_id, timeout)
+        unique = _unique(unique_key, unique_ttl, on_duplicate)
         job, block = self._encode(queue, spec)
         if queue not in self._known_queues:
             self.broker.register_queues([queue])
             self._known_queues.add(queue)
-        if not self.broker.enqueue_raw(queue, [block], check_ids=job_id is not None)[0]:
+        result = self.broker.enqueue_raw(
+            queue, [block], check_ids=job_id is not None, unique=unique
+        )[0]
+        if isinstance(result, str):  # the unique key is held by this job
+            assert unique_key is not None
+            if on_duplicate == "refuse":
+                raise DuplicateJob(queue, unique_key, result)
+            return self._existing(queue, result)
+        if not result:
             job.state = "duplicate"
+        job.unique_key = unique_key
         return job
+
+    def _existing(self, queue: str, job_id: str) -> Job:
+        """The job ``job_id`` of ``queue`` as stored; state ``gone`` once its hash is."""
+        fields = self.broker.client.hgetall(self.broker.queue_keys(queue).job(job_id))
+        if fields:
+            return Job.from_fields(fields, job_id, queue)
+        return Job(job_id, queue, None, state="gone")
 
     def enqueue_many(
         self, queue: str, specs: Iterable[JobSpec | Any], chunk: int = 500
@@ -266,6 +313,32 @@ class _PlainEncoder:
             return job, f'{job_id}{self.middle}\x1f{{"payload":{text}{self.tail}'
         job.labels = found
         return job, f'{job_id}{self.middle}{JSON.encode(found)}\x1f{{"payload":{text}{self.tail}'
+
+
+def _unique(key: str | None, ttl: float | str | None, on_duplicate: str) -> tuple[str, int] | None:
+    """The unique key and its TTL in ms as the enqueue script takes them; None: no key."""
+    if on_duplicate not in ON_DUPLICATE:
+        raise JobError(f"on_duplicate must be refuse or existing, got {on_duplicate!r}")
+    if key is None:
+        if ttl is not None:
+            raise JobError("unique_ttl needs a unique_key")
+        return None
+    if not isinstance(key, str) or not _UNIQUE_KEY.fullmatch(key) or not _is_text(key):
+        raise JobError(f"unique_key must be 1-200 printable characters, got {key!r:.60}")
+    try:
+        seconds = DEFAULT_UNIQUE_TTL if ttl is None else parse_timeout(ttl, "unique_ttl")
+    except TimeoutValueError as exc:
+        raise JobError(str(exc)) from None
+    return key, max(1, round(seconds * 1000))
+
+
+def _is_text(text: str) -> bool:
+    """Whether ``text`` can be stored (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 MAX_RETRIES = 1000

@@ -8,6 +8,14 @@
 -- (generated ids carry 56 random bits per millisecond), so only then is each id checked.
 -- Returns a list of 1 (added) / 0 (a job with that id already exists) per job.
 local maxlen, channel, queue, data, check = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5] == '1'
+-- Unique jobs: ARGV[6] is a unique key ('' or absent: none; then one job per call) and
+-- ARGV[7] its TTL in ms. While the key lives another job with it is refused: returns {id of
+-- the job holding it} instead.
+local unique = ARGV[6] or ''
+if unique ~= '' then
+  local holder = redis.call('GET', tag .. ':unique:' .. unique)
+  if holder then return {holder} end
+end
 local pending, scheduled = tag .. ':pending', tag .. ':scheduled'
 local ready = {}
 local jobs, events = tag .. ':job:', tag .. ':events'
@@ -68,4 +76,9 @@ end
 if #ready > 0 then redis.call('ZADD', pending, unpack(ready)) end
 if added > 0 then redis.call('HINCRBY', tag .. ':counters', 'enqueued', added) end
 if was_empty and added_now > 0 then redis.call('PUBLISH', channel, queue) end
+if unique ~= '' and out[1] == 1 then
+  local id = sub(data, 1, find(data, '\31', 1, true) - 1)
+  redis.call('SET', tag .. ':unique:' .. unique, id, 'PX', ARGV[7])
+  redis.call('HSET', jobs .. id, 'unique_key', unique)
+end
 return out

@@ -78,6 +78,7 @@ def _jobs_table(title: str, jobs: list[Job]) -> Table:
                 right=True,
             ),
             TableColumn("state", [j.state for j in jobs], priority=2),
+            *_progress_column(jobs),
             TableColumn(
                 "error",
                 [(j.last_error or "").strip() for j in jobs],
@@ -95,6 +96,14 @@ def _jobs_table(title: str, jobs: list[Job]) -> Table:
         ],
         out.width,
     )
+
+
+def _progress_column(jobs: list[Job]) -> list[TableColumn]:
+    """The progress of running jobs (``job.progress()``), when any reported it."""
+    texts = [j.progress_text for j in jobs]
+    if not any(texts):
+        return []
+    return [TableColumn("progress", texts, priority=2, shortest=4, widest=40)]
 
 
 @admin_app.command("peek")

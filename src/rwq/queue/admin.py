@@ -27,6 +27,8 @@ from rwq.queue.rate_limits import (
 
 PEEK_TARGETS = ("pending", "scheduled", "dead", "completed", "processing")
 PURGE_TARGETS = ("pending", "scheduled", "dead", "completed")
+PROGRESS_FIELDS = ("attempts", "progress", "progress_message", "progress_attempt")
+"""The fields of a job's hash that say how far its running handler got."""
 
 
 class AdminError(RwqError):
@@ -99,6 +101,9 @@ class WorkerInfo:
     processed: int
     failed: int
     current_jobs: list[str] = field(default_factory=list)
+    current_progress: dict[str, str] = field(default_factory=dict)
+    """Job id to its progress for people (``40% loading``), for the current jobs that
+    reported any (``job.progress()``)."""
 
 
 @dataclass(frozen=True)
@@ -318,10 +323,11 @@ class Admin:
             beat = json.loads(beat_raw) if beat_raw else {}
             queues = list(info.get("queues", []))
             current: list[str] = []
+            held: list[tuple[str, str]] = []
             for q in queues:
-                current.extend(
-                    self.client.zrange(self.broker.queue_keys(q).processing(worker_id), 0, -1)
-                )
+                ids = self.client.zrange(self.broker.queue_keys(q).processing(worker_id), 0, -1)
+                current.extend(ids)
+                held.extend((q, job_id) for job_id in ids)
             out.append(
                 WorkerInfo(
                     id=worker_id,
@@ -335,9 +341,25 @@ class Admin:
                     processed=int(beat.get("processed", 0)),
                     failed=int(beat.get("failed", 0)),
                     current_jobs=current,
+                    current_progress=self._progress_of(held),
                 )
             )
         return out
+
+    def _progress_of(self, held: Sequence[tuple[str, str]]) -> dict[str, str]:
+        """The progress text of the jobs ``held`` (queue, id) that reported any."""
+        if not held:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for queue, job_id in held:
+            pipe.hmget(self.broker.queue_keys(queue).job(job_id), *PROGRESS_FIELDS)
+        shown: dict[str, str] = {}
+        for (queue, job_id), values in zip(held, pipe.execute(), strict=True):
+            fields = {k: v for k, v in zip(PROGRESS_FIELDS, values, strict=True) if v is not None}
+            text = Job.from_fields(fields, job_id, queue).progress_text
+            if text:
+                shown[job_id] = text
+        return shown
 
     # -- changing ----------------------------------------------------------------------------
 

@@ -26,6 +26,8 @@ class EventType(StrEnum):
     JOB_RETRIED = "job.retried"
     JOB_REQUEUED = "job.requeued"
     JOB_DEAD_LETTERED = "job.dead_lettered"
+    JOB_PROGRESS = "job.progress"
+    JOB_CANCELLED = "job.cancelled"
     QUEUE_PURGED = "queue.purged"
     QUEUE_PAUSED = "queue.paused"
     QUEUE_RESUMED = "queue.resumed"
@@ -61,6 +63,16 @@ FIELDS: dict[EventType, tuple[str, ...]] = {
     EventType.JOB_RETRIED: ("job_id", "tenant", "attempt", "run_at", "labels"),
     EventType.JOB_REQUEUED: ("job_id", "tenant", "reason", "from_queue", "labels"),
     EventType.JOB_DEAD_LETTERED: ("job_id", "tenant", "attempt", "error", "labels"),
+    EventType.JOB_PROGRESS: (
+        "job_id",
+        "tenant",
+        "attempt",
+        "worker",
+        "progress",
+        "message",
+        "labels",
+    ),
+    EventType.JOB_CANCELLED: ("job_id", "tenant", "attempt", "state", "worker", "labels"),
     EventType.QUEUE_PURGED: ("target", "count"),
     EventType.QUEUE_PAUSED: (),
     EventType.QUEUE_RESUMED: (),
@@ -88,6 +100,11 @@ DESCRIPTIONS: dict[EventType, str] = {
     "requeue), `worker_lost` (the reaper) or `shutdown`; `from_queue` names the queue it came "
     "from when that differs.",
     EventType.JOB_DEAD_LETTERED: "Retries are exhausted (or the failure was permanent).",
+    EventType.JOB_PROGRESS: "The running handler reported how far it got: `progress` from 0 to "
+    "1 and a `message` (`job.progress()`); at most one a second per job, and the first 1.",
+    EventType.JOB_CANCELLED: "An operator cancelled the job (`rwq admin cancel`): `state` is "
+    "what it was (`pending`, `scheduled` or `processing`, then `worker` held it and stops its "
+    "handler). It never runs again.",
     EventType.QUEUE_PURGED: "An operator removed `count` jobs from `target` (`pending`, "
     "`scheduled`, `dead` or `completed`).",
     EventType.QUEUE_PAUSED: "Workers stop taking jobs from the queue; enqueue still works.",
@@ -97,7 +114,7 @@ DESCRIPTIONS: dict[EventType, str] = {
 }
 
 _NUMERIC = {"priority", "attempt", "wait_ms", "duration_ms", "run_at", "count", "pid",
-            "current", "processed", "timeout_ms"}  # fmt: skip
+            "current", "processed", "timeout_ms", "progress"}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from multiprocessing.connection import Connection
 from types import FrameType
 
 from rwq.queue.handler import Handler, call_handler
+from rwq.queue.job_control import ChildControl
 
 _PR_SET_PDEATHSIG = 1
 
@@ -43,6 +44,7 @@ def serve(conn: Connection) -> int:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return 1
     conn.send(("ready", os.getpid()))
+    control = ChildControl(conn)  # job.progress() goes to the worker, which stores it
     while True:
         try:
             message = conn.recv()
@@ -53,6 +55,7 @@ def serve(conn: Connection) -> int:
         conn.send(None)  # taken: from now on a death is a crash of these jobs
         for queue, job in message:  # one result each, as each ends: the worker times them
             handler = handlers.get(queue) or handlers["*"]
+            job.attach(control)
             outcome = call_handler(handler, queue, job)
             conn.send((outcome.ok, outcome.duration_ms, outcome.error, outcome.traceback,
                        outcome.permanent))  # fmt: skip

@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection
 from rwq.errors import RwqError
 from rwq.queue.handler import Handler, Outcome
 from rwq.queue.handler_pool import Deliver, Run, timed_out
+from rwq.queue.job_control import ProgressReport
 
 log = logging.getLogger("rwq.queue.worker")  # the worker's lines: one name to configure
 
@@ -32,6 +33,9 @@ KILL_GRACE_S = 1.0
 SIGKILL."""
 START_TIMEOUT_S = 60.0
 """Seconds a new child may take to import the handlers' modules."""
+
+Report = Callable[[Run, ProgressReport], None]
+"""Stores the progress a child reports for a run (in the watching thread)."""
 
 
 class ChildStartError(RwqError):
@@ -102,7 +106,7 @@ class _Child:
             raise ChildStartError(f"it could not load the handlers: {reply[1]}")
         return self
 
-    def run(self, runs: list[Run], deliver: Deliver) -> list[Run]:
+    def run(self, runs: list[Run], deliver: Deliver, report: Report | None = None) -> list[Run]:
         """Run ``runs`` in the child, in order, delivering each outcome as it comes; returns
         the runs it never started because it timed out or died first (then :attr:`dead`).
 
@@ -126,6 +130,10 @@ class _Child:
                         deliver(self._timed_out(run))
                         return runs[n + 1 :]
                     reply = self.conn.recv()
+                    if isinstance(reply, ProgressReport):  # job.progress() in the handler
+                        if report is not None:
+                            report(run, reply)
+                        continue
                     if reply is not None:
                         break
                     acked = True  # the child has the runs: from here on they are its
@@ -219,9 +227,10 @@ class ProcessHandlers:
 
     def __init__(
         self, size: int, handlers: Mapping[str, Handler], skip: Callable[[Run], Outcome | None],
-        deliver: Deliver, max_jobs: int | None = None,
+        deliver: Deliver, max_jobs: int | None = None, report: Report | None = None,
     ) -> None:  # fmt: skip
         self._blob = pickled_handlers(handlers)
+        self._report = report
         self._max_jobs = max_jobs
         self._skip = skip
         self._deliver = deliver
@@ -324,7 +333,7 @@ class ProcessHandlers:
                 child = self._replace()
                 if child is None:
                     break
-            carried = child.run(todo, self._deliver)
+            carried = child.run(todo, self._deliver, self._report)
             if child.dead:
                 child = self._replace()
             elif self._max_jobs is not None and child.ran >= self._max_jobs:

@@ -8,8 +8,8 @@ import os
 import random
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from rwq.errors import RwqError
 
@@ -162,6 +162,41 @@ def _ms(value: str | None) -> float | None:
     return float(value) if value else None
 
 
+MAX_PROGRESS_MESSAGE = 200
+"""Characters of a progress message kept."""
+
+
+class JobControl(Protocol):
+    """What a running job's handler reaches through its :class:`Job`: where its progress goes
+    and whether it was cancelled (set by the worker, or the handler's child process)."""
+
+    def report_progress(self, job: Job, fraction: float, message: str) -> bool:
+        """Store and announce the job's progress; False if the run is no longer the job's
+        (cancelled, timed out, handed back)."""
+
+    def is_cancelled(self, job: Job) -> bool:
+        """Whether the job was cancelled while it runs."""
+
+
+def check_progress(fraction: Any, message: Any) -> tuple[float, str]:
+    """``(fraction, message)`` of a progress report: a number from 0 to 1 and text (cut to
+    :data:`MAX_PROGRESS_MESSAGE` characters). Raises :class:`JobError` naming the argument."""
+    if (
+        isinstance(fraction, bool)
+        or not isinstance(fraction, int | float)
+        or not 0 <= fraction <= 1  # NaN fails too
+    ):
+        raise JobError(f"progress: fraction must be a number from 0 to 1, got {fraction!r:.40}")
+    if not isinstance(message, str):
+        raise JobError(f"progress: message must be text, got {type(message).__name__}")
+    text = message[:MAX_PROGRESS_MESSAGE]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return float(fraction), text
+
+
 @dataclass(slots=True)
 class Job:
     """One unit of work. Times are epoch milliseconds taken from the Redis server's clock."""
@@ -192,6 +227,58 @@ class Job:
     unique_key: str | None = None
     """The key no other job of its queue may hold while it lives (``unique_key=`` at
     enqueue)."""
+    progress_fraction: float | None = None
+    """How far its handler got in its current (or last) run, 0 to 1 (:meth:`progress`)."""
+    progress_message: str | None = None
+    _control: JobControl | None = field(default=None, init=False, repr=False, compare=False)
+    """Set by the worker while the job runs; never stored or pickled."""
+
+    def progress(self, fraction: float, message: str = "") -> bool:
+        """Report how far the handler got: ``fraction`` from 0 to 1 and a short message.
+
+        Stored on the job (``progress``, ``progress_message``, shown by ``rwq admin peek
+        --state processing``) and announced as a ``job.progress`` event (at most one a
+        second per job, and a first 1.0). Each call is a round trip to Redis (under process
+        isolation, a message to the worker): call it a few times a second at most. Returns
+        False when the run is no longer the job's (cancelled, timed out); outside a worker
+        it only sets the fields.
+
+        Raises:
+            JobError: ``fraction`` is not a number from 0 to 1, or ``message`` not text.
+        """
+        fraction, message = check_progress(fraction, message)
+        self.progress_fraction, self.progress_message = fraction, message
+        control = self._control
+        return True if control is None else control.report_progress(self, fraction, message)
+
+    @property
+    def progress_text(self) -> str:
+        """The progress for people: ``40% loading``; ``""`` when none was reported."""
+        if self.progress_fraction is None:
+            return ""
+        shown = f"{self.progress_fraction:.0%}"
+        return f"{shown} {self.progress_message}" if self.progress_message else shown
+
+    def attach(self, control: JobControl | None) -> None:
+        """Give the job the control of the run about to start (the worker does)."""
+        self._control = control
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the job was cancelled while its handler runs (``rwq admin cancel``): a
+        long handler may check it and return early. In thread mode the worker sets it when
+        it hears of the cancel; under process isolation the handler is stopped instead."""
+        control = self._control
+        return control is not None and control.is_cancelled(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to handler processes: without the worker's control.
+        return {name: getattr(self, name) for name in _PICKLED_FIELDS}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_control", None)
 
     @classmethod
     def from_fields(cls, fields: dict[str, str], job_id: str = "", queue: str = "") -> Job:
@@ -226,6 +313,7 @@ class Job:
             labels=decode_labels(labels) if (labels := fields.get("labels")) else None,
             timeout=_timeout(spec.get("timeout")),
             unique_key=fields.get("unique_key") or None,
+            **_progress(fields),
         )
 
     @classmethod
@@ -259,5 +347,22 @@ class Job:
             "labels": self.labels,
             "timeout": self.timeout,
             "unique_key": self.unique_key,
+            "progress": self.progress_fraction,
+            "progress_message": self.progress_message,
         }
         return out
+
+
+_PICKLED_FIELDS = tuple(name for name in Job.__dataclass_fields__ if name != "_control")
+
+
+def _progress(fields: dict[str, str]) -> dict[str, Any]:
+    """The progress fields of a job's hash, when they are of its current attempt."""
+    value = fields.get("progress")
+    if not value or fields.get("progress_attempt") != fields.get("attempts"):
+        return {}
+    try:
+        fraction = float(value)
+    except ValueError:
+        return {}
+    return {"progress_fraction": fraction, "progress_message": fields.get("progress_message")}

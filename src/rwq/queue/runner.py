@@ -21,6 +21,7 @@ from rwq.queue.handler import Handler, Outcome, PermanentFailure, call_handler
 from rwq.queue.handler_pool import HandlerPool, Run, ThreadHandlers
 from rwq.queue.handler_processes import ProcessHandlers
 from rwq.queue.job import Job
+from rwq.queue.job_control import ProgressReport, WorkerControl
 from rwq.queue.metrics import WorkerMetrics
 from rwq.queue.reaper import reap
 from rwq.queue.timeouts import Isolation
@@ -113,6 +114,8 @@ class JobRunner:
         self._bounded: ThreadHandlers | None = None
         """Inline mode: the thread a job with a timeout runs in, so the loop can give up."""
         self._bounded_inbox: queue_mod.Queue[Outcome | None] = queue_mod.Queue()
+        self.control = WorkerControl(broker, worker_id)
+        """Attached to every job it runs: progress reports, cancellations."""
 
     @property
     def abandoned(self) -> int:
@@ -129,7 +132,7 @@ class JobRunner:
         if self._isolation is Isolation.PROCESS:
             self._pool = ProcessHandlers(
                 self._concurrency, self.handlers, self._skip, self._inbox.put,
-                self._child_max_jobs,
+                self._child_max_jobs, self._report_progress,
             )  # fmt: skip
         elif self._concurrency > 1:
             self._pool = ThreadHandlers(self._concurrency, self._execute_run, self._inbox.put)
@@ -210,6 +213,7 @@ class JobRunner:
     def _take(self, free: int) -> tuple[list[tuple[str, Job]], float | None]:
         """Fetch up to ``free`` (+prefetch) jobs, highest-priority queue first."""
         want = free + self._prefetch
+        control = self.control
         taken: list[tuple[str, Job]] = self._reclaim() if self._unsure else []
         want -= len(taken)
         next_due: float | None = None
@@ -245,7 +249,9 @@ class JobRunner:
                 )
             if fetched.jobs and allowance > 0:
                 breaker.probe_taken()
-            taken.extend((qname, job) for job in fetched.jobs)
+            for job in fetched.jobs:
+                job.attach(control)
+                taken.append((qname, job))
             want -= len(fetched.jobs)
             if want <= 0:
                 break
@@ -260,7 +266,9 @@ class JobRunner:
             qk = self.broker.queue_keys(qname)
             for job_id in client.zrange(qk.processing(self.id), 0, -1):
                 if (qname, job_id) not in known and (fields := client.hgetall(qk.job(job_id))):
-                    found.append((qname, Job.from_fields(fields, job_id, qname)))
+                    job = Job.from_fields(fields, job_id, qname)
+                    job.attach(self.control)
+                    found.append((qname, job))
         self._unsure = False
         if found:
             log.warning("reclaimed %d job(s) whose fetch reply was lost", len(found))
@@ -300,6 +308,12 @@ class JobRunner:
                 continue
             if outcome is not None:  # None: it started, its deadline is known now
                 return outcome
+
+    def _report_progress(self, run: Run, report: ProgressReport) -> None:
+        """Store the progress a handler process reported (its watching thread)."""
+        job = run.job
+        job.progress_fraction, job.progress_message = report.fraction, report.message
+        self.control.report_progress(job, report.fraction, report.message)
 
     def _skip(self, run: Run) -> Outcome | None:
         """The outcome of a pooled run not started before stop() (handed back at shutdown),

@@ -30,6 +30,8 @@ NAMES = (
     "pause",
     "stats",
     "throughput",
+    "progress",
+    "cancel",
 )
 """Every queue script, by the name of its file in :mod:`rwq.queue.lua` (without ``.lua``)."""
 

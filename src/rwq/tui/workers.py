@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Label
 
+from rwq.printable import plain_text
 from rwq.queue.admin import WorkerInfo
 from rwq.tui.source import Sample, is_stale
 from rwq.tui.tables import cursor_key, sync_rows, update_label
@@ -60,6 +61,8 @@ class WorkersView(Vertical):
             style = "bold red" if stale else ""
             beat = age(sample.taken_at - w.last_heartbeat / 1000) if w.last_heartbeat else "lost"
             jobs = w.current_jobs[0][-SHORT_ID:] if w.current_jobs else ""
+            if jobs and (shown := w.current_progress.get(w.current_jobs[0], "")):
+                jobs += " " + shown.split(" ", 1)[0]  # its percentage
             more = f" +{len(w.current_jobs) - 1}" if len(w.current_jobs) > 1 else ""
             rows[w.id] = (
                 Text(worker_label(w.id), style=style),
@@ -94,4 +97,7 @@ class WorkersView(Vertical):
         text.append(f"\nrunning {len(worker.current_jobs)} of {worker.concurrency}")
         for job_id in worker.current_jobs:
             text.append(f"\n  {job_id}")
+            if progress := worker.current_progress.get(job_id):
+                text.append("  ")
+                text.append_text(plain_text(progress, "cyan"))  # the handler's text: data
         update_label(self.query_one("#workers-detail", Label), text)

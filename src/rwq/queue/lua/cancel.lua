@@ -1,0 +1,2 @@
+-- placeholder
+return 0

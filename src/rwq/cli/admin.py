@@ -51,7 +51,7 @@ def stats_cmd(
     for col in columns + (("rate limit",) if limited else ()):
         table.add_column(col, justify="right")
     for q in stats.queues:
-        rate = (f"{q.rate_used}/{q.rate_limit}",) if q.rate_limit else ("",)
+        rate = (f"{q.rate_used} of {q.rate_limit}",) if q.rate_limit else ("",)
         table.add_row(
             q.queue, str(q.pending), str(q.processing), str(q.scheduled), str(q.dead),
             str(q.completed_total), str(q.failed_total), str(q.throughput_1m),
@@ -238,6 +238,26 @@ def resume_cmd(ctx: typer.Context, queue: str, as_json: JsonFlag = False) -> Non
         print_json_out({"queue": queue, "paused": False, "changed": changed})
     else:
         out.print(f"{queue} resumed" if changed else f"{queue} was not paused")
+
+
+@admin_app.command("cancel")
+def cancel_cmd(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="The job's id.")],
+    queue: Annotated[
+        str | None, typer.Option("--queue", "-q", help="Its queue (default: found).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Cancel a job: a queued one is removed, a running one's handler is stopped."""
+    done = context_of(ctx).admin.cancel(job_id, queue=queue)
+    if as_json:
+        print_json_out(asdict(done))
+    elif done.worker:
+        out.print(f"cancelled {done.job_id} on {done.queue}: it was running on {done.worker}, "
+                  "which stops its handler")  # fmt: skip
+    else:
+        out.print(f"cancelled {done.job_id} on {done.queue} (it was {done.was})")
 
 
 @admin_app.command("rate-limit")

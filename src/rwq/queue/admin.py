@@ -15,6 +15,7 @@ from typing import Any
 
 from rwq.errors import RwqError
 from rwq.queue.broker import Broker
+from rwq.queue.cancel import Cancellation, cancel_job
 from rwq.queue.job import Job
 from rwq.queue.rate_limits import (
     RateLimit,
@@ -466,6 +467,18 @@ class Admin:
     def resume(self, queue: str) -> bool:
         self._check_writable("resume")
         return self.broker.set_paused(self._check_queue(queue), False)
+
+    def cancel(self, job_id: str, *, queue: str | None = None) -> Cancellation:
+        """Cancel a job of ``queue`` (None: whichever queue has it): a pending or scheduled
+        one is removed at once; a running one is taken from its worker, which stops its
+        handler. It ends ``cancelled`` (a ``job.cancelled`` event) and never runs again.
+
+        Raises:
+            JobNotFound: no such job.
+            NotCancellable: it has completed, is dead-lettered or was cancelled.
+        """
+        self._check_writable("cancel")
+        return cancel_job(self.broker, job_id, None if queue is None else self._check_queue(queue))
 
     def rate_limit(self, queue: str) -> RateLimit | None:
         """The rate limit in force on ``queue`` (stored, else the setting's); None: none."""

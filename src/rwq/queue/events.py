@@ -79,8 +79,9 @@ FIELDS: dict[EventType, tuple[str, ...]] = {
     EventType.WORKER_STATUS: ("worker", "state", "host", "pid", "queues", "current", "processed"),
 }
 """The fields each event type carries besides :data:`COMMON_FIELDS`. Optional fields may be
-absent or empty (``tenant``, ``run_at``, ``reason``, ``from_queue``); ``labels`` is present
-only when the job has labels (see :data:`LABELS`)."""
+absent or empty (``tenant``, ``run_at``, ``reason``, ``from_queue``, and ``worker`` of a
+``job.cancelled`` of a queued job); ``labels`` is present only when the job has labels (see
+:data:`LABELS`)."""
 
 LABELS = "labels"
 """The job events' field of payload labels: on the wire compact ASCII JSON of an object of up

@@ -37,6 +37,8 @@ class Outcome:
     """Seconds: the handler was stopped at this timeout."""
     stopped: str = ""
     """What became of a handler past its timeout: ``killed`` or ``abandoned``."""
+    cancelled: bool = False
+    """The job was cancelled while it ran: its handler was stopped; nothing is recorded."""
 
 
 def call_handler(handler: Handler, queue: str, job: Job) -> Outcome:

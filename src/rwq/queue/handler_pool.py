@@ -36,6 +36,8 @@ class Run:
     started: float | None = None
     """When the handler started (``time.monotonic()``); None while it waits for a slot."""
     abandoned: bool = field(default=False, repr=False)
+    cancelled: bool = field(default=False, repr=False)
+    """The job was cancelled while it ran (``rwq admin cancel``)."""
     thread: threading.Thread | None = field(default=None, repr=False)
     """The thread running it (thread mode)."""
 
@@ -58,6 +60,17 @@ class HandlerPool(Protocol):
 
     def shutdown(self) -> None:
         """Stop the slots once they are idle; handlers still running are not waited for."""
+
+    def cancel(self, queue: str, job_id: str) -> bool:
+        """Stop the handler running this job, if one is (thread-safe): its outcome, marked
+        ``cancelled``, is delivered; False when it is not running here."""
+
+
+def cancelled(run: Run) -> Outcome:
+    """The outcome of ``run`` stopped because its job was cancelled (never recorded)."""
+    started = run.started if run.started is not None else time.monotonic()
+    return Outcome(run.queue, run.job, False, (time.monotonic() - started) * 1000,
+                   "JobCancelled: the job was cancelled while it ran", cancelled=True)  # fmt: skip
 
 
 def timed_out(run: Run, stopped: str, now: float) -> Outcome:
@@ -92,6 +105,8 @@ class ThreadHandlers:
         self._lock = threading.Lock()
         self._timed: set[Run] = set()
         """Runs with a timeout that were submitted and are not finished or abandoned."""
+        self._active: dict[tuple[str, str], Run] = {}
+        """Runs a thread is running, by (queue, job id)."""
         self._threads: list[threading.Thread] = []
         self._serial = 0
         self.abandoned = 0
@@ -129,6 +144,24 @@ class ThreadHandlers:
             )  # fmt: skip
         return [timed_out(run, "abandoned", now) for run in late]
 
+    def cancel(self, queue: str, job_id: str) -> bool:
+        with self._lock:
+            run = self._active.pop((queue, job_id), None)
+            if run is None or run.abandoned:
+                return False
+            run.abandoned = run.cancelled = True
+            self._timed.discard(run)
+            self.abandoned += 1
+            if run.thread in self._threads:
+                self._threads.remove(run.thread)
+            self._start_thread()  # the slot is served again
+        log.warning(
+            "job %s on %s was cancelled while it ran: its thread is abandoned (%d abandoned "
+            "handler(s) still running)", job_id, queue, self.abandoned,
+        )  # fmt: skip
+        self._deliver(cancelled(run))
+        return True
+
     def shutdown(self) -> None:
         with self._lock:
             threads = list(self._threads)
@@ -152,25 +185,26 @@ class ThreadHandlers:
             run = self._work.get()
             if run is None:
                 break
-            if run.timeout is None:
-                self._deliver(self._execute(run))
-                continue
+            key = (run.queue, run.job.id)
             with self._lock:
                 run.started = time.monotonic()
                 run.thread = me
-            self._deliver(None)  # the loop learns the deadline
+                self._active[key] = run  # a cancel can find it
+            if run.timeout is not None:
+                self._deliver(None)  # the loop learns the deadline
             outcome = self._execute(run)
             with self._lock:
                 gone = run.abandoned
                 if gone:
                     self.abandoned -= 1
                 else:
+                    self._active.pop(key, None)
                     self._timed.discard(run)
             if gone:
                 log.warning(
-                    "the handler of job %s on %s that was abandoned at its timeout returned "
-                    "after %.0f ms; its result is discarded",
-                    run.job.id, run.queue, outcome.duration_ms,
+                    "the handler of job %s on %s that was abandoned (%s) returned after "
+                    "%.0f ms; its result is discarded", run.job.id, run.queue,
+                    "cancelled" if run.cancelled else "at its timeout", outcome.duration_ms,
                 )  # fmt: skip
                 break  # replaced when it was abandoned
             self._deliver(outcome)

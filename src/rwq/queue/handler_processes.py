@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 
 from rwq.errors import RwqError
 from rwq.queue.handler import Handler, Outcome
-from rwq.queue.handler_pool import Deliver, Run, timed_out
+from rwq.queue.handler_pool import Deliver, Run, cancelled, timed_out
 from rwq.queue.job_control import ProgressReport
 
 log = logging.getLogger("rwq.queue.worker")  # the worker's lines: one name to configure
@@ -79,6 +79,10 @@ class _Child:
         self.dead = False
         self.ran = 0
         """Jobs it finished (recycled after ``max_jobs``)."""
+        self.current: Run | None = None
+        """The run it is running (the one its watcher waits for)."""
+        self.thread: threading.Thread | None = None
+        """The pool's thread that watches it."""
         with contextlib.suppress(OSError):  # it died at once: ready() says how
             self.conn.send(("init", list(sys.path), blob))
 
@@ -122,6 +126,7 @@ class _Child:
         acked = False
         for n, run in enumerate(runs):
             run.started = time.monotonic()
+            self.current = run
             try:
                 while True:
                     left = None if run.timeout is None else run.started + run.timeout
@@ -138,14 +143,45 @@ class _Child:
                         break
                     acked = True  # the child has the runs: from here on they are its
             except (EOFError, OSError) as exc:
+                self.current = None
                 if not acked:
                     return self._died_idle(runs, exc)
-                deliver(self._crashed(run, exc))
+                deliver(self._cancelled(run) if run.cancelled else self._crashed(run, exc))
+                return runs[n + 1 :]
+            self.current = None
+            if run.cancelled:  # it returned before its stop came: the child is stopped anyway
+                deliver(self._cancelled(run))
                 return runs[n + 1 :]
             ok, duration_ms, error, traceback, permanent = reply
             self.ran += 1
             deliver(Outcome(run.queue, run.job, ok, duration_ms, error, traceback, permanent))
         return []
+
+    def stop_run(self, run: Run) -> bool:
+        """Stop the child if it is running ``run`` (another thread: a cancel): SIGTERM to its
+        group now, SIGKILL after :data:`KILL_GRACE_S` if it still runs it. Its watcher
+        delivers the outcome and replaces it."""
+        if self.current is not run or self.proc.poll() is not None:
+            return False
+        run.cancelled = True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+
+        def kill_if_stuck() -> None:
+            if self.current is run and self.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+
+        timer = threading.Timer(KILL_GRACE_S, kill_if_stuck)
+        timer.daemon = True
+        timer.start()
+        return True
+
+    def _cancelled(self, run: Run) -> Outcome:
+        self.kill()  # its process was stopped, or is now
+        log.warning("job %s on %s was cancelled while it ran: its process %d was stopped",
+                    run.job.id, run.queue, self.proc.pid)  # fmt: skip
+        return cancelled(run)
 
     def _died_idle(self, runs: list[Run], exc: BaseException) -> list[Run]:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -237,6 +273,9 @@ class ProcessHandlers:
         self._work: queue_mod.SimpleQueue[Run | None] = queue_mod.SimpleQueue()
         self._size = size
         self._closing = threading.Event()
+        self._children: set[_Child] = set()
+        """The children serving now (a cancel looks for the one running its job)."""
+        self._children_lock = threading.Lock()
         self.started = 0
         """Children started, replacements included."""
         launched = [_Child(self._blob) for _ in range(size)]  # they start side by side
@@ -263,11 +302,29 @@ class ProcessHandlers:
     def expire(self, now: float) -> list[Outcome]:
         return []
 
+    def cancel(self, queue: str, job_id: str) -> bool:
+        with self._children_lock:
+            children = list(self._children)
+        for child in children:
+            run = child.current
+            if run is not None and run.queue == queue and run.job.id == job_id:
+                return child.stop_run(run)
+        return False
+
     def shutdown(self) -> None:
         for _ in self._threads:
             self._work.put(None)
         for thread in self._threads:
             thread.join()
+
+    def _serving(self, child: _Child | None) -> None:
+        """Record the child the calling thread serves with now (None: none)."""
+        me = threading.current_thread()
+        with self._children_lock:
+            self._children = {c for c in self._children if c.thread is not me}
+            if child is not None:
+                child.thread = me
+                self._children.add(child)
 
     def _spawn(self) -> _Child:
         child = _Child(self._blob).ready()
@@ -333,6 +390,7 @@ class ProcessHandlers:
                 child = self._replace()
                 if child is None:
                     break
+            self._serving(child)
             carried = child.run(todo, self._deliver, self._report)
             if child.dead:
                 child = self._replace()
@@ -340,5 +398,6 @@ class ProcessHandlers:
                 child.stop()  # recycled: what its handlers leaked goes with it
                 child = self._replace()
         self._closing.set()
+        self._serving(None)
         if child is not None:
             child.stop()

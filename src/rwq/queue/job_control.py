@@ -62,13 +62,21 @@ class WorkerControl:
     def is_cancelled(self, job: Job) -> bool:
         return (job.queue, job.id) in self._cancelled
 
+    def reported(self, job: Job, report: ProgressReport) -> None:
+        """Store the progress a handler process reported for ``job`` (in its watcher)."""
+        job.progress_fraction, job.progress_message = report.fraction, report.message
+        self.report_progress(job, report.fraction, report.message)
+
     def cancel(self, queue: str, job_id: str) -> None:
         """Mark the job cancelled (its handler sees ``job.cancelled``)."""
         with self._lock:
             self._cancelled.add((queue, job_id))
 
     def forget(self, queue: str, job_id: str) -> bool:
-        """Drop the mark once the job's run is over; whether it was cancelled."""
+        """Drop the mark once the job's run is over; whether it was cancelled. (A handler
+        abandoned at its cancel keeps its mark: it may still look.)"""
+        if (queue, job_id) not in self._cancelled:  # the common case, without the lock
+            return False
         with self._lock:
             if (queue, job_id) in self._cancelled:
                 self._cancelled.discard((queue, job_id))

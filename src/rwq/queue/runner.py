@@ -21,7 +21,7 @@ from rwq.queue.handler import Handler, Outcome, PermanentFailure, call_handler
 from rwq.queue.handler_pool import HandlerPool, Run, ThreadHandlers
 from rwq.queue.handler_processes import ProcessHandlers
 from rwq.queue.job import Job
-from rwq.queue.job_control import ProgressReport, WorkerControl
+from rwq.queue.job_control import WorkerControl
 from rwq.queue.metrics import WorkerMetrics
 from rwq.queue.reaper import reap
 from rwq.queue.timeouts import Isolation
@@ -132,7 +132,7 @@ class JobRunner:
         if self._isolation is Isolation.PROCESS:
             self._pool = ProcessHandlers(
                 self._concurrency, self.handlers, self._skip, self._inbox.put,
-                self._child_max_jobs, self._report_progress,
+                self._child_max_jobs, lambda run, report: self.control.reported(run.job, report),
             )  # fmt: skip
         elif self._concurrency > 1:
             self._pool = ThreadHandlers(self._concurrency, self._execute_run, self._inbox.put)
@@ -149,6 +149,20 @@ class JobRunner:
     def wake(self) -> None:
         """End the loop's idle wait now (thread-safe)."""
         self._inbox.put(None)
+
+    def cancel(self, queue: str, job_id: str) -> None:
+        """The job was cancelled while this worker ran it (thread-safe; the listener thread):
+        ``job.cancelled`` becomes true, its handler is stopped where it can be (its process
+        killed, its pooled thread abandoned) and whatever it returns is not recorded."""
+        self.control.cancel(queue, job_id)
+        stopped = any(
+            pool.cancel(queue, job_id) for pool in (self._pool, self._bounded) if pool is not None
+        )
+        if not stopped:
+            log.info(
+                "job %s on %s was cancelled; its handler runs on in the worker's loop until it "
+                "returns (or sees job.cancelled), its result discarded", job_id, queue,
+            )  # fmt: skip
 
     def step(self, deadline: float | None) -> None:
         """Record finished jobs, take and start new ones, or wait idle for a wake-up."""
@@ -276,14 +290,19 @@ class JobRunner:
 
     def _run_inline(self, taken: list[tuple[str, Job]]) -> None:
         handlers = self.handlers
+        control = self.control
         for qname, job in taken:
             if self._stop.is_set():
                 break  # the rest go back to their queues at shutdown
+            if control.any_cancelled and control.forget(qname, job.id):
+                continue  # cancelled before its turn
             timeout = self.timeout_of(qname, job)
             if timeout is None:
                 outcome = call_handler(handlers.get(qname) or handlers["*"], qname, job)
             else:
                 outcome = self._run_bounded(Run(qname, job, timeout))
+                if outcome.cancelled:
+                    continue
                 if outcome.skipped:  # stopped before its thread took it: handed back
                     break
             self._record(outcome)
@@ -309,17 +328,13 @@ class JobRunner:
             if outcome is not None:  # None: it started, its deadline is known now
                 return outcome
 
-    def _report_progress(self, run: Run, report: ProgressReport) -> None:
-        """Store the progress a handler process reported (its watching thread)."""
-        job = run.job
-        job.progress_fraction, job.progress_message = report.fraction, report.message
-        self.control.report_progress(job, report.fraction, report.message)
-
     def _skip(self, run: Run) -> Outcome | None:
         """The outcome of a pooled run not started before stop() (handed back at shutdown),
         or None to run it."""
         if self._stop.is_set():
             return Outcome(run.queue, run.job, False, 0.0, skipped=True)
+        if self.control.any_cancelled and self.control.forget(run.queue, run.job.id):
+            return Outcome(run.queue, run.job, False, 0.0, skipped=True, cancelled=True)
         return None
 
     def _execute_run(self, run: Run) -> Outcome:
@@ -349,6 +364,11 @@ class JobRunner:
                 return
 
     def _record(self, outcome: Outcome) -> None:
+        if outcome.cancelled:  # its handler was stopped (abandoned: it keeps its mark)
+            return
+        control = self.control
+        if control.any_cancelled and control.forget(outcome.queue, outcome.job.id):
+            return  # cancelled while it ran: the job is over, its result is not
         if outcome.timeout is not None:
             self.metrics.timeouts.labels(outcome.queue).inc()
             self.metrics.abandoned.set(self.abandoned)

@@ -11,6 +11,7 @@ tight loop.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -260,20 +261,27 @@ class Worker:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _listen_loop(self) -> None:
-        """Wake the loop when one of our queues goes from empty to non-empty."""
+        """Wake the loop when one of our queues goes from empty to non-empty; stop the
+        handler of a job of ours that was cancelled."""
         wanted = set(self.queues)
         channel = self.broker.keys.notify_channel
+        cancels = self.broker.keys.cancel_channel
         while not self._stop.is_set():
             pubsub = self.broker.client.pubsub()
             try:
-                pubsub.subscribe(channel)
+                pubsub.subscribe(channel, cancels)
                 while not self._stop.is_set():
                     msg = pubsub.get_message(timeout=0.5)
                     if msg is None:
                         continue
                     if msg["type"] == "subscribe":
-                        self._subscribed.set()
-                    elif msg["type"] == "message" and msg["data"] in wanted:
+                        if msg["channel"] == channel:
+                            self._subscribed.set()
+                    elif msg["type"] != "message":
+                        continue
+                    elif msg["channel"] == cancels:
+                        self._on_cancelled(msg["data"])
+                    elif msg["data"] in wanted:
                         self._runner.wake()
             except REDIS_ERRORS:
                 time.sleep(0.2)
@@ -281,6 +289,16 @@ class Worker:
                 # Closing a broken connection may raise anything; it is being dropped anyway.
                 with contextlib.suppress(Exception):
                     pubsub.close()
+
+    def _on_cancelled(self, data: str) -> None:
+        """A cancel message (``{"queue", "job_id", "worker"}``): ours stops its handler."""
+        try:
+            message = json.loads(data)
+            mine = message["worker"] == self.id and message["queue"] in self.queues
+        except (ValueError, TypeError, KeyError):
+            return
+        if mine:
+            self._runner.cancel(str(message["queue"]), str(message["job_id"]))
 
     def _register(self) -> bool:
         """Join the worker registry, waiting for Redis if it is unreachable now (a server

@@ -131,6 +131,8 @@ class ThreadHandlers:
                     and r.started + r.timeout <= now]  # fmt: skip
             for run in late:
                 self._timed.discard(run)
+                if self._active.get((run.queue, run.job.id)) is run:
+                    del self._active[(run.queue, run.job.id)]
                 run.abandoned = True
                 self.abandoned += 1
                 if run.thread in self._threads:

@@ -99,7 +99,7 @@ def test_unique_keys_refuse_or_return_the_existing_job(
         (["--unique-key", "k", "--unique-ttl", "0"], "--unique-ttl: must be more than 0"),
         (["--unique-ttl", "1m"], "--unique-ttl: needs --unique-key"),
         (["--unique-key", "k", "--on-duplicate", "replace"], "--on-duplicate: expected refuse"),
-        (["--unique-key", ""], "unique_key must be 1-200"),
+        (["--unique-key", ""], "--unique-key must be 1-200"),
     ],
 )
 def test_bad_unique_options_name_the_option(

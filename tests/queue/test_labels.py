@@ -16,6 +16,7 @@ from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker, Failure
 from rwq.queue.events import FIELDS, Event, EventType
 from rwq.queue.job import Job
+from rwq.queue.job_control import WorkerControl
 from rwq.queue.producer import JobSpec, Producer
 from rwq.queue.reaper import reap
 from rwq.queue.worker import Worker, WorkerOptions
@@ -62,6 +63,8 @@ def test_every_job_event_carries_the_labels(
     Worker(broker, ["q"], {"*": print}, WorkerOptions(name="w1"))._lease.register()
     a, b, c, d = broker.fetch("q", "w1", 4).jobs
     assert a.labels == LABELS  # the worker's job has them too
+    a.attach(WorkerControl(broker, "w1"))
+    assert a.progress(0.5, "half")  # job.progress
     broker.complete("q", "w1", [(a.id, 1.5)])
     broker.fail("q", "w1", [Failure(b.id, 1.0, "E: retry", "tb", 60_000)])
     broker.fail("q", "w1", [Failure(d.id, 9.0, "JobTimeout: t", "", 60_000, timeout=0.009,
@@ -82,6 +85,7 @@ def test_every_job_event_carries_the_labels(
     wait_until(lambda: not broker.client.exists(broker.keys.heartbeat("lost")), what="expiry")
     broker.client.delete(broker.keys.reaper_lock)
     assert reap(broker) is not None
+    admin.cancel(producer.enqueue("q", LABELLED).id)  # job.cancelled
 
     seen: set[str] = set()
     for queue in ["q", "elsewhere"]:

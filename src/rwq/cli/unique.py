@@ -8,7 +8,8 @@ import typer
 
 from rwq.cli.context import UsageError
 from rwq.errors import RwqError
-from rwq.queue.producer import ON_DUPLICATE
+from rwq.queue.job import JobError
+from rwq.queue.producer import ON_DUPLICATE, check_unique_key
 from rwq.queue.timeouts import TimeoutValueError, parse_timeout
 
 UNIQUE_KEY_OPTION = typer.Option(
@@ -36,7 +37,13 @@ class UniqueOptions:
     on_duplicate: str = "refuse"
 
     def checked_ttl(self) -> float | None:
-        """The seconds of ``--unique-ttl``; raises :class:`UsageError` naming the option."""
+        """The seconds of ``--unique-ttl``, once every option is checked; raises
+        :class:`UsageError` naming the option."""
+        if self.key is not None:
+            try:
+                check_unique_key(self.key, "--unique-key")
+            except JobError as exc:
+                raise UsageError(str(exc)) from None
         if self.on_duplicate not in ON_DUPLICATE:
             raise UsageError(
                 f"--on-duplicate: expected refuse or existing, got {self.on_duplicate!r}"

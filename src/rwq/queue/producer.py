@@ -323,13 +323,20 @@ def _unique(key: str | None, ttl: float | str | None, on_duplicate: str) -> tupl
         if ttl is not None:
             raise JobError("unique_ttl needs a unique_key")
         return None
-    if not isinstance(key, str) or not _UNIQUE_KEY.fullmatch(key) or not _is_text(key):
-        raise JobError(f"unique_key must be 1-200 printable characters, got {key!r:.60}")
+    check_unique_key(key)
     try:
         seconds = DEFAULT_UNIQUE_TTL if ttl is None else parse_timeout(ttl, "unique_ttl")
     except TimeoutValueError as exc:
         raise JobError(str(exc)) from None
     return key, max(1, round(seconds * 1000))
+
+
+def check_unique_key(key: object, what: str = "unique_key") -> str:
+    """``key`` if it is a unique key (1-200 printable characters), else :class:`JobError`
+    naming ``what``."""
+    if not isinstance(key, str) or not _UNIQUE_KEY.fullmatch(key) or not _is_text(key):
+        raise JobError(f"{what} must be 1-200 printable characters, got {key!r:.60}")
+    return key
 
 
 def _is_text(text: str) -> bool:

@@ -83,6 +83,8 @@ class _Child:
         """The run it is running (the one its watcher waits for)."""
         self.thread: threading.Thread | None = None
         """The pool's thread that watches it."""
+        self._current_lock = threading.Lock()
+        """A cancel and the end of the run it is about agree on which came first."""
         with contextlib.suppress(OSError):  # it died at once: ready() says how
             self.conn.send(("init", list(sys.path), blob))
 
@@ -143,12 +145,14 @@ class _Child:
                         break
                     acked = True  # the child has the runs: from here on they are its
             except (EOFError, OSError) as exc:
-                self.current = None
+                with self._current_lock:
+                    self.current = None
                 if not acked:
                     return self._died_idle(runs, exc)
                 deliver(self._cancelled(run) if run.cancelled else self._crashed(run, exc))
                 return runs[n + 1 :]
-            self.current = None
+            with self._current_lock:  # a cancel after this finds the run over
+                self.current = None
             if run.cancelled:  # it returned before its stop came: the child is stopped anyway
                 deliver(self._cancelled(run))
                 return runs[n + 1 :]
@@ -161,11 +165,12 @@ class _Child:
         """Stop the child if it is running ``run`` (another thread: a cancel): SIGTERM to its
         group now, SIGKILL after :data:`KILL_GRACE_S` if it still runs it. Its watcher
         delivers the outcome and replaces it."""
-        if self.current is not run or self.proc.poll() is not None:
-            return False
-        run.cancelled = True
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
+        with self._current_lock:
+            if self.current is not run or self.proc.poll() is not None:
+                return False
+            run.cancelled = True
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
 
         def kill_if_stuck() -> None:
             if self.current is run and self.proc.poll() is None:

@@ -38,6 +38,10 @@ class Settings:
     state_dir: Path = field(default_factory=default_state_dir)
     persistence: bool = True
     """Persistence of the embedded server (AOF); tests turn it off."""
+    fsync: str = "everysec"
+    """When the embedded server's append-only file reaches the disk: ``everysec`` (once a
+    second: a killed process loses nothing, a power loss up to a second of writes) or
+    ``always`` (before every reply: nothing acknowledged is lost, at a cost per write)."""
     prefix: str = "rwq"
     payload_limit: int = 512 * 1024
     history_limit: int = 1000
@@ -91,6 +95,10 @@ class Settings:
         except ValueError as exc:
             raise ConfigError("settings", "plugin_registries", str(exc)) from None
         object.__setattr__(self, "plugin_registries", registries)
+        if self.fsync not in FSYNC_MODES:
+            raise ConfigError(
+                "settings", "fsync", f"one of {', '.join(FSYNC_MODES)}, got {self.fsync!r}"
+            )
         if self.plugin_signatures not in SIGNATURE_MODES:
             raise ConfigError(
                 "settings",
@@ -197,6 +205,8 @@ _PAIRED = {"heartbeat_ttl": "heartbeat_interval", "backoff_max": "backoff_base"}
 named."""
 _PREFIX = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 SIGNATURE_MODES = ("off", "warn", "require")
+FSYNC_MODES = ("everysec", "always")
+"""The embedded server's ``appendfsync`` policies rwq offers (``no`` leaves it to the OS)."""
 """The values of ``plugin_signatures``."""
 
 

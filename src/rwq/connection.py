@@ -150,7 +150,7 @@ def connect(settings: Settings, *, decode_responses: bool = True) -> RedisClient
     """
     if settings.redis_url is None:
         try:
-            url = EmbeddedServer(settings.state_dir, settings.persistence).ensure()
+            url = EmbeddedServer(settings.state_dir, settings.persistence, settings.fsync).ensure()
         except ServerError as exc:
             raise ConnectionFailed(f"embedded Valkey did not start: {exc}") from exc
         except (OSError, ValueError, RuntimeError) as exc:  # an unusable state_dir

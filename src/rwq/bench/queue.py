@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rwq.config import Settings
+from rwq.config import FSYNC_MODES, Settings
 from rwq.connection import connect
 from rwq.queue.broker import Broker
 from rwq.queue.job import Job
@@ -32,8 +32,10 @@ def noop(job: Job) -> None:
 
 
 @contextlib.contextmanager
-def bench_target(settings: Settings) -> Iterator[tuple[Settings, str]]:
-    """Settings pointing at the server to measure, under a private prefix."""
+def bench_target(settings: Settings, fsync: str | None = None) -> Iterator[tuple[Settings, str]]:
+    """Settings pointing at the server to measure, under a private prefix: the configured one,
+    or a throwaway Valkey without persistence, or with an append-only file synced as ``fsync``
+    says (``everysec`` or ``always``)."""
     prefix = f"rwqbench{os.getpid()}"
     if settings.redis_url:
         yield settings.replace(prefix=prefix), "configured"
@@ -43,7 +45,10 @@ def bench_target(settings: Settings) -> Iterator[tuple[Settings, str]]:
     with tempfile.TemporaryDirectory(prefix="rwq-bench-") as tmp:
         sock = Path(tmp) / "valkey.sock"
         server = StandaloneServer(
-            Path(tmp) / "data", extra_config=[("unixsocket", str(sock)), ("unixsocketperm", "700")]
+            Path(tmp) / "data",
+            persistence=fsync is not None,
+            fsync=fsync or "everysec",
+            extra_config=[("unixsocket", str(sock)), ("unixsocketperm", "700")],
         )
         server.start()
         try:
@@ -105,11 +110,42 @@ def run_queue_bench(
             )
             report("latency", 0.8)
             result.update(_latency(target, broker, producer))
-            report("done", 1.0)
-            return result
         finally:
             _cleanup(client, target.prefix)
             client.close()
+    if not settings.redis_url:  # a configured server's persistence is its own
+        for fsync in FSYNC_MODES:
+            report(f"durability: appendfsync {fsync}", 0.85 if fsync == "everysec" else 0.92)
+            result[f"fsync_{fsync}"] = _durability(settings, fsync, jobs)
+    report("done", 1.0)
+    return result
+
+
+def _durability(settings: Settings, fsync: str, jobs: int) -> dict[str, int]:
+    """Enqueue and process figures on a throwaway server writing an append-only file synced as
+    ``fsync`` says (on the bench's temporary directory's disk), fewer jobs than the main run."""
+    single, batch = min(jobs, 2_000), min(jobs, 10_000)
+    with bench_target(settings, fsync) as (target, _):
+        client = connect(target)
+        broker = Broker(client, target)
+        producer = Producer(broker)
+        try:
+            started = time.perf_counter()
+            for i in range(single):
+                producer.enqueue("bench.single", {"i": i})
+            enqueue = round(single / (time.perf_counter() - started))
+            payloads = [{"i": i} for i in range(batch)]
+            started = time.perf_counter()
+            producer.enqueue_many("bench.batch", payloads)
+            enqueue_batch = round(batch / (time.perf_counter() - started))
+            processed = _process(broker, "bench.batch", batch)
+        finally:
+            client.close()
+    return {
+        "enqueue_jobs_per_s": enqueue,
+        "enqueue_batch_jobs_per_s": enqueue_batch,
+        "process_jobs_per_s": processed,
+    }
 
 
 def _process(broker: Broker, queue: str, jobs: int, **options: Any) -> int:

@@ -91,7 +91,7 @@ def _embedded(ctx: typer.Context) -> Any:
     from rwq.valkey.embedded import EmbeddedServer
 
     settings = context_of(ctx).settings
-    return EmbeddedServer(settings.state_dir, settings.persistence)
+    return EmbeddedServer(settings.state_dir, settings.persistence, settings.fsync)
 
 
 @server_app.command("start")
@@ -122,7 +122,8 @@ def server_status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         raise typer.Exit(3)
     out.print(
         f"running: pid {status.pid}, {status.url}, persistence "
-        f"{'on' if status.persistence else 'off'}, up {status.uptime_s:.0f}s, "
+        f"{f'on (fsync {status.fsync})' if status.persistence else 'off'}, "
+        f"up {status.uptime_s:.0f}s, "
         f"{status.keys} keys, {status.used_memory / 1e6:.1f} MB"
     )
 

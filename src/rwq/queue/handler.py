@@ -47,7 +47,7 @@ class Outcome:
     timeout: float | None = None
     """Seconds: the handler was stopped at this timeout."""
     stopped: str = ""
-    """What became of a handler past its timeout: ``killed`` or ``abandoned``."""
+    """What became of a handler past its timeout: ``killed``, ``abandoned`` or ``cancelled``."""
 
 
 def call_handler(handler: Handler, queue: str, job: Job) -> Outcome:

@@ -60,6 +60,10 @@ class CoroutineHandlers:
         self.abandoned = 0
         """Coroutines failed at their timeout or the shutdown that have not ended yet."""
         self._beat = time.monotonic()
+        self._incoming: list[Run] = []
+        """Runs submitted that the loop has not taken yet."""
+        self._wake_pending = False
+        """The loop has been asked to take the incoming runs: one wake-up per batch."""
         # Touched only in the loop's thread:
         self._waiting: collections.deque[Run] = collections.deque()
         self._free = size
@@ -70,7 +74,11 @@ class CoroutineHandlers:
     # -- HandlerPool ---------------------------------------------------------------------------
 
     def submit(self, run: Run) -> None:
-        self._loop.call_soon_threadsafe(self._admit, run)
+        with self._lock:
+            self._incoming.append(run)
+            wake, self._wake_pending = not self._wake_pending, True
+        if wake:
+            self._loop.call_soon_threadsafe(self._admit)
 
     def next_deadline(self) -> float | None:
         with self._lock:
@@ -181,8 +189,11 @@ class CoroutineHandlers:
         self._beat = now
         self._loop.call_later(BEAT_S, self._heartbeat)
 
-    def _admit(self, run: Run) -> None:
-        self._waiting.append(run)
+    def _admit(self) -> None:
+        with self._lock:
+            self._waiting.extend(self._incoming)
+            self._incoming.clear()
+            self._wake_pending = False
         self._start_waiting()
 
     def _start_waiting(self) -> None:

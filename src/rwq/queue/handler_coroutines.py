@@ -10,6 +10,7 @@ import collections
 import contextlib
 import logging
 import sys
+import sysconfig
 import threading
 import time
 import traceback
@@ -31,6 +32,9 @@ BLOCKED_S = 0.5
 PROBE_S = 0.1
 """Seconds the job loop waits for the event loop to take a timeout's cancel; past them the
 loop counts as blocked."""
+
+
+_STDLIB = sysconfig.get_paths()["stdlib"]
 
 
 class CoroutineHandlers:
@@ -257,9 +261,12 @@ class CoroutineHandlers:
         return self._tasks.get(run)
 
     def _blocked_at(self) -> str:
-        """Where the blocked loop's thread is (``at file:line in function``)."""
+        """Where the blocked loop's thread is (``at file:line in function``): its innermost
+        frame outside the standard library (the handler's line, more often than not)."""
         frame = sys._current_frames().get(self._thread.ident or 0)
         if frame is None:
             return "its thread has ended"
-        where = traceback.extract_stack(frame)[-1]
+        stack = traceback.extract_stack(frame)
+        ours = [f for f in stack if not f.filename.startswith(_STDLIB)]
+        where = (ours or stack)[-1]
         return f"at {where.filename}:{where.lineno} in {where.name}"

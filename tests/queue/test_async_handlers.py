@@ -179,6 +179,27 @@ def test_a_worker_serves_sync_and_async_handlers_together(
     assert all(admin.job(j.queue, j.id) is None for j in [*sync_jobs, *async_jobs])
 
 
+def test_a_sync_handler_never_holds_up_an_async_timeout(
+    producer: Producer, start_worker: StartWorker, admin: Admin, wait_until: WaitUntil,
+    release: threading.Event,
+) -> None:  # fmt: skip
+    """Beside async handlers a sync one runs in a thread even with concurrency 1, so the job
+    loop fails and cancels a coroutine at its timeout while the sync handler still runs."""
+
+    def sync(job: Job) -> None:
+        release.wait(30)
+
+    held = producer.enqueue("s", "x")
+    late = producer.enqueue("a", {"do": "sleep", "seconds": 60}, max_retries=0, timeout="100ms")
+    start_worker(["s", "a"], {"s": sync, "a": behave}, concurrency=1, prefetch=1)
+    dead = _dead(admin, "a", wait_until)
+    assert dead.id == late.id and "its task was cancelled" in (dead.last_error or "")
+    running = admin.job("s", held.id)
+    assert running is not None and running.state == "processing"
+    release.set()
+    wait_until(lambda: admin.job("s", held.id) is None, what="the sync job completing")
+
+
 def test_concurrency_slots_run_coroutines_at_once(
     producer: Producer, start_worker: StartWorker, admin: Admin, wait_until: WaitUntil,
 ) -> None:  # fmt: skip

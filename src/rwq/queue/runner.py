@@ -133,8 +133,8 @@ class JobRunner:
 
     def start_pool(self) -> None:
         """Start the handler pools, unless handlers run inline: child processes (isolation
-        ``process``, whatever the concurrency, async handlers included), or threads
-        (``concurrency > 1``) for sync handlers and an event loop for async ones.
+        ``process``, whatever the concurrency, async handlers included), or an event loop for
+        async handlers and threads for sync ones (``concurrency > 1``, or beside async ones).
 
         Raises:
             ChildStartError: a handler process could not start or load the handlers.
@@ -149,7 +149,10 @@ class JobRunner:
             self._coroutines = CoroutineHandlers(
                 self._concurrency, self.handlers, self._skip, self._inbox.put
             )
-        if self._concurrency > 1 and set(self.queues) - self._async_queues:
+        # Beside async handlers sync ones never run inline: the job loop must stay free to
+        # fail and cancel coroutines at their timeouts.
+        pooled = self._concurrency > 1 or self._async_queues
+        if pooled and set(self.queues) - self._async_queues:
             self._pool = ThreadHandlers(self._concurrency, self._execute_run, self._inbox.put)
 
     def timeout_of(self, queue: str, job: Job) -> float | None:

@@ -385,6 +385,7 @@ def test_bench_prints_text_for_people_and_json_only_when_asked() -> None:
     text = rwq("bench", "queue", "--jobs", "200", url=None)
     assert text.returncode == 0, text.stderr
     assert "process_jobs_per_s: " in text.stdout
+    assert "process_async_jobs_per_s: " in text.stdout
     with pytest.raises(json.JSONDecodeError):
         json.loads(text.stdout)
     from rwq.cli.app import _print_figures, out

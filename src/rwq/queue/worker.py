@@ -57,7 +57,9 @@ class WorkerOptions:
     """How a worker runs."""
 
     concurrency: int = 1
-    """Handlers running at once; 1 runs them inline in the loop thread."""
+    """Handlers running at once, sync and async together (async ones: coroutines on the
+    worker's event loop); 1 runs sync handlers inline in the loop thread, unless async ones
+    are beside them."""
     prefetch: int = 0
     """Extra jobs taken per fetch beyond free slots (inline mode runs them in turn)."""
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)

@@ -78,6 +78,9 @@ class CoroutineHandlers:
     # -- HandlerPool ---------------------------------------------------------------------------
 
     def submit(self, run: Run) -> None:
+        if self._loop.is_closed():  # stopped at the shutdown timeout: the job is handed back
+            self._deliver(Outcome(run.queue, run.job, False, 0.0, skipped=True))
+            return
         with self._lock:
             self._incoming.append(run)
             wake, self._wake_pending = not self._wake_pending, True

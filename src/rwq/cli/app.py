@@ -315,10 +315,19 @@ def worker_cmd(
         typer.Option(
             "--app",
             help="Your handlers: module:attr naming a mapping of queue -> callable, or one "
-            "callable for every queue.",
+            "callable for every queue; an async def is awaited on the worker's event loop.",
         ),
     ],
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 1,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            min=1,
+            help="Handlers running at once, sync and async together (threads, child "
+            "processes or coroutines).",
+        ),
+    ] = 1,
     prefetch: Annotated[
         int, typer.Option("--prefetch", min=0, help="Extra jobs taken per fetch.")
     ] = 0,

@@ -79,8 +79,9 @@ DESCRIPTIONS: dict[EventType, str] = {
     EventType.JOB_STARTED: "A worker took the job; `wait_ms` is how long it waited.",
     EventType.JOB_COMPLETED: "The handler returned; the job is in the completed history.",
     EventType.JOB_TIMED_OUT: "The handler ran past its timeout (`timeout_ms`): `handler` is "
-    "`killed` (process isolation: its process was stopped) or `abandoned` (thread mode: its "
-    "thread runs on and its result will be discarded). A `job.failed` follows.",
+    "`killed` (process isolation: its process was stopped), `abandoned` (thread mode: its "
+    "thread runs on and its result will be discarded) or `cancelled` (an async handler: its "
+    "task was cancelled). A `job.failed` follows.",
     EventType.JOB_FAILED: "The handler raised, timed out or its process died; a `job.retried` "
     "or `job.dead_lettered` follows.",
     EventType.JOB_RETRIED: "The job waits in the scheduled set until `run_at`.",

@@ -96,9 +96,11 @@ class ScheduleSpec(BaseModel):
                 f"expected 5 fields (minute hour day-of-month month day-of-week), got {value!r}"
             )
         try:
-            CronSim(text, datetime(2000, 1, 1, tzinfo=UTC))
+            next(CronSim(text, datetime.now(UTC)))
         except CronSimError as exc:
             raise ValueError(f"{exc} in {value!r}") from None
+        except StopIteration:
+            raise ValueError(f"{value!r} matches no time in the next 50 years") from None
         return text
 
     @field_validator("every")
@@ -195,9 +197,17 @@ class ScheduleSpec(BaseModel):
         assert self.cron is not None
         moment = datetime.fromtimestamp(at_ms // 1000, self.zone) + timedelta(seconds=1)
         try:
-            return int(next(CronSim(self.cron, moment, reverse=True)).timestamp() * 1000)
+            tick = int(next(CronSim(self.cron, moment, reverse=True)).timestamp() * 1000)
         except StopIteration:
             return None
+        # Backwards, cronsim reads a repeated (DST) hour as its first pass: step forward to
+        # the last tick that is really at or before `at_ms`.
+        for _ in range(8):
+            following = self.next_tick(tick)
+            if following > at_ms:
+                break
+            tick = following
+        return tick
 
     def count_ticks(self, first_ms: int, last_ms: int) -> int:
         """Ticks from ``first_ms`` to ``last_ms`` (both ticks, inclusive), at most

@@ -120,7 +120,7 @@ def test_schedules_in_rwq_yaml(tmp_path: Path) -> None:
     ("text", "needle"),
     [
         ("schedules: [a, b]\n", "expected a mapping"),
-        ("schedules:\n  nightly:\n    queue: q\n    cron: '0 25 * * *'\n", "nightly.cron: Bad hour"),
+        ("schedules:\n  nightly:\n    queue: q\n    cron: '0 25 * * *'\n", "Bad hour"),
         ("schedules:\n  nightly: 5\n", "nightly: expected a mapping"),
         ("schedules:\n  'no spaces':\n    queue: q\n    every: 1s\n", "schedule name"),
         ("schedules:\n  t:\n    queue: q\n    every: 1s\n    tz: UTC\n", "t.tz: unknown option"),

@@ -6,12 +6,14 @@ how long anything took."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from rwq.config import Settings
 from rwq.connection import connect
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
@@ -202,3 +204,34 @@ def test_a_payload_over_the_limit_is_refused(make_broker: Callable[..., Broker])
     store = ScheduleStore(make_broker(payload_limit=64))
     with pytest.raises(ScheduleError, match="payload_limit"):
         store.add(make_spec("t", {"queue": "q", "every": "1s", "payload": "x" * 100}))
+
+
+def test_a_scheduler_outlives_a_redis_outage_and_coalesces_what_it_missed(
+    make_server: Callable[..., Any], settings: Settings, wait_until: WaitUntil
+) -> None:
+    server = make_server(persistence=True)
+    target = settings.replace(redis_url=server.url)
+    client = connect(target)
+    broker = Broker(client, target)
+    ScheduleStore(broker).add(make_spec("beat", {"queue": "q", "every": "1s"}))
+    scheduler = Scheduler(Broker(connect(target), target), {})
+    events = broker.queue_keys("q").events
+
+    def fired_entries() -> list[dict[str, str]]:
+        return [f for _, f in client.xrange(events) if f["type"] == "schedule.fired"]
+
+    scheduler.start()
+    try:
+        wait_until(lambda: fired_entries(), timeout=20, what="a first tick")
+        server.stop()  # saved: what was fired stays fired
+        time.sleep(2.5)  # ticks pass with the server down
+        server.start()
+        wait_until(
+            lambda: any(int(f["missed"]) >= 1 for f in fired_entries()),
+            timeout=30,
+            what="the missed ticks coalesced",
+        )
+    finally:
+        scheduler.stop()
+    ticks = [int(f["tick"]) for f in fired_entries()]
+    assert len(ticks) == len(set(ticks)) and ticks == sorted(ticks)

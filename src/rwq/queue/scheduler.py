@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from rwq.queue.broker import Broker
 from rwq.queue.runner import REDIS_ERRORS
-from rwq.queue.schedules import Fired, ScheduleState, ScheduleStore, server_ms
+from rwq.queue.schedules import Fired, ScheduleError, ScheduleState, ScheduleStore, server_ms
 from rwq.schedule_spec import SKIP_GRACE_MS, ScheduleSpec
 
 log = logging.getLogger(__name__)
@@ -135,10 +135,8 @@ class Scheduler:
         while not self._stop.is_set():
             try:
                 if not synced:
-                    changed = self.store.sync(self.specs)
+                    self._sync()
                     synced = True
-                    if changed:
-                        log.info("synced schedule(s) from rwq.yaml: %s", ", ".join(changed))
                 self._wake.clear()
                 _, earliest = self.run_once()
                 delay = 0.1
@@ -148,7 +146,19 @@ class Scheduler:
             except REDIS_ERRORS as exc:
                 log.warning("scheduler: redis unavailable (%s); retrying", exc)
                 wait, delay = delay, min(delay * 2, 5.0)
+            except Exception:  # a bug or a server refusing a command: log it, keep firing
+                log.exception("scheduler: firing failed; retrying")
+                wait, delay = delay, min(delay * 2, 5.0)
             self._wake.wait(wait)
+
+    def _sync(self) -> None:
+        try:
+            changed = self.store.sync(self.specs)
+        except ScheduleError as exc:  # read-only mode, a payload over the limit
+            log.warning("scheduler: rwq.yaml's schedules not synced: %s", exc)
+            return
+        if changed:
+            log.info("synced schedule(s) from rwq.yaml: %s", ", ".join(changed))
 
     def _listen(self) -> None:
         """Wake :meth:`run` when a schedule changes."""

@@ -8,6 +8,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rwq.config import Settings
 from rwq.errors import ConfigError
@@ -133,3 +135,26 @@ def test_a_bad_schedule_names_the_file_and_field(tmp_path: Path, text: str, need
         Settings.load(path, env={})
     assert (caught.value.source, caught.value.field) == (str(path), "schedules")
     assert needle in caught.value.reason, caught.value
+
+
+_ZONES = st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe"])
+_CRONS = st.sampled_from(["*/15 * * * *", "30 2 * * *", "0 */3 * * 1-5", "5 1,2,3 * * *",
+                          "0 0 1 * *", "45 23 * * 0"])  # fmt: skip
+_TIMES = st.integers(min_value=1_600_000_000_000, max_value=2_100_000_000_000)
+
+
+@given(_CRONS, _ZONES, _TIMES)
+def test_cron_ticks_are_ordered_around_any_moment(cron: str, zone: str, at: int) -> None:
+    spec = make_spec("p", {"queue": "q", "cron": cron, "timezone": zone})
+    nxt, latest = spec.next_tick(at), spec.latest_tick(at)
+    assert latest is not None and latest <= at < nxt
+    assert spec.next_tick(latest) == nxt  # no tick between the latest and the next
+    assert nxt % 60_000 == latest % 60_000 == 0
+
+
+@given(st.integers(min_value=1, max_value=86_400), _TIMES)
+def test_interval_ticks_are_ordered_around_any_moment(seconds: int, at: int) -> None:
+    spec = make_spec("p", {"queue": "q", "every": seconds})
+    nxt, latest = spec.next_tick(at), spec.latest_tick(at)
+    assert latest is not None and latest <= at < nxt == latest + seconds * 1000
+    assert spec.count_ticks(latest, nxt) == 2

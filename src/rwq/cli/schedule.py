@@ -145,6 +145,7 @@ def scheduler_cmd(
 ) -> None:
     """Fire periodic jobs without running handlers (every rwq worker runs a scheduler too;
     any number may run: each tick enqueues one job)."""
+    import signal
     import threading
 
     from rwq.queue.scheduler import Scheduler
@@ -154,6 +155,8 @@ def scheduler_cmd(
     scheduler = Scheduler(context.broker)
     err.print(f"scheduler started: {counted(len(scheduler.specs), 'schedule')} from rwq.yaml")
     stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with keeping_embedded(context.settings):
         scheduler.start()
         try:

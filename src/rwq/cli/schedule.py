@@ -68,8 +68,7 @@ def add_cmd(
     ] = "coalesce",
     as_json: JsonFlag = False,
 ) -> None:
-    """Add or replace a periodic job (a name of rwq.yaml's schedules is refused: the file
-    wins at every scheduler start)."""
+    """Add or replace a periodic job (not one of rwq.yaml's: the file wins)."""
     try:
         data = json.loads(payload)
     except ValueError as exc:
@@ -128,8 +127,7 @@ def remove_cmd(
     name: Annotated[str, typer.Argument(help="The schedule's name.")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Remove a periodic job (its jobs already enqueued stay). One of rwq.yaml comes back
-    when a scheduler starts with that file."""
+    """Remove a periodic job; its jobs already enqueued stay."""
     removed = ScheduleStore(context_of(ctx).broker).remove(name)
     if as_json:
         print_json_out({"schedule": name, "removed": removed})

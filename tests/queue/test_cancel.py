@@ -5,6 +5,7 @@ get a clear refusal. Standalone and cluster."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -150,3 +151,31 @@ def test_read_only_refuses_cancel(make_broker: Callable[..., Broker], producer: 
     job = producer.enqueue("q", 1)
     with pytest.raises(ReadOnlyMode):
         Admin(make_broker(read_only=True)).cancel(job.id)
+
+
+async def _await_then_note_cancel(job: Job) -> None:
+    if job.payload.get("quick"):
+        return
+    job.progress(0.4, "half")
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        Path(job.payload["seen"]).write_text("cancelled", encoding="utf-8")
+        raise
+
+
+def test_a_running_async_handler_has_its_task_cancelled(
+    producer: Producer, admin: Admin, read_events: ReadEvents, start_worker: StartWorker,
+    wait_until: WaitUntil, tmp_path: Path,
+) -> None:  # fmt: skip
+    seen = tmp_path / "seen"
+    job = producer.enqueue("q", {"seen": str(seen)})
+    handle = start_worker(["q"], {"*": _await_then_note_cancel}, concurrency=2)
+    wait_until(lambda: _progressed(admin, job.id), what="the coroutine to start")
+    assert admin.cancel(job.id).worker == handle.worker.id
+    wait_until(seen.exists, what="the task to be cancelled")
+    quick = producer.enqueue("q", {"quick": True})
+    wait_until(lambda: admin.job("q", quick.id) is None, what="the next job")
+    assert _types(read_events("q"), job.id) == ["job.enqueued", "job.started", "job.progress",
+                                                 "job.cancelled"]  # fmt: skip
+    assert handle.worker.processed == 1 and handle.worker.failed == 0

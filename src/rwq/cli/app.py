@@ -32,6 +32,7 @@ from rwq.cli.context import (
 from rwq.cli.dev import dev_cmd  # noqa: F401  (registers plugin dev)
 from rwq.cli.plugin import PluginsDir, plugin_app
 from rwq.cli.registry import install_cmd  # noqa: F401  (registers install, publish, search...)
+from rwq.cli.schedule import schedule_app, scheduler_cmd
 from rwq.cli.signing import trust_app  # noqa: F401  (registers keygen, sign, verify, trust)
 from rwq.cli.toolkit import new_cmd  # noqa: F401  (registers new, build, check)
 from rwq.cli.unique import (
@@ -45,7 +46,7 @@ from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins.package.paths import with_plugin_dirs
 from rwq.printable import log_to_stderr, marked
-from rwq.queue.job import DEFAULT_PRIORITY, Job, new_job_id
+from rwq.queue.job import DEFAULT_PRIORITY
 from rwq.queue.producer import DuplicateJob, Producer
 from rwq.queue.timeouts import Isolation, TimeoutValueError, parse_timeout
 from rwq.units import format_figure, parse_duration
@@ -63,6 +64,8 @@ app.add_typer(server_app, name="server")
 app.add_typer(admin_app, name="admin")
 app.add_typer(bench_app, name="bench")
 app.add_typer(plugin_app, name="plugin")
+app.add_typer(schedule_app, name="schedule")
+app.command("scheduler")(scheduler_cmd)
 
 DEMO_HANDLERS = "rwq.demo.workload:handlers"
 
@@ -98,7 +101,7 @@ def _embedded(ctx: typer.Context) -> Any:
     from rwq.valkey.embedded import EmbeddedServer
 
     settings = context_of(ctx).settings
-    return EmbeddedServer(settings.state_dir, settings.persistence)
+    return EmbeddedServer(settings.state_dir, settings.persistence, settings.fsync)
 
 
 @server_app.command("start")
@@ -129,7 +132,8 @@ def server_status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         raise typer.Exit(3)
     out.print(
         f"running: pid {status.pid}, {status.url}, persistence "
-        f"{'on' if status.persistence else 'off'}, up {status.uptime_s:.0f}s, "
+        f"{f'on (fsync {status.fsync})' if status.persistence else 'off'}, "
+        f"up {status.uptime_s:.0f}s, "
         f"{status.keys} keys, {status.used_memory / 1e6:.1f} MB"
     )
 
@@ -200,25 +204,29 @@ def _enqueue(
     data = _read_payload(payload)
     seconds = _timeout_option(timeout)
     unique = unique or UniqueOptions()
-    unique_ttl = unique.checked_ttl()
-    for option, value in (("--tenant", tenant), ("--job-id", job_id), ("--trace-id", trace_id),
-                          ("--unique-key", unique.key)):  # fmt: skip
+    unique_args = unique.checked()
+    for option, value in (("--tenant", tenant), ("--job-id", job_id), ("--trace-id", trace_id)):
         if value is not None and not _is_text(value):
             raise UsageError(f"{option}: not UTF-8 text")
     producer = Producer(context_of(ctx).broker)
-    if unique.key is not None and job_id is None:
-        job_id = new_job_id()  # another id back means another job holds the key
+    job_id = unique.own_id(job_id)
     try:
-        job = _enqueue_one(producer, queue, data, priority, tenant, delay, at, max_retries,
-                           job_id, trace_id, seconds, unique, unique_ttl)  # fmt: skip
+        job = producer.enqueue(
+            queue,
+            data,
+            priority=priority,
+            tenant=tenant,
+            delay=parse_duration(delay, "--delay") if delay else None,
+            at=_parse_at(at) if at else None,
+            max_retries=max_retries,
+            job_id=job_id,
+            trace_id=trace_id,
+            timeout=seconds,
+            **unique_args,
+        )
     except DuplicateJob as exc:
         raise DuplicateError(f"{exc} (--on-duplicate existing prints it)") from None
-    if job.id != job_id and unique.key is not None:  # --on-duplicate existing
-        if as_json:
-            print_json_out({**job.to_dict(), "duplicate_of_unique_key": unique.key})
-        else:
-            out.print(f"job {job.id} holds unique key {unique.key!r} on {queue} ({job.state}); "
-                      "not enqueued again")  # fmt: skip
+    if unique.shown_existing(job, job_id, as_json):
         return
     if as_json:
         stored = None if job.state == "duplicate" else context_of(ctx).admin.job(queue, job.id)
@@ -227,29 +235,6 @@ def _enqueue(
         out.print(f"job {job.id} already exists on {queue}; not enqueued again")
     else:
         out.print(f"enqueued {job.id} on {queue} ({job.state})")
-
-
-def _enqueue_one(
-    producer: Producer, queue: str, data: Any, priority: int, tenant: str | None,
-    delay: str | None, at: str | None, max_retries: int | None, job_id: str | None,
-    trace_id: str | None, seconds: float | None, unique: UniqueOptions,
-    unique_ttl: float | None,
-) -> Job:  # fmt: skip
-    return producer.enqueue(
-        queue,
-        data,
-        priority=priority,
-        tenant=tenant,
-        delay=parse_duration(delay, "--delay") if delay else None,
-        at=_parse_at(at) if at else None,
-        max_retries=max_retries,
-        job_id=job_id,
-        trace_id=trace_id,
-        timeout=seconds,
-        unique_key=unique.key,
-        unique_ttl=unique_ttl,
-        on_duplicate=unique.on_duplicate,
-    )
 
 
 _PRIORITY = typer.Option("--priority", "-p", min=0, max=9, help="0 (low) to 9 (high).")
@@ -353,10 +338,19 @@ def worker_cmd(
         typer.Option(
             "--app",
             help="Your handlers: module:attr naming a mapping of queue -> callable, or one "
-            "callable for every queue.",
+            "callable for every queue; an async def is awaited on the worker's event loop.",
         ),
     ],
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 1,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            min=1,
+            help="Handlers running at once, sync and async together (threads, child "
+            "processes or coroutines).",
+        ),
+    ] = 1,
     prefetch: Annotated[
         int, typer.Option("--prefetch", min=0, help="Extra jobs taken per fetch.")
     ] = 0,
@@ -394,6 +388,13 @@ def worker_cmd(
             "back what its handlers leaked.",
         ),
     ] = None,
+    scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--scheduler/--no-scheduler",
+            help="Also fire periodic jobs (rwq schedule); any number of schedulers may run.",
+        ),
+    ] = True,
 ) -> None:
     """Process jobs until interrupted: SIGTERM or Ctrl-C lets running jobs finish for up to
     shutdown_timeout (30s), then hands the rest back to their queues; a second signal at once."""
@@ -418,11 +419,25 @@ def worker_cmd(
     worker = Worker(context_of(ctx).broker, queues, handlers, options)
     err.print(f"worker {worker.id} serving {', '.join(worker.queues)}")
     with keeping_embedded(context_of(ctx).settings):
-        worker.run(
-            max_jobs=max_jobs,
-            duration=parse_duration(duration, "--duration") if duration else None,
-        )
+        periodic = _start_scheduler(ctx) if scheduler else None
+        try:
+            worker.run(
+                max_jobs=max_jobs,
+                duration=parse_duration(duration, "--duration") if duration else None,
+            )
+        finally:
+            if periodic is not None:
+                periodic.stop()
     err.print(f"worker {worker.id} stopped: {worker.processed} completed, {worker.failed} failed")
+
+
+def _start_scheduler(ctx: typer.Context) -> Any:
+    """The worker's scheduler threads."""
+    from rwq.queue.scheduler import Scheduler
+
+    scheduler = Scheduler(context_of(ctx).broker)
+    scheduler.start()
+    return scheduler
 
 
 # -- the TUI ---------------------------------------------------------------------------------

@@ -307,7 +307,7 @@ class ProcessHandlers:
     def expire(self, now: float) -> list[Outcome]:
         return []
 
-    def cancel(self, queue: str, job_id: str) -> bool:
+    def cancel_job(self, queue: str, job_id: str) -> bool:
         with self._children_lock:
             children = list(self._children)
         for child in children:

@@ -259,9 +259,11 @@ class Job:
         shown = f"{self.progress_fraction:.0%}"
         return f"{shown} {self.progress_message}" if self.progress_message else shown
 
-    def attach(self, control: JobControl | None) -> None:
-        """Give the job the control of the run about to start (the worker does)."""
+    def attach(self, control: JobControl | None) -> Job:
+        """Give the job the control of the run about to start (the worker does); returns
+        the job."""
         self._control = control
+        return self
 
     @property
     def cancelled(self) -> bool:

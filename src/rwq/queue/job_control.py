@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from rwq.queue.job import Job
 
 if TYPE_CHECKING:
     from rwq.queue.broker import Broker
+    from rwq.queue.handler_pool import HandlerPool
 
 log = logging.getLogger("rwq.queue.worker")  # the worker's lines: one name to configure
 
@@ -39,9 +41,14 @@ class WorkerControl:
     """The control of the jobs one worker runs: reports progress as the worker holding the
     job, and keeps the ids of its jobs cancelled while they run (thread-safe)."""
 
-    def __init__(self, broker: Broker, worker_id: str) -> None:
+    def __init__(
+        self, broker: Broker, worker_id: str,
+        pools: Callable[[], Sequence[HandlerPool | None]] = tuple,
+    ) -> None:  # fmt: skip
         self.broker = broker
         self.worker_id = worker_id
+        self._pools = pools
+        """The worker's handler pools, where a cancel looks for the handler to stop."""
         self._maxlen = str(broker.settings.events_maxlen)
         self._cancelled: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
@@ -67,25 +74,30 @@ class WorkerControl:
         job.progress_fraction, job.progress_message = report.fraction, report.message
         self.report_progress(job, report.fraction, report.message)
 
-    def cancel(self, queue: str, job_id: str) -> None:
-        """Mark the job cancelled (its handler sees ``job.cancelled``)."""
+    def stop(self, queue: str, job_id: str) -> None:
+        """The job was cancelled while this worker ran it (the listener thread): mark it, so
+        ``job.cancelled`` is true and whatever its handler returns is not recorded, and stop
+        the handler where a pool can (its process killed, its thread abandoned, its task
+        cancelled)."""
         with self._lock:
             self._cancelled.add((queue, job_id))
+        pools = self._pools()
+        if not any(pool.cancel_job(queue, job_id) for pool in pools if pool is not None):
+            log.info(
+                "job %s on %s was cancelled; its handler runs on in the worker's loop until it "
+                "returns (or sees job.cancelled), its result discarded", job_id, queue,
+            )  # fmt: skip
 
     def forget(self, queue: str, job_id: str) -> bool:
         """Drop the mark once the job's run is over; whether it was cancelled. (A handler
         abandoned at its cancel keeps its mark: it may still look.)"""
-        if (queue, job_id) not in self._cancelled:  # the common case, without the lock
+        if not self._cancelled or (queue, job_id) not in self._cancelled:  # without the lock
             return False
         with self._lock:
             if (queue, job_id) in self._cancelled:
                 self._cancelled.discard((queue, job_id))
                 return True
             return False
-
-    @property
-    def any_cancelled(self) -> bool:
-        return bool(self._cancelled)
 
 
 class ChildControl:

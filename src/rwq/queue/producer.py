@@ -119,7 +119,7 @@ class Producer:
             DuplicateJob: the unique key is held and ``on_duplicate`` is ``refuse``.
         """
         spec = JobSpec(payload, priority, tenant, delay, at, max_retries, job_id, trace_id, timeout)
-        unique = _unique(unique_key, unique_ttl, on_duplicate)
+        unique = unique_args(unique_key, unique_ttl, on_duplicate)
         job, block = self._encode(queue, spec)
         if queue not in self._known_queues:
             self.broker.register_queues([queue])
@@ -179,7 +179,7 @@ class Producer:
 
                 return sender.submit(self.broker.execute, build)
 
-            plain = _PlainEncoder(queue, self.broker.settings)
+            plain = PlainEncoder(queue, self.broker.settings)
             try:
                 for item in specs:
                     spec = item if isinstance(item, JobSpec) else None
@@ -216,8 +216,16 @@ class Producer:
         return jobs
 
     def _encode(self, queue: str, spec: JobSpec) -> tuple[Job, str]:
-        """Validate ``spec`` and build the job and its enqueue record."""
-        settings = self.broker.settings
+        return self.encode(queue, spec, self.broker.settings)
+
+    @staticmethod
+    def encode(queue: str, spec: JobSpec, settings: Settings) -> tuple[Job, str]:
+        """Validate ``spec`` and build the job and its enqueue record (what the enqueue script
+        takes), without sending it: :mod:`rwq.aio` sends it on its own client.
+
+        Raises:
+            JobError: the payload is not JSON, too large, or an option is out of range.
+        """
         priority = check_priority(spec.priority)
         max_retries = settings.max_retries if spec.max_retries is None else spec.max_retries
         if (
@@ -256,7 +264,7 @@ class Producer:
             raise JobError(f"payload is not JSON-serialisable: {exc}") from None
         if len(spec_text) > settings.payload_limit:  # ASCII-only JSON: chars == bytes
             encode_payload(spec.payload, settings.payload_limit)  # raises with the exact size
-        found = pick_labels(spec.payload, self._label_fields)
+        found = pick_labels(spec.payload, settings.label_fields)
         labels = JSON.encode(found) if found else ""
         job = Job(
             id=spec.job_id or new_job_id(),
@@ -279,7 +287,7 @@ class Producer:
         return job, record
 
 
-class _PlainEncoder:
+class PlainEncoder:
     """Encodes bare payloads with every option at its default: the hot path of a big batch,
     doing per job only what differs per job (id, payload)."""
 
@@ -315,8 +323,11 @@ class _PlainEncoder:
         return job, f'{job_id}{self.middle}{JSON.encode(found)}\x1f{{"payload":{text}{self.tail}'
 
 
-def _unique(key: str | None, ttl: float | str | None, on_duplicate: str) -> tuple[str, int] | None:
-    """The unique key and its TTL in ms as the enqueue script takes them; None: no key."""
+def unique_args(
+    key: str | None, ttl: float | str | None, on_duplicate: str
+) -> tuple[str, int] | None:
+    """The unique key and its TTL in ms as the enqueue script takes them (ARGV[6], ARGV[7]);
+    None: no key. Raises :class:`JobError` naming a bad option."""
     if on_duplicate not in ON_DUPLICATE:
         raise JobError(f"on_duplicate must be refuse or existing, got {on_duplicate!r}")
     if key is None:

@@ -8,12 +8,16 @@ tag, :attr:`~rwq.queue.keys.QueueKeys.rate_window`). A limit stored on the queue
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from rwq.errors import RwqError
-from rwq.queue.broker import Broker
+from rwq.queue.broker import Broker, Fetched
 from rwq.units import UnitError, format_rate, parse_rate
 
+LIMITED_RECHECK_S = 1.0
+"""Longest a worker goes without asking a rate-limited queue again (its limit may have been
+lifted meanwhile)."""
 OFF = "off"
 """Stored instead of a limit: the queue has none, whatever the setting says."""
 
@@ -94,3 +98,26 @@ def starts_in_window(broker: Broker, limit: RateLimit, queue: str, now_ms: float
     clock)."""
     window = broker.queue_keys(queue).rate_window
     return int(broker.client.zcount(window, f"({now_ms - limit.period_ms}", "+inf"))
+
+
+class Reopenings:
+    """A worker's rate-limited queues, each with the epoch ms (server clock) it is asked
+    again: when its window reopens, or within :data:`LIMITED_RECHECK_S`."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+
+    def fetch(self, broker: Broker, queue: str, worker_id: str, count: int) -> Fetched:
+        """:meth:`Broker.fetch`, unless ``queue`` was found limited and is not due to be
+        asked again: then no job, and when to look again."""
+        if self._until:  # the common case, no queue limited, costs this test only
+            until = self._until.get(queue)
+            if until is not None and until > time.time() * 1000:
+                return Fetched(jobs=[], paused=False, next_due_ms=until, limited_until_ms=until)
+            self._until.pop(queue, None)
+        fetched = broker.fetch(queue, worker_id, count)
+        if fetched.limited_until_ms is not None:
+            self._until[queue] = min(
+                fetched.limited_until_ms, time.time() * 1000 + LIMITED_RECHECK_S * 1000
+            )
+        return fetched

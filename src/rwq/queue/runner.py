@@ -1,6 +1,6 @@
 """The worker's job loop: fetches jobs in priority order, runs their handlers inline or in a
-handler pool (threads or child processes), fails the runs past their timeout, and records
-outcomes in batches (one round trip per queue per batch)."""
+handler pool (threads, child processes, or the event loop of async handlers), fails the runs
+past their timeout, and records outcomes in batches (one round trip per queue per batch)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,14 @@ import redis
 
 from rwq.queue.breaker import BreakerState, CircuitBreaker
 from rwq.queue.broker import Broker, Done, Failure
-from rwq.queue.handler import Handler, Outcome, PermanentFailure, call_handler
+from rwq.queue.handler import Handler, Outcome, PermanentFailure, call_handler, is_async_handler
+from rwq.queue.handler_coroutines import CANCEL_GRACE_S, CoroutineHandlers
 from rwq.queue.handler_pool import HandlerPool, Run, ThreadHandlers
 from rwq.queue.handler_processes import ProcessHandlers
 from rwq.queue.job import Job
 from rwq.queue.job_control import WorkerControl
 from rwq.queue.metrics import WorkerMetrics
+from rwq.queue.rate_limits import Reopenings
 from rwq.queue.reaper import reap
 from rwq.queue.timeouts import Isolation
 
@@ -31,8 +33,6 @@ log = logging.getLogger("rwq.queue.worker")  # the worker's lines: one name to c
 __all__ = ["REDIS_ERRORS", "Handler", "JobRunner", "PermanentFailure", "backoff_ms"]
 
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
-LIMITED_RECHECK_S = 1.0
-"""Longest a worker goes without asking a rate-limited queue again."""
 
 
 def backoff_ms(attempt: int, base: float, cap: float) -> int:
@@ -53,7 +53,8 @@ class JobRunner:
         breakers: each queue's circuit breaker.
         metrics: the worker's metrics.
         stop: set when the worker stops: jobs not started by then are handed back.
-        concurrency: handlers running at once; 1 runs them inline (thread isolation).
+        concurrency: handlers running at once, sync and async together; with 1, sync
+            handlers run inline (thread isolation).
         prefetch: extra jobs taken per fetch beyond free slots.
         idle_wait: longest sleep when every queue is empty.
         isolation: where handlers run (:class:`~rwq.queue.timeouts.Isolation`).
@@ -108,23 +109,38 @@ class JobRunner:
         self._flush_unsure = False
         """A flush failed: its results may have been recorded with only the reply lost."""
         self._last_reap = 0.0
-        self._limited: dict[str, float] = {}
-        """Queues whose rate limit let no job start, to the epoch ms they are asked again."""
+        self._reopen = Reopenings()  # rate-limited queues
         self._pool: HandlerPool | None = None
         self._bounded: ThreadHandlers | None = None
         """Inline mode: the thread a job with a timeout runs in, so the loop can give up."""
         self._bounded_inbox: queue_mod.Queue[Outcome | None] = queue_mod.Queue()
-        self.control = WorkerControl(broker, worker_id)
-        """Attached to every job it runs: progress reports, cancellations."""
+        self._coroutines: CoroutineHandlers | None = None
+        """Thread isolation: the event loop the async handlers' runs go to."""
+        self._async_queues: frozenset[str] = frozenset()
+        """Thread isolation: the queues whose handler is async (``async def``)."""
+        if isolation is Isolation.THREAD:
+            self._async_queues = frozenset(
+                q
+                for q in queues
+                if (h := handlers.get(q) or handlers.get("*")) is not None and is_async_handler(h)
+            )
+        self.control = WorkerControl(  # progress reports; a cancel stops the handler in a pool
+            broker, worker_id, lambda: (self._pool, self._bounded, self._coroutines)
+        )
 
     @property
     def abandoned(self) -> int:
         """Handlers abandoned at their timeout that still run (thread mode)."""
-        return sum(p.abandoned for p in (self._pool, self._bounded) if p is not None)
+        pools = (self._pool, self._bounded, self._coroutines)
+        return sum(p.abandoned for p in pools if p is not None)
+
+    def _pools(self) -> list[HandlerPool]:
+        return [p for p in (self._pool, self._coroutines) if p is not None]
 
     def start_pool(self) -> None:
-        """Start the handler pool, unless handlers run inline: child processes (isolation
-        ``process``, whatever the concurrency) or threads (``concurrency > 1``).
+        """Start the handler pools, unless handlers run inline: child processes (isolation
+        ``process``, whatever the concurrency, async handlers included), or an event loop for
+        async handlers and threads for sync ones (``concurrency > 1``, or beside async ones).
 
         Raises:
             ChildStartError: a handler process could not start or load the handlers.
@@ -134,7 +150,15 @@ class JobRunner:
                 self._concurrency, self.handlers, self._skip, self._inbox.put,
                 self._child_max_jobs, lambda run, report: self.control.reported(run.job, report),
             )  # fmt: skip
-        elif self._concurrency > 1:
+            return
+        if self._async_queues:
+            self._coroutines = CoroutineHandlers(
+                self._concurrency, self.handlers, self._skip, self._inbox.put
+            )
+        # Beside async handlers sync ones never run inline: the job loop must stay free to
+        # fail and cancel coroutines at their timeouts.
+        pooled = self._concurrency > 1 or self._async_queues
+        if pooled and set(self.queues) - self._async_queues:
             self._pool = ThreadHandlers(self._concurrency, self._execute_run, self._inbox.put)
 
     def timeout_of(self, queue: str, job: Job) -> float | None:
@@ -150,20 +174,6 @@ class JobRunner:
         """End the loop's idle wait now (thread-safe)."""
         self._inbox.put(None)
 
-    def cancel(self, queue: str, job_id: str) -> None:
-        """The job was cancelled while this worker ran it (thread-safe; the listener thread):
-        ``job.cancelled`` becomes true, its handler is stopped where it can be (its process
-        killed, its pooled thread abandoned) and whatever it returns is not recorded."""
-        self.control.cancel(queue, job_id)
-        stopped = any(
-            pool.cancel(queue, job_id) for pool in (self._pool, self._bounded) if pool is not None
-        )
-        if not stopped:
-            log.info(
-                "job %s on %s was cancelled; its handler runs on in the worker's loop until it "
-                "returns (or sees job.cancelled), its result discarded", job_id, queue,
-            )  # fmt: skip
-
     def step(self, deadline: float | None) -> None:
         """Record finished jobs, take and start new ones, or wait idle for a wake-up."""
         self._drain_inbox(block=False)
@@ -173,14 +183,18 @@ class JobRunner:
         free = self._concurrency - self.inflight
         taken, next_due = self._take(free) if free > 0 else ([], None)
         if taken:
-            if self._pool is None:
-                self._run_inline(taken)
-            else:
-                for qname, job in taken:
-                    self.inflight += 1
-                    self._running.add((qname, job.id))
-                    self.metrics.inflight.inc()
-                    self._pool.submit(Run(qname, job, self.timeout_of(qname, job)))
+            inline: list[tuple[str, Job]] = []
+            for qname, job in taken:
+                pool = self._coroutines if qname in self._async_queues else self._pool
+                if pool is None:
+                    inline.append((qname, job))
+                    continue
+                self.inflight += 1
+                self._running.add((qname, job.id))
+                self.metrics.inflight.inc()
+                pool.submit(Run(qname, job, self.timeout_of(qname, job)))
+            if inline:
+                self._run_inline(inline)
             return
         timeout = self._idle_wait
         if handler_due is not None:
@@ -196,7 +210,7 @@ class JobRunner:
         the worker ``abandoned`` them meanwhile."""
         if self._bounded is not None:
             self._bounded.shutdown()
-        if self._pool is None:
+        if not self._pools():
             return True
         while self.inflight > 0 and not abandoned():
             due = self._expire()  # a stuck handler does not hold up the stop past its timeout
@@ -206,28 +220,39 @@ class JobRunner:
                 self.flush()  # results of finished handlers survive an abandon
         if abandoned():
             return False
-        self._pool.shutdown()
+        for pool in self._pools():
+            pool.shutdown()
         return True
 
+    def cancel_running(self) -> bool:
+        """At the shutdown timeout: cancel the running async handlers (their results are
+        dropped: the worker hands their jobs back) and wait a little for them to unwind. True
+        when no handler runs any more: every handler is async and every coroutine ended."""
+        if self._coroutines is None:
+            return False
+        ended = self._coroutines.cancel(CANCEL_GRACE_S)
+        return ended and set(self.queues) <= self._async_queues
+
     def _expire(self) -> float | None:
-        """Fail the pooled runs past their timeout (thread mode); when the next one is due."""
-        pool = self._pool
-        if pool is None:
-            return None
-        due = pool.next_deadline()
-        if due is None or due > time.monotonic():
-            return due
-        for outcome in pool.expire(time.monotonic()):
-            self.inflight -= 1
-            self._running.discard((outcome.queue, outcome.job.id))
-            self.metrics.inflight.dec()
-            self._record(outcome)
-        return pool.next_deadline()
+        """Fail the pooled runs past their timeout (thread mode, async handlers); when the next
+        one is due."""
+        next_due: float | None = None
+        for pool in self._pools():
+            due = pool.next_deadline()
+            if due is not None and due <= time.monotonic():
+                for outcome in pool.expire(time.monotonic()):
+                    self.inflight -= 1
+                    self._running.discard((outcome.queue, outcome.job.id))
+                    self.metrics.inflight.dec()
+                    self._record(outcome)
+                due = pool.next_deadline()
+            if due is not None:
+                next_due = due if next_due is None else min(next_due, due)
+        return next_due
 
     def _take(self, free: int) -> tuple[list[tuple[str, Job]], float | None]:
         """Fetch up to ``free`` (+prefetch) jobs, highest-priority queue first."""
         want = free + self._prefetch
-        control = self.control
         taken: list[tuple[str, Job]] = self._reclaim() if self._unsure else []
         want -= len(taken)
         next_due: float | None = None
@@ -239,15 +264,9 @@ class JobRunner:
             )
             if allowance == 0:
                 continue
-            if self._limited:  # rate-limited queues are not asked again before they reopen
-                until = self._limited.get(qname)
-                if until is not None and until > time.time() * 1000:
-                    next_due = until if next_due is None else min(next_due, until)
-                    continue
-                self._limited.pop(qname, None)
             count = want if allowance < 0 else min(want, allowance)
             try:
-                fetched = self.broker.fetch(qname, self.id, count)
+                fetched = self._reopen.fetch(self.broker, qname, self.id, count)
             except REDIS_ERRORS:
                 # The script may have run and only its reply been lost, and jobs already in
                 # `taken` are dropped with this error: we may hold jobs we do not know of.
@@ -255,17 +274,9 @@ class JobRunner:
                 raise
             if fetched.next_due_ms is not None:
                 next_due = min(next_due or fetched.next_due_ms, fetched.next_due_ms)
-            if fetched.limited_until_ms is not None:
-                # Asked again when it reopens, or within LIMITED_RECHECK_S (its limit may
-                # have been lifted meanwhile).
-                self._limited[qname] = min(
-                    fetched.limited_until_ms, time.time() * 1000 + LIMITED_RECHECK_S * 1000
-                )
             if fetched.jobs and allowance > 0:
                 breaker.probe_taken()
-            for job in fetched.jobs:
-                job.attach(control)
-                taken.append((qname, job))
+            taken.extend((qname, job.attach(self.control)) for job in fetched.jobs)
             want -= len(fetched.jobs)
             if want <= 0:
                 break
@@ -280,29 +291,24 @@ class JobRunner:
             qk = self.broker.queue_keys(qname)
             for job_id in client.zrange(qk.processing(self.id), 0, -1):
                 if (qname, job_id) not in known and (fields := client.hgetall(qk.job(job_id))):
-                    job = Job.from_fields(fields, job_id, qname)
-                    job.attach(self.control)
-                    found.append((qname, job))
+                    found.append((qname, Job.from_fields(fields, job_id, qname)))
         self._unsure = False
         if found:
             log.warning("reclaimed %d job(s) whose fetch reply was lost", len(found))
-        return found
+        return [(qname, job.attach(self.control)) for qname, job in found]
 
     def _run_inline(self, taken: list[tuple[str, Job]]) -> None:
         handlers = self.handlers
-        control = self.control
         for qname, job in taken:
             if self._stop.is_set():
                 break  # the rest go back to their queues at shutdown
-            if control.any_cancelled and control.forget(qname, job.id):
+            if self.control.forget(qname, job.id):
                 continue  # cancelled before its turn
             timeout = self.timeout_of(qname, job)
             if timeout is None:
                 outcome = call_handler(handlers.get(qname) or handlers["*"], qname, job)
             else:
                 outcome = self._run_bounded(Run(qname, job, timeout))
-                if outcome.cancelled:
-                    continue
                 if outcome.skipped:  # stopped before its thread took it: handed back
                     break
             self._record(outcome)
@@ -333,8 +339,8 @@ class JobRunner:
         or None to run it."""
         if self._stop.is_set():
             return Outcome(run.queue, run.job, False, 0.0, skipped=True)
-        if self.control.any_cancelled and self.control.forget(run.queue, run.job.id):
-            return Outcome(run.queue, run.job, False, 0.0, skipped=True, cancelled=True)
+        if self.control.forget(run.queue, run.job.id):
+            return Outcome(run.queue, run.job, False, 0.0, cancelled=True)  # not recorded
         return None
 
     def _execute_run(self, run: Run) -> Outcome:
@@ -364,10 +370,7 @@ class JobRunner:
                 return
 
     def _record(self, outcome: Outcome) -> None:
-        if outcome.cancelled:  # its handler was stopped (abandoned: it keeps its mark)
-            return
-        control = self.control
-        if control.any_cancelled and control.forget(outcome.queue, outcome.job.id):
+        if outcome.cancelled or self.control.forget(outcome.queue, outcome.job.id):
             return  # cancelled while it ran: the job is over, its result is not
         if outcome.timeout is not None:
             self.metrics.timeouts.labels(outcome.queue).inc()

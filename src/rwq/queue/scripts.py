@@ -30,6 +30,7 @@ NAMES = (
     "pause",
     "stats",
     "throughput",
+    "fire_schedule",
     "progress",
     "cancel",
 )

@@ -1,0 +1,63 @@
+"""What every request of one ``rwq web`` process shares: settings, the queue's admin, the token
+and session stores, the audit log and (when the server hosts plugins) the one plugin host."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from rwq.config import Settings
+from rwq.plugins.trust.audit import AuditLog
+from rwq.queue.admin import Admin
+from rwq.queue.broker import Broker
+from rwq.web.sessions import SessionStore
+from rwq.web.tokens import TokenStore
+
+__all__ = ["WebContext", "web_context"]
+
+
+@dataclass
+class WebContext:
+    """The server's shared objects; one per process, handed to the routes by
+    :func:`web_context`.
+
+    Attributes:
+        tls: whether the server speaks HTTPS (cookies are then ``Secure``).
+        host: the one plugin host of the process (a ``rwq.host.api.PluginHost``), or None
+            when the server hosts no plugins.
+    """
+
+    settings: Settings
+    broker: Broker
+    tokens: TokenStore
+    sessions: SessionStore
+    audit: AuditLog | None
+    tls: bool = False
+    host: object | None = None
+
+    @property
+    def admin(self) -> Admin:
+        return Admin(self.broker)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, broker: Broker, *, tls: bool = False) -> WebContext:
+        return cls(
+            settings=settings,
+            broker=broker,
+            tokens=TokenStore(broker.client, broker.keys),
+            sessions=SessionStore(broker.client, broker.keys),
+            audit=AuditLog.from_settings(settings),
+            tls=tls,
+        )
+
+    def close(self) -> None:
+        if self.audit is not None:
+            self.audit.close()
+
+
+def web_context(request: Request) -> WebContext:
+    """The process's :class:`WebContext` (a FastAPI dependency)."""
+    context = request.app.state.rwq
+    assert isinstance(context, WebContext)
+    return context

@@ -5,15 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from rwq.web.api import dead_letters, jobs, queues, session, system
+from rwq.web.api.common import API_PREFIX
 
 __all__ = ["API_PREFIX", "api_router"]
-
-API_PREFIX = "/api/v1"
 
 
 def api_router() -> APIRouter:
     """Every route of the API under :data:`API_PREFIX`."""
-    router = APIRouter(prefix=API_PREFIX)
+    router = APIRouter()
     for module in (queues, jobs, dead_letters, system, session):
         router.include_router(module.router)
     return router

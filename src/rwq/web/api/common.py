@@ -9,7 +9,11 @@ from rwq.web.context import WebContext
 from rwq.web.errors import ApiError
 from rwq.web.models import ErrorBody
 
-__all__ = ["errors", "refuse_in_read_only"]
+__all__ = ["API_PREFIX", "errors", "refuse_in_read_only"]
+
+API_PREFIX = "/api/v1"
+"""Where the API lives; each resource's router carries it in its own prefix, so a route's
+path (audited as the operation) is whole."""
 
 _DESCRIPTIONS = {
     400: "A bad argument (named in `error.argument` or the message).",

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 
 from rwq.queue.admin import Admin
 from rwq.web.access import Principal
-from rwq.web.api.common import errors, refuse_in_read_only
+from rwq.web.api.common import API_PREFIX, errors, refuse_in_read_only
 from rwq.web.auth import Authenticated
 from rwq.web.context import WebContext, web_context
 from rwq.web.errors import ApiError
@@ -23,7 +23,7 @@ from rwq.web.models import (
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
+router = APIRouter(prefix=f"{API_PREFIX}/dead-letters", tags=["dead letters"])
 Context = Annotated[WebContext, Depends(web_context)]
 MAX_FILTERED = 100_000
 """The most dead letters one filtered requeue moves."""

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
-from rwq.web.api.common import errors
+from rwq.web.api.common import API_PREFIX, errors
 from rwq.web.auth import Authenticated
 from rwq.web.context import WebContext, web_context
 from rwq.web.errors import ApiError
@@ -15,7 +15,7 @@ from rwq.web.models import JOB_ID_PATTERN, JobOut
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix=f"{API_PREFIX}/jobs", tags=["jobs"])
 Context = Annotated[WebContext, Depends(web_context)]
 
 

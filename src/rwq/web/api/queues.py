@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from rwq.queue.admin import UnknownQueue
 from rwq.web.access import Principal
-from rwq.web.api.common import errors, refuse_in_read_only
+from rwq.web.api.common import API_PREFIX, errors, refuse_in_read_only
 from rwq.web.auth import Authenticated
 from rwq.web.context import WebContext, web_context
 from rwq.web.models import (
@@ -26,7 +26,7 @@ from rwq.web.models import (
 
 __all__ = ["existing", "router"]
 
-router = APIRouter(prefix="/queues", tags=["queues"])
+router = APIRouter(prefix=f"{API_PREFIX}/queues", tags=["queues"])
 Context = Annotated[WebContext, Depends(web_context)]
 QueueName = Annotated[str, Path(pattern=QUEUE_PATTERN, description="A queue's name.")]
 

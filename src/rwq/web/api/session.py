@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from rwq.web.access import actor
-from rwq.web.api.common import errors
+from rwq.web.api.common import API_PREFIX, errors
 from rwq.web.auth import Authenticated, operation_of
 from rwq.web.context import WebContext, web_context
 from rwq.web.errors import ApiError
@@ -18,7 +18,7 @@ from rwq.web.tokens import InvalidToken
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/session", tags=["session"])
+router = APIRouter(prefix=f"{API_PREFIX}/session", tags=["session"])
 Context = Annotated[WebContext, Depends(web_context)]
 
 

@@ -8,14 +8,14 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 
 from rwq.plugins.trust import audit as audit_log
-from rwq.web.api.common import errors
+from rwq.web.api.common import API_PREFIX, errors
 from rwq.web.auth import Authenticated
 from rwq.web.context import WebContext, web_context
 from rwq.web.models import AuditPage, AuditRecordOut, WorkerList, WorkerOut
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["system"])
+router = APIRouter(prefix=API_PREFIX, tags=["system"])
 Context = Annotated[WebContext, Depends(web_context)]
 AuditKind = Literal["check", "grant", "revoke", "deny", "forget", "policy", "dropped"]
 

@@ -56,8 +56,9 @@ class WebContext:
             self.audit.close()
 
 
-def web_context(request: Request) -> WebContext:
-    """The process's :class:`WebContext` (a FastAPI dependency)."""
+async def web_context(request: Request) -> WebContext:
+    """The process's :class:`WebContext` (a FastAPI dependency; async as it does no I/O, so
+    it costs no hop to the thread pool)."""
     context = request.app.state.rwq
     assert isinstance(context, WebContext)
     return context

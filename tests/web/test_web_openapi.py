@@ -28,6 +28,14 @@ ROUTES = {
         ["actor", "denied_only", "since", "kind", "routine", "limit"],
         {401, 403, 422},
     ),
+    ("get", "/api/v1/plugins"): ([], {401, 403, 422, 503}),
+    ("post", "/api/v1/plugins/{name}/enable"): (["name"], {401, 403, 404, 409, 422, 503}),
+    ("post", "/api/v1/plugins/{name}/disable"): (["name"], {401, 403, 404, 409, 422, 503}),
+    ("post", "/api/v1/plugins/{name}/reload"): (["name"], {401, 403, 404, 409, 422, 503}),
+    ("post", "/api/v1/plugins/{name}/grants/revoke"): (["name"], {401, 403, 404, 409, 422, 503}),
+    ("get", "/api/v1/approvals"): ([], {401, 403, 422, 503}),
+    ("post", "/api/v1/approvals/{name}/approve"): (["name"], {401, 403, 404, 409, 422, 503}),
+    ("post", "/api/v1/approvals/{name}/deny"): (["name"], {401, 403, 404, 409, 422, 503}),
     ("post", "/api/v1/session"): ([], {401, 403, 422}),
     ("get", "/api/v1/session"): ([], {401, 403, 422}),
     ("delete", "/api/v1/session"): ([], {401, 403, 422}),
@@ -68,7 +76,14 @@ def test_the_schema_lists_every_route_with_its_parameters_and_errors(web: WebSer
         if ok != 204:
             content = operation["responses"][str(ok)]["content"]["application/json"]
             assert "$ref" in content["schema"], key  # a typed model, not "any"
-    for key in [("post", "/api/v1/dead-letters/requeue"), ("post", "/api/v1/session")]:
+    bodies = [key for key in ROUTES if key[0] == "post" and "requestBody" in found[key]]
+    assert set(bodies) >= {
+        ("post", "/api/v1/dead-letters/requeue"),
+        ("post", "/api/v1/session"),
+        ("post", "/api/v1/queues/{queue}/purge"),
+        ("post", "/api/v1/approvals/{name}/approve"),
+    }
+    for key in bodies:
         assert "$ref" in found[key]["requestBody"]["content"]["application/json"]["schema"]
 
 

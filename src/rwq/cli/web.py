@@ -10,6 +10,8 @@ import typer
 from rich.table import Table
 
 from rwq.cli.context import JsonFlag, UsageError, context_of, err, out, print_json_out
+from rwq.cli.plugin import PluginsDir
+from rwq.plugins.package.paths import with_plugin_dirs
 from rwq.printable import marked
 from rwq.units import UnitError, parse_duration
 from rwq.valkey.embedded import keeping_embedded
@@ -38,16 +40,33 @@ def web_cmd(
         Path | None, typer.Option("--tls-cert", help="PEM certificate: serve HTTPS.")
     ] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Its PEM key.")] = None,
+    plugins: Annotated[
+        bool, typer.Option("--plugins/--no-plugins", help="Host the installed plugins.")
+    ] = True,
+    policy: Annotated[
+        Path | None,
+        typer.Option("--policy", help="Pre-grant plugin permissions from this policy file."),
+    ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch/--no-watch", help="Hot-reload plugins changed on disk.")
+    ] = True,
+    plugins_dir: PluginsDir = None,
 ) -> None:
     """Serve the HTTP admin API (under /api/v1; schema at /openapi.json)."""
     from rwq.web.server import WebServer, is_loopback
 
     context = context_of(ctx)
-    settings = context.settings
+    settings = with_plugin_dirs(context.settings, plugins_dir, "--plugins-dir")
     with keeping_embedded(settings):
+        host_of_plugins = None
+        if plugins:
+            from rwq.host.build import HostOptions, build_host
+
+            options = HostOptions(policy_path=policy, watch=watch)
+            host_of_plugins = build_host(settings, context.broker.client, options)
         server = WebServer(
             settings, context.broker, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
-            log_level="info",
+            log_level="info", plugin_host=host_of_plugins,
         )  # fmt: skip
         if not is_loopback(host) and not server.tls:
             err.print(

@@ -28,10 +28,13 @@ touches. Errors are `{{"error": {{"code", "message"}}}}`."""
 
 
 def create_app(context: WebContext) -> FastAPI:
-    """The app serving ``context``; it closes the context when it shuts down."""
+    """The app serving ``context``; it starts the context's plugin host when it starts and
+    closes the context when it shuts down."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if context.host is not None:
+            context.host.start()
         try:
             yield
         finally:

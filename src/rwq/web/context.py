@@ -4,6 +4,7 @@ and session stores, the audit log and (when the server hosts plugins) the one pl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
@@ -13,6 +14,9 @@ from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
 from rwq.web.sessions import SessionStore
 from rwq.web.tokens import TokenStore
+
+if TYPE_CHECKING:
+    from rwq.host.local import LocalPluginHost
 
 __all__ = ["WebContext", "web_context"]
 
@@ -24,8 +28,8 @@ class WebContext:
 
     Attributes:
         tls: whether the server speaks HTTPS (cookies are then ``Secure``).
-        host: the one plugin host of the process (a ``rwq.host.api.PluginHost``), or None
-            when the server hosts no plugins.
+        host: the one plugin host of the process, shared by every request (and later every
+            browser tab), or None when the server hosts no plugins.
     """
 
     settings: Settings
@@ -34,7 +38,7 @@ class WebContext:
     sessions: SessionStore
     audit: AuditLog | None
     tls: bool = False
-    host: object | None = None
+    host: LocalPluginHost | None = None
 
     @property
     def admin(self) -> Admin:
@@ -52,6 +56,9 @@ class WebContext:
         )
 
     def close(self) -> None:
+        if self.host is not None:
+            self.host.stop()
+            self.host = None
         if self.audit is not None:
             self.audit.close()
 

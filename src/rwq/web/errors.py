@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from rwq.errors import RwqError
+from rwq.plugins.engine.records import LifecycleError, UnknownPlugin
 from rwq.queue.admin import AdminError, ReadOnlyMode, UnknownQueue
 from rwq.queue.keys import InvalidQueueName
 
@@ -66,6 +67,10 @@ def _rwq_error(_request: Request, exc: Exception) -> JSONResponse:
         return error_response(409, "read_only", str(exc))
     if isinstance(exc, InvalidQueueName):
         return error_response(400, "bad_argument", str(exc), argument="queue")
+    if isinstance(exc, UnknownPlugin):
+        return error_response(404, "not_found", str(exc), argument="name")
+    if isinstance(exc, LifecycleError):
+        return error_response(409, "conflict", str(exc))
     if isinstance(exc, AdminError):
         return error_response(400, "bad_argument", str(exc))
     return error_response(400, "refused", str(exc))

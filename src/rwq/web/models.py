@@ -7,19 +7,28 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 __all__ = [
+    "ApprovalList",
+    "ApprovalOut",
     "AuditPage",
     "AuditRecordOut",
     "DeadLetterPage",
+    "DecisionRequest",
+    "DecisionResult",
     "ErrorBody",
     "ErrorDetail",
     "JobList",
     "JobOut",
     "PauseResult",
+    "PluginList",
+    "PluginOut",
+    "PluginPermissions",
     "PurgeRequest",
     "PurgeResult",
     "QueueStatsOut",
+    "ReloadResult",
     "RequeueRequest",
     "RequeueResult",
+    "RevokeResult",
     "SessionInfo",
     "SessionRequest",
     "StatsOut",
@@ -202,3 +211,63 @@ class SessionInfo(BaseModel):
     csrf_token: str | None = Field(
         None, description="Send it as `X-CSRF-Token` on every POST of the session."
     )
+
+
+PLUGIN_PATTERN = r"^[a-z0-9-]{1,64}$"
+
+
+class PluginPermissions(BaseModel):
+    granted: list[str]
+    pending: list[str]
+    denied: list[str]
+
+
+class PluginOut(BaseModel):
+    name: str
+    version: str
+    runtime: str
+    state: str = Field(
+        description="discovered, validated, awaiting_approval, loading, ready, "
+        "active, error, disabled or unloaded."
+    )
+    reason: str
+    permissions: PluginPermissions
+
+
+class PluginList(BaseModel):
+    plugins: list[PluginOut]
+
+
+class ReloadResult(BaseModel):
+    plugin: str
+    message: str = Field(description="How the reload went, as `rwq plugin reload` says it.")
+    state: str
+
+
+class ApprovalOut(BaseModel):
+    plugin: str
+    version: str
+    update: bool = Field(description="A new version of a running plugin.")
+    pending: list[str]
+    granted: list[str]
+    denied: list[str]
+
+
+class ApprovalList(BaseModel):
+    approvals: list[ApprovalOut]
+
+
+class DecisionRequest(BaseModel):
+    permissions: list[str] | None = Field(
+        None, max_length=64, description="Only these permissions (null: every pending one)."
+    )
+
+
+class DecisionResult(BaseModel):
+    plugin: str
+    state: str
+
+
+class RevokeResult(BaseModel):
+    plugin: str
+    revoked: list[str]

@@ -7,6 +7,7 @@ import ipaddress
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -15,6 +16,9 @@ from rwq.errors import RwqError
 from rwq.queue.broker import Broker
 from rwq.web.app import asgi, create_app
 from rwq.web.context import WebContext
+
+if TYPE_CHECKING:
+    from rwq.host.local import LocalPluginHost
 
 __all__ = ["WebServer", "WebServerError", "is_loopback"]
 
@@ -40,6 +44,8 @@ class WebServer:
 
     Args:
         tls_cert: a PEM certificate (with ``tls_key``): serve HTTPS.
+        plugin_host: the one plugin host of the server, not started yet: the server starts
+            it when it starts serving and stops it when it stops (None: no plugins).
     """
 
     def __init__(
@@ -52,6 +58,7 @@ class WebServer:
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
         log_level: str = "warning",
+        plugin_host: LocalPluginHost | None = None,
     ) -> None:
         if (tls_cert is None) != (tls_key is None):
             raise WebServerError("--tls-cert and --tls-key go together")
@@ -59,6 +66,7 @@ class WebServer:
             if path is not None and not path.is_file():
                 raise WebServerError(f"{option}: no file {str(path)!r}")
         self.context = WebContext.from_settings(settings, broker, tls=tls_cert is not None)
+        self.context.host = plugin_host
         self.app = create_app(self.context)
         self.host = host
         self.tls = tls_cert is not None

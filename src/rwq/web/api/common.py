@@ -23,6 +23,7 @@ _DESCRIPTIONS = {
     404: "Unknown queue or job.",
     409: "rwq is in read-only mode.",
     422: "A parameter or body field failed validation (named in `error.argument`).",
+    503: "The server hosts no plugins (`--no-plugins`), or Redis is unreachable.",
 }
 
 

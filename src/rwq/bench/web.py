@@ -68,7 +68,7 @@ def _web_process(settings: Settings) -> Iterator[str]:
         "RWQ_STATE_DIR": str(settings.state_dir),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "rwq", "web", "--port", str(port)],
+        [sys.executable, "-m", "rwq", "web", "--no-plugins", "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

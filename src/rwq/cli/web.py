@@ -66,7 +66,7 @@ def web_cmd(
             host_of_plugins = build_host(settings, context.broker.client, options)
         server = WebServer(
             settings, context.broker, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
-            log_level="info", plugin_host=host_of_plugins,
+            log_level="warning", plugin_host=host_of_plugins,
         )  # fmt: skip
         if not is_loopback(host) and not server.tls:
             err.print(
@@ -79,10 +79,7 @@ def web_cmd(
                 ),
                 soft_wrap=True,
             )
-        scheme = "https" if server.tls else "http"
-        shown = f"[{host}]" if ":" in host else host
-        err.print(f"rwq web: {scheme}://{shown}:{port}/api/v1 (Ctrl-C to stop)")
-        server.run()
+        server.run(lambda url: err.print(f"rwq web: {url}/api/v1 (Ctrl-C to stop)", soft_wrap=True))
 
 
 def _when(epoch: float | None) -> str:

@@ -3,9 +3,12 @@ and ``rwq bench web`` (port 0 picks a free port; :attr:`WebServer.url` says whic
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -97,15 +100,30 @@ class WebServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
-    def run(self) -> None:
-        """Serve in the foreground until interrupted (Ctrl-C, SIGTERM)."""
-        self._server.run()
+    def run(self, on_listening: Callable[[str], None] | None = None) -> None:
+        """Serve in the foreground until interrupted (Ctrl-C, SIGTERM); ``on_listening`` hears
+        the URL once the server listens (its real port when given 0)."""
+        asyncio.run(self._serve(on_listening))
         if not self._server.started:
             raise WebServerError(f"could not listen on {self.host} (see the message above)")
 
+    async def _guarded(self) -> None:
+        with contextlib.suppress(SystemExit):  # uvicorn's answer to a failed bind, logged
+            await self._server.serve()
+
+    async def _serve(self, on_listening: Callable[[str], None] | None) -> None:
+        serving = asyncio.create_task(self._guarded())
+        while not self._server.started and not serving.done():
+            await asyncio.sleep(0.01)
+        if self._server.started and on_listening is not None:
+            on_listening(self.url)
+        await serving
+
     def start(self) -> WebServer:
         """Serve on a thread; returns once listening."""
-        self._thread = threading.Thread(target=self._server.run, name="rwq-web", daemon=True)
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(self._guarded(),), name="rwq-web", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + START_TIMEOUT
         while not self._server.started:

@@ -42,12 +42,13 @@ def existing(context: WebContext, principal: Principal, queue: str) -> str:
 def list_queues(principal: Authenticated, context: Context) -> StatsOut:
     """Statistics of every queue inside the token's queue scope (`admin.stats.read`)."""
     principal.require("admin.stats.read", listing=True)
+    if principal.token.scope.all_queues:  # one round trip fewer than naming every queue
+        return StatsOut.model_validate(context.admin.stats().to_dict())
     queues = principal.visible(context.broker.queues())
-    stats = context.admin.stats(queues) if queues else None
-    if stats is None:
+    if not queues:
         workers = int(context.broker.client.hlen(context.broker.keys.workers))
         return StatsOut(queues=[], workers=workers, taken_at=time.time())
-    return StatsOut.model_validate(stats.to_dict())
+    return StatsOut.model_validate(context.admin.stats(queues).to_dict())
 
 
 @router.get("/{queue}", response_model=QueueStatsOut, responses=errors(404),

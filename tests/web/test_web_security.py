@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from conftest import Api, ErrorOf, MakeToken
+from rwq.queue.admin import Admin
 from rwq.web.server import WebServer, is_loopback
 
 
@@ -44,7 +45,7 @@ def test_a_bug_is_a_json_500_with_the_headers(
     def broken(*_args: object) -> None:
         raise ZeroDivisionError("injected")
 
-    monkeypatch.setattr(web.context.broker, "queues", broken)
+    monkeypatch.setattr(Admin, "stats", broken)
     response = client.get("/api/v1/queues")
     error = error_of(response, 500)
     assert error == {"code": "internal", "message": "internal error; see the server log"}

@@ -49,7 +49,8 @@ class Principal:
 
     def visible(self, queues: Iterable[str]) -> list[str]:
         """The queues of ``queues`` inside the token's scope."""
-        return [q for q in queues if self.allows_queue(q)]
+        scope = self.token.scope
+        return list(queues) if scope.all_queues else [q for q in queues if scope.allows(q)]
 
     def require(self, permission: str, queue: str | None = None, *, listing: bool = False) -> None:
         """Allow the request or raise a 403 naming ``permission`` (and ``queue``).

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from rwq.connection import RedisClient
@@ -108,13 +109,14 @@ class ApiToken:
     secret_sha256: str
     last_used_at: float | None = None
 
-    @property
+    @cached_property
     def granted(self) -> frozenset[str]:
         """The catalog permissions the token holds (levels expanded)."""
         return expand(self.permissions)
 
-    @property
+    @cached_property
     def scope(self) -> Scope:
+        """Where its queue-scoped permissions apply."""
         return Scope(queues=self.queues)
 
     def expired(self, now: float) -> bool:

@@ -4,16 +4,19 @@ its queue scope exactly as a plugin's grant is, every decision written to the au
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rwq.plugins.contract.permissions import CATALOG
 from rwq.plugins.trust.audit import AuditLog
-from rwq.plugins.trust.scope import QUEUE_SCOPED
+from rwq.plugins.trust.scope import QUEUE_SCOPED, narrow
 from rwq.web.errors import ApiError
 from rwq.web.tokens import ApiToken
 
 __all__ = ["Principal", "actor"]
+
+_GLOB = re.compile(r"[*?\[]")
 
 
 def actor(token_name: str) -> str:
@@ -55,8 +58,8 @@ class Principal:
     def require(self, permission: str, queue: str | None = None, *, listing: bool = False) -> None:
         """Allow the request or raise a 403 naming ``permission`` (and ``queue``).
 
-        ``queue`` is a name or a glob (the glob is matched as text against the scope, as for
-        a plugin); None on a queue-scoped permission passes only an unrestricted scope,
+        ``queue`` is a name or a glob (a glob passes only when every name it matches is inside
+        the scope); None on a queue-scoped permission passes only an unrestricted scope,
         unless ``listing``: the route then shows only the queues inside the scope.
         """
         reason = self._refusal(permission, queue, listing)
@@ -78,10 +81,19 @@ class Principal:
             return "not granted"
         if permission not in QUEUE_SCOPED or (queue is None and listing):
             return None
-        if not self.token.scope.allows(queue):
+        if not self._covers(queue):
             globs = ", ".join(self.token.queues)
             return f"outside the token's queues ({globs})"
         return None
+
+    def _covers(self, queue: str | None) -> bool:
+        scope = self.token.scope
+        if queue is None or scope.all_queues or not _GLOB.search(queue):
+            return scope.allows(queue)
+        # A glob is inside the scope only if every name it matches is: matched as text, the
+        # glob `tenant.*` would pass a scope of `tenant.?` (a `*` is one character) and list
+        # queues outside it.
+        return narrow([queue], self.token.queues) == (queue,)
 
     def record(self, permission: str, queue: str | None, allowed: bool, reason: str) -> None:
         """One audit record of this request, as a plugin's capability check is recorded."""

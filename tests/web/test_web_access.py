@@ -145,6 +145,7 @@ def test_read_only_mode_refuses_every_write(
             ("/api/v1/queues/q/resume", None),
             ("/api/v1/queues/q/purge", {"target": "pending"}),
             ("/api/v1/dead-letters/requeue", {"all": True}),
+            ("/api/v1/dead-letters/delete", {"queue": "q", "ids": ["x"]}),
         ]:
             error = error_of(client.post(path, json=body), 409)
             assert error["code"] == "read_only" and "read-only mode" in error["message"]

@@ -164,3 +164,28 @@ def test_the_audit_log_holds_the_api_calls(root, web: WebServer, producer: Produ
 def test_an_unknown_route_is_a_json_404(api: Api, error_of: ErrorOf) -> None:
     assert error_of(api().get("/nowhere"), 404)["code"] == "not_found"
     assert error_of(api().delete("/api/v1/queues"), 405)["code"] == "method_not_allowed"
+
+
+def test_throughput_per_second_for_charts(root, producer: Producer, error_of: ErrorOf) -> None:
+    producer.enqueue("q", 1)
+    body = root.get("/api/v1/queues/q/throughput", params={"seconds": 30}).json()
+    assert (body["queue"], body["seconds"]) == ("q", 30)
+    assert len(body["completed"]) == len(body["failed"]) == 30
+    error = error_of(root.get("/api/v1/queues/q/throughput", params={"seconds": 0}), 422)
+    assert error["argument"] == "seconds"
+
+
+def test_delete_chosen_dead_letters(
+    root, producer: Producer, kill: Kill, error_of: ErrorOf
+) -> None:
+    jobs = producer.enqueue_many("q", [1, 2, 3])
+    kill("q", jobs)
+    deleted = root.post(
+        "/api/v1/dead-letters/delete", json={"queue": "q", "ids": [jobs[0].id, "gone"]}
+    )
+    assert deleted.json() == {"deleted": 1}
+    assert root.get("/api/v1/queues/q").json()["dead"] == 2
+    error = error_of(root.post("/api/v1/dead-letters/delete", json={"queue": "q", "ids": []}), 422)
+    assert error["argument"] == "ids"
+    missing = root.post("/api/v1/dead-letters/delete", json={"queue": "nope", "ids": ["x"]})
+    assert error_of(missing, 404)["code"] == "unknown_queue"

@@ -14,6 +14,7 @@ ROUTES = {
     ("get", "/api/v1/queues"): ([], {401, 403, 422}),
     ("get", "/api/v1/queues/{queue}"): (["queue"], {401, 403, 404, 422}),
     ("get", "/api/v1/queues/{queue}/jobs"): (["queue", "state", "limit"], {401, 403, 404, 422}),
+    ("get", "/api/v1/queues/{queue}/throughput"): (["queue", "seconds"], {401, 403, 404, 422}),
     ("post", "/api/v1/queues/{queue}/purge"): (["queue"], {401, 403, 404, 409, 422}),
     ("post", "/api/v1/queues/{queue}/pause"): (["queue"], {401, 403, 404, 409, 422}),
     ("post", "/api/v1/queues/{queue}/resume"): (["queue"], {401, 403, 404, 409, 422}),
@@ -23,6 +24,7 @@ ROUTES = {
         {401, 403, 404, 422},
     ),
     ("post", "/api/v1/dead-letters/requeue"): ([], {400, 401, 403, 404, 409, 422}),
+    ("post", "/api/v1/dead-letters/delete"): ([], {400, 401, 403, 404, 409, 422}),
     ("get", "/api/v1/workers"): ([], {401, 403, 422}),
     ("get", "/api/v1/audit"): (
         ["actor", "denied_only", "since", "kind", "routine", "limit"],

@@ -14,6 +14,8 @@ __all__ = [
     "DeadLetterPage",
     "DecisionRequest",
     "DecisionResult",
+    "DeleteRequest",
+    "DeleteResult",
     "ErrorBody",
     "ErrorDetail",
     "JobList",
@@ -32,6 +34,7 @@ __all__ = [
     "SessionInfo",
     "SessionRequest",
     "StatsOut",
+    "Throughput",
     "WorkerList",
     "WorkerOut",
 ]
@@ -147,6 +150,24 @@ class RequeueRequest(BaseModel):
 
 class RequeueResult(BaseModel):
     requeued: int
+
+
+class DeleteRequest(BaseModel):
+    """Dead letters of one queue to delete for good."""
+
+    queue: str = Field(pattern=QUEUE_PATTERN, description="The queue they are dead letters of.")
+    ids: list[str] = Field(min_length=1, max_length=1000, description="Their ids.")
+
+
+class DeleteResult(BaseModel):
+    deleted: int = Field(description="How many were deleted (ids no longer dead are skipped).")
+
+
+class Throughput(BaseModel):
+    queue: str
+    seconds: int
+    completed: list[int] = Field(description="Jobs completed in each second, oldest first.")
+    failed: list[int] = Field(description="Jobs failed in each second, oldest first.")
 
 
 class PurgeRequest(BaseModel):

@@ -16,6 +16,8 @@ from rwq.web.errors import ApiError
 from rwq.web.models import (
     QUEUE_GLOB_PATTERN,
     DeadLetterPage,
+    DeleteRequest,
+    DeleteResult,
     JobOut,
     RequeueRequest,
     RequeueResult,
@@ -91,6 +93,18 @@ def requeue_dead_letters(
     if body.tenant is None and body.error is None and not glob:
         return RequeueResult(requeued=admin.requeue(all_jobs=True, queue=body.queue, to=body.to))
     return RequeueResult(requeued=_requeue_matching(admin, body))
+
+
+@router.post("/delete", response_model=DeleteResult, responses=errors(400, 404, 409),
+             summary="Delete chosen dead letters")  # fmt: skip
+def delete_dead_letters(
+    body: DeleteRequest, principal: Authenticated, context: Context
+) -> DeleteResult:
+    """Delete chosen dead letters of a queue permanently, in one atomic step
+    (`admin.queue.purge` on the queue)."""
+    refuse_in_read_only(context, principal, "admin.queue.purge", body.queue)
+    principal.require("admin.queue.purge", body.queue)
+    return DeleteResult(deleted=context.admin.delete_dead(body.queue, body.ids))
 
 
 def _permission(principal: Principal, body: RequeueRequest) -> str:

@@ -22,6 +22,7 @@ from rwq.web.models import (
     PurgeResult,
     QueueStatsOut,
     StatsOut,
+    Throughput,
 )
 
 __all__ = ["existing", "router"]
@@ -58,6 +59,21 @@ def get_queue(queue: QueueName, principal: Authenticated, context: Context) -> Q
     principal.require("admin.stats.read", queue)
     stats = context.admin.stats([existing(context, principal, queue)])
     return QueueStatsOut.model_validate(stats.to_dict()["queues"][0])
+
+
+@router.get("/{queue}/throughput", response_model=Throughput, responses=errors(404),
+            summary="A queue's throughput per second")  # fmt: skip
+def get_throughput(
+    queue: QueueName,
+    principal: Authenticated,
+    context: Context,
+    seconds: Annotated[int, Query(ge=1, le=3600, description="How many seconds back.")] = 60,
+) -> Throughput:
+    """Jobs completed and failed in each of the last `seconds`, for charts
+    (`admin.stats.read` on the queue)."""
+    principal.require("admin.stats.read", queue)
+    completed, failed = context.admin.throughput(existing(context, principal, queue), seconds)
+    return Throughput(queue=queue, seconds=seconds, completed=completed, failed=failed)
 
 
 @router.get("/{queue}/jobs", response_model=JobList, responses=errors(400, 404),

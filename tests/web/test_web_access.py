@@ -215,3 +215,22 @@ def test_a_bad_token_gets_no_session(web: WebServer, error_of: ErrorOf) -> None:
     assert error_of(login, 401)["code"] == "unauthorized"
     assert "set-cookie" not in login.headers
     assert error_of(httpx.post(f"{web.url}/api/v1/session", json={}), 422)["argument"] == "token"
+
+
+def test_a_login_or_a_change_from_another_origin_is_refused(
+    web: WebServer, make_token: MakeToken, producer: Producer, error_of: ErrorOf
+) -> None:
+    producer.enqueue("q", 1)
+    secret = make_token("browser", "administrator")
+    with httpx.Client(base_url=web.url) as browser:
+        evil = {"Origin": "https://evil.example"}
+        login = browser.post("/api/v1/session", json={"token": secret}, headers=evil)
+        assert error_of(login, 403)["code"] == "cross_origin"
+        assert "set-cookie" not in login.headers
+        own = {"Origin": web.url}
+        csrf = browser.post("/api/v1/session", json={"token": secret}, headers=own).json()
+        headers = {**evil, CSRF_HEADER: csrf["csrf_token"]}
+        error = error_of(browser.post("/api/v1/queues/q/pause", headers=headers), 403)
+        assert error["code"] == "cross_origin"
+        headers = {**own, CSRF_HEADER: csrf["csrf_token"]}
+        assert browser.post("/api/v1/queues/q/pause", headers=headers).status_code == 200

@@ -5,6 +5,7 @@ expired: 401, audited when the token named itself."""
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
@@ -14,7 +15,7 @@ from rwq.web.errors import ApiError
 from rwq.web.sessions import CSRF_HEADER, SESSION_COOKIE
 from rwq.web.tokens import ApiToken, InvalidToken
 
-__all__ = ["Authenticated", "authenticated", "operation_of"]
+__all__ = ["Authenticated", "authenticated", "check_same_origin", "operation_of"]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -24,6 +25,18 @@ def operation_of(request: Request) -> str:
     route = request.scope.get("route")
     path = getattr(route, "path", request.url.path)
     return f"{request.method} {path}"
+
+
+def check_same_origin(request: Request) -> None:
+    """A 403 when a browser says the request comes from a page of another origin (its
+    ``Origin`` header): a login or a session's change is made from rwq's own pages only.
+    Requests without the header (programs, same-origin GETs) pass."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    parts = urlsplit(origin)
+    if parts.scheme != request.url.scheme or parts.netloc != request.headers.get("host"):
+        raise ApiError(403, "cross_origin", f"a request from {origin!r} is not from this server")
 
 
 def _unauthorized(context: WebContext, request: Request, reason: str, name: str | None) -> ApiError:
@@ -72,6 +85,8 @@ def _session_token(context: WebContext, request: Request, cookie: str) -> ApiTok
         context.tokens.check_current(token)
     except InvalidToken as exc:
         raise _unauthorized(context, request, exc.reason, token.name) from None
+    if request.method not in SAFE_METHODS:
+        check_same_origin(request)
     if request.method not in SAFE_METHODS and not session.csrf_matches(
         request.headers.get(CSRF_HEADER)
     ):

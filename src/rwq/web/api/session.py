@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from rwq.web.access import actor
 from rwq.web.api.common import API_PREFIX, errors
-from rwq.web.auth import Authenticated, operation_of
+from rwq.web.auth import Authenticated, check_same_origin, operation_of
 from rwq.web.context import WebContext, web_context
 from rwq.web.errors import ApiError
 from rwq.web.models import SessionInfo, SessionRequest
@@ -38,7 +38,9 @@ def log_in(
     body: SessionRequest, request: Request, response: Response, context: Context
 ) -> SessionInfo:
     """Exchange a token for a session cookie; the answer carries the CSRF token to send as
-    `X-CSRF-Token` on every POST of the session."""
+    `X-CSRF-Token` on every POST of the session. A browser's login from a page of another
+    origin is refused (403 `cross_origin`)."""
+    check_same_origin(request)
     try:
         token = context.tokens.authenticate(body.token)
     except InvalidToken as exc:

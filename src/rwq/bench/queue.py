@@ -24,11 +24,18 @@ from rwq.queue.broker import Broker
 from rwq.queue.job import Job
 from rwq.queue.producer import Producer
 from rwq.queue.timeouts import Isolation
-from rwq.queue.worker import Worker, WorkerOptions
+from rwq.queue.worker import Handler, Worker, WorkerOptions
+
+ASYNC_CONCURRENCY = 32
+"""Coroutines at once in ``process_async_jobs_per_s`` (what an async worker would run)."""
 
 
 def noop(job: Job) -> None:
     """The benchmark's handler: does nothing."""
+
+
+async def noop_async(job: Job) -> None:
+    """The benchmark's async handler: does nothing (awaited on the worker's event loop)."""
 
 
 @contextlib.contextmanager
@@ -95,6 +102,11 @@ def run_queue_bench(
 
             report("process", 0.5)
             result["process_jobs_per_s"] = _process(broker, "bench.batch", jobs)
+            report("process async", 0.55)
+            producer.enqueue_many("bench.async", payloads)
+            result["process_async_jobs_per_s"] = _process(
+                broker, "bench.async", jobs, handler=noop_async, concurrency=ASYNC_CONCURRENCY
+            )
             # Every job with a timeout: in thread mode each runs in a thread the loop can give
             # up on; under process isolation in a child that can be killed (the hard timeout).
             bounded = min(jobs, 10_000)
@@ -148,12 +160,12 @@ def _durability(settings: Settings, fsync: str, jobs: int) -> dict[str, int]:
     }
 
 
-def _process(broker: Broker, queue: str, jobs: int, **options: Any) -> int:
+def _process(broker: Broker, queue: str, jobs: int, handler: Handler = noop, **options: Any) -> int:
     """No-op jobs per second through one worker (``options`` for its :class:`WorkerOptions`):
     from its start (under process isolation: from when its handler processes are ready) until
     the ``jobs``-th result is recorded (watched from another thread, so shutdown is not
     counted)."""
-    worker = Worker(broker, [queue], {"*": noop}, WorkerOptions(prefetch=100, **options))
+    worker = Worker(broker, [queue], {"*": handler}, WorkerOptions(prefetch=100, **options))
     counters = broker.keys.queue(queue).counters
     started = time.perf_counter()
     runner = threading.Thread(target=worker.run, kwargs={"max_jobs": jobs}, daemon=True)

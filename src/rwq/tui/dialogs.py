@@ -140,6 +140,7 @@ Dead letters
 Workers
   stale workers are shown in red
   the selected worker's full id and jobs are shown below the table
+  periodic jobs (rwq schedule) follow, once there is one
 
 Panels
   tab        next panel (next tab in the tabs layout)

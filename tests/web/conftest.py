@@ -15,9 +15,7 @@ from rwq.queue.broker import Broker, Failure
 from rwq.queue.job import Job
 from rwq.queue.producer import Producer
 from rwq.web.server import WebServer
-
-MakeToken = Callable[..., str]
-Api = Callable[..., httpx.Client]
+from web_fixtures import Api, ErrorOf, Kill, MakeToken
 
 
 @pytest.fixture
@@ -78,10 +76,6 @@ def api(web: WebServer) -> Iterator[Api]:
     yield make
     for client in clients:
         client.close()
-
-
-Kill = Callable[..., None]
-ErrorOf = Callable[[httpx.Response, int], dict[str, Any]]
 
 
 @pytest.fixture

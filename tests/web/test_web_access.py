@@ -8,11 +8,11 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from conftest import Api, ErrorOf, Kill, MakeToken
 from rwq.plugins.trust.audit import AuditRecord, read
 from rwq.queue.producer import Producer
 from rwq.web.server import WebServer
 from rwq.web.sessions import CSRF_HEADER, SESSION_COOKIE
+from web_fixtures import Api, ErrorOf, Kill, MakeToken
 
 
 def _audit(web: WebServer, actor: str) -> list[AuditRecord]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import Api, ErrorOf, Kill, MakeToken
 from rwq.queue.broker import Broker
 from rwq.queue.producer import Producer
 from rwq.web.server import WebServer
+from web_fixtures import Api, ErrorOf, Kill, MakeToken
 
 EVERYTHING = ("observer", "operator", "administrator", "system", "admin.queue.peek",
               "admin.queue.requeue", "admin.queue.purge", "system.config.read")  # fmt: skip

@@ -12,12 +12,12 @@ import httpx
 import pytest
 import redis
 
-from conftest import ErrorOf
 from rwq.config import Settings
 from rwq.host.build import HostOptions, build_host
 from rwq.plugins.trust.audit import read
 from rwq.queue.broker import Broker
 from rwq.web.server import WebServer
+from web_fixtures import ErrorOf
 
 COUNTER = Path(__file__).parents[1] / "tui" / "fixtures" / "counter"
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from conftest import Api, ErrorOf, MakeToken
 from rwq.queue.admin import Admin
 from rwq.web.server import WebServer, is_loopback
+from web_fixtures import Api, ErrorOf, MakeToken
 
 
 def _check_headers(response: httpx.Response) -> None:

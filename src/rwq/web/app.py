@@ -28,17 +28,16 @@ touches. Errors are `{{"error": {{"code", "message"}}}}`."""
 
 
 def create_app(context: WebContext) -> FastAPI:
-    """The app serving ``context``; it starts the context's plugin host when it starts and
-    closes the context when it shuts down."""
+    """The app serving ``context``; it opens the context (the asyncio Redis client, the plugin
+    host) when it starts and closes it when it shuts down."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if context.host is not None:
-            context.host.start()
+        await context.open()
         try:
             yield
         finally:
-            context.close()
+            await context.aclose()
 
     app = FastAPI(
         title="rwq admin API",

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
+from rwq.aio.connection import AsyncRedisClient
+from rwq.aio.connection import connect as aio_connect
 from rwq.config import Settings
 from rwq.plugins.trust.audit import AuditLog
 from rwq.queue.admin import Admin
@@ -39,6 +41,28 @@ class WebContext:
     audit: AuditLog | None
     tls: bool = False
     host: LocalPluginHost | None = None
+    aio: AsyncRedisClient | None = None
+    """The asyncio client of the server's event loop (opened when the app starts)."""
+
+    @property
+    def aio_client(self) -> AsyncRedisClient:
+        if self.aio is None:
+            raise RuntimeError("the app has not started: no asyncio Redis client yet")
+        return self.aio
+
+    async def open(self) -> None:
+        """Start what the server's event loop needs: the asyncio Redis client and the
+        plugin host."""
+        self.aio = await aio_connect(self.settings)
+        if self.host is not None:
+            self.host.start()
+
+    async def aclose(self) -> None:
+        """Close what :meth:`open` opened and :meth:`close` the rest."""
+        if self.aio is not None:
+            await self.aio.aclose()
+            self.aio = None
+        self.close()
 
     @property
     def admin(self) -> Admin:

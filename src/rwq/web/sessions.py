@@ -15,6 +15,7 @@ import json
 import secrets
 from dataclasses import dataclass
 
+from rwq.aio.connection import AsyncRedisClient
 from rwq.connection import RedisClient
 from rwq.queue.keys import Keys
 from rwq.web.tokens import ApiToken
@@ -41,6 +42,20 @@ class Session:
 
     def belongs_to(self, token: ApiToken) -> bool:
         return hmac.compare_digest(self.token_sha256, token.secret_sha256)
+
+
+def _plausible(session_id: str) -> bool:
+    return bool(session_id) and len(session_id) <= 128
+
+
+def _decode(raw: str | bytes | None) -> Session | None:
+    if not raw:
+        return None
+    data = json.loads(raw)
+    return Session(
+        str(data["token"]), str(data["token_sha256"]), str(data["csrf"]),
+        float(data["expires_at"]),
+    )  # fmt: skip
 
 
 def _hash(session_id: str) -> str:
@@ -73,16 +88,15 @@ class SessionStore:
         return session_id, session
 
     def get(self, session_id: str) -> Session | None:
-        if not session_id or len(session_id) > 128:
+        if not _plausible(session_id):
             return None
-        raw = self.client.get(self.keys.web_session(_hash(session_id)))
-        if not raw:
+        return _decode(self.client.get(self.keys.web_session(_hash(session_id))))
+
+    async def get_async(self, client: AsyncRedisClient, session_id: str) -> Session | None:
+        """:meth:`get` on an asyncio client."""
+        if not _plausible(session_id):
             return None
-        data = json.loads(raw)
-        return Session(
-            str(data["token"]), str(data["token_sha256"]), str(data["csrf"]),
-            float(data["expires_at"]),
-        )  # fmt: skip
+        return _decode(await client.get(self.keys.web_session(_hash(session_id))))
 
     def delete(self, session_id: str) -> None:
         self.client.delete(self.keys.web_session(_hash(session_id)))

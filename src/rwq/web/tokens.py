@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from rwq.aio.connection import AsyncRedisClient
 from rwq.connection import RedisClient
 from rwq.errors import RwqError
 from rwq.plugins.contract.permissions import UnknownPermission, expand
@@ -245,6 +246,14 @@ class TokenStore:
         raw, used = pipe.execute()
         return ApiToken._from_record(name, raw, used) if raw else None
 
+    async def get_async(self, client: AsyncRedisClient, name: str) -> ApiToken | None:
+        """:meth:`get` on an asyncio client (a request's check costs no thread)."""
+        pipe = client.pipeline(transaction=False)
+        pipe.hget(self.keys.web_tokens, name)
+        pipe.hget(self.keys.web_tokens_used, name)
+        raw, used = await pipe.execute()
+        return ApiToken._from_record(name, raw, used) if raw else None
+
     def list(self) -> list[ApiToken]:
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(self.keys.web_tokens)
@@ -264,19 +273,27 @@ class TokenStore:
 
     def authenticate(self, presented: str) -> ApiToken:
         """The token ``presented`` is, if it is current; raises :class:`InvalidToken`."""
-        body = presented.strip()
-        if not body.startswith(TOKEN_PREFIX):
-            raise InvalidToken(f"not an rwq token (they start with {TOKEN_PREFIX!r})")
-        name, dot, secret = body[len(TOKEN_PREFIX) :].rpartition(".")
-        if not dot or not TOKEN_NAME.match(name) or not secret:
-            raise InvalidToken("malformed token")
-        token = self.get(name)
+        name, secret = parse(presented)
+        token = self.verify(self.get(name), name, secret)
+        self.touch(name)
+        return token
+
+    async def authenticate_async(self, client: AsyncRedisClient, presented: str) -> ApiToken:
+        """:meth:`authenticate` on an asyncio client."""
+        name, secret = parse(presented)
+        token = self.verify(await self.get_async(client, name), name, secret)
+        if self.due(name):
+            await client.hset(self.keys.web_tokens_used, name, f"{self.clock():.3f}")
+        return token
+
+    def verify(self, token: ApiToken | None, name: str, secret: str) -> ApiToken:
+        """``token`` (the record of ``name``) if ``secret`` is its secret and it has not
+        expired; raises :class:`InvalidToken`."""
         # Compared even when the name is unknown, so timing tells nothing about which is.
         stored = token.secret_sha256 if token else "0" * 64
         if not hmac.compare_digest(stored, hash_secret(secret)) or token is None:
             raise InvalidToken("unknown or revoked token", name)
         self.check_current(token)
-        self.touch(name)
         return token
 
     def check_current(self, token: ApiToken) -> None:
@@ -287,9 +304,25 @@ class TokenStore:
 
     def touch(self, name: str) -> None:
         """Record that ``name`` was used now (at most once a minute per process)."""
+        if self.due(name):
+            self.client.hset(self.keys.web_tokens_used, name, f"{self.clock():.3f}")
+
+    def due(self, name: str) -> bool:
+        """Whether this process should record a use of ``name`` now (and counts it done)."""
         now = self.clock()
         with self._touched_lock:
             if now - self._touched.get(name, 0.0) < LAST_USED_EVERY:
-                return
+                return False
             self._touched[name] = now
-        self.client.hset(self.keys.web_tokens_used, name, f"{now:.3f}")
+        return True
+
+
+def parse(presented: str) -> tuple[str, str]:
+    """The name and secret of a presented token; raises :class:`InvalidToken`."""
+    body = presented.strip()
+    if not body.startswith(TOKEN_PREFIX):
+        raise InvalidToken(f"not an rwq token (they start with {TOKEN_PREFIX!r})")
+    name, dot, secret = body[len(TOKEN_PREFIX) :].rpartition(".")
+    if not dot or not TOKEN_NAME.match(name) or not secret:
+        raise InvalidToken("malformed token")
+    return name, secret

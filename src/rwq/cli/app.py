@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import redis
 import typer
 
+from rwq.cli import unique as uniq
 from rwq.cli.admin import admin_app
 from rwq.cli.context import (
     Context,
@@ -35,13 +36,7 @@ from rwq.cli.registry import install_cmd  # noqa: F401  (registers install, publ
 from rwq.cli.schedule import schedule_app, scheduler_cmd
 from rwq.cli.signing import trust_app  # noqa: F401  (registers keygen, sign, verify, trust)
 from rwq.cli.toolkit import new_cmd  # noqa: F401  (registers new, build, check)
-from rwq.cli.unique import (
-    ON_DUPLICATE_OPTION,
-    UNIQUE_KEY_OPTION,
-    UNIQUE_TTL_OPTION,
-    DuplicateError,
-    UniqueOptions,
-)
+from rwq.cli.web import register as register_web
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.plugins.package.paths import with_plugin_dirs
@@ -66,6 +61,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(plugin_app, name="plugin")
 app.add_typer(schedule_app, name="schedule")
 app.command("scheduler")(scheduler_cmd)
+register_web(app)
 
 DEMO_HANDLERS = "rwq.demo.workload:handlers"
 
@@ -199,11 +195,11 @@ def _enqueue(
     trace_id: str | None,
     timeout: str | None,
     as_json: bool,
-    unique: UniqueOptions | None = None,
+    unique: uniq.UniqueOptions | None = None,
 ) -> None:
     data = _read_payload(payload)
     seconds = _timeout_option(timeout)
-    unique = unique or UniqueOptions()
+    unique = unique or uniq.UniqueOptions()
     unique_args = unique.checked()
     for option, value in (("--tenant", tenant), ("--job-id", job_id), ("--trace-id", trace_id)):
         if value is not None and not _is_text(value):
@@ -225,7 +221,7 @@ def _enqueue(
             **unique_args,
         )
     except DuplicateJob as exc:
-        raise DuplicateError(f"{exc} (--on-duplicate existing prints it)") from None
+        raise uniq.DuplicateError(f"{exc} (--on-duplicate existing prints it)") from None
     if unique.shown_existing(job, job_id, as_json):
         return
     if as_json:
@@ -265,15 +261,15 @@ def enqueue_cmd(
     job_id: Annotated[str | None, _JOB_ID] = None,
     trace_id: Annotated[str | None, _TRACE] = None,
     timeout: Annotated[str | None, _TIMEOUT] = None,
-    unique_key: Annotated[str | None, UNIQUE_KEY_OPTION] = None,
-    unique_ttl: Annotated[str | None, UNIQUE_TTL_OPTION] = None,
-    on_duplicate: Annotated[str, ON_DUPLICATE_OPTION] = "refuse",
+    unique_key: Annotated[str | None, uniq.UNIQUE_KEY_OPTION] = None,
+    unique_ttl: Annotated[str | None, uniq.UNIQUE_TTL_OPTION] = None,
+    on_duplicate: Annotated[str, uniq.ON_DUPLICATE_OPTION] = "refuse",
     as_json: JsonFlag = False,
 ) -> None:
     """Enqueue one job."""
     _enqueue(
         ctx, queue, payload, priority, tenant, delay, at, max_retries, job_id, trace_id,
-        timeout, as_json, UniqueOptions(unique_key, unique_ttl, on_duplicate),
+        timeout, as_json, uniq.UniqueOptions(unique_key, unique_ttl, on_duplicate),
     )  # fmt: skip
 
 
@@ -552,6 +548,22 @@ def bench_queue_cmd(
     from rwq.bench.queue import run_queue_bench
 
     result = run_queue_bench(context_of(ctx).settings, jobs=jobs)
+    if as_json:
+        print_json_out(result)
+        return
+    _print_figures(result)
+
+
+@bench_app.command("web")
+def bench_web_cmd(
+    ctx: typer.Context,
+    requests: Annotated[int, typer.Option("--requests", "-n", min=10)] = 2000,
+    as_json: JsonFlag = False,
+) -> None:
+    """HTTP admin API latency: stats and a job lookup against a real server."""
+    from rwq.bench.web import run_web_bench
+
+    result = run_web_bench(context_of(ctx).settings, requests=requests)
     if as_json:
         print_json_out(result)
         return

@@ -30,6 +30,7 @@ from rwq.cli.context import (
     print_json_out,
 )
 from rwq.cli.dev import dev_cmd  # noqa: F401  (registers plugin dev)
+from rwq.cli.job import job_app
 from rwq.cli.plugin import PluginsDir, plugin_app
 from rwq.cli.registry import install_cmd  # noqa: F401  (registers install, publish, search...)
 from rwq.cli.signing import trust_app  # noqa: F401  (registers keygen, sign, verify, trust)
@@ -54,6 +55,7 @@ server_app = typer.Typer(help="Manage the embedded Valkey server.", no_args_is_h
 bench_app = typer.Typer(help="Measure rwq on this machine.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
 app.add_typer(admin_app, name="admin")
+app.add_typer(job_app, name="job")
 app.add_typer(bench_app, name="bench")
 app.add_typer(plugin_app, name="plugin")
 

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from rwq.errors import RwqError
-from rwq.queue.job import Job
+from rwq.queue.job import DEFAULT_RESULT_MAX_BYTES, Job, encode_result
 
 Handler = Callable[[Job], Any]
-"""A job handler: returns normally on success, raises on failure."""
+"""A job handler: returns normally on success (what it returns is the job's result), raises
+on failure."""
 
 
 class PermanentFailure(RwqError):
@@ -37,16 +38,28 @@ class Outcome:
     """Seconds: the handler was stopped at this timeout."""
     stopped: str = ""
     """What became of a handler past its timeout: ``killed`` or ``abandoned``."""
+    result: str = ""
+    """The JSON of what the handler returned ("" for None, or when it cannot be kept)."""
+    result_error: str = ""
+    """Why the handler's return value is not kept (not JSON, too large); "" if it is."""
 
 
-def call_handler(handler: Handler, queue: str, job: Job) -> Outcome:
-    """Run ``handler`` on ``job``: its failure is data, not a crash of the caller."""
+def call_handler(
+    handler: Handler, queue: str, job: Job, result_limit: int = DEFAULT_RESULT_MAX_BYTES
+) -> Outcome:
+    """Run ``handler`` on ``job``: its failure is data, not a crash of the caller. Its return
+    value is encoded here, where it ran (a child process sends back text), at most
+    ``result_limit`` bytes (setting ``result_max_bytes``)."""
     started = time.perf_counter()
     try:
-        handler(job)
+        value = handler(job)
     except Exception as exc:  # a handler's failure is data, not a worker crash
         return failed(queue, job, (time.perf_counter() - started) * 1000, exc)
-    return Outcome(queue, job, True, (time.perf_counter() - started) * 1000)
+    duration_ms = (time.perf_counter() - started) * 1000
+    if value is None:
+        return Outcome(queue, job, True, duration_ms)
+    result, note = encode_result(value, result_limit)
+    return Outcome(queue, job, True, duration_ms, result=result, result_error=note)
 
 
 def failed(queue: str, job: Job, duration_ms: float, exc: BaseException) -> Outcome:

@@ -9,7 +9,15 @@ from typing import Annotated
 
 import typer
 
-from rwq.cli.context import JsonFlag, NotFoundError, UsageError, context_of, out, print_json_out
+from rwq.cli.context import (
+    JsonFlag,
+    NotFoundError,
+    UsageError,
+    context_of,
+    err,
+    out,
+    print_json_out,
+)
 from rwq.queue.handle import JobNotFound, WaitTimeout, wait_for_job
 from rwq.queue.job import Job
 from rwq.units import UnitError, format_age, parse_duration
@@ -100,7 +108,7 @@ def wait_cmd(
             print_json_out({"id": job_id, "queue": job.queue, "outcome": "timeout",
                             "state": exc.state, "job": None})  # fmt: skip
         else:
-            out.print(str(exc))
+            err.print(str(exc))
         raise typer.Exit(EXIT_CODES["timeout"]) from None
     except JobNotFound as exc:  # deleted between the lookup and the wait
         raise NotFoundError(str(exc)) from None

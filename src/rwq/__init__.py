@@ -9,7 +9,10 @@ from rwq.queue.broker import Broker
 from rwq.queue.handle import JobFailed, JobHandle, JobNotFound, ResultNotKept, WaitTimeout
 from rwq.queue.job import Job
 from rwq.queue.producer import JobSpec, Producer
+from rwq.queue.scheduler import Scheduler
+from rwq.queue.schedules import ScheduleStore
 from rwq.queue.worker import Isolation, PermanentFailure, Worker, WorkerOptions
+from rwq.schedule_spec import ScheduleSpec
 
 __version__ = "0.1.0"
 
@@ -26,6 +29,9 @@ __all__ = [
     "Producer",
     "ResultNotKept",
     "RwqError",
+    "ScheduleSpec",
+    "ScheduleStore",
+    "Scheduler",
     "Settings",
     "WaitTimeout",
     "Worker",

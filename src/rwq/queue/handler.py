@@ -1,8 +1,9 @@
 """A job handler and the outcome of one run of it, wherever it runs (the worker's thread, a
-thread of its pool or a child process)."""
+thread of its pool, its event loop or a child process)."""
 
 from __future__ import annotations
 
+import inspect
 import time
 import traceback as traceback_mod
 from collections.abc import Callable
@@ -14,7 +15,17 @@ from rwq.queue.job import DEFAULT_RESULT_MAX_BYTES, Job, encode_result
 
 Handler = Callable[[Job], Any]
 """A job handler: returns normally on success (what it returns is the job's result), raises
-on failure."""
+on failure. A coroutine function (``async def``) is an async handler: awaited on the worker's
+event loop."""
+
+
+def is_async_handler(handler: Handler) -> bool:
+    """Whether ``handler`` is a coroutine function (``async def``, a ``functools.partial`` of
+    one, or an object whose ``__call__`` is one): its runs are awaited, not called."""
+    if inspect.iscoroutinefunction(handler):
+        return True
+    call = getattr(handler, "__call__", None)  # noqa: B004  (an object's async __call__)
+    return call is not None and inspect.iscoroutinefunction(call)
 
 
 class PermanentFailure(RwqError):
@@ -37,7 +48,7 @@ class Outcome:
     timeout: float | None = None
     """Seconds: the handler was stopped at this timeout."""
     stopped: str = ""
-    """What became of a handler past its timeout: ``killed`` or ``abandoned``."""
+    """What became of a handler past its timeout: ``killed``, ``abandoned`` or ``cancelled``."""
     result: str = ""
     """The JSON of what the handler returned ("" for None, or when it cannot be kept)."""
     result_error: str = ""
@@ -55,7 +66,11 @@ def call_handler(
         value = handler(job)
     except Exception as exc:  # a handler's failure is data, not a worker crash
         return failed(queue, job, (time.perf_counter() - started) * 1000, exc)
-    duration_ms = (time.perf_counter() - started) * 1000
+    return succeeded(queue, job, (time.perf_counter() - started) * 1000, value, result_limit)
+
+
+def succeeded(queue: str, job: Job, duration_ms: float, value: Any, result_limit: int) -> Outcome:
+    """The outcome of a run that returned ``value`` (its result, encoded here)."""
     if value is None:
         return Outcome(queue, job, True, duration_ms)
     result, note = encode_result(value, result_limit)

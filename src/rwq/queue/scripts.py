@@ -31,6 +31,7 @@ NAMES = (
     "stats",
     "throughput",
     "watch",
+    "fire_schedule",
 )
 """Every queue script, by the name of its file in :mod:`rwq.queue.lua` (without ``.lua``)."""
 

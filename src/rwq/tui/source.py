@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import redis
 
 from rwq.queue.admin import Admin, QueueStats, WorkerInfo
+from rwq.queue.schedules import ScheduleState, ScheduleStore
 
 HISTORY = 300
 """Samples kept per queue (five minutes at one a second)."""
@@ -44,6 +45,8 @@ class Sample:
     workers: list[WorkerInfo] = field(default_factory=list)
     rates: dict[str, float] = field(default_factory=dict)
     """Completed jobs per second per queue since the previous sample."""
+    schedules: list[ScheduleState] = field(default_factory=list)
+    """Every periodic job with its next and last tick."""
 
 
 class History:
@@ -91,10 +94,11 @@ class DashboardSource:
             health = Health(True, (time.perf_counter() - started) * 1000)
             stats = self.admin.stats(queues)
             workers = self.admin.workers()
+            schedules = ScheduleStore(self.admin.broker).list()
         except (redis.RedisError, OSError) as exc:
             return Sample(now, Health(False, error=str(exc) or type(exc).__name__))
         rates = self._rates(stats.queues, now)
-        return Sample(now, health, stats.queues, workers, rates)
+        return Sample(now, health, stats.queues, workers, rates, schedules)
 
     def _rates(self, queues: Sequence[QueueStats], now: float) -> dict[str, float]:
         elapsed = now - self._last if self._last is not None else 0.0

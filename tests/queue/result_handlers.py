@@ -24,3 +24,8 @@ def answer(job: Job) -> Any:
     if action == "fail":
         raise PermanentFailure("no answer today")
     return {"echo": job.payload, "pid": os.getpid()}
+
+
+async def answer_async(job: Job) -> Any:
+    """An async handler: returns what :func:`answer` does."""
+    return answer(job)

@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from result_handlers import answer
+from result_handlers import answer, answer_async
 
 from rwq.errors import RwqError
 from rwq.queue.admin import Admin, UnknownQueue
@@ -180,6 +180,20 @@ def test_process_isolation_carries_results_back_from_the_child(
         big.result(timeout=10)
     with pytest.raises(ResultNotKept, match="not JSON-serialisable"):
         bad.result(timeout=10)
+
+
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_an_async_handler_s_return_value_is_its_result(
+    make_broker: Callable[..., Broker], start_worker: StartWorker, isolation: str
+) -> None:
+    broker = make_broker(result_max_bytes=1000)
+    producer = Producer(broker)
+    echo = producer.enqueue("q", {"do": "echo"})
+    big = producer.enqueue("q", {"do": "big", "size": 2000})
+    start_worker(["q"], {"*": answer_async}, on=broker, isolation=isolation, max_jobs=2).join()
+    assert echo.result(timeout=10)["echo"] == {"do": "echo"}
+    with pytest.raises(ResultNotKept, match="over the 1000-byte limit"):
+        big.result(timeout=10)
 
 
 def test_a_completed_job_s_id_can_be_enqueued_again(producer: Producer, broker: Broker) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -260,7 +261,7 @@ def result_of(ended: Ended) -> Any:
     return job.result
 
 
-def find_job(broker: Broker, job_id: str, queues: list[str]) -> Job | None:
+def find_job(broker: Broker, job_id: str, queues: Sequence[str]) -> Job | None:
     """The job ``job_id`` of the first of ``queues`` that has it (one round trip)."""
     if not queues:
         return None

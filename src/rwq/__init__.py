@@ -6,6 +6,7 @@ from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
+from rwq.queue.handle import JobFailed, JobHandle, JobNotFound, ResultNotKept, WaitTimeout
 from rwq.queue.job import Job
 from rwq.queue.producer import DuplicateJob, JobSpec, Producer
 from rwq.queue.scheduler import Scheduler
@@ -21,14 +22,19 @@ __all__ = [
     "DuplicateJob",
     "Isolation",
     "Job",
+    "JobFailed",
+    "JobHandle",
+    "JobNotFound",
     "JobSpec",
     "PermanentFailure",
     "Producer",
+    "ResultNotKept",
     "RwqError",
     "ScheduleSpec",
     "ScheduleStore",
     "Scheduler",
     "Settings",
+    "WaitTimeout",
     "Worker",
     "WorkerOptions",
     "__version__",

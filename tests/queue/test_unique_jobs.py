@@ -42,11 +42,14 @@ def test_on_duplicate_existing_returns_the_job_holding_the_key(
     assert (again.id, again.state, again.payload) == (first.id, "scheduled", 1)
     # A scheduled job is not a pending one: the key holds across states.
     done = producer.enqueue("done", 1, unique_key="k")
+    forgotten = producer.enqueue("done", 1, unique_key="k2", result_ttl=0)
     start_worker(["done"], {"*": print})
-    wait_until(lambda: admin.stats(["done"]).queues[0].completed_total == 1, what="the job")
+    wait_until(lambda: admin.stats(["done"]).queues[0].completed_total == 2, what="the jobs")
     # The job's end does not release the key: its TTL does.
-    gone = producer.enqueue("done", 2, unique_key="k", on_duplicate="existing")
-    assert (gone.id, gone.state) == (done.id, "gone")
+    kept = producer.enqueue("done", 2, unique_key="k", on_duplicate="existing")
+    assert (kept.id, kept.state) == (done.id, "completed")
+    gone = producer.enqueue("done", 2, unique_key="k2", on_duplicate="existing")
+    assert (gone.id, gone.state) == (forgotten.id, "gone")
 
 
 def test_the_key_is_released_at_its_ttl(

@@ -72,6 +72,16 @@ def test_a_job_is_found_by_id_in_any_queue(root, producer: Producer, error_of: E
     assert error_of(root.get("/api/v1/jobs/bad%20id"), 422)["argument"] == "job_id"
 
 
+def test_a_completed_job_is_found_with_its_result_while_kept(
+    root, producer: Producer, broker: Broker
+) -> None:
+    job = producer.enqueue("q", 1)
+    (taken,) = broker.fetch("q", "w1", 1).jobs
+    broker.complete("q", "w1", [(taken.id, 1.0, taken.attempts, '{"sum":3}', "", -1)])
+    body = root.get(f"/api/v1/jobs/{job.id}").json()
+    assert (body["state"], body["result"], body["result_error"]) == ("completed", {"sum": 3}, None)
+
+
 def test_dead_letters_take_the_tuis_filters(root, producer: Producer, kill: Kill) -> None:
     a = producer.enqueue_many("tenant.a", [1, 2])
     b = producer.enqueue("tenant.b", 3, tenant="acme")

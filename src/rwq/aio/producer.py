@@ -84,18 +84,21 @@ class AsyncProducer:
         job_id: str | None = None,
         trace_id: str | None = None,
         timeout: float | str | None = None,
+        result_ttl: float | str | None = None,
         unique_key: str | None = None,
         unique_ttl: float | str | None = None,
         on_duplicate: str = "refuse",
     ) -> Job:
         """Enqueue one job and return it (with its id); the options of
-        :meth:`rwq.queue.producer.Producer.enqueue` (unique keys included).
+        :meth:`rwq.queue.producer.Producer.enqueue`, unique keys included (its result:
+        ``Producer.handle(job.id)``).
 
         Raises:
             JobError: the payload is not JSON, too large, or an option is out of range.
             DuplicateJob: the unique key is held and ``on_duplicate`` is ``refuse``.
         """
-        spec = JobSpec(payload, priority, tenant, delay, at, max_retries, job_id, trace_id, timeout)
+        spec = JobSpec(payload, priority, tenant, delay, at, max_retries, job_id, trace_id, timeout,
+                       result_ttl)  # fmt: skip
         unique = unique_args(unique_key, unique_ttl, on_duplicate)
         job, block = Producer.encode(queue, spec, self.settings)
         await self._register(queue)

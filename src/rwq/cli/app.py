@@ -31,6 +31,7 @@ from rwq.cli.context import (
     print_json_out,
 )
 from rwq.cli.dev import dev_cmd  # noqa: F401  (registers plugin dev)
+from rwq.cli.job import job_app
 from rwq.cli.plugin import PluginsDir, plugin_app
 from rwq.cli.registry import install_cmd  # noqa: F401  (registers install, publish, search...)
 from rwq.cli.schedule import schedule_app, scheduler_cmd
@@ -57,6 +58,7 @@ server_app = typer.Typer(help="Manage the embedded Valkey server.", no_args_is_h
 bench_app = typer.Typer(help="Measure rwq on this machine.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
 app.add_typer(admin_app, name="admin")
+app.add_typer(job_app, name="job")
 app.add_typer(bench_app, name="bench")
 app.add_typer(plugin_app, name="plugin")
 app.add_typer(schedule_app, name="schedule")
@@ -222,7 +224,7 @@ def _enqueue(
         )
     except DuplicateJob as exc:
         raise uniq.DuplicateError(f"{exc} (--on-duplicate existing prints it)") from None
-    if unique.shown_existing(job, job_id, as_json):
+    if unique.shown_existing(job.job, job_id, as_json):
         return
     if as_json:
         stored = None if job.state == "duplicate" else context_of(ctx).admin.job(queue, job.id)

@@ -40,7 +40,7 @@ def serve(conn: Connection) -> int:
     """Load the handlers the worker sends, then run the jobs of each message it sends (a
     list of ``(queue, job)``) until ``None`` or the end of the channel; returns the exit
     status."""
-    _kind, path, blob = conn.recv()
+    _kind, path, blob, result_limit = conn.recv()
     sys.path[:] = path
     try:
         handlers: dict[str, Handler] = pickle.loads(blob)
@@ -65,9 +65,9 @@ def serve(conn: Connection) -> int:
         for queue, job in message:  # one result each, as each ends: the worker times them
             handler = handlers.get(queue) or handlers["*"]
             job.attach(control)
-            outcome = call_handler(handler, queue, job)
+            outcome = call_handler(handler, queue, job, result_limit)
             conn.send((outcome.ok, outcome.duration_ms, outcome.error, outcome.traceback,
-                       outcome.permanent))  # fmt: skip
+                       outcome.permanent, outcome.result, outcome.result_error))  # fmt: skip
 
 
 def _awaiting(handler: Handler, loop: asyncio.AbstractEventLoop) -> Handler:

@@ -20,7 +20,7 @@ from rwq.queue.job import Job
 
 if TYPE_CHECKING:
     from rwq.queue.broker import Broker
-    from rwq.queue.handler_pool import HandlerPool
+    from rwq.queue.handler_pool import HandlerPool, Run
 
 log = logging.getLogger("rwq.queue.worker")  # the worker's lines: one name to configure
 
@@ -69,8 +69,9 @@ class WorkerControl:
     def is_cancelled(self, job: Job) -> bool:
         return (job.queue, job.id) in self._cancelled
 
-    def reported(self, job: Job, report: ProgressReport) -> None:
-        """Store the progress a handler process reported for ``job`` (in its watcher)."""
+    def reported(self, run: Run, report: ProgressReport) -> None:
+        """Store the progress a handler process reported for ``run`` (in its watcher)."""
+        job = run.job
         job.progress_fraction, job.progress_message = report.fraction, report.message
         self.report_progress(job, report.fraction, report.message)
 

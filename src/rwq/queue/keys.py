@@ -121,6 +121,11 @@ class QueueKeys:
         """Hash holding one job's fields."""
         return f"{self.tag}:job:{job_id}"
 
+    def done(self, job_id: str) -> str:
+        """List a job's waiters block on: one token (its final state) per waiter when it ends;
+        expires a minute later."""
+        return f"{self.tag}:done:{job_id}"
+
     @property
     def job_prefix(self) -> str:
         return f"{self.tag}:job:"

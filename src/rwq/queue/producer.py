@@ -12,6 +12,7 @@ from typing import Any
 
 from rwq.config import Settings
 from rwq.queue.broker import Broker
+from rwq.queue.handle import JobHandle
 from rwq.queue.job import (
     DEFAULT_PRIORITY,
     JSON,
@@ -24,6 +25,7 @@ from rwq.queue.job import (
     pick_labels,
 )
 from rwq.queue.timeouts import TimeoutValueError, parse_timeout
+from rwq.units import UnitError, parse_duration
 
 
 @dataclass
@@ -43,6 +45,9 @@ class JobSpec:
     timeout: float | str | None = None
     """How long its handler may run: seconds or a duration (``30s``, ``5m``); None: the
     queue's timeout (setting ``queue_timeouts``) or the worker's ``--timeout``."""
+    result_ttl: float | str | None = None
+    """How long the job and its result are kept once it completes: seconds or a duration
+    (``10m``); 0: not kept; None: the setting ``result_ttl``."""
 
 
 _TENANT = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,128}")
@@ -101,24 +106,29 @@ class Producer:
         job_id: str | None = None,
         trace_id: str | None = None,
         timeout: float | str | None = None,
+        result_ttl: float | str | None = None,
         unique_key: str | None = None,
         unique_ttl: float | str | None = None,
         on_duplicate: str = "refuse",
-    ) -> Job:
-        """Enqueue one job and return it (with its id). ``timeout`` (seconds, or a duration
-        such as ``"30s"``) bounds how long its handler may run (``docs/queue.md``).
+    ) -> JobHandle:
+        """Enqueue one job and return its handle: the job as enqueued (``handle.id``,
+        ``handle.state``, every field of :class:`Job`), its ``status()`` and ``result()``.
+        ``timeout`` (seconds, or a duration such as ``"30s"``) bounds how long its handler may
+        run; ``result_ttl`` how long its result is kept once it completes (``docs/queue.md``).
 
         ``unique_key`` makes the job unique on its queue for ``unique_ttl`` (seconds or a
         duration; default an hour): while the key lives, another job with it is refused
         (``on_duplicate="refuse"``: :class:`DuplicateJob`) or the job holding it is returned
-        instead (``"existing"``; its ``state`` is ``gone`` when it has completed or was
-        purged). The key is released at its TTL, or when its job is cancelled.
+        instead (``"existing"``, its handle; its ``state`` is ``gone`` once its record is:
+        completed and no longer kept, or purged). The key is released at its TTL, or when
+        its job is cancelled.
 
         Raises:
             JobError: the payload is not JSON, too large, or an option is out of range.
             DuplicateJob: the unique key is held and ``on_duplicate`` is ``refuse``.
         """
-        spec = JobSpec(payload, priority, tenant, delay, at, max_retries, job_id, trace_id, timeout)
+        spec = JobSpec(payload, priority, tenant, delay, at, max_retries, job_id, trace_id, timeout,
+                       result_ttl)  # fmt: skip
         unique = unique_args(unique_key, unique_ttl, on_duplicate)
         job, block = self._encode(queue, spec)
         if queue not in self._known_queues:
@@ -131,11 +141,20 @@ class Producer:
             assert unique_key is not None
             if on_duplicate == "refuse":
                 raise DuplicateJob(queue, unique_key, result)
-            return self._existing(queue, result)
+            return JobHandle(self.broker, self._existing(queue, result))
         if not result:
             job.state = "duplicate"
         job.unique_key = unique_key
-        return job
+        return JobHandle(self.broker, job)
+
+    def handle(self, job_id: str, queue: str | None = None) -> JobHandle:
+        """The handle of a job enqueued earlier (by anyone), found by its id: on ``queue``, or
+        on whichever registered queue has it.
+
+        Raises:
+            JobNotFound: no queue has it (never enqueued, deleted, or its result expired).
+        """
+        return JobHandle.find(self.broker, job_id, queue)
 
     def _existing(self, queue: str, job_id: str) -> Job:
         """The job ``job_id`` of ``queue`` as stored; state ``gone`` once its hash is."""
@@ -249,6 +268,7 @@ class Producer:
                 timeout = parse_timeout(spec.timeout)
             except TimeoutValueError as exc:
                 raise JobError(str(exc)) from None
+        result_ttl = None if spec.result_ttl is None else _result_ttl(spec.result_ttl)
         now = time.time()
         run_at = _run_at(spec, now)
         created_at = round(now * 1000, 3)
@@ -258,6 +278,7 @@ class Producer:
                 f'{{"payload":{JSON.encode(spec.payload)},"max_retries":{max_retries},'
                 f'"created_at":{created_at}'
                 + (f',"timeout":{timeout!r}' if timeout is not None else "")
+                + (f',"result_ttl":{result_ttl!r}' if result_ttl is not None else "")
                 + (f',"trace_id":{JSON.encode(spec.trace_id)}}}' if spec.trace_id else "}")
             )
         except (TypeError, ValueError) as exc:
@@ -279,6 +300,7 @@ class Producer:
             trace_id=spec.trace_id,
             labels=found,
             timeout=timeout,
+            result_ttl=result_ttl,
         )
         record = (
             f"{job.id}\x1f{priority}\x1f{spec.tenant or ''}\x1f"
@@ -364,6 +386,21 @@ MAX_RETRIES = 1000
 MAX_DELAY = 10 * 365.25 * 86400
 """Seconds: a job is due at most ten years ahead (a farther time is a typo, and it would sit
 in the scheduled set forever)."""
+
+
+def _result_ttl(value: float | str) -> float:
+    """The seconds of a job's ``result_ttl`` (0 to 30 days; 0: not kept)."""
+    try:
+        seconds = parse_duration(value, "result_ttl")
+    except UnitError as exc:
+        raise JobError(str(exc)) from None
+    if seconds > MAX_RESULT_TTL:
+        raise JobError(f"result_ttl: at most 30 days, got {value!r}")
+    return seconds
+
+
+MAX_RESULT_TTL = 30 * 86400.0
+"""Seconds: the longest a job's result is kept (the setting's own bound)."""
 
 
 def _run_at(spec: JobSpec, now: float) -> float | None:

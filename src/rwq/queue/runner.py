@@ -93,6 +93,7 @@ class JobRunner:
         self._isolation = isolation
         self._child_max_jobs = child_max_jobs
         self._default_timeout = timeout
+        self._result_limit = broker.settings.result_max_bytes
         self._queue_timeouts = broker.settings.queue_timeout_map
         self._timeouts = bool(self._queue_timeouts) or timeout is not None
         """Whether a run may have a timeout besides a job's own."""
@@ -124,9 +125,8 @@ class JobRunner:
                 for q in queues
                 if (h := handlers.get(q) or handlers.get("*")) is not None and is_async_handler(h)
             )
-        self.control = WorkerControl(  # progress reports; a cancel stops the handler in a pool
-            broker, worker_id, lambda: (self._pool, self._bounded, self._coroutines)
-        )
+        pools = lambda: (self._pool, self._bounded, self._coroutines)  # noqa: E731
+        self.control = WorkerControl(broker, worker_id, pools)  # progress; stops cancelled jobs
 
     @property
     def abandoned(self) -> int:
@@ -148,12 +148,12 @@ class JobRunner:
         if self._isolation is Isolation.PROCESS:
             self._pool = ProcessHandlers(
                 self._concurrency, self.handlers, self._skip, self._inbox.put,
-                self._child_max_jobs, lambda run, report: self.control.reported(run.job, report),
+                self._child_max_jobs, self._result_limit, self.control.reported,
             )  # fmt: skip
             return
         if self._async_queues:
             self._coroutines = CoroutineHandlers(
-                self._concurrency, self.handlers, self._skip, self._inbox.put
+                self._concurrency, self.handlers, self._skip, self._inbox.put, self._result_limit
             )
         # Beside async handlers sync ones never run inline: the job loop must stay free to
         # fail and cancel coroutines at their timeouts.
@@ -302,11 +302,10 @@ class JobRunner:
         for qname, job in taken:
             if self._stop.is_set():
                 break  # the rest go back to their queues at shutdown
-            if self.control.forget(qname, job.id):
-                continue  # cancelled before its turn
             timeout = self.timeout_of(qname, job)
             if timeout is None:
-                outcome = call_handler(handlers.get(qname) or handlers["*"], qname, job)
+                handler = handlers.get(qname) or handlers["*"]
+                outcome = call_handler(handler, qname, job, self._result_limit)
             else:
                 outcome = self._run_bounded(Run(qname, job, timeout))
                 if outcome.skipped:  # stopped before its thread took it: handed back
@@ -337,10 +336,9 @@ class JobRunner:
     def _skip(self, run: Run) -> Outcome | None:
         """The outcome of a pooled run not started before stop() (handed back at shutdown),
         or None to run it."""
-        if self._stop.is_set():
-            return Outcome(run.queue, run.job, False, 0.0, skipped=True)
-        if self.control.forget(run.queue, run.job.id):
-            return Outcome(run.queue, run.job, False, 0.0, cancelled=True)  # not recorded
+        gone = self.control.forget(run.queue, run.job.id)  # cancelled: not recorded either
+        if self._stop.is_set() or gone:
+            return Outcome(run.queue, run.job, False, 0.0, skipped=not gone, cancelled=gone)
         return None
 
     def _execute_run(self, run: Run) -> Outcome:
@@ -348,7 +346,7 @@ class JobRunner:
         if skipped is not None:
             return skipped
         handler = self.handlers.get(run.queue) or self.handlers["*"]
-        return call_handler(handler, run.queue, run.job)
+        return call_handler(handler, run.queue, run.job, self._result_limit)
 
     def _drain_inbox(self, *, block: bool, timeout: float = 0.0) -> None:
         try:
@@ -389,7 +387,9 @@ class JobRunner:
             done, failures = by_queue.setdefault(o.queue, ([], []))
             # With its attempt: a late result of an earlier attempt is refused (as stale).
             if o.ok:
-                done.append((o.job.id, o.duration_ms, o.job.attempts))
+                ttl = o.job.result_ttl
+                done.append((o.job.id, o.duration_ms, o.job.attempts, o.result, o.result_error,
+                             -1 if ttl is None else round(ttl * 1000)))  # fmt: skip
             else:
                 delay = backoff_ms(o.job.attempts, settings.backoff_base, settings.backoff_max)
                 failures.append(

@@ -30,6 +30,7 @@ NAMES = (
     "pause",
     "stats",
     "throughput",
+    "watch",
     "fire_schedule",
     "progress",
     "cancel",

@@ -113,6 +113,13 @@ class JobOut(BaseModel):
     duration_ms: float | None
     labels: dict[str, Any] | None
     timeout: float | None
+    result: Any = Field(None, description="What its handler returned (completed, while kept).")
+    result_error: str | None = Field(
+        None, description="Why a completed job has no result (not JSON, too large)."
+    )
+    result_ttl: float | None = Field(
+        None, description="Seconds its result is kept (its own; null: the setting)."
+    )
     unique_key: str | None = None
     progress: float | None = Field(None, description="How far its handler got, 0 to 1.")
     progress_message: str | None = None

@@ -136,3 +136,6 @@ def test_peek_processing_shows_progress(
     [shown] = json.loads(rwq("admin", "peek", "q", "--state", "processing", "--json",
                              url=valkey_url).stdout)  # fmt: skip
     assert (shown["progress"], shown["progress_message"]) == (0.4, "resizing 4 of 10")
+    lookup = rwq("admin", "job", job.id, url=valkey_url)
+    assert lookup.returncode == 0, lookup.stderr
+    assert "progress:      40% resizing 4 of 10" in lookup.stdout

@@ -60,6 +60,8 @@ def print_job(job: Job) -> None:
         ("dead", _when(job.dead_at)) if job.dead_at is not None else None,
         ("worker", job.worker or "-"),
         ("timeout", format_age(job.timeout) if job.timeout is not None else "-"),
+        ("progress", job.progress_text) if job.progress_text else None,
+        ("unique key", job.unique_key) if job.unique_key else None,
         ("result kept", format_age(job.result_ttl)) if job.result_ttl is not None else None,
         ("error", job.last_error) if job.last_error else None,
         ("payload", _json(job.payload)),

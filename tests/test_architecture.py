@@ -61,6 +61,7 @@ PURE_BASE = (
     "rwq.yaml_input",
     "rwq.config",
     "rwq.procfs",
+    "rwq.outage",
 )
 """The bottom layer: it imports only itself."""
 BASE = (*PURE_BASE, "rwq.connection")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from rwq.errors import RwqError
+from rwq.outage import Outage
 from rwq.queue.breaker import BreakerPolicy, CircuitBreaker
 from rwq.queue.broker import Broker
 from rwq.queue.handler_processes import ChildStartError, pickled_handlers
@@ -145,6 +146,9 @@ class Worker:
             child_max_jobs=max_jobs,
         )  # fmt: skip
         self._lease = Lease(broker, self.id, self.queues, self.options.concurrency, self._runner)
+        self._outage = Outage(
+            f"worker {self.id}", log, cap=broker.settings.outage_backoff_max
+        )  # the loop's, when a step fails as a whole (each queue has its own as well)
         self._abandon_lock = threading.Lock()
         self._abandon_done = threading.Event()
         self._running_loop = threading.Event()
@@ -204,6 +208,9 @@ class Worker:
                     runner.step(deadline)
                 except REDIS_ERRORS as exc:
                     self._wait_for_redis(exc)
+                else:
+                    if self._outage.down:
+                        self._outage.succeeded()
         finally:
             self._shutdown()
             if self.abandoned:
@@ -263,9 +270,13 @@ class Worker:
         """Wake the loop when one of our queues goes from empty to non-empty."""
         wanted = set(self.queues)
         channel = self.broker.keys.notify_channel
+        outage = Outage(
+            f"worker {self.id}: wake-up listener", log, cap=self.broker.settings.outage_backoff_max
+        )
         while not self._stop.is_set():
-            pubsub = self.broker.client.pubsub()
+            pubsub = None
             try:
+                pubsub = self.broker.client.pubsub()
                 pubsub.subscribe(channel)
                 while not self._stop.is_set():
                     msg = pubsub.get_message(timeout=0.5)
@@ -273,14 +284,20 @@ class Worker:
                         continue
                     if msg["type"] == "subscribe":
                         self._subscribed.set()
+                        outage.succeeded()
                     elif msg["type"] == "message" and msg["data"] in wanted:
                         self._runner.wake()
-            except REDIS_ERRORS:
-                time.sleep(0.2)
+            except REDIS_ERRORS as exc:
+                # Meanwhile the loop polls every idle_wait: wake-ups are an optimisation.
+                self._stop.wait(outage.failed(exc))
+            except Exception:  # a bug must not end the thread
+                log.exception("wake-up listener failed; starting it again")
+                self._stop.wait(1.0)
             finally:
                 # Closing a broken connection may raise anything; it is being dropped anyway.
                 with contextlib.suppress(Exception):
-                    pubsub.close()
+                    if pubsub is not None:
+                        pubsub.close()
 
     def _register(self) -> bool:
         """Join the worker registry, waiting for Redis if it is unreachable now (a server
@@ -288,23 +305,16 @@ class Worker:
         while not self._stop.is_set():
             try:
                 self._lease.register()
+                self._outage.succeeded()
                 return True
             except REDIS_ERRORS as exc:
                 self._wait_for_redis(exc)
         return False
 
-    def _wait_for_redis(self, exc: Exception) -> None:
-        log.warning("redis unavailable (%s); retrying", exc)
-        delay = 0.1
-        while not self._stop.is_set():
-            if self._stop.wait(delay):
-                return
-            try:
-                self.broker.client.ping()
-                log.info("redis reachable again")
-                return
-            except REDIS_ERRORS:
-                delay = min(delay * 2, 2.0)
+    def _wait_for_redis(self, exc: BaseException) -> None:
+        """Wait out the backoff of an outage (logged once, when it starts); the next try
+        tells whether it is over."""
+        self._stop.wait(self._outage.failed(exc))
 
     def _shutdown(self) -> None:
         self._lease.state = "stopping"
@@ -313,6 +323,9 @@ class Worker:
         for attempt in range(50):
             try:
                 self._runner.flush()
+                if self._runner.unrecorded and attempt < 49:
+                    time.sleep(0.2)  # a queue's server is away: its results wait for it
+                    continue
                 with self._lease.lock:  # no heartbeat may register us again after this
                     if self.abandoned:
                         return

@@ -169,9 +169,16 @@ class Reaper:
             self.shards.succeeded()
         return result
 
-    def run(self, stop: Callable[[float], bool]) -> None:
-        """Reap until ``stop(seconds)`` (a wait, such as ``threading.Event.wait``) is true."""
+    def run(
+        self,
+        stop: Callable[[float], bool],
+        on_reaped: Callable[[list[str], int, int], None] | None = None,
+    ) -> None:
+        """Reap until ``stop(seconds)`` (a wait, such as ``threading.Event.wait``) is true;
+        ``on_reaped(workers, requeued, dead_lettered)`` after each pass that reaped."""
         while True:
-            self.maybe_reap()
+            result = self.maybe_reap()
+            if result is not None and result.workers and on_reaped is not None:
+                on_reaped(result.workers, result.requeued, result.dead)
             if stop(max(0.01, self._next - self.clock())):
                 return

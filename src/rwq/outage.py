@@ -18,7 +18,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-__all__ = ["FIRST_DELAY", "OUTAGE_ERRORS", "Outage", "describe"]
+__all__ = ["FIRST_DELAY", "OUTAGE_ERRORS", "REDIS_FAILURES", "Outage", "describe"]
 
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     redis.ConnectionError,  # refused, reset, LOADING (BusyLoadingError), too many clients
@@ -33,6 +33,9 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 )
 """Errors of an unreachable, restarting, failing-over or resharding server: retried by every
 long-running process, reported in one line by a short-lived one."""
+
+REDIS_FAILURES: tuple[type[BaseException], ...] = (redis.RedisError, *OUTAGE_ERRORS)
+"""Any error a Redis call may end with: an outage, or a refusal of the server."""
 
 FIRST_DELAY = 0.1
 """Seconds before the first retry of an outage; each further one waits twice as long."""

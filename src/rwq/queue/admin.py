@@ -156,6 +156,18 @@ class Admin:
             )
         return Stats(out, len(worker_ids), time.time())
 
+    def lost_workers(self) -> list[str]:
+        """Registered workers whose heartbeat expired, not reaped yet: dead, or cut off from
+        Redis (an outage) for longer than ``heartbeat_ttl``."""
+        keys = self.broker.keys
+        ids = sorted(self.client.hkeys(keys.workers))
+        if not ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for worker_id in ids:
+            pipe.exists(keys.heartbeat(worker_id))
+        return [w for w, alive in zip(ids, pipe.execute(), strict=True) if not alive]
+
     def throughput(self, queue: str, seconds: int = 60) -> tuple[list[int], list[int]]:
         """Completed and failed counts per second for the last ``seconds``, oldest first."""
         if not 1 <= seconds <= 3600:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -176,9 +177,42 @@ class Reaper:
     ) -> None:
         """Reap until ``stop(seconds)`` (a wait, such as ``threading.Event.wait``) is true;
         ``on_reaped(workers, requeued, dead_lettered)`` after each pass that reaped."""
+        failed = False
         while True:
-            result = self.maybe_reap()
-            if result is not None and result.workers and on_reaped is not None:
-                on_reaped(result.workers, result.requeued, result.dead)
+            try:
+                result = self.maybe_reap()
+                if result is not None and result.workers and on_reaped is not None:
+                    on_reaped(result.workers, result.requeued, result.dead)
+            except Exception:  # a bug must not end the reaping of a long-running process
+                if not failed:
+                    self.outage.log.exception("reaper (%s) failed; trying again", self.owner)
+                failed = True
             if stop(max(0.01, self._next - self.clock())):
                 return
+
+
+class ReaperThread:
+    """A :class:`Reaper` in a daemon thread, for processes that are not workers (the TUI,
+    the plugin host, the demo): orphaned jobs are reaped even when no worker is alive."""
+
+    def __init__(self, broker: Broker, owner: str, log: logging.Logger = log) -> None:
+        self.reaper = Reaper(broker, owner, log)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start reaping (a no-op if it runs)."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self.reaper.run, args=(self._stop.wait,), name="rwq-reaper", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop reaping; waits briefly for a pass under way."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None

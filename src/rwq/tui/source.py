@@ -8,8 +8,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import redis
-
+from rwq.outage import REDIS_FAILURES, describe
 from rwq.queue.admin import Admin, QueueStats, WorkerInfo
 
 HISTORY = 300
@@ -91,8 +90,8 @@ class DashboardSource:
             health = Health(True, (time.perf_counter() - started) * 1000)
             stats = self.admin.stats(queues)
             workers = self.admin.workers()
-        except (redis.RedisError, OSError) as exc:
-            return Sample(now, Health(False, error=str(exc) or type(exc).__name__))
+        except REDIS_FAILURES as exc:  # an outage: said in the header until it ends
+            return Sample(now, Health(False, error=describe(exc)))
         rates = self._rates(stats.queues, now)
         return Sample(now, health, stats.queues, workers, rates)
 

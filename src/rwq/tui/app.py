@@ -31,7 +31,7 @@ from rwq.tui.dialogs import HELP, ConfirmScreen, TextScreen, job_text
 from rwq.tui.panels import PanelsView, PluginPanel
 from rwq.tui.plugins_view import PluginsView
 from rwq.tui.queues import QueuesView
-from rwq.tui.source import DashboardSource, History, Sample
+from rwq.tui.source import ACTION_ERRORS, DashboardSource, History, Sample
 from rwq.tui.workers import WorkersView
 
 TABS = ("queues", "dead", "workers", "panels", "plugins")
@@ -315,7 +315,7 @@ class RwqApp(App[None]):
     def peek(self, queue: str) -> None:
         try:
             jobs = self.admin.peek(queue, 20)
-        except RwqError as exc:
+        except ACTION_ERRORS as exc:
             self.call_from_thread(self.notify, str(exc), severity="error")
             return
         if not jobs:
@@ -351,7 +351,7 @@ class RwqApp(App[None]):
             else:
                 changed = self.admin.pause(queue)
                 line = f"{queue} paused" if changed else f"{queue} was already paused"
-        except RwqError as exc:
+        except ACTION_ERRORS as exc:
             self.call_from_thread(self.notify, str(exc), severity="error")
             return
         self.call_from_thread(self.notify, line)

@@ -8,8 +8,13 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from rwq.errors import RwqError
 from rwq.outage import REDIS_FAILURES, describe
 from rwq.queue.admin import Admin, QueueStats, WorkerInfo
+
+ACTION_ERRORS: tuple[type[BaseException], ...] = (RwqError, *REDIS_FAILURES)
+"""What an action of the dashboard may end with and says in a line: a refusal of rwq, or
+Redis away (the dashboard outlives any outage)."""
 
 HISTORY = 300
 """Samples kept per queue (five minutes at one a second)."""

@@ -367,23 +367,23 @@ class JobRunner:
         is away are kept for a retry (queue by queue, each after its backoff)."""
         if not self._pending:
             return
-        by_queue: dict[str, list[Outcome]] = {}
-        for o in self._pending:
-            by_queue.setdefault(o.queue, []).append(o)
         if not self._degraded:
             try:
-                self._write(by_queue)
+                self._write(self._pending)
                 self._pending.clear()
                 return
             except REDIS_ERRORS:
                 pass  # find which queues failed: record them one by one
+        by_queue: dict[str, list[Outcome]] = {}
+        for o in self._pending:
+            by_queue.setdefault(o.queue, []).append(o)
         kept: list[Outcome] = []
         for qname, outcomes in by_queue.items():
             if self._degraded and not self.outages[qname].due():
                 kept.extend(outcomes)
                 continue
             try:
-                self._write({qname: outcomes})
+                self._write(outcomes)
             except REDIS_ERRORS as exc:
                 self._queue_failed(qname, exc)
                 kept.extend(outcomes)
@@ -392,26 +392,25 @@ class JobRunner:
                 self._queue_answered(qname)
         self._pending = kept
 
-    def _write(self, by_queue: Mapping[str, list[Outcome]]) -> None:
-        """Record the outcomes of ``by_queue`` in one round trip.
+    def _write(self, outcomes: list[Outcome]) -> None:
+        """Record ``outcomes`` in one round trip.
 
         Raises:
             redis errors of an outage: nothing is known to be recorded (some may be).
         """
         settings = self.broker.settings
         batches: dict[str, tuple[list[Done], list[Failure]]] = {}
-        for qname, outcomes in by_queue.items():
-            done, failures = batches.setdefault(qname, ([], []))
-            for o in outcomes:
-                # With its attempt: a late result of an earlier attempt is refused (as stale).
-                if o.ok:
-                    done.append((o.job.id, o.duration_ms, o.job.attempts))
-                else:
-                    delay = backoff_ms(o.job.attempts, settings.backoff_base, settings.backoff_max)
-                    failures.append(
-                        Failure(o.job.id, o.duration_ms, o.error, o.traceback, delay,
-                                o.permanent, o.job.attempts, o.timeout, o.stopped)
-                    )  # fmt: skip
+        for o in outcomes:
+            done, failures = batches.setdefault(o.queue, ([], []))
+            # With its attempt: a late result of an earlier attempt is refused (as stale).
+            if o.ok:
+                done.append((o.job.id, o.duration_ms, o.job.attempts))
+            else:
+                delay = backoff_ms(o.job.attempts, settings.backoff_base, settings.backoff_max)
+                failures.append(
+                    Failure(o.job.id, o.duration_ms, o.error, o.traceback, delay, o.permanent,
+                            o.job.attempts, o.timeout, o.stopped)
+                )  # fmt: skip
         order: list[tuple[str, str]] = []
 
         def build(pipe: Any) -> None:

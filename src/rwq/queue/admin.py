@@ -14,6 +14,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from rwq.errors import RwqError
+from rwq.outage import OUTAGE_ERRORS
 from rwq.queue.broker import Broker
 from rwq.queue.job import Job
 
@@ -304,9 +305,12 @@ class Admin:
             queues = list(info.get("queues", []))
             current: list[str] = []
             for q in queues:
-                current.extend(
-                    self.client.zrange(self.broker.queue_keys(q).processing(worker_id), 0, -1)
-                )
+                try:
+                    current.extend(
+                        self.client.zrange(self.broker.queue_keys(q).processing(worker_id), 0, -1)
+                    )
+                except OUTAGE_ERRORS:  # its cluster shard is away: the others are listed
+                    continue
             out.append(
                 WorkerInfo(
                     id=worker_id,

@@ -119,7 +119,7 @@ class PluginManager:
         bindings = HostBindings(table, client, self.broker.keys)
         declared: dict[str, set[str]] = {}
         sinks: dict[str, Any] = {"on_notify": on_notify, "on_log": on_log}
-        self.outages = outages = HostOutages(client)
+        self.outages = outages = HostOutages(partial(client.exists, self.broker.keys.workers))
         """Host calls that met a Redis outage: their plugins are retried, not blamed."""
         self.host_api = HostAPI(
             grants=self.grants, audit=self.audit, admin=Admin(self.broker),

@@ -20,7 +20,7 @@ def retry_delay(level: int) -> float:
 
 def wait_for_host(table: PluginTable, rec: PluginRecord, what: str) -> float:
     """Disable ``rec`` (its instance retired already) until Redis answers: the supervisor
-    reloads it once the wait is over and a PING succeeds. Returns the wait in seconds."""
+    reloads it once the wait is over and Redis answers. Returns the wait in seconds."""
     with table.lock:
         delay = retry_delay(rec.outage_level)
         rec.outage_level += 1

@@ -38,7 +38,7 @@ class Supervisor:
         subscriptions: drops the subscriptions of plugins whose grant was revoked.
         deliver: hands a plugin its held-back events (``Delivery.deliver``).
         restart: loads a disabled plugin again from its bundle (``Loader.restart``).
-        host_healthy: whether Redis answers now (a PING).
+        host_healthy: whether Redis answers now.
     """
 
     def __init__(

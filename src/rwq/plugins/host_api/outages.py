@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from rwq.outage import REDIS_FAILURES, Outage
 
@@ -18,12 +17,15 @@ class HostOutages:
     """When each plugin's host calls last failed with a Redis outage (thread-safe).
 
     Args:
-        client: the host's Redis client (pinged by :meth:`healthy`).
+        probe: a read that succeeds when Redis answers (not a PING: on a cluster that goes to
+            one node, maybe the one that is away).
         clock: monotonic seconds.
     """
 
-    def __init__(self, client: Any, clock: Callable[[], float] = time.monotonic) -> None:
-        self.client = client
+    def __init__(
+        self, probe: Callable[[], object], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.probe = probe
         self.clock = clock
         self._lock = threading.Lock()
         self._met: dict[str, float] = {}
@@ -42,9 +44,9 @@ class HostOutages:
             return self._met.get(plugin, float("-inf")) >= since
 
     def healthy(self) -> bool:
-        """Whether Redis answers now (a PING)."""
+        """Whether Redis answers now (the probe)."""
         try:
-            self.client.ping()
+            self.probe()
         except REDIS_FAILURES:
             return False
         with self._lock:

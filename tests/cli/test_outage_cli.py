@@ -83,3 +83,31 @@ def test_the_reaper_command_hands_back_the_jobs_of_a_dead_worker(
     stats = Admin(broker).stats(["mail"]).queues[0]
     assert (stats.pending, stats.processing) == (1, 0)
     assert not redis_client.hexists(broker.keys.workers, "ghost")
+
+
+def test_a_worker_started_during_an_outage_starts_when_redis_is_back(
+    tmp_path: Path, make_server: Callable[..., StandaloneServer], settings: Settings
+) -> None:
+    server = make_server()
+    server.kill()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RWQ_")}
+    env |= {"XDG_STATE_HOME": str(tmp_path / "state"), "RWQ_REDIS_URL": server.url}
+    (tmp_path / "handlers.py").write_text("def handle(job):\n    return None\n")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "rwq", "worker", "-q", "mail", "--app", "handlers:handle",
+         "--max-jobs", "1"],
+        env={**env, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert worker.stderr is not None
+        line = worker.stderr.readline()  # waits, saying so once
+        assert "Redis unavailable" in line and server.url in line, line
+        server.start()
+        here = settings.replace(redis_url=server.url)
+        Producer(Broker(connect(here), here)).enqueue("mail", {})
+        assert worker.wait(60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()

@@ -379,7 +379,8 @@ def worker_cmd(
         isolation=Isolation(isolation),
         child_max_jobs=child_max_jobs,
     )
-    worker = Worker(context_of(ctx).broker, queues, handlers, options)
+    # Started during an outage, it waits for the server (a long-running process).
+    worker = Worker(context_of(ctx).broker_when_reachable(), queues, handlers, options)
     err.print(f"worker {worker.id} serving {', '.join(worker.queues)}")
     with keeping_embedded(context_of(ctx).settings):
         worker.run(
@@ -403,7 +404,7 @@ def reaper_cmd(
 
     context = context_of(ctx)
     owner = f"reaper:{os.getpid()}"
-    reaper = Reaper(context.broker, owner, logging.getLogger("rwq.reaper"))
+    reaper = Reaper(context.broker_when_reachable(), owner, logging.getLogger("rwq.reaper"))
     stop = threading.Event()
     seconds = parse_duration(duration, "--duration") if duration else None
     if seconds is not None:

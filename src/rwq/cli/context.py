@@ -77,6 +77,37 @@ class Context:
             self._broker = Broker(connect(self.settings), self.settings)
         return self._broker
 
+    def broker_when_reachable(self) -> Broker:
+        """:attr:`broker`, waiting (with backoff, logged once) while the server does not
+        answer: a long-running command started during an outage starts when it ends. A URL
+        that cannot work fails at once.
+
+        Raises:
+            ConnectionFailed: the URL or the settings are unusable.
+        """
+        import logging
+        import time
+
+        from redis.exceptions import RedisClusterException
+
+        from rwq.errors import ConnectionFailed
+        from rwq.outage import REDIS_FAILURES, Outage
+
+        outage = Outage(
+            f"connecting to {self.server}", logging.getLogger("rwq"),
+            cap=self.settings.outage_backoff_max,
+        )  # fmt: skip
+        while True:
+            try:
+                broker = self.broker
+            except ConnectionFailed as exc:
+                if not isinstance(exc.__cause__, (*REDIS_FAILURES, RedisClusterException)):
+                    raise
+                time.sleep(outage.failed(exc))
+                continue
+            outage.succeeded()
+            return broker
+
     @property
     def admin(self) -> Admin:
         return Admin(self.broker)

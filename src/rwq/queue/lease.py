@@ -96,13 +96,31 @@ class Lease:
 
     def leave(self) -> None:
         """Hand back every job held, report ``stopped`` and drop the lease; call it with
-        :attr:`lock` held."""
+        :attr:`lock` held.
+
+        The jobs of a queue whose server is away (a cluster shard) cannot be handed back now:
+        the worker then stays in the registry without a lease, so a reaper hands them back
+        once that server is back.
+
+        Raises:
+            redis errors of an outage: the registry's server is away (nothing was dropped).
+        """
+        missed: list[str] = []
         for qname in self.queues:
-            self.broker.release(qname, self.id, "shutdown", "")
+            try:
+                self.broker.release(qname, self.id, "shutdown", "")
+            except REDIS_ERRORS:
+                missed.append(qname)
         self.state = "stopped"
         self.publish_status()
         keys = self.broker.keys
         self.broker.client.delete(keys.heartbeat(self.id))
+        if missed:
+            log.warning(
+                "worker %s: the jobs it holds on %s go back to their queues when their server "
+                "is back (the reaper hands them back)", self.id, ", ".join(missed),
+            )  # fmt: skip
+            return
         self.broker.client.hdel(keys.workers, self.id)
 
     def publish_status(self) -> None:

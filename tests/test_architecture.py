@@ -61,6 +61,7 @@ PURE_BASE = (
     "rwq.yaml_input",
     "rwq.config",
     "rwq.procfs",
+    "rwq.schedule_spec",
     "rwq.outage",
 )
 """The bottom layer: it imports only itself."""
@@ -121,6 +122,8 @@ RULES = {
     ),
     # The plugin author's toolkit stands on the plugin host (a snapshot is its renderer's).
     "rwq.toolkit": ("rwq.toolkit", "rwq.host", "rwq.plugins", "rwq.queue", *BASE),
+    # The asyncio API: the queue's encoding sent on redis.asyncio clients.
+    "rwq.aio": ("rwq.aio", "rwq.queue", *BASE),
     "rwq.demo": ("rwq.demo", "rwq.queue", "rwq.valkey", *BASE),
     "rwq.docs": ("rwq.docs", "rwq.plugins", "rwq.queue", *BASE),
     "rwq.bench": (  # measures the shipped sample plugins too

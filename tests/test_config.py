@@ -63,6 +63,7 @@ def test_missing_file(tmp_path: Path) -> None:
         ("read_only: maybe\n", "read_only", "expected a boolean"),
         ("read_only: [yes]\n", "read_only", "expected a boolean"),
         ("prefix: {a: 1}\n", "prefix", "expected a string"),
+        ("fsync: sometimes\n", "fsync", "one of everysec, always, got 'sometimes'"),
         ("max_retries: !!int abc\n", "line 1, column 14", "!!int cannot read 'abc'"),
         ("a:\n" + "- " * 200 + "x\n", "line 2", "nested more than"),
     ],

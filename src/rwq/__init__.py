@@ -8,7 +8,10 @@ from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
 from rwq.queue.job import Job
 from rwq.queue.producer import JobSpec, Producer
+from rwq.queue.scheduler import Scheduler
+from rwq.queue.schedules import ScheduleStore
 from rwq.queue.worker import Isolation, PermanentFailure, Worker, WorkerOptions
+from rwq.schedule_spec import ScheduleSpec
 
 __version__ = "0.1.0"
 
@@ -21,6 +24,9 @@ __all__ = [
     "PermanentFailure",
     "Producer",
     "RwqError",
+    "ScheduleSpec",
+    "ScheduleStore",
+    "Scheduler",
     "Settings",
     "Worker",
     "WorkerOptions",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rwq.errors import ConfigError
+from rwq.schedule_spec import ScheduleSpec, format_schedules, parse_schedules
 from rwq.units import UnitError, parse_duration, parse_positive_duration
 from rwq.yaml_input import YamlInputError, read_yaml
 
@@ -38,6 +39,10 @@ class Settings:
     state_dir: Path = field(default_factory=default_state_dir)
     persistence: bool = True
     """Persistence of the embedded server (AOF); tests turn it off."""
+    fsync: str = "everysec"
+    """When the embedded server's append-only file reaches the disk: ``everysec`` (once a
+    second: a killed process loses nothing, a power loss up to a second of writes) or
+    ``always`` (before every reply: nothing acknowledged is lost, at a cost per write)."""
     prefix: str = "rwq"
     payload_limit: int = 512 * 1024
     history_limit: int = 1000
@@ -84,6 +89,10 @@ class Settings:
     event_labels: str = "kind,type"
     """Top-level payload fields copied (scalars only) into a job's ``labels``, which every
     job event carries: at most 4, comma-separated (a list in ``rwq.yaml``); empty disables."""
+    schedules: str = ""
+    """Periodic jobs, synced into Redis when a scheduler starts: a mapping of name to options
+    in ``rwq.yaml`` (see :class:`rwq.schedule_spec.ScheduleSpec`), JSON in
+    ``RWQ_SCHEDULES``. Kept as canonical JSON text."""
 
     def __post_init__(self) -> None:
         try:  # kept as one canonical string, so str() of it recreates it (worker env)
@@ -96,6 +105,11 @@ class Settings:
         except ValueError as exc:
             raise ConfigError("settings", "queue_timeouts", str(exc)) from None
         object.__setattr__(self, "queue_timeouts", timeouts)
+        try:
+            schedules = format_schedules(parse_schedules(self.schedules))
+        except ValueError as exc:
+            raise ConfigError("settings", "schedules", str(exc)) from None
+        object.__setattr__(self, "schedules", schedules)
         for name in _LIMITS:
             check_range("settings", name, getattr(self, name))
         try:
@@ -103,6 +117,10 @@ class Settings:
         except ValueError as exc:
             raise ConfigError("settings", "plugin_registries", str(exc)) from None
         object.__setattr__(self, "plugin_registries", registries)
+        if self.fsync not in FSYNC_MODES:
+            raise ConfigError(
+                "settings", "fsync", f"one of {', '.join(FSYNC_MODES)}, got {self.fsync!r}"
+            )
         if self.plugin_signatures not in SIGNATURE_MODES:
             raise ConfigError(
                 "settings",
@@ -135,6 +153,11 @@ class Settings:
     def label_fields(self) -> tuple[str, ...]:
         """The payload fields of :attr:`event_labels`, in order."""
         return tuple(self.event_labels.split(",")) if self.event_labels else ()
+
+    @property
+    def schedule_specs(self) -> dict[str, ScheduleSpec]:
+        """:attr:`schedules` as name to :class:`ScheduleSpec`."""
+        return parse_schedules(self.schedules)
 
     @property
     def queue_timeout_map(self) -> dict[str, float]:
@@ -213,6 +236,8 @@ _PAIRED = {"heartbeat_ttl": "heartbeat_interval", "backoff_max": "backoff_base"}
 named."""
 _PREFIX = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 SIGNATURE_MODES = ("off", "warn", "require")
+FSYNC_MODES = ("everysec", "always")
+"""The embedded server's ``appendfsync`` policies rwq offers (``no`` leaves it to the OS)."""
 """The values of ``plugin_signatures``."""
 
 
@@ -230,6 +255,7 @@ _FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
 _LIST_SETTINGS = _EMPTY_IS_A_VALUE = {"event_labels", "plugin_registries", "queue_timeouts"}
 """Settings given as a list or a comma-separated string, whose empty ``RWQ_*`` variable
 means "none" rather than "not set"."""
+_EMPTY_IS_A_VALUE |= {"schedules"}
 MAX_REGISTRIES = 16
 _REGISTRY_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -378,6 +404,8 @@ def _coerce(source: str, name: str, raw: Any, type_: Any) -> Any:
             return parse_registries(raw)
         if name == "queue_timeouts":
             return format_queue_timeouts(parse_queue_timeouts(raw))
+        if name == "schedules":
+            return format_schedules(parse_schedules(raw))
         if name in _LIST_SETTINGS:
             return ",".join(parse_event_labels(raw))
         if "bool" in kind:

@@ -23,7 +23,15 @@ from rwq.errors import ConnectionFailed
 from rwq.outage import describe
 from rwq.valkey.embedded import EmbeddedServer, ServerError
 
-__all__ = ["RedisClient", "RedisUrl", "client_options", "connect", "is_cluster", "parse_url"]
+__all__ = [
+    "RedisClient",
+    "RedisUrl",
+    "client_options",
+    "connect",
+    "is_cluster",
+    "parse_url",
+    "server_url",
+]
 
 RedisClient: TypeAlias = redis.Redis | RedisCluster
 
@@ -153,18 +161,7 @@ def connect(settings: Settings, *, decode_responses: bool = True) -> RedisClient
     Raises:
         ConnectionFailed: the URL is unusable or the server does not answer within ~2 s.
     """
-    if settings.redis_url is None:
-        try:
-            url = EmbeddedServer(settings.state_dir, settings.persistence).ensure()
-        except ServerError as exc:
-            raise ConnectionFailed(f"embedded Valkey did not start: {exc}") from exc
-        except (OSError, ValueError, RuntimeError) as exc:  # an unusable state_dir
-            raise ConnectionFailed(
-                f"state_dir {str(settings.state_dir)[:200]!r}: cannot hold the embedded "
-                f"Valkey: {exc}"
-            ) from None
-    else:
-        url = settings.redis_url
+    url = server_url(settings)
     target = parse_url(url)
     try:
         if target.cluster:
@@ -189,6 +186,25 @@ def client_options(settings: Settings) -> dict[str, object]:
             settings.redis_retries,
         ),
     }
+
+
+def server_url(settings: Settings) -> str:
+    """The URL of the server ``settings`` name: ``redis_url``, else the embedded Valkey's,
+    started when it is not running yet.
+
+    Raises:
+        ConnectionFailed: the embedded Valkey cannot start.
+    """
+    if settings.redis_url is not None:
+        return settings.redis_url
+    try:
+        return EmbeddedServer(settings.state_dir, settings.persistence, settings.fsync).ensure()
+    except ServerError as exc:
+        raise ConnectionFailed(f"embedded Valkey did not start: {exc}") from exc
+    except (OSError, ValueError, RuntimeError) as exc:  # an unusable state_dir
+        raise ConnectionFailed(
+            f"state_dir {str(settings.state_dir)[:200]!r}: cannot hold the embedded Valkey: {exc}"
+        ) from None
 
 
 def _probe(target: RedisUrl, settings: Settings) -> None:

@@ -385,6 +385,8 @@ def test_bench_prints_text_for_people_and_json_only_when_asked() -> None:
     text = rwq("bench", "queue", "--jobs", "200", url=None)
     assert text.returncode == 0, text.stderr
     assert "process_jobs_per_s: " in text.stdout
+    assert "fsync_always:\n  enqueue_jobs_per_s: " in text.stdout  # the durability figures
+    assert "process_async_jobs_per_s: " in text.stdout
     with pytest.raises(json.JSONDecodeError):
         json.loads(text.stdout)
     from rwq.cli.app import _print_figures, out
@@ -433,3 +435,27 @@ def test_settings_that_cannot_be_used_are_one_clean_line(tmp_path: Path) -> None
                                         if not k.startswith("RWQ_")}, **env})  # fmt: skip
         assert_clean_error(result, needle)
         assert "hunter2" not in result.stderr
+
+
+def test_a_worker_loads_async_handlers_beside_sync_ones(
+    valkey_url: str, redis_client: redis.Redis
+) -> None:
+    """`--app` takes a mapping where some handlers are `async def`: each job goes to its own."""
+    for _ in range(3):
+        rwq("enqueue", "async", '{"do": "sleep", "seconds": 0}', url=valkey_url)
+        rwq("enqueue", "sync", "{}", url=valkey_url)
+    rwq("enqueue", "async", '{"do": "raise"}', "--max-retries", "0", url=valkey_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RWQ_")}
+    env["RWQ_REDIS_URL"] = valkey_url
+    worker = subprocess.run(
+        [sys.executable, "-m", "rwq", "worker", "-q", "async", "-q", "sync", "--app",
+         "async_handlers:handlers", "--concurrency", "4", "--max-jobs", "7"],
+        capture_output=True, text=True, env=env, timeout=60,
+        cwd=Path(__file__).parents[1] / "queue",
+    )  # fmt: skip
+    assert worker.returncode == 0, worker.stderr
+    assert "6 completed, 1 failed" in worker.stderr
+    dead = json.loads(
+        rwq("admin", "peek", "async", "--state", "dead", "--json", url=valkey_url).stdout
+    )
+    assert [job["last_error"] for job in dead] == ["ValueError: bad input"]

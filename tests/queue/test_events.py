@@ -15,7 +15,10 @@ from rwq.queue.broker import Broker, Failure
 from rwq.queue.events import COMMON_FIELDS, FIELDS, Event, EventType, render_markdown
 from rwq.queue.producer import Producer
 from rwq.queue.reaper import reap
+from rwq.queue.scheduler import Scheduler
+from rwq.queue.schedules import ScheduleStore, server_ms
 from rwq.queue.worker import Worker, WorkerOptions
+from rwq.schedule_spec import make_spec
 
 WaitUntil = Callable[..., Any]
 ReadEvents = Callable[[str], list[Event]]
@@ -76,6 +79,9 @@ def test_every_transition_emits_its_declared_fields(
     admin.pause("q")
     admin.resume("q")
     admin.purge("q")
+    # schedule.fired
+    ScheduleStore(broker).add(make_spec("beat", {"queue": "q", "every": "1s"}))
+    Scheduler(broker, {}).run_once(server_ms(broker.client) + 2000)
 
     seen: set[str] = set()
     for key in [broker.queue_keys("q").events, broker.queue_keys("elsewhere").events]:

@@ -26,8 +26,12 @@ def make_embedded(tmp_path: Path) -> Iterator[MakeEmbedded]:
     """EmbeddedServer factory over tmp state dirs; every server is stopped at teardown."""
     made: list[EmbeddedServer] = []
 
-    def make(state_dir: Path | None = None, *, persistence: bool = False) -> EmbeddedServer:
-        server = EmbeddedServer(state_dir or tmp_path / "state", persistence=persistence)
+    def make(
+        state_dir: Path | None = None, *, persistence: bool = False, fsync: str = "everysec"
+    ) -> EmbeddedServer:
+        server = EmbeddedServer(
+            state_dir or tmp_path / "state", persistence=persistence, fsync=fsync
+        )
         made.append(server)
         return server
 
@@ -77,7 +81,7 @@ def test_files_live_under_the_state_dir(make_embedded: MakeEmbedded, tmp_path: P
     names = {p.name for p in (tmp_path / "s" / "server").iterdir()}
     assert {"valkey.conf", "server.json", "valkey.log", "lock", "valkey.sock"} <= names
     record = json.loads((tmp_path / "s" / "server" / "server.json").read_text())
-    assert set(record) == {"pid", "socket", "started_at", "persistence", "data_dir"}
+    assert set(record) == {"pid", "socket", "started_at", "persistence", "data_dir", "fsync"}
     conf = (tmp_path / "s" / "server" / "valkey.conf").read_text()
     assert "bind 127.0.0.1\n" in conf and "unixsocketperm 700\n" in conf
 
@@ -284,3 +288,42 @@ def test_a_worker_restarts_the_embedded_server_it_runs_on(
         _, stderr = worker.communicate(timeout=60)
     assert worker.returncode == 0, stderr
     assert "starting it again" in stderr
+
+
+def test_fsync_always_starts_a_server_that_syncs_every_write(
+    make_embedded: MakeEmbedded,
+) -> None:
+    server = make_embedded(persistence=True, fsync="always")
+    url = server.ensure()
+    assert _client(url).config_get("appendfsync") == {"appendfsync": "always"}
+    status = server.status()
+    assert status is not None and status.fsync == "always"
+
+
+def test_asking_for_always_upgrades_a_running_server_and_nothing_downgrades_it(
+    make_embedded: MakeEmbedded, tmp_path: Path
+) -> None:
+    state = tmp_path / "shared"
+    url = make_embedded(state, persistence=True).ensure()
+    assert _client(url).config_get("appendfsync") == {"appendfsync": "everysec"}
+
+    assert make_embedded(state, persistence=True, fsync="always").ensure() == url
+    assert _client(url).config_get("appendfsync") == {"appendfsync": "always"}
+    record = make_embedded(state).record()
+    assert record is not None and record.fsync == "always"
+
+    # A process content with everysec must not weaken what another relies on.
+    make_embedded(state, persistence=True, fsync="everysec").ensure()
+    assert _client(url).config_get("appendfsync") == {"appendfsync": "always"}
+
+
+def test_a_record_written_before_fsync_existed_reads_as_everysec(
+    make_embedded: MakeEmbedded,
+) -> None:
+    server = make_embedded(persistence=True)
+    server.ensure()
+    raw = json.loads(server.record_path.read_text())
+    del raw["fsync"]
+    server.record_path.write_text(json.dumps(raw))
+    record = server.record()
+    assert record is not None and record.fsync == "everysec"

@@ -18,22 +18,31 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rwq.config import Settings
+from rwq.config import FSYNC_MODES, Settings
 from rwq.connection import connect
 from rwq.queue.broker import Broker
 from rwq.queue.job import Job
 from rwq.queue.producer import Producer
 from rwq.queue.timeouts import Isolation
-from rwq.queue.worker import Worker, WorkerOptions
+from rwq.queue.worker import Handler, Worker, WorkerOptions
+
+ASYNC_CONCURRENCY = 32
+"""Coroutines at once in ``process_async_jobs_per_s`` (what an async worker would run)."""
 
 
 def noop(job: Job) -> None:
     """The benchmark's handler: does nothing."""
 
 
+async def noop_async(job: Job) -> None:
+    """The benchmark's async handler: does nothing (awaited on the worker's event loop)."""
+
+
 @contextlib.contextmanager
-def bench_target(settings: Settings) -> Iterator[tuple[Settings, str]]:
-    """Settings pointing at the server to measure, under a private prefix."""
+def bench_target(settings: Settings, fsync: str | None = None) -> Iterator[tuple[Settings, str]]:
+    """Settings pointing at the server to measure, under a private prefix: the configured one,
+    or a throwaway Valkey without persistence, or with an append-only file synced as ``fsync``
+    says (``everysec`` or ``always``)."""
     prefix = f"rwqbench{os.getpid()}"
     if settings.redis_url:
         yield settings.replace(prefix=prefix), "configured"
@@ -43,7 +52,10 @@ def bench_target(settings: Settings) -> Iterator[tuple[Settings, str]]:
     with tempfile.TemporaryDirectory(prefix="rwq-bench-") as tmp:
         sock = Path(tmp) / "valkey.sock"
         server = StandaloneServer(
-            Path(tmp) / "data", extra_config=[("unixsocket", str(sock)), ("unixsocketperm", "700")]
+            Path(tmp) / "data",
+            persistence=fsync is not None,
+            fsync=fsync or "everysec",
+            extra_config=[("unixsocket", str(sock)), ("unixsocketperm", "700")],
         )
         server.start()
         try:
@@ -90,6 +102,11 @@ def run_queue_bench(
 
             report("process", 0.5)
             result["process_jobs_per_s"] = _process(broker, "bench.batch", jobs)
+            report("process async", 0.55)
+            producer.enqueue_many("bench.async", payloads)
+            result["process_async_jobs_per_s"] = _process(
+                broker, "bench.async", jobs, handler=noop_async, concurrency=ASYNC_CONCURRENCY
+            )
             # Every job with a timeout: in thread mode each runs in a thread the loop can give
             # up on; under process isolation in a child that can be killed (the hard timeout).
             bounded = min(jobs, 10_000)
@@ -105,19 +122,50 @@ def run_queue_bench(
             )
             report("latency", 0.8)
             result.update(_latency(target, broker, producer))
-            report("done", 1.0)
-            return result
         finally:
             _cleanup(client, target.prefix)
             client.close()
+    if not settings.redis_url:  # a configured server's persistence is its own
+        for fsync in FSYNC_MODES:
+            report(f"durability: appendfsync {fsync}", 0.85 if fsync == "everysec" else 0.92)
+            result[f"fsync_{fsync}"] = _durability(settings, fsync, jobs)
+    report("done", 1.0)
+    return result
 
 
-def _process(broker: Broker, queue: str, jobs: int, **options: Any) -> int:
+def _durability(settings: Settings, fsync: str, jobs: int) -> dict[str, int]:
+    """Enqueue and process figures on a throwaway server writing an append-only file synced as
+    ``fsync`` says (on the bench's temporary directory's disk), fewer jobs than the main run."""
+    single, batch = min(jobs, 2_000), min(jobs, 10_000)
+    with bench_target(settings, fsync) as (target, _):
+        client = connect(target)
+        broker = Broker(client, target)
+        producer = Producer(broker)
+        try:
+            started = time.perf_counter()
+            for i in range(single):
+                producer.enqueue("bench.single", {"i": i})
+            enqueue = round(single / (time.perf_counter() - started))
+            payloads = [{"i": i} for i in range(batch)]
+            started = time.perf_counter()
+            producer.enqueue_many("bench.batch", payloads)
+            enqueue_batch = round(batch / (time.perf_counter() - started))
+            processed = _process(broker, "bench.batch", batch)
+        finally:
+            client.close()
+    return {
+        "enqueue_jobs_per_s": enqueue,
+        "enqueue_batch_jobs_per_s": enqueue_batch,
+        "process_jobs_per_s": processed,
+    }
+
+
+def _process(broker: Broker, queue: str, jobs: int, handler: Handler = noop, **options: Any) -> int:
     """No-op jobs per second through one worker (``options`` for its :class:`WorkerOptions`):
     from its start (under process isolation: from when its handler processes are ready) until
     the ``jobs``-th result is recorded (watched from another thread, so shutdown is not
     counted)."""
-    worker = Worker(broker, [queue], {"*": noop}, WorkerOptions(prefetch=100, **options))
+    worker = Worker(broker, [queue], {"*": handler}, WorkerOptions(prefetch=100, **options))
     counters = broker.keys.queue(queue).counters
     started = time.perf_counter()
     runner = threading.Thread(target=worker.run, kwargs={"max_jobs": jobs}, daemon=True)

@@ -34,6 +34,7 @@ from rwq.cli.context import (
 from rwq.cli.dev import dev_cmd  # noqa: F401  (registers plugin dev)
 from rwq.cli.plugin import PluginsDir, plugin_app
 from rwq.cli.registry import install_cmd  # noqa: F401  (registers install, publish, search...)
+from rwq.cli.schedule import schedule_app, scheduler_cmd
 from rwq.cli.signing import trust_app  # noqa: F401  (registers keygen, sign, verify, trust)
 from rwq.cli.toolkit import new_cmd  # noqa: F401  (registers new, build, check)
 from rwq.config import Settings
@@ -59,6 +60,8 @@ app.add_typer(server_app, name="server")
 app.add_typer(admin_app, name="admin")
 app.add_typer(bench_app, name="bench")
 app.add_typer(plugin_app, name="plugin")
+app.add_typer(schedule_app, name="schedule")
+app.command("scheduler")(scheduler_cmd)
 
 DEMO_HANDLERS = "rwq.demo.workload:handlers"
 
@@ -94,7 +97,7 @@ def _embedded(ctx: typer.Context) -> Any:
     from rwq.valkey.embedded import EmbeddedServer
 
     settings = context_of(ctx).settings
-    return EmbeddedServer(settings.state_dir, settings.persistence)
+    return EmbeddedServer(settings.state_dir, settings.persistence, settings.fsync)
 
 
 @server_app.command("start")
@@ -125,7 +128,8 @@ def server_status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         raise typer.Exit(3)
     out.print(
         f"running: pid {status.pid}, {status.url}, persistence "
-        f"{'on' if status.persistence else 'off'}, up {status.uptime_s:.0f}s, "
+        f"{f'on (fsync {status.fsync})' if status.persistence else 'off'}, "
+        f"up {status.uptime_s:.0f}s, "
         f"{status.keys} keys, {status.used_memory / 1e6:.1f} MB"
     )
 
@@ -317,10 +321,19 @@ def worker_cmd(
         typer.Option(
             "--app",
             help="Your handlers: module:attr naming a mapping of queue -> callable, or one "
-            "callable for every queue.",
+            "callable for every queue; an async def is awaited on the worker's event loop.",
         ),
     ],
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 1,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            min=1,
+            help="Handlers running at once, sync and async together (threads, child "
+            "processes or coroutines).",
+        ),
+    ] = 1,
     prefetch: Annotated[
         int, typer.Option("--prefetch", min=0, help="Extra jobs taken per fetch.")
     ] = 0,
@@ -358,6 +371,13 @@ def worker_cmd(
             "back what its handlers leaked.",
         ),
     ] = None,
+    scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--scheduler/--no-scheduler",
+            help="Also fire periodic jobs (rwq schedule); any number of schedulers may run.",
+        ),
+    ] = True,
 ) -> None:
     """Process jobs until interrupted: SIGTERM or Ctrl-C lets running jobs finish for up to
     shutdown_timeout (30s), then hands the rest back to their queues; a second signal at once."""
@@ -383,10 +403,15 @@ def worker_cmd(
     worker = Worker(context_of(ctx).broker_when_reachable(), queues, handlers, options)
     err.print(f"worker {worker.id} serving {', '.join(worker.queues)}")
     with keeping_embedded(context_of(ctx).settings):
-        worker.run(
-            max_jobs=max_jobs,
-            duration=parse_duration(duration, "--duration") if duration else None,
-        )
+        periodic = _start_scheduler(ctx) if scheduler else None
+        try:
+            worker.run(
+                max_jobs=max_jobs,
+                duration=parse_duration(duration, "--duration") if duration else None,
+            )
+        finally:
+            if periodic is not None:
+                periodic.stop()
     err.print(f"worker {worker.id} stopped: {worker.processed} completed, {worker.failed} failed")
 
 
@@ -424,6 +449,15 @@ def _print_reaped(workers: list[str], requeued: int, dead: int) -> None:
         f"reaped {len(workers)} dead worker(s) ({', '.join(workers)}): {requeued} job(s) "
         f"requeued, {dead} dead-lettered"
     )
+
+
+def _start_scheduler(ctx: typer.Context) -> Any:
+    """The worker's scheduler threads."""
+    from rwq.queue.scheduler import Scheduler
+
+    scheduler = Scheduler(context_of(ctx).broker)
+    scheduler.start()
+    return scheduler
 
 
 # -- the TUI ---------------------------------------------------------------------------------

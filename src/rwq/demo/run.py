@@ -398,7 +398,9 @@ def run_demo(
     """
     redis_url = settings.redis_url
     if redis_url is None:
-        redis_url = EmbeddedServer(settings.state_dir, settings.persistence).ensure()
+        redis_url = EmbeddedServer(
+            settings.state_dir, settings.persistence, settings.fsync
+        ).ensure()
     client = connect(settings.replace(redis_url=redis_url))
     try:
         broker = Broker(client, settings)

@@ -46,7 +46,7 @@ class Failure:
     timeout: float | None = None
     """Seconds: the run was stopped at this timeout (a ``job.timed_out`` event)."""
     stopped: str = ""
-    """What became of a timed-out handler: ``killed`` or ``abandoned``."""
+    """What became of a timed-out handler: ``killed``, ``abandoned`` or ``cancelled``."""
 
 
 Done = tuple[str, float] | tuple[str, float, int]

@@ -29,6 +29,7 @@ class EventType(StrEnum):
     QUEUE_PURGED = "queue.purged"
     QUEUE_PAUSED = "queue.paused"
     QUEUE_RESUMED = "queue.resumed"
+    SCHEDULE_FIRED = "schedule.fired"
     WORKER_STATUS = "worker.status"
 
 
@@ -64,6 +65,7 @@ FIELDS: dict[EventType, tuple[str, ...]] = {
     EventType.QUEUE_PURGED: ("target", "count"),
     EventType.QUEUE_PAUSED: (),
     EventType.QUEUE_RESUMED: (),
+    EventType.SCHEDULE_FIRED: ("schedule", "job_id", "tick", "late_ms", "missed"),
     EventType.WORKER_STATUS: ("worker", "state", "host", "pid", "queues", "current", "processed"),
 }
 """The fields each event type carries besides :data:`COMMON_FIELDS`. Optional fields may be
@@ -79,8 +81,9 @@ DESCRIPTIONS: dict[EventType, str] = {
     EventType.JOB_STARTED: "A worker took the job; `wait_ms` is how long it waited.",
     EventType.JOB_COMPLETED: "The handler returned; the job is in the completed history.",
     EventType.JOB_TIMED_OUT: "The handler ran past its timeout (`timeout_ms`): `handler` is "
-    "`killed` (process isolation: its process was stopped) or `abandoned` (thread mode: its "
-    "thread runs on and its result will be discarded). A `job.failed` follows.",
+    "`killed` (process isolation: its process was stopped), `abandoned` (thread mode: its "
+    "thread runs on and its result will be discarded) or `cancelled` (an async handler: its "
+    "task was cancelled). A `job.failed` follows.",
     EventType.JOB_FAILED: "The handler raised, timed out or its process died; a `job.retried` "
     "or `job.dead_lettered` follows.",
     EventType.JOB_RETRIED: "The job waits in the scheduled set until `run_at`.",
@@ -92,12 +95,16 @@ DESCRIPTIONS: dict[EventType, str] = {
     "`scheduled`, `dead` or `completed`).",
     EventType.QUEUE_PAUSED: "Workers stop taking jobs from the queue; enqueue still works.",
     EventType.QUEUE_RESUMED: "Workers take jobs from the queue again.",
+    EventType.SCHEDULE_FIRED: "A periodic job's tick (`tick`, epoch ms) enqueued `job_id` "
+    "(`<schedule>:<tick>`), once however many schedulers run, `late_ms` after the tick; "
+    "`missed` counts earlier ticks it stands for (no scheduler ran then). Follows its "
+    "`job.enqueued`.",
     EventType.WORKER_STATUS: "A worker heartbeat: `state` is `starting`, `running`, "
     "`stopping`, `stopped` or `dead`; `queues` is comma-separated.",
 }
 
 _NUMERIC = {"priority", "attempt", "wait_ms", "duration_ms", "run_at", "count", "pid",
-            "current", "processed", "timeout_ms"}  # fmt: skip
+            "current", "processed", "timeout_ms", "tick", "late_ms", "missed"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -267,7 +274,7 @@ def render_markdown() -> str:
         "Numeric fields: " + ", ".join(f"`{f}`" for f in sorted(_NUMERIC)) + ".",
         "Times (`run_at`) are epoch milliseconds on the Redis server's clock; durations",
         "(`wait_ms`, `duration_ms`) are milliseconds with microsecond precision; `timeout_ms`",
-        "is whole milliseconds.",
+        "is whole milliseconds. A schedule's `tick` is the epoch ms it was due.",
         "",
         "## Labels",
         "",

@@ -1,8 +1,9 @@
 """A job handler and the outcome of one run of it, wherever it runs (the worker's thread, a
-thread of its pool or a child process)."""
+thread of its pool, its event loop or a child process)."""
 
 from __future__ import annotations
 
+import inspect
 import time
 import traceback as traceback_mod
 from collections.abc import Callable
@@ -13,7 +14,17 @@ from rwq.errors import RwqError
 from rwq.queue.job import Job
 
 Handler = Callable[[Job], Any]
-"""A job handler: returns normally on success, raises on failure."""
+"""A job handler: returns normally on success, raises on failure. A coroutine function
+(``async def``) is an async handler: awaited on the worker's event loop."""
+
+
+def is_async_handler(handler: Handler) -> bool:
+    """Whether ``handler`` is a coroutine function (``async def``, a ``functools.partial`` of
+    one, or an object whose ``__call__`` is one): its runs are awaited, not called."""
+    if inspect.iscoroutinefunction(handler):
+        return True
+    call = getattr(handler, "__call__", None)  # noqa: B004  (an object's async __call__)
+    return call is not None and inspect.iscoroutinefunction(call)
 
 
 class PermanentFailure(RwqError):
@@ -36,7 +47,7 @@ class Outcome:
     timeout: float | None = None
     """Seconds: the handler was stopped at this timeout."""
     stopped: str = ""
-    """What became of a handler past its timeout: ``killed`` or ``abandoned``."""
+    """What became of a handler past its timeout: ``killed``, ``abandoned`` or ``cancelled``."""
 
 
 def call_handler(handler: Handler, queue: str, job: Job) -> Outcome:

@@ -1,8 +1,10 @@
-"""The child process of ``--isolation process``: runs the jobs its worker sends, one at a time,
-until told to stop or its worker goes away (``python -m rwq.queue.handler_child FD``)."""
+"""The child process of ``--isolation process``: runs the jobs its worker sends, one at a time
+(an async handler's on an event loop of the child's own), until told to stop or its worker
+goes away (``python -m rwq.queue.handler_child FD``)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
@@ -11,8 +13,10 @@ import signal
 import sys
 from multiprocessing.connection import Connection
 from types import FrameType
+from typing import Any
 
-from rwq.queue.handler import Handler, call_handler
+from rwq.queue.handler import Handler, call_handler, is_async_handler
+from rwq.queue.job import Job
 
 _PR_SET_PDEATHSIG = 1
 
@@ -42,6 +46,11 @@ def serve(conn: Connection) -> int:
     except Exception as exc:  # the worker reports it: the module could not be imported
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return 1
+    loop: asyncio.AbstractEventLoop | None = None
+    for queue, handler in list(handlers.items()):
+        if is_async_handler(handler):  # awaited on this child's loop, one job at a time
+            loop = loop or asyncio.new_event_loop()
+            handlers[queue] = _awaiting(handler, loop)
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -56,6 +65,15 @@ def serve(conn: Connection) -> int:
             outcome = call_handler(handler, queue, job)
             conn.send((outcome.ok, outcome.duration_ms, outcome.error, outcome.traceback,
                        outcome.permanent))  # fmt: skip
+
+
+def _awaiting(handler: Handler, loop: asyncio.AbstractEventLoop) -> Handler:
+    """A sync handler that runs the async ``handler``'s coroutine on ``loop`` to its end."""
+
+    def run(job: Job) -> Any:
+        return loop.run_until_complete(handler(job))
+
+    return run
 
 
 def main() -> int:

@@ -1,8 +1,8 @@
 """Where a worker's handlers run: the :class:`HandlerPool` its job loop hands runs to, and the
 thread-mode pool (handlers in threads of the worker's process, abandoned at their timeout).
 
-The process-mode pool is :mod:`rwq.queue.handler_processes`. Async handlers (cancelled at
-their timeout) will be a third implementation of :class:`HandlerPool`.
+The process-mode pool is :mod:`rwq.queue.handler_processes`; async handlers (cancelled at
+their timeout) run in the third, :mod:`rwq.queue.handler_coroutines`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class HandlerPool(Protocol):
     """Runs handlers beside the job loop and delivers their outcomes to it."""
 
     abandoned: int
-    """Handlers stopped being waited for at their timeout that still run (thread mode)."""
+    """Handlers stopped being waited for at their timeout that still run (thread mode; async
+    handlers until their cancelled task ends)."""
 
     def submit(self, run: Run) -> None:
         """Run ``run`` when a slot is free; its outcome is delivered."""
@@ -61,7 +62,8 @@ class HandlerPool(Protocol):
 
 
 def timed_out(run: Run, stopped: str, now: float) -> Outcome:
-    """The outcome of ``run`` stopped (``killed`` or ``abandoned``) at its timeout."""
+    """The outcome of ``run`` stopped (``killed``, ``abandoned`` or ``cancelled``) at its
+    timeout."""
     assert run.timeout is not None
     started = run.started if run.started is not None else now
     error = JobTimeout(run.timeout, stopped)

@@ -121,6 +121,12 @@ class QueueKeys:
     def throughput_prefix(self) -> str:
         return f"{self.tag}:tp:"
 
+    def schedule(self, name: str) -> str:
+        """Hash of one periodic job firing on this queue: its definition (``spec``, ``rev``)
+        and its state (``next_ms``, ``last_tick``, ``last_job``...), in the queue's slot so
+        one script checks the tick, enqueues the job and records it."""
+        return f"{self.tag}:schedule:{name}"
+
 
 @dataclass(frozen=True)
 class Keys:
@@ -148,6 +154,18 @@ class Keys:
     @property
     def reaper_lock(self) -> str:
         return f"{self.prefix}:{{{self.prefix}:registry}}:reaper-lock"
+
+    @property
+    def schedules(self) -> str:
+        """Hash of schedule name -> the queue it fires on (its state is under the queue's
+        tag: :meth:`QueueKeys.schedule`)."""
+        return f"{self.prefix}:{{{self.prefix}:registry}}:schedules"
+
+    @property
+    def schedules_channel(self) -> str:
+        """Pub/sub channel: a schedule was added, changed or removed (payload: its name), so
+        sleeping schedulers look again."""
+        return f"{self.prefix}:schedules"
 
     @property
     def system_events(self) -> str:

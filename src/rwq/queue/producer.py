@@ -132,7 +132,7 @@ class Producer:
 
                 return sender.submit(self.broker.execute, build)
 
-            plain = _PlainEncoder(queue, self.broker.settings)
+            plain = PlainEncoder(queue, self.broker.settings)
             try:
                 for item in specs:
                     spec = item if isinstance(item, JobSpec) else None
@@ -169,8 +169,16 @@ class Producer:
         return jobs
 
     def _encode(self, queue: str, spec: JobSpec) -> tuple[Job, str]:
-        """Validate ``spec`` and build the job and its enqueue record."""
-        settings = self.broker.settings
+        return self.encode(queue, spec, self.broker.settings)
+
+    @staticmethod
+    def encode(queue: str, spec: JobSpec, settings: Settings) -> tuple[Job, str]:
+        """Validate ``spec`` and build the job and its enqueue record (what the enqueue script
+        takes), without sending it: :mod:`rwq.aio` sends it on its own client.
+
+        Raises:
+            JobError: the payload is not JSON, too large, or an option is out of range.
+        """
         priority = check_priority(spec.priority)
         max_retries = settings.max_retries if spec.max_retries is None else spec.max_retries
         if (
@@ -209,7 +217,7 @@ class Producer:
             raise JobError(f"payload is not JSON-serialisable: {exc}") from None
         if len(spec_text) > settings.payload_limit:  # ASCII-only JSON: chars == bytes
             encode_payload(spec.payload, settings.payload_limit)  # raises with the exact size
-        found = pick_labels(spec.payload, self._label_fields)
+        found = pick_labels(spec.payload, settings.label_fields)
         labels = JSON.encode(found) if found else ""
         job = Job(
             id=spec.job_id or new_job_id(),
@@ -232,7 +240,7 @@ class Producer:
         return job, record
 
 
-class _PlainEncoder:
+class PlainEncoder:
     """Encodes bare payloads with every option at its default: the hot path of a big batch,
     doing per job only what differs per job (id, payload)."""
 

@@ -1,6 +1,6 @@
 """The worker's job loop: fetches jobs in priority order, runs their handlers inline or in a
-handler pool (threads or child processes), fails the runs past their timeout, and records
-outcomes in batches (one round trip per queue per batch).
+handler pool (threads, child processes, or the event loop of async handlers), fails the runs
+past their timeout, and records outcomes in batches (one round trip per queue per batch).
 
 A queue whose server is away (a dead cluster shard, a restarting Redis) is skipped with a
 backoff of its own while the others keep their throughput: fetches and results are per queue.
@@ -19,7 +19,8 @@ from typing import Any
 from rwq.outage import OUTAGE_ERRORS, Outage
 from rwq.queue.breaker import BreakerState, CircuitBreaker
 from rwq.queue.broker import Broker, Done, Failure
-from rwq.queue.handler import Handler, Outcome, PermanentFailure, call_handler
+from rwq.queue.handler import Handler, Outcome, PermanentFailure, call_handler, is_async_handler
+from rwq.queue.handler_coroutines import CANCEL_GRACE_S, CoroutineHandlers
 from rwq.queue.handler_pool import HandlerPool, Run, ThreadHandlers
 from rwq.queue.handler_processes import ProcessHandlers
 from rwq.queue.job import Job
@@ -53,7 +54,8 @@ class JobRunner:
         breakers: each queue's circuit breaker.
         metrics: the worker's metrics.
         stop: set when the worker stops: jobs not started by then are handed back.
-        concurrency: handlers running at once; 1 runs them inline (thread isolation).
+        concurrency: handlers running at once, sync and async together; with 1, sync
+            handlers run inline (thread isolation).
         prefetch: extra jobs taken per fetch beyond free slots.
         idle_wait: longest sleep when every queue is empty.
         isolation: where handlers run (:class:`~rwq.queue.timeouts.Isolation`).
@@ -118,15 +120,30 @@ class JobRunner:
         self._bounded: ThreadHandlers | None = None
         """Inline mode: the thread a job with a timeout runs in, so the loop can give up."""
         self._bounded_inbox: queue_mod.Queue[Outcome | None] = queue_mod.Queue()
+        self._coroutines: CoroutineHandlers | None = None
+        """Thread isolation: the event loop the async handlers' runs go to."""
+        self._async_queues: frozenset[str] = frozenset()
+        """Thread isolation: the queues whose handler is async (``async def``)."""
+        if isolation is Isolation.THREAD:
+            self._async_queues = frozenset(
+                q
+                for q in queues
+                if (h := handlers.get(q) or handlers.get("*")) is not None and is_async_handler(h)
+            )
 
     @property
     def abandoned(self) -> int:
         """Handlers abandoned at their timeout that still run (thread mode)."""
-        return sum(p.abandoned for p in (self._pool, self._bounded) if p is not None)
+        pools = (self._pool, self._bounded, self._coroutines)
+        return sum(p.abandoned for p in pools if p is not None)
+
+    def _pools(self) -> list[HandlerPool]:
+        return [p for p in (self._pool, self._coroutines) if p is not None]
 
     def start_pool(self) -> None:
-        """Start the handler pool, unless handlers run inline: child processes (isolation
-        ``process``, whatever the concurrency) or threads (``concurrency > 1``).
+        """Start the handler pools, unless handlers run inline: child processes (isolation
+        ``process``, whatever the concurrency, async handlers included), or an event loop for
+        async handlers and threads for sync ones (``concurrency > 1``, or beside async ones).
 
         Raises:
             ChildStartError: a handler process could not start or load the handlers.
@@ -136,7 +153,15 @@ class JobRunner:
                 self._concurrency, self.handlers, self._skip, self._inbox.put,
                 self._child_max_jobs,
             )  # fmt: skip
-        elif self._concurrency > 1:
+            return
+        if self._async_queues:
+            self._coroutines = CoroutineHandlers(
+                self._concurrency, self.handlers, self._skip, self._inbox.put
+            )
+        # Beside async handlers sync ones never run inline: the job loop must stay free to
+        # fail and cancel coroutines at their timeouts.
+        pooled = self._concurrency > 1 or self._async_queues
+        if pooled and set(self.queues) - self._async_queues:
             self._pool = ThreadHandlers(self._concurrency, self._execute_run, self._inbox.put)
 
     def timeout_of(self, queue: str, job: Job) -> float | None:
@@ -161,14 +186,18 @@ class JobRunner:
         free = self._concurrency - self.inflight
         taken, next_due = self._take(free) if free > 0 else ([], None)
         if taken:
-            if self._pool is None:
-                self._run_inline(taken)
-            else:
-                for qname, job in taken:
-                    self.inflight += 1
-                    self._running.add((qname, job.id))
-                    self.metrics.inflight.inc()
-                    self._pool.submit(Run(qname, job, self.timeout_of(qname, job)))
+            inline: list[tuple[str, Job]] = []
+            for qname, job in taken:
+                pool = self._coroutines if qname in self._async_queues else self._pool
+                if pool is None:
+                    inline.append((qname, job))
+                    continue
+                self.inflight += 1
+                self._running.add((qname, job.id))
+                self.metrics.inflight.inc()
+                pool.submit(Run(qname, job, self.timeout_of(qname, job)))
+            if inline:
+                self._run_inline(inline)
             return
         timeout = self._idle_wait
         if handler_due is not None:
@@ -186,7 +215,7 @@ class JobRunner:
         the worker ``abandoned`` them meanwhile."""
         if self._bounded is not None:
             self._bounded.shutdown()
-        if self._pool is None:
+        if not self._pools():
             return True
         while self.inflight > 0 and not abandoned():
             due = self._expire()  # a stuck handler does not hold up the stop past its timeout
@@ -195,23 +224,35 @@ class JobRunner:
             self.flush()  # results of finished handlers survive an abandon
         if abandoned():
             return False
-        self._pool.shutdown()
+        for pool in self._pools():
+            pool.shutdown()
         return True
 
+    def cancel_running(self) -> bool:
+        """At the shutdown timeout: cancel the running async handlers (their results are
+        dropped: the worker hands their jobs back) and wait a little for them to unwind. True
+        when no handler runs any more: every handler is async and every coroutine ended."""
+        if self._coroutines is None:
+            return False
+        ended = self._coroutines.cancel(CANCEL_GRACE_S)
+        return ended and set(self.queues) <= self._async_queues
+
     def _expire(self) -> float | None:
-        """Fail the pooled runs past their timeout (thread mode); when the next one is due."""
-        pool = self._pool
-        if pool is None:
-            return None
-        due = pool.next_deadline()
-        if due is None or due > time.monotonic():
-            return due
-        for outcome in pool.expire(time.monotonic()):
-            self.inflight -= 1
-            self._running.discard((outcome.queue, outcome.job.id))
-            self.metrics.inflight.dec()
-            self._record(outcome)
-        return pool.next_deadline()
+        """Fail the pooled runs past their timeout (thread mode, async handlers); when the next
+        one is due."""
+        next_due: float | None = None
+        for pool in self._pools():
+            due = pool.next_deadline()
+            if due is not None and due <= time.monotonic():
+                for outcome in pool.expire(time.monotonic()):
+                    self.inflight -= 1
+                    self._running.discard((outcome.queue, outcome.job.id))
+                    self.metrics.inflight.dec()
+                    self._record(outcome)
+                due = pool.next_deadline()
+            if due is not None:
+                next_due = due if next_due is None else min(next_due, due)
+        return next_due
 
     def _take(self, free: int) -> tuple[list[tuple[str, Job]], float | None]:
         """Fetch up to ``free`` (+prefetch) jobs, highest-priority queue first."""

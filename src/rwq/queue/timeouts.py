@@ -29,8 +29,10 @@ class Isolation(StrEnum):
     stopped (SIGTERM, then SIGKILL after a grace) and its process replaced; a crash fails the
     job, not the worker.
 
-    Async handlers (cancelled at their timeout on the worker's event loop) will be a third
-    mode beside these: a :class:`rwq.queue.handlers.HandlerPool` of their own.
+    Async handlers (``async def``) under ``thread`` run on the worker's event loop (a thread
+    of its own, :mod:`rwq.queue.handler_coroutines`): one past its timeout is cancelled. Under
+    ``process`` they run in the children like any handler (each child awaits its job on a loop
+    of its own) and are killed at their timeout.
     """
 
     THREAD = "thread"
@@ -44,8 +46,12 @@ class JobTimeout(RwqError):
     def __init__(self, timeout: float, stopped: str) -> None:
         self.timeout = timeout
         self.stopped = stopped
-        fate = "its process was killed" if stopped == "killed" else "its thread was abandoned"
+        fate = _FATES.get(stopped, "its thread was abandoned")
         super().__init__(f"the handler ran past its timeout of {format_seconds(timeout)} ({fate})")
+
+
+_FATES = {"killed": "its process was killed", "cancelled": "its task was cancelled"}
+"""What a timeout did to the handler, by the ``stopped`` of its outcome (else abandoned)."""
 
 
 class HandlerCrashed(RwqError):

@@ -1,8 +1,9 @@
 """The worker: takes jobs from queues in priority order, runs their handlers, records results.
 
 One loop thread fetches and records in batches (:mod:`rwq.queue.runner`); handlers run inline
-(``concurrency=1``), in a thread pool, or in child processes (``isolation="process"``), each
-run bounded by its timeout (:mod:`rwq.queue.timeouts`). A heartbeat thread keeps the worker's
+(``concurrency=1``), in a thread pool, or in child processes (``isolation="process"``), async
+handlers on the worker's event loop, each run bounded by its timeout
+(:mod:`rwq.queue.timeouts`). A heartbeat thread keeps the worker's
 lease alive (:mod:`rwq.queue.lease`), a listener thread wakes the loop when an empty queue gets
 work, so the loop never blocks on one empty queue while another has jobs, and never polls in a
 tight loop.
@@ -57,7 +58,9 @@ class WorkerOptions:
     """How a worker runs."""
 
     concurrency: int = 1
-    """Handlers running at once; 1 runs them inline in the loop thread."""
+    """Handlers running at once, sync and async together (async ones: coroutines on the
+    worker's event loop); 1 runs sync handlers inline in the loop thread, unless async ones
+    are beside them."""
     prefetch: int = 0
     """Extra jobs taken per fetch beyond free slots (inline mode runs them in turn)."""
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
@@ -82,9 +85,10 @@ class Worker:
     """Runs handlers for jobs of ``queues`` (listed highest priority first).
 
     ``handlers`` maps a queue name, or ``"*"`` for any queue, to a callable taking the
-    :class:`Job`. A handler that raises fails the run: the job is retried with backoff until
-    its ``max_retries`` are used, then dead-lettered; :class:`PermanentFailure` dead-letters at
-    once.
+    :class:`Job`, or a coroutine function (``async def``: awaited on the worker's event loop,
+    ``concurrency`` at once). A handler that raises fails the run: the job is retried with
+    backoff until its ``max_retries`` are used, then dead-lettered; :class:`PermanentFailure`
+    dead-letters at once.
     """
 
     def __init__(
@@ -230,7 +234,8 @@ class Worker:
     def stop(self) -> None:
         """Ask the worker to finish its running jobs and stop (thread-safe). Handlers still
         running after :attr:`shutdown_timeout` are abandoned: their jobs go back to their
-        queues, not lost and never recorded as done, and :attr:`on_abandoned` is called."""
+        queues, not lost and never recorded as done; async ones are cancelled first, and
+        :attr:`on_abandoned` is called unless every handler was async and has ended."""
         first = not self._stop.is_set()
         self._stop.set()
         self._runner.wake()
@@ -243,7 +248,8 @@ class Worker:
 
     def abandon(self) -> None:
         """Hand back every job this worker holds and leave the registry now, without waiting
-        for running handlers (a second signal, or the shutdown timeout)."""
+        for running handlers (a second signal, or the shutdown timeout). Running async handlers
+        are cancelled first and get a second to unwind."""
         with self._abandon_lock:
             if self._finished.is_set() or self.abandoned:
                 return
@@ -253,6 +259,7 @@ class Worker:
             "worker %s: %d handler(s) still running after %gs; their jobs go back to their "
             "queues", self.id, running, self.shutdown_timeout,
         )  # fmt: skip
+        stopped = self._runner.cancel_running()  # True: no handler runs any more
         try:
             with self._lease.lock:  # no heartbeat may register us again after this
                 self._lease.state = "stopped"  # even if handing back fails: no renewal
@@ -261,7 +268,8 @@ class Worker:
             log.error("could not hand back the running jobs: %s", exc)
         finally:
             self._finished.set()
-            self.on_abandoned()
+            if not stopped:
+                self.on_abandoned()
             self._abandon_done.set()
 
     # -- lifecycle ---------------------------------------------------------------------------

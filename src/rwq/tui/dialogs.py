@@ -91,6 +91,7 @@ def job_text(job: Job) -> Text:
         ("tenant", job.tenant or "-"),
         ("priority", str(job.priority)),
         ("attempts", f"{job.attempts} of {job.max_retries + 1}"),
+        ("timeout", f"{job.timeout:g}s" if job.timeout else "none of its own"),
         ("created", when(job.created_at)),
         ("enqueued", when(job.enqueued_at)),
         ("started", when(job.started_at)),
@@ -139,6 +140,7 @@ Dead letters
 Workers
   stale workers are shown in red
   the selected worker's full id and jobs are shown below the table
+  periodic jobs (rwq schedule) follow, once there is one
 
 Panels
   tab        next panel (next tab in the tabs layout)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from rwq.errors import RwqError
 from rwq.outage import OUTAGE_ERRORS, REDIS_FAILURES, describe
 from rwq.queue.admin import Admin, QueueStats, WorkerInfo
+from rwq.queue.schedules import ScheduleState, ScheduleStore
 
 ACTION_ERRORS: tuple[type[BaseException], ...] = (RwqError, *REDIS_FAILURES)
 """What an action of the dashboard may end with and says in a line: a refusal of rwq, or
@@ -50,6 +51,8 @@ class Sample:
     workers: list[WorkerInfo] = field(default_factory=list)
     rates: dict[str, float] = field(default_factory=dict)
     """Completed jobs per second per queue since the previous sample."""
+    schedules: list[ScheduleState] = field(default_factory=list)
+    """Every periodic job with its next and last tick."""
 
 
 class History:
@@ -102,10 +105,11 @@ class DashboardSource:
             except OUTAGE_ERRORS as exc:  # a cluster shard away: show the others
                 listed, health = self._reachable(queues, exc, health)
             workers = self.admin.workers()
+            schedules = ScheduleStore(self.admin.broker).list()
         except REDIS_FAILURES as exc:  # an outage: said in the header until it ends
             return Sample(now, Health(False, error=describe(exc)))
         rates = self._rates(listed, now)
-        return Sample(now, health, listed, workers, rates)
+        return Sample(now, health, listed, workers, rates, schedules)
 
     def _reachable(
         self, queues: Sequence[str] | None, exc: BaseException, health: Health

@@ -1,6 +1,6 @@
 """The workers view: every registered worker, its queues and current jobs; lost ones (their
 heartbeat expired) and stale ones in red; the selected worker's full id and job ids below the
-table."""
+table; then the periodic jobs the workers' schedulers fire (shown once there is one)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Label
 
 from rwq.queue.admin import WorkerInfo
+from rwq.queue.schedules import ScheduleState
 from rwq.tui.source import Sample, is_stale
 from rwq.tui.tables import cursor_key, sync_rows, update_label
 from rwq.units import counted
@@ -19,6 +20,7 @@ COLUMNS = ("id", "host", "pid", "queues", "state", "running", "processed", "fail
 SHORT_ID = 8
 """Characters of a job id shown in the running column (its end: ids are time-ordered)."""
 HOST_WIDTH = 16
+SCHEDULE_COLUMNS = ("name", "queue", "expression", "next fire", "last fired", "last job", "fired")
 QUEUES_WIDTH = 20
 
 
@@ -33,10 +35,19 @@ def worker_label(worker_id: str) -> str:
     return worker_id.rsplit(":", 1)[-1] if worker_id.count(":") >= 2 else short(worker_id, 16)
 
 
+def _when(ms: int | None, now: float) -> str:
+    """A tick relative to ``now`` (epoch s): ``in 4s`` or ``12s ago``."""
+    if ms is None:
+        return "never"
+    delta = ms / 1000 - now
+    return f"in {age(delta)}" if delta >= 0 else f"{age(-delta)} ago"
+
+
 class WorkersView(Vertical):
     DEFAULT_CSS = """
     WorkersView #workers-table { height: 1fr; }
     WorkersView #workers-detail { height: auto; padding: 0 1; }
+    WorkersView #schedules-table { height: auto; max-height: 12; }
     """
 
     def __init__(self, **kwargs: object) -> None:
@@ -50,6 +61,14 @@ class WorkersView(Vertical):
             table.add_column(name, key=name)
         yield table
         yield Label("", id="workers-detail")
+        yield Label("", id="schedules-status")
+        schedules: DataTable[Text | str] = DataTable(id="schedules-table", cursor_type="row")
+        for name in SCHEDULE_COLUMNS:
+            schedules.add_column(name, key=name)
+        yield schedules
+
+    def on_mount(self) -> None:
+        self._show_schedules([], 0.0)
 
     def show(self, sample: Sample) -> None:
         rows: dict[str, tuple[Text | str, ...]] = {}
@@ -84,6 +103,25 @@ class WorkersView(Vertical):
             status.append(f", {stale_count} stale", style="bold red")
         update_label(self.query_one("#workers-status", Label), status)
         self._detail()
+        self._show_schedules(sample.schedules, sample.taken_at)
+
+    def _show_schedules(self, schedules: list[ScheduleState], now: float) -> None:
+        table = self.query_one("#schedules-table", DataTable)
+        label = self.query_one("#schedules-status", Label)
+        table.display = label.display = bool(schedules)
+        rows: dict[str, tuple[Text | str, ...]] = {}
+        for s in schedules:
+            rows[s.name] = (
+                s.name,
+                short(s.spec.queue, QUEUES_WIDTH),
+                s.spec.expression,
+                _when(s.next_ms, now),
+                _when(s.last_tick, now) if s.last_tick else "",
+                s.last_job or "",
+                str(s.fired),
+            )
+        sync_rows(table, rows, SCHEDULE_COLUMNS)
+        update_label(label, counted(len(schedules), "schedule"))
 
     def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
         self._detail()

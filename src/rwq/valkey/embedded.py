@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import redis
@@ -60,6 +60,8 @@ class ServerRecord:
     started_at: float
     persistence: bool
     data_dir: str
+    fsync: str = "everysec"
+    """The append-only file's ``appendfsync`` policy (with persistence)."""
 
     @property
     def url(self) -> str:
@@ -76,6 +78,8 @@ class ServerStatus:
     socket: str
     persistence: bool
     data_dir: str
+    fsync: str
+    """``appendfsync`` as the server reports it (with persistence off it does not matter)."""
     uptime_s: float
     used_memory: int
     keys: int
@@ -88,11 +92,16 @@ class EmbeddedServer:
         state_dir: rwq's state directory (``Settings.state_dir``); files go to ``server/``.
         persistence: start the server with an append-only file so data survives restarts.
             Only matters when this call starts the server; a running one is reused as is.
+        fsync: the append-only file's ``appendfsync`` policy, ``everysec`` or ``always``. A
+            running server that syncs less often is switched to ``always`` when this asks for
+            it; it is never switched back, since another process may rely on it (a restart
+            with ``rwq server stop`` does that).
     """
 
-    def __init__(self, state_dir: Path, persistence: bool = True) -> None:
+    def __init__(self, state_dir: Path, persistence: bool = True, fsync: str = "everysec") -> None:
         self.state_dir = Path(state_dir).expanduser().absolute()
         self.persistence = persistence
+        self.fsync = fsync
         self.dir = self.state_dir / "server"
         self.config_path = self.dir / "valkey.conf"
         self.record_path = self.dir / "server.json"
@@ -121,12 +130,17 @@ class EmbeddedServer:
         """
         record = self.record()
         if record is not None and self._answers(record):
+            if self._needs_always(record):
+                with self._locked():
+                    self._sync_always()
             return record.url  # fast path: no lock when the server is up
         with self._locked():
             record = self.record()
             if record is not None:
                 if is_valkey_process(record.pid):
                     if self._answers(record, wait=START_TIMEOUT):
+                        if self._needs_always(record):
+                            self._sync_always()
                         return record.url
                     # Alive but deaf (hung, or a recycled pid): replace it.
                     terminate(record.pid, timeout=2.0)
@@ -143,6 +157,7 @@ class EmbeddedServer:
                 started_at=float(raw["started_at"]),
                 persistence=bool(raw["persistence"]),
                 data_dir=str(raw["data_dir"]),
+                fsync=str(raw.get("fsync", "everysec")),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -160,6 +175,7 @@ class EmbeddedServer:
         try:
             info = client.info()
             keys = int(client.dbsize())
+            fsync = str(client.config_get("appendfsync").get("appendfsync", ""))
         except redis.RedisError as exc:
             raise ServerError(
                 f"valkey-server pid {record.pid} does not answer on {record.socket}: {exc}",
@@ -173,6 +189,7 @@ class EmbeddedServer:
             socket=record.socket,
             persistence=record.persistence,
             data_dir=record.data_dir,
+            fsync=fsync,
             uptime_s=float(info.get("uptime_in_seconds", 0)),
             used_memory=int(info.get("used_memory", 0)),
             keys=keys,
@@ -206,6 +223,26 @@ class EmbeddedServer:
                     terminate(record.pid, timeout)
             self.record_path.unlink(missing_ok=True)
             return was_running
+
+    def _needs_always(self, record: ServerRecord) -> bool:
+        return self.persistence and record.persistence and self.fsync == "always" != record.fsync
+
+    def _sync_always(self) -> None:
+        """Switch the running server to ``appendfsync always`` and record it (under the lock)."""
+        record = self.record()
+        if record is None or record.fsync == "always":
+            return
+        client = probe_client(unix_socket_path=record.socket)
+        try:
+            client.config_set("appendfsync", "always")
+        except redis.RedisError as exc:
+            raise ServerError(
+                f"could not switch valkey-server pid {record.pid} to appendfsync always: {exc}",
+                self.log_path,
+            ) from exc
+        finally:
+            client.close()
+        self._write_record(replace(record, fsync="always"))
 
     def _answers(self, record: ServerRecord, wait: float = 0.0) -> bool:
         if not pid_alive(record.pid):
@@ -283,11 +320,15 @@ class EmbeddedServer:
             started_at=time.time(),
             persistence=self.persistence,
             data_dir=str(data_dir),
+            fsync=self.fsync,
         )
+        self._write_record(record)
+        return record
+
+    def _write_record(self, record: ServerRecord) -> None:
         tmp = self.record_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(asdict(record), indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, self.record_path)  # readers never see a half-written file
-        return record
 
     def _daemon_pid(self) -> int | None:
         try:
@@ -314,7 +355,7 @@ class EmbeddedServer:
         if self.persistence:
             directives += [
                 ["appendonly", "yes"],
-                ["appendfsync", "everysec"],
+                ["appendfsync", self.fsync],
                 ["save", "60", "1000"],
             ]
         else:
@@ -386,5 +427,7 @@ def keeping_embedded(settings: Settings) -> Iterator[ServerKeeper | None]:
     if settings.redis_url is not None:
         yield None
         return
-    with ServerKeeper(EmbeddedServer(settings.state_dir, settings.persistence)) as keeper:
+    with ServerKeeper(
+        EmbeddedServer(settings.state_dir, settings.persistence, settings.fsync)
+    ) as keeper:
         yield keeper

@@ -33,7 +33,8 @@ class StandaloneServer:
     Args:
         data_dir: config, log and data files; created if missing, kept across restarts.
         port: the TCP port; a free one is picked once and kept for the object's life.
-        persistence: AOF (``appendfsync everysec``) plus RDB on shutdown; else nothing on disk.
+        persistence: AOF plus RDB on shutdown; else nothing on disk.
+        fsync: the AOF's ``appendfsync`` policy with persistence (``everysec`` or ``always``).
         extra_config: more ``(name, arg, ...)`` directives, e.g. ``("cluster-enabled", "yes")``.
     """
 
@@ -43,11 +44,13 @@ class StandaloneServer:
         *,
         port: int | None = None,
         persistence: bool = False,
+        fsync: str = "everysec",
         extra_config: Sequence[Sequence[str]] = (),
     ) -> None:
         self.data_dir = Path(data_dir).absolute()
         self.port = port if port is not None else free_port()
         self.persistence = persistence
+        self.fsync = fsync
         self.extra_config = [list(d) for d in extra_config]
         self.config_path = self.data_dir / "valkey.conf"
         self.log_path = self.data_dir / "valkey.log"
@@ -171,7 +174,7 @@ class StandaloneServer:
             ["logfile", ""],  # stdout, which start() sends to valkey.log
         ]
         if self.persistence:
-            directives += [["appendonly", "yes"], ["appendfsync", "everysec"]]
+            directives += [["appendonly", "yes"], ["appendfsync", self.fsync]]
         else:
             directives += [["appendonly", "no"], ["save", ""]]
         return directives + self.extra_config

@@ -260,8 +260,7 @@ def build(plugin: Path, script: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("example", ["starlark/hello", "starlark/template", "c/hello",
-                                     "assemblyscript/hello"])  # fmt: skip
+@pytest.mark.parametrize("example", ["starlark/hello", "c/hello", "assemblyscript/hello"])
 def test_sdk_examples_render_conforming_elements(
     example: str, settings: Settings, redis_client: redis.Redis, tmp_path: Path
 ) -> None:

@@ -1,7 +1,7 @@
 -- Record failures of jobs a worker holds (as COMPLETE decides): retry with the given delay or
 -- dead-letter. KEYS[1]=tag. ARGV: worker, maxlen, queue, n, then per job:
 --   id, duration_ms, error, traceback, delay_ms, permanent ('1'/'0'), attempt ('' = any),
---   timeout_ms ('' = not a timeout), stopped ('killed' / 'abandoned').
+--   timeout_ms ('' = not a timeout), stopped ('killed' / 'abandoned' / 'cancelled').
 -- A timeout emits `job.timed_out` before `job.failed`.
 -- Returns per job: 'retried', 'dead' or '' (not held: stale).
 local worker, maxlen, queue, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])

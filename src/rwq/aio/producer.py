@@ -1,0 +1,188 @@
+"""The async producer: :class:`rwq.queue.producer.Producer` for asyncio code, on a
+``redis.asyncio`` client (standalone or cluster). Jobs are validated and encoded by the sync
+producer's code, so options, errors and records are the same; only the sending awaits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from rwq.aio.connection import AsyncRedisClient, connect, is_cluster
+from rwq.config import Settings
+from rwq.queue.job import DEFAULT_PRIORITY, Job, JobError
+from rwq.queue.keys import Keys
+from rwq.queue.producer import BatchError, JobSpec, PlainEncoder, Producer
+from rwq.queue.scripts import source
+
+__all__ = ["AsyncProducer"]
+
+GROUP_CHUNKS = 16
+"""Chunks sent in one round trip by :meth:`AsyncProducer.enqueue_many` (as the sync one)."""
+
+
+class AsyncProducer:
+    """Enqueues jobs from asyncio code.
+
+    Use it from one event loop (the client's). ``await AsyncProducer.connect(settings)``
+    makes its own client (closed by :meth:`aclose` or ``async with``); or hand it a client of
+    :func:`rwq.aio.connect`.
+    """
+
+    def __init__(self, client: AsyncRedisClient, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.keys = Keys(settings.prefix)
+        self._client: Any = client  # redis.asyncio's pipelines are loosely typed
+        self._script = client.register_script(source("enqueue"))
+        self._cluster = is_cluster(client)
+        self._maxlen = str(settings.events_maxlen)
+        self._known_queues: set[str] = set()
+
+    @classmethod
+    async def connect(cls, settings: Settings) -> AsyncProducer:
+        """A producer on a new client of the server ``settings`` name.
+
+        Raises:
+            ConnectionFailed: the server cannot be reached (see :func:`rwq.aio.connect`).
+        """
+        return cls(await connect(settings), settings)
+
+    async def aclose(self) -> None:
+        """Close the client."""
+        await self.client.aclose()
+
+    async def __aenter__(self) -> AsyncProducer:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def enqueue(
+        self,
+        queue: str,
+        payload: Any,
+        *,
+        priority: int = DEFAULT_PRIORITY,
+        tenant: str | None = None,
+        delay: float | None = None,
+        at: datetime | float | None = None,
+        max_retries: int | None = None,
+        job_id: str | None = None,
+        trace_id: str | None = None,
+        timeout: float | str | None = None,
+    ) -> Job:
+        """Enqueue one job and return it (with its id); the options of
+        :meth:`rwq.queue.producer.Producer.enqueue`.
+
+        Raises:
+            JobError: the payload is not JSON, too large, or an option is out of range.
+        """
+        spec = JobSpec(payload, priority, tenant, delay, at, max_retries, job_id, trace_id, timeout)
+        job, block = Producer.encode(queue, spec, self.settings)
+        await self._register(queue)
+        flags = await self._script(
+            keys=[self.keys.queue(queue).tag],
+            args=self._args(queue, [block], check_ids=job_id is not None),
+        )
+        if not flags[0]:
+            job.state = "duplicate"
+        return job
+
+    async def enqueue_many(
+        self, queue: str, specs: Iterable[JobSpec | Any], chunk: int = 500
+    ) -> list[Job]:
+        """Enqueue many jobs in few round trips; plain values are taken as payloads.
+
+        As :meth:`rwq.queue.producer.Producer.enqueue_many`: chunks of ``chunk`` jobs, each
+        one atomic script call, 16 chunks per round trip; while the server stores one group
+        the next is encoded. A job whose id already exists is not enqueued again (its
+        returned ``state`` is ``duplicate``). Encoding a group runs on the event loop (about
+        5 µs per job).
+
+        Raises:
+            BatchError: a job is invalid; the jobs before it were enqueued, none from it on.
+        """
+        await self._register(queue)
+        jobs: list[Job] = []
+        flags: list[int] = []
+        blocks: list[str] = []
+        given_ids = False  # whether a job of this group came with its own id
+        inflight: asyncio.Task[list[list[int]]] | None = None
+        plain = PlainEncoder(queue, self.settings)
+
+        async def hand_over() -> None:
+            """Collect the flags of the group sent before (groups go one after another, in
+            order), then send this one."""
+            nonlocal blocks, given_ids, inflight
+            if inflight is not None:
+                flags.extend(f for reply in await inflight for f in reply)
+            chunks = [blocks[start : start + chunk] for start in range(0, len(blocks), chunk)]
+            inflight = asyncio.ensure_future(self._send(queue, chunks, given_ids))
+            blocks, given_ids = [], False
+            await asyncio.sleep(0)  # it writes its request; the server works as we encode
+
+        try:
+            for item in specs:
+                spec = item if isinstance(item, JobSpec) else None
+                try:
+                    job, block = (
+                        plain(item) if spec is None else Producer.encode(queue, spec, self.settings)
+                    )
+                except JobError as exc:
+                    if blocks:  # the jobs before it go in, as BatchError says
+                        await hand_over()
+                    raise BatchError(len(jobs), exc) from None
+                jobs.append(job)
+                blocks.append(block)
+                given_ids = given_ids or (spec is not None and spec.job_id is not None)
+                if len(blocks) >= chunk * GROUP_CHUNKS:
+                    await hand_over()
+            if blocks:
+                await hand_over()
+        finally:
+            if inflight is not None:
+                flags.extend(f for reply in await inflight for f in reply)
+        for job, flag in zip(jobs, flags, strict=False):
+            if not flag:
+                job.state = "duplicate"
+        return jobs
+
+    async def _register(self, queue: str) -> None:
+        if queue not in self._known_queues:
+            await self._client.sadd(self.keys.queues, self.keys.queue(queue).queue)
+            self._known_queues.add(queue)
+
+    def _args(self, queue: str, records: list[str], *, check_ids: bool) -> list[str]:
+        """The enqueue script's arguments (as :meth:`rwq.queue.broker.Broker.enqueue_raw`)."""
+        joined = "\x1e".join(records)
+        notify = self.keys.notify_channel
+        return [self._maxlen, notify, queue, joined, "1" if check_ids else "0"]
+
+    async def _send(self, queue: str, chunks: list[list[str]], check_ids: bool) -> list[Any]:
+        """One pipeline of an enqueue script call per chunk (as
+        :meth:`rwq.queue.broker.Broker.execute`: a bare ``EVALSHA``, run again after loading
+        the script if the server lost it; ``EVAL`` on a cluster)."""
+        tag = self.keys.queue(queue).tag
+        for attempt in range(2):
+            pipe = self._client.pipeline(transaction=False)
+            for records in chunks:
+                args = self._args(queue, records, check_ids=check_ids)
+                if self._cluster:
+                    pipe.execute_command("EVAL", self._script.script, 1, tag, *args)
+                else:
+                    pipe.execute_command("EVALSHA", self._script.sha, 1, tag, *args)
+            try:
+                result: list[Any] = await pipe.execute()
+                return result
+            except NoScriptError:
+                if attempt:
+                    raise
+                await self._client.script_load(self._script.script)
+        raise AssertionError("unreachable")

@@ -130,6 +130,7 @@ RULES = {
         "rwq.bench",
         "rwq.samples",
         "rwq.tui",
+        "rwq.web",
         "rwq.host",
         "rwq.plugins",
         "rwq.queue",
@@ -138,8 +139,11 @@ RULES = {
     ),
     # The screen sees plugins through the host; the command line hands it what it runs.
     "rwq.tui": ("rwq.tui", "rwq.host", "rwq.plugins", "rwq.queue", "rwq.valkey", *BASE),
+    # The web server is a screen of its own: it stands on the queue (and its asyncio client),
+    # the plugin system and the plugin host, never on Textual, the TUI or the command line.
+    "rwq.web": ("rwq.web", "rwq.aio", "rwq.host", "rwq.plugins", "rwq.queue", *BASE),
 }
-SCREENLESS = ("rwq.valkey", "rwq.queue", "rwq.plugins", "rwq.host", "rwq.toolkit")
+SCREENLESS = ("rwq.valkey", "rwq.queue", "rwq.plugins", "rwq.host", "rwq.toolkit", "rwq.web")
 """Packages that never import Textual: the plugin host process runs them without a screen."""
 
 

@@ -94,6 +94,14 @@ def test_durations_take_units(tmp_path: Path) -> None:
     assert (settings.heartbeat_ttl, settings.reaper_interval) == (30.0, 0.5)
 
 
+def test_results_are_kept_an_hour_up_to_64_kib_unless_set(tmp_path: Path) -> None:
+    assert (Settings().result_ttl, Settings().result_max_bytes) == (3600.0, 65536)
+    path = tmp_path / "rwq.yaml"
+    path.write_text("result_ttl: 10m\nresult_max_bytes: 1000\n")
+    settings = Settings.load(path, env={"RWQ_RESULT_TTL": "0"})
+    assert (settings.result_ttl, settings.result_max_bytes) == (0.0, 1000)
+
+
 _yaml_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
     lambda inner: (
@@ -125,6 +133,8 @@ def test_any_value_of_any_setting_is_taken_or_named(name: str, value: object) ->
         ("backoff_base: 60\nbackoff_max: 1\n", "backoff_max", "at least backoff_base"),
         ("prefix: 'a b'\n", "prefix", "A-Z"),
         ("shutdown_timeout: 2d\n", "shutdown_timeout", "must be 0s to 86400s"),
+        ("result_ttl: 31d\n", "result_ttl", "must be 0s to"),
+        ("result_max_bytes: -1\n", "result_max_bytes", "must be 0 bytes to"),
     ],
 )  # fmt: skip
 def test_settings_out_of_range_name_the_file_and_field(

@@ -6,6 +6,7 @@ from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
+from rwq.queue.handle import JobFailed, JobHandle, JobNotFound, ResultNotKept, WaitTimeout
 from rwq.queue.job import Job
 from rwq.queue.producer import JobSpec, Producer
 from rwq.queue.scheduler import Scheduler
@@ -20,14 +21,19 @@ __all__ = [
     "Broker",
     "Isolation",
     "Job",
+    "JobFailed",
+    "JobHandle",
+    "JobNotFound",
     "JobSpec",
     "PermanentFailure",
     "Producer",
+    "ResultNotKept",
     "RwqError",
     "ScheduleSpec",
     "ScheduleStore",
     "Scheduler",
     "Settings",
+    "WaitTimeout",
     "Worker",
     "WorkerOptions",
     "__version__",

@@ -72,6 +72,12 @@ class Settings:
     """How long a handler of each named queue may run when its job sets no timeout of its own
     (overriding the worker's ``--timeout``): ``queue=duration`` pairs separated by commas
     (``mail=30s,video=10m``), or a mapping in ``rwq.yaml``. Kept in that text form."""
+    result_ttl: float = 3600.0
+    """Seconds a completed job stays findable by its id with its result (``rwq admin job``,
+    ``rwq job wait``, ``JobHandle.result``); 0 deletes it when it completes. A job may set
+    its own (``Producer.enqueue(..., result_ttl=...)``)."""
+    result_max_bytes: int = 64 * 1024
+    """The largest result kept (its JSON encoding); a larger one is replaced by a note."""
     read_only: bool = False
     plugin_dirs: str = ""
     """Directories searched for plugins besides the user's installed ones, separated by ':'.
@@ -228,6 +234,8 @@ _LIMITS: dict[str, tuple[float, float, str]] = {
     "socket_connect_timeout": (0.01, 3600, "s"),
     "redis_retries": (0, 100, "retries"),
     "outage_backoff_max": (0.01, 3600, "s"),
+    "result_ttl": (0, 30 * 86400, "s"),
+    "result_max_bytes": (0, 512 * 1024 * 1024, "bytes"),
 }
 """The range of each number setting (a TTL of -5 or a reaper interval of 0 made workers fail
 on Redis errors)."""

@@ -30,6 +30,12 @@ StartWorker = Callable[..., Any]
 WaitUntil = Callable[..., Any]
 
 
+def _done(admin: Admin, queue: str, job_id: str) -> bool:
+    """Whether the job completed (it is kept, with its result, for result_ttl)."""
+    job = admin.job(queue, job_id)
+    return job is not None and job.state == "completed"
+
+
 def _types(events: list[Event], job_id: str) -> list[str]:
     return [e.type for e in events if e.data.get("job_id") == job_id]
 
@@ -74,7 +80,7 @@ def test_async_handlers_run_on_the_workers_event_loop(
     handle.join()
     assert handle.worker.processed == 21 and handle.worker.failed == 0
     assert where.read_text() == f"{os.getpid()} rwq-event-loop"
-    assert all(admin.job("q", j.id) is None for j in [*jobs, job])
+    assert all(_done(admin, "q", j.id) for j in [*jobs, job])
     assert _types(read_events("q"), job.id) == ["job.enqueued", "job.started", "job.completed"]
 
 
@@ -130,7 +136,7 @@ def test_a_coroutine_past_its_timeout_is_cancelled(
     wait_until(lambda: handle.worker._runner.abandoned == 0, what="the cancelled task ending")
     # The slot is free again: the next job runs.
     later = producer.enqueue("q", "y", max_retries=0)
-    wait_until(lambda: admin.job("q", later.id) is None, what="the next job")
+    wait_until(lambda: _done(admin, "q", later.id), what="the next job")
 
 
 def test_a_coroutine_that_blocks_the_loop_fails_at_its_timeout_naming_where(
@@ -176,7 +182,7 @@ def test_a_worker_serves_sync_and_async_handlers_together(
     assert handle.worker.processed == 20
     assert {threads[j.id] for j in async_jobs} == {"rwq-event-loop"}
     assert "rwq-event-loop" not in {threads[j.id] for j in sync_jobs}
-    assert all(admin.job(j.queue, j.id) is None for j in [*sync_jobs, *async_jobs])
+    assert all(_done(admin, j.queue, j.id) for j in [*sync_jobs, *async_jobs])
 
 
 def test_a_sync_handler_never_holds_up_an_async_timeout(
@@ -197,7 +203,7 @@ def test_a_sync_handler_never_holds_up_an_async_timeout(
     running = admin.job("s", held.id)
     assert running is not None and running.state == "processing"
     release.set()
-    wait_until(lambda: admin.job("s", held.id) is None, what="the sync job completing")
+    wait_until(lambda: _done(admin, "s", held.id), what="the sync job completing")
 
 
 def test_concurrency_slots_run_coroutines_at_once(
@@ -214,7 +220,7 @@ def test_concurrency_slots_run_coroutines_at_once(
     handle = start_worker(["q"], {"*": meet}, concurrency=5, max_jobs=5)
     handle.join(30)
     assert (handle.worker.processed, handle.worker.failed) == (5, 0)
-    assert all(admin.job("q", j.id) is None for j in jobs)
+    assert all(_done(admin, "q", j.id) for j in jobs)
 
 
 def test_a_graceful_stop_waits_for_running_coroutines(
@@ -232,7 +238,7 @@ def test_a_graceful_stop_waits_for_running_coroutines(
     assert started.wait(10)
     handle.stop()
     assert handle.worker.processed == 1 and not handle.worker.abandoned
-    assert admin.job("q", job.id) is None  # completed
+    assert _done(admin, "q", job.id)  # completed
     back = admin.job("q", waiting.id)  # taken but not started: handed back
     assert back is not None and back.state == "pending"
 
@@ -304,7 +310,7 @@ def test_async_handlers_run_in_the_children_under_process_isolation(
     handle = start_worker(["q"], {"*": behave}, isolation="process", max_jobs=3)
     handle.join(30)
     assert (handle.worker.processed, handle.worker.failed) == (1, 2)
-    assert admin.job("q", ok.id) is None
+    assert _done(admin, "q", ok.id)
     pid, thread = where.read_text().split()
     assert int(pid) != os.getpid() and thread == "MainThread"
     dead = {j.id: j.last_error for j in admin.peek("q", 10, target="dead")}

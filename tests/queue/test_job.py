@@ -17,7 +17,9 @@ from rwq.queue.job import (
     JobError,
     PayloadTooLarge,
     check_priority,
+    decode_result,
     encode_payload,
+    encode_result,
     new_job_id,
     pending_score,
 )
@@ -177,3 +179,37 @@ def test_to_dict_and_from_fields_round_trip(
         "state": "pending",
     }
     assert Job.from_fields(fields, "id1", "q") == job
+
+
+class _Hostile(dict[str, int]):
+    """A return value whose encoding raises, with an error that cannot be shown."""
+
+    def items(self) -> object:  # type: ignore[override]
+        class Unprintable(Exception):
+            def __str__(self) -> str:
+                raise RuntimeError("no")
+
+        raise Unprintable
+
+
+_results = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.binary(max_size=4)
+    | st.builds(object) | st.builds(_Hostile),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                                max_size=3)
+    | st.frozensets(st.integers(), max_size=2),
+    max_leaves=8,
+)  # fmt: skip
+
+
+@pytest.mark.fuzz
+@given(value=_results, limit=st.integers(0, 200))
+def test_any_return_value_is_kept_or_noted_never_raised(value: object, limit: int) -> None:
+    text, note = encode_result(value, limit)
+    if value is None:
+        assert (text, note) == ("", "")
+    elif text:
+        assert note == "" and len(text) <= limit and text.isascii()
+        assert decode_result(text) is not None or text == "null"
+    else:
+        assert note.startswith("result not kept: ") and note.isprintable()

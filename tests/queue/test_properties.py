@@ -154,8 +154,11 @@ class QueueMachine(RuleBasedStateMachine):
         for queue in QUEUES:
             live = {i for (q, p), ids in snap.places.items() if q == queue and p != "completed"
                     for i in ids}  # fmt: skip
-            hashes = set(snap.states[queue])
+            states = snap.states[queue]
+            hashes = {i for i, state in states.items() if state != "completed"}
             assert hashes == live, f"{queue}: stray hashes {hashes - live}, lost {live - hashes}"
+            kept = {i for i, state in states.items() if state == "completed"}  # result_ttl
+            assert kept == set(snap.places[queue, "completed"])
         for (queue, place), ids in snap.places.items():
             expected = "processing" if place.startswith("processing") else place
             for job_id in ids:

@@ -39,6 +39,12 @@ def gate() -> Iterator[threading.Event]:
     event.set()
 
 
+def _done(admin: Admin, queue: str, job_id: str) -> bool:
+    """Whether the job completed (it is kept, with its result, for result_ttl)."""
+    job = admin.job(queue, job_id)
+    return job is not None and job.state == "completed"
+
+
 def _dead(admin: Admin, queue: str, wait_until: WaitUntil) -> Job:
     return wait_until(lambda: admin.job(queue, _dead_id(admin, queue)), what="a dead letter")
 
@@ -125,11 +131,11 @@ def test_precedence_end_to_end(
     dead = wait_until(lambda: admin.job("q", tight.id) if _dead_id(admin, "q") else None)
     assert dead.state == "dead" and dead.last_error.startswith("JobTimeout:")
     assert "timeout of 50ms" in dead.last_error
-    wait_until(lambda: admin.job("q", own.id) is None, what="the job with its own timeout")
+    wait_until(lambda: _done(admin, "q", own.id), what="the job with its own timeout")
     held = admin.job("roomy", roomy.id)
     assert held is not None and held.state == "processing"
     gate.set()
-    wait_until(lambda: admin.job("roomy", roomy.id) is None, what="the roomy job completing")
+    wait_until(lambda: _done(admin, "roomy", roomy.id), what="the roomy job completing")
     handle.stop()
 
 
@@ -165,7 +171,7 @@ def test_a_handler_past_its_timeout_fails_then_is_retried_then_dead_lettered(
     assert handle.worker._runner.inflight == 0
     later = producer.enqueue("q", "y", max_retries=0, timeout="60s")
     gate.set()  # the abandoned handlers return: their results are dropped
-    wait_until(lambda: admin.job("q", later.id) is None, what="the next job")
+    wait_until(lambda: _done(admin, "q", later.id), what="the next job")
     wait_until(lambda: handle.worker._runner.abandoned == 0, what="abandoned threads ending")
     stats = admin.stats(["q"]).queues[0]
     assert (stats.completed_total, stats.dead) == (1, 1)
@@ -217,7 +223,7 @@ def test_the_abandoned_handlers_late_result_is_discarded(
 
     job = producer.enqueue("q", "x", max_retries=1, timeout="100ms")
     handle = start_worker(["q"], {"*": handler}, concurrency=2)
-    wait_until(lambda: admin.job("q", job.id) is None, what="the second run completing")
+    wait_until(lambda: _done(admin, "q", job.id), what="the second run completing")
     gate.set()
     wait_until(returned.is_set)
     wait_until(lambda: handle.worker._runner.abandoned == 0, what="the late handler returning")
@@ -268,7 +274,7 @@ def test_process_isolation_kills_a_stuck_handler_and_keeps_serving(
     # A new child serves the next jobs.
     after = tmp_path / "pid2"
     fine = producer.enqueue("q", {"do": "sleep", "seconds": 0, "pid_file": str(after)})
-    wait_until(lambda: admin.job("q", fine.id) is None, what="the next job")
+    wait_until(lambda: _done(admin, "q", fine.id), what="the next job")
     assert int(after.read_text()) not in (killed, os.getpid())
     handle.stop()
 
@@ -288,7 +294,7 @@ def test_a_crashing_child_fails_its_job_and_the_worker_survives(
         f"HandlerCrashed: the handler's process died ({how}) while running the job"
     )
     fine = producer.enqueue("q", {"do": "sleep", "seconds": 0})
-    wait_until(lambda: admin.job("q", fine.id) is None, what="the next job")
+    wait_until(lambda: _done(admin, "q", fine.id), what="the next job")
     assert handle.thread.is_alive()
     handle.stop()
 
@@ -303,7 +309,7 @@ def test_jobs_handed_to_a_child_after_one_that_is_killed_or_crashes_run_in_the_n
     bad = producer.enqueue("q", {"do": action}, max_retries=0, timeout="300ms")
     good = [producer.enqueue("q", {"do": "sleep", "seconds": 0}) for _ in range(5)]
     start_worker(["q"], {"*": behave}, isolation="process", prefetch=10)
-    wait_until(lambda: all(admin.job("q", j.id) is None for j in good), what="the others")
+    wait_until(lambda: all(_done(admin, "q", j.id) for j in good), what="the others")
     dead = admin.job("q", bad.id)
     assert dead is not None and dead.state == "dead"
     events = read_events("q")
@@ -318,10 +324,10 @@ def test_a_child_that_died_while_idle_is_replaced_without_failing_the_next_job(
     pid_file = tmp_path / "pid"
     first = producer.enqueue("q", {"do": "sleep", "seconds": 0, "pid_file": str(pid_file)})
     start_worker(["q"], {"*": behave}, isolation="process")
-    wait_until(lambda: admin.job("q", first.id) is None, what="the first job")
+    wait_until(lambda: _done(admin, "q", first.id), what="the first job")
     os.kill(int(pid_file.read_text()), signal.SIGKILL)  # the OOM killer, say
     second = producer.enqueue("q", {"do": "sleep", "seconds": 0})
-    wait_until(lambda: admin.job("q", second.id) is None, what="the second job")
+    wait_until(lambda: _done(admin, "q", second.id), what="the second job")
     assert not [e for e in read_events("q") if e.type == "job.failed"]
 
 
@@ -332,7 +338,7 @@ def test_a_child_is_replaced_after_child_max_jobs(
     files = [tmp_path / f"pid{n}" for n in range(5)]
     jobs = [producer.enqueue("q", {"do": "sleep", "seconds": 0, "pid_file": str(f)}) for f in files]
     handle = start_worker(["q"], {"*": behave}, isolation="process", child_max_jobs=2)
-    wait_until(lambda: all(admin.job("q", j.id) is None for j in jobs), what="five jobs")
+    wait_until(lambda: all(_done(admin, "q", j.id) for j in jobs), what="five jobs")
     pids = [int(f.read_text()) for f in files]
     assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
     assert handle.worker._runner._pool.started >= 3

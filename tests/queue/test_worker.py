@@ -97,7 +97,8 @@ def test_success_moves_the_job_to_the_completed_history(
     (done,) = admin.peek("q", 5, "completed")
     assert (done.id, done.state, done.payload, done.attempts) == (job.id, "completed", "p", 1)
     assert done.duration_ms is not None and done.finished_at is not None
-    assert admin.job("q", job.id) is None  # the live hash is gone
+    kept = admin.job("q", job.id)  # kept for result_ttl, findable by its id
+    assert kept is not None and (kept.state, kept.result) == ("completed", None)
     stats = _stats(admin, "q")
     assert (stats.pending, stats.processing, stats.completed_total) == (0, 0, 1)
     assert _types(read_events("q"), job.id) == ["job.enqueued", "job.started", "job.completed"]

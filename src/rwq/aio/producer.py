@@ -77,14 +77,16 @@ class AsyncProducer:
         job_id: str | None = None,
         trace_id: str | None = None,
         timeout: float | str | None = None,
+        result_ttl: float | str | None = None,
     ) -> Job:
         """Enqueue one job and return it (with its id); the options of
-        :meth:`rwq.queue.producer.Producer.enqueue`.
+        :meth:`rwq.queue.producer.Producer.enqueue` (its result: ``Producer.handle(job.id)``).
 
         Raises:
             JobError: the payload is not JSON, too large, or an option is out of range.
         """
-        spec = JobSpec(payload, priority, tenant, delay, at, max_retries, job_id, trace_id, timeout)
+        spec = JobSpec(payload, priority, tenant, delay, at, max_retries, job_id, trace_id, timeout,
+                       result_ttl)  # fmt: skip
         job, block = Producer.encode(queue, spec, self.settings)
         await self._register(queue)
         flags = await self._script(

@@ -1,5 +1,5 @@
-"""``rwq admin``: inspect and operate queues: stats, peek, dead letters, requeue, purge,
-pause, resume and workers."""
+"""``rwq admin``: inspect and operate queues: stats, peek, one job, dead letters, requeue,
+purge, pause, resume and workers."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ from rwq.cli.context import (
     out,
     print_json_out,
 )
+from rwq.cli.job import QueueOption, print_job
 from rwq.cli.table import TableColumn, fitted_table
 from rwq.queue.admin import PEEK_TARGETS
+from rwq.queue.handle import JobNotFound
 from rwq.queue.job import Job
 from rwq.units import counted, format_age
 
@@ -114,6 +116,23 @@ def peek_cmd(
         out.print(f"no {shown} jobs" + ("" if target == "dead" else f" on {target}"))
     else:
         out.print(_jobs_table(f"{target} ({shown})", jobs))
+
+
+@admin_app.command("job")
+def job_cmd(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    queue: QueueOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """One job by its id: state, queue, times, attempts, worker, error and result."""
+    job = context_of(ctx).admin.find_job(job_id, queue)
+    if job is None:
+        raise NotFoundError(str(JobNotFound(job_id, queue)))
+    if as_json:
+        print_json_out(job.to_dict())
+    else:
+        print_job(job)
 
 
 @dlq_app.command("list")

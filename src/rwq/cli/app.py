@@ -32,11 +32,13 @@ from rwq.cli.context import (
     print_json_out,
 )
 from rwq.cli.dev import dev_cmd  # noqa: F401  (registers plugin dev)
+from rwq.cli.job import job_app
 from rwq.cli.plugin import PluginsDir, plugin_app
 from rwq.cli.registry import install_cmd  # noqa: F401  (registers install, publish, search...)
 from rwq.cli.schedule import schedule_app, scheduler_cmd
 from rwq.cli.signing import trust_app  # noqa: F401  (registers keygen, sign, verify, trust)
 from rwq.cli.toolkit import new_cmd  # noqa: F401  (registers new, build, check)
+from rwq.cli.web import register as register_web
 from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.outage import OUTAGE_ERRORS, describe
@@ -58,10 +60,12 @@ server_app = typer.Typer(help="Manage the embedded Valkey server.", no_args_is_h
 bench_app = typer.Typer(help="Measure rwq on this machine.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
 app.add_typer(admin_app, name="admin")
+app.add_typer(job_app, name="job")
 app.add_typer(bench_app, name="bench")
 app.add_typer(plugin_app, name="plugin")
 app.add_typer(schedule_app, name="schedule")
 app.command("scheduler")(scheduler_cmd)
+register_web(app)
 
 DEMO_HANDLERS = "rwq.demo.workload:handlers"
 
@@ -572,6 +576,22 @@ def bench_queue_cmd(
     from rwq.bench.queue import run_queue_bench
 
     result = run_queue_bench(context_of(ctx).settings, jobs=jobs)
+    if as_json:
+        print_json_out(result)
+        return
+    _print_figures(result)
+
+
+@bench_app.command("web")
+def bench_web_cmd(
+    ctx: typer.Context,
+    requests: Annotated[int, typer.Option("--requests", "-n", min=10)] = 2000,
+    as_json: JsonFlag = False,
+) -> None:
+    """HTTP admin API latency: stats and a job lookup against a real server."""
+    from rwq.bench.web import run_web_bench
+
+    result = run_web_bench(context_of(ctx).settings, requests=requests)
     if as_json:
         print_json_out(result)
         return

@@ -16,6 +16,7 @@ from typing import Any
 from rwq.errors import RwqError
 from rwq.outage import OUTAGE_ERRORS
 from rwq.queue.broker import Broker
+from rwq.queue.handle import find_job
 from rwq.queue.job import Job
 
 PEEK_TARGETS = ("pending", "scheduled", "dead", "completed", "processing")
@@ -202,6 +203,13 @@ class Admin:
     def job(self, queue: str, job_id: str) -> Job | None:
         jobs = self._load(self._check_queue(queue), [job_id])
         return jobs[0] if jobs else None
+
+    def find_job(self, job_id: str, queue: str | None = None) -> Job | None:
+        """The job ``job_id`` as stored, found on ``queue`` or, without one, on the first
+        registered queue (by name) that has it; None if none has (never enqueued, deleted,
+        or completed longer ago than its result is kept)."""
+        names = [self._check_queue(queue)] if queue else self.broker.queues()
+        return find_job(self.broker, job_id, names)
 
     def _load(self, queue: str, ids: Sequence[str]) -> list[Job]:
         if not ids:

@@ -49,9 +49,11 @@ class Failure:
     """What became of a timed-out handler: ``killed``, ``abandoned`` or ``cancelled``."""
 
 
-Done = tuple[str, float] | tuple[str, float, int]
+Done = tuple[str, float] | tuple[str, float, int] | tuple[str, float, int, str, str, int]
 """A completed run to record: job id, duration in ms and, to refuse a late result of an
-earlier attempt, the attempt."""
+earlier attempt, the attempt; then its result's JSON ("" for none), why a result was not kept
+("" if it was) and the ms to keep the job with its result (-1: the setting ``result_ttl``; 0:
+delete it at once)."""
 
 
 class Broker:
@@ -63,6 +65,7 @@ class Broker:
         self.keys = Keys(settings.prefix)
         self.scripts = Scripts(client)
         self._maxlen = str(settings.events_maxlen)
+        self._result_ttl_ms = str(round(settings.result_ttl * 1000))
 
     def execute(self, build: Callable[[Any], object]) -> list[Any]:
         """Run a pipeline that ``build`` fills (scripts included) in one round trip.
@@ -133,8 +136,15 @@ class Broker:
             self.settings.history_limit,
             len(done),
         ]
+        default_ttl = self._result_ttl_ms
         for item in done:
-            args.extend((item[0], f"{item[1]:.3f}", item[2] if len(item) > 2 else ""))
+            if len(item) == 6:
+                ttl = item[5]
+                args.extend((item[0], f"{item[1]:.3f}", item[2], item[3], item[4],
+                             default_ttl if ttl < 0 else ttl))  # fmt: skip
+            else:
+                fence = item[2] if len(item) == 3 else ""
+                args.extend((item[0], f"{item[1]:.3f}", fence, "", "", default_ttl))
         result: list[int] = self.scripts.complete(keys=[qk.tag], args=args, client=client)
         return result
 
@@ -160,6 +170,13 @@ class Broker:
             )
         result: list[str] = self.scripts.fail(keys=[qk.tag], args=args, client=client)
         return result
+
+    def watch(self, queue: str, job_id: str, waiting: bool) -> str:
+        """Count a waiter in (``waiting``) or out of the job's waiters, woken when it ends (on
+        its :meth:`QueueKeys.done` list); returns its state ("" if there is no such job)."""
+        qk = self.keys.queue(queue)
+        state: str = self.scripts.watch(keys=[qk.tag], args=[job_id, "1" if waiting else "-1"])
+        return state
 
     def release(self, queue: str, worker_id: str, reason: str, error: str) -> tuple[int, int]:
         """Give back every job ``worker_id`` holds on ``queue``: (requeued, dead-lettered)."""

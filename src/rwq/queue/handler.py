@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from rwq.errors import RwqError
-from rwq.queue.job import Job
+from rwq.queue.job import DEFAULT_RESULT_MAX_BYTES, Job, encode_result
 
 Handler = Callable[[Job], Any]
-"""A job handler: returns normally on success, raises on failure. A coroutine function
-(``async def``) is an async handler: awaited on the worker's event loop."""
+"""A job handler: returns normally on success (what it returns is the job's result), raises
+on failure. A coroutine function (``async def``) is an async handler: awaited on the worker's
+event loop."""
 
 
 def is_async_handler(handler: Handler) -> bool:
@@ -48,16 +49,32 @@ class Outcome:
     """Seconds: the handler was stopped at this timeout."""
     stopped: str = ""
     """What became of a handler past its timeout: ``killed``, ``abandoned`` or ``cancelled``."""
+    result: str = ""
+    """The JSON of what the handler returned ("" for None, or when it cannot be kept)."""
+    result_error: str = ""
+    """Why the handler's return value is not kept (not JSON, too large); "" if it is."""
 
 
-def call_handler(handler: Handler, queue: str, job: Job) -> Outcome:
-    """Run ``handler`` on ``job``: its failure is data, not a crash of the caller."""
+def call_handler(
+    handler: Handler, queue: str, job: Job, result_limit: int = DEFAULT_RESULT_MAX_BYTES
+) -> Outcome:
+    """Run ``handler`` on ``job``: its failure is data, not a crash of the caller. Its return
+    value is encoded here, where it ran (a child process sends back text), at most
+    ``result_limit`` bytes (setting ``result_max_bytes``)."""
     started = time.perf_counter()
     try:
-        handler(job)
+        value = handler(job)
     except Exception as exc:  # a handler's failure is data, not a worker crash
         return failed(queue, job, (time.perf_counter() - started) * 1000, exc)
-    return Outcome(queue, job, True, (time.perf_counter() - started) * 1000)
+    return succeeded(queue, job, (time.perf_counter() - started) * 1000, value, result_limit)
+
+
+def succeeded(queue: str, job: Job, duration_ms: float, value: Any, result_limit: int) -> Outcome:
+    """The outcome of a run that returned ``value`` (its result, encoded here)."""
+    if value is None:
+        return Outcome(queue, job, True, duration_ms)
+    result, note = encode_result(value, result_limit)
+    return Outcome(queue, job, True, duration_ms, result=result, result_error=note)
 
 
 def failed(queue: str, job: Job, duration_ms: float, exc: BaseException) -> Outcome:

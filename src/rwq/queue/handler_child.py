@@ -39,7 +39,7 @@ def serve(conn: Connection) -> int:
     """Load the handlers the worker sends, then run the jobs of each message it sends (a
     list of ``(queue, job)``) until ``None`` or the end of the channel; returns the exit
     status."""
-    _kind, path, blob = conn.recv()
+    _kind, path, blob, result_limit = conn.recv()
     sys.path[:] = path
     try:
         handlers: dict[str, Handler] = pickle.loads(blob)
@@ -62,9 +62,9 @@ def serve(conn: Connection) -> int:
         conn.send(None)  # taken: from now on a death is a crash of these jobs
         for queue, job in message:  # one result each, as each ends: the worker times them
             handler = handlers.get(queue) or handlers["*"]
-            outcome = call_handler(handler, queue, job)
+            outcome = call_handler(handler, queue, job, result_limit)
             conn.send((outcome.ok, outcome.duration_ms, outcome.error, outcome.traceback,
-                       outcome.permanent))  # fmt: skip
+                       outcome.permanent, outcome.result, outcome.result_error))  # fmt: skip
 
 
 def _awaiting(handler: Handler, loop: asyncio.AbstractEventLoop) -> Handler:

@@ -16,8 +16,9 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 
-from rwq.queue.handler import Handler, Outcome, failed
+from rwq.queue.handler import Handler, Outcome, failed, succeeded
 from rwq.queue.handler_pool import Deliver, Run, timed_out
+from rwq.queue.job import DEFAULT_RESULT_MAX_BYTES
 from rwq.queue.timeouts import format_seconds
 
 log = logging.getLogger("rwq.queue.worker")  # the worker's lines: one name to configure
@@ -51,9 +52,10 @@ class CoroutineHandlers:
 
     def __init__(
         self, size: int, handlers: Mapping[str, Handler], skip: Callable[[Run], Outcome | None],
-        deliver: Deliver,
+        deliver: Deliver, result_limit: int = DEFAULT_RESULT_MAX_BYTES,
     ) -> None:  # fmt: skip
         self._handlers = handlers
+        self._result_limit = result_limit
         self._skip = skip
         self._deliver = deliver
         self._lock = threading.Lock()
@@ -225,8 +227,9 @@ class CoroutineHandlers:
         started = time.perf_counter()
         outcome: Outcome | None = None
         try:
-            await handler(run.job)
-            outcome = Outcome(run.queue, run.job, True, (time.perf_counter() - started) * 1000)
+            value = await handler(run.job)
+            outcome = succeeded(run.queue, run.job, (time.perf_counter() - started) * 1000,
+                                value, self._result_limit)  # fmt: skip
         except asyncio.CancelledError:
             pass  # by a timeout or the shutdown timeout: either already settled the job
         except BaseException as exc:  # a handler's failure is data, not a dead event loop

@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection
 from rwq.errors import RwqError
 from rwq.queue.handler import Handler, Outcome
 from rwq.queue.handler_pool import Deliver, Run, timed_out
+from rwq.queue.job import DEFAULT_RESULT_MAX_BYTES
 
 log = logging.getLogger("rwq.queue.worker")  # the worker's lines: one name to configure
 
@@ -60,7 +61,7 @@ def pickled_handlers(handlers: Mapping[str, Handler]) -> bytes:
 class _Child:
     """One handler process and the channel to it."""
 
-    def __init__(self, blob: bytes) -> None:
+    def __init__(self, blob: bytes, result_limit: int) -> None:
         ours, theirs = socket.socketpair()
         try:
             self.proc = subprocess.Popen(
@@ -76,7 +77,7 @@ class _Child:
         self.ran = 0
         """Jobs it finished (recycled after ``max_jobs``)."""
         with contextlib.suppress(OSError):  # it died at once: ready() says how
-            self.conn.send(("init", list(sys.path), blob))
+            self.conn.send(("init", list(sys.path), blob, result_limit))
 
     def ready(self) -> _Child:
         """Wait until the child has loaded the handlers.
@@ -134,9 +135,10 @@ class _Child:
                     return self._died_idle(runs, exc)
                 deliver(self._crashed(run, exc))
                 return runs[n + 1 :]
-            ok, duration_ms, error, traceback, permanent = reply
+            ok, duration_ms, error, traceback, permanent, result, result_error = reply
             self.ran += 1
-            deliver(Outcome(run.queue, run.job, ok, duration_ms, error, traceback, permanent))
+            deliver(Outcome(run.queue, run.job, ok, duration_ms, error, traceback, permanent,
+                            result=result, result_error=result_error))  # fmt: skip
         return []
 
     def _died_idle(self, runs: list[Run], exc: BaseException) -> list[Run]:
@@ -220,8 +222,10 @@ class ProcessHandlers:
     def __init__(
         self, size: int, handlers: Mapping[str, Handler], skip: Callable[[Run], Outcome | None],
         deliver: Deliver, max_jobs: int | None = None,
+        result_limit: int = DEFAULT_RESULT_MAX_BYTES,
     ) -> None:  # fmt: skip
         self._blob = pickled_handlers(handlers)
+        self._result_limit = result_limit
         self._max_jobs = max_jobs
         self._skip = skip
         self._deliver = deliver
@@ -230,7 +234,8 @@ class ProcessHandlers:
         self._closing = threading.Event()
         self.started = 0
         """Children started, replacements included."""
-        launched = [_Child(self._blob) for _ in range(size)]  # they start side by side
+        # they start side by side
+        launched = [_Child(self._blob, self._result_limit) for _ in range(size)]
         try:
             children = [child.ready() for child in launched]
         except ChildStartError:
@@ -261,7 +266,7 @@ class ProcessHandlers:
             thread.join()
 
     def _spawn(self) -> _Child:
-        child = _Child(self._blob).ready()
+        child = _Child(self._blob, self._result_limit).ready()
         self.started += 1
         return child
 

@@ -93,6 +93,47 @@ def encode_payload(payload: Any, limit: int) -> str:
     return text
 
 
+DEFAULT_RESULT_MAX_BYTES = 64 * 1024
+"""The default of the setting ``result_max_bytes``."""
+
+
+def encode_result(value: Any, limit: int) -> tuple[str, str]:
+    """A handler's return value as stored: ``(json, "")``, or ``("", note)`` when it cannot be
+    kept (not JSON, or its encoding over ``limit`` bytes). ``None`` is ``("", "")``: nothing
+    to store. The job completes either way; the note says why its result is missing."""
+    if value is None:
+        return "", ""
+    try:
+        text = JSON.encode(value)
+    except Exception as exc:  # a handler's return value is hostile input too
+        return "", f"result not kept: not JSON-serialisable ({_shorten(exc)})"
+    if len(text) > limit:  # ASCII-only JSON: chars == bytes
+        return "", (
+            f"result not kept: {len(text)} bytes, over the {limit}-byte limit "
+            "(setting result_max_bytes)"
+        )
+    return text, ""
+
+
+def _shorten(exc: BaseException) -> str:
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except Exception:  # a hostile __str__ in the value
+        text = type(exc).__name__
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def decode_result(text: str | None) -> Any:
+    """The result stored as ``text`` (None when there is none)."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
 LABEL_VALUE_MAX = 64
 """Characters kept of a string label value."""
 
@@ -158,6 +199,13 @@ def _timeout(value: Any) -> float | None:
     return None
 
 
+def _result_ttl(value: Any) -> float | None:
+    """A stored result TTL; None for none, or for one no rwq producer wrote."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < math.inf:
+        return float(value)
+    return None
+
+
 def _ms(value: str | None) -> float | None:
     return float(value) if value else None
 
@@ -189,6 +237,13 @@ class Job:
     """Payload fields copied at enqueue (setting ``event_labels``); every job event has them."""
     timeout: float | None = None
     """Seconds its handler may run (its own; None: the queue's or the worker's default)."""
+    result: Any = None
+    """What its handler returned (a completed job, while kept: ``result_ttl``)."""
+    result_error: str | None = None
+    """Why a completed job has no result although its handler returned one (not JSON, too
+    large)."""
+    result_ttl: float | None = None
+    """Seconds its result is kept once completed (its own; None: the setting ``result_ttl``)."""
 
     @classmethod
     def from_fields(cls, fields: dict[str, str], job_id: str = "", queue: str = "") -> Job:
@@ -222,6 +277,9 @@ class Job:
             duration_ms=_ms(fields.get("duration_ms")),
             labels=decode_labels(labels) if (labels := fields.get("labels")) else None,
             timeout=_timeout(spec.get("timeout")),
+            result=decode_result(fields.get("result")),
+            result_error=fields.get("result_error") or None,
+            result_ttl=_result_ttl(spec.get("result_ttl")),
         )
 
     @classmethod
@@ -254,5 +312,8 @@ class Job:
             "duration_ms": self.duration_ms,
             "labels": self.labels,
             "timeout": self.timeout,
+            "result": self.result,
+            "result_error": self.result_error,
+            "result_ttl": self.result_ttl,
         }
         return out

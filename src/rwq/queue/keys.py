@@ -105,6 +105,11 @@ class QueueKeys:
         """Hash holding one job's fields."""
         return f"{self.tag}:job:{job_id}"
 
+    def done(self, job_id: str) -> str:
+        """List a job's waiters block on: one token (its final state) per waiter when it ends;
+        expires a minute later."""
+        return f"{self.tag}:done:{job_id}"
+
     @property
     def job_prefix(self) -> str:
         return f"{self.tag}:job:"
@@ -195,3 +200,18 @@ class Keys:
     def plugin_control_reply(self, request_id: str) -> str:
         """Pub/sub channel where the hosts answer the control request ``request_id``."""
         return f"{self.prefix}:plugin-control:reply:{request_id}"
+
+    @property
+    def web_tokens(self) -> str:
+        """Hash of HTTP API token name -> its record JSON (permissions, queues, times and
+        the SHA-256 of its secret; never the secret)."""
+        return f"{self.prefix}:{{{self.prefix}:web}}:tokens"
+
+    @property
+    def web_tokens_used(self) -> str:
+        """Hash of HTTP API token name -> when it was last used (Unix seconds)."""
+        return f"{self.prefix}:{{{self.prefix}:web}}:tokens-used"
+
+    def web_session(self, session_hash: str) -> str:
+        """A browser session of ``rwq web`` (JSON, expiring), by the SHA-256 of its id."""
+        return f"{self.prefix}:{{{self.prefix}:web}}:session:{session_hash}"

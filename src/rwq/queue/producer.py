@@ -12,6 +12,7 @@ from typing import Any
 
 from rwq.config import Settings
 from rwq.queue.broker import Broker
+from rwq.queue.handle import JobHandle
 from rwq.queue.job import (
     DEFAULT_PRIORITY,
     JSON,
@@ -24,6 +25,7 @@ from rwq.queue.job import (
     pick_labels,
 )
 from rwq.queue.timeouts import TimeoutValueError, parse_timeout
+from rwq.units import UnitError, parse_duration
 
 
 @dataclass
@@ -43,6 +45,9 @@ class JobSpec:
     timeout: float | str | None = None
     """How long its handler may run: seconds or a duration (``30s``, ``5m``); None: the
     queue's timeout (setting ``queue_timeouts``) or the worker's ``--timeout``."""
+    result_ttl: float | str | None = None
+    """How long the job and its result are kept once it completes: seconds or a duration
+    (``10m``); 0: not kept; None: the setting ``result_ttl``."""
 
 
 _TENANT = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,128}")
@@ -81,21 +86,34 @@ class Producer:
         job_id: str | None = None,
         trace_id: str | None = None,
         timeout: float | str | None = None,
-    ) -> Job:
-        """Enqueue one job and return it (with its id). ``timeout`` (seconds, or a duration
-        such as ``"30s"``) bounds how long its handler may run (``docs/queue.md``).
+        result_ttl: float | str | None = None,
+    ) -> JobHandle:
+        """Enqueue one job and return its handle: the job as enqueued (``handle.id``,
+        ``handle.state``, every field of :class:`Job`), its ``status()`` and ``result()``.
+        ``timeout`` (seconds, or a duration such as ``"30s"``) bounds how long its handler may
+        run; ``result_ttl`` how long its result is kept once it completes (``docs/queue.md``).
 
         Raises:
             JobError: the payload is not JSON, too large, or an option is out of range.
         """
-        spec = JobSpec(payload, priority, tenant, delay, at, max_retries, job_id, trace_id, timeout)
+        spec = JobSpec(payload, priority, tenant, delay, at, max_retries, job_id, trace_id, timeout,
+                       result_ttl)  # fmt: skip
         job, block = self._encode(queue, spec)
         if queue not in self._known_queues:
             self.broker.register_queues([queue])
             self._known_queues.add(queue)
         if not self.broker.enqueue_raw(queue, [block], check_ids=job_id is not None)[0]:
             job.state = "duplicate"
-        return job
+        return JobHandle(self.broker, job)
+
+    def handle(self, job_id: str, queue: str | None = None) -> JobHandle:
+        """The handle of a job enqueued earlier (by anyone), found by its id: on ``queue``, or
+        on whichever registered queue has it.
+
+        Raises:
+            JobNotFound: no queue has it (never enqueued, deleted, or its result expired).
+        """
+        return JobHandle.find(self.broker, job_id, queue)
 
     def enqueue_many(
         self, queue: str, specs: Iterable[JobSpec | Any], chunk: int = 500
@@ -202,6 +220,7 @@ class Producer:
                 timeout = parse_timeout(spec.timeout)
             except TimeoutValueError as exc:
                 raise JobError(str(exc)) from None
+        result_ttl = None if spec.result_ttl is None else _result_ttl(spec.result_ttl)
         now = time.time()
         run_at = _run_at(spec, now)
         created_at = round(now * 1000, 3)
@@ -211,6 +230,7 @@ class Producer:
                 f'{{"payload":{JSON.encode(spec.payload)},"max_retries":{max_retries},'
                 f'"created_at":{created_at}'
                 + (f',"timeout":{timeout!r}' if timeout is not None else "")
+                + (f',"result_ttl":{result_ttl!r}' if result_ttl is not None else "")
                 + (f',"trace_id":{JSON.encode(spec.trace_id)}}}' if spec.trace_id else "}")
             )
         except (TypeError, ValueError) as exc:
@@ -232,6 +252,7 @@ class Producer:
             trace_id=spec.trace_id,
             labels=found,
             timeout=timeout,
+            result_ttl=result_ttl,
         )
         record = (
             f"{job.id}\x1f{priority}\x1f{spec.tenant or ''}\x1f"
@@ -281,6 +302,21 @@ MAX_RETRIES = 1000
 MAX_DELAY = 10 * 365.25 * 86400
 """Seconds: a job is due at most ten years ahead (a farther time is a typo, and it would sit
 in the scheduled set forever)."""
+
+
+def _result_ttl(value: float | str) -> float:
+    """The seconds of a job's ``result_ttl`` (0 to 30 days; 0: not kept)."""
+    try:
+        seconds = parse_duration(value, "result_ttl")
+    except UnitError as exc:
+        raise JobError(str(exc)) from None
+    if seconds > MAX_RESULT_TTL:
+        raise JobError(f"result_ttl: at most 30 days, got {value!r}")
+    return seconds
+
+
+MAX_RESULT_TTL = 30 * 86400.0
+"""Seconds: the longest a job's result is kept (the setting's own bound)."""
 
 
 def _run_at(spec: JobSpec, now: float) -> float | None:

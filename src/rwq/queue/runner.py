@@ -94,6 +94,7 @@ class JobRunner:
         self._isolation = isolation
         self._child_max_jobs = child_max_jobs
         self._default_timeout = timeout
+        self._result_limit = broker.settings.result_max_bytes
         self._queue_timeouts = broker.settings.queue_timeout_map
         self._timeouts = bool(self._queue_timeouts) or timeout is not None
         """Whether a run may have a timeout besides a job's own."""
@@ -151,12 +152,12 @@ class JobRunner:
         if self._isolation is Isolation.PROCESS:
             self._pool = ProcessHandlers(
                 self._concurrency, self.handlers, self._skip, self._inbox.put,
-                self._child_max_jobs,
+                self._child_max_jobs, self._result_limit,
             )  # fmt: skip
             return
         if self._async_queues:
             self._coroutines = CoroutineHandlers(
-                self._concurrency, self.handlers, self._skip, self._inbox.put
+                self._concurrency, self.handlers, self._skip, self._inbox.put, self._result_limit
             )
         # Beside async handlers sync ones never run inline: the job loop must stay free to
         # fail and cancel coroutines at their timeouts.
@@ -329,7 +330,8 @@ class JobRunner:
                 break  # the rest go back to their queues at shutdown
             timeout = self.timeout_of(qname, job)
             if timeout is None:
-                outcome = call_handler(handlers.get(qname) or handlers["*"], qname, job)
+                handler = handlers.get(qname) or handlers["*"]
+                outcome = call_handler(handler, qname, job, self._result_limit)
             else:
                 outcome = self._run_bounded(Run(qname, job, timeout))
                 if outcome.skipped:  # stopped before its thread took it: handed back
@@ -369,7 +371,7 @@ class JobRunner:
         if skipped is not None:
             return skipped
         handler = self.handlers.get(run.queue) or self.handlers["*"]
-        return call_handler(handler, run.queue, run.job)
+        return call_handler(handler, run.queue, run.job, self._result_limit)
 
     def _drain_inbox(self, *, block: bool, timeout: float = 0.0) -> None:
         try:
@@ -445,7 +447,9 @@ class JobRunner:
             done, failures = batches.setdefault(o.queue, ([], []))
             # With its attempt: a late result of an earlier attempt is refused (as stale).
             if o.ok:
-                done.append((o.job.id, o.duration_ms, o.job.attempts))
+                ttl = o.job.result_ttl
+                done.append((o.job.id, o.duration_ms, o.job.attempts, o.result, o.result_error,
+                             -1 if ttl is None else round(ttl * 1000)))  # fmt: skip
             else:
                 delay = backoff_ms(o.job.attempts, settings.backoff_base, settings.backoff_max)
                 failures.append(

@@ -30,6 +30,7 @@ NAMES = (
     "pause",
     "stats",
     "throughput",
+    "watch",
     "fire_schedule",
 )
 """Every queue script, by the name of its file in :mod:`rwq.queue.lua` (without ``.lua``)."""

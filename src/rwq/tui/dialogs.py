@@ -108,6 +108,12 @@ def job_text(job: Job) -> Text:
         text.append(job.last_error + "\n")
     text.append("\npayload\n", style="bold")
     text.append(json.dumps(job.payload, indent=2, ensure_ascii=False, default=str) + "\n")
+    if job.result is not None:
+        text.append("\nresult\n", style="bold")
+        text.append(json.dumps(job.result, indent=2, ensure_ascii=False, default=str) + "\n")
+    if job.result_error:
+        text.append("\nresult\n", style="bold")
+        text.append(job.result_error + "\n", style="dim")
     if job.traceback:
         text.append("\ntraceback\n", style="bold")
         text.append(job.traceback, style="dim")

@@ -26,7 +26,14 @@ while pos <= size do
   local labels = e > d + 1 and sub(data, d + 1, e - 1) or ''
   pos = stop + 1
   local jk = jobs .. id
-  if check and redis.call('EXISTS', jk) == 1 then
+  local taken = check and redis.call('EXISTS', jk) == 1
+  -- A completed job kept for its result (setting result_ttl) does not hold its id: a new
+  -- job of that id replaces it, as when completed jobs were deleted at once.
+  if taken and redis.call('HGET', jk, 'state') == 'completed' then
+    redis.call('DEL', jk)
+    taken = false
+  end
+  if taken then
     out[#out + 1] = 0
   elseif run_at ~= '' and tonumber(run_at) > now then
     redis.call('HSET', jk, 'spec', spec, 'priority', prio, 'tenant', tenant,

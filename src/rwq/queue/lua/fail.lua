@@ -14,7 +14,7 @@ for j = 1, n do
   i = i + 9
   local jk = tag .. ':job:' .. id
   if held(processing, jk, id, fence) then
-    local v = redis.call('HMGET', jk, 'attempts', 'tenant', 'labels')
+    local v = redis.call('HMGET', jk, 'attempts', 'tenant', 'labels', 'waiters')
     local attempt, retries, tenant = tonumber(v[1]) or 0, max_retries(jk), v[2] or ''
     local labels = v[3]
     redis.call('HSET', jk, 'error', err, 'traceback', tb, 'finished_at', now_text,
@@ -41,6 +41,7 @@ for j = 1, n do
       redis.call('ZADD', tag .. ':dead', now, id)
       emit_job(maxlen, labels, 'type', 'job.dead_lettered', 'job_id', id,
                'tenant', tenant, 'attempt', attempt, 'error', err)
+      if v[4] then wake(jk, id, v[4], 'dead') end
       dead = dead + 1
       out[j] = 'dead'
     end

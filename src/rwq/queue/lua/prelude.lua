@@ -48,3 +48,21 @@ local function tick(kind, n)
     redis.call('PEXPIRE', key, 7200000)
   end
 end
+-- Wake the clients waiting for a job to end (`rwq job wait`, `JobHandle.result`): each
+-- counted itself in the job's `waiters` field (script `watch`) before it blocked on the job's
+-- `done:<id>` list; one token each, the job's final state, pushed in the same script as the
+-- transition, so no wake-up is missed. Called only when `waiters` is set: no cost otherwise.
+local function wake(jk, id, waiters, state)
+  local n = math.min(tonumber(waiters) or 0, 10000)
+  if n > 0 then
+    local key = tag .. ':done:' .. id
+    local tokens = {}
+    for k = 1, math.min(n, 100) do tokens[k] = state end
+    while n > 0 do
+      redis.call('RPUSH', key, unpack(tokens, 1, math.min(n, 100)))
+      n = n - 100
+    end
+    redis.call('PEXPIRE', key, 60000)  -- tokens of waiters that gave up meanwhile
+  end
+  redis.call('HDEL', jk, 'waiters')
+end

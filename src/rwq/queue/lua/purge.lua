@@ -9,7 +9,12 @@ if target == 'completed' then
 else
   local key = tag .. ':' .. target
   local ids = redis.call('ZRANGE', key, 0, limit - 1)
-  for _, id in ipairs(ids) do redis.call('DEL', tag .. ':job:' .. id) end
+  for _, id in ipairs(ids) do
+    local jk = tag .. ':job:' .. id
+    local waiters = redis.call('HGET', jk, 'waiters')  -- clients waiting for it to end
+    if waiters then wake(jk, id, waiters, 'deleted') end
+    redis.call('DEL', jk)
+  end
   if #ids > 0 then redis.call('ZREM', key, unpack(ids)) end
   n = #ids
 end

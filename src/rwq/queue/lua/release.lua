@@ -10,7 +10,8 @@ local ids = redis.call('ZRANGE', processing, 0, -1)
 local requeued, dead = 0, 0
 for _, id in ipairs(ids) do
   local jk = tag .. ':job:' .. id
-  local v = redis.call('HMGET', jk, 'attempts', 'tenant', 'priority', 'enqueued_at', 'labels')
+  local v = redis.call('HMGET', jk, 'attempts', 'tenant', 'priority', 'enqueued_at', 'labels',
+                       'waiters')
   if v[1] then
     local attempt, retries, tenant = tonumber(v[1]) or 0, max_retries(jk), v[2] or ''
     -- A graceful shutdown hands back jobs it never ran: their attempt does not count.
@@ -22,6 +23,7 @@ for _, id in ipairs(ids) do
       redis.call('ZADD', tag .. ':dead', now, id)
       emit_job(maxlen, v[5], 'type', 'job.dead_lettered', 'job_id', id,
                'tenant', tenant, 'attempt', attempt, 'error', err)
+      if v[6] then wake(jk, id, v[6], 'dead') end
       dead = dead + 1
     else
       redis.call('HSET', jk, 'state', 'pending')

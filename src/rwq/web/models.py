@@ -1,0 +1,301 @@
+"""The API's request and response bodies, typed, so ``/openapi.json`` describes every one."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "ApprovalList",
+    "ApprovalOut",
+    "AuditPage",
+    "AuditRecordOut",
+    "DeadLetterPage",
+    "DecisionRequest",
+    "DecisionResult",
+    "DeleteRequest",
+    "DeleteResult",
+    "ErrorBody",
+    "ErrorDetail",
+    "JobList",
+    "JobOut",
+    "PauseResult",
+    "PluginList",
+    "PluginOut",
+    "PluginPermissions",
+    "PurgeRequest",
+    "PurgeResult",
+    "QueueStatsOut",
+    "ReloadResult",
+    "RequeueRequest",
+    "RequeueResult",
+    "RevokeResult",
+    "SessionInfo",
+    "SessionRequest",
+    "StatsOut",
+    "Throughput",
+    "WorkerList",
+    "WorkerOut",
+]
+
+PeekState = Literal["pending", "scheduled", "dead", "completed", "processing"]
+PurgeTarget = Literal["pending", "scheduled", "dead", "completed"]
+QUEUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+QUEUE_GLOB_PATTERN = r"^[A-Za-z0-9._:*?-]{1,128}$"
+JOB_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(
+        description="What went wrong, for programs: `unauthorized`, `forbidden`, "
+        "`unknown_queue`, `not_found`, `invalid_argument`, `read_only`..."
+    )
+    message: str = Field(description="What went wrong, for people.")
+    argument: str | None = Field(None, description="The argument at fault, when one is.")
+    permission: str | None = Field(None, description="The permission a 403 lacked.")
+    queue: str | None = Field(None, description="The queue a 403 or 404 was about.")
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers."""
+
+    error: ErrorDetail
+
+
+class QueueStatsOut(BaseModel):
+    queue: str
+    pending: int
+    processing: int
+    scheduled: int
+    dead: int
+    completed_total: int
+    failed_total: int
+    retried_total: int
+    dead_total: int
+    enqueued_total: int
+    paused: bool
+    oldest_pending_age_s: float | None
+    throughput_1m: int = Field(description="Jobs completed in the last 60 seconds.")
+    failed_1m: int
+
+
+class StatsOut(BaseModel):
+    """Like `rwq admin stats --json`, limited to the token's queues."""
+
+    queues: list[QueueStatsOut]
+    workers: int
+    taken_at: float
+
+
+class JobOut(BaseModel):
+    id: str
+    queue: str
+    payload: Any
+    priority: int
+    tenant: str | None
+    attempts: int
+    max_retries: int
+    state: str
+    created_at: float | None
+    enqueued_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    run_at: float | None
+    dead_at: float | None
+    last_error: str | None
+    traceback: str | None
+    trace_id: str | None
+    worker: str | None
+    duration_ms: float | None
+    labels: dict[str, Any] | None
+    timeout: float | None
+    result: Any = Field(None, description="What its handler returned (completed, while kept).")
+    result_error: str | None = Field(
+        None, description="Why a completed job has no result (not JSON, too large)."
+    )
+    result_ttl: float | None = Field(
+        None, description="Seconds its result is kept (its own; null: the setting)."
+    )
+
+
+class JobList(BaseModel):
+    queue: str
+    state: PeekState
+    jobs: list[JobOut]
+
+
+class DeadLetterPage(BaseModel):
+    total: int = Field(description="How many dead letters match the filters.")
+    offset: int
+    limit: int
+    jobs: list[JobOut]
+
+
+class RequeueRequest(BaseModel):
+    """Dead letters to move back to pending: `ids`, or `all` of them matching the filter."""
+
+    ids: list[str] = Field(
+        default_factory=list, max_length=1000, description="Dead job ids (or give `all`)."
+    )
+    all: bool = Field(False, description="Every dead letter matching `queue`, `tenant`, `error`.")
+    queue: str | None = Field(
+        None,
+        pattern=QUEUE_GLOB_PATTERN,
+        description="Only this queue's, or a glob's (null: every queue).",
+    )
+    tenant: str | None = Field(None, max_length=128, description="With `all`: only this tenant's.")
+    error: str | None = Field(
+        None,
+        max_length=256,
+        description="With `all`: only those whose error contains this (any case).",
+    )
+    to: str | None = Field(
+        None, pattern=QUEUE_PATTERN, description="Move them to this queue instead of their own."
+    )
+
+
+class RequeueResult(BaseModel):
+    requeued: int
+
+
+class DeleteRequest(BaseModel):
+    """Dead letters of one queue to delete for good."""
+
+    queue: str = Field(pattern=QUEUE_PATTERN, description="The queue they are dead letters of.")
+    ids: list[str] = Field(min_length=1, max_length=1000, description="Their ids.")
+
+
+class DeleteResult(BaseModel):
+    deleted: int = Field(description="How many were deleted (ids no longer dead are skipped).")
+
+
+class Throughput(BaseModel):
+    queue: str
+    seconds: int
+    completed: list[int] = Field(description="Jobs completed in each second, oldest first.")
+    failed: list[int] = Field(description="Jobs failed in each second, oldest first.")
+
+
+class PurgeRequest(BaseModel):
+    target: PurgeTarget = Field(description="Which jobs of the queue to delete for good.")
+
+
+class PurgeResult(BaseModel):
+    queue: str
+    target: PurgeTarget
+    purged: int
+
+
+class PauseResult(BaseModel):
+    queue: str
+    paused: bool
+    changed: bool = Field(description="False when the queue already was in that state.")
+
+
+class WorkerOut(BaseModel):
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    state: str
+    alive: bool
+    last_heartbeat: float | None
+    processed: int
+    failed: int
+    current_jobs: list[str]
+
+
+class WorkerList(BaseModel):
+    workers: list[WorkerOut]
+
+
+class AuditRecordOut(BaseModel):
+    time: float
+    kind: str
+    plugin: str = Field(description="Who: a plugin, or `token:<name>` for an API call.")
+    operation: str
+    resource: str
+    allowed: bool
+    reason: str = ""
+    chain: list[str] = Field(default_factory=list)
+    dropped: int = 0
+
+
+class AuditPage(BaseModel):
+    records: list[AuditRecordOut]
+
+
+class SessionRequest(BaseModel):
+    token: str = Field(min_length=1, max_length=256, description="An API token.")
+
+
+class SessionInfo(BaseModel):
+    token: str = Field(description="The token's name.")
+    permissions: list[str] = Field(description="The catalog permissions it holds.")
+    queues: list[str]
+    expires_at: float | None = Field(description="When the session ends (Unix seconds).")
+    csrf_token: str | None = Field(
+        None, description="Send it as `X-CSRF-Token` on every POST of the session."
+    )
+
+
+PLUGIN_PATTERN = r"^[a-z0-9-]{1,64}$"
+
+
+class PluginPermissions(BaseModel):
+    granted: list[str]
+    pending: list[str]
+    denied: list[str]
+
+
+class PluginOut(BaseModel):
+    name: str
+    version: str
+    runtime: str
+    state: str = Field(
+        description="discovered, validated, awaiting_approval, loading, ready, "
+        "active, error, disabled or unloaded."
+    )
+    reason: str
+    permissions: PluginPermissions
+
+
+class PluginList(BaseModel):
+    plugins: list[PluginOut]
+
+
+class ReloadResult(BaseModel):
+    plugin: str
+    message: str = Field(description="How the reload went, as `rwq plugin reload` says it.")
+    state: str
+
+
+class ApprovalOut(BaseModel):
+    plugin: str
+    version: str
+    update: bool = Field(description="A new version of a running plugin.")
+    pending: list[str]
+    granted: list[str]
+    denied: list[str]
+
+
+class ApprovalList(BaseModel):
+    approvals: list[ApprovalOut]
+
+
+class DecisionRequest(BaseModel):
+    permissions: list[str] | None = Field(
+        None, max_length=64, description="Only these permissions (null: every pending one)."
+    )
+
+
+class DecisionResult(BaseModel):
+    plugin: str
+    state: str
+
+
+class RevokeResult(BaseModel):
+    plugin: str
+    revoked: list[str]

@@ -62,6 +62,7 @@ PURE_BASE = (
     "rwq.config",
     "rwq.procfs",
     "rwq.schedule_spec",
+    "rwq.outage",
 )
 """The bottom layer: it imports only itself."""
 BASE = (*PURE_BASE, "rwq.connection")

@@ -62,6 +62,18 @@ class Settings:
     shutdown_timeout: float = 30.0
     """Seconds a stopping worker waits for its running handlers before it hands their jobs
     back to their queues and exits."""
+    socket_timeout: float = 3.0
+    """Seconds a client waits for a reply from Redis before it gives the try up."""
+    socket_connect_timeout: float = 1.0
+    """Seconds a client waits for a connection to Redis to open."""
+    redis_retries: int = 2
+    """Further tries of one command after a connection error, a timeout or a cluster error
+    (cluster down, slot moved, failover) before the error reaches rwq: a producer's whole
+    budget, so ``rwq enqueue`` fails within about ``(redis_retries + 1) *
+    (socket_connect_timeout or socket_timeout)`` seconds when Redis is away."""
+    outage_backoff_max: float = 5.0
+    """Longest wait between tries of a long-running process (worker, reaper, TUI, plugin host,
+    demo) while Redis is away; the wait doubles from 0.1 s up to this."""
     queue_timeouts: str = ""
     """How long a handler of each named queue may run when its job sets no timeout of its own
     (overriding the worker's ``--timeout``): ``queue=duration`` pairs separated by commas
@@ -239,6 +251,10 @@ _LIMITS: dict[str, tuple[float, float, str]] = {
     "backoff_base": (0, 86400, "s"),
     "backoff_max": (0, 30 * 86400, "s"),
     "shutdown_timeout": (0, 86400, "s"),
+    "socket_timeout": (0.01, 3600, "s"),
+    "socket_connect_timeout": (0.01, 3600, "s"),
+    "redis_retries": (0, 100, "retries"),
+    "outage_backoff_max": (0.01, 3600, "s"),
     "result_ttl": (0, 30 * 86400, "s"),
     "result_max_bytes": (0, 512 * 1024 * 1024, "bytes"),
 }

@@ -13,22 +13,35 @@ from typing import TypeAlias
 from urllib.parse import unquote, urlsplit
 
 import redis
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from rwq.config import Settings
 from rwq.errors import ConnectionFailed
+from rwq.outage import describe
 from rwq.valkey.embedded import EmbeddedServer, ServerError
 
-__all__ = ["RedisClient", "RedisUrl", "connect", "is_cluster", "parse_url", "server_url"]
+__all__ = [
+    "RedisClient",
+    "RedisUrl",
+    "client_options",
+    "connect",
+    "is_cluster",
+    "parse_url",
+    "server_url",
+]
 
 RedisClient: TypeAlias = redis.Redis | RedisCluster
 
 PLAIN_SCHEMES = ("redis", "rediss", "unix")
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 CONNECT_TIMEOUT = 2.0
+"""Seconds the first PING of :func:`connect` may take at most (less when the settings'
+timeouts are shorter)."""
+RETRY_BACKOFF_CAP = 0.25
+"""Longest wait, in seconds, between the client's own tries of one command."""
 DEFAULT_PORT = 6379
 HINT = "check --redis-url / RWQ_REDIS_URL"
 
@@ -152,13 +165,27 @@ def connect(settings: Settings, *, decode_responses: bool = True) -> RedisClient
     target = parse_url(url)
     try:
         if target.cluster:
-            return _connect_cluster(target, decode_responses)
-        _probe(target)
+            return _connect_cluster(target, decode_responses, settings)
+        _probe(target, settings)
         return redis.Redis.from_url(
-            target.url, decode_responses=decode_responses, socket_connect_timeout=CONNECT_TIMEOUT
+            target.url, decode_responses=decode_responses, **client_options(settings)
         )
     except (ValueError, TypeError) as exc:  # a query parameter redis-py cannot read
         raise _fail(url, f"bad parameter: {exc}") from None
+
+
+def client_options(settings: Settings) -> dict[str, object]:
+    """The timeouts and retries of every client rwq makes (``socket_timeout``,
+    ``socket_connect_timeout``, ``redis_retries``): a command fails within a few seconds
+    when Redis is away, and long-running processes retry on their own, with backoff."""
+    return {
+        "socket_timeout": settings.socket_timeout,
+        "socket_connect_timeout": settings.socket_connect_timeout,
+        "retry": Retry(
+            ExponentialWithJitterBackoff(cap=RETRY_BACKOFF_CAP, base=0.05),
+            settings.redis_retries,
+        ),
+    }
 
 
 def server_url(settings: Settings) -> str:
@@ -180,12 +207,12 @@ def server_url(settings: Settings) -> str:
         ) from None
 
 
-def _probe(target: RedisUrl) -> None:
-    # The real client retries failed connections for seconds; the check must answer at once.
+def _probe(target: RedisUrl, settings: Settings) -> None:
+    # The real client retries failed connections; the check must answer at once.
     probe = redis.Redis.from_url(
         target.url,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        socket_timeout=CONNECT_TIMEOUT,
+        socket_connect_timeout=min(CONNECT_TIMEOUT, settings.socket_connect_timeout),
+        socket_timeout=min(CONNECT_TIMEOUT, settings.socket_timeout),
         retry=Retry(NoBackoff(), 0),
     )
     try:
@@ -198,7 +225,7 @@ def _probe(target: RedisUrl) -> None:
         probe.close()
 
 
-def _connect_cluster(target: RedisUrl, decode_responses: bool) -> RedisCluster:
+def _connect_cluster(target: RedisUrl, decode_responses: bool, settings: Settings) -> RedisCluster:
     nodes = [ClusterNode(host, port) for host, port in target.nodes]  # type: ignore[no-untyped-call]
     try:
         # RedisCluster asks the startup nodes for the slot map here, so this is the PING.
@@ -208,7 +235,10 @@ def _connect_cluster(target: RedisUrl, decode_responses: bool) -> RedisCluster:
             username=target.username,
             password=target.password,
             decode_responses=decode_responses,
-            socket_connect_timeout=CONNECT_TIMEOUT,
+            # A node may be down while the others serve their slots (a cluster configured
+            # with cluster-require-full-coverage no): the client must still start.
+            require_full_coverage=False,
+            **client_options(settings),  # type: ignore[arg-type]
         )
         client.ping()
     except (redis.RedisError, RedisClusterException, OSError) as exc:
@@ -219,8 +249,7 @@ def _connect_cluster(target: RedisUrl, decode_responses: bool) -> RedisCluster:
 
 
 def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
+    return describe(exc)
 
 
 def is_cluster(client: RedisClient) -> bool:

@@ -144,3 +144,11 @@ def test_the_summary_line_totals_every_queue() -> None:
     line = summary_line(snapshot(error="redis: connection refused"))
     assert "enqueued 600" in line and "pending 12" in line and "dead 7" in line
     assert line.endswith("redis: connection refused")
+
+
+def test_the_demo_says_when_a_worker_is_lost() -> None:
+    lost = snapshot(lost_workers=["box:42:abcdef"], registered_workers=2)
+    assert "1 lost (heartbeat expired)" in summary_line(lost)
+    console = Console(record=True, width=160)
+    console.print(render(lost))
+    assert "workers: 2/2 processes, 2 registered, 1 lost" in console.export_text()

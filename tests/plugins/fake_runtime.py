@@ -8,7 +8,9 @@ Nothing shipped may load unsandboxed plugins, so this lives in the tests. The en
       "render": [{"type": "text", "text": "hi"}],  # default: one text element counting events
       "initialize": {"error": "no"},               # what initialize answers (default null)
       "faults": {"on_event": {"kind": "trap", "times": 1}},  # kind: a FaultKind, "raise" or
-                                                   # "invalid"; times: default every call
+                                                   # "invalid"; times: default every call;
+                                                   # "if_host_error": true faults only after
+                                                   # a host call of the hook failed
       "calls": {"on_event": [{"function": "log", "args": {...}}]},  # host calls per hook
       "functions": {"stats": [{"function": "get_queue_stats", "args": {}}]},  # on_call
       "block": {"import_state": "gate"},           # wait for FakeRuntime.gate("gate")
@@ -112,9 +114,14 @@ class FakeInstance:
             self.runtime.arrived(gate).set()
             if not self.runtime.gate(gate).wait(GATE_TIMEOUT):
                 raise PluginFault(self.name, FaultKind.TIMEOUT, f"gate {gate} never opened")
-        invalid = self._maybe_fault(hook)
+        after_host = self._faults.get(hook.value, {}).get("if_host_error", False)
+        invalid = False if after_host else self._maybe_fault(hook)
+        host_failed = False
         for spec in self.script.get("calls", {}).get(hook.value, ()):
-            self._host(hook.value, spec)
+            result = self._host(hook.value, spec)
+            host_failed |= isinstance(result, dict) and "error" in result
+        if after_host and host_failed:
+            invalid = self._maybe_fault(hook)
         if invalid:
             return "not what the contract says"
         return getattr(self, f"_on_{hook.value}")(argument)

@@ -160,7 +160,7 @@ def test_dead_letter_actions_are_refused_read_only(
     drive(app, steps)
 
 
-def test_workers_view_marks_stale_workers(settings: Settings, redis_client: redis.Redis) -> None:
+def test_workers_view_marks_lost_workers(settings: Settings, redis_client: redis.Redis) -> None:
     import json
 
     keys = Broker(redis_client, settings).keys
@@ -182,8 +182,11 @@ def test_workers_view_marks_stale_workers(settings: Settings, redis_client: redi
         await until(pilot, lambda: table.row_count == 2)
         by_id = {r[0]: r for r in rows(table)}
         assert by_id["w-live"][4] == "running"
-        assert by_id["w-gone"][4] == "stale"
-        assert "1 stale" in str(app.query_one("#workers-status", Label).render())
+        assert by_id["w-gone"][4] == "lost"
+        assert "1 lost (heartbeat expired)" in str(app.query_one("#workers-status", Label).render())
+        notices = [n.message for n in app._notifications]
+        assert any(m.startswith("worker w-gone lost: its heartbeat expired") for m in notices)
+        assert not any("w-live" in m for m in notices)
 
     drive(app, steps)
 

@@ -6,17 +6,26 @@ same errors."""
 from __future__ import annotations
 
 import asyncio
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import redis
 import redis.asyncio
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import RedisClusterException
 
 from rwq.config import Settings
-from rwq.connection import CONNECT_TIMEOUT, HINT, RedisUrl, _fail, _reason, parse_url, server_url
+from rwq.connection import (
+    CONNECT_TIMEOUT,
+    HINT,
+    RETRY_BACKOFF_CAP,
+    RedisUrl,
+    _fail,
+    _reason,
+    parse_url,
+    server_url,
+)
 from rwq.errors import ConnectionFailed
 
 __all__ = ["AsyncRedisClient", "connect", "is_cluster"]
@@ -40,10 +49,10 @@ async def connect(settings: Settings, *, decode_responses: bool = True) -> Async
     target = parse_url(url)
     try:
         if target.cluster:
-            return await _connect_cluster(target, decode_responses)
+            return await _connect_cluster(target, decode_responses, settings)
         await _probe(target)
         client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
-            target.url, decode_responses=decode_responses, socket_connect_timeout=CONNECT_TIMEOUT
+            target.url, decode_responses=decode_responses, **_options(settings)
         )
         return client
     except (ValueError, TypeError) as exc:  # a query parameter redis-py cannot read
@@ -68,7 +77,21 @@ async def _probe(target: RedisUrl) -> None:
         await probe.aclose()
 
 
-async def _connect_cluster(target: RedisUrl, decode_responses: bool) -> RedisCluster:
+def _options(settings: Settings) -> dict[str, Any]:
+    """The timeouts and retries of :func:`rwq.connection.client_options`, for asyncio."""
+    return {
+        "socket_timeout": settings.socket_timeout,
+        "socket_connect_timeout": settings.socket_connect_timeout,
+        "retry": Retry(
+            ExponentialWithJitterBackoff(cap=RETRY_BACKOFF_CAP, base=0.05),
+            settings.redis_retries,
+        ),
+    }
+
+
+async def _connect_cluster(
+    target: RedisUrl, decode_responses: bool, settings: Settings
+) -> RedisCluster:
     nodes = [ClusterNode(host, port) for host, port in target.nodes]
     client = RedisCluster(
         startup_nodes=nodes,
@@ -76,7 +99,7 @@ async def _connect_cluster(target: RedisUrl, decode_responses: bool) -> RedisClu
         username=target.username,
         password=target.password,
         decode_responses=decode_responses,
-        socket_connect_timeout=CONNECT_TIMEOUT,
+        **_options(settings),
     )
     try:
         await client.initialize()  # asks the startup nodes for the slot map: the PING

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
 import math
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Mapping
@@ -40,6 +42,7 @@ from rwq.cli.toolkit import new_cmd  # noqa: F401  (registers new, build, check)
 from rwq.cli.web import register as register_web
 from rwq.config import Settings
 from rwq.errors import RwqError
+from rwq.outage import OUTAGE_ERRORS, describe
 from rwq.plugins.package.paths import with_plugin_dirs
 from rwq.printable import log_to_stderr, marked
 from rwq.queue.job import DEFAULT_PRIORITY
@@ -414,7 +417,8 @@ def worker_cmd(
         isolation=Isolation(isolation),
         child_max_jobs=child_max_jobs,
     )
-    worker = Worker(context_of(ctx).broker, queues, handlers, options)
+    # Started during an outage, it waits for the server (a long-running process).
+    worker = Worker(context_of(ctx).broker_when_reachable(), queues, handlers, options)
     err.print(f"worker {worker.id} serving {', '.join(worker.queues)}")
     with keeping_embedded(context_of(ctx).settings):
         periodic = _start_scheduler(ctx) if scheduler else None
@@ -427,6 +431,42 @@ def worker_cmd(
             if periodic is not None:
                 periodic.stop()
     err.print(f"worker {worker.id} stopped: {worker.processed} completed, {worker.failed} failed")
+
+
+@app.command("reaper")
+def reaper_cmd(
+    ctx: typer.Context,
+    duration: Annotated[str | None, typer.Option("--duration", help="Stop after (60s).")] = None,
+) -> None:
+    """Hand the jobs of dead workers back to their queues, every reaper_interval, until
+    interrupted: for when no worker (nor TUI, plugin host or demo) runs to do it. Survives
+    Redis outages."""
+    import threading
+
+    from rwq.queue.reaper import Reaper
+
+    context = context_of(ctx)
+    owner = f"reaper:{os.getpid()}"
+    reaper = Reaper(context.broker_when_reachable(), owner, logging.getLogger("rwq.reaper"))
+    stop = threading.Event()
+    seconds = parse_duration(duration, "--duration") if duration else None
+    if seconds is not None:
+        timer = threading.Timer(seconds, stop.set)
+        timer.daemon = True
+        timer.start()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    err.print(f"reaper {owner} on {context.server}, every {context.settings.reaper_interval:g}s")
+    # Ctrl-C: stop, not an error
+    with keeping_embedded(context.settings), contextlib.suppress(KeyboardInterrupt):
+        reaper.run(stop.wait, on_reaped=_print_reaped)
+    err.print(f"reaper {owner} stopped")
+
+
+def _print_reaped(workers: list[str], requeued: int, dead: int) -> None:
+    out.print(
+        f"reaped {len(workers)} dead worker(s) ({', '.join(workers)}): {requeued} job(s) "
+        f"requeued, {dead} dead-lettered"
+    )
 
 
 def _start_scheduler(ctx: typer.Context) -> Any:
@@ -676,6 +716,13 @@ def main() -> None:
         app()
     except RwqError as exc:
         err.print(marked("error:", "red", exc), soft_wrap=True)
+        sys.exit(1)
+    except OUTAGE_ERRORS as exc:  # the server went away after the command connected
+        if os.environ.get("RWQ_DEBUG"):
+            traceback.print_exc()
+        context = Context.current
+        line = context.unavailable(exc) if context else f"Redis is unavailable: {describe(exc)}"
+        err.print(marked("error:", "red", line), soft_wrap=True)
         sys.exit(1)
     except redis.RedisError as exc:
         if os.environ.get("RWQ_DEBUG"):

@@ -150,7 +150,7 @@ def scheduler_cmd(
 
     seconds = parse_duration(duration, "--duration") if duration else None
     context = context_of(ctx)
-    scheduler = Scheduler(context.broker)
+    scheduler = Scheduler(context.broker_when_reachable())
     err.print(f"scheduler started: {counted(len(scheduler.specs), 'schedule')} from rwq.yaml")
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():

@@ -24,7 +24,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
-import redis
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
@@ -33,11 +32,13 @@ from rich.text import Text
 from rwq.config import ENV_PREFIX, Settings
 from rwq.connection import connect
 from rwq.demo.workload import QUEUES, SyntheticProducer
+from rwq.outage import REDIS_FAILURES, describe
 from rwq.printable import PlainConsole, plain_text
 from rwq.queue.admin import Admin, QueueStats
 from rwq.queue.broker import Broker
 from rwq.queue.events import Event, EventType
 from rwq.queue.producer import Producer
+from rwq.queue.reaper import ReaperThread
 from rwq.queue.stream import StreamReader
 from rwq.units import format_age
 from rwq.valkey.embedded import EmbeddedServer
@@ -142,6 +143,8 @@ class Snapshot:
     error: str = ""
     plugins: dict[str, str] = field(default_factory=dict)
     """Hosted plugins' states (headless runs)."""
+    lost_workers: list[str] = field(default_factory=list)
+    """Registered workers whose heartbeat expired (dead, or cut off from Redis)."""
 
 
 # -- the event tail --------------------------------------------------------------------------
@@ -205,6 +208,7 @@ def render(snap: Snapshot) -> RenderableType:
         f"{snap.enqueued} enqueued, {snap.run.completed} completed, {snap.run.failed} failed, "
         f"{snap.run.dead} dead · workers: {snap.running_workers}/{snap.worker_processes} "
         f"processes, {snap.registered_workers} registered",
+        (f", {len(snap.lost_workers)} lost" if snap.lost_workers else "", "bold red"),
     )
     table = Table()
     table.add_column("queue", no_wrap=True, min_width=15)
@@ -264,6 +268,8 @@ def summary_line(snap: Snapshot) -> str:
         f"{snap.run.failed} · dead {snap.run.dead} · workers "
         f"{snap.running_workers}/{snap.worker_processes}"
     )
+    if snap.lost_workers:
+        line += f" · {len(snap.lost_workers)} lost (heartbeat expired)"
     if snap.plugins:
         active = sum(1 for state in snap.plugins.values() if state == "active")
         line += f" · plugins {active}/{len(snap.plugins)} active"
@@ -403,8 +409,11 @@ def run_demo(
         baseline = Totals.of(admin.stats(QUEUES).queues)
         hosted: dict[str, str] = {}
         demo = _Run(admin, SyntheticProducer(Producer(broker), rate), console or PlainConsole())
+        # Reaps while the demo runs, even once every worker is gone.
+        reaper = ReaperThread(broker, f"demo:{os.getpid()}")
         with _terminate_as_interrupt():
             try:
+                reaper.start()
                 demo.procs = start_workers(workers, settings, redis_url, demo.log_dir)
                 demo.producer.start()
                 if dashboard is None and plugins is not None:
@@ -417,6 +426,7 @@ def run_demo(
                         demo.watch(duration, live, baseline)
                 elapsed = time.monotonic() - demo.started
             finally:
+                reaper.stop()
                 demo.producer.stop()
                 if demo.host is not None:
                     hosted = demo.host.states()
@@ -443,6 +453,8 @@ class _Run:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.host: HostedPlugins | None = None
         self.exited: set[int] = set()
+        self.lost: set[str] = set()
+        """Workers reported lost (their heartbeat expired)."""
         self.log_dir = admin.broker.settings.state_dir / "demo"
         self.started = time.monotonic()
 
@@ -476,12 +488,15 @@ class _Run:
         now = time.monotonic()
         self._report_exits()
         error = self.producer.error
+        lost: list[str] = []
         try:
             stats = self.admin.stats(QUEUES)
             self.tail.poll()
             queues, registered = stats.queues, stats.workers
-        except redis.RedisError as exc:
-            queues, registered, error = [], 0, f"redis: {exc}"
+            lost = self.admin.lost_workers()
+        except REDIS_FAILURES as exc:
+            queues, registered, error = [], 0, f"redis unavailable: {describe(exc)}"
+        self._report_lost(lost)
         return Snapshot(
             elapsed=now - self.started,
             remaining=max(0.0, deadline - now) if deadline is not None else None,
@@ -497,7 +512,21 @@ class _Run:
             log_dir=self.log_dir,
             error=error,
             plugins=self.host.states() if self.host is not None else {},
+            lost_workers=lost,
         )
+
+    def _report_lost(self, lost: list[str]) -> None:
+        for worker_id in lost:
+            if worker_id not in self.lost:
+                self.console.print(
+                    plain_text(
+                        f"worker {worker_id} lost: its heartbeat expired (it died, or cannot "
+                        "reach Redis); its jobs go back to their queues",
+                        "red",
+                    ),
+                    soft_wrap=True,
+                )
+        self.lost = set(lost)
 
     def _report_exits(self) -> None:
         for n, p in enumerate(self.procs, 1):

@@ -18,8 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
+from rwq.outage import REDIS_FAILURES
 from rwq.queue.job import Job
 from rwq.queue.producer import JobSpec, Producer
 from rwq.queue.worker import Handler, PermanentFailure
@@ -261,7 +260,7 @@ class SyntheticProducer(threading.Thread):
                 owed[i] -= count
                 try:
                     self.produce(profile, count)
-                except redis.RedisError as exc:
+                except REDIS_FAILURES as exc:
                     self.error = f"producer: {exc}"
                     log.debug("demo producer: %s", exc)  # shown in the view, not on stderr
 

@@ -19,6 +19,8 @@ from rwq.plugins.eventbus.bus import DEFAULT_INBOX
 from rwq.plugins.ops.control import ControlServer
 from rwq.plugins.ops.reloader import HotReloader
 from rwq.plugins.runtimes.base import PluginRuntime
+from rwq.queue.broker import Broker
+from rwq.queue.reaper import ReaperThread
 
 Runtimes = Callable[[], dict[str, PluginRuntime]]
 """Makes the sandboxes, by manifest ``runtime``; the host closes them when it stops."""
@@ -90,4 +92,5 @@ def build_host(
         # on probation.
         reloader = HotReloader(manager, watch=options.watch)
         control = ControlServer(manager, reloader)
-    return LocalPluginHost(manager, reloader, control, logs)
+    reaper = ReaperThread(Broker(client, settings), f"plugin-host:{os.getpid()}")
+    return LocalPluginHost(manager, reloader, control, logs, reaper)

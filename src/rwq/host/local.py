@@ -18,6 +18,7 @@ from rwq.plugins.engine.metrics import PluginSnapshot
 from rwq.plugins.ops.control import ControlServer
 from rwq.plugins.ops.reloader import HotReloader, ReloadAttempt
 from rwq.plugins.package.manifest import PluginManifest
+from rwq.queue.reaper import ReaperThread
 
 NOTICE_FOR = 120.0
 """Seconds a failed reload is shown on the plugin's panel."""
@@ -35,8 +36,11 @@ class LocalPluginHost:
         reloader: HotReloader | None,
         control: ControlServer | None,
         logs: PluginLogs,
+        reaper: ReaperThread | None = None,
     ) -> None:
         self.manager = manager
+        self.reaper = reaper
+        """Reaps dead workers' jobs while the host runs, so a host alone keeps them moving."""
         self.reloader = reloader
         """Watches the plugin files and puts every swap on probation; None in a check."""
         self.control = control
@@ -59,8 +63,12 @@ class LocalPluginHost:
             self.reloader.start()
         if self.control is not None:
             self.control.start()
+        if self.reaper is not None:
+            self.reaper.start()
 
     def stop(self) -> None:
+        if self.reaper is not None:
+            self.reaper.stop()
         if self.control is not None:
             self.control.stop()
         if self.reloader is not None:

@@ -14,6 +14,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from rwq.errors import RwqError
+from rwq.outage import OUTAGE_ERRORS
 from rwq.queue.broker import Broker
 from rwq.queue.cancel import Cancellation, cancel_job
 from rwq.queue.handle import find_job
@@ -175,20 +176,22 @@ class Admin:
                     oldest_pending_age_s=round(max(age, 0.0), 3) if age is not None else None,
                     throughput_1m=int(done),
                     failed_1m=int(failed),
-                    **self._rate_fields(name, stored_rate, float(now)),
+                    **_rate_fields(self.broker, name, stored_rate, float(now)),
                 )
             )
         return Stats(out, len(worker_ids), time.time())
 
-    def _rate_fields(self, queue: str, stored: str | None, now_ms: float) -> dict[str, Any]:
-        limit = rate_limit_of(self.broker, queue, stored or "")
-        if limit is None:
-            return {}
-        return {
-            "rate_limit": str(limit),
-            "rate_limit_source": limit.source,
-            "rate_used": starts_in_window(self.broker, limit, queue, now_ms),
-        }
+    def lost_workers(self) -> list[str]:
+        """Registered workers whose heartbeat expired, not reaped yet: dead, or cut off from
+        Redis (an outage) for longer than ``heartbeat_ttl``."""
+        keys = self.broker.keys
+        ids = sorted(self.client.hkeys(keys.workers))
+        if not ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for worker_id in ids:
+            pipe.exists(keys.heartbeat(worker_id))
+        return [w for w, alive in zip(ids, pipe.execute(), strict=True) if not alive]
 
     def throughput(self, queue: str, seconds: int = 60) -> tuple[list[int], list[int]]:
         """Completed and failed counts per second for the last ``seconds``, oldest first."""
@@ -334,7 +337,10 @@ class Admin:
             current: list[str] = []
             held: list[tuple[str, str]] = []
             for q in queues:
-                ids = self.client.zrange(self.broker.queue_keys(q).processing(worker_id), 0, -1)
+                try:
+                    ids = self.client.zrange(self.broker.queue_keys(q).processing(worker_id), 0, -1)
+                except OUTAGE_ERRORS:  # its cluster shard is away: the others are listed
+                    continue
                 current.extend(ids)
                 held.extend((q, job_id) for job_id in ids)
             out.append(
@@ -350,25 +356,10 @@ class Admin:
                     processed=int(beat.get("processed", 0)),
                     failed=int(beat.get("failed", 0)),
                     current_jobs=current,
-                    current_progress=self._progress_of(held),
+                    current_progress=_progress_of(self.broker, held),
                 )
             )
         return out
-
-    def _progress_of(self, held: Sequence[tuple[str, str]]) -> dict[str, str]:
-        """The progress text of the jobs ``held`` (queue, id) that reported any."""
-        if not held:
-            return {}
-        pipe = self.client.pipeline(transaction=False)
-        for queue, job_id in held:
-            pipe.hmget(self.broker.queue_keys(queue).job(job_id), *PROGRESS_FIELDS)
-        shown: dict[str, str] = {}
-        for (queue, job_id), values in zip(held, pipe.execute(), strict=True):
-            fields = {k: v for k, v in zip(PROGRESS_FIELDS, values, strict=True) if v is not None}
-            text = Job.from_fields(fields, job_id, queue).progress_text
-            if text:
-                shown[job_id] = text
-        return shown
 
     # -- changing ----------------------------------------------------------------------------
 
@@ -512,3 +503,35 @@ class Admin:
         name = self._check_queue(queue)
         clear_rate_limit(self.broker, name)
         return rate_limit_of(self.broker, name)
+
+
+def _rate_fields(broker: Broker, queue: str, stored: str | None, now_ms: float) -> dict[str, Any]:
+    """The rate-limit fields of a queue's stats (none without a limit)."""
+    limit = rate_limit_of(broker, queue, stored or "")
+    if limit is None:
+        return {}
+    return {
+        "rate_limit": str(limit),
+        "rate_limit_source": limit.source,
+        "rate_used": starts_in_window(broker, limit, queue, now_ms),
+    }
+
+
+def _progress_of(broker: Broker, held: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """The progress text of the jobs ``held`` (queue, id) that reported any."""
+    if not held:
+        return {}
+    pipe = broker.client.pipeline(transaction=False)
+    for queue, job_id in held:
+        pipe.hmget(broker.queue_keys(queue).job(job_id), *PROGRESS_FIELDS)
+    try:
+        replies = pipe.execute()
+    except OUTAGE_ERRORS:  # a shard is away: no progress shown this time
+        return {}
+    shown: dict[str, str] = {}
+    for (queue, job_id), values in zip(held, replies, strict=True):
+        fields = {k: v for k, v in zip(PROGRESS_FIELDS, values, strict=True) if v is not None}
+        text = Job.from_fields(fields, job_id, queue).progress_text
+        if text:
+            shown[job_id] = text
+    return shown

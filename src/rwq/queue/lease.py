@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from rwq.outage import Outage
 from rwq.queue.broker import Broker
 from rwq.queue.runner import REDIS_ERRORS, JobRunner
 
@@ -63,9 +64,11 @@ class Lease:
 
     def renew(self, finished: threading.Event) -> None:
         """Renew the lease every heartbeat interval until ``finished`` or stopped (the
-        heartbeat thread)."""
+        heartbeat thread). Redis being away is logged once per outage and never ends it."""
         settings = self.broker.settings
         keys = self.broker.keys
+        outage = Outage(f"worker {self.id}: heartbeat", log, cap=settings.heartbeat_interval)
+        failed_unexpectedly = False
         while not finished.wait(settings.heartbeat_interval):
             try:
                 with self.lock:
@@ -83,18 +86,41 @@ class Lease:
                     pipe.hset(keys.workers, self.id, self._info_json())
                     pipe.execute()
                 self.publish_status()
+                outage.succeeded()
             except REDIS_ERRORS as exc:
-                log.warning("heartbeat failed: %s", exc)
+                outage.failed(exc)  # tried again at the next interval
+            except Exception:  # a bug must not end the lease of a live worker
+                if not failed_unexpectedly:
+                    log.exception("heartbeat failed; trying again every interval")
+                failed_unexpectedly = True
 
     def leave(self) -> None:
         """Hand back every job held, report ``stopped`` and drop the lease; call it with
-        :attr:`lock` held."""
+        :attr:`lock` held.
+
+        The jobs of a queue whose server is away (a cluster shard) cannot be handed back now:
+        the worker then stays in the registry without a lease, so a reaper hands them back
+        once that server is back.
+
+        Raises:
+            redis errors of an outage: the registry's server is away (nothing was dropped).
+        """
+        missed: list[str] = []
         for qname in self.queues:
-            self.broker.release(qname, self.id, "shutdown", "")
+            try:
+                self.broker.release(qname, self.id, "shutdown", "")
+            except REDIS_ERRORS:
+                missed.append(qname)
         self.state = "stopped"
         self.publish_status()
         keys = self.broker.keys
         self.broker.client.delete(keys.heartbeat(self.id))
+        if missed:
+            log.warning(
+                "worker %s: the jobs it holds on %s go back to their queues when their server "
+                "is back (the reaper hands them back)", self.id, ", ".join(missed),
+            )  # fmt: skip
+            return
         self.broker.client.hdel(keys.workers, self.id)
 
     def publish_status(self) -> None:

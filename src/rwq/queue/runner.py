@@ -1,10 +1,13 @@
 """The worker's job loop: fetches jobs in priority order, runs their handlers inline or in a
 handler pool (threads, child processes, or the event loop of async handlers), fails the runs
-past their timeout, and records outcomes in batches (one round trip per queue per batch)."""
+past their timeout, and records outcomes in batches (one round trip per queue per batch).
+
+A queue whose server is away (a dead cluster shard, a restarting Redis) is skipped with a
+backoff of its own while the others keep their throughput: fetches and results are per queue.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue as queue_mod
 import random
@@ -13,8 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import redis
-
+from rwq.outage import OUTAGE_ERRORS, Outage
 from rwq.queue.breaker import BreakerState, CircuitBreaker
 from rwq.queue.broker import Broker, Done, Failure
 from rwq.queue.handler import Handler, Outcome, PermanentFailure, call_handler, is_async_handler
@@ -25,14 +27,15 @@ from rwq.queue.job import Job
 from rwq.queue.job_control import WorkerControl
 from rwq.queue.metrics import WorkerMetrics
 from rwq.queue.rate_limits import Reopenings
-from rwq.queue.reaper import reap
+from rwq.queue.reaper import Reaper
 from rwq.queue.timeouts import Isolation
 
 log = logging.getLogger("rwq.queue.worker")  # the worker's lines: one name to configure
 
 __all__ = ["REDIS_ERRORS", "Handler", "JobRunner", "PermanentFailure", "backoff_ms"]
 
-REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+REDIS_ERRORS = OUTAGE_ERRORS
+"""The errors of a Redis outage (:data:`rwq.outage.OUTAGE_ERRORS`): retried, never fatal."""
 
 
 def backoff_ms(attempt: int, base: float, cap: float) -> int:
@@ -105,11 +108,17 @@ class JobRunner:
         self._pending: list[Outcome] = []
         self._running: set[tuple[str, str]] = set()
         """(queue, job id) of pooled jobs whose outcome is not recorded yet."""
-        self._unsure = False
-        """A fetch failed: its jobs may be held under our id without our knowing."""
-        self._flush_unsure = False
-        """A flush failed: its results may have been recorded with only the reply lost."""
-        self._last_reap = 0.0
+        self._unsure: set[str] = set()
+        """Queues whose fetch failed: jobs may be held there under our id without our knowing."""
+        self._flush_unsure: set[str] = set()
+        """Queues whose results failed to record: they may have been, with only the reply
+        lost."""
+        cap = broker.settings.outage_backoff_max
+        self.outages = {q: Outage(f"worker {worker_id}: queue {q}", log, cap=cap) for q in queues}
+        """Each queue's outage: a queue whose server is away waits out its own backoff."""
+        self._degraded = False
+        """Some queue is in an outage: results are recorded queue by queue."""
+        self._reaper = Reaper(broker, worker_id, log)
         self._reopen = Reopenings()  # rate-limited queues
         self._pool: HandlerPool | None = None
         self._bounded: ThreadHandlers | None = None
@@ -201,6 +210,8 @@ class JobRunner:
             timeout = min(timeout, max(0.0, handler_due - time.monotonic()))
         if next_due is not None:
             timeout = min(timeout, max(0.0, next_due / 1000 - time.time()))
+        if self._degraded:
+            timeout = min(timeout, *(o.delay() for o in self.outages.values() if o.down))
         if deadline is not None:
             timeout = min(timeout, max(0.0, deadline - time.monotonic()))
         self._drain_inbox(block=True, timeout=max(timeout, 0.001))
@@ -216,8 +227,7 @@ class JobRunner:
             due = self._expire()  # a stuck handler does not hold up the stop past its timeout
             wait = 0.5 if due is None else min(0.5, max(0.001, due - time.monotonic()))
             self._drain_inbox(block=True, timeout=wait)
-            with contextlib.suppress(*REDIS_ERRORS):
-                self.flush()  # results of finished handlers survive an abandon
+            self.flush()  # results of finished handlers survive an abandon
         if abandoned():
             return False
         for pool in self._pools():
@@ -253,10 +263,19 @@ class JobRunner:
     def _take(self, free: int) -> tuple[list[tuple[str, Job]], float | None]:
         """Fetch up to ``free`` (+prefetch) jobs, highest-priority queue first."""
         want = free + self._prefetch
-        taken: list[tuple[str, Job]] = self._reclaim() if self._unsure else []
-        want -= len(taken)
+        taken: list[tuple[str, Job]] = []
         next_due: float | None = None
         for qname in self.queues:
+            if self._degraded and not self.outages[qname].due():
+                continue  # its server is away: the other queues keep going meanwhile
+            if self._unsure and qname in self._unsure:
+                try:
+                    reclaimed = self._reclaim(qname)
+                except REDIS_ERRORS as exc:
+                    self._queue_failed(qname, exc)
+                    continue
+                taken.extend(reclaimed)
+                want -= len(reclaimed)
             breaker = self.breakers[qname]
             allowance = breaker.allowance()
             self.metrics.breaker_open.labels(qname).set(
@@ -267,11 +286,14 @@ class JobRunner:
             count = want if allowance < 0 else min(want, allowance)
             try:
                 fetched = self._reopen.fetch(self.broker, qname, self.id, count)
-            except REDIS_ERRORS:
-                # The script may have run and only its reply been lost, and jobs already in
-                # `taken` are dropped with this error: we may hold jobs we do not know of.
-                self._unsure = True
-                raise
+            except REDIS_ERRORS as exc:
+                # The script may have run and only its reply been lost: we may hold jobs of
+                # this queue that we do not know of.
+                self._unsure.add(qname)
+                self._queue_failed(qname, exc)
+                continue
+            if self._degraded:
+                self._queue_answered(qname)
             if fetched.next_due_ms is not None:
                 next_due = min(next_due or fetched.next_due_ms, fetched.next_due_ms)
             if fetched.jobs and allowance > 0:
@@ -282,20 +304,29 @@ class JobRunner:
                 break
         return taken, next_due
 
-    def _reclaim(self) -> list[tuple[str, Job]]:
-        """Jobs held under our id that the loop does not know of, to run them now."""
+    def _queue_failed(self, qname: str, exc: BaseException) -> None:
+        """``qname``'s server did not answer: skip the queue until its backoff passes."""
+        self.outages[qname].failed(exc)
+        self._degraded = True
+
+    def _queue_answered(self, qname: str) -> None:
+        self.outages[qname].succeeded()
+        self._degraded = any(o.down for o in self.outages.values())
+
+    def _reclaim(self, qname: str) -> list[tuple[str, Job]]:
+        """Jobs of ``qname`` held under our id that the loop does not know of, to run them
+        now."""
         known = self._running | {(o.queue, o.job.id) for o in self._pending}
         client = self.broker.client
         found: list[tuple[str, Job]] = []
-        for qname in self.queues:
-            qk = self.broker.queue_keys(qname)
-            for job_id in client.zrange(qk.processing(self.id), 0, -1):
-                if (qname, job_id) not in known and (fields := client.hgetall(qk.job(job_id))):
-                    found.append((qname, Job.from_fields(fields, job_id, qname)))
-        self._unsure = False
+        qk = self.broker.queue_keys(qname)
+        for job_id in client.zrange(qk.processing(self.id), 0, -1):
+            if (qname, job_id) not in known and (fields := client.hgetall(qk.job(job_id))):
+                found.append((qname, Job.from_fields(fields, job_id, qname)))
+        self._unsure.discard(qname)
         if found:
-            log.warning("reclaimed %d job(s) whose fetch reply was lost", len(found))
-        return [(qname, job.attach(self.control)) for qname, job in found]
+            log.warning("reclaimed %d job(s) of %s whose fetch reply was lost", len(found), qname)
+        return [(q, job.attach(self.control)) for q, job in found]
 
     def _run_inline(self, taken: list[tuple[str, Job]]) -> None:
         handlers = self.handlers
@@ -377,14 +408,51 @@ class JobRunner:
         self.breakers[outcome.queue].record(outcome.ok)
         self.metrics.duration.labels(outcome.queue).observe(outcome.duration_ms / 1000)
 
+    @property
+    def unrecorded(self) -> int:
+        """Outcomes not recorded yet (their queue's server is away)."""
+        return len(self._pending)
+
     def flush(self) -> None:
-        """Write every recorded outcome in one round trip; kept for a retry if Redis fails."""
+        """Write every recorded outcome in one round trip; the outcomes of a queue whose server
+        is away are kept for a retry (queue by queue, each after its backoff)."""
         if not self._pending:
             return
-        settings = self.broker.settings
-        by_queue: dict[str, tuple[list[Done], list[Failure]]] = {}
+        if not self._degraded:
+            try:
+                self._write(self._pending)
+                self._pending.clear()
+                return
+            except REDIS_ERRORS:
+                pass  # find which queues failed: record them one by one
+        by_queue: dict[str, list[Outcome]] = {}
         for o in self._pending:
-            done, failures = by_queue.setdefault(o.queue, ([], []))
+            by_queue.setdefault(o.queue, []).append(o)
+        kept: list[Outcome] = []
+        for qname, outcomes in by_queue.items():
+            if self._degraded and not self.outages[qname].due():
+                kept.extend(outcomes)
+                continue
+            try:
+                self._write(outcomes)
+            except REDIS_ERRORS as exc:
+                self._queue_failed(qname, exc)
+                kept.extend(outcomes)
+                continue
+            if self._degraded:
+                self._queue_answered(qname)
+        self._pending = kept
+
+    def _write(self, outcomes: list[Outcome]) -> None:
+        """Record ``outcomes`` in one round trip.
+
+        Raises:
+            redis errors of an outage: nothing is known to be recorded (some may be).
+        """
+        settings = self.broker.settings
+        batches: dict[str, tuple[list[Done], list[Failure]]] = {}
+        for o in outcomes:
+            done, failures = batches.setdefault(o.queue, ([], []))
             # With its attempt: a late result of an earlier attempt is refused (as stale).
             if o.ok:
                 ttl = o.job.result_ttl
@@ -400,7 +468,7 @@ class JobRunner:
 
         def build(pipe: Any) -> None:
             order.clear()
-            for qname, (done, failures) in by_queue.items():
+            for qname, (done, failures) in batches.items():
                 if done:
                     self.broker.complete(qname, self.id, done, client=pipe)
                     order.append((qname, "completed"))
@@ -408,10 +476,11 @@ class JobRunner:
                     self.broker.fail(qname, self.id, failures, client=pipe)
                     order.append((qname, "failed"))
 
-        retried, self._flush_unsure = self._flush_unsure, True
-        results = self.broker.execute(build)
-        self._flush_unsure = False
-        self._pending.clear()
+        try:
+            results = self.broker.execute(build)
+        except REDIS_ERRORS:
+            self._flush_unsure.update(batches)
+            raise
         for (qname, kind), flags in zip(order, results, strict=True):
             applied = sum(1 for f in flags if f)
             stale = len(flags) - applied
@@ -422,7 +491,7 @@ class JobRunner:
             self.metrics.jobs.labels(qname, kind).inc(applied)
             if stale:
                 self.metrics.stale_acks.inc(stale)
-                if retried:
+                if qname in self._flush_unsure:
                     log.info(
                         "%d %s result(s) on %s were recorded already: the reply to the "
                         "previous attempt was lost", stale, kind, qname,
@@ -433,10 +502,8 @@ class JobRunner:
                         "this worker (its lease expired and it was reaped; it may run again)",
                         stale, kind, qname,
                     )  # fmt: skip
+        if self._flush_unsure:
+            self._flush_unsure.difference_update(batches)
 
     def _maybe_reap(self) -> None:
-        now = time.monotonic()
-        if now - self._last_reap < self.broker.settings.reaper_interval:
-            return
-        self._last_reap = now
-        reap(self.broker, owner=self.id)
+        self._reaper.maybe_reap()

@@ -16,10 +16,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from rwq.outage import Outage
 from rwq.queue.broker import Broker
 from rwq.queue.runner import REDIS_ERRORS
 from rwq.queue.schedules import Fired, ScheduleError, ScheduleState, ScheduleStore, server_ms
@@ -132,6 +132,7 @@ class Scheduler:
         """Sync ``rwq.yaml``'s schedules, then fire ticks until :meth:`stop`."""
         synced = False
         delay = 0.1
+        outage = Outage("scheduler", log, cap=self.broker.settings.outage_backoff_max)
         while not self._stop.is_set():
             try:
                 if not synced:
@@ -139,13 +140,13 @@ class Scheduler:
                     synced = True
                 self._wake.clear()
                 _, earliest = self.run_once()
+                outage.succeeded()
                 delay = 0.1
                 wait = self.max_sleep
                 if earliest is not None:
                     wait = min(wait, max(0.0, (earliest - self.clock()) / 1000))
-            except REDIS_ERRORS as exc:
-                log.warning("scheduler: redis unavailable (%s); retrying", exc)
-                wait, delay = delay, min(delay * 2, 5.0)
+            except REDIS_ERRORS as exc:  # logged once per outage
+                wait = outage.failed(exc)
             except Exception:  # a bug or a server refusing a command: log it, keep firing
                 log.exception("scheduler: firing failed; retrying")
                 wait, delay = delay, min(delay * 2, 5.0)
@@ -164,15 +165,17 @@ class Scheduler:
         """Wake :meth:`run` when a schedule changes."""
         channel = self.broker.keys.schedules_channel
         while not self._stop.is_set():
-            pubsub = self.broker.client.pubsub()
+            pubsub = None
             try:
+                pubsub = self.broker.client.pubsub()
                 pubsub.subscribe(channel)
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None and message["type"] == "message":
                         self._wake.set()
             except REDIS_ERRORS:
-                time.sleep(0.5)
+                self._stop.wait(0.5)
             finally:
                 with contextlib.suppress(Exception):
-                    pubsub.close()
+                    if pubsub is not None:
+                        pubsub.close()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from rwq.errors import RwqError
+from rwq.outage import Outage
 from rwq.queue.breaker import BreakerPolicy, CircuitBreaker
 from rwq.queue.broker import Broker
 from rwq.queue.handler_processes import ChildStartError, pickled_handlers
@@ -150,6 +151,9 @@ class Worker:
             child_max_jobs=max_jobs,
         )  # fmt: skip
         self._lease = Lease(broker, self.id, self.queues, self.options.concurrency, self._runner)
+        self._outage = Outage(
+            f"worker {self.id}", log, cap=broker.settings.outage_backoff_max
+        )  # the loop's, when a step fails as a whole (each queue has its own as well)
         self._abandon_lock = threading.Lock()
         self._abandon_done = threading.Event()
         self._running_loop = threading.Event()
@@ -209,6 +213,9 @@ class Worker:
                     runner.step(deadline)
                 except REDIS_ERRORS as exc:
                     self._wait_for_redis(exc)
+                else:
+                    if self._outage.down:
+                        self._outage.succeeded()
         finally:
             self._shutdown()
             if self.abandoned:
@@ -274,9 +281,13 @@ class Worker:
         wanted = set(self.queues)
         channel = self.broker.keys.notify_channel
         cancels = self.broker.keys.cancel_channel
+        outage = Outage(
+            f"worker {self.id}: wake-up listener", log, cap=self.broker.settings.outage_backoff_max
+        )
         while not self._stop.is_set():
-            pubsub = self.broker.client.pubsub()
+            pubsub = None
             try:
+                pubsub = self.broker.client.pubsub()
                 pubsub.subscribe(channel, cancels)
                 while not self._stop.is_set():
                     msg = pubsub.get_message(timeout=0.5)
@@ -285,18 +296,24 @@ class Worker:
                     if msg["type"] == "subscribe":
                         if msg["channel"] == channel:
                             self._subscribed.set()
+                            outage.succeeded()
                     elif msg["type"] != "message":
                         continue
                     elif msg["channel"] == cancels:
                         self._on_cancelled(msg["data"])
                     elif msg["data"] in wanted:
                         self._runner.wake()
-            except REDIS_ERRORS:
-                time.sleep(0.2)
+            except REDIS_ERRORS as exc:
+                # Meanwhile the loop polls every idle_wait: wake-ups are an optimisation.
+                self._stop.wait(outage.failed(exc))
+            except Exception:  # a bug must not end the thread
+                log.exception("wake-up listener failed; starting it again")
+                self._stop.wait(1.0)
             finally:
                 # Closing a broken connection may raise anything; it is being dropped anyway.
                 with contextlib.suppress(Exception):
-                    pubsub.close()
+                    if pubsub is not None:
+                        pubsub.close()
 
     def _on_cancelled(self, data: str) -> None:
         """A cancel message (``{"queue", "job_id", "worker"}``): ours stops its handler."""
@@ -314,23 +331,16 @@ class Worker:
         while not self._stop.is_set():
             try:
                 self._lease.register()
+                self._outage.succeeded()
                 return True
             except REDIS_ERRORS as exc:
                 self._wait_for_redis(exc)
         return False
 
-    def _wait_for_redis(self, exc: Exception) -> None:
-        log.warning("redis unavailable (%s); retrying", exc)
-        delay = 0.1
-        while not self._stop.is_set():
-            if self._stop.wait(delay):
-                return
-            try:
-                self.broker.client.ping()
-                log.info("redis reachable again")
-                return
-            except REDIS_ERRORS:
-                delay = min(delay * 2, 2.0)
+    def _wait_for_redis(self, exc: BaseException) -> None:
+        """Wait out the backoff of an outage (logged once, when it starts); the next try
+        tells whether it is over."""
+        self._stop.wait(self._outage.failed(exc))
 
     def _shutdown(self) -> None:
         self._lease.state = "stopping"
@@ -339,6 +349,9 @@ class Worker:
         for attempt in range(50):
             try:
                 self._runner.flush()
+                if self._runner.unrecorded and attempt < 49:
+                    time.sleep(0.2)  # a queue's server is away: its results wait for it
+                    continue
                 with self._lease.lock:  # no heartbeat may register us again after this
                     if self.abandoned:
                         return

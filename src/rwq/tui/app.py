@@ -31,7 +31,7 @@ from rwq.tui.dialogs import HELP, ConfirmScreen, TextScreen, job_text
 from rwq.tui.panels import PanelsView, PluginPanel
 from rwq.tui.plugins_view import PluginsView
 from rwq.tui.queues import QueuesView
-from rwq.tui.source import DashboardSource, History, Sample
+from rwq.tui.source import ACTION_ERRORS, DashboardSource, History, Sample
 from rwq.tui.workers import WorkersView
 
 TABS = ("queues", "dead", "workers", "panels", "plugins")
@@ -104,6 +104,8 @@ class RwqApp(App[None]):
         self.poll_interval = poll_interval
         self.quit_after = quit_after
         self.sample: Sample | None = None
+        self.lost_workers: set[str] = set()
+        """Workers whose heartbeat expired, as of the last reading (each said once)."""
         self.postponed: set[tuple[str, str, frozenset[str]]] = set()
         """Approval requests answered with Later (asked again when the request changes)."""
         self.asking = False
@@ -163,6 +165,7 @@ class RwqApp(App[None]):
         self.sub_title = f"{self.address} · {sample.health}"
         self.query_one(QueuesView).show(sample)
         self.query_one(WorkersView).show(sample)
+        self._say_lost_workers(sample)
         active = self.query_one(TabbedContent).active
         if active == "dead":
             self.query_one(DeadLettersView).action_reload()  # new dead letters, their ages
@@ -192,6 +195,20 @@ class RwqApp(App[None]):
             timeout=timeout,
             markup=False,
         )
+
+    def _say_lost_workers(self, sample: Sample) -> None:
+        """A notice for each worker newly lost: its heartbeat expired."""
+        if not sample.health.ok:
+            return  # nothing is known of the workers while Redis is away
+        lost = {w.id for w in sample.workers if not w.alive}
+        for worker_id in sorted(lost - self.lost_workers):
+            self.notify(
+                f"worker {worker_id} lost: its heartbeat expired (it died, or cannot reach "
+                "Redis); its jobs go back to their queues",
+                title="workers",
+                severity="error",
+            )
+        self.lost_workers = lost
 
     # -- plugins -----------------------------------------------------------------------------
 
@@ -298,7 +315,7 @@ class RwqApp(App[None]):
     def peek(self, queue: str) -> None:
         try:
             jobs = self.admin.peek(queue, 20)
-        except RwqError as exc:
+        except ACTION_ERRORS as exc:
             self.call_from_thread(self.notify, str(exc), severity="error")
             return
         if not jobs:
@@ -334,7 +351,7 @@ class RwqApp(App[None]):
             else:
                 changed = self.admin.pause(queue)
                 line = f"{queue} paused" if changed else f"{queue} was already paused"
-        except RwqError as exc:
+        except ACTION_ERRORS as exc:
             self.call_from_thread(self.notify, str(exc), severity="error")
             return
         self.call_from_thread(self.notify, line)

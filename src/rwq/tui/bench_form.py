@@ -18,8 +18,11 @@ from textual.widgets import Button, Input, Label, ProgressBar, Static
 
 from rwq.config import Settings
 from rwq.errors import RwqError
+from rwq.outage import REDIS_FAILURES
 from rwq.printable import plain_text
 from rwq.units import format_figure
+
+BENCH_ERRORS: tuple[type[BaseException], ...] = (RwqError, OSError, *REDIS_FAILURES)
 
 MIN_JOBS = 100
 MAX_JOBS = 1_000_000
@@ -93,7 +96,7 @@ class BenchScreen(ModalScreen[None]):
         try:
             result = self.bench(self.settings, jobs=jobs, progress=progress)
             shown: Table | Text = figures_table(result)
-        except (RwqError, OSError) as exc:
+        except BENCH_ERRORS as exc:
             shown = plain_text(f"bench failed: {exc}", "red")
         self.app.call_from_thread(self._finished, shown)
 

@@ -15,10 +15,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Label
 
-from rwq.errors import RwqError
 from rwq.queue.admin import Admin
 from rwq.queue.job import Job
 from rwq.tui.dialogs import ConfirmScreen, TextScreen, job_text
+from rwq.tui.source import ACTION_ERRORS
 from rwq.tui.tables import cursor_key, shown, sync_rows, update_label
 from rwq.units import format_age as age
 
@@ -118,7 +118,7 @@ class DeadLettersView(Vertical):
             page = self.admin.dlq_list(
                 queue=where.queue, tenant=where.tenant, error=where.error, limit=PAGE
             )
-        except RwqError as exc:
+        except ACTION_ERRORS as exc:
             self.app.call_from_thread(self._status, Text(str(exc), style="red"))
             return
         self.app.call_from_thread(self._fill, page.jobs, page.total)
@@ -247,7 +247,7 @@ class DeadLettersView(Vertical):
             targets = matching(self.admin, where) if jobs is None else jobs
             change = requeue if verb == "Requeue" else purge
             done = change(self.admin, targets)
-        except RwqError as exc:
+        except ACTION_ERRORS as exc:
             self.app.call_from_thread(self.app.notify, str(exc), severity="error")
             return
         past = "requeued" if verb == "Requeue" else "purged"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from rwq.config import Settings
 from rwq.connection import connect, redact
 from rwq.host.remote import RemotePluginHost
+from rwq.queue.broker import Broker
+from rwq.queue.reaper import ReaperThread
 from rwq.tui.app import RwqApp
 from rwq.tui.bench_form import QueueBench
 from rwq.tui.dev import DevSession
@@ -49,13 +52,22 @@ def launch(
             settings, client, host=host, address=address(settings), quit_after=quit_after,
             queue_bench=queue_bench, dev=dev,
         )  # fmt: skip
+        # Without plugins there is no plugin host process to reap dead workers' jobs: the TUI
+        # does.
+        reaper = None
+        if host is None:
+            reaper = ReaperThread(Broker(client, settings), f"tui:{os.getpid()}")
         if host is not None:
             host.start()  # its own process: the UI process only paints
+        if reaper is not None:
+            reaper.start()
         try:
             app.run()
         finally:
             if host is not None:
                 host.stop()
+            if reaper is not None:
+                reaper.stop()
     finally:
         if own:
             client.close()

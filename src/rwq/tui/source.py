@@ -8,10 +8,14 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import redis
-
+from rwq.errors import RwqError
+from rwq.outage import OUTAGE_ERRORS, REDIS_FAILURES, describe
 from rwq.queue.admin import Admin, QueueStats, WorkerInfo
 from rwq.queue.schedules import ScheduleState, ScheduleStore
+
+ACTION_ERRORS: tuple[type[BaseException], ...] = (RwqError, *REDIS_FAILURES)
+"""What an action of the dashboard may end with and says in a line: a refusal of rwq, or
+Redis away (the dashboard outlives any outage)."""
 
 HISTORY = 300
 """Samples kept per queue (five minutes at one a second)."""
@@ -30,6 +34,8 @@ class Health:
     def __str__(self) -> str:
         if not self.ok:
             return f"down: {self.error}"
+        if self.error:  # answering, but part of a cluster is away
+            return f"degraded: {self.error}"
         # Coarse on purpose: the header is redrawn only when this text changes.
         return "ok <1 ms" if self.latency_ms < 1 else f"ok {self.latency_ms:.0f} ms"
 
@@ -90,15 +96,38 @@ class DashboardSource:
         now = time.time()
         started = time.perf_counter()
         try:
-            self.admin.client.ping()
+            # Not a PING: on a cluster that goes to one node, maybe the one that is away. The
+            # registry is what every reading needs.
+            self.admin.client.exists(self.admin.broker.keys.workers)
             health = Health(True, (time.perf_counter() - started) * 1000)
-            stats = self.admin.stats(queues)
+            try:
+                listed = self.admin.stats(queues).queues
+            except OUTAGE_ERRORS as exc:  # a cluster shard away: show the others
+                listed, health = self._reachable(queues, exc, health)
             workers = self.admin.workers()
             schedules = ScheduleStore(self.admin.broker).list()
-        except (redis.RedisError, OSError) as exc:
-            return Sample(now, Health(False, error=str(exc) or type(exc).__name__))
-        rates = self._rates(stats.queues, now)
-        return Sample(now, health, stats.queues, workers, rates, schedules)
+        except REDIS_FAILURES as exc:  # an outage: said in the header until it ends
+            return Sample(now, Health(False, error=describe(exc)))
+        rates = self._rates(listed, now)
+        return Sample(now, health, listed, workers, rates, schedules)
+
+    def _reachable(
+        self, queues: Sequence[str] | None, exc: BaseException, health: Health
+    ) -> tuple[list[QueueStats], Health]:
+        """The stats of the queues that answer, one by one, and a health that names how many
+        do not."""
+        listed: list[QueueStats] = []
+        names = list(queues) if queues else self.admin.broker.queues()
+        for name in names:
+            try:
+                listed.extend(self.admin.stats([name]).queues)
+            except OUTAGE_ERRORS:
+                continue
+        away = len(names) - len(listed)
+        if not away:
+            return listed, health
+        error = f"{away} of {len(names)} queue(s) unreachable: {describe(exc)}"
+        return listed, Health(True, health.latency_ms, error)
 
     def _rates(self, queues: Sequence[QueueStats], now: float) -> dict[str, float]:
         elapsed = now - self._last if self._last is not None else 0.0

@@ -1,6 +1,6 @@
-"""The workers view: every registered worker, its queues and current jobs, stale ones in red;
-the selected worker's full id and job ids below the table; then the periodic jobs the
-workers' schedulers fire (shown once there is one)."""
+"""The workers view: every registered worker, its queues and current jobs; lost ones (their
+heartbeat expired) and stale ones in red; the selected worker's full id and job ids below the
+table; then the periodic jobs the workers' schedulers fire (shown once there is one)."""
 
 from __future__ import annotations
 
@@ -73,11 +73,14 @@ class WorkersView(Vertical):
 
     def show(self, sample: Sample) -> None:
         rows: dict[str, tuple[Text | str, ...]] = {}
-        stale_count = 0
+        stale_count = lost_count = 0
         self.known = {w.id: w for w in sample.workers}
         for w in sample.workers:
             stale = is_stale(w, sample.taken_at)
-            stale_count += stale
+            lost = not w.alive  # its lease expired: dead, or cut off from Redis
+            lost_count += lost
+            stale_count += stale and not lost
+            state = "lost" if lost else "stale" if stale else w.state
             style = "bold red" if stale else ""
             beat = age(sample.taken_at - w.last_heartbeat / 1000) if w.last_heartbeat else "lost"
             jobs = w.current_jobs[0][-SHORT_ID:] if w.current_jobs else ""
@@ -89,7 +92,7 @@ class WorkersView(Vertical):
                 short(w.host, HOST_WIDTH),
                 str(w.pid),
                 short(", ".join(w.queues), QUEUES_WIDTH),
-                Text("stale" if stale else w.state, style=style or "green"),
+                Text(state, style=style or "green"),
                 f"{len(w.current_jobs)}/{w.concurrency} {jobs}{more}".strip(),
                 str(w.processed),
                 str(w.failed),
@@ -97,6 +100,8 @@ class WorkersView(Vertical):
             )
         sync_rows(self.query_one("#workers-table", DataTable), rows, COLUMNS)
         status = Text(counted(len(sample.workers), "worker"))
+        if lost_count:
+            status.append(f", {lost_count} lost (heartbeat expired)", style="bold red")
         if stale_count:
             status.append(f", {stale_count} stale", style="bold red")
         update_label(self.query_one("#workers-status", Label), status)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -76,6 +77,8 @@ def start_cluster(
     *,
     node_timeout_ms: int = 5000,
     timeout: float = READY_TIMEOUT,
+    persistence: bool = False,
+    extra_config: Sequence[Sequence[str]] = (),
 ) -> LocalCluster:
     """Start ``masters`` nodes under ``base_dir``, split the slots evenly and join them.
 
@@ -84,6 +87,11 @@ def start_cluster(
         masters: how many master nodes (no replicas).
         node_timeout_ms: ``cluster-node-timeout``; how soon a dead node marks the cluster down.
         timeout: how long to wait for ``cluster_state:ok`` on every node.
+        persistence: each node keeps an AOF, so a node killed and started again comes back
+            with its data (see :class:`StandaloneServer`).
+        extra_config: more directives for every node, e.g. ``[("appendfsync", "always"),
+            ("cluster-require-full-coverage", "no")]`` (the others keep serving their slots
+            while one node is down).
 
     Raises:
         ServerError: a node failed to start or the cluster did not become healthy.
@@ -98,11 +106,13 @@ def start_cluster(
             nodes.append(
                 StandaloneServer(
                     cluster.base_dir / f"node-{i}",
+                    persistence=persistence,
                     extra_config=[
                         ["cluster-enabled", "yes"],
                         ["cluster-config-file", "nodes.conf"],
                         ["cluster-port", str(free_port())],
                         ["cluster-node-timeout", str(node_timeout_ms)],
+                        *extra_config,
                     ],
                 )
             )

@@ -11,6 +11,7 @@ from typing import Any
 from rwq.plugins.contract.errors import InternalError, NotFound, RateLimited
 from rwq.plugins.contract.events import PLUGIN_FAULTED
 from rwq.plugins.engine.lifecycle import FaultPolicy, PluginState
+from rwq.plugins.engine.outages import wait_for_host
 from rwq.plugins.engine.records import PluginRecord, PluginTable
 from rwq.plugins.eventbus.bus import EventBus
 from rwq.plugins.eventbus.feed import publish_local
@@ -72,6 +73,8 @@ class Calls:
         fault_policy: when a faulting plugin is disabled and how long until it is retried.
         retire: stops the live instance of a plugin being disabled (no ``deactivate``).
         wake: wakes the supervisor (a disabled plugin's retry is due).
+        host_outage: whether a host call of a plugin met a Redis outage since a time: its
+            fault is then the host's, and it is retried until Redis answers (no fault limit).
     """
 
     def __init__(
@@ -82,12 +85,14 @@ class Calls:
         *,
         retire: Callable[[PluginRecord], None],
         wake: Callable[[], None],
+        host_outage: Callable[[str, float], bool] | None = None,
     ) -> None:
         self._table = table
         self._bus = bus
         self._policy = fault_policy
         self._retire = retire
         self._wake = wake
+        self._host_outage = host_outage
 
     def invoke(
         self, rec: PluginRecord, hook: Hook, arg: Any, check: Callable[[Any], Any] | None = None
@@ -97,11 +102,12 @@ class Calls:
         instance = rec.instance
         if instance is None:
             raise PluginFault(rec.name, FaultKind.CRASH, "not loaded", hook.value)
+        started = time.monotonic()
         try:
             result = timed_call(rec, instance, hook, arg, check)
         except PluginFault as fault:
             if rec.instance is instance:
-                self._contain(rec, fault)
+                self._contain(rec, fault, started)
             raise
         rec.consecutive = 0
         return result
@@ -138,17 +144,23 @@ class Calls:
         finally:
             rec.lock.release()
 
-    def _contain(self, rec: PluginRecord, fault: PluginFault) -> None:
+    def _contain(self, rec: PluginRecord, fault: PluginFault, started: float) -> None:
         """Count a fault of the live instance (rec.lock held); disable the plugin when it is
-        fatal or one too many in a row."""
+        fatal or one too many in a row, or until Redis answers when a host call of the faulted
+        hook met an outage."""
         policy = self._policy
-        rec.consecutive += 1
         log.warning("%s", fault)
         publish_local(
             self._bus,
             PLUGIN_FAULTED,
             {"plugin": rec.name, "version": rec.version, "error": str(fault)[:1000]},
         )
+        if self._host_outage is not None and self._host_outage(rec.name, started):
+            self._retire(rec)
+            wait_for_host(self._table, rec, f"faulted ({fault.kind.value})")
+            self._wake()
+            return
+        rec.consecutive += 1
         fatal = fault.kind in policy.fatal
         if not fatal and rec.consecutive < policy.max_consecutive:
             self._table.notify(rec.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -14,6 +15,7 @@ from rwq.plugins.contract.events import PLUGIN_LOADED, PLUGIN_UNLOADED
 from rwq.plugins.engine.calls import timed_call
 from rwq.plugins.engine.instances import Instances, LoadFailed, close, start_budget
 from rwq.plugins.engine.lifecycle import RUNNING, PluginState
+from rwq.plugins.engine.outages import recovered, wait_for_host
 from rwq.plugins.engine.records import LifecycleError, PluginRecord, PluginTable, cpu_seconds
 from rwq.plugins.engine.subscriptions import Subscriptions
 from rwq.plugins.eventbus.bus import EventBus
@@ -68,7 +70,11 @@ class Loader:
         extracted: Path,
         signatures: SignaturePolicy | None = None,
         granted_as_asked: frozenset[str] = frozenset(),
+        host_outage: Callable[[str, float], bool] | None = None,
     ) -> None:
+        self._host_outage = host_outage
+        """Whether a host call of a plugin met a Redis outage since a time: a load that failed
+        then is retried until Redis answers, rather than left in error."""
         self._table = table
         self._ops = ops
         self._instances = instances
@@ -362,10 +368,14 @@ class Loader:
         self._table.set_state(rec, PluginState.LOADING)
         rec.bundle, rec.review = bundle, review
         self.declare(rec.name, bundle.manifest)
+        started = time.monotonic()
         try:
             cand = self._instances.prepare(rec, bundle, review)
         except LoadFailed as exc:
             self._release(rec.name)
+            if self._met_outage(rec, started):
+                wait_for_host(self._table, rec, f"its load failed ({exc.reason[:200]})")
+                return
             self._table.set_state(rec, PluginState.ERROR, exc.reason)
             return
         with rec.lock:
@@ -380,10 +390,14 @@ class Loader:
                 except PluginFault as fault:
                     self.retire(rec, graceful=False, event=None)
                     reason = f"activate faulted: {fault.reason}"
+                    if self._met_outage(rec, started):
+                        wait_for_host(self._table, rec, reason[:200])
+                        return
                     self._table.set_state(rec, PluginState.ERROR, reason)
                     return
             self._subscriptions.start_receiving(rec)
             start_budget(cand.instance)
+            recovered(rec)
             self._table.set_state(rec, PluginState.ACTIVE)
             self._table.mark_dirty(rec)
         publish_local(
@@ -392,6 +406,9 @@ class Loader:
             {"plugin": rec.name, "version": rec.version, "runtime": bundle.manifest.runtime},
         )
         self._retry_blocked()
+
+    def _met_outage(self, rec: PluginRecord, since: float) -> bool:
+        return self._host_outage is not None and self._host_outage(rec.name, since)
 
     def retire(self, rec: PluginRecord, *, graceful: bool, event: str | None) -> None:
         """Stop the live instance (rec.lock held): deactivate and clean up when ``graceful``,

@@ -28,6 +28,7 @@ from rwq.plugins.engine.supervisor import Supervisor
 from rwq.plugins.engine.swap import HotSwap, SwapListener, SwapResult
 from rwq.plugins.eventbus.bus import DEFAULT_INBOX, EventBus
 from rwq.plugins.eventbus.feed import HealthSampler, StatsSampler, StreamFeed
+from rwq.plugins.host_api.outages import HostOutages
 from rwq.plugins.host_api.service import HostAPI, LogSink, Notify
 from rwq.plugins.package.bundle import Bundle
 from rwq.plugins.package.discovery import discover
@@ -118,11 +119,13 @@ class PluginManager:
         bindings = HostBindings(table, client, self.broker.keys)
         declared: dict[str, set[str]] = {}
         sinks: dict[str, Any] = {"on_notify": on_notify, "on_log": on_log}
+        self.outages = outages = HostOutages(partial(client.exists, self.broker.keys.workers))
+        """Host calls that met a Redis outage: their plugins are retried, not blamed."""
         self.host_api = HostAPI(
             grants=self.grants, audit=self.audit, admin=Admin(self.broker),
             producer=Producer(self.broker), bus=self.bus, storage=bindings.storage,
             bindings=bindings.binding, dependencies=declared, call_plugin=self.call_plugin,
-            read_only=settings.read_only, clock=clock,
+            read_only=settings.read_only, clock=clock, outages=outages,
             **{k: v for k, v in sinks.items() if v is not None},  # else logged
         )  # fmt: skip
         timers, fault_policy = self.host_api.timers, fault_policy or FaultPolicy()
@@ -135,10 +138,13 @@ class PluginManager:
             table, ops, instances, subs, self.grants, self.bus, policy=policy,
             release=self.host_api.release, declared=declared, extracted=self.paths.extracted,
             signatures=SignaturePolicy.from_settings(settings),
-            granted_as_asked=frozenset(granted_as_asked),
+            granted_as_asked=frozenset(granted_as_asked), host_outage=outages.met_since,
         )  # fmt: skip
         retire = partial(loader.retire, graceful=False, event="disabled")
-        self._calls = calls = Calls(table, self.bus, fault_policy, retire=retire, wake=wake.set)
+        self._calls = calls = Calls(
+            table, self.bus, fault_policy, retire=retire, wake=wake.set,
+            host_outage=outages.met_since,
+        )  # fmt: skip
         self._panels = panels = Panels(table, calls, element_validator)
         self._delivery = delivery = Delivery(
             table, self.bus, calls, subs,
@@ -153,7 +159,7 @@ class PluginManager:
         self._health = HealthChecks(table, calls)
         self._supervisor = Supervisor(
             table, ops, wake, timers, fault_policy, calls, subs,
-            deliver=delivery.deliver, restart=loader.restart,
+            deliver=delivery.deliver, restart=loader.restart, host_healthy=outages.healthy,
         )  # fmt: skip
         self._feeds_wanted = feeds
         self._feeds: list[StreamFeed | StatsSampler | HealthSampler] = []

@@ -75,6 +75,10 @@ class PluginRecord:
     consecutive: int = 0
     backoff_level: int = 0
     retry_at: float | None = None
+    waiting_for_host: bool = False
+    """Disabled by a Redis outage (not its own fault): reloaded once Redis answers."""
+    outage_level: int = 0
+    """Retries since it was stopped by an outage (see :mod:`rwq.plugins.engine.outages`)."""
     active_since: float = 0.0
     blocked_by: frozenset[str] = frozenset()
     """Required dependencies that were not running when this plugin was to load."""

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from rwq.plugins.engine.calls import Calls, panel_changed
 from rwq.plugins.engine.lifecycle import FaultPolicy, PluginState
+from rwq.plugins.engine.outages import postpone
 from rwq.plugins.engine.records import PluginRecord, PluginTable
 from rwq.plugins.engine.subscriptions import Subscriptions
 from rwq.plugins.host_api.timers import TimerFired, TimerTable
@@ -37,6 +38,7 @@ class Supervisor:
         subscriptions: drops the subscriptions of plugins whose grant was revoked.
         deliver: hands a plugin its held-back events (``Delivery.deliver``).
         restart: loads a disabled plugin again from its bundle (``Loader.restart``).
+        host_healthy: whether Redis answers now.
     """
 
     def __init__(
@@ -51,7 +53,10 @@ class Supervisor:
         *,
         deliver: Callable[[str, list[Event]], None],
         restart: Callable[[PluginRecord], None],
+        host_healthy: Callable[[], bool] | None = None,
     ) -> None:
+        self._host_healthy = host_healthy
+        """Whether Redis answers: a plugin stopped by an outage is reloaded only then."""
         self._table = table
         self._ops = ops
         self._wake = wake
@@ -129,6 +134,11 @@ class Supervisor:
             self._submit(self._reload, rec)
 
     def _reload(self, rec: PluginRecord) -> None:
+        if rec.waiting_for_host and self._host_healthy is not None and not self._host_healthy():
+            delay = postpone(self._table, rec)
+            log.debug("plugin %s: Redis still unavailable; next try in %gs", rec.name, delay)
+            self._wake.set()
+            return
         with self._ops:
             if self._halt.is_set() or rec.state is not PluginState.DISABLED:
                 return

@@ -21,6 +21,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
 from rwq.connection import is_cluster
+from rwq.outage import Outage
 from rwq.plugins.contract.events import (
     QUEUE_STATS,
     SYSTEM_HEALTH,
@@ -39,7 +40,6 @@ __all__ = ["HealthSampler", "StatsSampler", "StreamFeed", "publish_local"]
 log = logging.getLogger(__name__)
 
 _REDIS_ERRORS = (redis.RedisError, RedisClusterException, OSError)
-_BACKOFF_MIN = 0.05
 _BACKOFF_MAX = 2.0
 _IDLE_MIN = 0.001
 
@@ -97,18 +97,17 @@ class _Loop:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
-        backoff = _BACKOFF_MIN
+        outage = Outage(self.name, log, cap=_BACKOFF_MAX)  # logged once per outage
         while not self._stop.is_set():
             try:
                 self._step()
-                backoff = _BACKOFF_MIN
+                if outage.down:
+                    outage.succeeded()
             except _REDIS_ERRORS as exc:
                 self.errors += 1
                 self.last_error = exc
-                log.warning("%s: %s; retrying in %.2fs", self.name, exc, backoff)
-                self._stop.wait(backoff)
+                self._stop.wait(outage.failed(exc))
                 self._recover()
-                backoff = min(backoff * 2, _BACKOFF_MAX)
             except Exception as exc:  # a bug must not end the feed silently
                 self.errors += 1
                 self.last_error = exc

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rwq.errors import RwqError
+from rwq.outage import OUTAGE_ERRORS
 from rwq.plugins.contract.arguments import validate_arguments
 from rwq.plugins.contract.errors import (
     ErrorCode,
@@ -58,6 +59,7 @@ from rwq.plugins.host_api.functions import (
     StorageFunctions,
     TimerFunctions,
 )
+from rwq.plugins.host_api.outages import HostOutages
 from rwq.plugins.host_api.storage import PluginStorage
 from rwq.plugins.host_api.timers import TimerTable
 from rwq.plugins.trust.audit import AuditLog
@@ -151,6 +153,7 @@ class HostAPI(
         on_notify: shows a notification; by default it is logged.
         on_log: receives plugin log lines; by default the ``rwq.plugin.<name>`` logger.
         health: one reading of host and Redis health (``HealthSampler.measure``).
+        outages: told of every host call that failed because Redis was away.
         clock: monotonic seconds, for rate limits and timers.
     """
 
@@ -167,6 +170,7 @@ class HostAPI(
     on_notify: Notify = _notify_to_logging
     on_log: LogSink = _log_to_logging
     health: Callable[[], Mapping[str, Any]] | None = None
+    outages: HostOutages | None = None
     clock: Callable[[], float] = time.monotonic
     max_subscriptions: int = MAX_SUBSCRIPTIONS
     timers: TimerTable = field(init=False)
@@ -268,6 +272,12 @@ class HostAPI(
         self, exc: Exception, plugin: str, spec: HostFunctionSpec | None
     ) -> HostCallError:
         function = spec.name if spec is not None else ""
+        if isinstance(exc, OUTAGE_ERRORS):  # no traceback: logged once per outage
+            if self.outages is not None:
+                self.outages.failed(plugin, exc)
+            # The plugin is told no more than that: the server's address is the host's.
+            reason = "Redis unavailable (see the host log)"
+            return InternalError(reason, plugin=plugin, function=function)
         if isinstance(exc, UnknownQueue):
             return NotFound(str(exc), plugin=plugin, function=function, argument="queue")
         if isinstance(exc, ReadOnlyMode):

@@ -20,6 +20,7 @@ from typing import Any
 import redis
 
 from rwq.errors import RwqError
+from rwq.outage import OUTAGE_ERRORS, Outage
 from rwq.plugins.engine.manager import LifecycleError, PluginManager
 from rwq.plugins.ops.reloader import HotReloader, ReloadAttempt
 from rwq.queue.keys import Keys, check_plugin_name
@@ -42,7 +43,7 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9-]{1,64}\Z")
 DEFAULT_TIMEOUT = 10.0
 """How long the CLI waits for the hosts' answers (seconds)."""
 _POLL = 0.2
-_REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+_REDIS_ERRORS = OUTAGE_ERRORS
 
 
 class ControlError(RwqError):
@@ -193,6 +194,7 @@ class ControlServer:
 
     def _listen(self) -> None:
         channel = self.keys.plugin_control
+        outage = Outage("plugin control", log)
         while not self._stop.is_set():
             pubsub = self.client.pubsub()
             try:
@@ -203,12 +205,12 @@ class ControlServer:
                         continue
                     if msg["type"] == "subscribe":
                         self._subscribed.set()
+                        outage.succeeded()
                     elif msg["type"] == "message":
                         self._received(msg["data"])
             except _REDIS_ERRORS as exc:
                 self._subscribed.clear()
-                log.warning("plugin control: redis unavailable (%s); retrying", exc)
-                self._stop.wait(_POLL)
+                self._stop.wait(max(_POLL, outage.failed(exc)))  # logged once per outage
             except Exception:
                 log.exception("plugin control: the listener failed; restarting it")
                 self._stop.wait(_POLL)

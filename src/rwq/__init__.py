@@ -6,7 +6,14 @@ from rwq.config import Settings
 from rwq.errors import RwqError
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
-from rwq.queue.handle import JobFailed, JobHandle, JobNotFound, ResultNotKept, WaitTimeout
+from rwq.queue.handle import (
+    JobCancelled,
+    JobFailed,
+    JobHandle,
+    JobNotFound,
+    ResultNotKept,
+    WaitTimeout,
+)
 from rwq.queue.job import Job
 from rwq.queue.producer import DuplicateJob, JobSpec, Producer
 from rwq.queue.scheduler import Scheduler
@@ -22,6 +29,7 @@ __all__ = [
     "DuplicateJob",
     "Isolation",
     "Job",
+    "JobCancelled",
     "JobFailed",
     "JobHandle",
     "JobNotFound",

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from rwq.config import Settings
+from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker, Failure
 from rwq.queue.producer import Producer
 
@@ -99,7 +100,7 @@ def test_job_wait_of_a_job_that_ended_returns_at_once(rwq: Rwq, broker: Broker) 
 
 @pytest.mark.parametrize(
     ("end", "status", "outcome"), [("complete", 0, "completed"), ("fail", 3, "dead"),
-                                   ("purge", 4, "deleted")],
+                                   ("purge", 4, "deleted"), ("cancel", 5, "cancelled")],
 )  # fmt: skip
 def test_job_wait_blocks_until_another_process_ends_the_job(
     broker: Broker, valkey_url: str, tmp_path: Path, end: str, status: int, outcome: str
@@ -123,8 +124,10 @@ def test_job_wait_blocks_until_another_process_ends_the_job(
         elif end == "fail":
             broker.fetch("q", "w1", 1)
             broker.fail("q", "w1", [Failure(handle.id, 1.0, "KeyError: 'x'")])
-        else:
+        elif end == "purge":
             broker.purge("q", "pending")
+        else:
+            Admin(broker).cancel(handle.id)
         stdout, stderr = waiter.communicate(timeout=60)
     finally:
         if waiter.poll() is None:

@@ -18,6 +18,7 @@ from rwq.queue.admin import Admin, UnknownQueue
 from rwq.queue.broker import Broker, Failure
 from rwq.queue.events import Event
 from rwq.queue.handle import (
+    JobCancelled,
     JobFailed,
     JobHandle,
     JobNotFound,
@@ -352,6 +353,24 @@ def test_a_purged_job_wakes_its_waiter(
     assert admin.purge("q") == 1
     with pytest.raises(JobNotFound, match="deleted before it ended"):
         waiting.result(timeout=10)
+
+
+def test_a_cancelled_job_wakes_its_waiters_queued_or_running(
+    producer: Producer, broker: Broker, admin: Admin, pool: ThreadPoolExecutor,
+    wait_until: WaitUntil,
+) -> None:  # fmt: skip
+    queued = producer.enqueue("q", 1)
+    (waiting,) = _waiting(pool, broker, queued, wait_until)
+    admin.cancel(queued.id)
+    with pytest.raises(JobCancelled, match="was cancelled"):
+        waiting.result(timeout=10)
+    assert wait_for_job(broker, "q", queued.id, 0).state == "cancelled"  # ended: at once
+    running = producer.enqueue("q", 2)
+    broker.fetch("q", "w1", 1)
+    (waiting,) = _waiting(pool, broker, running, wait_until)
+    admin.cancel(running.id)
+    assert waiting.exception(timeout=10).__class__ is JobCancelled
+    assert _waiters(broker, "q", running.id) == 0
 
 
 def test_a_waiter_of_a_job_that_is_not_kept_learns_it_completed(

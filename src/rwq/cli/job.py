@@ -26,7 +26,7 @@ __all__ = ["EXIT_CODES", "QueueOption", "job_app", "print_job"]
 
 job_app = typer.Typer(help="One job by its id.", no_args_is_help=True)
 
-EXIT_CODES = {"completed": 0, "dead": 3, "deleted": 4, "timeout": 124}
+EXIT_CODES = {"completed": 0, "dead": 3, "deleted": 4, "cancelled": 5, "timeout": 124}
 """``rwq job wait``'s exit status by how the wait ended (1: an error, such as no such job)."""
 
 QueueOption = Annotated[
@@ -92,7 +92,7 @@ def wait_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Block until a job ends and print how. Exit status: 0 completed, 3 dead-lettered, 4
-    deleted before it ended, 124 still running at --timeout, 1 no such job."""
+    deleted before it ended, 5 cancelled, 124 still running at --timeout, 1 no such job."""
     seconds = None
     if timeout is not None:
         try:

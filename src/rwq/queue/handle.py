@@ -22,7 +22,7 @@ from rwq.errors import RwqError
 from rwq.queue.broker import Broker
 from rwq.queue.job import Job
 
-ENDED = ("completed", "dead")
+ENDED = ("completed", "dead", "cancelled")
 """The states a job ends in while it is kept (a deleted job is gone)."""
 
 
@@ -53,6 +53,15 @@ class JobFailed(RwqError):
         )
 
 
+class JobCancelled(RwqError):
+    """The job was cancelled (``rwq admin cancel``) before it completed."""
+
+    def __init__(self, job_id: str, queue: str) -> None:
+        self.job_id = job_id
+        self.queue = queue
+        super().__init__(f"job {job_id!r} on {queue!r} was cancelled")
+
+
 class ResultNotKept(RwqError):
     """The job completed but its result is not there: it was not JSON, too large, or not kept
     (``result_ttl`` 0)."""
@@ -80,7 +89,7 @@ class Ended:
     job_id: str
     queue: str
     state: str
-    """``completed``, ``dead`` or ``deleted`` (purged before it ended)."""
+    """``completed``, ``dead``, ``cancelled`` or ``deleted`` (purged before it ended)."""
     job: Job | None
     """The job as stored once it ended; None when it is not kept (deleted, ``result_ttl``
     0)."""
@@ -236,6 +245,7 @@ class JobHandle:
 
         Raises:
             JobFailed: it was dead-lettered (the error is its last error).
+            JobCancelled: it was cancelled.
             ResultNotKept: it completed, but its result is not there (not JSON, too large,
                 or not kept).
             JobNotFound: it is gone (deleted, or its result expired).
@@ -250,6 +260,8 @@ def result_of(ended: Ended) -> Any:
     job = ended.job
     if ended.state == "deleted":
         raise JobNotFound(ended.job_id, ended.queue, "it was deleted before it ended")
+    if ended.state == "cancelled":
+        raise JobCancelled(ended.job_id, ended.queue)
     if ended.state == "dead":
         if job is None:
             raise JobNotFound(ended.job_id, ended.queue, "it was dead-lettered, then deleted")

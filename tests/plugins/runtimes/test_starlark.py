@@ -21,7 +21,6 @@ from rwq.plugins.runtimes.starlark import StarlarkPlugin, StarlarkRuntime
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).with_name("starlark_plugins")
 HELLO = ROOT / "sdk" / "starlark" / "hello"
-TEMPLATE = ROOT / "sdk" / "starlark" / "template"
 MIB = 1 << 20
 
 
@@ -136,7 +135,7 @@ def test_hello_plugin_answers_every_hook(runtime: StarlarkRuntime) -> None:
     plugin.close()
 
 
-@pytest.mark.parametrize("bundle", [HELLO, TEMPLATE], ids=["hello", "template"])
+@pytest.mark.parametrize("bundle", [HELLO], ids=["hello"])
 def test_sdk_bundles_are_valid_and_load(runtime: StarlarkRuntime, bundle: Path) -> None:
     manifest = load_manifest(bundle / "manifest.yaml")
     assert manifest.runtime == "starlark"

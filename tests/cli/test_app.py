@@ -389,7 +389,7 @@ def test_bench_prints_text_for_people_and_json_only_when_asked() -> None:
     assert "process_async_jobs_per_s: " in text.stdout
     with pytest.raises(json.JSONDecodeError):
         json.loads(text.stdout)
-    from rwq.cli.app import _print_figures, out
+    from rwq.cli.bench import _print_figures, out
 
     with out.capture() as captured:
         _print_figures({"checks": {"ops_per_s": 123456.7, "p99_us": 1.25}, "runs": 3})

@@ -17,6 +17,7 @@ from rwq.config import Settings
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker, Failure
 from rwq.queue.producer import Producer
+from rwq.queue.worker import Worker
 
 Rwq = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -140,3 +141,16 @@ def test_job_wait_blocks_until_another_process_ends_the_job(
         assert data["job"]["result"] == {"n": 42}
     elif end == "purge":
         assert data["job"] is None
+
+
+def test_enqueue_takes_the_jobs_result_ttl(rwq: Rwq, broker: Broker) -> None:
+    enqueued = rwq("enqueue", "q", "1", "--result-ttl", "10m", "--json")
+    assert enqueued.returncode == 0, enqueued.stderr
+    job_id = json.loads(enqueued.stdout)["id"]
+    Worker(broker, ["q"], {"q": lambda job: "ok"}).run(max_jobs=1)
+    ttl = broker.client.pttl(broker.queue_keys("q").job(job_id))
+    assert 0 < ttl <= 600_000
+    for bad, reason in (("soon", "--result-ttl"), ("31d", "--result-ttl: at most 30 days")):
+        refused = rwq("enqueue", "q", "1", "--result-ttl", bad)
+        assert refused.returncode == 1 and reason in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr

@@ -48,9 +48,9 @@ from rwq.outage import OUTAGE_ERRORS, describe
 from rwq.plugins.package.paths import with_plugin_dirs
 from rwq.printable import log_to_stderr, marked
 from rwq.queue.job import DEFAULT_PRIORITY
-from rwq.queue.producer import DuplicateJob, Producer
+from rwq.queue.producer import MAX_RESULT_TTL, DuplicateJob, Producer
 from rwq.queue.timeouts import Isolation, TimeoutValueError, parse_timeout
-from rwq.units import parse_duration
+from rwq.units import UnitError, parse_duration
 from rwq.valkey.embedded import keeping_embedded
 
 app = typer.Typer(
@@ -202,9 +202,11 @@ def _enqueue(
     timeout: str | None,
     as_json: bool,
     unique: uniq.UniqueOptions | None = None,
+    result_ttl: str | None = None,
 ) -> None:
     data = _read_payload(payload)
     seconds = _timeout_option(timeout)
+    kept = _result_ttl_option(result_ttl)
     unique = unique or uniq.UniqueOptions()
     unique_args = unique.checked()
     for option, value in (("--tenant", tenant), ("--job-id", job_id), ("--trace-id", trace_id)):
@@ -224,6 +226,7 @@ def _enqueue(
             job_id=job_id,
             trace_id=trace_id,
             timeout=seconds,
+            result_ttl=kept,
             **unique_args,
         )
     except DuplicateJob as exc:
@@ -251,6 +254,11 @@ _TIMEOUT = typer.Option(
     help="How long its handler may run (30s, 5m); past it the run fails with JobTimeout "
     "(then retried or dead-lettered). Default: the queue's (queue_timeouts) or the worker's.",
 )
+_RESULT_TTL = typer.Option(
+    "--result-ttl",
+    help="How long its result is kept once it completes (10m, 1d; 0: not kept). Default: the "
+    "setting result_ttl.",
+)
 _PAYLOAD_HELP = "Job payload: JSON text, @file.json, or - for stdin."
 
 
@@ -270,12 +278,13 @@ def enqueue_cmd(
     unique_key: Annotated[str | None, uniq.UNIQUE_KEY_OPTION] = None,
     unique_ttl: Annotated[str | None, uniq.UNIQUE_TTL_OPTION] = None,
     on_duplicate: Annotated[str, uniq.ON_DUPLICATE_OPTION] = "refuse",
+    result_ttl: Annotated[str | None, _RESULT_TTL] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Enqueue one job."""
     _enqueue(
         ctx, queue, payload, priority, tenant, delay, at, max_retries, job_id, trace_id,
-        timeout, as_json, uniq.UniqueOptions(unique_key, unique_ttl, on_duplicate),
+        timeout, as_json, uniq.UniqueOptions(unique_key, unique_ttl, on_duplicate), result_ttl,
     )  # fmt: skip
 
 
@@ -287,6 +296,19 @@ def _timeout_option(text: str | None) -> float | None:
         return parse_timeout(text, "--timeout")
     except TimeoutValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _result_ttl_option(text: str | None) -> float | None:
+    """The seconds of a ``--result-ttl`` option (0 to 30 days)."""
+    if text is None:
+        return None
+    try:
+        seconds = parse_duration(text, "--result-ttl")
+    except UnitError as exc:
+        raise UsageError(str(exc)) from None
+    if seconds > MAX_RESULT_TTL:
+        raise UsageError(f"--result-ttl: at most 30 days, got {text!r}")
+    return seconds
 
 
 # The same command under ``rwq admin enqueue``.

@@ -367,27 +367,8 @@ def parse_queue_timeouts(raw: Any) -> dict[str, float]:
         ValueError: a pair is malformed, a queue is named twice or a timeout is not a
             positive duration of at most 30 days.
     """
-    if raw is None:
-        return {}
-    pairs: list[tuple[Any, Any]] = []
-    if isinstance(raw, str):
-        for item in (p.strip() for p in raw.split(",")):
-            if not item:
-                continue
-            name, sep, value = item.partition("=")
-            if not sep:
-                raise ValueError(f"expected queue=duration pairs, got {_shown(item)}")
-            pairs.append((name.strip(), value.strip()))
-    elif isinstance(raw, Mapping):
-        pairs = list(raw.items())
-    else:
-        raise ValueError(f"expected a mapping of queue to duration, got {_shown(raw)}")
     out: dict[str, float] = {}
-    for name, value in pairs:
-        if not isinstance(name, str) or not 0 < len(name) <= 200 or "," in name or "=" in name:
-            raise ValueError(f"expected a queue name of 1-200 characters, got {_shown(name)}")
-        if name in out:
-            raise ValueError(f"queue {name!r} is named twice")
+    for name, value in _queue_pairs(raw, "duration"):
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise ValueError(f"queue {name}: expected a duration like 30s, got {_shown(value)}")
         try:
@@ -395,6 +376,34 @@ def parse_queue_timeouts(raw: Any) -> dict[str, float]:
         except UnitError as exc:
             raise ValueError(str(exc)) from None
     return out
+
+
+def _queue_pairs(raw: Any, what: str) -> list[tuple[str, Any]]:
+    """The ``(queue, value)`` pairs of a per-queue setting: a mapping, or ``queue=value`` pairs
+    separated by commas; each queue named once (``what`` names the value in errors)."""
+    if raw is None:
+        return []
+    pairs: list[tuple[Any, Any]] = []
+    if isinstance(raw, str):
+        for item in (p.strip() for p in raw.split(",")):
+            if not item:
+                continue
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"expected queue={what} pairs, got {_shown(item)}")
+            pairs.append((name.strip(), value.strip()))
+    elif isinstance(raw, Mapping):
+        pairs = list(raw.items())
+    else:
+        raise ValueError(f"expected a mapping of queue to {what}, got {_shown(raw)}")
+    seen: set[str] = set()
+    for name, _value in pairs:
+        if not isinstance(name, str) or not 0 < len(name) <= 200 or "," in name or "=" in name:
+            raise ValueError(f"expected a queue name of 1-200 characters, got {_shown(name)}")
+        if name in seen:
+            raise ValueError(f"queue {name!r} is named twice")
+        seen.add(name)
+    return pairs
 
 
 def parse_rate_limits(raw: Any) -> dict[str, tuple[int, float]]:
@@ -405,27 +414,8 @@ def parse_rate_limits(raw: Any) -> dict[str, tuple[int, float]]:
         ValueError: a pair is malformed, a queue is named twice or a rate is not
             ``count/period``.
     """
-    if raw is None:
-        return {}
-    pairs: list[tuple[Any, Any]] = []
-    if isinstance(raw, str):
-        for item in (p.strip() for p in raw.split(",")):
-            if not item:
-                continue
-            name, sep, value = item.partition("=")
-            if not sep:
-                raise ValueError(f"expected queue=count/period pairs, got {_shown(item)}")
-            pairs.append((name.strip(), value.strip()))
-    elif isinstance(raw, Mapping):
-        pairs = list(raw.items())
-    else:
-        raise ValueError(f"expected a mapping of queue to count/period, got {_shown(raw)}")
     out: dict[str, tuple[int, float]] = {}
-    for name, value in pairs:
-        if not isinstance(name, str) or not 0 < len(name) <= 200 or "," in name or "=" in name:
-            raise ValueError(f"expected a queue name of 1-200 characters, got {_shown(name)}")
-        if name in out:
-            raise ValueError(f"queue {name!r} is named twice")
+    for name, value in _queue_pairs(raw, "count/period"):
         if not isinstance(value, str):
             raise ValueError(f"queue {name}: expected a rate like 100/1m, got {_shown(value)}")
         try:

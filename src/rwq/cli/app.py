@@ -47,10 +47,10 @@ from rwq.errors import RwqError
 from rwq.outage import OUTAGE_ERRORS, describe
 from rwq.plugins.package.paths import with_plugin_dirs
 from rwq.printable import log_to_stderr, marked
-from rwq.queue.job import DEFAULT_PRIORITY
-from rwq.queue.producer import MAX_RESULT_TTL, DuplicateJob, Producer
+from rwq.queue.job import DEFAULT_PRIORITY, JobError
+from rwq.queue.producer import DuplicateJob, Producer, parse_result_ttl
 from rwq.queue.timeouts import Isolation, TimeoutValueError, parse_timeout
-from rwq.units import UnitError, parse_duration
+from rwq.units import parse_duration
 from rwq.valkey.embedded import keeping_embedded
 
 app = typer.Typer(
@@ -303,12 +303,9 @@ def _result_ttl_option(text: str | None) -> float | None:
     if text is None:
         return None
     try:
-        seconds = parse_duration(text, "--result-ttl")
-    except UnitError as exc:
+        return parse_result_ttl(text, "--result-ttl")
+    except JobError as exc:
         raise UsageError(str(exc)) from None
-    if seconds > MAX_RESULT_TTL:
-        raise UsageError(f"--result-ttl: at most 30 days, got {text!r}")
-    return seconds
 
 
 # The same command under ``rwq admin enqueue``.

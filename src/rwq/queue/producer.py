@@ -268,7 +268,7 @@ class Producer:
                 timeout = parse_timeout(spec.timeout)
             except TimeoutValueError as exc:
                 raise JobError(str(exc)) from None
-        result_ttl = None if spec.result_ttl is None else _result_ttl(spec.result_ttl)
+        result_ttl = None if spec.result_ttl is None else parse_result_ttl(spec.result_ttl)
         now = time.time()
         run_at = _run_at(spec, now)
         created_at = round(now * 1000, 3)
@@ -388,14 +388,19 @@ MAX_DELAY = 10 * 365.25 * 86400
 in the scheduled set forever)."""
 
 
-def _result_ttl(value: float | str) -> float:
-    """The seconds of a job's ``result_ttl`` (0 to 30 days; 0: not kept)."""
+def parse_result_ttl(value: float | str, what: str = "result_ttl") -> float:
+    """The seconds of a job's ``result_ttl`` (0 to 30 days; 0: not kept); ``what`` names it in
+    errors.
+
+    Raises:
+        JobError: not a duration, or longer than 30 days.
+    """
     try:
-        seconds = parse_duration(value, "result_ttl")
+        seconds = parse_duration(value, what)
     except UnitError as exc:
         raise JobError(str(exc)) from None
     if seconds > MAX_RESULT_TTL:
-        raise JobError(f"result_ttl: at most 30 days, got {value!r}")
+        raise JobError(f"{what}: at most 30 days, got {value!r}")
     return seconds
 
 

@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable, Mapping
 
 from rwq.queue.handler import Handler, Outcome, failed, succeeded
-from rwq.queue.handler_pool import Deliver, Run, cancelled, timed_out
+from rwq.queue.handler_pool import Deliver, Run, cancelled, next_due, overdue, timed_out
 from rwq.queue.job import DEFAULT_RESULT_MAX_BYTES
 from rwq.queue.timeouts import format_seconds
 
@@ -91,14 +91,11 @@ class CoroutineHandlers:
 
     def next_deadline(self) -> float | None:
         with self._lock:
-            due = [r.started + r.timeout for r in self._timed if r.started is not None
-                   and r.timeout is not None]  # fmt: skip
-        return min(due) if due else None
+            return next_due(self._timed)
 
     def expire(self, now: float) -> list[Outcome]:
         with self._lock:
-            late = [r for r in self._timed if r.started is not None and r.timeout is not None
-                    and r.started + r.timeout <= now]  # fmt: skip
+            late = overdue(self._timed, now)
             tasks = [self._drop(run) for run in late]
         if not late:
             return []

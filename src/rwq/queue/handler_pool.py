@@ -11,7 +11,7 @@ import logging
 import queue as queue_mod
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -74,6 +74,18 @@ def cancelled(run: Run) -> Outcome:
                    "JobCancelled: the job was cancelled while it ran", cancelled=True)  # fmt: skip
 
 
+def next_due(runs: Iterable[Run]) -> float | None:
+    """When the first of ``runs`` with a timeout passes it (None: none has one)."""
+    due = [r.started + r.timeout for r in runs if r.started is not None and r.timeout is not None]
+    return min(due) if due else None
+
+
+def overdue(runs: Iterable[Run], now: float) -> list[Run]:
+    """The ``runs`` past their timeout at ``now``."""
+    return [r for r in runs if r.started is not None and r.timeout is not None
+            and r.started + r.timeout <= now]  # fmt: skip
+
+
 def timed_out(run: Run, stopped: str, now: float) -> Outcome:
     """The outcome of ``run`` stopped (``killed``, ``abandoned`` or ``cancelled``) at its
     timeout."""
@@ -123,14 +135,11 @@ class ThreadHandlers:
 
     def next_deadline(self) -> float | None:
         with self._lock:
-            due = [r.started + r.timeout for r in self._timed if r.started is not None
-                   and r.timeout is not None]  # fmt: skip
-        return min(due) if due else None
+            return next_due(self._timed)
 
     def expire(self, now: float) -> list[Outcome]:
         with self._lock:
-            late = [r for r in self._timed if r.started is not None and r.timeout is not None
-                    and r.started + r.timeout <= now]  # fmt: skip
+            late = overdue(self._timed, now)
             for run in late:
                 self._timed.discard(run)
                 if self._active.get((run.queue, run.job.id)) is run:

@@ -483,7 +483,10 @@ def _coerce(source: str, name: str, raw: Any, type_: Any) -> Any:
         if "Path" in kind:
             return Path(str(raw)).expanduser()
         if "float" in kind:
-            seconds = parse_duration(raw, "value")
+            try:
+                seconds = parse_duration(raw, "value")
+            except UnitError as exc:  # the setting is named by the caller: not "value" too
+                raise UnitError(str(exc).removeprefix("value: ")) from None
             if name in _LIMITS:
                 check_range(source, name, seconds)
             return seconds

@@ -43,7 +43,7 @@ FIRST_DELAY = 0.1
 
 def describe(exc: BaseException) -> str:
     """``exc`` in one line of at most 200 characters, for a message or a log."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
 

@@ -52,7 +52,7 @@ def parse_positive_duration(text: str | float, what: str, maximum: float) -> flo
     if not seconds > 0:
         raise UnitError(f"{what}: must be more than 0 seconds, got {_shown(text)}")
     if seconds > maximum:
-        raise UnitError(f"{what}: at most {format_age(maximum)}, got {_shown(text)}")
+        raise UnitError(f"{what}: at most {format_duration(maximum)}, got {_shown(text)}")
     return seconds
 
 
@@ -86,10 +86,16 @@ def parse_rate(text: str, what: str = "rate") -> tuple[int, float]:
 
 def format_rate(count: int, period: float) -> str:
     """``100/1m``: a rate for people, read back by :func:`parse_rate`."""
+    return f"{count}/{format_duration(period)}"
+
+
+def format_duration(seconds: float) -> str:
+    """``30d``, ``90s``, ``1.5s``: seconds in the largest unit that holds them whole, read back
+    by :func:`parse_duration`."""
     for unit, factor in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
-        if period >= factor and (period / factor).is_integer():
-            return f"{count}/{period / factor:g}{unit}"
-    return f"{count}/{period * 1000:g}ms"
+        if seconds >= factor and (seconds / factor).is_integer():
+            return f"{seconds / factor:g}{unit}"
+    return f"{seconds * 1000:g}ms"
 
 
 def parse_size(text: str | int, what: str = "size") -> int:

@@ -116,7 +116,7 @@ def test_cancel_from_the_command_line(valkey_url: str, redis_client: redis.Redis
     assert done.stdout.strip() == f"cancelled {job['id']} on q (it was scheduled)"
     again = rwq("admin", "cancel", job["id"], "--queue", "q", url=valkey_url)
     assert_clean_error(again, f"job {job['id']} on q cannot be cancelled", "cancelled already")
-    assert_clean_error(rwq("admin", "cancel", "nope", url=valkey_url), "no job nope on any queue")
+    assert_clean_error(rwq("admin", "cancel", "nope", url=valkey_url), "no job 'nope' on any queue")
     assert_clean_error(rwq("admin", "cancel", "x", "-q", "other", url=valkey_url),
                        "unknown queue 'other'")  # fmt: skip
 

@@ -65,7 +65,7 @@ def test_enqueue_to_a_stopped_server_fails_in_one_line(
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"error: cannot reach Redis at {url}: Error 111 connecting to 127.0.0.1:{server.port}. "
-        "Connection refused.; check --redis-url / RWQ_REDIS_URL"
+        "Connection refused; check --redis-url / RWQ_REDIS_URL"
     ]
 
 

@@ -24,7 +24,7 @@ class JobNotFound(CancelError):
     def __init__(self, job_id: str, queue: str | None) -> None:
         self.job_id = job_id
         self.queue = queue
-        super().__init__(f"no job {job_id} on {queue or 'any queue'}")
+        super().__init__(f"no job {job_id!r} on {repr(queue) if queue else 'any queue'}")
 
 
 class NotCancellable(CancelError):

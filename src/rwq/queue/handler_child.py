@@ -24,7 +24,9 @@ _PR_SET_PDEATHSIG = 1
 
 def _stop(signum: int, frame: FrameType | None) -> None:
     # Raised in the handler, so its `finally` blocks and context managers run in the grace
-    # the worker gives before SIGKILL.
+    # the worker gives before SIGKILL. Once: a second signal would interrupt the exit itself
+    # (the interpreter's atexit work) and print a traceback; SIGKILL ends a child that hangs.
+    signal.signal(signum, signal.SIG_IGN)
     raise SystemExit(128 + signum)
 
 

@@ -247,18 +247,19 @@ class Worker:
         if self._running_loop.is_set() and not self._finished.wait(self.shutdown_timeout):
             self.abandon()
 
-    def abandon(self) -> None:
+    def abandon(self, why: str | None = None) -> None:
         """Hand back every job this worker holds and leave the registry now, without waiting
-        for running handlers (a second signal, or the shutdown timeout). Running async handlers
-        are cancelled first and get a second to unwind."""
+        for running handlers (a second signal, or the shutdown timeout; ``why`` says which,
+        None: the timeout). Running async handlers are cancelled first and get a second to
+        unwind."""
         with self._abandon_lock:
             if self._finished.is_set() or self.abandoned:
                 return
             self.abandoned = True
         running = self._runner.inflight or 1
         log.warning(
-            "worker %s: %d handler(s) still running after %gs; their jobs go back to their "
-            "queues", self.id, running, self.shutdown_timeout,
+            "worker %s: %d handler(s) still running %s; their jobs go back to their queues",
+            self.id, running, why or f"after {self.shutdown_timeout:g}s",
         )  # fmt: skip
         stopped = self._runner.cancel_running()  # True: no handler runs any more
         try:
@@ -370,7 +371,12 @@ class Worker:
         def on_signal(signum: int, frame: FrameType | None) -> None:
             if self._stop.is_set():
                 log.warning("signal %d again: handing back the running jobs now", signum)
-                threading.Thread(target=self.abandon, name="rwq-abandon", daemon=True).start()
+                threading.Thread(
+                    target=self.abandon,
+                    args=(f"at signal {signum} again",),
+                    name="rwq-abandon",
+                    daemon=True,
+                ).start()
                 return
             log.info(
                 "signal %d: finishing running jobs (at most %gs; again to stop now)",

@@ -5,15 +5,19 @@ producer's code, so options, errors and records are the same; only the sending a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 from rwq.aio.connection import AsyncRedisClient, connect, is_cluster
 from rwq.config import Settings
+from rwq.queue.handle import ENDED, Ended, JobNotFound, WaitTimeout, result_of
 from rwq.queue.job import DEFAULT_PRIORITY, Job, JobError
 from rwq.queue.keys import Keys
 from rwq.queue.producer import (
@@ -46,6 +50,7 @@ class AsyncProducer:
         self.keys = Keys(settings.prefix)
         self._client: Any = client  # redis.asyncio's pipelines are loosely typed
         self._script = client.register_script(source("enqueue"))
+        self._watch = client.register_script(source("watch"))
         self._cluster = is_cluster(client)
         self._maxlen = str(settings.events_maxlen)
         self._known_queues: set[str] = set()
@@ -176,6 +181,70 @@ class AsyncProducer:
             if not flag:
                 job.state = "duplicate"
         return jobs
+
+    async def wait(self, job: Job | str, timeout: float | None = None) -> Ended:
+        """Block until a job (a :class:`Job` this producer returned, or an id, found on any
+        queue) ends, at most ``timeout`` seconds (None: no limit); as
+        :meth:`rwq.JobHandle.wait`, a blocking wait on the server, never polling.
+
+        Raises:
+            JobNotFound: there is no such job.
+            WaitTimeout: it did not end in time.
+        """
+        if timeout is not None and not (timeout >= 0 and math.isfinite(timeout)):
+            raise ValueError(f"timeout must be a finite number of seconds >= 0, got {timeout!r}")
+        job_id, queue = (job.id, job.queue) if isinstance(job, Job) else (job, None)
+        queue = queue or await self._queue_of(job_id)
+        tag = self.keys.queue(queue).tag
+        state = await self._watch(keys=[tag], args=[job_id, "1"])
+        if not state:
+            raise JobNotFound(job_id, queue)
+        if state in ENDED:
+            return await self._ended(queue, job_id, state)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        done = self.keys.queue(queue).done(job_id)
+        woken = False
+        try:
+            while True:
+                block = 0.0  # BLPOP's 0: no limit
+                if deadline is not None:
+                    block = deadline - time.monotonic()
+                    if block <= 0:
+                        raise await self._timed_out(queue, job_id, timeout)
+                    block = max(block, 0.001)
+                popped = await self._client.blpop([done], timeout=block)
+                if popped is None:
+                    raise await self._timed_out(queue, job_id, timeout)
+                woken = True
+                ended = await self._ended(queue, job_id, popped[1])
+                if ended.job is None or ended.job.state in ENDED:
+                    return ended
+                woken = False  # an earlier waiter's token: the job runs still
+        finally:
+            if not woken:  # timed out, cancelled or failed: no longer waiting
+                with contextlib.suppress(RedisError):
+                    await self._watch(keys=[tag], args=[job_id, "-1"])
+
+    async def result(self, job: Job | str, timeout: float | None = None) -> Any:
+        """What a job's handler returned, once it completes (see :meth:`wait`); raises as
+        :meth:`rwq.JobHandle.result` does (``JobFailed``, ``JobCancelled``, ...)."""
+        return result_of(await self.wait(job, timeout))
+
+    async def _queue_of(self, job_id: str) -> str:
+        names = sorted(await self._client.smembers(self.keys.queues))
+        for name in names:
+            if await self._client.exists(self.keys.queue(name).job(job_id)):
+                return str(name)
+        raise JobNotFound(job_id, None)
+
+    async def _ended(self, queue: str, job_id: str, state: str) -> Ended:
+        fields = await self._client.hgetall(self.keys.queue(queue).job(job_id))
+        job = Job.from_fields(fields, job_id, queue) if fields else None
+        return Ended(job_id, queue, job.state if job and job.state in ENDED else state, job)
+
+    async def _timed_out(self, queue: str, job_id: str, timeout: float | None) -> WaitTimeout:
+        state = await self._client.hget(self.keys.queue(queue).job(job_id), "state")
+        return WaitTimeout(job_id, timeout or 0.0, state or "gone")
 
     async def _register(self, queue: str) -> None:
         if queue not in self._known_queues:

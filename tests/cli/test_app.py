@@ -459,3 +459,22 @@ def test_a_worker_loads_async_handlers_beside_sync_ones(
         rwq("admin", "peek", "async", "--state", "dead", "--json", url=valkey_url).stdout
     )
     assert [job["last_error"] for job in dead] == ["ValueError: bad input"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("enqueue", "q", "1", "--priority", "12"), "'--priority' / '-p': Input should be less"),
+        (("enqueue", "q", "1", "--max-retries", "-1"), "'--max-retries'"),
+        (("admin", "peek", "q", "-n", "-1"), "'-n'"),
+        (("enqueue",), "Missing argument 'queue'"),
+        (("no-such-command",), "No such command 'no-such-command'"),
+    ],
+)
+def test_a_usage_error_is_one_line_naming_the_argument(
+    valkey_url: str, args: tuple[str, ...], needle: str
+) -> None:
+    """Click's framed box spanned lines (and wrapped the limit onto a line of its own)."""
+    result = rwq(*args, url=valkey_url)
+    assert_clean_error(result, "error: ", needle, "--help')")
+    assert result.returncode == 2

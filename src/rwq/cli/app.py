@@ -606,7 +606,13 @@ def main() -> None:
     An exception rwq did not raise on purpose is a bug: one line says so (exit status 70) and
     ``RWQ_DEBUG=1`` shows its traceback."""
     try:
-        app()
+        returned = app(standalone_mode=False)
+    except typer.TyperException as exc:  # a usage error: one line, not a framed box
+        if type(exc).__name__ != "NoArgsIsHelpError":  # its help is already printed
+            err.print(marked("error:", "red", _usage_error(exc)), soft_wrap=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except typer.Abort:
+        sys.exit(1)
     except RwqError as exc:
         err.print(marked("error:", "red", exc), soft_wrap=True)
         sys.exit(1)
@@ -637,3 +643,12 @@ def main() -> None:
             soft_wrap=True,
         )
         sys.exit(70)
+    sys.exit(returned if isinstance(returned, int) else 0)
+
+
+def _usage_error(exc: typer.TyperException) -> str:
+    """A usage error in one line, with the help command that explains it."""
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    text = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    return " ".join(str(text).split()) + where

@@ -4,10 +4,12 @@ server first)."""
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Callable
 
 import redis
 
-from conftest import Rwq
+Rwq = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def test_create_list_revoke(rwq: Rwq, redis_client: redis.Redis) -> None:

@@ -9,12 +9,13 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import redis
 
-from conftest import Rwq
+Rwq = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def test_rwq_web_serves_the_api_until_terminated(

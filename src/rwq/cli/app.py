@@ -36,7 +36,7 @@ from rwq.cli.context import (
 )
 from rwq.cli.dev import dev_cmd  # noqa: F401  (registers plugin dev)
 from rwq.cli.job import job_app
-from rwq.cli.plugin import PluginsDir, plugin_app
+from rwq.cli.plugin import HostPlugins, PluginsDir, PolicyFile, WatchPlugins, plugin_app
 from rwq.cli.registry import install_cmd  # noqa: F401  (registers install, publish, search...)
 from rwq.cli.schedule import schedule_app, scheduler_cmd
 from rwq.cli.signing import trust_app  # noqa: F401  (registers keygen, sign, verify, trust)
@@ -504,16 +504,9 @@ def _start_scheduler(ctx: typer.Context) -> Any:
 @app.command("tui")
 def tui_cmd(
     ctx: typer.Context,
-    plugins: Annotated[
-        bool, typer.Option("--plugins/--no-plugins", help="Host the installed plugins.")
-    ] = True,
-    policy: Annotated[
-        Path | None,
-        typer.Option("--policy", help="Pre-grant plugin permissions from this policy file."),
-    ] = None,
-    watch: Annotated[
-        bool, typer.Option("--watch/--no-watch", help="Hot-reload plugins changed on disk.")
-    ] = True,
+    plugins: HostPlugins = True,
+    policy: PolicyFile = None,
+    watch: WatchPlugins = True,
     read_only: Annotated[
         bool, typer.Option("--read-only", help="Refuse and hide every destructive action.")
     ] = False,
@@ -554,10 +547,7 @@ def demo_cmd(
             "rwq).",
         ),
     ] = None,
-    policy: Annotated[
-        Path | None,
-        typer.Option("--policy", help="Pre-grant plugin permissions from this policy file."),
-    ] = None,
+    policy: PolicyFile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """A multi-tenant workload on the embedded Valkey with two workers and the dashboard."""

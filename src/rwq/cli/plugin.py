@@ -39,6 +39,16 @@ PluginsDir = Annotated[
         "plugin_dirs and your installed plugins, nothing else is searched.",
     ),
 ]
+HostPlugins = Annotated[
+    bool, typer.Option("--plugins/--no-plugins", help="Host the installed plugins.")
+]
+PolicyFile = Annotated[
+    Path | None,
+    typer.Option("--policy", help="Pre-grant plugin permissions from this policy file."),
+]
+WatchPlugins = Annotated[
+    bool, typer.Option("--watch/--no-watch", help="Hot-reload plugins changed on disk.")
+]
 
 
 class PluginCliError(RwqError):
@@ -377,16 +387,12 @@ def audit_cmd(
 @plugin_app.command("run")
 def run_cmd(
     ctx: typer.Context,
-    policy: Annotated[
-        Path | None, typer.Option("--policy", help="Pre-grant permissions from this file.")
-    ] = None,
+    policy: PolicyFile = None,
     metrics_port: Annotated[
         int | None, typer.Option("--metrics-port", help="Serve per-plugin Prometheus metrics.")
     ] = None,
     duration: Annotated[str | None, typer.Option("--duration", help="Stop after (60s).")] = None,
-    watch: Annotated[
-        bool, typer.Option("--watch/--no-watch", help="Hot-reload plugins changed on disk.")
-    ] = True,
+    watch: WatchPlugins = True,
     plugins_dir: PluginsDir = None,
     as_json: JsonFlag = False,
 ) -> None:

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from rwq.cli.context import JsonFlag, UsageError, context_of, err, out, print_json_out
-from rwq.cli.plugin import PluginsDir
+from rwq.cli.plugin import HostPlugins, PluginsDir, PolicyFile, WatchPlugins
 from rwq.plugins.package.paths import with_plugin_dirs
 from rwq.printable import marked
 from rwq.units import UnitError, parse_duration
@@ -40,16 +40,9 @@ def web_cmd(
         Path | None, typer.Option("--tls-cert", help="PEM certificate: serve HTTPS.")
     ] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Its PEM key.")] = None,
-    plugins: Annotated[
-        bool, typer.Option("--plugins/--no-plugins", help="Host the installed plugins.")
-    ] = True,
-    policy: Annotated[
-        Path | None,
-        typer.Option("--policy", help="Pre-grant plugin permissions from this policy file."),
-    ] = None,
-    watch: Annotated[
-        bool, typer.Option("--watch/--no-watch", help="Hot-reload plugins changed on disk.")
-    ] = True,
+    plugins: HostPlugins = True,
+    policy: PolicyFile = None,
+    watch: WatchPlugins = True,
     plugins_dir: PluginsDir = None,
 ) -> None:
     """Serve the HTTP admin API (under /api/v1; schema at /openapi.json)."""

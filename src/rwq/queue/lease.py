@@ -135,7 +135,7 @@ class Lease:
                 "pid": os.getpid(),
                 "queues": ",".join(self.queues),
                 "current": self.runner.inflight,
-                "processed": self.runner.processed,
+                "processed": self.runner.recorder.processed,
             },
             maxlen=self.broker.settings.events_maxlen,
             approximate=True,
@@ -144,7 +144,11 @@ class Lease:
     def _info_json(self) -> str:
         """The registry entry; carries the counts so a reaper can report them."""
         return json.dumps(
-            {**self._info, "processed": self.runner.processed, "failed": self.runner.failed}
+            {
+                **self._info,
+                "processed": self.runner.recorder.processed,
+                "failed": self.runner.recorder.failed,
+            }
         )
 
     def _status_json(self) -> str:
@@ -152,8 +156,8 @@ class Lease:
             {
                 "state": self.state,
                 "current": self.runner.inflight,
-                "processed": self.runner.processed,
-                "failed": self.runner.failed,
+                "processed": self.runner.recorder.processed,
+                "failed": self.runner.recorder.failed,
                 "ts": time.time() * 1000,
             }
         )

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import logging
 import queue as queue_mod
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from rwq.outage import OUTAGE_ERRORS, Outage
 from rwq.queue.breaker import BreakerState, CircuitBreaker
-from rwq.queue.broker import Broker, Done, Failure
+from rwq.queue.broker import Broker
 from rwq.queue.handler import Handler, Outcome, PermanentFailure, call_handler, is_async_handler
 from rwq.queue.handler_coroutines import CANCEL_GRACE_S, CoroutineHandlers
 from rwq.queue.handler_pool import HandlerPool, Run, ThreadHandlers
@@ -28,6 +26,7 @@ from rwq.queue.job_control import WorkerControl
 from rwq.queue.metrics import WorkerMetrics
 from rwq.queue.rate_limits import Reopenings
 from rwq.queue.reaper import Reaper
+from rwq.queue.recorder import OutcomeRecorder, backoff_ms
 from rwq.queue.timeouts import Isolation
 
 log = logging.getLogger("rwq.queue.worker")  # the worker's lines: one name to configure
@@ -36,12 +35,6 @@ __all__ = ["REDIS_ERRORS", "Handler", "JobRunner", "PermanentFailure", "backoff_
 
 REDIS_ERRORS = OUTAGE_ERRORS
 """The errors of a Redis outage (:data:`rwq.outage.OUTAGE_ERRORS`): retried, never fatal."""
-
-
-def backoff_ms(attempt: int, base: float, cap: float) -> int:
-    """Exponential backoff with jitter: half the step fixed, half random."""
-    step = min(cap, base * (2 ** max(attempt - 1, 0)))
-    return int((step / 2 + random.random() * step / 2) * 1000)
 
 
 class JobRunner:
@@ -100,8 +93,7 @@ class JobRunner:
         self._queue_timeouts = broker.settings.queue_timeout_map
         self._timeouts = bool(self._queue_timeouts) or timeout is not None
         """Whether a run may have a timeout besides a job's own."""
-        self.processed = 0
-        self.failed = 0
+        self.recorder = OutcomeRecorder(broker, worker_id, metrics)
         self.inflight = 0
         """Pooled jobs whose outcome is not recorded yet."""
         self._inbox: queue_mod.Queue[Outcome | None] = queue_mod.Queue()
@@ -110,9 +102,6 @@ class JobRunner:
         """(queue, job id) of pooled jobs whose outcome is not recorded yet."""
         self._unsure: set[str] = set()
         """Queues whose fetch failed: jobs may be held there under our id without our knowing."""
-        self._flush_unsure: set[str] = set()
-        """Queues whose results failed to record: they may have been, with only the reply
-        lost."""
         cap = broker.settings.outage_backoff_max
         self.outages = {q: Outage(f"worker {worker_id}: queue {q}", log, cap=cap) for q in queues}
         """Each queue's outage: a queue whose server is away waits out its own backoff."""
@@ -420,7 +409,7 @@ class JobRunner:
             return
         if not self._degraded:
             try:
-                self._write(self._pending)
+                self.recorder.write(self._pending)
                 self._pending.clear()
                 return
             except REDIS_ERRORS:
@@ -434,7 +423,7 @@ class JobRunner:
                 kept.extend(outcomes)
                 continue
             try:
-                self._write(outcomes)
+                self.recorder.write(outcomes)
             except REDIS_ERRORS as exc:
                 self._queue_failed(qname, exc)
                 kept.extend(outcomes)
@@ -442,68 +431,6 @@ class JobRunner:
             if self._degraded:
                 self._queue_answered(qname)
         self._pending = kept
-
-    def _write(self, outcomes: list[Outcome]) -> None:
-        """Record ``outcomes`` in one round trip.
-
-        Raises:
-            redis errors of an outage: nothing is known to be recorded (some may be).
-        """
-        settings = self.broker.settings
-        batches: dict[str, tuple[list[Done], list[Failure]]] = {}
-        for o in outcomes:
-            done, failures = batches.setdefault(o.queue, ([], []))
-            # With its attempt: a late result of an earlier attempt is refused (as stale).
-            if o.ok:
-                ttl = o.job.result_ttl
-                done.append((o.job.id, o.duration_ms, o.job.attempts, o.result, o.result_error,
-                             -1 if ttl is None else round(ttl * 1000)))  # fmt: skip
-            else:
-                delay = backoff_ms(o.job.attempts, settings.backoff_base, settings.backoff_max)
-                failures.append(
-                    Failure(o.job.id, o.duration_ms, o.error, o.traceback, delay, o.permanent,
-                            o.job.attempts, o.timeout, o.stopped)
-                )  # fmt: skip
-        order: list[tuple[str, str]] = []
-
-        def build(pipe: Any) -> None:
-            order.clear()
-            for qname, (done, failures) in batches.items():
-                if done:
-                    self.broker.complete(qname, self.id, done, client=pipe)
-                    order.append((qname, "completed"))
-                if failures:
-                    self.broker.fail(qname, self.id, failures, client=pipe)
-                    order.append((qname, "failed"))
-
-        try:
-            results = self.broker.execute(build)
-        except REDIS_ERRORS:
-            self._flush_unsure.update(batches)
-            raise
-        for (qname, kind), flags in zip(order, results, strict=True):
-            applied = sum(1 for f in flags if f)
-            stale = len(flags) - applied
-            if kind == "completed":
-                self.processed += applied
-            else:
-                self.failed += applied
-            self.metrics.jobs.labels(qname, kind).inc(applied)
-            if stale:
-                self.metrics.stale_acks.inc(stale)
-                if qname in self._flush_unsure:
-                    log.info(
-                        "%d %s result(s) on %s were recorded already: the reply to the "
-                        "previous attempt was lost", stale, kind, qname,
-                    )  # fmt: skip
-                else:
-                    log.warning(
-                        "%d %s result(s) on %s were refused: the job was no longer held by "
-                        "this worker (its lease expired and it was reaped; it may run again)",
-                        stale, kind, qname,
-                    )  # fmt: skip
-        if self._flush_unsure:
-            self._flush_unsure.difference_update(batches)
 
     def _maybe_reap(self) -> None:
         self._reaper.maybe_reap()

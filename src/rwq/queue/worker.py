@@ -168,12 +168,12 @@ class Worker:
     @property
     def processed(self) -> int:
         """Jobs this worker completed."""
-        return self._runner.processed
+        return self._runner.recorder.processed
 
     @property
     def failed(self) -> int:
         """Runs of this worker's jobs that failed (retried or dead-lettered)."""
-        return self._runner.failed
+        return self._runner.recorder.failed
 
     def run(self, *, max_jobs: int | None = None, duration: float | None = None) -> None:
         """Work until :meth:`stop`, a signal, ``max_jobs`` results, or ``duration`` seconds."""
@@ -207,7 +207,10 @@ class Worker:
             while not self._stop.is_set():
                 if deadline and time.monotonic() >= deadline:
                     break
-                if max_jobs is not None and runner.processed + runner.failed >= max_jobs:
+                if (
+                    max_jobs is not None
+                    and runner.recorder.processed + runner.recorder.failed >= max_jobs
+                ):
                     break
                 try:
                     runner.step(deadline)

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from rwq.plugins.engine.dependencies import dependant_problem
 from rwq.plugins.engine.lifecycle import PluginState
 from rwq.plugins.engine.loading import Loader, awaiting_reason
 from rwq.plugins.engine.records import LifecycleError, PluginRecord, PluginTable
@@ -184,7 +185,7 @@ class Approvals:
                 self._table.notify(rec.name)
                 return
             rec.update = None
-            problem = self._loader.dependant_problem(rec.name, bundle)
+            problem = dependant_problem(self._table, rec.name, bundle)
             result = (
                 SwapResult(rec.name, False, problem, rec.version, str(bundle.version))
                 if problem

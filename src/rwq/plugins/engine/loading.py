@@ -13,8 +13,9 @@ from pathlib import Path
 from rwq.errors import RwqError
 from rwq.plugins.contract.events import PLUGIN_LOADED, PLUGIN_UNLOADED
 from rwq.plugins.engine.calls import timed_call
+from rwq.plugins.engine.dependencies import dependant_problem, dependency_problem
 from rwq.plugins.engine.instances import Instances, LoadFailed, close, start_budget
-from rwq.plugins.engine.lifecycle import RUNNING, PluginState
+from rwq.plugins.engine.lifecycle import PluginState
 from rwq.plugins.engine.outages import recovered, wait_for_host
 from rwq.plugins.engine.records import LifecycleError, PluginRecord, PluginTable, cpu_seconds
 from rwq.plugins.engine.subscriptions import Subscriptions
@@ -232,9 +233,9 @@ class Loader:
             reason = f"this host has no {manifest.runtime} runtime"
             self._table.set_state(rec, PluginState.ERROR, reason)
             return
-        problem, blocked = self.dependency_problem(manifest)
+        problem, blocked = dependency_problem(self._table, manifest)
         rec.blocked_by = blocked
-        problem = problem or self.dependant_problem(rec.name, bundle)
+        problem = problem or dependant_problem(self._table, rec.name, bundle)
         if problem:
             self._table.set_state(rec, PluginState.ERROR, problem)
             return
@@ -277,10 +278,10 @@ class Loader:
             raise LifecycleError(rec.name, f"the bundle is plugin {manifest.name!r}")
         if not self._instances.has_runtime(manifest.runtime):
             raise LifecycleError(rec.name, f"this host has no {manifest.runtime} runtime")
-        problem, _ = self.dependency_problem(manifest)
+        problem, _ = dependency_problem(self._table, manifest)
         if problem:
             raise LifecycleError(rec.name, problem)
-        problem = self.dependant_problem(rec.name, bundle)
+        problem = dependant_problem(self._table, rec.name, bundle)
         if problem:
             raise LifecycleError(rec.name, problem)
         _, refusal = self.signature(bundle)  # a new version is held to the setting too
@@ -290,42 +291,6 @@ class Loader:
             return self.review(rec.name, bundle)
         except RwqError as exc:
             raise LifecycleError(rec.name, f"cannot review its permissions: {exc}") from None
-
-    def dependency_problem(self, manifest: PluginManifest) -> tuple[str, frozenset[str]]:
-        """Why the required dependencies stop ``manifest`` from loading now (empty if they
-        do not), and which of them merely are not running yet."""
-        problems: list[str] = []
-        blocked: set[str] = set()
-        for dep in manifest.dependencies:
-            if dep.optional:
-                continue
-            other = self._table.find(dep.name)
-            if other is None or other.bundle is None:
-                problems.append(f"requires {dep.name}, which is not installed")
-            elif not dep.version.contains(other.bundle.version):
-                problems.append(
-                    f"requires {dep.name} {dep.version}, but {other.bundle.version} is installed"
-                )
-            elif other.state is not PluginState.ACTIVE:
-                blocked.add(dep.name)
-                problems.append(f"requires {dep.name}, which is {other.state.value}")
-        return "; ".join(problems), frozenset(blocked)
-
-    def dependant_problem(self, name: str, bundle: Bundle) -> str:
-        """Why ``bundle`` may not take the place of ``name``: the running plugins whose
-        declared range for ``name`` its version is outside (empty if none)."""
-        version = bundle.version
-        running = [r for r in self._table.records() if r.state in RUNNING and r.name != name]
-        problems = [
-            f"{rec.name} {rec.version} requires {name} {dep.version}"
-            for rec in running
-            if rec.manifest is not None
-            for dep in rec.manifest.dependencies
-            if dep.name == name and not dep.version.contains(version)
-        ]
-        if not problems:
-            return ""
-        return f"version {version} breaks its dependants: {'; '.join(problems)}"
 
     def review(self, name: str, bundle: Bundle, *, policy: bool = True) -> Review:
         """The review of ``bundle``'s requests (the policy applied to what is pending). The

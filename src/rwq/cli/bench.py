@@ -23,10 +23,7 @@ def bench_queue_cmd(
     from rwq.bench.queue import run_queue_bench
 
     result = run_queue_bench(context_of(ctx).settings, jobs=jobs)
-    if as_json:
-        print_json_out(result)
-        return
-    _print_figures(result)
+    _show(result, as_json)
 
 
 @bench_app.command("web")
@@ -39,10 +36,7 @@ def bench_web_cmd(
     from rwq.bench.web import run_web_bench
 
     result = run_web_bench(context_of(ctx).settings, requests=requests)
-    if as_json:
-        print_json_out(result)
-        return
-    _print_figures(result)
+    _show(result, as_json)
 
 
 @bench_app.command("plugins")
@@ -77,10 +71,7 @@ def bench_plugins_cmd(
         scale_seconds=scale_seconds,
         only_scale=only_scale,
     )
-    if as_json:
-        print_json_out(result)
-        return
-    _print_figures(result)
+    _show(result, as_json)
 
 
 @bench_app.command("tui")
@@ -99,10 +90,7 @@ def bench_tui_cmd(
     from rwq.bench.tui import run_tui_bench
 
     result = run_tui_bench(context_of(ctx).settings, panels=panels, rate=rate, seconds=seconds)
-    if as_json:
-        print_json_out(result)
-        return
-    _print_figures(result)
+    _show(result, as_json)
 
 
 @bench_app.command("toolkit")
@@ -124,10 +112,15 @@ def bench_toolkit_cmd(
     from rwq.bench.toolkit import run_toolkit_bench
 
     result = run_toolkit_bench(lang, saves=saves, rate=rate)
+    _show(result, as_json)
+
+
+def _show(result: Mapping[str, Any], as_json: bool) -> None:
+    """A benchmark's figures: JSON when asked, else for people."""
     if as_json:
         print_json_out(result)
-        return
-    _print_figures(result)
+    else:
+        _print_figures(result)
 
 
 def _print_figures(figures: Mapping[str, Any], indent: int = 0) -> None:

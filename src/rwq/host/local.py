@@ -188,5 +188,10 @@ class LocalPluginHost:
 
     # -- the panels ----------------------------------------------------------------------------
 
-    def renderer(self, sizes: Sizes, deliver: Deliver, cursors: Cursors) -> PanelRenderer:
-        return PanelRenderer(self.manager, sizes, deliver, cursors, notices=self.notice)
+    def renderer(
+        self, sizes: Sizes, deliver: Deliver, cursors: Cursors, *, draws: bool = True
+    ) -> PanelRenderer:
+        """The panels' renderer; ``draws=False``: frames carry only the elements."""
+        return PanelRenderer(
+            self.manager, sizes, deliver, cursors, notices=self.notice, draws=draws
+        )

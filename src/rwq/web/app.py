@@ -1,5 +1,6 @@
-"""The ASGI app of ``rwq web``: the API under ``/api/v1``, its OpenAPI schema at
-``/openapi.json``, JSON errors, security headers; the place pages and live streams mount.
+"""The ASGI app of ``rwq web``: the API under ``/api/v1`` (the live stream among it), its
+OpenAPI schema at ``/openapi.json``, the web UI's pages and their ``/static`` files, JSON
+errors, security headers.
 
 :func:`create_app` returns the FastAPI app (routes are added to it); :func:`asgi` wraps it in
 the security headers, which must be the outermost layer so that every response has them.
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 from rwq.web.api import api_router
 from rwq.web.context import WebContext
 from rwq.web.errors import install_error_handlers
+from rwq.web.pages import pages_router, static_files
 from rwq.web.security import SecurityHeaders
 from rwq.web.tokens import TOKEN_PREFIX
 
@@ -50,6 +52,8 @@ def create_app(context: WebContext) -> FastAPI:
     app.state.rwq = context
     install_error_handlers(app)
     app.include_router(api_router())
+    app.include_router(pages_router())
+    app.mount("/static", static_files(), name="static")
     return app
 
 

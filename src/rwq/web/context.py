@@ -19,6 +19,7 @@ from rwq.web.tokens import TokenStore
 
 if TYPE_CHECKING:
     from rwq.host.local import LocalPluginHost
+    from rwq.web.live import LiveFeed
 
 __all__ = ["WebContext", "web_context"]
 
@@ -43,6 +44,8 @@ class WebContext:
     host: LocalPluginHost | None = None
     aio: AsyncRedisClient | None = None
     """The asyncio client of the server's event loop (opened when the app starts)."""
+    live: LiveFeed | None = None
+    """The process's one live feed (statistics, plugin states, panels) for every stream."""
 
     @property
     def aio_client(self) -> AsyncRedisClient:
@@ -53,12 +56,19 @@ class WebContext:
     async def open(self) -> None:
         """Start what the server's event loop needs: the asyncio Redis client and the
         plugin host."""
+        from rwq.web.live import LiveFeed  # the feed imports the panel renderer
+
         self.aio = await aio_connect(self.settings)
         if self.host is not None:
             self.host.start()
+        self.live = LiveFeed(self)
+        await self.live.start()
 
     async def aclose(self) -> None:
         """Close what :meth:`open` opened and :meth:`close` the rest."""
+        if self.live is not None:
+            await self.live.stop()
+            self.live = None
         if self.aio is not None:
             await self.aio.aclose()
             self.aio = None

@@ -18,8 +18,12 @@ __all__ = [
     "DeleteResult",
     "ErrorBody",
     "ErrorDetail",
+    "InputResult",
     "JobList",
     "JobOut",
+    "PanelInput",
+    "PanelList",
+    "PanelOut",
     "PauseResult",
     "PluginList",
     "PluginOut",
@@ -305,3 +309,35 @@ class DecisionResult(BaseModel):
 class RevokeResult(BaseModel):
     plugin: str
     revoked: list[str]
+
+
+class PanelOut(BaseModel):
+    plugin: str
+    title: str = Field(description="The panel's title (plain text).")
+    seq: int = Field(description="The frame's number; a later frame has a higher one.")
+    at: float = Field(description="When the frame was drawn (Unix seconds).")
+    state: str = Field(description="The plugin's state.")
+    note: str = Field(description="Why there is no panel, or what its border says (plain text).")
+    html: str | None = Field(
+        description="The panel drawn from its UI elements into HTML, every plugin string "
+        "escaped; null when the plugin shows none (its state and `note` say why)."
+    )
+
+
+class PanelList(BaseModel):
+    panels: list[PanelOut]
+
+
+class PanelInput(BaseModel):
+    kind: Literal["button", "select"] = Field(
+        description="A button pressed, or a list item or table row chosen."
+    )
+    id: str = Field(max_length=64, description="The button's, list's or table's `id`.")
+    index: int = Field(0, ge=0, description="The item or row index (0 for a button).")
+
+
+class InputResult(BaseModel):
+    plugin: str
+    changed: bool = Field(
+        description="Whether the plugin's panel changed (its new frame comes on the stream)."
+    )

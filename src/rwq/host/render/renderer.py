@@ -53,10 +53,21 @@ class PanelFrame:
     """The frame ``changed`` compares with (the one delivered before this one)."""
     changed: tuple[int, ...] | None = None
     """The lines that differ from frame ``base_seq`` (same height and width); None: all."""
+    elements: list[Any] | None = None
+    """The validated elements the plugin returned (what a renderer that does not draw
+    delivers: the web draws them into HTML)."""
 
     def looks_like(self, other: PanelFrame | None) -> bool:
         """Whether painting this frame would show exactly what ``other`` shows."""
-        if other is None or self.lines is None or other.lines is None:
+        if other is None:
+            return False
+        if self.lines is None and other.lines is None and self.elements is not None:
+            return (
+                self.state is other.state
+                and self.note == other.note
+                and self.elements == other.elements
+            )
+        if self.lines is None or other.lines is None:
             return False
         return (
             self.state is other.state
@@ -128,8 +139,12 @@ class PanelRenderer:
         *,
         max_fps: float = MAX_FPS,
         notices: Callable[[str], str] | None = None,
+        draws: bool = True,
     ) -> None:
         self.manager = manager
+        self.draws = draws
+        """Whether frames carry the view drawn into lines; False: only the elements (a
+        screen that draws them itself, the web)."""
         self.sizes = sizes
         self.deliver = deliver
         self.cursors = cursors
@@ -244,7 +259,9 @@ class PanelRenderer:
         notice = self.notice(plugin)
         if notice:
             note = f"{notice} · {note}" if note else notice
-        if result.elements or (result.state is PluginState.ACTIVE and not result.error):
+        if not self.draws:
+            pass
+        elif result.elements or (result.state is PluginState.ACTIVE and not result.error):
             try:
                 view = build_panel(result.elements, width, cursor=self.cursors(plugin))
                 lines = self.draw(view, width)
@@ -254,7 +271,9 @@ class PanelRenderer:
         self.render_ms.append(elapsed)
         self.view_ms.append((time.perf_counter() - called) * 1000)
         self.renders += 1
-        return PanelFrame(plugin, view, result.state, note, elapsed, lines)
+        return PanelFrame(
+            plugin, view, result.state, note, elapsed, lines, elements=result.elements
+        )
 
     def notice(self, plugin: str) -> str:
         """What a panel's border says besides its plugin's state: a failed reload, events

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from rwq.web.api import dead_letters, jobs, plugins, queues, session, system
+from rwq.web.api import dead_letters, jobs, panels, plugins, queues, session, stream, system
 from rwq.web.api.common import API_PREFIX
 
 __all__ = ["API_PREFIX", "api_router"]
@@ -13,6 +13,6 @@ __all__ = ["API_PREFIX", "api_router"]
 def api_router() -> APIRouter:
     """Every route of the API under :data:`API_PREFIX`."""
     router = APIRouter()
-    for module in (queues, jobs, dead_letters, system, plugins, session):
+    for module in (queues, jobs, dead_letters, system, plugins, panels, stream, session):
         router.include_router(module.router)
     return router

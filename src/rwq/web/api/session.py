@@ -65,8 +65,14 @@ def log_in(
 
 
 @router.get("", response_model=SessionInfo, responses=errors(), summary="Who am I")
-def who_am_i(principal: Authenticated, context: Context) -> SessionInfo:
-    """The token the request is authenticated as: its permissions and queues."""
+def who_am_i(request: Request, principal: Authenticated, context: Context) -> SessionInfo:
+    """The token the request is authenticated as: its permissions and queues; for a
+    session, also its CSRF token (a page loaded later in the session needs it, and no other
+    origin can read this answer)."""
+    if principal.via == "session":
+        session = context.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
+        if session is not None:
+            return _info(context, principal.token.name, session.expires_at, session.csrf)
     return _info(context, principal.token.name, principal.token.expires_at, None)
 
 

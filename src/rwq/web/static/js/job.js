@@ -1,0 +1,52 @@
+// One job by id: every field, its payload, error, traceback and result; a dead one can be
+// requeued or deleted.
+import { api, badge, boot, clear, confirmDialog, el, failed, flash, json, main, when } from "./common.js";
+
+const id = decodeURIComponent(location.pathname.split("/")[2] || "");
+const LEVELS = { completed: "ok", dead: "error", processing: "info", pending: "info", scheduled: "muted" };
+
+async function show() {
+  const job = await api(`/api/v1/jobs/${encodeURIComponent(id)}`);
+  const facts = [["queue", el("a", { href: `/queues/${encodeURIComponent(job.queue)}` }, job.queue)],
+    ["state", badge(job.state, LEVELS[job.state] || "info")], ["priority", job.priority], ["tenant", job.tenant || ""],
+    ["attempts", `${job.attempts} of ${job.max_retries + 1}`], ["created", when(job.created_at)], ["enqueued", when(job.enqueued_at)],
+    ["started", when(job.started_at)], ["finished", when(job.finished_at)], ["dead since", when(job.dead_at)],
+    ["run at", when(job.run_at)], ["worker", job.worker || ""], ["duration", job.duration_ms === null ? "" : `${job.duration_ms.toFixed(1)} ms`],
+    ["timeout", job.timeout === null ? "" : `${job.timeout}s`], ["unique key", job.unique_key || ""], ["trace id", job.trace_id || ""],
+    ["progress", job.progress === null ? "" : `${Math.round(job.progress * 100)}% ${job.progress_message || ""}`]];
+  const actions = [];
+  if (job.state === "dead") {
+    actions.push(el("button", { type: "button", id: "requeue", class: "primary", on: { click: () => requeue(job) } }, "Requeue"));
+    actions.push(el("button", { type: "button", id: "delete", class: "danger", on: { click: () => remove(job) } }, "Delete"));
+  }
+  clear(main(), el("h1", {}, "Job ", el("span", { class: "name" }, job.id)), el("div", { class: "actions" }, actions),
+    el("dl", { class: "facts" }, facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v instanceof Node ? v : String(v))])),
+    el("h2", {}, "Payload"), json(job.payload),
+    job.last_error ? [el("h2", {}, "Error"), el("pre", { class: "error" }, job.last_error)] : null,
+    job.traceback ? [el("h2", {}, "Traceback"), el("pre", { class: "traceback" }, job.traceback)] : null,
+    job.state === "completed" ? [el("h2", {}, "Result"), job.result_error ? el("p", { class: "lvl-warning" }, job.result_error) : json(job.result)] : null,
+    job.labels ? [el("h2", {}, "Labels"), json(job.labels)] : null);
+}
+
+async function requeue(job) {
+  try {
+    const result = await api("/api/v1/dead-letters/requeue", { method: "POST", body: { ids: [job.id], queue: job.queue } });
+    flash(`requeued ${result.requeued} job`);
+    await show();
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function remove(job) {
+  if (!(await confirmDialog(`Delete dead job ${job.id} for good?`, "Delete", "This cannot be undone."))) return;
+  try {
+    await api("/api/v1/dead-letters/delete", { method: "POST", body: { queue: job.queue, ids: [job.id] } });
+    flash(`deleted ${job.id}`);
+    location.assign(`/dead-letters?queue=${encodeURIComponent(job.queue)}`);
+  } catch (error) {
+    failed(error);
+  }
+}
+
+boot(show);

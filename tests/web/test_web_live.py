@@ -1,0 +1,230 @@
+"""The live stream and the panels over HTTP: statistics inside the token's scope, plugin panels
+drawn into HTML as they change, clicks on their targets, and who may see and click."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from rwq.config import Settings
+from rwq.host.build import HostOptions, build_host
+from rwq.queue.broker import Broker
+from rwq.queue.producer import Producer
+from rwq.web.api import stream
+from rwq.web.server import WebServer
+from web_fixtures import ErrorOf, MakeToken
+
+FIXTURES = Path(__file__).parents[1] / "tui" / "fixtures"
+POLICY = """\
+plugins:
+  counter:
+    grant: [ui.notifications, storage.read]
+"""
+Event = tuple[str, dict[str, Any]]
+
+
+class Stream:
+    """A ``GET /api/v1/stream`` read on a thread; its events so far, in order."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.events: list[Event] = []
+        self.status: int | None = None
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(client,), daemon=True)
+        self._stop = False
+        self._thread.start()
+
+    def _read(self, client: httpx.Client) -> None:
+        try:
+            self._follow(client)
+        except httpx.HTTPError:  # the test closed the client: the stream is over
+            pass
+        with self._changed:
+            self._changed.notify_all()
+
+    def _follow(self, client: httpx.Client) -> None:
+        with client.stream("GET", "/api/v1/stream", timeout=60) as response:
+            self.status = response.status_code
+            kind = ""
+            for line in response.iter_lines():
+                if self._stop:
+                    return
+                if line.startswith("event: "):
+                    kind = line[len("event: ") :]
+                elif line.startswith("data: "):
+                    with self._changed:
+                        self.events.append((kind, json.loads(line[len("data: ") :])))
+                        self._changed.notify_all()
+
+    def wait_for(self, check: Callable[[Event], bool], timeout: float = 30) -> Event:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._changed:
+            while True:
+                for event in self.events[seen:]:
+                    if check(event):
+                        return event
+                seen = len(self.events)
+                left = deadline - time.monotonic()
+                assert left > 0, f"no such event in {[k for k, _ in self.events]}"
+                self._changed.wait(left)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def hosting(settings: Settings, redis_client: redis.Redis, tmp_path: Path) -> Iterator[WebServer]:
+    """A server hosting the counter plugin, granted by a policy."""
+    root = tmp_path / "plugins"
+    shutil.copytree(FIXTURES / "counter", root / "counter")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY, encoding="utf-8")
+    hosted = settings.replace(plugin_dirs=str(root))
+    host = build_host(hosted, redis_client, HostOptions(watch=False, policy_path=policy))
+    web = WebServer(hosted, Broker(redis_client, hosted), port=0, plugin_host=host).start()
+    yield web
+    web.stop()
+
+
+@contextmanager
+def streaming(web: WebServer, secret: str) -> Iterator[Stream]:
+    with httpx.Client(base_url=web.url, headers={"Authorization": f"Bearer {secret}"}) as client:
+        reader = Stream(client)
+        try:
+            yield reader
+        finally:
+            client.close()
+            reader.close()
+
+
+def _token(web: WebServer, name: str, *permissions: str, queues: tuple[str, ...] = ("*",)) -> str:
+    return web.context.tokens.create(name, permissions, queues)[1]
+
+
+def _client(web: WebServer, secret: str) -> httpx.Client:
+    return httpx.Client(base_url=web.url, headers={"Authorization": f"Bearer {secret}"})
+
+
+def _panel(text: str) -> Callable[[Event], bool]:
+    return lambda e: e[0] == "panel" and e[1]["plugin"] == "counter" and text in (e[1]["html"] or "")
+
+
+def test_a_panel_comes_as_html_and_a_click_changes_it_live(
+    hosting: WebServer, error_of: ErrorOf
+) -> None:
+    secret = _token(hosting, "ops", "observer")
+    with streaming(hosting, secret) as live, _client(hosting, secret) as client:
+        hello = live.wait_for(lambda e: e[0] == "hello")[1]
+        assert hello["panels"] and hello["hosted"] and not hello["plugins"]
+        _, first = live.wait_for(_panel("count=0"))
+        assert first["title"] == "Counter" and first["state"] == "active"
+        assert 'data-kind="button" data-id="inc"' in first["html"]
+        (listed,) = client.get("/api/v1/panels").json()["panels"]
+        assert listed["plugin"] == "counter" and "count=0" in listed["html"]
+
+        pressed = client.post("/api/v1/plugins/counter/input", json={"kind": "button", "id": "inc"})
+        assert pressed.json() == {"plugin": "counter", "changed": True}
+        _, second = live.wait_for(_panel("count=1"))
+        assert second["seq"] > first["seq"]
+        chosen = client.post(
+            "/api/v1/plugins/counter/input", json={"kind": "select", "id": "things", "index": 2}
+        )
+        assert chosen.status_code == 200
+        live.wait_for(_panel("chosen=gamma"))  # the value comes from the panel, not the client
+
+        missing = client.post(
+            "/api/v1/plugins/counter/input", json={"kind": "select", "id": "things", "index": 9}
+        )
+        assert error_of(missing, 409)["code"] == "no_such_target"
+        forged = client.post("/api/v1/plugins/counter/input", json={"kind": "button", "id": "x"})
+        assert error_of(forged, 409)["argument"] == "id"
+        unknown = client.post("/api/v1/plugins/nope/input", json={"kind": "button", "id": "inc"})
+        assert error_of(unknown, 404)["argument"] == "name"
+
+
+def test_clicking_needs_every_permission_the_plugin_holds(
+    hosting: WebServer, error_of: ErrorOf
+) -> None:
+    viewer = _token(hosting, "viewer", "admin.stats.read", "ui.notifications")
+    with streaming(hosting, viewer) as live, _client(hosting, viewer) as client:
+        live.wait_for(_panel("count=0"))
+        refused = client.post("/api/v1/plugins/counter/input", json={"kind": "button", "id": "inc"})
+        error = error_of(refused, 403)
+        assert error["permission"] == "storage.read"
+
+
+def test_a_token_limited_to_some_queues_sees_their_stats_and_no_panels(
+    hosting: WebServer, error_of: ErrorOf
+) -> None:
+    producer = Producer(hosting.context.broker)
+    producer.enqueue("tenant.a", {"n": 1})
+    producer.enqueue("other", {"n": 2})
+    secret = _token(hosting, "tenant", "observer", queues=("tenant.*",))
+    with streaming(hosting, secret) as live, _client(hosting, secret) as client:
+        hello = live.wait_for(lambda e: e[0] == "hello")[1]
+        assert not hello["panels"]
+        _, stats = live.wait_for(lambda e: e[0] == "stats")
+        assert [q["queue"] for q in stats["queues"]] == ["tenant.a"]
+        assert stats["queues"][0]["pending"] == 1
+        assert error_of(client.get("/api/v1/panels"), 403)["permission"] == "admin.stats.read"
+        time.sleep(0.5)
+        assert not any(kind == "panel" for kind, _ in live.events)
+    everything = _token(hosting, "all", "observer")
+    with streaming(hosting, everything) as live:
+        _, stats = live.wait_for(lambda e: e[0] == "stats")
+        assert {"tenant.a", "other"} <= {q["queue"] for q in stats["queues"]}
+
+
+def test_the_plugin_states_come_to_tokens_that_read_the_configuration(
+    hosting: WebServer,
+) -> None:
+    secret = _token(hosting, "admin", "observer", "system.config.read", "system.plugins.manage")
+    with streaming(hosting, secret) as live, _client(hosting, secret) as client:
+        _, plugins = live.wait_for(lambda e: e[0] == "plugins")
+        assert [(p["name"], p["state"]) for p in plugins["plugins"]] == [("counter", "active")]
+        client.post("/api/v1/plugins/counter/disable")
+        live.wait_for(
+            lambda e: e[0] == "plugins" and e[1]["plugins"][0]["state"] == "disabled"
+        )
+        live.wait_for(lambda e: e[0] == "panel" and e[1]["state"] == "disabled")
+
+
+def test_a_revoked_token_is_told_and_its_stream_ends(
+    hosting: WebServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream, "RECHECK", 0.2)
+    monkeypatch.setattr(stream, "KEEPALIVE", 0.2)
+    secret = _token(hosting, "gone", "observer")
+    with streaming(hosting, secret) as live:
+        live.wait_for(lambda e: e[0] == "hello")
+        hosting.context.tokens.revoke("gone")
+        _, bye = live.wait_for(lambda e: e[0] == "bye")
+        assert bye["reason"] == "token 'gone' was revoked"
+
+
+def test_the_stream_needs_a_token_and_the_stats_permission(
+    web: WebServer, make_token: MakeToken, error_of: ErrorOf
+) -> None:
+    assert error_of(httpx.get(f"{web.url}/api/v1/stream"), 401)["code"] == "unauthorized"
+    secret = make_token("nothing", "storage.read")
+    refused = httpx.get(f"{web.url}/api/v1/stream", headers={"Authorization": f"Bearer {secret}"})
+    assert error_of(refused, 403)["permission"] == "admin.stats.read"
+    observer = make_token("observer", "observer")
+    with streaming(web, observer) as live:
+        hello = live.wait_for(lambda e: e[0] == "hello")[1]
+        assert not hello["hosted"] and not hello["panels"]
+        live.wait_for(lambda e: e[0] == "stats")
+    with _client(web, observer) as client:
+        assert error_of(client.get("/api/v1/panels"), 503)["code"] == "no_plugin_host"

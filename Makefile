@@ -34,6 +34,14 @@ toolchains:
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
 	  && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null; \
 	fi
+	@# Chromium: the web UI's browser tests drive Debian's with Playwright (tests/web/browser).
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  echo "installing chromium (the web UI's browser tests)"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+	  && $$sudo env DEBIAN_FRONTEND=noninteractive \
+	       apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	fi
 	@# AssemblyScript plugins (sdk/assemblyscript/build.sh): the compiler pinned in its lockfile.
 	@if [ ! -x sdk/assemblyscript/node_modules/.bin/asc ]; then \
 	  echo "installing the AssemblyScript compiler (npm ci)"; \

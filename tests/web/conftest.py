@@ -3,7 +3,9 @@ Valkey, tokens, and HTTP clients that carry them."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,6 +13,7 @@ import pytest
 import redis
 
 from rwq.config import Settings
+from rwq.host.build import HostOptions, build_host
 from rwq.queue.broker import Broker, Failure
 from rwq.queue.job import Job
 from rwq.queue.producer import Producer
@@ -106,3 +109,35 @@ def error_of() -> ErrorOf:
         return error
 
     return check
+
+
+PLUGIN_FIXTURES = Path(__file__).parents[1] / "tui" / "fixtures"
+GRANTS = {"counter": "[ui.notifications, storage.read]", "hostile-text": "[ui.notifications]"}
+
+
+@pytest.fixture
+def plugin_web(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> Iterator[Callable[..., WebServer]]:
+    """``plugin_web("counter", ..., granted=True)``: a server hosting those test plugins
+    (``tests/tui/fixtures``), granted what they ask by a policy unless ``granted=False``."""
+    started: list[WebServer] = []
+
+    def make(*names: str, granted: bool = True) -> WebServer:
+        root = tmp_path / "plugins"
+        for name in names:
+            shutil.copytree(PLUGIN_FIXTURES / name, root / name)
+        policy = None
+        if granted:
+            policy = tmp_path / "policy.yaml"
+            lines = [f"  {name}:\n    grant: {GRANTS[name]}\n" for name in names]
+            policy.write_text("plugins:\n" + "".join(lines), encoding="utf-8")
+        hosted = settings.replace(plugin_dirs=str(root))
+        host = build_host(hosted, redis_client, HostOptions(watch=False, policy_path=policy))
+        server = WebServer(hosted, Broker(redis_client, hosted), port=0, plugin_host=host)
+        started.append(server.start())
+        return server
+
+    yield make
+    for server in started:
+        server.stop()

@@ -3,33 +3,22 @@ drawn into HTML as they change, clicks on their targets, and who may see and cli
 
 from __future__ import annotations
 
+import contextlib
 import json
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 
-from rwq.config import Settings
-from rwq.host.build import HostOptions, build_host
-from rwq.queue.broker import Broker
 from rwq.queue.producer import Producer
 from rwq.web.api import stream
 from rwq.web.server import WebServer
 from web_fixtures import ErrorOf, MakeToken
 
-FIXTURES = Path(__file__).parents[1] / "tui" / "fixtures"
-POLICY = """\
-plugins:
-  counter:
-    grant: [ui.notifications, storage.read]
-"""
 Event = tuple[str, dict[str, Any]]
 
 
@@ -45,10 +34,8 @@ class Stream:
         self._thread.start()
 
     def _read(self, client: httpx.Client) -> None:
-        try:
+        with contextlib.suppress(httpx.HTTPError):  # the test closed the client: it is over
             self._follow(client)
-        except httpx.HTTPError:  # the test closed the client: the stream is over
-            pass
         with self._changed:
             self._changed.notify_all()
 
@@ -85,17 +72,9 @@ class Stream:
 
 
 @pytest.fixture
-def hosting(settings: Settings, redis_client: redis.Redis, tmp_path: Path) -> Iterator[WebServer]:
+def hosting(plugin_web: Callable[..., WebServer]) -> WebServer:
     """A server hosting the counter plugin, granted by a policy."""
-    root = tmp_path / "plugins"
-    shutil.copytree(FIXTURES / "counter", root / "counter")
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY, encoding="utf-8")
-    hosted = settings.replace(plugin_dirs=str(root))
-    host = build_host(hosted, redis_client, HostOptions(watch=False, policy_path=policy))
-    web = WebServer(hosted, Broker(redis_client, hosted), port=0, plugin_host=host).start()
-    yield web
-    web.stop()
+    return plugin_web("counter")
 
 
 @contextmanager
@@ -118,7 +97,11 @@ def _client(web: WebServer, secret: str) -> httpx.Client:
 
 
 def _panel(text: str) -> Callable[[Event], bool]:
-    return lambda e: e[0] == "panel" and e[1]["plugin"] == "counter" and text in (e[1]["html"] or "")
+    def check(event: Event) -> bool:
+        kind, data = event
+        return kind == "panel" and data["plugin"] == "counter" and text in (data["html"] or "")
+
+    return check
 
 
 def test_a_panel_comes_as_html_and_a_click_changes_it_live(
@@ -195,9 +178,7 @@ def test_the_plugin_states_come_to_tokens_that_read_the_configuration(
         _, plugins = live.wait_for(lambda e: e[0] == "plugins")
         assert [(p["name"], p["state"]) for p in plugins["plugins"]] == [("counter", "active")]
         client.post("/api/v1/plugins/counter/disable")
-        live.wait_for(
-            lambda e: e[0] == "plugins" and e[1]["plugins"][0]["state"] == "disabled"
-        )
+        live.wait_for(lambda e: e[0] == "plugins" and e[1]["plugins"][0]["state"] == "disabled")
         live.wait_for(lambda e: e[0] == "panel" and e[1]["state"] == "disabled")
 
 

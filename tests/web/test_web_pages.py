@@ -52,7 +52,7 @@ def test_every_script_imports_only_files_of_the_app_and_builds_text_as_text() ->
         for module in re.findall(r'from "([^"]+)"', source):
             assert module.startswith("./") and (STATIC / "js" / module[2:]).is_file(), module
         assert "eval(" not in source and "new Function" not in source
-        assert ".style." not in source and "setAttribute(\"style\"" not in source
+        assert ".style." not in source and 'setAttribute("style"' not in source
         assert "document.write" not in source and "insertAdjacentHTML" not in source
         uses = source.count("innerHTML")
         # Only the panels take HTML, which the server drew and escaped (rwq.web.panel_html).

@@ -145,7 +145,7 @@ def test_hostile_text_is_shown_as_the_terminal_shows_it_and_never_as_markup(text
     parsed = parse(drawn.html)
     shown = "".join(parsed.text)
     assert printable(text, multiline=True) in shown
-    assert_shown_safely(shown)
+    assert_shown_safely(shown.replace("\t", ""))
     assert drawn.targets[0].value == printable(text, multiline=True)  # the row, as shown
 
 
@@ -174,7 +174,7 @@ def test_any_text_in_any_element_is_shown_safely(text: str) -> None:
     parsed = parse(panel_html(elements).html)
     shown = "".join(parsed.text)
     assert printable(text, multiline=True) in shown
-    assert_shown_safely(shown)
+    assert_shown_safely(shown.replace("\t", ""))  # tabs are kept, as in the terminal
 
 
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), max_size=300))

@@ -104,7 +104,7 @@ class JobOut(BaseModel):
     attempts: int
     max_retries: int
     state: str
-    created_at: float | None
+    created_at: float | None = Field(description="Unix time in milliseconds, as every job time.")
     enqueued_at: float | None
     started_at: float | None
     finished_at: float | None
@@ -211,7 +211,7 @@ class WorkerOut(BaseModel):
     concurrency: int
     state: str
     alive: bool
-    last_heartbeat: float | None
+    last_heartbeat: float | None = Field(description="Unix time in milliseconds.")
     processed: int
     failed: int
     current_jobs: list[str]

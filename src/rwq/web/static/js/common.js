@@ -124,6 +124,11 @@ export function when(seconds) {
   return new Date(seconds * 1000).toLocaleString();
 }
 
+// A job's times are Unix milliseconds.
+export function whenMs(ms) {
+  return ms === null || ms === undefined ? "" : when(ms / 1000);
+}
+
 export function age(seconds) {
   if (seconds === null || seconds === undefined) return "";
   const s = Math.max(0, seconds);

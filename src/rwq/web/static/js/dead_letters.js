@@ -1,6 +1,6 @@
 // Dead letters: filter by queue (a name or glob), tenant and error text; inspect one; requeue
 // or delete the chosen ones, requeue every match, or purge a queue's, each after a question.
-import { api, boot, clear, confirmDialog, el, failed, flash, json, main, when } from "./common.js";
+import { api, boot, clear, confirmDialog, el, failed, flash, json, main, whenMs } from "./common.js";
 
 const PAGE = 50;
 const params = new URLSearchParams(location.search);
@@ -46,7 +46,7 @@ async function load() {
       el("td", {}, job.tenant || ""),
       el("td", { class: "clip error" }, job.last_error || ""),
       el("td", { class: "num" }, job.attempts),
-      el("td", {}, when(job.dead_at)));
+      el("td", {}, whenMs(job.dead_at)));
     row.append(el("td", {}, el("button", { type: "button", class: "quiet", dataset: { inspect: job.id }, on: { click: () => inspect(job, row) } }, "Inspect")));
     return row;
   });

@@ -1,6 +1,6 @@
 // One job by id: every field, its payload, error, traceback and result; a dead one can be
 // requeued or deleted.
-import { api, badge, boot, clear, confirmDialog, el, failed, flash, json, main, when } from "./common.js";
+import { api, badge, boot, clear, confirmDialog, el, failed, flash, json, main, whenMs } from "./common.js";
 
 const id = decodeURIComponent(location.pathname.split("/")[2] || "");
 const LEVELS = { completed: "ok", dead: "error", processing: "info", pending: "info", scheduled: "muted" };
@@ -9,9 +9,9 @@ async function show() {
   const job = await api(`/api/v1/jobs/${encodeURIComponent(id)}`);
   const facts = [["queue", el("a", { href: `/queues/${encodeURIComponent(job.queue)}` }, job.queue)],
     ["state", badge(job.state, LEVELS[job.state] || "info")], ["priority", job.priority], ["tenant", job.tenant || ""],
-    ["attempts", `${job.attempts} of ${job.max_retries + 1}`], ["created", when(job.created_at)], ["enqueued", when(job.enqueued_at)],
-    ["started", when(job.started_at)], ["finished", when(job.finished_at)], ["dead since", when(job.dead_at)],
-    ["run at", when(job.run_at)], ["worker", job.worker || ""], ["duration", job.duration_ms === null ? "" : `${job.duration_ms.toFixed(1)} ms`],
+    ["attempts", `${job.attempts} of ${job.max_retries + 1}`], ["created", whenMs(job.created_at)], ["enqueued", whenMs(job.enqueued_at)],
+    ["started", whenMs(job.started_at)], ["finished", whenMs(job.finished_at)], ["dead since", whenMs(job.dead_at)],
+    ["run at", whenMs(job.run_at)], ["worker", job.worker || ""], ["duration", job.duration_ms === null ? "" : `${job.duration_ms.toFixed(1)} ms`],
     ["timeout", job.timeout === null ? "" : `${job.timeout}s`], ["unique key", job.unique_key || ""], ["trace id", job.trace_id || ""],
     ["progress", job.progress === null ? "" : `${Math.round(job.progress * 100)}% ${job.progress_message || ""}`]];
   const actions = [];

@@ -1,5 +1,5 @@
 // One queue: its counts and chart (live), pause or resume, purge, and a look at its jobs.
-import { age, api, badge, boot, clear, confirmDialog, el, failed, flash, lineChart, live, main, when } from "./common.js";
+import { age, api, badge, boot, clear, confirmDialog, el, failed, flash, lineChart, live, main, whenMs } from "./common.js";
 
 const queue = decodeURIComponent(location.pathname.split("/")[2] || "");
 const STATES = ["pending", "scheduled", "processing", "dead", "completed"];
@@ -55,7 +55,7 @@ async function peek() {
       el("td", { class: "num" }, j.priority),
       el("td", {}, j.tenant || ""),
       el("td", { class: "num" }, j.attempts),
-      el("td", {}, when(j.enqueued_at)),
+      el("td", {}, whenMs(j.enqueued_at)),
       el("td", { class: "clip" }, j.last_error || JSON.stringify(j.payload))));
     clear(jobs.tBodies[0], rows.length ? rows : el("tr", {}, el("td", { colspan: 6, class: "empty" }, `No ${peekState} jobs.`)));
   } catch (error) {

@@ -66,9 +66,16 @@ class Stream:
                 assert left > 0, f"no such event in {[k for k, _ in self.events]}"
                 self._changed.wait(left)
 
+    @property
+    def reading(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self) -> None:
+        self._thread.join(timeout=30)
+
     def close(self) -> None:
         self._stop = True
-        self._thread.join(timeout=10)
+        self.join()
 
 
 @pytest.fixture
@@ -209,3 +216,11 @@ def test_the_stream_needs_a_token_and_the_stats_permission(
         live.wait_for(lambda e: e[0] == "stats")
     with _client(web, observer) as client:
         assert error_of(client.get("/api/v1/panels"), 503)["code"] == "no_plugin_host"
+
+
+def test_stopping_the_server_ends_its_streams(web: WebServer, make_token: MakeToken) -> None:
+    with streaming(web, make_token("watcher", "observer")) as live:
+        live.wait_for(lambda e: e[0] == "hello")
+        web.stop()  # it waits for every open connection: the stream must end by itself
+        live.join()
+        assert not live.reading

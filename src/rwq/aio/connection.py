@@ -31,6 +31,10 @@ from rwq.errors import ConnectionFailed
 __all__ = ["AsyncRedisClient", "connect", "is_cluster"]
 
 AsyncRedisClient: TypeAlias = redis.asyncio.Redis | RedisCluster
+MAX_CONNECTIONS = 100
+"""Connections an asyncio client opens at most (redis-py's default); more tasks wait."""
+POOL_WAIT = 10.0
+"""Seconds a task waits for a free connection before the call fails."""
 
 
 async def connect(settings: Settings, *, decode_responses: bool = True) -> AsyncRedisClient:
@@ -51,9 +55,16 @@ async def connect(settings: Settings, *, decode_responses: bool = True) -> Async
         if target.cluster:
             return await _connect_cluster(target, decode_responses, settings)
         await _probe(target)
-        client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
-            target.url, decode_responses=decode_responses, **_options(settings)
+        # Many tasks at once (a web server's streams opening together) wait for a connection
+        # of the pool instead of failing with "Too many connections".
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            target.url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=POOL_WAIT,
+            decode_responses=decode_responses,
+            **_options(settings),
         )
+        client: redis.asyncio.Redis = redis.asyncio.Redis.from_pool(pool)
         return client
     except (ValueError, TypeError) as exc:  # a query parameter redis-py cannot read
         raise _fail(url, f"bad parameter: {exc}") from None

@@ -116,6 +116,8 @@ class LiveFeed:
         self._stats_data: dict[str, Any] | None = None
         self._plugins: str | None = None
         self._known: set[str] = set()
+        self.ending = False
+        """The server is stopping: every stream ends (see :meth:`end_streams`)."""
 
     @property
     def host(self) -> LocalPluginHost | None:
@@ -138,6 +140,12 @@ class LiveFeed:
         if self._renderer is not None:
             await asyncio.to_thread(self._renderer.stop)
             self._renderer = None
+        for subscriber in self.subscribers:
+            subscriber.ready.set()
+
+    def end_streams(self) -> None:
+        """End every stream now (the server is shutting down: it waits for them)."""
+        self.ending = True
         for subscriber in self.subscribers:
             subscriber.ready.set()
 

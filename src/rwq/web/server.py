@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["WebServer", "WebServerError", "is_loopback"]
 
 START_TIMEOUT = 15.0
+SHUTDOWN_TIMEOUT = 10
+"""Seconds a stopping server waits for the requests in progress before cancelling them."""
 
 
 class WebServerError(RwqError):
@@ -40,6 +43,20 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn, ending the live streams first when it shuts down: it waits for every open
+    connection to end, and a stream would not end by itself."""
+
+    def __init__(self, config: uvicorn.Config, context: WebContext) -> None:
+        super().__init__(config)
+        self.context = context
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.context.live is not None:
+            self.context.live.end_streams()
+        await super().shutdown(sockets)
 
 
 class WebServer:
@@ -83,8 +100,9 @@ class WebServer:
             ssl_keyfile=str(tls_key) if tls_key else None,
             server_header=False,
             proxy_headers=False,
+            timeout_graceful_shutdown=SHUTDOWN_TIMEOUT,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Uvicorn(config, self.context)
         self._thread: threading.Thread | None = None
 
     @property

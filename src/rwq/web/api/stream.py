@@ -71,8 +71,10 @@ async def _events(
 ) -> AsyncIterator[str]:
     checked = time.monotonic()
     try:
-        while context.live is feed:
+        while not feed.ending:
             messages = await subscriber.take(KEEPALIVE)
+            if feed.ending:
+                return
             if time.monotonic() - checked > RECHECK:
                 checked = time.monotonic()
                 reason = await _invalid(context, subscriber.principal)

@@ -29,13 +29,14 @@ def test_three_connections_get_the_panels_of_two_plugins(
     assert figures["panel_events_per_s"] > 0
     assert set(figures["panel_events_per_connection_per_s"]) == {"min", "median", "max"}
     assert figures["panel_events_per_connection_per_s"]["min"] > 0  # every connection got some
-    for key in ("panel_lag_ms", "stats_lag_ms"):
+    for key in ("panel_lag_ms", "event_to_browser_ms", "stats_lag_ms"):
         lag = figures[key]
         assert set(lag) == {"count", "p50", "p99", "max"}
         assert lag["count"] > 0, key
         assert 0 <= lag["p50"] <= lag["p99"] <= lag["max"]
     assert figures["worst_connection_behind_ms"] >= figures["worst_connection_lag_ms"] >= 0
     assert figures["frames_skipped"] >= 0
+    assert figures["kb_per_connection_per_s"]["min"] > 0
     assert figures["server_cores"] > 0
     assert figures["plugin_processes"] >= 2  # the sandboxes (and their zygote) under the server
     assert figures["plugin_processes_cores"] >= 0 and figures["client_cores"] > 0
@@ -47,12 +48,12 @@ def test_three_connections_get_the_panels_of_two_plugins(
 def test_a_stream_is_behind_from_the_first_frame_it_missed() -> None:
     made = {"p": {1: 10.0, 2: 10.2, 3: 10.4}}
     # frame 2 skipped: behind from its making (10.2) until frame 3 arrived (10.5)
-    assert _behind([("p", 1, 10.0, 10.01), ("p", 3, 10.4, 10.5)], made, 12.0) == (
+    assert _behind([("p", 1, 10.0, 10.01, 1), ("p", 3, 10.4, 10.5, 3)], made, 12.0) == (
         pytest.approx(0.3),
         1,
     )
     # frame 3 never arrived: behind until the stream stopped reading
-    assert _behind([("p", 1, 10.0, 10.01), ("p", 2, 10.2, 10.25)], made, 12.0) == (
+    assert _behind([("p", 1, 10.0, 10.01, 1), ("p", 2, 10.2, 10.25, 2)], made, 12.0) == (
         pytest.approx(1.6),
         1,
     )

@@ -233,6 +233,9 @@ class PanelEvents:
         self.error = ""
         self.sent = 0
         self.rate_seen = 0.0
+        self.sent_at: list[float] = []
+        """When each round of events was added (Unix time), by round: its events' job is
+        ``j<round>``."""
 
     def register(self) -> None:
         """The queues in the registry before the TUI (or ``rwq web``) starts: its feed follows
@@ -259,6 +262,7 @@ class PanelEvents:
                         "duration_ms": (value + i * 13) % 100,
                     }  # fmt: skip
                     pipe.xadd(stream, fields, maxlen=1000, approximate=True)
+                self.sent_at.append(time.time())
                 pipe.execute()
                 self.sent += len(streams)
                 tick += 1

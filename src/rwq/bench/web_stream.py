@@ -5,17 +5,19 @@ measured: ``docs/performance.md``)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import multiprocessing
 import os
+import queue
+import re
 import resource
 import tempfile
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,8 @@ START_TIMEOUT = 60.0
 CONNECTIONS_PER_PROCESS = 25
 """Connections one client process reads (one asyncio loop each): the client's parsing must
 not be what falls behind."""
+NEWEST_JOB = re.compile(r"<td>j(\d+)</td>")
+"""The first job of a bench panel's table: the newest event it shows."""
 TARGET_CORES = 1.0
 TARGET_BEHIND_S = 1.0
 
@@ -130,35 +134,79 @@ def _measure(
     url: str, pid: int, secret: str, events: PanelEvents, go: Path, connections: int,
     seconds: float,
 ) -> dict[str, Any]:  # fmt: skip
-    """Open the streams, start the events, take the server's CPU over the window; the
-    figures."""
-    start = time.time()
-    window = (start + WARMUP, start + WARMUP + seconds)
-    stop_at = window[1] + GRACE
+    """Open the streams, then start the events and take the server's CPU over the window;
+    the figures."""
     processes = math.ceil(connections / CONNECTIONS_PER_PROCESS)
     shares = [len(range(i, connections, processes)) for i in range(processes)]
     publisher = threading.Thread(
         target=events.run, args=(go, go.with_name("never")), name="rwq-bench-events", daemon=True
     )
     spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(processes, mp_context=spawn) as pool:
-        futures = [
-            pool.submit(_read_streams, url, secret, share, window, stop_at) for share in shares
-        ]
+    opened, results = spawn.Queue(), spawn.Queue()
+    schedule = spawn.Array("d", 3)  # the window's start and end, when to stop reading
+    clients = [
+        spawn.Process(
+            target=_client_main,
+            args=(url, secret, share, opened, schedule, results),
+            name=f"rwq-bench-client-{i}",
+            daemon=True,
+        )
+        for i, share in enumerate(shares)
+    ]
+    for client in clients:
+        client.start()
+    try:
+        _wait_open(opened, results, clients, connections)
         go.touch()
         publisher.start()
+        start = time.time()
+        window = (start + WARMUP, start + WARMUP + seconds)
+        stop_at = window[1] + GRACE
+        schedule[:] = [*window, stop_at]
         _sleep_until(window[0])
         before = _Cpu.take(pid)
         _sleep_until(window[1])
         after = _Cpu.take(pid)
         events.stop.set()
-        read = [
-            future.result(timeout=START_TIMEOUT + WARMUP + seconds + GRACE) for future in futures
-        ]
-    publisher.join(timeout=10)
+        read = [_result(results, START_TIMEOUT + GRACE) for _ in clients]
+    finally:
+        events.stop.set()
+        for client in clients:
+            client.join(timeout=5)
+            if client.is_alive():
+                client.terminate()
+                client.join()
+    if publisher.is_alive():
+        publisher.join(timeout=10)
     streams = [stream for part in read for stream in part["streams"]]
     client_cpu = sum(part["cpu_s"] for part in read)
-    return stream_figures(streams, window, stop_at, before, after, client_cpu)
+    return stream_figures(streams, window, stop_at, before, after, client_cpu, events.sent_at)
+
+
+def _wait_open(opened: Any, results: Any, clients: Sequence[BaseProcess], connections: int) -> None:
+    """Until the client processes say every stream is open (or one of them failed)."""
+    count = 0
+    deadline = time.monotonic() + START_TIMEOUT
+    while count < connections:
+        if any(not client.is_alive() for client in clients):
+            _result(results, 5)  # its error
+            raise RwqError("bench web: a client process ended before the window")
+        try:
+            count += opened.get(timeout=0.2)
+        except queue.Empty:
+            if time.monotonic() > deadline:
+                raise RwqError(f"bench web: {connections - count} streams did not open") from None
+
+
+def _result(results: Any, timeout: float) -> dict[str, Any]:
+    """The next client process's records; its error raised."""
+    try:
+        result: dict[str, Any] = results.get(timeout=timeout)
+    except queue.Empty:
+        raise RwqError("bench web: a client process did not answer") from None
+    if "error" in result:
+        raise RwqError(f"bench web: a client process failed: {result['error']}")
+    return result
 
 
 def _sleep_until(at: float) -> None:
@@ -206,14 +254,21 @@ def _descendants(pid: int) -> list[int]:
 # -- the client processes -----------------------------------------------------------------------
 
 
+Panel = tuple[str, int, float, float, int]
+"""A panel message received: plugin, seq, at, received, round (:class:`StreamRecord`)."""
+
+
 @dataclass
 class StreamRecord:
-    """What one connection received: ``(plugin, seq, at, received)`` per panel and
-    ``(at, received)`` per statistics message, times in Unix seconds."""
+    """What one connection received: ``(plugin, seq, at, received, round)`` per panel and
+    ``(at, received)`` per statistics message, times in Unix seconds; ``round``: the newest
+    round of bench events the panel shows (its table's first job, ``j<round>``), or -1."""
 
-    panels: list[tuple[str, int, float, float]] = field(default_factory=list)
+    panels: list[Panel] = field(default_factory=list)
     stats: list[tuple[float, float]] = field(default_factory=list)
     messages: int = 0
+    window_bytes: int = 0
+    """Bytes received in the window."""
     opened_at: float = 0.0
 
 
@@ -239,30 +294,53 @@ class _Messages:
         return found
 
 
-def _read_streams(
-    url: str, secret: str, connections: int, window: tuple[float, float], stop_at: float
-) -> dict[str, Any]:
-    """Entry point of a client process: read ``connections`` streams until ``stop_at``;
-    what each received and this process's CPU seconds over the window."""
-    return asyncio.run(_read_all(url, secret, connections, window, stop_at))
+def _client_main(
+    url: str, secret: str, connections: int, opened: Any, schedule: Any, results: Any
+) -> None:
+    """Entry point of a client process: open ``connections`` streams, say so on ``opened``,
+    read them until ``schedule`` says stop; what each received and this process's CPU
+    seconds over the window (or its error) on ``results``."""
+    try:
+        results.put(asyncio.run(_read_all(url, secret, connections, opened, schedule)))
+    except Exception as exc:
+        results.put({"error": f"{type(exc).__name__}: {exc}"})
+
+
+@dataclass
+class _Window:
+    start: float = math.inf
+    end: float = math.inf
+    stop_at: float = math.inf
 
 
 async def _read_all(
-    url: str, secret: str, connections: int, window: tuple[float, float], stop_at: float
+    url: str, secret: str, connections: int, opened: Any, schedule: Any
 ) -> dict[str, Any]:
     records = [StreamRecord() for _ in range(connections)]
+    window = _Window()
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=0)
     headers = {"Authorization": f"Bearer {secret}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits) as client:
-        readers = [asyncio.create_task(_read(client, r, stop_at)) for r in records]
-        await asyncio.sleep(max(0.0, window[0] - time.time()))
+        readers = [asyncio.create_task(_read(client, r, window)) for r in records]
+        while not all(r.opened_at for r in records):
+            if failed := [t for t in readers if t.done()]:
+                await failed[0]  # its error
+                raise RwqError("bench web: a stream ended before the window")
+            await asyncio.sleep(0.02)
+        opened.put(connections)
+        while not schedule[2]:
+            await asyncio.sleep(0.02)
+        window.start, window.end, window.stop_at = schedule[:]
+        await asyncio.sleep(max(0.0, window.start - time.time()))
         before = _own_cpu()
-        await asyncio.sleep(max(0.0, window[1] - time.time()))
+        await asyncio.sleep(max(0.0, window.end - time.time()))
         cpu = _own_cpu() - before
-        await asyncio.gather(*readers)
-    late = [r.opened_at for r in records if not r.opened_at or r.opened_at > window[0]]
-    if late:
-        raise RwqError(f"bench web: {len(late)} streams were not open when the window began")
+        _, late = await asyncio.wait(readers, timeout=window.stop_at - time.time() + 5)
+        for reader in late:  # nothing came for seconds: not even the statistics
+            reader.cancel()
+        for reader in readers:
+            if not reader.cancelled():
+                reader.result()
     return {"streams": [vars(r) for r in records], "cpu_s": cpu}
 
 
@@ -271,26 +349,31 @@ def _own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _read(client: httpx.AsyncClient, record: StreamRecord, stop_at: float) -> None:
+async def _read(client: httpx.AsyncClient, record: StreamRecord, window: _Window) -> None:
     reader = _Messages()
-    timeout = httpx.Timeout(10.0, read=None)
-    with contextlib.suppress(TimeoutError):
-        async with (
-            asyncio.timeout(stop_at - time.time()),
-            client.stream("GET", "/api/v1/stream", timeout=timeout) as response,
-        ):
-            if response.status_code != 200:
-                raise RwqError(f"bench web: the stream answered {response.status_code}")
-            record.opened_at = time.time()
-            async for chunk in response.aiter_raw():
-                received = time.time()  # before parsing: the chunk's other messages wait
-                for kind, data in reader.feed(chunk):
-                    record.messages += 1
-                    if kind == b"panel":
-                        panel = json.loads(data)
-                        record.panels.append((panel["plugin"], panel["seq"], panel["at"], received))
-                    elif kind == b"stats":
-                        record.stats.append((json.loads(data)["at"], received))
+    timeout = httpx.Timeout(START_TIMEOUT, read=None)
+    async with client.stream("GET", "/api/v1/stream", timeout=timeout) as response:
+        if response.status_code != 200:
+            said = (await response.aread()).decode("utf-8", "replace")[:300]
+            raise RwqError(f"bench web: the stream answered {response.status_code}: {said}")
+        record.opened_at = time.time()
+        async for chunk in response.aiter_raw():
+            received = time.time()  # before parsing: the chunk's other messages wait
+            if received >= window.stop_at:  # statistics come every second at least
+                return
+            if window.start <= received <= window.end:
+                record.window_bytes += len(chunk)
+            for kind, data in reader.feed(chunk):
+                record.messages += 1
+                if kind == b"panel":
+                    panel = json.loads(data)
+                    shows = NEWEST_JOB.search(panel["html"] or "")
+                    record.panels.append((
+                        panel["plugin"], panel["seq"], panel["at"], received,
+                        int(shows[1]) if shows else -1,
+                    ))  # fmt: skip
+                elif kind == b"stats":
+                    record.stats.append((json.loads(data)["at"], received))
 
 
 # -- the figures --------------------------------------------------------------------------------
@@ -303,19 +386,25 @@ def stream_figures(
     before: _Cpu,
     after: _Cpu,
     client_cpu: float,
+    sent_at: list[float],
 ) -> dict[str, Any]:
     """The figures of the streams' records (:class:`StreamRecord` as dicts) over ``window``:
-    messages stamped (``at``) inside it count, whenever they arrived before ``stop_at``."""
+    messages stamped (``at``) inside it count, whenever they arrived before ``stop_at``;
+    ``sent_at``: when each round of bench events was added."""
     start, end = window
     wall = after.at - before.at
     made = _frames_made(streams, window)
     lags: list[float] = []
+    since_event: list[float] = []
+    kbs: list[float] = []
     stats_lags: list[float] = []
     per_stream = []
     for stream in streams:
         inside = [p for p in stream["panels"] if start <= p[2] <= end]
-        lag = [received - at for _, _, at, received in inside]
+        lag = [received - at for _, _, at, received, _ in inside]
         lags += lag
+        since_event += [p[3] - sent_at[p[4]] for p in inside if 0 <= p[4] < len(sent_at)]
+        kbs.append(stream["window_bytes"] / 1024 / (end - start))
         stats_lags += [received - at for at, received in stream["stats"] if start <= at <= end]
         behind, skipped = _behind(stream["panels"], made, stop_at)
         per_stream.append((len(inside), max(lag, default=0.0), behind, skipped))
@@ -331,7 +420,9 @@ def stream_figures(
         "panel_events_per_s": round(sum(delivered), 1),
         "panel_events_per_connection_per_s": _spread(delivered),
         "frames_skipped": sum(s[3] for s in per_stream),
+        "kb_per_connection_per_s": _spread(kbs),
         "panel_lag_ms": _ms(lags),
+        "event_to_browser_ms": _ms(since_event),
         "stats_lag_ms": _ms(stats_lags),
         "worst_connection_lag_ms": round(max((s[1] for s in per_stream), default=0) * 1000, 1),
         "worst_connection_behind_ms": round(worst_behind * 1000, 1),
@@ -353,14 +444,14 @@ def _frames_made(
     ``at`` by ``seq`` (a frame every stream skipped is not known, nor counted)."""
     made: dict[str, dict[int, float]] = {}
     for stream in streams:
-        for plugin, seq, at, _ in stream["panels"]:
+        for plugin, seq, at, _, _ in stream["panels"]:
             if window[0] <= at <= window[1]:
                 made.setdefault(plugin, {})[seq] = at
     return made
 
 
 def _behind(
-    panels: list[tuple[str, int, float, float]], made: dict[str, dict[int, float]], stop_at: float
+    panels: list[Panel], made: dict[str, dict[int, float]], stop_at: float
 ) -> tuple[float, int]:
     """How far one stream fell behind the server (seconds), and the frames it never got.
 
@@ -372,7 +463,7 @@ def _behind(
     worst = 0.0
     skipped = 0
     shown: dict[str, int] = {}
-    for plugin, seq, _, received in panels:
+    for plugin, seq, _, received, _ in panels:
         frames = made.get(plugin, {})
         newer = [at for s, at in frames.items() if shown.get(plugin, -1) < s <= seq]
         if newer:

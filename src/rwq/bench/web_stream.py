@@ -324,7 +324,10 @@ async def _read_all(
         readers = [asyncio.create_task(_read(client, r, window)) for r in records]
         while not all(r.opened_at for r in records):
             if failed := [t for t in readers if t.done()]:
-                await failed[0]  # its error
+                for reader in readers:
+                    reader.cancel()
+                await asyncio.gather(*readers, return_exceptions=True)
+                failed[0].result()  # its error
                 raise RwqError("bench web: a stream ended before the window")
             await asyncio.sleep(0.02)
         opened.put(connections)

@@ -166,7 +166,7 @@ def run_tui_bench(
     ):
         root = Path(tmp)
         names = write_plugins(root / "plugins", panels)
-        events = _Events(target, [f"bench.{name}" for name in names], rate)
+        events = PanelEvents(target, [f"bench.{name}" for name in names], rate)
         policy = root / "policy.yaml"
         policy.write_text(POLICY, encoding="utf-8")
         out = root / "figures.json"
@@ -198,7 +198,7 @@ def run_tui_bench(
         finally:
             events.close()
             if server_kind == "configured":
-                _delete_keys(target)
+                delete_bench_keys(target)
         if not out.is_file():
             raise RwqError(f"bench tui: the TUI process wrote no figures; its output:\n{log}")
         figures: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
@@ -216,9 +216,10 @@ def run_tui_bench(
     return figures
 
 
-class _Events:
+class PanelEvents:
     """Adds ``job.completed`` events to the bench queues' streams, ``rate`` a second each, from
-    the parent (so the TUI's processes spend nothing on making them)."""
+    the bench's own process (so the processes measured spend nothing on making them; ``rwq
+    bench web`` drives its panels with it too)."""
 
     def __init__(self, target: Settings, queues: list[str], rate: float) -> None:
         from rwq.connection import connect
@@ -232,13 +233,18 @@ class _Events:
         self.error = ""
         self.sent = 0
         self.rate_seen = 0.0
+        self.sent_at: list[float] = []
+        """When each round of events was added (Unix time), by round: its events' job is
+        ``j<round>``."""
 
     def register(self) -> None:
-        """The queues in the registry before the TUI starts: its feed follows them."""
+        """The queues in the registry before the TUI (or ``rwq web``) starts: its feed follows
+        them."""
         self.client.sadd(self.keys.queues, *self.queues)
 
     def run(self, go: Path, done: Path) -> None:
-        """Once the child says ``go``, publish until it has written its figures."""
+        """Once ``go`` exists, publish until ``done`` does (the TUI wrote its figures) or
+        :attr:`stop` is set."""
         try:
             while not go.exists():
                 if self.stop.wait(0.05):
@@ -256,6 +262,7 @@ class _Events:
                         "duration_ms": (value + i * 13) % 100,
                     }  # fmt: skip
                     pipe.xadd(stream, fields, maxlen=1000, approximate=True)
+                self.sent_at.append(time.time())
                 pipe.execute()
                 self.sent += len(streams)
                 tick += 1
@@ -270,7 +277,7 @@ class _Events:
         self.client.close()
 
 
-def _delete_keys(target: Settings) -> None:
+def delete_bench_keys(target: Settings) -> None:
     """Remove what the run left under its private prefix on a configured server."""
     from rwq.connection import connect
 

@@ -1,7 +1,7 @@
 """``rwq bench web``: the HTTP admin API's latency, measured against a real server on
 127.0.0.1 (``rwq web`` in a process of its own, over a throwaway Valkey unless a Redis URL is
 configured): queue stats and a job lookup by id, each request authenticated, checked and
-audited as in production. The live stream's figures come with the browser dashboard."""
+audited as in production. The live stream's half is :mod:`rwq.bench.web_stream`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +74,11 @@ def _figures(took: list[float]) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def _web_process(settings: Settings) -> Iterator[tuple[str, int]]:
-    """``rwq web`` on a free port of 127.0.0.1 in a process of its own; its URL and pid once
-    it answers."""
+def web_process(
+    settings: Settings, args: Sequence[str] = ("--no-plugins",)
+) -> Iterator[tuple[str, int]]:
+    """``rwq web ARGS`` on a free port of 127.0.0.1 in a process of its own; its URL and pid
+    once it answers."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -86,9 +88,10 @@ def _web_process(settings: Settings) -> Iterator[tuple[str, int]]:
         "RWQ_PREFIX": settings.prefix,
         "RWQ_STATE_DIR": str(settings.state_dir),
     }
+    log = tempfile.TemporaryFile()  # noqa: SIM115 -- closed below, read if it fails to start
     process = subprocess.Popen(
-        [sys.executable, "-m", "rwq", "web", "--no-plugins", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "rwq", "web", *args, "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=log,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -99,12 +102,15 @@ def _web_process(settings: Settings) -> Iterator[tuple[str, int]]:
                 break
             except httpx.TransportError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("rwq web did not start") from None
+                    log.seek(0)
+                    said = log.read()[-2000:].decode("utf-8", "replace")
+                    raise RuntimeError(f"rwq web did not start:\n{said}") from None
                 time.sleep(0.05)
         yield url, process.pid
     finally:
         process.terminate()
         process.wait(timeout=30)
+        log.close()
 
 
 def run_web_bench(settings: Settings, *, requests: int = 2000) -> dict[str, Any]:
@@ -122,7 +128,7 @@ def run_web_bench(settings: Settings, *, requests: int = 2000) -> dict[str, Any]
         _, secret = tokens.create("bench", ["observer", "admin.queue.peek"])
         try:
             with (
-                _web_process(target) as (url, pid),
+                web_process(target) as (url, pid),
                 httpx.Client(base_url=url, headers={"Authorization": f"Bearer {secret}"}) as client,
             ):
                 _timed(client, ["/api/v1/queues"] * WARMUP)

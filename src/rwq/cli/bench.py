@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 
 from rwq.cli.context import JsonFlag, context_of, out, print_json_out
 from rwq.units import format_figure
+
+
+class WebPart(StrEnum):
+    """The parts of ``rwq bench web``."""
+
+    api = "api"
+    stream = "stream"
+
 
 bench_app = typer.Typer(help="Measure rwq on this machine.", no_args_is_help=True)
 
@@ -30,12 +39,34 @@ def bench_queue_cmd(
 def bench_web_cmd(
     ctx: typer.Context,
     requests: Annotated[int, typer.Option("--requests", "-n", min=10)] = 2000,
+    connections: Annotated[
+        int, typer.Option("--connections", min=1, help="Live streams read at once.")
+    ] = 50,
+    panels: Annotated[int, typer.Option("--panels", min=1, help="Plugin panels changing.")] = 20,
+    rate: Annotated[
+        float, typer.Option("--rate", min=0.1, help="Changes a second of each panel.")
+    ] = 5.0,
+    seconds: Annotated[
+        float, typer.Option("--seconds", min=0.5, help="Length of the stream's measured window.")
+    ] = 10.0,
+    only: Annotated[
+        WebPart | None, typer.Option("--only", help="Run one part: api or stream.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """HTTP admin API latency: stats and a job lookup against a real server."""
+    """HTTP admin API latency (stats and a job lookup) and the live stream (many connections
+    while plugin panels change), each against a real server."""
     from rwq.bench.web import run_web_bench
+    from rwq.bench.web_stream import run_stream_bench
 
-    result = run_web_bench(context_of(ctx).settings, requests=requests)
+    settings = context_of(ctx).settings
+    result: dict[str, Any] = {}
+    if only is not WebPart.stream:
+        result |= run_web_bench(settings, requests=requests)
+    if only is not WebPart.api:
+        result["stream"] = run_stream_bench(
+            settings, connections=connections, panels=panels, rate=rate, seconds=seconds
+        )
     _show(result, as_json)
 
 

@@ -548,6 +548,17 @@ def demo_cmd(
         ),
     ] = None,
     policy: PolicyFile = None,
+    web: Annotated[
+        bool,
+        typer.Option(
+            "--web",
+            help="The web dashboard (rwq web on 127.0.0.1) instead of the terminal one, with "
+            "a token for the browser made for the run.",
+        ),
+    ] = False,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="The web dashboard's port.")
+    ] = 8080,
     as_json: JsonFlag = False,
 ) -> None:
     """A multi-tenant workload on the embedded Valkey with two workers and the dashboard."""
@@ -559,8 +570,20 @@ def demo_cmd(
     from rwq.samples import SAMPLES_DIR
 
     settings = with_plugin_dirs(context_of(ctx).settings, [plugins or SAMPLES_DIR], "--plugins")
+    def host_plugins(target: Settings, client: Any) -> LocalPluginHost:
+        return build_host(target, client, HostOptions(policy_path=policy, watch=False))
+
     dashboard: Dashboard | None = None
-    if tui and sys.stdout.isatty() and not as_json:
+    if web:
+        from rwq.web.demo import serve_demo
+
+        def say(line: str) -> None:
+            err.print(line, soft_wrap=True, highlight=False)
+
+        def dashboard(target: Settings, client: Any, seconds: float | None) -> None:
+            serve_demo(target, client, seconds, port=port, host_plugins=host_plugins, say=say)
+
+    elif tui and sys.stdout.isatty() and not as_json:
         from rwq.bench.queue import run_queue_bench
         from rwq.tui.launch import launch
 
@@ -569,9 +592,6 @@ def demo_cmd(
                 target, client=client, policy=policy, quit_after=seconds,
                 queue_bench=run_queue_bench,
             )  # fmt: skip
-
-    def host_plugins(target: Settings, client: Any) -> LocalPluginHost:
-        return build_host(target, client, HostOptions(policy_path=policy, watch=False))
 
     with keeping_embedded(settings):
         summary = run_demo(

@@ -570,6 +570,7 @@ def demo_cmd(
     from rwq.samples import SAMPLES_DIR
 
     settings = with_plugin_dirs(context_of(ctx).settings, [plugins or SAMPLES_DIR], "--plugins")
+
     def host_plugins(target: Settings, client: Any) -> LocalPluginHost:
         return build_host(target, client, HostOptions(policy_path=policy, watch=False))
 

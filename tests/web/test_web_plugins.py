@@ -3,19 +3,14 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
-from rwq.config import Settings
-from rwq.host.build import HostOptions, build_host
 from rwq.plugins.trust.audit import read
-from rwq.queue.broker import Broker
 from rwq.web.server import WebServer
 from web_fixtures import ErrorOf
 
@@ -23,23 +18,9 @@ COUNTER = Path(__file__).parents[1] / "tui" / "fixtures" / "counter"
 
 
 @pytest.fixture
-def server(
-    settings: Settings, redis_client: redis.Redis, tmp_path: Path
-) -> Callable[..., WebServer]:
-    root = tmp_path / "plugins"
-    shutil.copytree(COUNTER, root / "counter")
-    hosting = settings.replace(plugin_dirs=str(root))
-    started: list[WebServer] = []
-
-    def make() -> WebServer:
-        host = build_host(hosting, redis_client, HostOptions(watch=False))
-        web = WebServer(hosting, Broker(redis_client, hosting), port=0, plugin_host=host)
-        started.append(web.start())
-        return web
-
-    yield make
-    for web in started:
-        web.stop()
+def server(plugin_web: Callable[..., WebServer]) -> Callable[..., WebServer]:
+    """``server()``: a server hosting the counter plugin, nothing granted."""
+    return lambda: plugin_web("counter", granted=False)
 
 
 def _client(web: WebServer, name: str, *permissions: str, queues: tuple[str, ...] = ("*",)):

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rwq.plugins.contract.ui import ATTRIBUTES, COLOURS, LEVELS
+from rwq.host.render.elements import cell_text, gauge_number, number_text
+from rwq.plugins.contract.ui import ATTRIBUTES, COLOURS, LEVELS, TYPES
 from rwq.printable import printable
 
 __all__ = ["PanelHtml", "WebTarget", "panel_html"]
@@ -72,21 +73,6 @@ def text_of(value: object) -> str:
     return html.escape(printable(value, multiline=True), quote=True)
 
 
-def cell_of(value: Any) -> str:
-    """A table cell or kv value as text (as the TUI shows it)."""
-    if value is None:
-        return ""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, float):
-        return format(value, ".15g")
-    if isinstance(value, int):
-        return str(value)
-    return printable(str(value), multiline=True)
-
-
 def style_classes(style: str | None) -> str:
     """A vocabulary style (``"bold red on white"``) as CSS classes (``st-bold fg-red
     bg-white``); a word outside the vocabulary (the validator let none through) is dropped."""
@@ -109,19 +95,6 @@ def _level(level: object, default: str = "") -> str:
     return f"lvl-{level}" if isinstance(level, str) and level in LEVELS else default
 
 
-def _number(value: float) -> str:
-    return format(value, ".6g")
-
-
-def _figure(value: float) -> str:
-    """A gauge's figure: whole above 100, one decimal below."""
-    if isinstance(value, int) or float(value).is_integer():
-        return _number(value)
-    if abs(value) >= 100:
-        return format(value, ".0f")
-    return format(value, ".1f") if abs(value) >= 1 else format(value, ".2g")
-
-
 def _classes(*names: str) -> str:
     return " ".join(name for name in names if name)
 
@@ -141,21 +114,21 @@ def _bar(fraction: float, kind: str) -> str:
     )
 
 
+def _meter(kind: str, label: object, fraction: float, look: str, figure: str) -> str:
+    """A gauge or progress bar: its label, the bar filled to ``fraction``, its figure."""
+    heading = f'<span class="label">{text_of(label)}</span>' if label else ""
+    return (
+        f'<div class="{kind}">{heading}{_bar(fraction, look)}'
+        f'<span class="figure {look}">{figure}</span></div>'
+    )
+
+
 class _Builder:
     def __init__(self) -> None:
         self.targets: list[WebTarget] = []
+        # A method per type of the schema's catalog, named after it.
         self.draw: dict[str, Callable[[dict[str, Any]], str]] = {
-            "text": self.text,
-            "table": self.table,
-            "kv": self.kv,
-            "sparkline": self.sparkline,
-            "gauge": self.gauge,
-            "progress": self.progress,
-            "badge": self.badge,
-            "list": self.list,
-            "button": self.button,
-            "rows": self.rows,
-            "columns": self.columns,
+            kind: getattr(self, kind) for kind in TYPES
         }
 
     def one(self, element: dict[str, Any]) -> str:
@@ -187,7 +160,7 @@ class _Builder:
         head = "".join(f"<th>{text_of(column)}</th>" for column in e["columns"])
         rows = []
         for i, row in enumerate(e["rows"]):
-            cells = [cell_of(value) for value in row]
+            cells = [cell_text(value) for value in row]
             look = style_classes(styles[i]) if i < len(styles) else ""
             attributes = ""
             if element_id:
@@ -208,7 +181,7 @@ class _Builder:
 
     def kv(self, e: dict[str, Any]) -> str:
         pairs = "".join(
-            f"<dt>{text_of(key)}</dt><dd>{html.escape(cell_of(value), quote=True)}</dd>"
+            f"<dt>{text_of(key)}</dt><dd>{html.escape(cell_text(value), quote=True)}</dd>"
             for key, value in e["items"]
         )
         return f'<div class="el-kv">{_title(e)}<dl>{pairs}</dl></div>'
@@ -237,9 +210,9 @@ class _Builder:
         return (
             f'<div class="el-spark">{heading}<svg class="{look}" '
             f'viewBox="0 -1 {SPARK_WIDTH} {SPARK_HEIGHT + 2}" preserveAspectRatio="none" '
-            f'role="img" aria-label="{len(values)} values, last {_number(values[-1])}">'
+            f'role="img" aria-label="{len(values)} values, last {number_text(values[-1])}">'
             f'<polyline points="{" ".join(points)}"/></svg>'
-            f'<span class="last">{_number(values[-1])}</span></div>'
+            f'<span class="last">{number_text(values[-1])}</span></div>'
         )
 
     def gauge(self, e: dict[str, Any]) -> str:
@@ -253,21 +226,12 @@ class _Builder:
             look = "fg-yellow"
         else:
             look = style_classes(e.get("style")) or "fg-green"
-        label = e.get("label")
-        heading = f'<span class="label">{text_of(label)}</span>' if label else ""
-        return (
-            f'<div class="el-gauge">{heading}{_bar(value / maximum, look)}'
-            f'<span class="figure {look}">{_figure(value)}/{_figure(maximum)}</span></div>'
-        )
+        figure = f"{gauge_number(value)}/{gauge_number(maximum)}"
+        return _meter("el-gauge", e.get("label"), value / maximum, look, figure)
 
     def progress(self, e: dict[str, Any]) -> str:
         fraction = min(e["value"] / (e.get("total") or 100), 1.0)
-        label = e.get("label")
-        heading = f'<span class="label">{text_of(label)}</span>' if label else ""
-        return (
-            f'<div class="el-progress">{heading}{_bar(fraction, "fg-cyan")}'
-            f'<span class="figure">{fraction * 100:.0f}%</span></div>'
-        )
+        return _meter("el-progress", e.get("label"), fraction, "fg-cyan", f"{fraction * 100:.0f}%")
 
     def badge(self, e: dict[str, Any]) -> str:
         level = _level(e.get("level"), "lvl-info")

@@ -19,7 +19,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from rwq.plugins.contract.ui import button_input, select_input
+from rwq.plugins.contract.ui import TYPES, button_input, select_input
 from rwq.printable import printable
 
 LEVEL_STYLES: dict[str, str] = {
@@ -146,14 +146,14 @@ def cell_text(value: Any) -> str:
     return plain(str(value))
 
 
-def _number(value: float) -> str:
+def number_text(value: float) -> str:
     return format(value, ".6g")
 
 
-def _gauge_number(value: float) -> str:
+def gauge_number(value: float) -> str:
     """A gauge's figure: whole above 100, one decimal below (``6.8/100``, not ``6.8323``)."""
     if isinstance(value, int) or float(value).is_integer():
-        return _number(value)
+        return number_text(value)
     if abs(value) >= 100:
         return format(value, ".0f")
     return format(value, ".1f") if abs(value) >= 1 else format(value, ".2g")
@@ -173,18 +173,9 @@ class _Builder:
         self.targets: list[Target] = []
         self.flat = True
         """Outside columns: elements may be drawn straight into lines."""
+        # A method per type of the schema's catalog, named after it.
         self.draw: dict[str, Callable[[dict[str, Any], int], RenderableType]] = {
-            "text": self.text,
-            "table": self.table,
-            "kv": self.kv,
-            "sparkline": self.sparkline,
-            "gauge": self.gauge,
-            "progress": self.progress,
-            "badge": self.badge,
-            "list": self.list,
-            "button": self.button,
-            "rows": self.rows,
-            "columns": self.columns,
+            kind: getattr(self, kind) for kind in TYPES
         }
 
     def target(self, target: Target) -> Style:
@@ -319,7 +310,7 @@ class _Builder:
         else:
             style = rich_style(e.get("style") or "green")
         label = plain(e.get("label") or "")
-        suffix = f" {_gauge_number(value)}/{_gauge_number(maximum)}"
+        suffix = f" {gauge_number(value)}/{gauge_number(maximum)}"
         line = Text(f"{label} " if label else "", style="bold")
         line.append_text(_bar(value / maximum, max(width - line.cell_len - len(suffix), 1), style))
         line.append(suffix, style=style)

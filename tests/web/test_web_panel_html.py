@@ -12,9 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hostile_text import HOSTILE, assert_shown_safely, hostile_text
+from rwq.host.render.elements import Target
 from rwq.plugins.contract.ui import validate_elements
 from rwq.printable import printable
-from rwq.web.panel_html import WebTarget, panel_html, style_classes
+from rwq.web.panel_html import panel_html, style_classes
 
 TAGS = {
     "div", "p", "span", "table", "thead", "tbody", "tr", "th", "td", "dl", "dt", "dd", "ul",
@@ -88,11 +89,11 @@ def test_every_element_type_is_drawn_with_its_targets_in_document_order() -> Non
                   "3 breach", "alpha", "beta", "Go", "in rows", "right"):  # fmt: skip
         assert shown in text, shown
     assert drawn.targets == (
-        WebTarget("select", "jobs", 0, "a"),
-        WebTarget("select", "jobs", 1, "b"),
-        WebTarget("select", "things", 0, "alpha"),
-        WebTarget("select", "things", 1, "beta"),
-        WebTarget("button", "go", 0, "Go"),
+        Target("select", "jobs", 0, "a"),
+        Target("select", "jobs", 1, "b"),
+        Target("select", "things", 0, "alpha"),
+        Target("select", "things", 1, "beta"),
+        Target("button", "go", 0, "Go", "g"),
     )
     classes = " ".join(str(attrs.get("class")) for _, attrs in parsed.tags)
     assert "lvl-warning" in classes and "al-center" in classes
@@ -108,8 +109,8 @@ def test_every_element_type_is_drawn_with_its_targets_in_document_order() -> Non
 
 def test_find_names_only_targets_the_panel_shows() -> None:
     drawn = panel_html(validate_elements(EVERY_TYPE))
-    assert drawn.find("button", "go", 0) == WebTarget("button", "go", 0, "Go")
-    assert drawn.find("select", "things", 1) == WebTarget("select", "things", 1, "beta")
+    assert drawn.find("button", "go", 0) == Target("button", "go", 0, "Go", "g")
+    assert drawn.find("select", "things", 1) == Target("select", "things", 1, "beta")
     assert drawn.find("select", "things", 2) is None
     assert drawn.find("button", "jobs", 0) is None
     assert drawn.find("select", "nope", 0) is None

@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rwq.host.render.elements import cell_text, gauge_number, number_text
+from rwq.host.render.elements import Target, cell_text, gauge_number, number_text
 from rwq.plugins.contract.ui import ATTRIBUTES, COLOURS, LEVELS, TYPES
 from rwq.printable import printable
 
-__all__ = ["PanelHtml", "WebTarget", "panel_html"]
+__all__ = ["PanelHtml", "panel_html"]
 
 SPARK_POINTS = 120
 """The newest values a sparkline draws."""
@@ -35,25 +35,13 @@ _ALIGNS = ("left", "center", "right")
 
 
 @dataclass(frozen=True)
-class WebTarget:
-    """One thing of a panel a click sends to the plugin's ``on_input``."""
-
-    kind: Literal["button", "select"]
-    id: str
-    index: int
-    """The item or row index; 0 for buttons."""
-    value: str
-    """The item's text, the row's first cell as text, or the button's label."""
-
-
-@dataclass(frozen=True)
 class PanelHtml:
     """A panel body as an HTML fragment and its targets in document order."""
 
     html: str
-    targets: tuple[WebTarget, ...]
+    targets: tuple[Target, ...]
 
-    def find(self, kind: str, element_id: str, index: int) -> WebTarget | None:
+    def find(self, kind: str, element_id: str, index: int) -> Target | None:
         """The target a click names, or None when the panel has no such target."""
         for target in self.targets:
             if target.kind == kind and target.id == element_id and target.index == index:
@@ -125,7 +113,7 @@ def _meter(kind: str, label: object, fraction: float, look: str, figure: str) ->
 
 class _Builder:
     def __init__(self) -> None:
-        self.targets: list[WebTarget] = []
+        self.targets: list[Target] = []
         # A method per type of the schema's catalog, named after it.
         self.draw: dict[str, Callable[[dict[str, Any]], str]] = {
             kind: getattr(self, kind) for kind in TYPES
@@ -139,9 +127,9 @@ class _Builder:
         return draw(element)
 
     def target(self, kind: Literal["button", "select"], element_id: str, index: int,
-               value: str) -> str:  # fmt: skip
+               value: str, key: str | None = None) -> str:  # fmt: skip
         """Register a target; the attributes that name it on its HTML element."""
-        self.targets.append(WebTarget(kind, element_id, index, value))
+        self.targets.append(Target(kind, element_id, index, value, key))
         return (
             f' data-kind="{kind}" data-id="{html.escape(element_id, quote=True)}"'
             f' data-index="{index}"'
@@ -254,8 +242,8 @@ class _Builder:
     def button(self, e: dict[str, Any]) -> str:
         variant = e.get("variant") if e.get("variant") in _VARIANTS else "default"
         label = printable(e["label"], multiline=False)
-        attributes = self.target("button", e["id"], 0, label)
         key = e.get("key")
+        attributes = self.target("button", e["id"], 0, label, key)
         shortcut = ""
         if key:
             shortcut = f' data-key="{text_of(key)}" aria-keyshortcuts="{text_of(key)}"'

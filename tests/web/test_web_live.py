@@ -134,6 +134,17 @@ def test_a_panel_comes_as_html_and_a_click_changes_it_live(
         assert chosen.status_code == 200
         live.wait_for(_panel("chosen=gamma"))  # the value comes from the panel, not the client
 
+        typed = client.post("/api/v1/plugins/counter/input", json={"kind": "key", "key": "x"})
+        assert typed.status_code == 200
+        live.wait_for(_panel("keys=x"))
+        client.post("/api/v1/plugins/counter/input", json={"kind": "key", "key": "i"})
+        live.wait_for(_panel("count=2"))  # the key of the button "Add one" presses it
+        bad_key = client.post(
+            "/api/v1/plugins/counter/input", json={"kind": "key", "key": "ctrl+alt+delete"}
+        )
+        assert error_of(bad_key, 422)["argument"] == "key"
+        no_key = client.post("/api/v1/plugins/counter/input", json={"kind": "key"})
+        assert error_of(no_key, 422)["argument"] == "key"
         missing = client.post(
             "/api/v1/plugins/counter/input", json={"kind": "select", "id": "things", "index": 9}
         )

@@ -328,12 +328,26 @@ class PanelList(BaseModel):
     panels: list[PanelOut]
 
 
+KEY_PATTERN = r"^([!-~]|[^\x00-\x7f]|up|down|left|right|enter|space|home|end|delete|backspace)$"
+"""Keys a panel takes from a browser: one printable character, or a named key (Textual's
+names); the keys the page binds itself (tab, escape, ?) are not sent."""
+
+
 class PanelInput(BaseModel):
-    kind: Literal["button", "select"] = Field(
-        description="A button pressed, or a list item or table row chosen."
+    kind: Literal["button", "select", "key"] = Field(
+        description="A button pressed, a list item or table row chosen, or a key pressed while "
+        "the panel has the focus."
     )
-    id: str = Field(max_length=64, description="The button's, list's or table's `id`.")
+    id: str = Field(
+        "", max_length=64, description="The button's, list's or table's `id` (not for a key)."
+    )
     index: int = Field(0, ge=0, description="The item or row index (0 for a button).")
+    key: str | None = Field(
+        None,
+        pattern=KEY_PATTERN,
+        description="For `key`: one printable character or `up`, `down`, `left`, `right`, "
+        "`enter`, `space`, `home`, `end`, `delete`, `backspace`. A button's `key` presses it.",
+    )
 
 
 class InputResult(BaseModel):

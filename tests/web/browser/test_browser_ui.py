@@ -143,6 +143,8 @@ def test_a_panel_is_drawn_pressed_and_updated_live(
     counter.focus()
     browser_page.keyboard.press("i")  # the button's key
     expect(counter).to_contain_text("count=2")
+    browser_page.keyboard.press("x")  # a key of no button goes to the plugin
+    expect(counter).to_contain_text("keys=x")
     shot(browser_page, "pressed")
 
     hostile = browser_page.locator("section.panel[data-plugin='hostile-text']")

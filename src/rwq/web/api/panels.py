@@ -10,11 +10,11 @@ a target the panel's latest frame has; anything else is refused.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
 
-from rwq.plugins.contract.ui import button_input, select_input
+from rwq.plugins.contract.ui import button_input, key_input, select_input
 from rwq.web.access import Principal
 from rwq.web.api.common import API_PREFIX, errors
 from rwq.web.auth import Authenticated
@@ -22,6 +22,7 @@ from rwq.web.context import WebContext, web_context
 from rwq.web.errors import ApiError
 from rwq.web.live import LiveFeed
 from rwq.web.models import PLUGIN_PATTERN, InputResult, PanelInput, PanelList, PanelOut
+from rwq.web.panel_html import PanelHtml
 
 __all__ = ["router"]
 
@@ -61,9 +62,10 @@ def list_panels(principal: Authenticated, context: Context) -> PanelList:
 def panel_input(
     name: PluginName, body: PanelInput, principal: Authenticated, context: Context
 ) -> InputResult:
-    """Press a panel's button or choose an item of its list or a row of its table: the
-    plugin's `on_input` gets it. Needs `admin.stats.read` on every queue and every permission
-    the plugin was granted (each queue-scoped one on every queue)."""
+    """Press a panel's button, choose an item of its list or a row of its table, or press a
+    key while the panel has the focus: the plugin's `on_input` gets it. Needs
+    `admin.stats.read` on every queue and every permission the plugin was granted (each
+    queue-scoped one on every queue)."""
     require_panels(principal)
     feed = _feed(context)
     host = feed.host
@@ -74,18 +76,29 @@ def panel_input(
         principal.require(permission)  # queue-scoped: on every queue
     with feed.lock:
         update = feed.panels.get(name)
-    target = update.view.find(body.kind, body.id, body.index) if update and update.view else None
+    view = update.view if update is not None else None
+    if view is None:
+        raise ApiError(409, "no_panel", f"plugin {name!r} shows no panel now", argument="name")
+    changed = host.on_input(name, _event(view, body))
+    return InputResult(plugin=name, changed=changed)
+
+
+def _event(view: PanelHtml, body: PanelInput) -> dict[str, Any]:
+    """The ``on_input`` event of a click or key on ``view``, or a 409 when the panel has no
+    such target (a key is always delivered: the plugin decides what it means)."""
+    if body.kind == "key":
+        if body.key is None:
+            raise ApiError(422, "invalid_argument", "a key input needs `key`", argument="key")
+        button = next((t for t in view.targets if t.kind == "button" and t.key == body.key), None)
+        return button_input(button.id) if button is not None else key_input(body.key)
+    target = view.find(body.kind, body.id, body.index)
     if target is None:
         raise ApiError(
             409,
             "no_such_target",
-            f"panel {name!r} shows no {body.kind} {body.id!r} at index {body.index} now",
+            f"the panel shows no {body.kind} {body.id!r} at index {body.index} now",
             argument="id",
         )
-    event = (
-        button_input(target.id)
-        if target.kind == "button"
-        else select_input(target.id, target.index, target.value)
-    )
-    changed = host.on_input(name, event)
-    return InputResult(plugin=name, changed=changed)
+    if target.kind == "button":
+        return button_input(target.id)
+    return select_input(target.id, target.index, target.value)

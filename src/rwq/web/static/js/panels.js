@@ -44,6 +44,20 @@ function gone({ plugin }) {
   empty.hidden = cards.size > 0;
 }
 
+// The browser's names of the keys a panel takes, as Textual (and so the plugins) name them.
+const KEYS = {
+  ArrowUp: "up", ArrowDown: "down", ArrowLeft: "left", ArrowRight: "right", Enter: "enter",
+  " ": "space", Home: "home", End: "end", Delete: "delete", Backspace: "backspace",
+};
+
+async function pressKey(plugin, key) {
+  try {
+    await api(`/api/v1/plugins/${encodeURIComponent(plugin)}/input`, { method: "POST", body: { kind: "key", key } });
+  } catch (error) {
+    failed(error);
+  }
+}
+
 async function send(plugin, target) {
   target.disabled = true;
   try {
@@ -69,12 +83,14 @@ boot(async () => {
   });
   grid.addEventListener("keydown", (event) => {
     const panel = event.target.closest("[data-plugin]");
-    if (!panel || event.ctrlKey || event.metaKey || event.altKey || event.key.length !== 1) return;
+    if (!panel || event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
+    const key = KEYS[event.key] || (event.key.length === 1 && event.key !== "?" ? event.key : null);
+    // On a button or list item of the panel, Enter and Space press it (the browser does).
+    if (!key || (event.target !== panel && (key === "enter" || key === "space"))) return;
+    event.preventDefault();
     const button = [...panel.querySelectorAll("button[data-key]")].find((b) => b.dataset.key === event.key);
-    if (button) {
-      event.preventDefault();
-      send(panel.dataset.plugin, button);
-    }
+    if (button) send(panel.dataset.plugin, button);
+    else pressKey(panel.dataset.plugin, key);
   });
   const source = live({
     hello: (hello) => {

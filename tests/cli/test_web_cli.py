@@ -31,7 +31,7 @@ def test_rwq_web_serves_the_api_until_terminated(
     try:
         assert process.stderr is not None
         line = process.stderr.readline()
-        match = re.match(r"rwq web: (http://127\.0\.0\.1:\d+)/api/v1 ", line)
+        match = re.match(r"rwq web: (http://127\.0\.0\.1:\d+)/ ", line)
         assert match, line
         url = match.group(1)
         answer = httpx.get(f"{url}/api/v1/queues", headers={"Authorization": f"Bearer {secret}"})

@@ -45,7 +45,8 @@ def web_cmd(
     watch: WatchPlugins = True,
     plugins_dir: PluginsDir = None,
 ) -> None:
-    """Serve the HTTP admin API (under /api/v1; schema at /openapi.json)."""
+    """Serve the web dashboard (log in with a token) and the HTTP admin API (under /api/v1;
+    schema at /openapi.json)."""
     from rwq.web.server import WebServer, is_loopback
 
     context = context_of(ctx)
@@ -72,7 +73,12 @@ def web_cmd(
                 ),
                 soft_wrap=True,
             )
-        server.run(lambda url: err.print(f"rwq web: {url}/api/v1 (Ctrl-C to stop)", soft_wrap=True))
+        server.run(
+            lambda url: err.print(
+                f"rwq web: {url}/ (dashboard; API at {url}/api/v1) (Ctrl-C to stop)",
+                soft_wrap=True,
+            )
+        )
 
 
 def _when(epoch: float | None) -> str:

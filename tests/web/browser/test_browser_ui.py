@@ -172,3 +172,25 @@ def test_a_plugin_is_approved_from_the_plugin_manager(
     row.locator("[data-action=disable]").click()
     browser_page.locator("dialog.confirm [data-action=confirm]").click()
     expect(row).to_contain_text("disabled")
+
+
+@pytest.mark.expected_browser_errors(BEFORE_LOGIN)
+def test_a_queue_is_paused_resumed_and_purged_from_its_page(
+    web: WebServer, make_token: MakeToken, browser_page: Page, shot: Shot
+) -> None:
+    producer = Producer(web.context.broker)
+    jobs = [producer.enqueue("exports", {"n": n}) for n in range(3)]
+    log_in(browser_page, web, make_token("ops", *ADMIN), then="/queues/exports")
+    expect(browser_page.locator("#jobs tbody tr")).to_have_count(3)
+    expect(browser_page.locator("#jobs")).to_contain_text(jobs[0].id)
+    browser_page.click("#pause")
+    expect(browser_page.locator("#flash")).to_have_text("exports paused")
+    expect(browser_page.locator("#state")).to_have_text("paused")
+    assert web.context.admin.stats(["exports"]).queues[0].paused
+    browser_page.click("#pause")
+    expect(browser_page.locator("#state")).to_have_text("running")
+    browser_page.click("[data-purge=pending]")
+    browser_page.locator("dialog.confirm [data-action=confirm]").click()
+    expect(browser_page.locator("#flash")).to_have_text("purged 3 pending jobs of exports")
+    expect(browser_page.locator("#jobs tbody")).to_contain_text("No pending jobs.")
+    shot(browser_page, "purged")

@@ -15,7 +15,7 @@ const form = el("form", { id: "login", class: "login" },
   el("button", { type: "submit", class: "primary" }, "Log in"),
   message,
   el("p", { class: "hint" }, "Create one with ", el("code", {}, "rwq token create NAME --permission observer"),
-    ". The token stays in this browser only as an HttpOnly session cookie."));
+    ". It is exchanged for a session cookie (HttpOnly, this site only); the token itself is not kept in the browser."));
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   message.textContent = "";

@@ -83,7 +83,7 @@ boot(async () => {
     try {
       await api(`/api/v1/queues/${encodeURIComponent(queue)}/${action}`, { method: "POST" });
       flash(`${queue} ${action === "pause" ? "paused" : "resumed"}`);
-      onStats(await api("/api/v1/queues").then((s) => ({ ...s, queues: s.queues })));
+      show(await api(`/api/v1/queues/${encodeURIComponent(queue)}`));
     } catch (error) {
       failed(error);
     }

@@ -199,3 +199,14 @@ def test_delete_chosen_dead_letters(
     assert error["argument"] == "ids"
     missing = root.post("/api/v1/dead-letters/delete", json={"queue": "nope", "ids": ["x"]})
     assert error_of(missing, 404)["code"] == "unknown_queue"
+
+
+def test_a_body_that_is_not_json_is_named(root, error_of: ErrorOf) -> None:
+    broken = root.post(
+        "/api/v1/queues/q/purge",
+        content=b'{"target": "dead"',
+        headers={"Content-Type": "application/json"},
+    )
+    error = error_of(broken, 422)
+    assert error["argument"] == "body"
+    assert error["message"].startswith("the body is not valid JSON")

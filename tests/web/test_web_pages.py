@@ -9,6 +9,7 @@ import re
 import httpx
 import pytest
 
+from rwq.printable import _INVISIBLE
 from rwq.web.pages import PAGES, STATIC
 from rwq.web.security import CONTENT_SECURITY_POLICY
 from rwq.web.server import WebServer
@@ -46,7 +47,7 @@ def test_the_root_goes_to_the_queues_and_unknown_paths_are_json(web: WebServer) 
 def test_every_script_imports_only_files_of_the_app_and_builds_text_as_text() -> None:
     scripts = sorted((STATIC / "js").glob("*.js"))
     pages = {p.replace("-", "_") for p in [*PAGES, "login", "queue", "job"]}
-    assert {s.stem for s in scripts} == pages | {"common"}
+    assert {s.stem for s in scripts} == pages | {"common", "printable"}
     for script in scripts:
         source = script.read_text(encoding="utf-8")
         for module in re.findall(r'from "([^"]+)"', source):
@@ -57,3 +58,9 @@ def test_every_script_imports_only_files_of_the_app_and_builds_text_as_text() ->
         uses = source.count("innerHTML")
         # Only the panels take HTML, which the server drew and escaped (rwq.web.panel_html).
         assert uses == (1 if script.stem == "panels" else 0), script.name
+
+
+def test_the_pages_show_text_by_the_rule_of_printable() -> None:
+    source = (STATIC / "js" / "printable.js").read_text(encoding="utf-8")
+    ranges = re.findall(r"\[0x([0-9A-F]+), 0x([0-9A-F]+)\]", source)
+    assert tuple((int(a, 16), int(b, 16)) for a, b in ranges) == _INVISIBLE

@@ -86,6 +86,11 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     problems = []
     argument = None
     for item in exc.errors():
+        if item.get("type") == "json_invalid":  # loc is ("body", <character position>)
+            at = item.get("ctx", {}).get("error", "")
+            problems.append(f"the body is not valid JSON{f': {at}' if at else ''}")
+            argument = argument or "body"
+            continue
         where = [str(part) for part in item.get("loc", ())]
         # ("query", "limit") -> query parameter 'limit'; ("body", "ids", 0) -> body field ids.0
         kind, path = (where[0], ".".join(where[1:])) if where else ("request", "")

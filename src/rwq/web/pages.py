@@ -51,7 +51,7 @@ def page(name: str, title: str) -> str:
 <header class="top">
 <a class="brand" href="/queues">rwq</a>
 <nav>{links}</nav>
-<span id="live" class="live" title="live updates">offline</span>
+<span id="live" class="live" title="live updates" hidden></span>
 <span id="who" class="who"></span>
 <button type="button" id="logout" class="quiet" hidden>Log out</button>
 </header>

@@ -47,7 +47,7 @@ def test_every_page_loads_after_logging_in(
 ) -> None:
     web = plugin_web("counter")
     producer = Producer(web.context.broker)
-    job = producer.enqueue("tenant.a", {"to": "ada"})
+    job = producer.enqueue("tenant.a", {"to": "ada\u202e<b>x</b>"})
     kill("tenant.a", [job], error="smtp refused")
     producer.enqueue("tenant.b", {"n": 1})
     log_in(browser_page, web, admin_token(web))
@@ -60,6 +60,7 @@ def test_every_page_loads_after_logging_in(
         expect(browser_page.locator("main h1")).not_to_be_empty()
         shot(browser_page, path.replace("/", "-"))
     expect(browser_page.locator("main")).to_contain_text("smtp refused")  # the job page
+    expect(browser_page.locator("main")).to_contain_text("ada\\u202e<b>x</b>")  # shown as is
     browser_page.click("#logout")
     browser_page.wait_for_url(f"{web.url}/login")
 
@@ -107,6 +108,14 @@ def test_dead_letters_are_filtered_inspected_requeued_and_purged_after_a_questio
     expect(browser_page.locator("#flash")).to_have_text("purged 2 dead letters of mail")
     expect(browser_page.locator("#dead tbody")).to_contain_text("No dead letters match.")
     assert broker.client.zcard(broker.queue_keys("sms").dead) == 1  # another queue's kept
+
+    # "Requeue all matching" acts on the filter as typed, applied first (not on the last one).
+    browser_page.fill("input[name=queue]", "sms")
+    browser_page.click("#requeue-all")
+    expect(dialog).to_contain_text("Requeue all 1 dead letter of sms?")
+    dialog.locator("[data-action=confirm]").click()
+    expect(browser_page.locator("#flash")).to_have_text("requeued 1 job")
+    assert broker.client.zcard(broker.queue_keys("sms").dead) == 0
 
 
 @pytest.mark.expected_browser_errors(BEFORE_LOGIN)
@@ -194,3 +203,30 @@ def test_a_queue_is_paused_resumed_and_purged_from_its_page(
     expect(browser_page.locator("#flash")).to_have_text("purged 3 pending jobs of exports")
     expect(browser_page.locator("#jobs tbody")).to_contain_text("No pending jobs.")
     shot(browser_page, "purged")
+
+
+@pytest.mark.expected_browser_errors(BEFORE_LOGIN)
+def test_a_token_of_some_queues_sees_only_what_it_may_use(
+    web: WebServer, make_token: MakeToken, browser_page: Page, shot: Shot, kill: Kill
+) -> None:
+    producer = Producer(web.context.broker)
+    kill("tenant.a", [producer.enqueue("tenant.a", {"n": 1})])
+    kill("other", [producer.enqueue("other", {"n": 2})])
+    secret = make_token("tenant", "observer", "admin.queue.peek", queues=("tenant.*",))
+    log_in(browser_page, web, secret)
+    expect(browser_page.locator("#queues tbody tr")).to_have_count(1)
+    nav = browser_page.locator("header nav a:visible")
+    expect(nav).to_have_text(["Queues", "Dead letters", "Workers"])
+    browser_page.goto(f"{web.url}/dead-letters")
+    ready(browser_page)
+    expect(browser_page.locator("input[name=queue]")).to_have_value("tenant.*")
+    expect(browser_page.locator("#dead tbody tr[data-id]")).to_have_count(1)
+    expect(browser_page.locator("#requeue-chosen, #purge")).to_have_count(0)
+    browser_page.goto(f"{web.url}/queues/tenant.a")
+    ready(browser_page)
+    expect(browser_page.locator("#pause")).to_be_hidden()
+    expect(browser_page.locator("[data-purge]")).to_have_count(0)
+    browser_page.goto(f"{web.url}/plugins")
+    ready(browser_page)
+    expect(browser_page.locator("main")).to_contain_text("Your token lacks system.config.read")
+    shot(browser_page, "lacks")

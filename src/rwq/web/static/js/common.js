@@ -1,5 +1,9 @@
 // What every page of rwq's web UI shares: the session, API calls with the CSRF token, the
-// live stream, building elements (text always through textContent), charts and dialogs.
+// live stream, building elements (text always through textContent, shown as rwq.printable
+// shows it), charts and dialogs.
+import { printable } from "./printable.js";
+
+export { printable };
 
 export const state = { csrf: null, session: null };
 
@@ -63,7 +67,7 @@ export function el(tag, attributes = {}, ...children) {
 function append(node, children) {
   for (const child of children.flat()) {
     if (child === undefined || child === null || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    node.append(child instanceof Node ? child : document.createTextNode(printable(child)));
   }
 }
 
@@ -80,7 +84,7 @@ export function main() {
 let flashTimer = null;
 export function flash(message, level = "ok") {
   const box = document.getElementById("flash");
-  box.textContent = message;
+  box.textContent = printable(message);
   box.className = `flash lvl-${level}`;
   box.hidden = false;
   clearTimeout(flashTimer);
@@ -158,8 +162,8 @@ function svg(tag, attributes = {}) {
 
 // A line chart of one or more series ({values, class, label}) sharing a scale from 0, with
 // its scale and latest values as text beside it (SVG text would stretch with the chart).
-export function lineChart(series, { width = 600, height = 120, label = "" } = {}) {
-  const longest = Math.max(2, ...series.map((s) => s.values.length));
+export function lineChart(series, { width = 600, height = 120, label = "", points = 120 } = {}) {
+  const longest = Math.max(2, points, ...series.map((s) => s.values.length));
   const high = Math.max(1, ...series.flatMap((s) => s.values));
   const chart = svg("svg", {
     class: "chart", viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "none",
@@ -175,7 +179,7 @@ export function lineChart(series, { width = 600, height = 120, label = "" } = {}
     const points = s.values.map((v, i) => `${((offset + i) * step).toFixed(1)},${(height - (v / high) * height).toFixed(1)}`);
     chart.append(svg("polyline", { class: `series ${s.class}`, points: points.join(" ") }));
   }
-  const legend = el("div", { class: "legend" }, el("span", { class: "muted" }, `max ${Math.round(high)}`),
+  const legend = el("div", { class: "legend" }, el("span", { class: "muted" }, `last ${longest} s · max ${Math.round(high)}`),
     series.map((s) => el("span", { class: s.class }, `${s.label} ${s.values.length ? s.values[s.values.length - 1] : 0}`)));
   return el("figure", { class: "chart" }, chart, legend);
 }
@@ -194,6 +198,8 @@ export function sparkline(values, cls = "fg-cyan", { width = 120, height = 24 } 
 // Follow /api/v1/stream: handlers by event name get the parsed data.
 export function live(handlers) {
   const indicator = document.getElementById("live");
+  indicator.hidden = false;
+  indicator.textContent = "connecting";
   const source = new EventSource("/api/v1/stream");
   source.addEventListener("open", () => {
     indicator.textContent = "live";
@@ -218,6 +224,21 @@ export function live(handlers) {
 
 // -- start -----------------------------------------------------------------------------------
 
+// The pages a token can use at all (the others leave the navigation bar).
+const NAV_NEEDS = {
+  queues: () => holds("admin.stats.read"),
+  "dead-letters": () => holds("admin.queue.peek"),
+  workers: () => holds("admin.system.stats"),
+  plugins: () => holds("system.config.read"),
+  panels: () => holds("admin.stats.read") && allQueues(),
+  audit: () => holds("system.config.read"),
+};
+
+// What a page says where it would show what the token may not see.
+export function lacks(permission, what) {
+  return el("p", { class: "muted lacks" }, `Your token lacks ${permission}: no ${what}.`);
+}
+
 export function holds(permission) {
   return Boolean(state.session && state.session.permissions.includes(permission));
 }
@@ -239,6 +260,10 @@ export async function boot(start) {
     return;
   }
   state.csrf = state.session.csrf_token;
+  for (const link of document.querySelectorAll("[data-nav]")) {
+    const needs = NAV_NEEDS[link.dataset.nav];
+    if (needs && !needs()) link.hidden = true;
+  }
   document.getElementById("who").textContent = `token ${state.session.token}`;
   const logout = document.getElementById("logout");
   logout.hidden = false;

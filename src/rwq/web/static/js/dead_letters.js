@@ -1,6 +1,6 @@
 // Dead letters: filter by queue (a name or glob), tenant and error text; inspect one; requeue
 // or delete the chosen ones, requeue every match, or purge a queue's, each after a question.
-import { api, boot, clear, confirmDialog, el, failed, flash, json, main, whenMs } from "./common.js";
+import { allQueues, api, boot, clear, confirmDialog, el, failed, flash, holds, json, lacks, main, state, whenMs } from "./common.js";
 
 const PAGE = 50;
 const params = new URLSearchParams(location.search);
@@ -80,8 +80,37 @@ function requeueChosen() {
   });
 }
 
+// The filter as typed, applied (and the table reloaded) before an action on every match, so
+// the action covers what the boxes say, never a filter typed but not applied.
+async function applyTyped() {
+  const form = document.getElementById("filters");
+  let changed = false;
+  for (const name of Object.keys(filters)) {
+    const typed = form.elements[name].value.trim();
+    if (typed !== filters[name]) changed = true;
+    filters[name] = typed;
+  }
+  if (changed) {
+    offset = 0;
+    await load();
+  }
+}
+
+function described() {
+  const parts = [filters.queue ? `of ${filters.queue}` : "of every queue"];
+  if (filters.tenant) parts.push(`of tenant ${filters.tenant}`);
+  if (filters.error) parts.push(`whose error contains "${filters.error}"`);
+  return parts.join(", ");
+}
+
 async function requeueAll() {
-  const what = `all ${page.total} dead letters matching the filter`;
+  try {
+    await applyTyped();
+  } catch (error) {
+    return failed(error);
+  }
+  if (!page.total) return flash("no dead letters match", "warning");
+  const what = `all ${page.total} dead letter${page.total === 1 ? "" : "s"} ${described()}`;
   if (!(await confirmDialog(`Requeue ${what}?`, "Requeue all"))) return;
   await act(async () => {
     const body = { all: true, queue: filters.queue || null, tenant: filters.tenant || null, error: filters.error || null };
@@ -104,6 +133,11 @@ async function deleteChosen() {
 }
 
 async function purgeQueue() {
+  try {
+    await applyTyped();
+  } catch (error) {
+    return failed(error);
+  }
   const queue = filters.queue;
   if (!queue || /[*?[]/.test(queue)) return flash("filter on one queue (a name, not a glob) to purge its dead letters", "warning");
   if (!(await confirmDialog(`Delete every dead letter of ${queue} for good?`, "Purge", "This cannot be undone."))) return;
@@ -114,6 +148,11 @@ async function purgeQueue() {
 }
 
 boot(async () => {
+  if (!holds("admin.queue.peek")) {
+    clear(main(), el("h1", {}, "Dead letters"), lacks("admin.queue.peek", "dead letters to show"));
+    return;
+  }
+  if (!filters.queue && !allQueues()) filters.queue = state.session.queues[0]; // its own queues
   const inputs = Object.keys(filters).map((name) => el("label", {}, name === "error" ? "error contains" : name,
     el("input", { type: "search", name, value: filters[name], placeholder: name === "queue" ? "name or glob" : "" })));
   const form = el("form", { id: "filters", class: "filters" }, inputs, el("button", { type: "submit" }, "Filter"));
@@ -131,11 +170,13 @@ boot(async () => {
   table.querySelector("#pick-all").addEventListener("change", (event) => {
     for (const box of table.querySelectorAll("input[data-pick]")) box.checked = event.target.checked;
   });
+  const requeues = holds("admin.job.requeue") || holds("admin.queue.requeue");
+  const purges = holds("admin.queue.purge");
   const actions = el("div", { class: "actions" },
-    el("button", { type: "button", id: "requeue-chosen", class: "primary", on: { click: requeueChosen } }, "Requeue chosen"),
-    el("button", { type: "button", id: "requeue-all", on: { click: requeueAll } }, "Requeue all matching"),
-    el("button", { type: "button", id: "delete-chosen", class: "danger", on: { click: deleteChosen } }, "Delete chosen"),
-    el("button", { type: "button", id: "purge", class: "danger", on: { click: purgeQueue } }, "Purge the queue's dead letters"));
+    requeues ? el("button", { type: "button", id: "requeue-chosen", class: "primary", on: { click: requeueChosen } }, "Requeue chosen") : null,
+    holds("admin.queue.requeue") ? el("button", { type: "button", id: "requeue-all", on: { click: requeueAll } }, "Requeue all matching") : null,
+    purges ? el("button", { type: "button", id: "delete-chosen", class: "danger", on: { click: deleteChosen } }, "Delete chosen") : null,
+    purges ? el("button", { type: "button", id: "purge", class: "danger", on: { click: purgeQueue } }, "Purge the queue's dead letters") : null);
   const pager = el("div", { class: "pager" },
     el("button", { type: "button", id: "prev", on: { click: () => { offset = Math.max(0, offset - PAGE); act(async () => {}); } } }, "Newer"),
     el("button", { type: "button", id: "next", on: { click: () => { offset += PAGE; act(async () => {}); } } }, "Older"));

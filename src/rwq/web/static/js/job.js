@@ -1,6 +1,6 @@
 // One job by id: every field, its payload, error, traceback and result; a dead one can be
 // requeued or deleted.
-import { api, badge, boot, clear, confirmDialog, el, failed, flash, json, main, whenMs } from "./common.js";
+import { api, badge, boot, clear, confirmDialog, el, failed, flash, holds, json, main, whenMs } from "./common.js";
 
 const id = decodeURIComponent(location.pathname.split("/")[2] || "");
 const LEVELS = { completed: "ok", dead: "error", processing: "info", pending: "info", scheduled: "muted" };
@@ -15,14 +15,17 @@ async function show() {
     ["timeout", job.timeout === null ? "" : `${job.timeout}s`], ["unique key", job.unique_key || ""], ["trace id", job.trace_id || ""],
     ["progress", job.progress === null ? "" : `${Math.round(job.progress * 100)}% ${job.progress_message || ""}`]];
   const actions = [];
-  if (job.state === "dead") {
+  if (job.state === "dead" && (holds("admin.job.requeue") || holds("admin.queue.requeue"))) {
     actions.push(el("button", { type: "button", id: "requeue", class: "primary", on: { click: () => requeue(job) } }, "Requeue"));
+  }
+  if (job.state === "dead" && holds("admin.queue.purge")) {
     actions.push(el("button", { type: "button", id: "delete", class: "danger", on: { click: () => remove(job) } }, "Delete"));
   }
+  const shown = facts.filter(([, v]) => v !== "" && v !== null && v !== undefined);
   clear(main(), el("h1", {}, "Job ", el("span", { class: "name" }, job.id)), el("div", { class: "actions" }, actions),
-    el("dl", { class: "facts" }, facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v instanceof Node ? v : String(v))])),
+    el("dl", { class: "facts" }, shown.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v instanceof Node ? v : String(v))])),
     el("h2", {}, "Payload"), json(job.payload),
-    job.last_error ? [el("h2", {}, "Error"), el("pre", { class: "error" }, job.last_error)] : null,
+    job.last_error ? [el("h2", {}, job.state === "dead" ? "Error" : "Last error"), el("pre", { class: "error" }, job.last_error)] : null,
     job.traceback ? [el("h2", {}, "Traceback"), el("pre", { class: "traceback" }, job.traceback)] : null,
     job.state === "completed" ? [el("h2", {}, "Result"), job.result_error ? el("p", { class: "lvl-warning" }, job.result_error) : json(job.result)] : null,
     job.labels ? [el("h2", {}, "Labels"), json(job.labels)] : null);

@@ -1,6 +1,6 @@
 // The plugin manager: every plugin's state and permissions, enable, disable, reload, revoke
 // grants; and the approvals waiting for a decision (approve or deny, all or some).
-import { api, badge, boot, clear, confirmDialog, el, failed, flash, live, main } from "./common.js";
+import { api, badge, boot, clear, confirmDialog, el, failed, flash, holds, lacks, live, main } from "./common.js";
 
 const STATE_LEVELS = { active: "ok", ready: "ok", loading: "info", awaiting_approval: "warning", error: "error", disabled: "muted", unloaded: "muted" };
 let list;
@@ -11,11 +11,12 @@ function perms(names, level) {
   return names.map((p) => el("span", { class: `chip lvl-${level}` }, p));
 }
 
-async function act(name, action, question) {
-  if (question && !(await confirmDialog(question, action[0].toUpperCase() + action.slice(1)))) return;
+async function act(name, action, question = "", confirmLabel = "Confirm") {
+  if (question && !(await confirmDialog(question, confirmLabel))) return;
   try {
     const result = await api(`/api/v1/plugins/${encodeURIComponent(name)}/${action}`, { method: "POST", body: action.startsWith("grants") ? {} : undefined });
-    flash(result.message || `${name}: ${action} done${result.state ? ` (${result.state})` : ""}`);
+    const done = { enable: "enabled", disable: "disabled", "grants/revoke": "grants revoked" }[action] || action;
+    flash(result.message || `${name}: ${done}${result.state ? ` (${result.state.replace("_", " ")})` : ""}`);
   } catch (error) {
     failed(error);
   }
@@ -42,9 +43,9 @@ function approvalCard(approval) {
     el("p", {}, "asks for:"),
     approval.pending.map((p) => el("label", { class: "perm" }, el("input", { type: "checkbox", value: p, checked: true }), ` ${p}`)),
     approval.granted.length ? el("p", { class: "muted" }, "already granted: ", approval.granted.join(", ")) : null,
-    el("div", { class: "actions" },
+    holds("system.plugins.manage") ? el("div", { class: "actions" },
       el("button", { type: "button", class: "primary", dataset: { decide: "approve" } }, "Approve chosen"),
-      el("button", { type: "button", class: "danger", dataset: { decide: "deny" } }, "Deny chosen")));
+      el("button", { type: "button", class: "danger", dataset: { decide: "deny" } }, "Deny chosen")) : null);
   for (const button of form.querySelectorAll("[data-decide]")) button.addEventListener("click", () => decide(approval, button.dataset.decide, form));
   return form;
 }
@@ -60,13 +61,13 @@ async function load() {
       el("td", {}, badge(p.state.replace("_", " "), STATE_LEVELS[p.state] || "info")),
       el("td", { class: "clip" }, p.reason),
       el("td", {}, perms(p.permissions.granted, "ok"), perms(p.permissions.pending, "warning"), perms(p.permissions.denied, "error")),
-      el("td", { class: "actions" },
+      !holds("system.plugins.manage") ? el("td") : el("td", { class: "actions" },
         p.state === "disabled" || p.state === "error" || p.state === "unloaded"
           ? el("button", { type: "button", dataset: { action: "enable" }, on: { click: () => act(p.name, "enable") } }, "Enable")
-          : el("button", { type: "button", dataset: { action: "disable" }, on: { click: () => act(p.name, "disable", `Disable ${p.name}? Its panel and alerts stop until it is enabled.`) } }, "Disable"),
+          : el("button", { type: "button", dataset: { action: "disable" }, on: { click: () => act(p.name, "disable", `Disable ${p.name}? Its panel and alerts stop until it is enabled.`, "Disable") } }, "Disable"),
         el("button", { type: "button", dataset: { action: "reload" }, on: { click: () => act(p.name, "reload") } }, "Reload"),
         p.permissions.granted.length
-          ? el("button", { type: "button", class: "danger", dataset: { action: "revoke" }, on: { click: () => act(p.name, "grants/revoke", `Revoke every permission of ${p.name}?`) } }, "Revoke grants")
+          ? el("button", { type: "button", class: "danger", dataset: { action: "revoke" }, on: { click: () => act(p.name, "grants/revoke", `Revoke every permission of ${p.name}?`, "Revoke") } }, "Revoke grants")
           : null)));
     clear(list.tBodies[0], rows.length ? rows : el("tr", {}, el("td", { colspan: 7, class: "empty" }, "No plugins: install one with rwq plugin install.")));
     clear(approvals, pending.approvals.length ? pending.approvals.map(approvalCard) : el("p", { class: "muted" }, "Nothing waits for a decision."));
@@ -79,6 +80,10 @@ async function load() {
 }
 
 boot(async () => {
+  if (!holds("system.config.read")) {
+    clear(main(), el("h1", {}, "Plugins"), lacks("system.config.read", "plugins to show"));
+    return;
+  }
   list = el("table", { class: "grid", id: "plugins" },
     el("thead", {}, el("tr", {}, ["plugin", "version", "runtime", "state", "why", "permissions", ""].map((h) => el("th", {}, h)))),
     el("tbody"));

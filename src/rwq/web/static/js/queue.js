@@ -1,5 +1,5 @@
 // One queue: its counts and chart (live), pause or resume, purge, and a look at its jobs.
-import { age, api, badge, boot, clear, confirmDialog, el, failed, flash, lineChart, live, main, whenMs } from "./common.js";
+import { age, api, badge, boot, clear, confirmDialog, el, failed, flash, holds, lacks, lineChart, live, main, whenMs } from "./common.js";
 
 const queue = decodeURIComponent(location.pathname.split("/")[2] || "");
 const STATES = ["pending", "scheduled", "processing", "dead", "completed"];
@@ -88,17 +88,26 @@ boot(async () => {
       failed(error);
     }
   });
-  const purges = ["pending", "scheduled", "dead", "completed"].map((target) =>
+  pause.hidden = !holds("admin.queue.pause");
+  const purges = !holds("admin.queue.purge") ? [] : ["pending", "scheduled", "dead", "completed"].map((target) =>
     el("button", { type: "button", class: "danger", dataset: { purge: target }, on: { click: () => purge(target) } }, `Purge ${target}`));
   const tabs = el("div", { class: "tabs" }, STATES.map((s) => el("button", { type: "button", class: "tab", dataset: { state: s }, on: { click: () => { peekState = s; peek(); } } }, s)));
   jobs = el("table", { class: "grid", id: "jobs" },
     el("thead", {}, el("tr", {}, ["id", "priority", "tenant", "attempts", "enqueued", "error or payload"].map((h) => el("th", {}, h)))),
     el("tbody"));
+  const peeking = holds("admin.queue.peek");
   clear(main(), el("h1", {}, "Queue ", el("span", { class: "name" }, queue), " ", el("span", { id: "state" })),
-    el("div", { class: "actions" }, pause, ...purges), facts, chart, el("h2", {}, "Jobs"), tabs, jobs);
+    el("div", { class: "actions" }, pause, ...purges), facts, chart, el("h2", {}, "Jobs"),
+    peeking ? [tabs, jobs] : lacks("admin.queue.peek", "look at jobs"));
   const q = await api(`/api/v1/queues/${encodeURIComponent(queue)}`);
-  last = { ...q, taken_at: Date.now() / 1000 };
-  show(q);
-  await peek();
+  try { // the last minute from the server, so the chart starts full
+    const t = await api(`/api/v1/queues/${encodeURIComponent(queue)}/throughput?seconds=60`);
+    completed.push(...t.completed);
+    failedSeries.push(...t.failed);
+  } catch {
+    // a chart from now on
+  }
+  show(q); // the stream's first figures start the rates
+  if (peeking) await peek();
   live({ stats: onStats });
 });

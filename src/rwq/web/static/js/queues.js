@@ -7,6 +7,7 @@ const totals = { completed: [], failed: [], pending: [] };
 let overview;
 let table;
 let workersLine;
+let started = false;
 
 function push(list, value) {
   list.push(value);
@@ -23,9 +24,9 @@ function row(q, h) {
     el("td", { class: "num" }, q.dead > 0 ? el("a", { href: `/dead-letters?queue=${encodeURIComponent(q.queue)}` }, q.dead) : "0"),
     el("td", { class: "num" }, q.throughput_1m),
     el("td", { class: "num" }, q.failed_1m),
-    el("td", { class: "num" }, age(q.oldest_pending_age_s)),
+    el("td", { class: "num" }, q.oldest_pending_age_s === null ? "–" : age(q.oldest_pending_age_s)),
     el("td", {}, sparkline(h.completed, "fg-green"), sparkline(h.failed, "fg-red")),
-    el("td", {}, q.rate_limit ? `${q.rate_limit} (${q.rate_used ?? 0} used)` : ""));
+    el("td", {}, q.rate_limit ? `${q.rate_limit} (${q.rate_used ?? 0} used)` : "–"));
 }
 
 function draw(stats) {
@@ -61,8 +62,11 @@ function update(stats) {
     pending += q.pending;
     h.last = { ...q, taken_at: stats.taken_at };
   }
-  push(totals.completed, Math.round(completed));
-  push(totals.failed, Math.round(failed));
+  if (started) {
+    push(totals.completed, Math.round(completed));
+    push(totals.failed, Math.round(failed));
+  }
+  started = true;
   push(totals.pending, pending);
   draw(stats);
 }
@@ -79,9 +83,11 @@ boot(async () => {
   await Promise.all(stats.queues.map(async (q) => {
     try {
       const t = await api(`/api/v1/queues/${encodeURIComponent(q.queue)}/throughput?seconds=60`);
-      history.set(q.queue, { completed: t.completed.slice(), failed: t.failed.slice(), last: { ...q, taken_at: stats.taken_at } });
+      // The stream's first figures start the rates: a rate over the fraction of a second
+      // between this answer and them would be noise.
+      history.set(q.queue, { completed: t.completed.slice(), failed: t.failed.slice(), last: null });
     } catch {
-      history.set(q.queue, { completed: [], failed: [], last: { ...q, taken_at: stats.taken_at } });
+      history.set(q.queue, { completed: [], failed: [], last: null });
     }
   }));
   for (let i = 0; i < 60; i++) {

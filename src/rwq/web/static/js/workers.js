@@ -1,5 +1,5 @@
 // Workers: every registered worker, refreshed every two seconds.
-import { age, api, badge, boot, clear, el, failed, main } from "./common.js";
+import { age, api, badge, boot, clear, el, failed, holds, lacks, main } from "./common.js";
 
 let table;
 let summary;
@@ -23,6 +23,10 @@ async function load() {
 }
 
 boot(async () => {
+  if (!holds("admin.system.stats")) {
+    clear(main(), el("h1", {}, "Workers"), lacks("admin.system.stats", "workers to show"));
+    return;
+  }
   summary = el("p", { class: "muted", id: "summary" });
   table = el("table", { class: "grid", id: "workers" },
     el("thead", {}, el("tr", {}, ["worker", "host:pid", "queues", "concurrency", "state", "heartbeat", "processed", "failed", "running"].map((h) => el("th", {}, h)))),

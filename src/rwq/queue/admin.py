@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -84,7 +84,7 @@ class Stats:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "queues": [asdict(q) for q in self.queues],
+            "queues": [dict(vars(q)) for q in self.queues],  # flat: no deep copy of asdict
             "workers": self.workers,
             "taken_at": self.taken_at,
         }

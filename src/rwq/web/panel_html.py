@@ -199,8 +199,7 @@ class _Builder:
             f'<div class="el-spark">{heading}<svg class="{look}" '
             f'viewBox="0 -1 {SPARK_WIDTH} {SPARK_HEIGHT + 2}" preserveAspectRatio="none" '
             f'role="img" aria-label="{len(values)} values, last {number_text(values[-1])}">'
-            f'<polyline points="{" ".join(points)}"/></svg>'
-            f'<span class="last">{number_text(values[-1])}</span></div>'
+            f'<polyline points="{" ".join(points)}"/></svg></div>'
         )
 
     def gauge(self, e: dict[str, Any]) -> str:

@@ -90,6 +90,9 @@ def test_dead_letters_are_filtered_inspected_requeued_and_purged_after_a_questio
 
     browser_page.check(f"tr[data-id='{jobs[0].id}'] input[data-pick]")
     browser_page.click("#requeue-chosen")
+    dialog = browser_page.locator("dialog.confirm")
+    expect(dialog).to_contain_text("Requeue 1 dead letter of mail?")
+    dialog.locator("[data-action=confirm]").click()
     expect(browser_page.locator("#flash")).to_have_text("requeued 1 job")
     expect(rows).to_have_count(2)
     assert broker.client.zscore(broker.queue_keys("mail").pending, jobs[0].id) is not None
@@ -98,8 +101,7 @@ def test_dead_letters_are_filtered_inspected_requeued_and_purged_after_a_questio
     browser_page.fill("input[name=error]", "")
     browser_page.click("#filters button[type=submit]")
     browser_page.click("#purge")
-    dialog = browser_page.locator("dialog.confirm")
-    expect(dialog).to_contain_text("Delete every dead letter of mail for good?")
+    expect(dialog).to_contain_text("Delete every dead letter of mail (2 now) for good?")
     shot(browser_page, "confirm")
     dialog.locator("[data-action=cancel]").click()
     expect(rows).to_have_count(2)  # nothing done
@@ -112,10 +114,17 @@ def test_dead_letters_are_filtered_inspected_requeued_and_purged_after_a_questio
     # "Requeue all matching" acts on the filter as typed, applied first (not on the last one).
     browser_page.fill("input[name=queue]", "sms")
     browser_page.click("#requeue-all")
-    expect(dialog).to_contain_text("Requeue all 1 dead letter of sms?")
+    expect(dialog).to_contain_text("Requeue every dead letter of sms?")
+    expect(dialog).to_contain_text("1 now")
     dialog.locator("[data-action=confirm]").click()
     expect(browser_page.locator("#flash")).to_have_text("requeued 1 job")
     assert broker.client.zcard(broker.queue_keys("sms").dead) == 0
+
+    browser_page.goto(f"{web.url}/audit")  # the actions, newest first; not the page's reads
+    ready(browser_page)
+    first = browser_page.locator("#audit tbody tr").first
+    expect(first).to_contain_text("admin.queue.requeue:POST /api/v1/dead-letters/requeue")
+    expect(browser_page.locator("#audit")).not_to_contain_text(":GET /api/v1/")
 
 
 @pytest.mark.expected_browser_errors(BEFORE_LOGIN)
@@ -220,6 +229,7 @@ def test_a_token_of_some_queues_sees_only_what_it_may_use(
     browser_page.goto(f"{web.url}/dead-letters")
     ready(browser_page)
     expect(browser_page.locator("input[name=queue]")).to_have_value("tenant.*")
+    expect(browser_page.locator("main")).to_contain_text("Your token sees the queues tenant.*")
     expect(browser_page.locator("#dead tbody tr[data-id]")).to_have_count(1)
     expect(browser_page.locator("#requeue-chosen, #purge")).to_have_count(0)
     browser_page.goto(f"{web.url}/queues/tenant.a")

@@ -213,7 +213,8 @@ export function live(handlers) {
     source.close();
     indicator.textContent = "offline";
     indicator.className = "live off";
-    flash(JSON.parse(event.data).reason, "error");
+    flash(`${JSON.parse(event.data).reason}: log in again`, "error");
+    setTimeout(toLogin, 3000);
   });
   for (const [name, handler] of Object.entries(handlers)) {
     source.addEventListener(name, (event) => handler(JSON.parse(event.data)));

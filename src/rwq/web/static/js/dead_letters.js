@@ -37,7 +37,14 @@ async function load() {
   q.set("offset", String(offset));
   q.set("limit", String(PAGE));
   history.replaceState(null, "", `/dead-letters?${query()}`);
-  page = await api(`/api/v1/dead-letters?${q}`);
+  try {
+    page = await api(`/api/v1/dead-letters?${q}`);
+  } catch (error) {
+    page = { jobs: [], total: 0 };
+    clear(table.tBodies[0], el("tr", {}, el("td", { colspan: 8, class: "empty lvl-error" }, `Refused: ${error.message}`)));
+    summary.textContent = "";
+    throw error;
+  }
   const rows = page.jobs.map((job, i) => {
     const row = el("tr", { dataset: { id: job.id } },
       el("td", {}, el("input", { type: "checkbox", dataset: { pick: i }, "aria-label": `choose ${job.id}` })),
@@ -66,9 +73,15 @@ async function act(run) {
   }
 }
 
-function requeueChosen() {
+function queuesOf(jobs) {
+  return [...new Set(jobs.map((job) => job.queue))].join(", ");
+}
+
+async function requeueChosen() {
   const jobs = chosen();
   if (!jobs.length) return flash("choose dead letters first", "warning");
+  const n = jobs.length;
+  if (!(await confirmDialog(`Requeue ${n} dead letter${n === 1 ? "" : "s"} of ${queuesOf(jobs)}?`, "Requeue"))) return;
   return act(async () => {
     const byQueue = new Map();
     for (const job of jobs) byQueue.set(job.queue, [...(byQueue.get(job.queue) || []), job.id]);
@@ -110,8 +123,9 @@ async function requeueAll() {
     return failed(error);
   }
   if (!page.total) return flash("no dead letters match", "warning");
-  const what = `all ${page.total} dead letter${page.total === 1 ? "" : "s"} ${described()}`;
-  if (!(await confirmDialog(`Requeue ${what}?`, "Requeue all"))) return;
+  const what = `every dead letter ${described()}`;
+  const now = `${page.total} now; any that die before this runs are requeued too.`;
+  if (!(await confirmDialog(`Requeue ${what}?`, "Requeue all", now))) return;
   await act(async () => {
     const body = { all: true, queue: filters.queue || null, tenant: filters.tenant || null, error: filters.error || null };
     const result = await api("/api/v1/dead-letters/requeue", { method: "POST", body });
@@ -122,7 +136,7 @@ async function requeueAll() {
 async function deleteChosen() {
   const jobs = chosen();
   if (!jobs.length) return flash("choose dead letters first", "warning");
-  if (!(await confirmDialog(`Delete ${jobs.length} dead letter${jobs.length === 1 ? "" : "s"} for good?`, "Delete", "This cannot be undone."))) return;
+  if (!(await confirmDialog(`Delete ${jobs.length} dead letter${jobs.length === 1 ? "" : "s"} of ${queuesOf(jobs)} for good?`, "Delete", "This cannot be undone."))) return;
   await act(async () => {
     const byQueue = new Map();
     for (const job of jobs) byQueue.set(job.queue, [...(byQueue.get(job.queue) || []), job.id]);
@@ -140,7 +154,8 @@ async function purgeQueue() {
   }
   const queue = filters.queue;
   if (!queue || /[*?[]/.test(queue)) return flash("filter on one queue (a name, not a glob) to purge its dead letters", "warning");
-  if (!(await confirmDialog(`Delete every dead letter of ${queue} for good?`, "Purge", "This cannot be undone."))) return;
+  const count = filters.tenant || filters.error ? "" : ` (${page.total} now)`;
+  if (!(await confirmDialog(`Delete every dead letter of ${queue}${count} for good?`, "Purge", "The tenant and error filters do not apply: the whole queue's dead letters go. This cannot be undone."))) return;
   await act(async () => {
     const result = await api(`/api/v1/queues/${encodeURIComponent(queue)}/purge`, { method: "POST", body: { target: "dead" } });
     flash(`purged ${result.purged} dead letter${result.purged === 1 ? "" : "s"} of ${queue}`);
@@ -152,7 +167,8 @@ boot(async () => {
     clear(main(), el("h1", {}, "Dead letters"), lacks("admin.queue.peek", "dead letters to show"));
     return;
   }
-  if (!filters.queue && !allQueues()) filters.queue = state.session.queues[0]; // its own queues
+  const scoped = !allQueues();
+  if (!filters.queue && scoped) filters.queue = state.session.queues[0]; // its own queues
   const inputs = Object.keys(filters).map((name) => el("label", {}, name === "error" ? "error contains" : name,
     el("input", { type: "search", name, value: filters[name], placeholder: name === "queue" ? "name or glob" : "" })));
   const form = el("form", { id: "filters", class: "filters" }, inputs, el("button", { type: "submit" }, "Filter"));
@@ -180,6 +196,7 @@ boot(async () => {
   const pager = el("div", { class: "pager" },
     el("button", { type: "button", id: "prev", on: { click: () => { offset = Math.max(0, offset - PAGE); act(async () => {}); } } }, "Newer"),
     el("button", { type: "button", id: "next", on: { click: () => { offset += PAGE; act(async () => {}); } } }, "Older"));
-  clear(main(), el("h1", {}, "Dead letters"), form, actions, summary, table, pager);
+  const scope = scoped ? el("p", { class: "muted" }, `Your token sees the queues ${state.session.queues.join(", ")}: filter on one of them at a time.`) : null;
+  clear(main(), el("h1", {}, "Dead letters"), scope, form, actions, summary, table, pager);
   await load();
 });

@@ -16,7 +16,8 @@ async function act(name, action, question = "", confirmLabel = "Confirm") {
   try {
     const result = await api(`/api/v1/plugins/${encodeURIComponent(name)}/${action}`, { method: "POST", body: action.startsWith("grants") ? {} : undefined });
     const done = { enable: "enabled", disable: "disabled", "grants/revoke": "grants revoked" }[action] || action;
-    flash(result.message || `${name}: ${done}${result.state ? ` (${result.state.replace("_", " ")})` : ""}`);
+    const state = result.state ? result.state.replace("_", " ") : "";
+    flash(result.message || `${name}: ${done}${state && state !== done ? ` (${state})` : ""}`);
   } catch (error) {
     failed(error);
   }
@@ -85,7 +86,7 @@ boot(async () => {
     return;
   }
   list = el("table", { class: "grid", id: "plugins" },
-    el("thead", {}, el("tr", {}, ["plugin", "version", "runtime", "state", "why", "permissions", ""].map((h) => el("th", {}, h)))),
+    el("thead", {}, el("tr", {}, ["plugin", "version", "runtime", "state", "why", "permissions", "actions"].map((h) => el("th", {}, h)))),
     el("tbody"));
   approvals = el("div", { id: "approvals" });
   clear(main(), el("h1", {}, "Plugins"), list, el("h2", {}, "Approvals"), approvals);

@@ -22,7 +22,7 @@ function show(q) {
     ...[["pending", q.pending], ["running", q.processing], ["scheduled", q.scheduled], ["dead", q.dead],
       ["completed (all time)", q.completed_total], ["failed (all time)", q.failed_total],
       ["retried", q.retried_total], ["enqueued", q.enqueued_total], ["done in the last minute", q.throughput_1m],
-      ["failed in the last minute", q.failed_1m], ["oldest pending", age(q.oldest_pending_age_s)],
+      ["failed in the last minute", q.failed_1m], ["oldest pending", q.oldest_pending_age_s === null ? "–" : age(q.oldest_pending_age_s)],
       ["rate limit", q.rate_limit ? `${q.rate_limit} (${q.rate_limit_source})` : "none"]]
       .flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))])));
   pause.textContent = q.paused ? "Resume" : "Pause";

@@ -125,7 +125,7 @@ export function confirmDialog(question, confirmLabel = "Confirm", detail = "") {
 
 export function when(seconds) {
   if (seconds === null || seconds === undefined) return "";
-  return new Date(seconds * 1000).toLocaleString();
+  return new Date(seconds * 1000).toLocaleString(undefined, { timeZoneName: "short" });
 }
 
 // A job's times are Unix milliseconds.

@@ -47,8 +47,10 @@ def serve_demo(
             server.run(listening)
             return
         server.start()
-        listening(server.url)
-        threading.Event().wait(seconds)
-        server.stop()
+        try:  # stopped on Ctrl-C too: it stops the plugin host and its sandboxes
+            listening(server.url)
+            threading.Event().wait(seconds)
+        finally:
+            server.stop()
     finally:
         tokens.revoke(name)

@@ -259,9 +259,9 @@ class PanelRenderer:
         notice = self.notice(plugin)
         if notice:
             note = f"{notice} · {note}" if note else notice
-        if not self.draws:
-            pass
-        elif result.elements or (result.state is PluginState.ACTIVE and not result.error):
+        if self.draws and (
+            result.elements or (result.state is PluginState.ACTIVE and not result.error)
+        ):
             try:
                 view = build_panel(result.elements, width, cursor=self.cursors(plugin))
                 lines = self.draw(view, width)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from rwq.aio import connect
+from rwq.aio import connect, connection
 from rwq.aio.connection import is_cluster
 from rwq.config import Settings
 from rwq.errors import ConnectionFailed
@@ -42,6 +42,21 @@ def test_connect_to_a_url(settings: Settings) -> None:
             await raw.aclose()
 
     assert asyncio.run(main()) == (False, "v", b"v")
+
+
+def test_more_calls_than_connections_wait_for_one(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connection, "MAX_CONNECTIONS", 2)
+
+    async def main() -> list[object]:
+        client = await connect(settings)
+        try:  # six calls holding a connection 0.2 s each, over a pool of two
+            return await asyncio.gather(*(client.blpop([f"empty:{n}"], 0.2) for n in range(6)))
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(main()) == [None] * 6  # none failed with "Too many connections"
 
 
 @pytest.mark.cluster

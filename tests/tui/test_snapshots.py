@@ -57,17 +57,26 @@ def screen_text(app: App[object]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tables_measured(app: App[object]) -> bool:
+    """Whether every table on the screen has measured its rows: a table sizes its columns
+    when its app is idle, so under load a reading could show new rows in columns still as
+    wide as their labels (``tenan`` for ``tenant.acme``)."""
+    return not any(
+        table._require_update_dimensions or table._updated_cells or table._new_rows
+        for table in app.screen.query(DataTable)
+    )
+
+
 async def settled_text(pilot: Pilot[None], app: App[object]) -> str:
-    """The screen once two readings 0.1 s apart agree and the footer is drawn (a reading
-    taken mid-refresh missed the key hints)."""
-    text = screen_text(app)
+    """The screen once two readings 0.1 s apart agree, every table measured before the first,
+    and the footer is drawn (a reading taken mid-refresh missed the key hints)."""
     for _ in range(50):
+        measured, text = tables_measured(app), screen_text(app)
         await pilot.pause(0.1)
-        again = screen_text(app)
-        if again == text and text.rstrip("\n").rsplit("\n", 1)[-1].strip():
+        footer = text.rstrip("\n").rsplit("\n", 1)[-1].strip()
+        if measured and footer and screen_text(app) == text:
             return text
-        text = again
-    return text
+    return screen_text(app)
 
 
 async def check(pilot: Pilot[None], name: str, app: App[object]) -> None:

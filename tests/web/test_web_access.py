@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from rwq.plugins.trust.audit import AuditRecord, read
-from rwq.queue.producer import Producer
+from rwq.queue.producer import JobSpec, Producer
 from rwq.web.server import WebServer
 from rwq.web.sessions import CSRF_HEADER, SESSION_COOKIE
 from web_fixtures import Api, ErrorOf, Kill, MakeToken
@@ -169,6 +169,32 @@ def test_every_decision_is_audited_as_the_token(
     assert records[1].reason == "not granted"
 
 
+def test_what_an_allowed_request_did_is_audited_with_its_target(
+    web: WebServer, make_token: MakeToken, api: Api, producer: Producer, kill: Kill
+) -> None:
+    jobs = producer.enqueue_many("t.a", [JobSpec(n, tenant="acme") for n in range(3)])
+    kill("t.a", jobs, error="timeout")
+    client = api(make_token("ops", "administrator", "admin.queue.requeue", "admin.queue.purge"))
+    requeue = {"all": True, "queue": "t.*", "tenant": "acme", "error": "time", "to": "t.b"}
+    assert client.post("/api/v1/dead-letters/requeue", json=requeue).json() == {"requeued": 3}
+    assert client.post("/api/v1/queues/t.b/pause").json()["changed"] is True
+    assert client.post("/api/v1/queues/t.b/purge", json={"target": "pending"}).status_code == 200
+    chosen = {"queue": "t.a", "ids": ["nope"]}
+    assert client.post("/api/v1/dead-letters/delete", json=chosen).json() == {"deleted": 0}
+    actions = [r for r in _audit(web, "token:ops") if r.kind == "action"]
+    assert [(r.operation, r.resource, r.reason) for r in actions] == [
+        ("POST /api/v1/dead-letters/requeue", "t.*",
+         "requeued 3 dead letters matching tenant 'acme' and error containing 'time' to t.b"),
+        ("POST /api/v1/queues/{queue}/pause", "t.b", "paused"),
+        ("POST /api/v1/queues/{queue}/purge", "t.b", "purged 3 pending jobs"),
+        ("POST /api/v1/dead-letters/delete", "t.a", "deleted 0 of 1 chosen dead letters"),
+    ]  # fmt: skip
+    shown = api(make_token("reader", "system.config.read")).get(
+        "/api/v1/audit", params={"kind": "action"}
+    )
+    assert [r["reason"] for r in shown.json()["records"]][-1].startswith("deleted 0 of 1")
+
+
 def test_a_session_cookie_needs_its_csrf_token_on_unsafe_methods(
     web: WebServer, make_token: MakeToken, producer: Producer, error_of: ErrorOf
 ) -> None:
@@ -208,6 +234,8 @@ def test_a_session_ends_when_logged_out_or_its_token_is_replaced(
         csrf = browser.post("/api/v1/session", json={"token": fresh}).json()["csrf_token"]
         assert browser.delete("/api/v1/session", headers={CSRF_HEADER: csrf}).status_code == 204
         assert error_of(browser.get("/api/v1/session"), 401)["code"] == "unauthorized"
+    logins = [(r.kind, r.reason) for r in _audit(web, "token:other")]
+    assert logins == [("check", "logged in"), ("action", "logged out")]
 
 
 def test_a_bad_token_gets_no_session(web: WebServer, error_of: ErrorOf) -> None:

@@ -67,6 +67,35 @@ def test_approve_then_disable_enable_reload_and_revoke(
     (grant,) = grants
     assert (grant.plugin, grant.operation) == ("counter", "storage.read,ui.notifications")
     assert grant.reason.startswith("by token:admin ")
+    actions = read(web.context.audit.path, kinds=["action"])
+    assert [(r.plugin, r.operation.rsplit("/", 1)[-1], r.resource) for r in actions] == [
+        ("token:admin", action, "counter") for action in ("disable", "enable", "reload")
+    ]
+    checks = read(web.context.audit.path, plugin="token:admin", routine=True)
+    (check,) = [r for r in checks if r.operation.endswith("/grants/revoke")]
+    assert check.resource == "counter"
+
+
+def test_revoked_permissions_are_asked_for_again_on_reload(
+    server: Callable[..., WebServer],
+) -> None:
+    web = server()
+    admin = _client(web, "admin", "observer", "system.config.read", "system.plugins.manage")
+    admin.post("/api/v1/approvals/counter/approve", json={})
+    _until(lambda: admin.get("/api/v1/plugins").json()["plugins"][0]["state"] == "active")
+    revoke = {"permissions": ["storage.read"]}
+    assert admin.post("/api/v1/plugins/counter/grants/revoke", json=revoke).json()["revoked"] == [
+        "storage.read"
+    ]
+    assert admin.get("/api/v1/approvals").json()["approvals"] == []
+    reloaded = admin.post("/api/v1/plugins/counter/reload").json()
+    assert "awaits approval of storage.read" in reloaded["message"]
+    (approval,) = admin.get("/api/v1/approvals").json()["approvals"]
+    assert (approval["pending"], approval["update"]) == (["storage.read"], True)
+    assert admin.post("/api/v1/approvals/counter/approve", json={}).status_code == 200
+    _until(lambda: not admin.get("/api/v1/approvals").json()["approvals"])
+    (plugin,) = admin.get("/api/v1/plugins").json()["plugins"]
+    assert plugin["state"] == "active" and "storage.read" in plugin["permissions"]["granted"]
 
 
 def test_a_token_never_grants_more_than_it_holds(

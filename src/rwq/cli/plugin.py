@@ -356,7 +356,11 @@ def revoke_cmd(
     finally:
         log.close()
     if removed:
-        out.print(f"revoked {', '.join(sorted(removed))} from {name}")
+        taken = sorted(removed)
+        out.print(
+            f"revoked {', '.join(taken)} from {name} (to grant again: rwq plugin grant "
+            f"{name} {' '.join(taken)})"
+        )
     else:
         out.print(f"{name} had none of those permissions")
 

@@ -250,7 +250,13 @@ class PluginsView(Vertical):
             if permission is None:
                 return
             removed = host.revoke(name, [permission], revoked_by="tui")
-            self.app.notify(f"{name}: revoked {', '.join(sorted(removed)) or 'nothing'}")
+            if removed:
+                line = (
+                    f"{name}: revoked {', '.join(sorted(removed))}; reload it (l) to be asked again"
+                )
+            else:
+                line = f"{name}: held none of that"
+            self.app.notify(line)
             self.refresh_view()
 
         self.app.push_screen(RevokeScreen(name, granted), chosen)

@@ -30,12 +30,15 @@ class Principal:
 
     Attributes:
         operation: the route, ``GET /api/v1/queues/{queue}``, recorded with each check.
+        target: the route's path parameters (``counter`` for ``/api/v1/plugins/counter``),
+            the resource of a record that names no queue.
     """
 
     token: ApiToken
     via: str
     operation: str
     audit: AuditLog | None
+    target: str = ""
 
     @property
     def actor(self) -> str:
@@ -101,7 +104,20 @@ class Principal:
             self.audit.record(
                 self.actor,
                 f"{permission}:{self.operation}",
-                queue or "",
+                queue or self.target,
                 allowed,
                 reason=reason,
+            )
+
+    def done(self, what: str, resource: str | None = None) -> None:
+        """One ``action`` record of what the request did once allowed (``purged 12 dead
+        jobs``), on ``resource`` (the route's target by default)."""
+        if self.audit is not None:
+            self.audit.record(
+                self.actor,
+                self.operation,
+                self.target if resource is None else resource,
+                True,
+                reason=what,
+                kind="action",
             )

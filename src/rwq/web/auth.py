@@ -27,6 +27,12 @@ def operation_of(request: Request) -> str:
     return f"{request.method} {path}"
 
 
+def target_of(request: Request) -> str:
+    """What the route acts on, from its path parameters: ``counter`` for
+    ``/api/v1/plugins/counter/disable`` (empty for a route without one)."""
+    return " ".join(str(value) for value in request.path_params.values())
+
+
 def check_same_origin(request: Request) -> None:
     """A 403 when a browser says the request comes from a page of another origin (its
     ``Origin`` header): a login or a session's change is made from rwq's own pages only.
@@ -63,7 +69,7 @@ async def authenticated(
             token = await context.tokens.authenticate_async(context.aio_client, presented)
         except InvalidToken as exc:
             raise _unauthorized(context, request, exc.reason, exc.name) from None
-        return Principal(token, "bearer", operation_of(request), context.audit)
+        return Principal(token, "bearer", operation_of(request), context.audit, target_of(request))
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie is None:
         raise _unauthorized(
@@ -74,7 +80,7 @@ async def authenticated(
             None,
         )
     token = await _session_token(context, request, cookie)
-    return Principal(token, "session", operation_of(request), context.audit)
+    return Principal(token, "session", operation_of(request), context.audit, target_of(request))
 
 
 async def _session_token(context: WebContext, request: Request, cookie: str) -> ApiToken:

@@ -22,8 +22,11 @@ from typing import Any, Literal
 
 from rwq.config import Settings
 
-Kind = Literal["check", "grant", "revoke", "deny", "forget", "policy", "dropped"]
-KINDS: tuple[Kind, ...] = ("check", "grant", "revoke", "deny", "forget", "policy", "dropped")
+Kind = Literal["check", "grant", "revoke", "deny", "forget", "policy", "action", "dropped"]
+KINDS: tuple[Kind, ...] = (
+    "check", "grant", "revoke", "deny", "forget", "policy", "action", "dropped"
+)  # fmt: skip
+"""``action``: what an HTTP request did once allowed (``requeued 12 dead letters``)."""
 
 # time, kind, plugin, operation, resource, allowed, reason, chain, dropped
 _Entry = tuple[float, str, str, str, str, bool, str, tuple[str, ...], int]

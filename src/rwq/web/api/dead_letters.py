@@ -89,10 +89,13 @@ def requeue_dead_letters(
         principal.require(permission, body.to)
     admin = context.admin
     if not body.all:
-        return RequeueResult(requeued=admin.requeue(body.ids, queue=body.queue, to=body.to))
-    if body.tenant is None and body.error is None and not glob:
-        return RequeueResult(requeued=admin.requeue(all_jobs=True, queue=body.queue, to=body.to))
-    return RequeueResult(requeued=_requeue_matching(admin, body))
+        requeued = admin.requeue(body.ids, queue=body.queue, to=body.to)
+    elif body.tenant is None and body.error is None and not glob:
+        requeued = admin.requeue(all_jobs=True, queue=body.queue, to=body.to)
+    else:
+        requeued = _requeue_matching(admin, body)
+    principal.done(_requeued(body, requeued), body.queue or "*")
+    return RequeueResult(requeued=requeued)
 
 
 @router.post("/delete", response_model=DeleteResult, responses=errors(400, 404, 409),
@@ -104,7 +107,22 @@ def delete_dead_letters(
     (`admin.queue.purge` on the queue)."""
     refuse_in_read_only(context, principal, "admin.queue.purge", body.queue)
     principal.require("admin.queue.purge", body.queue)
-    return DeleteResult(deleted=context.admin.delete_dead(body.queue, body.ids))
+    deleted = context.admin.delete_dead(body.queue, body.ids)
+    principal.done(f"deleted {deleted} of {len(body.ids)} chosen dead letters", body.queue)
+    return DeleteResult(deleted=deleted)
+
+
+def _requeued(body: RequeueRequest, count: int) -> str:
+    """The audit line of a requeue: how many, which (the filter as given), and where to."""
+    if not body.all:
+        what = f"requeued {count} of {len(body.ids)} chosen dead letters"
+    else:
+        filters = [f"tenant {body.tenant!r}"] if body.tenant is not None else []
+        filters += [f"error containing {body.error!r}"] if body.error is not None else []
+        what = f"requeued {count} dead letters" + (
+            f" matching {' and '.join(filters)}" if filters else " (all)"
+        )
+    return what + (f" to {body.to}" if body.to is not None else "")
 
 
 def _permission(principal: Principal, body: RequeueRequest) -> str:

@@ -79,8 +79,20 @@ def panel_input(
     view = update.view if update is not None else None
     if view is None:
         raise ApiError(409, "no_panel", f"plugin {name!r} shows no panel now", argument="name")
-    changed = host.on_input(name, _event(view, body))
+    event = _event(view, body)
+    changed = host.on_input(name, event)
+    principal.done(_what(event))
     return InputResult(plugin=name, changed=changed)
+
+
+def _what(event: dict[str, Any]) -> str:
+    """The audit line of an input: ``button 'reset'``, ``select 'hosts' item 3``,
+    ``key 'r'``."""
+    if event["kind"] == "key":
+        return f"key {event['key']!r}"
+    if event["kind"] == "button":
+        return f"button {event['id']!r}"
+    return f"select {event['id']!r} item {event['index']}"
 
 
 def _event(view: PanelHtml, body: PanelInput) -> dict[str, Any]:

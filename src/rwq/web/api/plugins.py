@@ -91,7 +91,9 @@ def enable_plugin(name: PluginName, principal: Authenticated, context: Context) 
     host = _host(context)
     _plugin(host, name)
     host.enable(name)
-    return _plugin(host, name)
+    out = _plugin(host, name)
+    principal.done(f"enabled: {out.state}")
+    return out
 
 
 @router.post("/plugins/{name}/disable", response_model=PluginOut,
@@ -102,6 +104,7 @@ def disable_plugin(name: PluginName, principal: Authenticated, context: Context)
     host = _host(context)
     _plugin(host, name)
     host.disable(name, f"disabled by {principal.actor}")
+    principal.done("disabled")
     return _plugin(host, name)
 
 
@@ -114,6 +117,7 @@ def reload_plugin(name: PluginName, principal: Authenticated, context: Context) 
     host = _host(context)
     _plugin(host, name)
     message = host.reload(name)
+    principal.done(message)
     return ReloadResult(plugin=name, message=message, state=host.state(name).value)
 
 

@@ -102,6 +102,7 @@ def purge_queue(
     refuse_in_read_only(context, principal, "admin.queue.purge", queue)
     principal.require("admin.queue.purge", queue)
     purged = context.broker.purge(existing(context, principal, queue), body.target)
+    principal.done(f"purged {purged} {body.target} jobs")
     return PurgeResult(queue=queue, target=body.target, purged=purged)
 
 
@@ -112,6 +113,7 @@ def pause_queue(queue: QueueName, principal: Authenticated, context: Context) ->
     refuse_in_read_only(context, principal, "admin.queue.pause", queue)
     principal.require("admin.queue.pause", queue)
     changed = context.admin.pause(existing(context, principal, queue))
+    principal.done("paused" if changed else "already paused")
     return PauseResult(queue=queue, paused=True, changed=changed)
 
 
@@ -122,4 +124,5 @@ def resume_queue(queue: QueueName, principal: Authenticated, context: Context) -
     refuse_in_read_only(context, principal, "admin.queue.pause", queue)
     principal.require("admin.queue.pause", queue)
     changed = context.admin.resume(existing(context, principal, queue))
+    principal.done("resumed" if changed else "already running")
     return PauseResult(queue=queue, paused=False, changed=changed)

@@ -17,7 +17,9 @@ __all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["system"])
 Context = Annotated[WebContext, Depends(web_context)]
-AuditKind = Literal["check", "grant", "revoke", "deny", "forget", "policy", "dropped"]
+AuditKind = Literal[
+    "check", "grant", "revoke", "deny", "forget", "policy", "action", "dropped"
+]  # fmt: skip
 
 
 @router.get("/workers", response_model=WorkerList, responses=errors(), summary="Workers")

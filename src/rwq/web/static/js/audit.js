@@ -26,7 +26,7 @@ boot(async () => {
   }
   const form = el("form", { class: "filters", id: "filters" },
     el("label", {}, "who", el("input", { type: "search", name: "actor", placeholder: "plugin or token:NAME" })),
-    el("label", {}, "kind", el("select", { name: "kind" }, ["", "check", "grant", "revoke", "deny", "forget", "policy", "dropped"].map((k) => el("option", { value: k }, k || "any")))),
+    el("label", {}, "kind", el("select", { name: "kind" }, ["", "check", "action", "grant", "revoke", "deny", "forget", "policy", "dropped"].map((k) => el("option", { value: k }, k || "any")))),
     el("label", {}, el("input", { type: "checkbox", name: "denied_only" }), " denied only"),
     el("label", {}, el("input", { type: "checkbox", name: "reads" }), " reads too"),
     el("button", { type: "submit" }, "Filter"));

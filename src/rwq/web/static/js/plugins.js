@@ -15,7 +15,7 @@ async function act(name, action, question = "", confirmLabel = "Confirm") {
   if (question && !(await confirmDialog(question, confirmLabel))) return;
   try {
     const result = await api(`/api/v1/plugins/${encodeURIComponent(name)}/${action}`, { method: "POST", body: action.startsWith("grants") ? {} : undefined });
-    const done = { enable: "enabled", disable: "disabled", "grants/revoke": "grants revoked" }[action] || action;
+    const done = { enable: "enabled", disable: "disabled", "grants/revoke": "grants revoked; Reload it to be asked for them again" }[action] || action;
     const state = result.state ? result.state.replace("_", " ") : "";
     flash(result.message || `${name}: ${done}${state && state !== done ? ` (${state})` : ""}`);
   } catch (error) {

@@ -178,9 +178,11 @@ class LocalPluginHost:
                 return f"{name}: reloaded {result.old_version} → {result.new_version}"
             return f"{name}: reload failed, kept {result.old_version}: {result.reason}"
         attempt = self.reloader.request(name).result(timeout=RELOAD_TIMEOUT)
-        line = f"{name}: reload {attempt.outcome}"
-        if attempt.version:
-            line += f" ({attempt.version})"
+        version = f" {attempt.version}" if attempt.version else ""
+        if attempt.outcome == "reloaded":
+            line = f"{name}: reloaded{version}"
+            return f"{line} ({attempt.reason})" if attempt.reason else line
+        line = f"{name}: reload{version and ' of' + version} {attempt.outcome}"
         return f"{line}: {attempt.reason}" if attempt.reason else line
 
     def on_input(self, name: str, event: Mapping[str, Any]) -> bool:

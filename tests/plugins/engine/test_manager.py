@@ -126,6 +126,27 @@ def test_a_dependant_waits_for_its_dependency_to_be_approved(host: Host) -> None
     assert manager.state("sla") is PluginState.ACTIVE
 
 
+def test_a_dependant_installed_first_starts_when_its_dependency_arrives(
+    host: Host, tmp_path: Path
+) -> None:
+    write_plugin(host.root, "sla", dependencies=[{"name": "alerts"}])
+    manager = host.started()
+    assert "requires alerts, which is not installed" in manager.reason("sla")
+    assert manager.add(open_bundle(write_plugin(host.root, "alerts"))) is PluginState.ACTIVE
+    assert manager.state("sla") is PluginState.ACTIVE, manager.reason("sla")
+
+
+def test_a_dependant_starts_once_its_dependency_is_replaced_by_a_version_it_accepts(
+    host: Host, tmp_path: Path
+) -> None:
+    write_plugin(host.root, "base")
+    write_plugin(host.root, "old-dep", dependencies=[{"name": "base", "version": ">=2.0.0"}])
+    manager = host.started()
+    assert "1.0.0 is installed" in manager.reason("old-dep")
+    assert manager.replace("base", open_bundle(write_plugin(tmp_path, "base", version="2.0.0"))).ok
+    assert manager.state("old-dep") is PluginState.ACTIVE
+
+
 def test_load_and_initialize_failures_are_errors_with_the_reason(host: Host) -> None:
     write_plugin(host.root, "cannot", {"load_fault": "bad module"})
     write_plugin(host.root, "refuses", {"initialize": {"error": "no token configured"}})

@@ -11,7 +11,8 @@ from rwq.plugins.package.manifest import PluginManifest
 
 def dependency_problem(table: PluginTable, manifest: PluginManifest) -> tuple[str, frozenset[str]]:
     """Why the required dependencies stop ``manifest`` from loading now (empty if they
-    do not), and which of them merely are not running yet."""
+    do not), and the ones it waits for: those not installed, installed in another version,
+    or not running yet (it is admitted again when one of them starts)."""
     problems: list[str] = []
     blocked: set[str] = set()
     for dep in manifest.dependencies:
@@ -19,8 +20,10 @@ def dependency_problem(table: PluginTable, manifest: PluginManifest) -> tuple[st
             continue
         other = table.find(dep.name)
         if other is None or other.bundle is None:
+            blocked.add(dep.name)
             problems.append(f"requires {dep.name}, which is not installed")
         elif not dep.version.contains(other.bundle.version):
+            blocked.add(dep.name)
             problems.append(
                 f"requires {dep.name} {dep.version}, but {other.bundle.version} is installed"
             )

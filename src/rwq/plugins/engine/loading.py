@@ -115,7 +115,10 @@ class Loader:
                 with self._table.lock:
                     rec.state, rec.reason = PluginState.ERROR, f"failed to start: {exc}"
         for name, refusal in sorted(plan.refused.items()):
-            rec = self._table.add(name, by_name.get(name))
+            refused = by_name.get(name)
+            rec = self._table.add(name, refused)
+            if refused is not None:  # admitted again once what it waits for runs
+                rec.blocked_by = dependency_problem(self._table, refused.manifest)[1]
             self._table.set_state(rec, PluginState.ERROR, refusal.reason)
         return invalid
 
@@ -370,7 +373,7 @@ class Loader:
             PLUGIN_LOADED,
             {"plugin": rec.name, "version": rec.version, "runtime": bundle.manifest.runtime},
         )
-        self._retry_blocked()
+        self.retry_blocked()
 
     def _met_outage(self, rec: PluginRecord, since: float) -> bool:
         return self._host_outage is not None and self._host_outage(rec.name, since)
@@ -405,16 +408,17 @@ class Loader:
                 {"plugin": rec.name, "version": rec.version, "reason": event},
             )
 
-    def _retry_blocked(self) -> None:
-        """Admit plugins that were waiting for dependencies now running."""
+    def retry_blocked(self) -> None:
+        """Admit plugins that were waiting for dependencies now installed and running in a
+        version they accept (called when a plugin starts or is replaced)."""
         waiting = [
             r
             for r in self._table.records()
             if r.state is PluginState.ERROR and r.blocked_by and r.bundle is not None
         ]
         for rec in waiting:
-            if all(self._table.get(d).state is PluginState.ACTIVE for d in rec.blocked_by):
-                assert rec.bundle is not None
+            assert rec.bundle is not None
+            if not dependency_problem(self._table, rec.bundle.manifest)[0]:
                 self.admit(rec, rec.bundle)
 
 

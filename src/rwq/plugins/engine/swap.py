@@ -262,6 +262,7 @@ class HotSwap:
             PLUGIN_RELOADED,
             {"plugin": name, "version": new_version, "previous_version": old_version},
         )
+        self._loader.retry_blocked()  # a dependant may accept this version only
         result = SwapResult(name, True, "", old_version, new_version, handed)
         for listener in self._listeners:
             try:

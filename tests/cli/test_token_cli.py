@@ -28,8 +28,9 @@ def test_create_list_revoke(rwq: Rwq, redis_client: redis.Redis) -> None:
     assert token["queues"] == ["tenant.*"]
     assert token["expires_at"] - token["created_at"] == 30 * 86400
     assert secret.rpartition(".")[2] not in json.dumps(listed)
-    table = rwq("token", "list")
+    table = rwq("token", "list")  # 80 columns: every permission whole, on a line of its own
     assert "ci" in table.stdout and "tenant.*" in table.stdout
+    assert "admin.queue.requeue │" in table.stdout and "observer" in table.stdout
     assert rwq("token", "revoke", "ci").returncode == 0
     assert json.loads(rwq("token", "list", "--json").stdout) == []
 

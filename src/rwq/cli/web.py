@@ -146,11 +146,14 @@ def token_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         out.print("no tokens (create one with `rwq token create`)")
         return
     table = Table(title="rwq web tokens")
+    widest = max((len(p) for t in tokens for p in t.permissions), default=0)
     for column in ("name", "permissions", "queues", "created", "expires", "last used"):
-        table.add_column(column)
+        # One permission a line, never cut; a terminal too narrow for them folds.
+        width = widest if column == "permissions" else None
+        table.add_column(column, overflow="fold", min_width=width)
     for t in tokens:
         table.add_row(
-            t.name, ", ".join(t.permissions), ", ".join(t.queues), _when(t.created_at),
+            t.name, "\n".join(t.permissions), "\n".join(t.queues), _when(t.created_at),
             _when(t.expires_at), _when(t.last_used_at),
         )  # fmt: skip
     out.print(table)

@@ -155,6 +155,19 @@ def test_a_panel_comes_as_html_and_a_click_changes_it_live(
         assert error_of(unknown, 404)["argument"] == "name"
 
 
+def test_a_program_reads_the_panels_and_clicks_without_a_stream(hosting: WebServer) -> None:
+    secret = _token(hosting, "script", "observer")
+    with _client(hosting, secret) as client:
+        (panel,) = client.get("/api/v1/panels").json()["panels"]  # waits for the first frame
+        assert panel["plugin"] == "counter" and "count=0" in panel["html"]
+        pressed = client.post("/api/v1/plugins/counter/input", json={"kind": "button", "id": "inc"})
+        assert pressed.json()["changed"] is True
+        deadline = time.monotonic() + 15
+        while "count=1" not in client.get("/api/v1/panels").json()["panels"][0]["html"]:
+            assert time.monotonic() < deadline, "the click never showed on the panel"
+            time.sleep(0.05)
+
+
 def test_clicking_needs_every_permission_the_plugin_holds(
     hosting: WebServer, error_of: ErrorOf
 ) -> None:

@@ -39,6 +39,10 @@ PANEL_SIZE = (80, 24, False)
 panel has no cells, so plugins draw for a common terminal's size."""
 STATS_EVERY = 1.0
 """Seconds between two statistics reads (and looks at the plugins' states)."""
+PANEL_LEASE = 60.0
+"""Seconds panels are drawn after a ``GET /api/v1/panels`` with no stream watching them."""
+FIRST_FRAMES_WAIT = 2.0
+"""Seconds such a request waits for the panels' first frames when none were being drawn."""
 
 
 def sse(kind: str, data: Any) -> str:
@@ -110,7 +114,11 @@ class LiveFeed:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._renderer: PanelRenderer | None = None
         self._watchers = 0
-        """Subscribers that see panels: the renderer draws only while there are some."""
+        """Subscribers that see panels: the renderer draws while there are some..."""
+        self._leased_until = 0.0
+        """... or until this time (monotonic), after a program asked for the panels."""
+        self._drawn: set[str] = set()
+        """Panels drawn since the last lease began (guarded by :attr:`lock`)."""
         self._task: asyncio.Task[None] | None = None
         self._stats: str | None = None
         self._stats_data: dict[str, Any] | None = None
@@ -172,8 +180,9 @@ class LiveFeed:
                 latest = list(self.panels.values())
             for update in latest:
                 subscriber.offer(f"panel:{update.plugin}", update.message)
+            drawing = self._drawing()
             self._watchers += 1
-            if self._watchers == 1 and self._renderer is not None and self.host is not None:
+            if not drawing and self._renderer is not None and self.host is not None:
                 self._renderer.mark_all(self.host.plugins())
         self.subscribers.add(subscriber)
         return subscriber
@@ -186,14 +195,39 @@ class LiveFeed:
 
     # -- panels (the renderer's thread) --------------------------------------------------------
 
+    def lease_panels(self) -> None:
+        """Draw the panels for :data:`PANEL_LEASE` seconds from now even with no stream
+        watching (a program reading ``GET /api/v1/panels``, then clicking). When none were
+        drawn, wait up to :data:`FIRST_FRAMES_WAIT` for a frame of each plugin (blocking:
+        called on a worker thread)."""
+        drawing = self._drawing()
+        self._leased_until = time.monotonic() + PANEL_LEASE
+        host, renderer = self.host, self._renderer
+        if drawing or host is None or renderer is None:
+            return
+        with self.lock:
+            self._drawn.clear()
+        plugins = set(host.plugins())
+        renderer.mark_all(plugins)
+        deadline = time.monotonic() + FIRST_FRAMES_WAIT
+        while time.monotonic() < deadline:
+            with self.lock:
+                if plugins <= self._drawn:
+                    return
+            time.sleep(0.02)
+
+    def _drawing(self) -> bool:
+        return self._watchers > 0 or time.monotonic() < self._leased_until
+
     def _size(self, _plugin: str) -> tuple[int, int, bool] | None:
-        return PANEL_SIZE if self._watchers > 0 else None
+        return PANEL_SIZE if self._drawing() else None
 
     def _deliver(self, frames: list[PanelFrame]) -> None:
         updates = [self._update(frame) for frame in frames]
         with self.lock:
             for update in updates:
                 self.panels[update.plugin] = update
+                self._drawn.add(update.plugin)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._publish_panels, updates)
 

@@ -47,11 +47,13 @@ def require_panels(principal: Principal) -> None:
 
 @router.get("/panels", response_model=PanelList, responses=errors(503), summary="Plugin panels")
 def list_panels(principal: Authenticated, context: Context) -> PanelList:
-    """The latest frame of every plugin panel the live stream has drawn, as HTML
-    (`admin.stats.read` on every queue). Panels are drawn while a stream
-    (`GET /api/v1/stream`) that sees them is open; their changes come on it."""
+    """The latest frame of every plugin panel, as HTML (`admin.stats.read` on every
+    queue). Panels are drawn while a stream (`GET /api/v1/stream`) that sees them is open,
+    and for a minute after this request; their changes come on the stream. When none were
+    being drawn, this request waits up to two seconds for their first frames."""
     require_panels(principal)
     feed = _feed(context)
+    feed.lease_panels()
     with feed.lock:
         updates = sorted(feed.panels.values(), key=lambda u: u.plugin)
     return PanelList(panels=[PanelOut.model_validate(u.data) for u in updates])
@@ -74,6 +76,7 @@ def panel_input(
         raise ApiError(404, "not_found", f"no plugin {name!r} on this server", argument="name")
     for permission in sorted(host.permissions(name).granted):
         principal.require(permission)  # queue-scoped: on every queue
+    feed.lease_panels()  # a program's clicks keep the panels drawn, as a stream does
     with feed.lock:
         update = feed.panels.get(name)
     view = update.view if update is not None else None

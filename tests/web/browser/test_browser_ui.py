@@ -163,6 +163,12 @@ def test_a_panel_is_drawn_pressed_and_updated_live(
     expect(counter).to_contain_text("count=2")
     browser_page.keyboard.press("x")  # a key of no button goes to the plugin
     expect(counter).to_contain_text("keys=x")
+    browser_page.keyboard.press("Escape")  # leaves the panel: keys no longer go to it
+    assert browser_page.evaluate("document.activeElement === document.body")
+    browser_page.keyboard.press("y")
+    expect(browser_page.locator("#panel-keys")).to_contain_text("Escape leaves the panel")
+    browser_page.wait_for_timeout(500)  # time for a key sent by mistake to show
+    assert "keys=x," not in counter.inner_text()
     shot(browser_page, "pressed")
 
     hostile = browser_page.locator("section.panel[data-plugin='hostile-text']")

@@ -75,7 +75,9 @@ async function send(plugin, target) {
 boot(async () => {
   grid = el("div", { class: "panels", id: "panels" });
   empty = el("p", { class: "muted", id: "no-panels" }, "Waiting for panels…");
-  clear(main(), el("h1", {}, "Panels"), empty, grid);
+  const hint = el("p", { class: "muted", id: "panel-keys" },
+    "Click a panel or Tab to it: keys then go to its plugin, and a button's key presses the button. Escape leaves the panel.");
+  clear(main(), el("h1", {}, "Panels"), hint, empty, grid);
   grid.addEventListener("click", (event) => {
     const target = event.target.closest("[data-kind]");
     const panel = event.target.closest("[data-plugin]");
@@ -84,6 +86,11 @@ boot(async () => {
   grid.addEventListener("keydown", (event) => {
     const panel = event.target.closest("[data-plugin]");
     if (!panel || event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
+    if (event.key === "Escape") {
+      event.preventDefault();
+      document.activeElement.blur(); // the page's keys are the page's again
+      return;
+    }
     const key = KEYS[event.key] || (event.key.length === 1 && event.key !== "?" ? event.key : null);
     // On a button or list item of the panel, Enter and Space press it (the browser does).
     if (!key || (event.target !== panel && (key === "enter" || key === "space"))) return;

@@ -187,7 +187,7 @@ def test_what_an_allowed_request_did_is_audited_with_its_target(
          "requeued 3 dead letters matching tenant 'acme' and error containing 'time' to t.b"),
         ("POST /api/v1/queues/{queue}/pause", "t.b", "paused"),
         ("POST /api/v1/queues/{queue}/purge", "t.b", "purged 3 pending jobs"),
-        ("POST /api/v1/dead-letters/delete", "t.a", "deleted 0 of 1 chosen dead letters"),
+        ("POST /api/v1/dead-letters/delete", "t.a", "deleted 0 of 1 chosen dead letter"),
     ]  # fmt: skip
     shown = api(make_token("reader", "system.config.read")).get(
         "/api/v1/audit", params={"kind": "action"}

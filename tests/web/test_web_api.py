@@ -210,3 +210,60 @@ def test_a_body_that_is_not_json_is_named(root, error_of: ErrorOf) -> None:
     error = error_of(broken, 422)
     assert error["argument"] == "body"
     assert error["message"].startswith("the body is not valid JSON")
+
+
+def test_enqueue_a_job(root, broker: Broker, error_of: ErrorOf) -> None:
+    created = root.post("/api/v1/queues/mail/jobs", json={"payload": {"to": "a"}, "priority": 7})
+    assert created.status_code == 201
+    job = created.json()
+    assert (job["queue"], job["payload"], job["priority"], job["state"]) == (
+        "mail", {"to": "a"}, 7, "pending"
+    )  # fmt: skip
+    assert root.get(f"/api/v1/jobs/{job['id']}").json()["payload"] == {"to": "a"}
+    later = root.post("/api/v1/queues/mail/jobs", json={"payload": 1, "delay": "5m"}).json()
+    assert later["state"] == "scheduled" and later["run_at"] > job["created_at"] + 290_000
+
+    again = {"payload": 2, "job_id": "order-17"}
+    assert root.post("/api/v1/queues/mail/jobs", json=again).status_code == 201
+    same = root.post("/api/v1/queues/mail/jobs", json=again | {"payload": 3})
+    assert (same.status_code, same.json()["payload"]) == (200, 2)  # idempotent by id
+
+    unique = {"payload": 4, "unique_key": "invoice-9"}
+    first = root.post("/api/v1/queues/mail/jobs", json=unique).json()
+    refused = error_of(root.post("/api/v1/queues/mail/jobs", json=unique), 409)
+    assert (refused["code"], refused["job_id"]) == ("duplicate", first["id"])
+    held = root.post("/api/v1/queues/mail/jobs", json=unique | {"on_duplicate": "existing"})
+    assert (held.status_code, held.json()["id"]) == (200, first["id"])
+    assert len(broker.queues()) == 1
+
+    for body, argument in [
+        ({"payload": 1, "delay": "soon"}, "delay"),
+        ({"payload": 1, "tenant": "a\nb"}, "tenant"),
+        ({"payload": 1, "priority": 10}, "priority"),
+        ({"payload": 1, "priorty": 1}, "priorty"),
+        ({"payload": 1, "max_retries": 5000}, "max_retries"),
+        ({}, "payload"),
+    ]:
+        error = error_of(root.post("/api/v1/queues/mail/jobs", json=body), 400 if argument in (
+            "delay", "tenant", "max_retries") else 422)  # fmt: skip
+        assert error["argument"] == argument, body
+
+
+def test_cancel_a_job(root, make_token: MakeToken, api: Api, producer: Producer,
+                      kill: Kill, error_of: ErrorOf) -> None:  # fmt: skip
+    pending, dead = producer.enqueue_many("q", [1, 2])
+    scheduled = producer.enqueue("q", 3, delay=600)
+    done = root.post(f"/api/v1/jobs/{pending.id}/cancel").json()
+    assert done == {"job_id": pending.id, "queue": "q", "was": "pending", "worker": None}
+    assert root.get(f"/api/v1/jobs/{pending.id}").json()["state"] == "cancelled"
+    error = error_of(root.post(f"/api/v1/jobs/{pending.id}/cancel"), 409)
+    assert (error["code"], error["state"]) == ("not_cancellable", "cancelled")
+    kill("q", [dead])
+    assert error_of(root.post(f"/api/v1/jobs/{dead.id}/cancel"), 409)["state"] == "dead"
+    assert error_of(root.post("/api/v1/jobs/nope/cancel"), 404)["argument"] == "job_id"
+    viewer = api(make_token("viewer", "observer", "admin.queue.peek"))
+    refused = error_of(viewer.post(f"/api/v1/jobs/{scheduled.id}/cancel"), 403)
+    assert refused["permission"] == "admin.queue.purge"
+    elsewhere = api(make_token("other", "admin.queue.purge", queues=("tenant.*",)))
+    assert error_of(elsewhere.post(f"/api/v1/jobs/{scheduled.id}/cancel"), 404)
+    assert root.post(f"/api/v1/jobs/{scheduled.id}/cancel").json()["was"] == "scheduled"

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from rwq.queue.producer import Producer
+from rwq.web import live as live_feed
 from rwq.web.api import stream
 from rwq.web.server import WebServer
 from web_fixtures import ErrorOf, MakeToken
@@ -166,6 +168,22 @@ def test_a_program_reads_the_panels_and_clicks_without_a_stream(hosting: WebServ
         while "count=1" not in client.get("/api/v1/panels").json()["panels"][0]["html"]:
             assert time.monotonic() < deadline, "the click never showed on the panel"
             time.sleep(0.05)
+
+
+def test_panels_read_after_the_lease_ran_out_are_fresh_for_every_request_at_once(
+    hosting: WebServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live_feed, "PANEL_LEASE", 0.3)
+    secret = _token(hosting, "script", "observer")
+    with _client(hosting, secret) as client:
+        assert len(client.get("/api/v1/panels").json()["panels"]) == 1
+        time.sleep(0.6)  # the lease runs out: the panels are no longer drawn
+        asked = time.time()
+        with ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(lambda _: client.get("/api/v1/panels").json(), range(3)))
+    for answer in answers:  # none answered before the drawing started again
+        (panel,) = answer["panels"]
+        assert panel["at"] >= asked and "count=0" in panel["html"]
 
 
 def test_clicking_needs_every_permission_the_plugin_holds(

@@ -15,10 +15,12 @@ ROUTES = {
     ("get", "/api/v1/queues/{queue}"): (["queue"], {401, 403, 404, 422}),
     ("get", "/api/v1/queues/{queue}/jobs"): (["queue", "state", "limit"], {401, 403, 404, 422}),
     ("get", "/api/v1/queues/{queue}/throughput"): (["queue", "seconds"], {401, 403, 404, 422}),
+    ("post", "/api/v1/queues/{queue}/jobs"): (["queue"], {400, 401, 403, 409, 422}),
     ("post", "/api/v1/queues/{queue}/purge"): (["queue"], {401, 403, 404, 409, 422}),
     ("post", "/api/v1/queues/{queue}/pause"): (["queue"], {401, 403, 404, 409, 422}),
     ("post", "/api/v1/queues/{queue}/resume"): (["queue"], {401, 403, 404, 409, 422}),
     ("get", "/api/v1/jobs/{job_id}"): (["job_id"], {401, 403, 404, 422}),
+    ("post", "/api/v1/jobs/{job_id}/cancel"): (["job_id"], {401, 403, 404, 409, 422}),
     ("get", "/api/v1/dead-letters"): (
         ["queue", "tenant", "error", "offset", "limit"],
         {401, 403, 404, 422},

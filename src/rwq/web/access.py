@@ -31,7 +31,8 @@ class Principal:
     Attributes:
         operation: the route, ``GET /api/v1/queues/{queue}``, recorded with each check.
         target: the route's path parameters (``counter`` for ``/api/v1/plugins/counter``),
-            the resource of a record that names no queue.
+            the resource of a record that names no queue (unless its permission is
+            queue-scoped: no queue named there means every queue).
     """
 
     token: ApiToken
@@ -104,7 +105,7 @@ class Principal:
             self.audit.record(
                 self.actor,
                 f"{permission}:{self.operation}",
-                queue or self.target,
+                queue or ("" if permission in QUEUE_SCOPED else self.target),
                 allowed,
                 reason=reason,
             )

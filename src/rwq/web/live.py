@@ -118,7 +118,10 @@ class LiveFeed:
         self._leased_until = 0.0
         """... or until this time (monotonic), after a program asked for the panels."""
         self._drawn: set[str] = set()
-        """Panels drawn since the last lease began (guarded by :attr:`lock`)."""
+        """Panels drawn since a lease last started the drawing (guarded by :attr:`lock`)..."""
+        self._awaited: set[str] = set()
+        """... and the plugins whose first frame it waits for (guarded by :attr:`lock`)."""
+        self._lease_lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stats: str | None = None
         self._stats_data: dict[str, Any] | None = None
@@ -198,21 +201,27 @@ class LiveFeed:
     def lease_panels(self) -> None:
         """Draw the panels for :data:`PANEL_LEASE` seconds from now even with no stream
         watching (a program reading ``GET /api/v1/panels``, then clicking). When none were
-        drawn, wait up to :data:`FIRST_FRAMES_WAIT` for a frame of each plugin (blocking:
-        called on a worker thread)."""
-        drawing = self._drawing()
-        self._leased_until = time.monotonic() + PANEL_LEASE
+        being drawn, every request waits up to :data:`FIRST_FRAMES_WAIT` for a fresh frame of
+        each plugin (blocking: called on a worker thread)."""
         host, renderer = self.host, self._renderer
-        if drawing or host is None or renderer is None:
+        if host is None or renderer is None:
             return
-        with self.lock:
-            self._drawn.clear()
-        plugins = set(host.plugins())
-        renderer.mark_all(plugins)
+        with self._lease_lock:  # one request starts the drawing; the others wait with it
+            starting = not self._drawing()
+            self._leased_until = time.monotonic() + PANEL_LEASE
+            if starting:
+                plugins = set(host.plugins())
+                with self.lock:
+                    self._drawn.clear()
+                    self._awaited = plugins
+                for plugin in plugins:
+                    renderer.forget(plugin)  # delivered even when unchanged since last time
+                renderer.mark_all(plugins)
         deadline = time.monotonic() + FIRST_FRAMES_WAIT
         while time.monotonic() < deadline:
+            present = set(host.plugins())
             with self.lock:
-                if plugins <= self._drawn:
+                if self._awaited & present <= self._drawn:
                     return
             time.sleep(0.02)
 

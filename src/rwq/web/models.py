@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ApprovalList",
@@ -127,6 +127,41 @@ class JobOut(BaseModel):
     unique_key: str | None = None
     progress: float | None = Field(None, description="How far its handler got, 0 to 1.")
     progress_message: str | None = None
+
+
+class EnqueueRequest(BaseModel):
+    """One job to enqueue (as `rwq enqueue` takes it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    payload: Any = Field(description="The job's payload: any JSON value.")
+    priority: int = Field(0, ge=0, le=9, description="0 (low) to 9 (high).")
+    tenant: str | None = Field(None, max_length=128, description="The tenant it belongs to.")
+    delay: float | str | None = Field(
+        None, description="Run after this long: seconds or a duration (`30s`, `5m`)."
+    )
+    at: float | None = Field(None, description="Run at this Unix time (seconds); not with delay.")
+    max_retries: int | None = Field(None, ge=0, description="Retries before it dies.")
+    job_id: str | None = Field(
+        None, pattern=JOB_ID_PATTERN, description="Its id (default: a new one)."
+    )
+    trace_id: str | None = Field(None, max_length=128)
+    timeout: float | str | None = Field(None, description="How long its handler may run.")
+    result_ttl: float | str | None = Field(None, description="How long its result is kept.")
+    unique_key: str | None = Field(
+        None, max_length=200, description="Refuse it while another job holds this key."
+    )
+    unique_ttl: float | str | None = Field(None, description="How long the key lives (1h).")
+    on_duplicate: Literal["refuse", "existing"] = Field(
+        "refuse", description="Key held: a 409 (`refuse`), or the job holding it (`existing`)."
+    )
+
+
+class CancelResult(BaseModel):
+    job_id: str
+    queue: str
+    was: str = Field(description="pending, scheduled or processing.")
+    worker: str | None = Field(None, description="The worker told to stop its handler.")
 
 
 class JobList(BaseModel):

@@ -130,10 +130,14 @@ def test_a_dependant_installed_first_starts_when_its_dependency_arrives(
     host: Host, tmp_path: Path
 ) -> None:
     write_plugin(host.root, "sla", dependencies=[{"name": "alerts"}])
+    write_plugin(host.root, "report", dependencies=[{"name": "sla"}])  # a chain of two
     manager = host.started()
     assert "requires alerts, which is not installed" in manager.reason("sla")
+    assert "requires sla, which cannot load" in manager.reason("report")
     assert manager.add(open_bundle(write_plugin(host.root, "alerts"))) is PluginState.ACTIVE
     assert manager.state("sla") is PluginState.ACTIVE, manager.reason("sla")
+    assert manager.state("report") is PluginState.ACTIVE, manager.reason("report")
+    assert manager.state("alerts") is PluginState.ACTIVE  # its dependants' start left it be
 
 
 def test_a_dependant_starts_once_its_dependency_is_replaced_by_a_version_it_accepts(

@@ -1,6 +1,6 @@
 """The web UI in Debian's Chromium: log in, load every page, requeue and purge dead letters
-through the confirmation, watch queues and a plugin panel change live, press a panel's button,
-approve a plugin, and see hostile plugin text shown as text."""
+through the confirmation, cancel a job, watch queues and a plugin panel change live, press a
+panel's button, approve a plugin, and see hostile plugin text shown as text."""
 
 from __future__ import annotations
 
@@ -122,8 +122,9 @@ def test_dead_letters_are_filtered_inspected_requeued_and_purged_after_a_questio
 
     browser_page.goto(f"{web.url}/audit")  # the actions, newest first; not the page's reads
     ready(browser_page)
-    first = browser_page.locator("#audit tbody tr").first
-    expect(first).to_contain_text("admin.queue.requeue:POST /api/v1/dead-letters/requeue")
+    first, second = browser_page.locator("#audit tbody tr").all()[:2]
+    expect(first).to_contain_text("requeued 1 dead letter (all)")  # what it did
+    expect(second).to_contain_text("admin.queue.requeue:POST /api/v1/dead-letters/requeue")
     expect(browser_page.locator("#audit")).not_to_contain_text(":GET /api/v1/")
 
 
@@ -199,7 +200,7 @@ def test_a_plugin_is_approved_from_the_plugin_manager(
 
 
 @pytest.mark.expected_browser_errors(BEFORE_LOGIN)
-def test_a_queue_is_paused_resumed_and_purged_from_its_page(
+def test_a_queue_is_paused_resumed_and_purged_and_a_job_cancelled(
     web: WebServer, make_token: MakeToken, browser_page: Page, shot: Shot
 ) -> None:
     producer = Producer(web.context.broker)
@@ -213,9 +214,20 @@ def test_a_queue_is_paused_resumed_and_purged_from_its_page(
     assert web.context.admin.stats(["exports"]).queues[0].paused
     browser_page.click("#pause")
     expect(browser_page.locator("#state")).to_have_text("running")
+    browser_page.goto(f"{web.url}/jobs/{jobs[0].id}")
+    ready(browser_page)
+    browser_page.click("#cancel")
+    expect(browser_page.locator("dialog.confirm")).to_contain_text("never runs again")
+    browser_page.locator("dialog.confirm [data-action=confirm]").click()
+    expect(browser_page.locator("#flash")).to_have_text(f"cancelled {jobs[0].id} (was pending)")
+    expect(browser_page.locator("main dl")).to_contain_text("cancelled")
+    expect(browser_page.locator("#cancel")).to_have_count(0)
+    shot(browser_page, "cancelled")
+    browser_page.goto(f"{web.url}/queues/exports")
+    ready(browser_page)
     browser_page.click("[data-purge=pending]")
     browser_page.locator("dialog.confirm [data-action=confirm]").click()
-    expect(browser_page.locator("#flash")).to_have_text("purged 3 pending jobs of exports")
+    expect(browser_page.locator("#flash")).to_have_text("purged 2 pending jobs of exports")
     expect(browser_page.locator("#jobs tbody")).to_contain_text("No pending jobs.")
     shot(browser_page, "purged")
 

@@ -410,16 +410,20 @@ class Loader:
 
     def retry_blocked(self) -> None:
         """Admit plugins that were waiting for dependencies now installed and running in a
-        version they accept (called when a plugin starts or is replaced)."""
-        waiting = [
-            r
-            for r in self._table.records()
-            if r.state is PluginState.ERROR and r.blocked_by and r.bundle is not None
-        ]
-        for rec in waiting:
-            assert rec.bundle is not None
-            if not dependency_problem(self._table, rec.bundle.manifest)[0]:
-                self.admit(rec, rec.bundle)
+        version they accept (called when a plugin starts or is replaced). A plugin started
+        here may let others start: it calls this again, so each is looked at afresh; one
+        that fails to start never fails the plugin it waited for."""
+        for rec in self._table.records():
+            bundle = rec.bundle
+            if rec.state is not PluginState.ERROR or not rec.blocked_by or bundle is None:
+                continue  # (an inner call may have started it since the list was taken)
+            if dependency_problem(self._table, bundle.manifest)[0]:
+                continue
+            try:
+                self.admit(rec, bundle)
+            except Exception as exc:  # a bug: said on the dependant, the dependency goes on
+                log.exception("plugin %s failed to start", rec.name)
+                self._table.set_state(rec, PluginState.ERROR, f"failed to start: {exc}")
 
 
 def awaiting_reason(review: Review) -> str:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 
 from rwq.queue.admin import Admin
 from rwq.web.access import Principal
-from rwq.web.api.common import API_PREFIX, errors, refuse_in_read_only
+from rwq.web.api.common import API_PREFIX, counted, errors, refuse_in_read_only
 from rwq.web.auth import Authenticated
 from rwq.web.context import WebContext, web_context
 from rwq.web.errors import ApiError
@@ -108,18 +108,19 @@ def delete_dead_letters(
     refuse_in_read_only(context, principal, "admin.queue.purge", body.queue)
     principal.require("admin.queue.purge", body.queue)
     deleted = context.admin.delete_dead(body.queue, body.ids)
-    principal.done(f"deleted {deleted} of {len(body.ids)} chosen dead letters", body.queue)
+    principal.done(f"deleted {deleted} of {counted(len(body.ids), 'chosen dead letter')}",
+                   body.queue)  # fmt: skip
     return DeleteResult(deleted=deleted)
 
 
 def _requeued(body: RequeueRequest, count: int) -> str:
     """The audit line of a requeue: how many, which (the filter as given), and where to."""
     if not body.all:
-        what = f"requeued {count} of {len(body.ids)} chosen dead letters"
+        what = f"requeued {count} of {counted(len(body.ids), 'chosen dead letter')}"
     else:
         filters = [f"tenant {body.tenant!r}"] if body.tenant is not None else []
         filters += [f"error containing {body.error!r}"] if body.error is not None else []
-        what = f"requeued {count} dead letters" + (
+        what = f"requeued {counted(count, 'dead letter')}" + (
             f" matching {' and '.join(filters)}" if filters else " (all)"
         )
     return what + (f" to {body.to}" if body.to is not None else "")

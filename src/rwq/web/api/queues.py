@@ -1,19 +1,24 @@
-"""``/api/v1/queues``: statistics, peeking at jobs, purge, pause and resume."""
+"""``/api/v1/queues``: statistics, peeking at jobs, enqueueing, purge, pause and resume."""
 
 from __future__ import annotations
 
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from rwq.queue.admin import UnknownQueue
+from rwq.queue.job import JobError, new_job_id
+from rwq.queue.producer import DuplicateJob
+from rwq.units import UnitError, parse_duration
 from rwq.web.access import Principal
-from rwq.web.api.common import API_PREFIX, errors, refuse_in_read_only
+from rwq.web.api.common import API_PREFIX, counted, errors, refuse_in_read_only
 from rwq.web.auth import Authenticated
 from rwq.web.context import WebContext, web_context
+from rwq.web.errors import ApiError
 from rwq.web.models import (
     QUEUE_PATTERN,
+    EnqueueRequest,
     JobList,
     JobOut,
     PauseResult,
@@ -92,6 +97,52 @@ def peek_jobs(
     return JobList(queue=queue, state=state, jobs=[JobOut(**j.to_dict()) for j in jobs])
 
 
+@router.post("/{queue}/jobs", response_model=JobOut, status_code=201,
+             responses=errors(400, 409), summary="Enqueue a job")  # fmt: skip
+def enqueue_job(
+    queue: QueueName,
+    body: EnqueueRequest,
+    principal: Authenticated,
+    context: Context,
+    response: Response,
+) -> JobOut:
+    """Enqueue one job on the queue, created if new (`admin.queue.enqueue` on the queue):
+    201 and the job as enqueued. Enqueueing is idempotent by `job_id`: a job of that id
+    already on the queue is answered as stored (200, nothing enqueued). A held `unique_key`
+    is a 409 `duplicate` naming the job holding it, or with `on_duplicate: existing` that job
+    (200; state `gone` once its record is)."""
+    refuse_in_read_only(context, principal, "admin.queue.enqueue", queue)
+    principal.require("admin.queue.enqueue", queue)
+    options = body.model_dump(exclude={"payload", "job_id"}, exclude_none=True)
+    job_id = body.job_id or new_job_id()  # the key's holder is told apart by its id
+    try:
+        if body.delay is not None:
+            options["delay"] = parse_duration(body.delay, "delay")
+        handle = context.producer.enqueue(queue, body.payload, job_id=job_id, **options)
+    except DuplicateJob as exc:
+        raise ApiError(409, "duplicate", str(exc), argument="unique_key",
+                       job_id=exc.job_id) from None  # fmt: skip
+    except (JobError, UnitError) as exc:
+        raise ApiError(400, "bad_argument", str(exc), argument=_argument_of(exc)) from None
+    job = handle.job
+    if job.state == "duplicate":  # the id is taken: the job as stored
+        job = context.admin.job(queue, job.id) or job
+        response.status_code = 200
+        principal.done(f"not enqueued: job {job.id} exists already")
+    elif job.id != job_id:  # on_duplicate: existing
+        response.status_code = 200
+        principal.done(f"not enqueued: its unique key is held by job {job.id}")
+    else:
+        principal.done(f"enqueued job {job.id}")
+    return JobOut(**job.to_dict())
+
+
+def _argument_of(exc: JobError | UnitError) -> str:
+    """The request field a refused job names first (``delay must be ...``: ``delay``)."""
+    first = str(exc).split(" ", 1)[0].rstrip(":")
+    return first if first in EnqueueRequest.model_fields else "payload"
+
+
 @router.post("/{queue}/purge", response_model=PurgeResult, responses=errors(400, 404, 409),
              summary="Delete a queue's jobs")  # fmt: skip
 def purge_queue(
@@ -102,7 +153,7 @@ def purge_queue(
     refuse_in_read_only(context, principal, "admin.queue.purge", queue)
     principal.require("admin.queue.purge", queue)
     purged = context.broker.purge(existing(context, principal, queue), body.target)
-    principal.done(f"purged {purged} {body.target} jobs")
+    principal.done(f"purged {counted(purged, body.target + ' job')}")
     return PurgeResult(queue=queue, target=body.target, purged=purged)
 
 

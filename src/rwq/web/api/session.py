@@ -82,7 +82,7 @@ def log_out(request: Request, principal: Authenticated, context: Context) -> Res
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         context.sessions.delete(cookie)
-    principal.done("logged out")
+        principal.done("logged out")
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response

@@ -1,9 +1,9 @@
-// One job by id: every field, its payload, error, traceback and result; a dead one can be
-// requeued or deleted.
+// One job by id: every field, its payload, error, traceback and result; a queued or running
+// one can be cancelled, a dead one requeued or deleted.
 import { api, badge, boot, clear, confirmDialog, el, failed, flash, holds, json, main, whenMs } from "./common.js";
 
 const id = decodeURIComponent(location.pathname.split("/")[2] || "");
-const LEVELS = { completed: "ok", dead: "error", processing: "info", pending: "info", scheduled: "muted" };
+const LEVELS = { completed: "ok", dead: "error", processing: "info", pending: "info", scheduled: "muted", cancelled: "muted" };
 
 async function show() {
   const job = await api(`/api/v1/jobs/${encodeURIComponent(id)}`);
@@ -17,6 +17,9 @@ async function show() {
   const actions = [];
   if (job.state === "dead" && (holds("admin.job.requeue") || holds("admin.queue.requeue"))) {
     actions.push(el("button", { type: "button", id: "requeue", class: "primary", on: { click: () => requeue(job) } }, "Requeue"));
+  }
+  if (["pending", "scheduled", "processing"].includes(job.state) && holds("admin.queue.purge")) {
+    actions.push(el("button", { type: "button", id: "cancel", class: "danger", on: { click: () => cancel(job) } }, "Cancel job"));
   }
   if (job.state === "dead" && holds("admin.queue.purge")) {
     actions.push(el("button", { type: "button", id: "delete", class: "danger", on: { click: () => remove(job) } }, "Delete"));
@@ -35,6 +38,18 @@ async function requeue(job) {
   try {
     const result = await api("/api/v1/dead-letters/requeue", { method: "POST", body: { ids: [job.id], queue: job.queue } });
     flash(`requeued ${result.requeued} job`);
+    await show();
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function cancel(job) {
+  const running = job.state === "processing" ? " Its worker stops its handler." : "";
+  if (!(await confirmDialog(`Cancel ${job.state} job ${job.id} of ${job.queue}?`, "Cancel job", `It is removed and never runs again.${running}`))) return;
+  try {
+    const result = await api(`/api/v1/jobs/${encodeURIComponent(job.id)}/cancel`, { method: "POST" });
+    flash(`cancelled ${result.job_id} (was ${result.was})`);
     await show();
   } catch (error) {
     failed(error);

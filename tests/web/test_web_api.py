@@ -219,6 +219,7 @@ def test_enqueue_a_job(root, broker: Broker, error_of: ErrorOf) -> None:
     assert (job["queue"], job["payload"], job["priority"], job["state"]) == (
         "mail", {"to": "a"}, 7, "pending"
     )  # fmt: skip
+    assert job["enqueued_at"] >= job["created_at"]  # as stored: the server's time
     assert root.get(f"/api/v1/jobs/{job['id']}").json()["payload"] == {"to": "a"}
     later = root.post("/api/v1/queues/mail/jobs", json={"payload": 1, "delay": "5m"}).json()
     assert later["state"] == "scheduled" and later["run_at"] > job["created_at"] + 290_000
@@ -238,15 +239,16 @@ def test_enqueue_a_job(root, broker: Broker, error_of: ErrorOf) -> None:
 
     for body, argument in [
         ({"payload": 1, "delay": "soon"}, "delay"),
+        ({"payload": 1, "delay": 5, "at": 5}, "delay"),
         ({"payload": 1, "tenant": "a\nb"}, "tenant"),
         ({"payload": 1, "priority": 10}, "priority"),
         ({"payload": 1, "priorty": 1}, "priorty"),
+        ({"payload": 1, "delay": True}, "delay"),  # never taken for one second
         ({"payload": 1, "max_retries": 5000}, "max_retries"),
         ({}, "payload"),
     ]:
-        error = error_of(root.post("/api/v1/queues/mail/jobs", json=body), 400 if argument in (
-            "delay", "tenant", "max_retries") else 422)  # fmt: skip
-        assert error["argument"] == argument, body
+        error = error_of(root.post("/api/v1/queues/mail/jobs", json=body), 422)
+        assert (error["code"], error["argument"]) == ("invalid_argument", argument), body
 
 
 def test_cancel_a_job(root, make_token: MakeToken, api: Api, producer: Producer,
@@ -267,3 +269,33 @@ def test_cancel_a_job(root, make_token: MakeToken, api: Api, producer: Producer,
     elsewhere = api(make_token("other", "admin.queue.purge", queues=("tenant.*",)))
     assert error_of(elsewhere.post(f"/api/v1/jobs/{scheduled.id}/cancel"), 404)
     assert root.post(f"/api/v1/jobs/{scheduled.id}/cancel").json()["was"] == "scheduled"
+
+
+def test_an_enqueue_only_token_learns_no_stored_job(
+    make_token: MakeToken, api: Api, producer: Producer, error_of: ErrorOf
+) -> None:
+    producer.enqueue("tenant.a", {"secret": "card 4111"}, job_id="order-1", unique_key="k")
+    client = api(make_token("writer", "admin.queue.enqueue", queues=("tenant.*",)))
+    for body in [{"payload": 0, "job_id": "order-1"},
+                 {"payload": 0, "unique_key": "k", "on_duplicate": "existing"}]:  # fmt: skip
+        answer = client.post("/api/v1/queues/tenant.a/jobs", json=body)
+        error = error_of(answer, 409)
+        assert (error["code"], error["job_id"]) == ("duplicate", "order-1")
+        assert "4111" not in answer.text
+
+
+def test_stored_text_a_browser_cannot_take_is_answered_escaped(root, producer: Producer) -> None:
+    deep: object = "x"
+    for _ in range(300):
+        deep = [deep]
+    raw = '{"payload":"\\ud800 \\u202e","job_id":"odd"}'  # JSON escapes: a lone surrogate
+    made = root.post("/api/v1/queues/mail/jobs", content=raw,
+                     headers={"content-type": "application/json"})  # fmt: skip
+    assert made.status_code == 201 and made.content.isascii()
+    assert made.json()["payload"] == "\ud800 \u202e"
+    producer.enqueue("mail", deep, job_id="deep")  # another producer nests deeper than shown
+    listed = root.get("/api/v1/queues/mail/jobs").json()["jobs"]
+    by_id = {job["id"]: job["payload"] for job in listed}
+    assert by_id["odd"] == "\ud800 \u202e"
+    assert by_id["deep"].startswith("(not shown: ") and "rwq admin job" in by_id["deep"]
+    assert root.get("/api/v1/jobs/deep").status_code == 200

@@ -28,7 +28,7 @@ def test_the_demo_serves_the_web_ui_with_a_token_revoked_at_the_end(
     try:
         assert demo.stderr is not None
         lines = [demo.stderr.readline(), demo.stderr.readline()]
-        url = re.search(r"(http://127\.0\.0\.1:\d+)/login", lines[0])
+        url = re.search(r"(http://127\.0\.0\.1:\d+)/ ", lines[0])
         token = re.search(r"(rwq_demo-[0-9a-f]+\.\S+)$", lines[1].strip())
         assert url and token, lines
         auth = {"Authorization": f"Bearer {token.group(1)}"}

@@ -162,7 +162,13 @@ def test_a_program_reads_the_panels_and_clicks_without_a_stream(hosting: WebServ
     with _client(hosting, secret) as client:
         (panel,) = client.get("/api/v1/panels").json()["panels"]  # waits for the first frame
         assert panel["plugin"] == "counter" and "count=0" in panel["html"]
-        pressed = client.post("/api/v1/plugins/counter/input", json={"kind": "button", "id": "inc"})
+        targets = [(t["kind"], t["id"], t["index"], t["label"]) for t in panel["targets"]]
+        items = [("select", "things", i, name) for i, name in enumerate(("alpha", "beta", "gamma"))]
+        assert targets == [*items, ("button", "inc", 0, "Add one")]
+        button = panel["targets"][-1]
+        assert button["key"] == "i"
+        press = {"kind": button["kind"], "id": button["id"], "index": button["index"]}
+        pressed = client.post("/api/v1/plugins/counter/input", json=press)
         assert pressed.json()["changed"] is True
         deadline = time.monotonic() + 15
         while "count=1" not in client.get("/api/v1/panels").json()["panels"][0]["html"]:

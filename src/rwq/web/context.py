@@ -3,7 +3,6 @@ and session stores, the audit log and (when the server hosts plugins) the one pl
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,7 +14,6 @@ from rwq.config import Settings
 from rwq.plugins.trust.audit import AuditLog
 from rwq.queue.admin import Admin
 from rwq.queue.broker import Broker
-from rwq.queue.producer import Producer
 from rwq.web.sessions import SessionStore
 from rwq.web.tokens import TokenStore
 
@@ -79,11 +77,6 @@ class WebContext:
     @property
     def admin(self) -> Admin:
         return Admin(self.broker)
-
-    @functools.cached_property
-    def producer(self) -> Producer:
-        """The server's producer (it remembers the queues it registered)."""
-        return Producer(self.broker)
 
     @classmethod
     def from_settings(cls, settings: Settings, broker: Broker, *, tls: bool = False) -> WebContext:

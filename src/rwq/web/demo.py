@@ -39,7 +39,7 @@ def serve_demo(
     _, secret = tokens.create(name, sorted(CATALOG), ("*",), DEMO_TOKEN_TTL)
 
     def listening(url: str) -> None:
-        say(f"rwq web: {url}/login  (Ctrl-C to stop)")
+        say(f"rwq web: {url}/ (Ctrl-C to stop)")
         say(f"log in with this token (revoked when the demo ends): {secret}")
 
     try:

@@ -5,6 +5,7 @@ never an HTML page or a traceback."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import redis
@@ -17,6 +18,7 @@ from rwq.errors import RwqError
 from rwq.plugins.engine.records import LifecycleError, UnknownPlugin
 from rwq.queue.admin import AdminError, ReadOnlyMode, UnknownQueue
 from rwq.queue.keys import InvalidQueueName
+from rwq.web.models import JsonBody
 
 __all__ = ["ApiError", "error_response", "install_error_handlers"]
 
@@ -51,7 +53,7 @@ def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
     body = {"error": {"code": code, "message": message, **extra}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JsonBody(body, status_code=status, headers=headers)
 
 
 def _api_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -81,6 +83,10 @@ def _redis_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(503, "redis_unavailable", f"redis: {exc}")
 
 
+_UNION_MEMBER = re.compile(r"^(int|float|str|bool|none|[a-z-]+\[.*\])$")
+"""A part of a validation error's location naming the union member tried, not a field."""
+
+
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = []
@@ -91,12 +97,16 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
             problems.append(f"the body is not valid JSON{f': {at}' if at else ''}")
             argument = argument or "body"
             continue
-        where = [str(part) for part in item.get("loc", ())]
-        # ("query", "limit") -> query parameter 'limit'; ("body", "ids", 0) -> body field ids.0
+        # ("query", "limit") -> query parameter 'limit'; ("body", "ids", 0) -> body field ids.0;
+        # ("body", "delay", "int") -> body field delay (a member of its union: not a field)
+        where = [str(part) for part in item.get("loc", ()) if not _UNION_MEMBER.match(str(part))]
         kind, path = (where[0], ".".join(where[1:])) if where else ("request", "")
         argument = argument or path or kind
         label = {"query": "query parameter", "path": "path parameter", "body": "body field"}
-        problems.append(f"{label.get(kind, kind)} {path!r}: {item.get('msg', 'invalid')}")
+        shown = f"{label.get(kind, kind)} {path!r}" if path else f"the {kind}"
+        problem = f"{shown}: {item.get('msg', 'invalid')}"
+        if problem not in problems:
+            problems.append(problem)
     message = "; ".join(problems) or "invalid request"
     return error_response(422, "invalid_argument", message, argument=argument)
 

@@ -208,14 +208,15 @@ class LiveFeed:
             return
         with self._lease_lock:  # one request starts the drawing; the others wait with it
             starting = not self._drawing()
-            self._leased_until = time.monotonic() + PANEL_LEASE
-            if starting:
-                plugins = set(host.plugins())
+            plugins = set(host.plugins())
+            if starting:  # before the lease: no frame drawn earlier counts as a fresh one
                 with self.lock:
                     self._drawn.clear()
                     self._awaited = plugins
                 for plugin in plugins:
                     renderer.forget(plugin)  # delivered even when unchanged since last time
+            self._leased_until = time.monotonic() + PANEL_LEASE
+            if starting:
                 renderer.mark_all(plugins)
         deadline = time.monotonic() + FIRST_FRAMES_WAIT
         while time.monotonic() < deadline:
@@ -257,7 +258,12 @@ class LiveFeed:
             "state": frame.state.value,
             "note": printable(note),
             "html": view.html if view is not None else None,
-        }
+            "targets": [
+                {"kind": t.kind, "id": printable(t.id), "index": t.index,
+                 "label": printable(t.value), "key": None if t.key is None else printable(t.key)}
+                for t in (view.targets if view is not None else ())
+            ],
+        }  # fmt: skip
         return PanelUpdate(frame.plugin, frame.seq, at, frame.state.value, note, view, data,
                            sse("panel", data))  # fmt: skip
 

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_serializer,
+)
 
 __all__ = [
     "ApprovalList",
@@ -128,6 +139,29 @@ class JobOut(BaseModel):
     progress: float | None = Field(None, description="How far its handler got, 0 to 1.")
     progress_message: str | None = None
 
+    @field_serializer("payload", "result", mode="wrap")
+    def _showable(self, value: Any, handler: SerializerFunctionWrapHandler) -> Any:
+        """A payload or result too deeply nested to serialise (written by another producer)
+        is answered as a note instead of failing the whole answer."""
+        try:
+            return handler(value)
+        except ValueError as exc:
+            return f"(not shown: {exc}; see `rwq admin job`)"
+
+
+class JsonBody(JSONResponse):
+    """The API's JSON answers, ASCII only: a string a job or a plugin stored with a lone
+    surrogate is answered as its ``\\ud800`` escape instead of failing to encode."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        ).encode("ascii")
+
+
+Duration = StrictInt | StrictFloat | StrictStr
+"""Seconds, or a duration such as ``30s`` (never a boolean taken for 1 or 0)."""
+
 
 class EnqueueRequest(BaseModel):
     """One job to enqueue (as `rwq enqueue` takes it)."""
@@ -135,23 +169,25 @@ class EnqueueRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     payload: Any = Field(description="The job's payload: any JSON value.")
-    priority: int = Field(0, ge=0, le=9, description="0 (low) to 9 (high).")
+    priority: StrictInt = Field(0, ge=0, le=9, description="0 (low) to 9 (high).")
     tenant: str | None = Field(None, max_length=128, description="The tenant it belongs to.")
-    delay: float | str | None = Field(
+    delay: Duration | None = Field(
         None, description="Run after this long: seconds or a duration (`30s`, `5m`)."
     )
-    at: float | None = Field(None, description="Run at this Unix time (seconds); not with delay.")
-    max_retries: int | None = Field(None, ge=0, description="Retries before it dies.")
+    at: StrictInt | StrictFloat | None = Field(
+        None, description="Run at this Unix time (seconds); not with delay."
+    )
+    max_retries: StrictInt | None = Field(None, ge=0, description="Retries before it dies.")
     job_id: str | None = Field(
         None, pattern=JOB_ID_PATTERN, description="Its id (default: a new one)."
     )
     trace_id: str | None = Field(None, max_length=128)
-    timeout: float | str | None = Field(None, description="How long its handler may run.")
-    result_ttl: float | str | None = Field(None, description="How long its result is kept.")
+    timeout: Duration | None = Field(None, description="How long its handler may run.")
+    result_ttl: Duration | None = Field(None, description="How long its result is kept.")
     unique_key: str | None = Field(
         None, max_length=200, description="Refuse it while another job holds this key."
     )
-    unique_ttl: float | str | None = Field(None, description="How long the key lives (1h).")
+    unique_ttl: Duration | None = Field(None, description="How long the key lives (1h).")
     on_duplicate: Literal["refuse", "existing"] = Field(
         "refuse", description="Key held: a 409 (`refuse`), or the job holding it (`existing`)."
     )
@@ -346,6 +382,16 @@ class RevokeResult(BaseModel):
     revoked: list[str]
 
 
+class PanelTarget(BaseModel):
+    """Something of the panel a click can name (`POST /api/v1/plugins/{name}/input`)."""
+
+    kind: Literal["button", "select"]
+    id: str = Field(description="The button's, list's or table's id.")
+    index: int = Field(description="The list item's or table row's index; 0 for a button.")
+    label: str = Field(description="The button's label, the item's text or the row's first cell.")
+    key: str | None = Field(None, description="The button's key.")
+
+
 class PanelOut(BaseModel):
     plugin: str
     title: str = Field(description="The panel's title (plain text).")
@@ -356,6 +402,9 @@ class PanelOut(BaseModel):
     html: str | None = Field(
         description="The panel drawn from its UI elements into HTML, every plugin string "
         "escaped; null when the plugin shows none (its state and `note` say why)."
+    )
+    targets: list[PanelTarget] = Field(
+        default_factory=list, description="What a click can name, in the panel's order."
     )
 
 

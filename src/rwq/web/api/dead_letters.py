@@ -113,10 +113,15 @@ def delete_dead_letters(
     return DeleteResult(deleted=deleted)
 
 
+_NAMED = 5
+"""An audit line names the chosen dead letters when there are at most this many."""
+
+
 def _requeued(body: RequeueRequest, count: int) -> str:
     """The audit line of a requeue: how many, which (the filter as given), and where to."""
     if not body.all:
         what = f"requeued {count} of {counted(len(body.ids), 'chosen dead letter')}"
+        what += f" ({', '.join(body.ids)})" if len(body.ids) <= _NAMED else ""
     else:
         filters = [f"tenant {body.tenant!r}"] if body.tenant is not None else []
         filters += [f"error containing {body.error!r}"] if body.error is not None else []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
 
 from rwq.queue.cancel import JobNotFound, NotCancellable
 from rwq.web.api.common import API_PREFIX, errors, refuse_in_read_only
@@ -12,7 +12,7 @@ from rwq.web.auth import Authenticated
 from rwq.web.context import WebContext, web_context
 from rwq.web.errors import ApiError
 from rwq.web.lookup import find_job
-from rwq.web.models import JOB_ID_PATTERN, CancelResult, JobOut
+from rwq.web.models import JOB_ID_PATTERN, QUEUE_PATTERN, CancelResult, JobOut
 
 __all__ = ["router"]
 
@@ -37,13 +37,21 @@ def get_job(job_id: JobId, principal: Authenticated, context: Context) -> JobOut
 
 @router.post("/{job_id}/cancel", response_model=CancelResult, responses=errors(404, 409),
              summary="Cancel a job")  # fmt: skip
-def cancel_job(job_id: JobId, principal: Authenticated, context: Context) -> CancelResult:
+def cancel_job(
+    job_id: JobId,
+    principal: Authenticated,
+    context: Context,
+    queue: Annotated[
+        str | None,
+        Query(pattern=QUEUE_PATTERN, description="Its queue (default: looked for in each)."),
+    ] = None,
+) -> CancelResult:
     """Cancel a pending, scheduled or running job of a queue inside the token's scope
     (`admin.queue.purge` on its queue: the job is removed and never runs again). A running
     one's worker stops its handler. It ends `cancelled`; a job that has ended is a 409
-    `not_cancellable`."""
-    refuse_in_read_only(context, principal, "admin.queue.purge", None)
-    queues = principal.visible(context.broker.queues())
+    `not_cancellable`. A job id is unique within its queue: `queue` names the one meant."""
+    refuse_in_read_only(context, principal, "admin.queue.purge", queue)
+    queues = [q for q in principal.visible(context.broker.queues()) if queue in (None, q)]
     job = find_job(context.broker, job_id, queues) if principal.holds("admin.queue.purge") else None
     principal.require("admin.queue.purge", job.queue if job else None, listing=job is None)
     if job is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Annotated
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from rwq.queue.admin import UnknownQueue
 from rwq.queue.job import JobError, new_job_id
-from rwq.queue.producer import DuplicateJob
+from rwq.queue.producer import DuplicateJob, Producer
 from rwq.units import UnitError, parse_duration
 from rwq.web.access import Principal
 from rwq.web.api.common import API_PREFIX, counted, errors, refuse_in_read_only
@@ -34,6 +35,7 @@ __all__ = ["existing", "router"]
 
 router = APIRouter(prefix=f"{API_PREFIX}/queues", tags=["queues"])
 Context = Annotated[WebContext, Depends(web_context)]
+PEEK = "admin.queue.peek"
 QueueName = Annotated[str, Path(pattern=QUEUE_PATTERN, description="A queue's name.")]
 
 
@@ -98,7 +100,7 @@ def peek_jobs(
 
 
 @router.post("/{queue}/jobs", response_model=JobOut, status_code=201,
-             responses=errors(400, 409), summary="Enqueue a job")  # fmt: skip
+             responses=errors(409), summary="Enqueue a job")  # fmt: skip
 def enqueue_job(
     queue: QueueName,
     body: EnqueueRequest,
@@ -107,10 +109,11 @@ def enqueue_job(
     response: Response,
 ) -> JobOut:
     """Enqueue one job on the queue, created if new (`admin.queue.enqueue` on the queue):
-    201 and the job as enqueued. Enqueueing is idempotent by `job_id`: a job of that id
-    already on the queue is answered as stored (200, nothing enqueued). A held `unique_key`
-    is a 409 `duplicate` naming the job holding it, or with `on_duplicate: existing` that job
-    (200; state `gone` once its record is)."""
+    201 and the job as enqueued. Enqueueing is idempotent by `job_id`: when a job of that id
+    is on the queue already, nothing is enqueued. That job, or with `unique_key` and
+    `on_duplicate: existing` the job holding the key, is answered as stored (200) to a token
+    that may read the queue's jobs (`admin.queue.peek`); otherwise, and with
+    `on_duplicate: refuse`, the answer is a 409 `duplicate` naming it."""
     refuse_in_read_only(context, principal, "admin.queue.enqueue", queue)
     principal.require("admin.queue.enqueue", queue)
     options = body.model_dump(exclude={"payload", "job_id"}, exclude_none=True)
@@ -118,29 +121,34 @@ def enqueue_job(
     try:
         if body.delay is not None:
             options["delay"] = parse_duration(body.delay, "delay")
-        handle = context.producer.enqueue(queue, body.payload, job_id=job_id, **options)
+        # A producer per request: it registers the queue each time (after a data loss too).
+        handle = Producer(context.broker).enqueue(queue, body.payload, job_id=job_id, **options)
     except DuplicateJob as exc:
         raise ApiError(409, "duplicate", str(exc), argument="unique_key",
                        job_id=exc.job_id) from None  # fmt: skip
-    except (JobError, UnitError) as exc:
-        raise ApiError(400, "bad_argument", str(exc), argument=_argument_of(exc)) from None
+    except (JobError, UnitError) as exc:  # a field's value out of range, as pydantic's
+        raise ApiError(422, "invalid_argument", str(exc), argument=_argument_of(exc)) from None
     job = handle.job
-    if job.state == "duplicate":  # the id is taken: the job as stored
-        job = context.admin.job(queue, job.id) or job
-        response.status_code = 200
-        principal.done(f"not enqueued: job {job.id} exists already")
-    elif job.id != job_id:  # on_duplicate: existing
-        response.status_code = 200
-        principal.done(f"not enqueued: its unique key is held by job {job.id}")
-    else:
+    if job.state != "duplicate" and job.id == job_id:
         principal.done(f"enqueued job {job.id}")
-    return JobOut(**job.to_dict())
+        stored = context.admin.job(queue, job.id)  # with the server's enqueue time
+        return JobOut(**(stored or job).to_dict())
+    why = "a job of that id is" if job.state == "duplicate" else "the job holding its key is"
+    principal.done(f"not enqueued: {why} {job.id}")
+    if not (principal.holds(PEEK) and principal.allows_queue(queue)):
+        raise ApiError(409, "duplicate", f"not enqueued: {why} {job.id}", argument="job_id",
+                       job_id=job.id)  # fmt: skip
+    principal.require(PEEK, queue)  # its contents are answered
+    stored = context.admin.job(queue, job.id) if job.state == "duplicate" else job
+    response.status_code = 200
+    return JobOut(**(stored or job).to_dict())
 
 
 def _argument_of(exc: JobError | UnitError) -> str:
-    """The request field a refused job names first (``delay must be ...``: ``delay``)."""
-    first = str(exc).split(" ", 1)[0].rstrip(":")
-    return first if first in EnqueueRequest.model_fields else "payload"
+    """The request field a refused job's message names first (``delay must be ...``,
+    ``give either delay or at``: ``delay``)."""
+    words: list[str] = re.findall(r"[a-z_]+", str(exc))
+    return next((w for w in words if w in EnqueueRequest.model_fields), "payload")
 
 
 @router.post("/{queue}/purge", response_model=PurgeResult, responses=errors(400, 404, 409),

@@ -96,12 +96,12 @@ export function failed(error) {
 }
 
 // A modal question; resolves true when confirmed.
-export function confirmDialog(question, confirmLabel = "Confirm", detail = "") {
+export function confirmDialog(question, confirmLabel = "Confirm", detail = "", cancelLabel = "Cancel") {
   return new Promise((resolve) => {
     const dialog = el("dialog", { class: "confirm" },
       el("p", { class: "question" }, question),
       detail ? el("p", { class: "detail" }, detail) : null);
-    const cancel = el("button", { type: "button", class: "quiet", dataset: { action: "cancel" } }, "Cancel");
+    const cancel = el("button", { type: "button", class: "quiet", dataset: { action: "cancel" } }, cancelLabel);
     const ok = el("button", { type: "button", class: "danger", dataset: { action: "confirm" } }, confirmLabel);
     dialog.append(el("div", { class: "actions" }, cancel, ok));
     const done = (answer) => {

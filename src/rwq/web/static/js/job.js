@@ -46,7 +46,7 @@ async function requeue(job) {
 
 async function cancel(job) {
   const running = job.state === "processing" ? " Its worker stops its handler." : "";
-  if (!(await confirmDialog(`Cancel ${job.state} job ${job.id} of ${job.queue}?`, "Cancel job", `It is removed and never runs again.${running}`))) return;
+  if (!(await confirmDialog(`Cancel ${job.state} job ${job.id} of ${job.queue}?`, "Cancel job", `It is removed and never runs again.${running}`, "Keep it"))) return;
   try {
     const result = await api(`/api/v1/jobs/${encodeURIComponent(job.id)}/cancel`, { method: "POST" });
     flash(`cancelled ${result.job_id} (was ${result.was})`);

@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from rwq.queue.cancel import JobNotFound, NotCancellable
+from rwq.queue.job import Job
+from rwq.web.access import Principal
 from rwq.web.api.common import API_PREFIX, errors, refuse_in_read_only
 from rwq.web.auth import Authenticated
 from rwq.web.context import WebContext, web_context
@@ -26,13 +28,7 @@ def get_job(job_id: JobId, principal: Authenticated, context: Context) -> JobOut
     """A job by id, looked for in every queue inside the token's queue scope
     (`admin.queue.peek`, checked on the queue it is found in). A job of a queue outside the
     scope is not found: the answer tells nothing of other queues."""
-    queues = principal.visible(context.broker.queues())
-    job = find_job(context.broker, job_id, queues) if principal.holds("admin.queue.peek") else None
-    principal.require("admin.queue.peek", job.queue if job else None, listing=job is None)
-    if job is None:
-        raise ApiError(404, "not_found", f"no job {job_id!r} in the token's queues",
-                       argument="job_id")  # fmt: skip
-    return JobOut(**job.to_dict())
+    return JobOut(**_find(principal, context, job_id, "admin.queue.peek").to_dict())
 
 
 @router.post("/{job_id}/cancel", response_model=CancelResult, responses=errors(404, 409),
@@ -51,12 +47,7 @@ def cancel_job(
     one's worker stops its handler. It ends `cancelled`; a job that has ended is a 409
     `not_cancellable`. A job id is unique within its queue: `queue` names the one meant."""
     refuse_in_read_only(context, principal, "admin.queue.purge", queue)
-    queues = [q for q in principal.visible(context.broker.queues()) if queue in (None, q)]
-    job = find_job(context.broker, job_id, queues) if principal.holds("admin.queue.purge") else None
-    principal.require("admin.queue.purge", job.queue if job else None, listing=job is None)
-    if job is None:
-        raise ApiError(404, "not_found", f"no job {job_id!r} in the token's queues",
-                       argument="job_id")  # fmt: skip
+    job = _find(principal, context, job_id, "admin.queue.purge", queue)
     try:
         done = context.admin.cancel(job_id, queue=job.queue)
     except JobNotFound:  # gone since it was found
@@ -67,3 +58,22 @@ def cancel_job(
                        state=exc.state) from None  # fmt: skip
     principal.done(f"cancelled job {job_id} (was {done.was})", job.queue)
     return CancelResult(job_id=done.job_id, queue=done.queue, was=done.was, worker=done.worker)
+
+
+def _find(
+    principal: Principal,
+    context: WebContext,
+    job_id: str,
+    permission: str,
+    queue: str | None = None,
+) -> Job:
+    """The job ``job_id`` of a queue inside the token's scope (of ``queue`` when given),
+    ``permission`` checked on its queue; a 404 when there is none, whether it is elsewhere
+    or nowhere (the answer tells nothing of other queues)."""
+    queues = [q for q in principal.visible(context.broker.queues()) if queue in (None, q)]
+    job = find_job(context.broker, job_id, queues) if principal.holds(permission) else None
+    principal.require(permission, job.queue if job else None, listing=job is None)
+    if job is None:
+        raise ApiError(404, "not_found", f"no job {job_id!r} in the token's queues",
+                       argument="job_id")  # fmt: skip
+    return job

@@ -25,11 +25,11 @@ def test_rwq_web_serves_the_api_until_terminated(
     env = {k: v for k, v in os.environ.items() if not k.startswith("RWQ_")}
     env |= {"XDG_STATE_HOME": str(tmp_path / "state"), "RWQ_REDIS_URL": valkey_url}
     process = subprocess.Popen(
-        [sys.executable, "-m", "rwq", "web", "--port", "0", "--no-plugins"],
-        env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "rwq", "web", "--port", "0", "--no-plugins", "--access-log"],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        assert process.stderr is not None
+        assert process.stderr is not None and process.stdout is not None
         line = process.stderr.readline()
         match = re.match(r"rwq web: (http://127\.0\.0\.1:\d+)/ ", line)
         assert match, line
@@ -37,6 +37,9 @@ def test_rwq_web_serves_the_api_until_terminated(
         answer = httpx.get(f"{url}/api/v1/queues", headers={"Authorization": f"Bearer {secret}"})
         assert answer.status_code == 200 and answer.json()["queues"] == []
         assert httpx.get(f"{url}/api/v1/queues").status_code == 401
+        logged = [process.stdout.readline() for _ in range(2)]  # --access-log: a line each
+        assert '"GET /api/v1/queues HTTP/1.1" 200' in logged[0], logged
+        assert '"GET /api/v1/queues HTTP/1.1" 401' in logged[1], logged
     finally:
         process.send_signal(signal.SIGTERM)
         # uvicorn shuts down gracefully, then ends by the signal it caught

@@ -44,6 +44,9 @@ def web_cmd(
     policy: PolicyFile = None,
     watch: WatchPlugins = True,
     plugins_dir: PluginsDir = None,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Print a line per request (on stdout).")
+    ] = False,
 ) -> None:
     """Serve the web dashboard (log in with a token) and the HTTP admin API (under /api/v1;
     schema at /openapi.json)."""
@@ -60,7 +63,7 @@ def web_cmd(
             host_of_plugins = build_host(settings, context.broker.client, options)
         server = WebServer(
             settings, context.broker, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
-            log_level="warning", plugin_host=host_of_plugins,
+            log_level="warning", plugin_host=host_of_plugins, access_log=access_log,
         )  # fmt: skip
         if not is_loopback(host) and not server.tls:
             err.print(

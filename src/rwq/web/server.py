@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import socket
 import threading
 import time
@@ -79,6 +80,7 @@ class WebServer:
         tls_key: Path | None = None,
         log_level: str = "warning",
         plugin_host: LocalPluginHost | None = None,
+        access_log: bool = False,
     ) -> None:
         if (tls_cert is None) != (tls_key is None):
             raise WebServerError("--tls-cert and --tls-key go together")
@@ -95,13 +97,15 @@ class WebServer:
             host=host,
             port=port,
             log_level=log_level,
-            access_log=False,
+            access_log=access_log,
             ssl_certfile=str(tls_cert) if tls_cert else None,
             ssl_keyfile=str(tls_key) if tls_key else None,
             server_header=False,
             proxy_headers=False,
             timeout_graceful_shutdown=SHUTDOWN_TIMEOUT,
         )
+        if access_log:  # a line per request, whatever the level of the server's other logs
+            logging.getLogger("uvicorn.access").setLevel(logging.INFO)
         self._server = _Uvicorn(config, self.context)
         self._thread: threading.Thread | None = None
 

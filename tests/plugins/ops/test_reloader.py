@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from manager_host import (
@@ -91,14 +92,16 @@ def test_a_load_fault_keeps_the_old_version(host: Host, reloaders: list[HotReloa
 
 
 def test_a_version_faulting_in_probation_is_rolled_back(
-    host: Host, reloaders: list[HotReloader]
+    host: Host, reloaders: list[HotReloader], tmp_path: Path
 ) -> None:
     d = subscriber(host.root, "p")
     host.grant(d, "events.subscribe")
     manager = host.started()
     reloader = watching(manager, reloaders, probation_s=30.0)
-    subscriber(host.root, "p", {"faults": {"on_event": {"kind": "trap"}}}, version="1.1.0")
-    host.grant(d, "events.subscribe")
+    faulty: dict[str, Any] = {"faults": {"on_event": {"kind": "trap"}}}
+    # Granted before it is saved: a watcher that sees the save first would ask for approval.
+    host.grant(subscriber(tmp_path / "staged", "p", faulty, version="1.1.0"), "events.subscribe")
+    subscriber(host.root, "p", faulty, version="1.1.0")
     wait_for(lambda: version_of(manager, "p") == "1.1.0", "the new version")
     publish(manager, [job_event(1)])
     wait_for(lambda: any(a.outcome == "rolled back" for a in reloader.history("p")), "the rollback")
@@ -136,7 +139,7 @@ def test_more_permissions_wait_for_approval(host: Host, reloaders: list[HotReloa
 
 
 def test_events_during_a_reload_are_delivered_exactly_once(
-    host: Host, reloaders: list[HotReloader]
+    host: Host, reloaders: list[HotReloader], tmp_path: Path
 ) -> None:
     d = subscriber(host.root, "p")
     host.grant(d, "events.subscribe")
@@ -158,8 +161,8 @@ def test_events_during_a_reload_are_delivered_exactly_once(
     producer.start()
     try:
         wait_for(lambda: len(sent) > 50, "some events")
-        subscriber(host.root, "p", version="1.1.0")
-        host.grant(d, "events.subscribe")
+        host.grant(subscriber(tmp_path / "staged", "p", version="1.1.0"), "events.subscribe")
+        subscriber(host.root, "p", version="1.1.0")  # saved once granted, as above
         wait_for(lambda: version_of(manager, "p") == "1.1.0", "the new version")
         wait_for(lambda: len(host.instance("p").events) > 50, "events to the new version")
     finally:

@@ -16,7 +16,6 @@ from fastapi import FastAPI
 from rwq.web.api import api_router
 from rwq.web.context import WebContext
 from rwq.web.errors import install_error_handlers
-from rwq.web.models import JsonBody
 from rwq.web.pages import pages_router, static_files
 from rwq.web.security import SecurityHeaders
 from rwq.web.tokens import TOKEN_PREFIX
@@ -49,7 +48,6 @@ def create_app(context: WebContext) -> FastAPI:
         docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN and inline: the CSP
         redoc_url=None,  # forbids both. The schema is at /openapi.json.
         lifespan=lifespan,
-        default_response_class=JsonBody,
     )
     app.state.rwq = context
     install_error_handlers(app)

@@ -150,8 +150,9 @@ class JobOut(BaseModel):
 
 
 class JsonBody(JSONResponse):
-    """The API's JSON answers, ASCII only: a string a job or a plugin stored with a lone
-    surrogate is answered as its ``\\ud800`` escape instead of failing to encode."""
+    """JSON answers in ASCII, for the routes answering text that jobs, workers or plugins
+    stored: a string with a lone surrogate is answered as its ``\\ud800`` escape (pydantic's
+    own JSON writer, which the other routes keep for speed, fails on it)."""
 
     def render(self, content: Any) -> bytes:
         return json.dumps(

@@ -19,13 +19,16 @@ from rwq.web.models import (
     DeleteRequest,
     DeleteResult,
     JobOut,
+    JsonBody,
     RequeueRequest,
     RequeueResult,
 )
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=f"{API_PREFIX}/dead-letters", tags=["dead letters"])
+router = APIRouter(
+    prefix=f"{API_PREFIX}/dead-letters", tags=["dead letters"], default_response_class=JsonBody
+)
 Context = Annotated[WebContext, Depends(web_context)]
 MAX_FILTERED = 100_000
 """The most dead letters one filtered requeue moves."""

@@ -14,11 +14,11 @@ from rwq.web.auth import Authenticated
 from rwq.web.context import WebContext, web_context
 from rwq.web.errors import ApiError
 from rwq.web.lookup import find_job
-from rwq.web.models import JOB_ID_PATTERN, QUEUE_PATTERN, CancelResult, JobOut
+from rwq.web.models import JOB_ID_PATTERN, QUEUE_PATTERN, CancelResult, JobOut, JsonBody
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=f"{API_PREFIX}/jobs", tags=["jobs"])
+router = APIRouter(prefix=f"{API_PREFIX}/jobs", tags=["jobs"], default_response_class=JsonBody)
 Context = Annotated[WebContext, Depends(web_context)]
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="The job's id.")]
 

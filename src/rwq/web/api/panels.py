@@ -21,12 +21,12 @@ from rwq.web.auth import Authenticated
 from rwq.web.context import WebContext, web_context
 from rwq.web.errors import ApiError
 from rwq.web.live import LiveFeed
-from rwq.web.models import PLUGIN_PATTERN, InputResult, PanelInput, PanelList, PanelOut
+from rwq.web.models import PLUGIN_PATTERN, InputResult, JsonBody, PanelInput, PanelList, PanelOut
 from rwq.web.panel_html import PanelHtml
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=API_PREFIX, tags=["panels"])
+router = APIRouter(prefix=API_PREFIX, tags=["panels"], default_response_class=JsonBody)
 Context = Annotated[WebContext, Depends(web_context)]
 PluginName = Annotated[str, Path(pattern=PLUGIN_PATTERN, description="A plugin's name.")]
 VIEW = "admin.stats.read"

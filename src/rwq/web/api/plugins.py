@@ -26,6 +26,7 @@ from rwq.web.models import (
     ApprovalOut,
     DecisionRequest,
     DecisionResult,
+    JsonBody,
     PluginList,
     PluginOut,
     PluginPermissions,
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=API_PREFIX, tags=["plugins"])
+router = APIRouter(prefix=API_PREFIX, tags=["plugins"], default_response_class=JsonBody)
 Context = Annotated[WebContext, Depends(web_context)]
 PluginName = Annotated[str, Path(pattern=PLUGIN_PATTERN, description="A plugin's name.")]
 READ = "system.config.read"

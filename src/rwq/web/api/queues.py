@@ -22,6 +22,7 @@ from rwq.web.models import (
     EnqueueRequest,
     JobList,
     JobOut,
+    JsonBody,
     PauseResult,
     PeekState,
     PurgeRequest,
@@ -83,7 +84,8 @@ def get_throughput(
     return Throughput(queue=queue, seconds=seconds, completed=completed, failed=failed)
 
 
-@router.get("/{queue}/jobs", response_model=JobList, responses=errors(400, 404),
+@router.get("/{queue}/jobs", response_model=JobList, response_class=JsonBody,
+            responses=errors(400, 404),
             summary="Peek at a queue's jobs")  # fmt: skip
 def peek_jobs(
     queue: QueueName,
@@ -99,7 +101,7 @@ def peek_jobs(
     return JobList(queue=queue, state=state, jobs=[JobOut(**j.to_dict()) for j in jobs])
 
 
-@router.post("/{queue}/jobs", response_model=JobOut, status_code=201,
+@router.post("/{queue}/jobs", response_model=JobOut, status_code=201, response_class=JsonBody,
              responses=errors(409), summary="Enqueue a job")  # fmt: skip
 def enqueue_job(
     queue: QueueName,

@@ -11,11 +11,11 @@ from rwq.plugins.trust import audit as audit_log
 from rwq.web.api.common import API_PREFIX, errors
 from rwq.web.auth import Authenticated
 from rwq.web.context import WebContext, web_context
-from rwq.web.models import AuditPage, AuditRecordOut, WorkerList, WorkerOut
+from rwq.web.models import AuditPage, AuditRecordOut, JsonBody, WorkerList, WorkerOut
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=API_PREFIX, tags=["system"])
+router = APIRouter(prefix=API_PREFIX, tags=["system"], default_response_class=JsonBody)
 Context = Annotated[WebContext, Depends(web_context)]
 AuditKind = Literal[
     "check", "grant", "revoke", "deny", "forget", "policy", "action", "dropped"

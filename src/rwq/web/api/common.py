@@ -9,7 +9,7 @@ from rwq.web.context import WebContext
 from rwq.web.errors import ApiError
 from rwq.web.models import ErrorBody
 
-__all__ = ["API_PREFIX", "counted", "errors", "refuse_in_read_only"]
+__all__ = ["API_PREFIX", "errors", "refuse_in_read_only"]
 
 API_PREFIX = "/api/v1"
 """Where the API lives; each resource's router carries it in its own prefix, so a route's
@@ -41,8 +41,3 @@ def refuse_in_read_only(
     if context.settings.read_only:
         principal.record(permission, queue, False, "read-only mode")
         raise ApiError(409, "read_only", f"{principal.operation} refused: rwq is in read-only mode")
-
-
-def counted(count: int, noun: str) -> str:
-    """``1 dead letter``, ``3 dead letters``: a count for an audit line."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"

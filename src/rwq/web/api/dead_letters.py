@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from rwq.queue.admin import Admin
+from rwq.units import counted
 from rwq.web.access import Principal
-from rwq.web.api.common import API_PREFIX, counted, errors, refuse_in_read_only
+from rwq.web.api.common import API_PREFIX, errors, refuse_in_read_only
 from rwq.web.auth import Authenticated
 from rwq.web.context import WebContext, web_context
 from rwq.web.errors import ApiError

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from rwq.queue.admin import UnknownQueue
 from rwq.queue.job import JobError, new_job_id
 from rwq.queue.producer import DuplicateJob, Producer
-from rwq.units import UnitError, parse_duration
+from rwq.units import UnitError, counted, parse_duration
 from rwq.web.access import Principal
-from rwq.web.api.common import API_PREFIX, counted, errors, refuse_in_read_only
+from rwq.web.api.common import API_PREFIX, errors, refuse_in_read_only
 from rwq.web.auth import Authenticated
 from rwq.web.context import WebContext, web_context
 from rwq.web.errors import ApiError
